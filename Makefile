@@ -1,0 +1,61 @@
+# HistCode: `make demo` and `make test` are each one command on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 5000
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+export GIT_PYTHON_REFRESH := quiet
+
+.PHONY: setup demo test lint repro ui clean promote eval-cptac tune bench summary
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch/torchvision first, pinned (pip takes them from the local wheel cache where one exists)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	@start=$$(date +%s); \
+	$(BIN)/dvc repro && \
+	$(BIN)/histcode summary && \
+	echo "demo finished in $$(( $$(date +%s) - start )) s"
+
+repro: setup
+	$(BIN)/dvc repro
+
+summary: setup
+	$(BIN)/histcode summary
+
+test: setup
+	$(BIN)/pytest -q -p no:cacheprovider --timeout=900 tests
+
+lint: setup
+	$(BIN)/ruff check src pipelines tests benchmarks
+
+ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
+	  --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(PORT) --workers 1
+
+promote: setup
+	$(BIN)/histcode promote
+
+eval-cptac: setup
+	$(BIN)/histcode eval-external --cohort cptac_synth
+
+tune: setup
+	$(BIN)/histcode tune mil
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf data/synthetic data/manifests data/tiles data/stain data/models data/features data/attention \
+	  data/attention_genes data/splits data/expression data/predictions reports mlruns/mlflow.db \
+	  mlruns/artifacts .dvc/tmp optuna

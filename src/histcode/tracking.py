@@ -1,0 +1,173 @@
+"""MLflow conventions (DESIGN §5): tracking URI, experiment names, run tags, metrics written twice.
+
+``MLFLOW_TRACKING_URI`` wins when set (a team server); otherwise a sqlite store under ``mlruns/`` with
+artifacts in ``mlruns/artifacts`` (the file store is deprecated in MLflow 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from histcode import __version__
+from histcode.atomic import write_json
+
+MLRUNS_DIR = Path("mlruns")
+EXPERIMENT_PREFIX = "histcode"
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """The tracking URI to use; creates the local sqlite store directory if needed."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    store = (root or Path.cwd()) / MLRUNS_DIR
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(store / 'mlflow.db').resolve()}"
+
+
+def artifact_location(root: Path | None = None) -> str | None:
+    """Artifact root for new experiments in the local store (None lets a server decide)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    return ((root or Path.cwd()) / MLRUNS_DIR / "artifacts").resolve().as_uri()
+
+
+def setup(experiment: str) -> str:
+    """Point MLflow at the project store and select experiment ``histcode/<experiment>``; return its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    name = f"{EXPERIMENT_PREFIX}/{experiment}"
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        exp_id = mlflow.create_experiment(name, artifact_location=artifact_location())
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def git_commit() -> str:
+    """Current git commit (suffixed ``-dirty`` when the tree has changes), or ``unknown`` outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout
+        return sha.strip() + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def dvc_hash(paths: list[str | Path]) -> str:
+    """A content hash of the given inputs, as DVC records it in ``dvc.lock``/``.dvc`` files when present.
+
+    Falls back to hashing file sizes+mtimes+names for paths DVC does not track (fast, stable per content
+    snapshot). Used to tie runs and registered models to the exact data they saw.
+    """
+    h = hashlib.md5()
+    lock = _dvc_lock_hashes()
+    for p in sorted(str(x) for x in paths):
+        key = p.rstrip("/")
+        if key in lock:
+            h.update(f"{key}:{lock[key]}".encode())
+            continue
+        path = Path(p)
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+def _dvc_lock_hashes() -> dict[str, str]:
+    out: dict[str, str] = {}
+    lock = Path("dvc.lock")
+    if lock.exists():
+        import yaml
+
+        data = yaml.safe_load(lock.read_text()) or {}
+        for stage in (data.get("stages") or {}).values():
+            for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
+                if "md5" in entry:
+                    out[str(entry["path"]).rstrip("/")] = entry["md5"]
+    for dvcfile in Path(".").glob("*.dvc"):
+        import yaml
+
+        data = yaml.safe_load(dvcfile.read_text()) or {}
+        for entry in data.get("outs") or []:
+            if "md5" in entry:
+                out[str(entry["path"]).rstrip("/")] = entry["md5"]
+    return out
+
+
+def run_tags(*, stage: str, cohort: str | None = None, inputs: list[str | Path] | None = None) -> dict[str, str]:
+    """Tags every run carries: stage, git commit, DVC data hash of its inputs, cohort, package version."""
+    tags = {
+        "histcode.stage": stage,
+        "git_commit": git_commit(),
+        "histcode.version": __version__,
+    }
+    if cohort:
+        tags["cohort"] = cohort
+    if inputs:
+        tags["dvc_data_hash"] = dvc_hash(inputs)
+    return tags
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested params for ``mlflow.log_params`` (keys joined by dots, lists as JSON)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list | tuple):
+            out[key] = json.dumps(list(v), default=str)[:500]
+        else:
+            out[key] = v
+    return out
+
+
+@contextlib.contextmanager
+def start_run(
+    experiment: str,
+    *,
+    run_name: str,
+    stage: str,
+    params: Mapping[str, Any] | None = None,
+    cohort: str | None = None,
+    inputs: list[str | Path] | None = None,
+    nested: bool = False,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
+    """Start an MLflow run with the project's tags and params logged; nested runs inherit the experiment."""
+    import mlflow
+
+    if not nested:
+        setup(experiment)
+    all_tags = run_tags(stage=stage, cohort=cohort, inputs=inputs)
+    all_tags.update(tags or {})
+    with mlflow.start_run(run_name=run_name, nested=nested, tags=all_tags) as run:
+        if params:
+            mlflow.log_params(flatten(params))
+        yield run
+
+
+def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = None, step: int | None = None) -> None:
+    """Log metrics to the active MLflow run and (when given) to the stage's DVC metrics JSON: one dict, twice."""
+    import mlflow
+
+    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v}
+    if mlflow.active_run() is not None and numeric:
+        mlflow.log_metrics(numeric, step=step)
+    if json_path is not None:
+        write_json(json_path, dict(metrics))
