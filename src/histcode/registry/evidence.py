@@ -1,0 +1,70 @@
+"""Held-out evidence attached to registered model versions, so the promotion gate can compare versions.
+
+Two kinds:
+- ``binary``: one row per held-out slide, columns ``id, label, prob`` (metric: ROC-AUC);
+- ``per_unit``: one row per unit (e.g. gene), columns ``id, score`` (metric: mean score, e.g. held-out
+  Pearson per gene).
+The table is logged as an artifact of the version's training run and the version is tagged with where it is.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from histcode.registry.models import RegistryError, _client
+
+Kind = Literal["binary", "per_unit"]
+COLUMNS: dict[str, tuple[str, ...]] = {"binary": ("id", "label", "prob"), "per_unit": ("id", "score")}
+
+
+def _check(df: pd.DataFrame, kind: str, where: str) -> pd.DataFrame:
+    if kind not in COLUMNS:
+        raise RegistryError(f"{where}: unknown evidence kind {kind!r}; valid: {sorted(COLUMNS)}")
+    missing = [c for c in COLUMNS[kind] if c not in df.columns]
+    if missing:
+        raise RegistryError(f"{where}: evidence of kind {kind!r} lacks columns {missing}")
+    out = df.loc[:, list(COLUMNS[kind])].copy()
+    out["id"] = out["id"].astype(str)
+    if out["id"].duplicated().any():
+        raise RegistryError(f"{where}: duplicated ids in evidence, e.g. {out['id'][out['id'].duplicated()].iloc[0]}")
+    if out.drop(columns="id").isna().any().any():
+        raise RegistryError(f"{where}: evidence contains NaN values")
+    return out
+
+
+def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Kind) -> None:
+    """Log ``df`` as held-out evidence for ``name`` version ``version``."""
+    client = _client()
+    mv = client.get_model_version(name, str(version))
+    table = _check(df, kind, f"{name} v{version}")
+    artifact_dir = f"evidence/{name}-v{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence.csv"
+        table.to_csv(path, index=False)
+        client.log_artifact(mv.run_id, str(path), artifact_path=artifact_dir)
+    client.set_model_version_tag(name, str(version), "evidence.kind", kind)
+    client.set_model_version_tag(name, str(version), "evidence.artifact", f"{artifact_dir}/evidence.csv")
+    client.set_model_version_tag(name, str(version), "evidence.n", str(len(table)))
+
+
+def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
+    """The evidence table and its kind for a version; ``RegistryError`` if none was attached."""
+    import mlflow
+
+    client = _client()
+    mv = client.get_model_version(name, str(version))
+    kind = mv.tags.get("evidence.kind")
+    artifact = mv.tags.get("evidence.artifact")
+    if not kind or not artifact:
+        raise RegistryError(
+            f"{name} v{version} has no held-out evidence attached; retrain it with `dvc repro` "
+            "(training stages attach evidence when they register a model)."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=artifact, dst_path=tmp)
+        df = pd.read_csv(local, dtype={"id": str})
+    return _check(df, kind, f"{name} v{version}"), kind

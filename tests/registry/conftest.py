@@ -1,0 +1,47 @@
+"""Registry tests run against a throwaway sqlite store in a temp dir (never the project's mlruns/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+class TinyClassifier(torch.nn.Module):
+    """Logistic model on 4 features; ``bias`` shifts its scores (used to make better/worse versions)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.lin(x)).squeeze(-1)
+
+
+def evidence(noise: float, seed: int = 0, n: int = 200) -> pd.DataFrame:
+    """Binary held-out evidence whose AUC falls as ``noise`` grows (same ids and labels for every call)."""
+    rng = np.random.default_rng(123)
+    y = rng.integers(0, 2, n)
+    signal = y + np.random.default_rng(seed).normal(0, noise, n)
+    return pd.DataFrame({"id": [f"s{i}" for i in range(n)], "label": y, "prob": 1 / (1 + np.exp(-signal))})
+
+
+@pytest.fixture
+def make_evidence():  # type: ignore[no-untyped-def]
+    return evidence
+
+
+@pytest.fixture
+def tiny_classifier():  # type: ignore[no-untyped-def]
+    return TinyClassifier

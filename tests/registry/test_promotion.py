@@ -1,0 +1,51 @@
+"""Register → attach evidence → promote → load by alias, on a real (sqlite) MLflow registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from histcode import tracking
+from histcode.registry import CHALLENGER, CHAMPION, RegistryError, get_version, load_model, log_and_register
+from histcode.registry.evidence import attach_evidence
+from histcode.registry.gate import GateConfig
+from histcode.registry.promotion import promote
+
+CFG = GateConfig(thresholds={"histcode-mil": 0.6}, bootstrap=200, seed=0)
+X = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+
+
+def test_register_promote_load(store: Path, make_evidence, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
+    def _register(seed: int, noise: float) -> str:
+        with tracking.start_run("mil", run_name=f"fit-{seed}", stage="train_mil"):
+            mv = log_and_register(tiny_classifier(seed), "histcode-mil", input_example=X, metrics={"auc": 0.9})
+        attach_evidence("histcode-mil", mv.version, make_evidence(noise, seed=seed), kind="binary")
+        return str(mv.version)
+
+    with pytest.raises(RegistryError, match="make promote"):
+        load_model("histcode-mil", CHAMPION)
+    v1 = _register(1, 1.0)
+    mv = get_version("histcode-mil", CHALLENGER)
+    assert str(mv.version) == v1 and mv.tags["metric.auc"] == "0.9" and mv.tags["run_id"]
+    assert mv.tags["git_commit"]
+
+    first = promote("histcode-mil", CFG)
+    assert first.promote and str(get_version("histcode-mil", CHAMPION).version) == v1
+
+    worse = _register(2, 3.0)
+    d = promote("histcode-mil", CFG)
+    assert not d.promote and str(get_version("histcode-mil", CHAMPION).version) == v1
+    assert str(get_version("histcode-mil", CHALLENGER).version) == worse
+    assert mlflow.MlflowClient().get_model_version("histcode-mil", worse).tags["gate.decision"] == "refused"
+
+    better = _register(3, 0.2)
+    d = promote("histcode-mil", CFG)
+    assert d.promote and str(get_version("histcode-mil", CHAMPION).version) == better
+
+    model = load_model("histcode-mil", CHAMPION)
+    expected = tiny_classifier(3)(torch.from_numpy(X))
+    torch.testing.assert_close(model(torch.from_numpy(X)), expected)
