@@ -1,0 +1,1 @@
+"""RNA-seq: GDC STAR / FPKM-UQ readers, tumour/normal pairing, fold changes, DE labels, driver panel."""

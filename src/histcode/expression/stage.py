@@ -1,0 +1,56 @@
+"""The ``de_targets`` stage: validated rnaseq.csv → DE targets, MLflow run ``expression``, DVC metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from histcode.atomic import write_csv
+from histcode.config import DEFAULT_PARAMS, base, load_params, section, to_dict
+from histcode.expression.build import OUTPUTS, DETargets, TargetsError, make_de_targets, write_de_targets
+from histcode.expression.config import ExpressionConfig
+from histcode.paths import Paths
+
+
+def load_rnaseq_manifest(path: Path, *, tcga: bool, report: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Read ``rnaseq.csv`` and validate it with the ingest suite before use (raises ``ValidationError``)."""
+    from histcode.cohort.suites import rnaseq_manifest
+    from histcode.cohort.tables import read_table
+    from histcode.cohort.validation import check_table
+
+    df = read_table(path, sep=",", what="RNA-seq manifest (run `histcode ingest` first)")
+    check_table(df, rnaseq_manifest(check_files=True, tcga=tcga), source=path, report=[] if report is None else report)
+    return df.reset_index(drop=True)
+
+
+def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, cohort: str | None = None) -> DETargets:
+    """Build and write the DE targets of ``cohort`` (default ``base.train_cohort``)."""
+    from histcode import tracking
+
+    data = params if isinstance(params, dict) else load_params(params)
+    base_cfg = base(data)
+    name = cohort or base_cfg.train_cohort
+    cohort_cfg = base_cfg.cohort(name)
+    cfg = section(ExpressionConfig, "expression", data)
+    paths = Paths.from_base(base_cfg)
+    manifest_path = paths.rnaseq_csv(name)
+    out_dir = paths.expression(name)
+    manifest = load_rnaseq_manifest(manifest_path, tcga=cohort_cfg.kind in ("gdc", "barcode"))
+    with tracking.start_run("expression", run_name=f"de_targets-{name}", stage="de_targets", cohort=name,
+                            params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)]):
+        import mlflow
+
+        try:
+            result = make_de_targets(manifest, cfg, source=str(manifest_path))
+        except TargetsError as exc:
+            if exc.pairing is not None:
+                write_csv(out_dir / OUTPUTS["excluded"], exc.pairing.excluded)
+            raise
+        written = write_de_targets(result, out_dir)
+        for key in ("pairs", "excluded", "panel", "read_failures"):
+            mlflow.log_artifact(str(written[key]), artifact_path="expression")
+        mlflow.log_dict(result.overlap, "expression/histcode_overlap.json")
+        tracking.log_metrics(result.metrics, paths.metrics("de_targets"))
+    return result
