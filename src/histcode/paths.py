@@ -49,9 +49,18 @@ class Paths:
     def process_list(self, cohort: str) -> Path:
         return self.tiles(cohort) / "process_list.csv"
 
+    @property
+    def stain_reference(self) -> Path:
+        """Fitted stain normaliser (``histcode.slides.stain.load_normalizer``), from the train cohort."""
+        return self.data_dir / "stain" / "reference.json"
+
     # models
     def models(self, name: str) -> Path:
         return self.data_dir / "models" / name
+
+    def checkpoints(self, stage: str) -> Path:
+        """Resumable training state, kept outside DVC outs (DVC deletes outs before a stage runs)."""
+        return self.data_dir / "checkpoints" / stage
 
     # features / attention
     def features(self, cohort: str, encoder: str) -> Path:
@@ -97,3 +106,7 @@ class Paths:
 
     def figures(self, stage: str) -> Path:
         return self.reports_dir / "figures" / stage
+
+    def tune_best(self, family: str) -> Path:
+        """Best hyperparameters of an Optuna study as a params file (``<family>:`` section, full)."""
+        return self.reports_dir / "tune" / f"{family}_best.yaml"

@@ -1,0 +1,1 @@
+"""Slides: OpenSlide reader, resolution, tissue mask, tile grid, coords store, stain normalisation."""

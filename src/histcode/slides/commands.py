@@ -1,0 +1,35 @@
+"""``histcode tile`` and ``histcode stain-ref`` (heavy imports stay inside the commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tile")
+    def tile_cmd(
+        cohort: str = typer.Option(..., "--cohort", "-c", help="Cohort name under base.cohorts."),
+        workers: int = typer.Option(None, help="Slide processes (default tile.workers; 0 = in-process)."),
+        shard: str = typer.Option("0/1", help="Job-array shard i/n (0-based): every n-th slide from i."),
+        params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, tile)."),
+        progress: bool = typer.Option(True, help="Show the per-cohort progress bar."),
+    ) -> None:
+        """Segment tissue and write tile coords + mask PNGs for a cohort (resumes, skips complete slides)."""
+        from histcode.slides.stage import run_tile
+        from histcode.slides.tiling import parse_shard
+
+        metrics = run_tile(cohort, params, workers=workers, shard=parse_shard(shard), progress=progress)
+        typer.echo(f"tile {cohort}: {metrics['n_done']} slides tiled, {metrics['n_failed']} failed, "
+                   f"{metrics['n_tiles']} tiles (see process_list.csv)")
+
+    @app.command("stain-ref")
+    def stain_ref_cmd(
+        params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, stain)."),
+    ) -> None:
+        """Fit the stain normaliser on train-cohort tiles → data/stain/reference.json."""
+        from histcode.slides.stage import run_stain_ref
+
+        metrics = run_stain_ref(params)
+        typer.echo(f"stain reference fitted on {metrics['n_fit_tiles']} tiles")

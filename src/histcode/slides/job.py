@@ -1,0 +1,192 @@
+"""Tiling of one slide: resolve µm/px → segment tissue → select grid tiles → write coords .h5 + mask PNG.
+
+The coords file is written last, so its presence (with a matching ``tile_config_digest``) marks the slide
+complete for resume. ``run_slide`` never raises: any error becomes a ``failed`` result with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from histcode import __version__
+from histcode.config import to_dict
+from histcode.slides.config import TileConfig
+from histcode.slides.coords import CoordsError, read_coords, write_coords
+from histcode.slides.grid import select_tiles, tile_size_level0
+from histcode.slides.mask import TissueMask, segment_tissue
+from histcode.slides.reader import SlideError, SlideReader
+from histcode.slides.render import render_mask, write_png
+
+SEG_MAX_REFINE = 4  # small slides segment at most 4x finer than seg_downsample
+AREA_UNIT_PX = 512  # a_t / a_h unit: one 512x512 tile at the target resolution (CLAM's ref_patch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideResult:
+    """One row of ``process_list.csv``."""
+
+    slide: str
+    status: str  # done | failed
+    n_tiles: int
+    reason: str = ""
+    mpp: float | None = None
+    mpp_source: str = ""
+    tile_size_level0: int | None = None
+    tissue_area_mm2: float | None = None
+    seconds: float = 0.0  # wall time of this run (not written to process_list: it is not reproducible)
+
+    def row(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("seconds")
+        return d
+
+
+def seg_downsample(cfg: TileConfig, longest_target_px: float) -> float:
+    """Segmentation downsample relative to the target resolution: ``seg_downsample`` (CLAM's 64x), lowered
+    for small slides to keep ``seg_min_px`` px on the longer side, but never below a quarter of it
+    (16x = 8 µm/px at 0.5 µm/px), where single nuclei would start to read as dark ink or holes."""
+    fine = max(cfg.seg_downsample / SEG_MAX_REFINE, 1.0)
+    return float(min(cfg.seg_downsample, max(fine, longest_target_px / cfg.seg_min_px)))
+
+
+def config_digest(cfg: TileConfig) -> str:
+    """Hash of every setting that changes the outputs (``workers`` excluded)."""
+    d = to_dict(cfg)
+    d.pop("workers", None)
+    return hashlib.md5(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def output_paths(out_dir: Path, slide_id: str) -> tuple[Path, Path]:
+    """(coords .h5, mask PNG) of a slide, laid out as ``Paths.coords_h5``/``Paths.mask_png``."""
+    return out_dir / f"{slide_id}.h5", out_dir / "masks" / f"{slide_id}.png"
+
+
+def completed(out_dir: Path, slide_id: str, digest: str) -> SlideResult | None:
+    """The result recorded in an existing, complete output for the same config, else None."""
+    h5, png = output_paths(out_dir, slide_id)
+    if not (h5.exists() and png.exists()):
+        return None
+    try:
+        coords, attrs = read_coords(h5)
+    except CoordsError:
+        return None
+    if attrs.get("tile_config_digest") != digest:
+        return None
+    return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), mpp=attrs["slide_mpp"],
+                       mpp_source=str(attrs.get("mpp_source") or ""), tile_size_level0=attrs["patch_size"],
+                       tissue_area_mm2=attrs.get("tissue_area_mm2"))
+
+
+def remove_stale_temps(out_dir: Path, slide_id: str) -> None:
+    """Delete temp files a killed run left for this slide (atomic writes leave only ``.<name>.*.tmp``)."""
+    for folder, name in ((out_dir, f"{slide_id}.h5"), (out_dir / "masks", f"{slide_id}.png")):
+        if folder.is_dir():
+            for tmp in folder.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Segmentation:
+    """A slide's tissue mask and tile size: ``image`` (h, w, 3) uint8 RGB at ``tissue.downsample``."""
+
+    tissue: TissueMask
+    image: np.ndarray
+    size: int  # level-0 px per tile
+
+
+def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
+    """Resolve the tile size at ``cfg.target_mpp`` and segment tissue on a low-resolution read."""
+    mpp = slide.mpp
+    size = tile_size_level0(cfg.tile_px, cfg.target_mpp, mpp, snap=cfg.mpp_snap)
+    width, height = slide.dimensions
+    if width < size or height < size:
+        raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
+                         f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
+    ratio = size / cfg.tile_px  # level-0 px per target px: segmentation is defined at target scale
+    seg_rgb, seg_ds = slide.read_downsampled(seg_downsample(cfg, max(width, height) / ratio) * ratio)
+    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=(AREA_UNIT_PX * ratio) ** 2)
+    return Segmentation(tissue=tissue, image=seg_rgb, size=size)
+
+
+def _thumbnail(slide: SlideReader, seg: Segmentation, cfg: TileConfig) -> tuple[np.ndarray, float]:
+    """PNG background: <= mask_png_max_px, >= 512 px unless that costs > 16x the segmentation read."""
+    seg_ds = seg.tissue.downsample
+    longest = max(slide.dimensions)
+    png_ds = max(longest / cfg.mask_png_max_px, min(seg_ds / 4.0, longest / 512.0), 1.0)
+    thumb, thumb_ds = (seg.image, seg_ds) if png_ds >= seg_ds else slide.read_downsampled(png_ds)
+    if max(thumb.shape[:2]) > cfg.mask_png_max_px:  # integer-factor reads can overshoot the cap
+        scale = cfg.mask_png_max_px / max(thumb.shape[:2])
+        size_px = (max(1, round(thumb.shape[1] * scale)), max(1, round(thumb.shape[0] * scale)))
+        thumb_ds *= thumb.shape[1] / size_px[0]
+        thumb = cv2.resize(thumb, size_px, interpolation=cv2.INTER_AREA)
+    return thumb, thumb_ds
+
+
+def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileConfig, *,
+               mpp_override: float | None = None, default_mpp: float | None = None) -> SlideResult:
+    """Tile one slide and write its outputs; raises ``SlideError`` for bad input (see ``run_slide``)."""
+    out_dir = Path(out_dir)
+    h5_path, png_path = output_paths(out_dir, slide_id)
+    with SlideReader(path, mpp_override=mpp_override, default_mpp=default_mpp) as slide:
+        seg = segment_slide(slide, cfg)
+        tissue, size, seg_ds = seg.tissue, seg.size, seg.tissue.downsample
+        width, height = slide.dimensions
+        coords, _ = select_tiles(tissue.mask, seg_ds, width, height, size,
+                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+        thumb, thumb_ds = _thumbnail(slide, seg, cfg)
+        mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
+    tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_png(png_path, render_mask(thumb, thumb_ds, tissue, coords, size))
+    if len(coords) == 0:
+        raise SlideError(f"{path_str}: no tissue found (tissue area {tissue_mm2:.3f} mm², threshold "
+                         f"{tissue.threshold:.0f} on saturation, no {cfg.tile_px}px tile reaches tissue "
+                         f"fraction {cfg.tissue_threshold}); check the mask PNG {png_path} — lower "
+                         "tile.tissue_threshold or a_t if tissue is missed, else drop the slide.")
+    attrs = {
+        "patch_size": int(size), "patch_level": 0, "downsample": [1.0, 1.0],
+        "level_dim": [int(width), int(height)], "downsampled_level_dim": [int(width), int(height)],
+        "name": slide_id, "target_mpp": float(cfg.target_mpp), "tile_px": int(cfg.tile_px),
+        "slide_mpp": float(mpp), "mpp_source": mpp_source, "tissue_threshold": float(cfg.tissue_threshold),
+        "tissue_rule": cfg.tissue_rule, "seg_downsample": float(seg_ds), "tissue_area_mm2": tissue_mm2,
+        "histcode_version": __version__, "tile_config_digest": config_digest(cfg),
+    }
+    write_coords(h5_path, coords, attrs)
+    return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), mpp=float(mpp),
+                       mpp_source=mpp_source, tile_size_level0=int(size), tissue_area_mm2=tissue_mm2)
+
+
+def run_slide(path: str, slide_id: str, out_dir: str, cfg: TileConfig, mpp_override: float | None,
+              default_mpp: float | None) -> SlideResult:
+    """``tile_slide`` for a worker process: every exception becomes a ``failed`` result with its reason."""
+    cv2.setNumThreads(1)  # slides run in parallel processes; one thread each avoids oversubscription
+    t0 = time.perf_counter()
+    remove_stale_temps(Path(out_dir), slide_id)
+    try:
+        res = tile_slide(path, slide_id, out_dir, cfg, mpp_override=mpp_override, default_mpp=default_mpp)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, SlideError) else f"{path}: {type(exc).__name__}: {exc}"
+        res = SlideResult(slide=slide_id, status="failed", n_tiles=0, reason=reason)
+    return dataclasses.replace(res, seconds=time.perf_counter() - t0)
+
+
+def valid_mpp(value: Any) -> float | None:
+    """A manifest ``mpp`` cell → positive float, or None when empty/invalid."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def tile_area_mm2(n_tiles: int, size: int | None, mpp: float | None) -> float:
+    return float(n_tiles * (size or 0) ** 2 * (mpp or 0.0) ** 2 / 1e6)

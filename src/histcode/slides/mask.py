@@ -1,0 +1,160 @@
+"""Tissue segmentation of a low-resolution slide image (CLAM/HistCode recipe plus pen and blank exclusion).
+
+Saturation channel → median blur → threshold (Otsu, never below the fixed ``sthresh``) → morphological
+close → contour filtering of small tissue pieces and holes. Ink (pen marks) and blank/black areas are
+removed before thresholding and again from the final mask, so no tile lands on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from histcode.slides.config import TileConfig
+
+# Pen ink in OpenCV HSV (H 0-179, S and V 0-255). H&E at low resolution sits at hue ~135-170 (purple to
+# pink) with moderate saturation; inks are far more saturated, off that hue range, or neutral and dark.
+PEN_RED_HUE = (7, 172)  # red ink: hue <= 7 or >= 172 (344-14 degrees) ...
+PEN_RED_SAT = 110  # ... strongly saturated ...
+PEN_RED_MARGIN = 60  # ... and well above the slide's median tissue saturation (heavy eosin is red too)
+PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
+PEN_COLD_SAT = 60
+PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this
+PEN_NEUTRAL = (40, 120)  # grey/black ink on glass: saturation below 40 and brightness below 120
+PEN_DARK_RATIO = 0.55  # ink over tissue: darker than this fraction of the median tissue brightness ...
+# ... counts only where connected to certain ink (hysteresis), so dense but unmarked tissue (epidermis,
+# lymphoid aggregates) is never removed.
+PEN_DILATE = 3  # seg pixels: ink halos are less saturated than the ink itself
+PEN_MIN_PX = 4  # seg pixels: smaller dark/red specks (nuclei clusters, blood) are not ink strokes
+
+
+@dataclasses.dataclass(frozen=True)
+class TissueMask:
+    """Binary tissue mask at segmentation resolution plus what produced it.
+
+    mask: (h, w) bool, True = tissue; ``downsample`` level-0 px per mask px; ``pen`` (h, w) bool ink mask;
+    contours/holes: OpenCV contours (k, 1, 2) int32 in mask px of kept tissue pieces and holes.
+    """
+
+    mask: np.ndarray
+    downsample: float
+    threshold: float
+    pen: np.ndarray
+    contours: list[np.ndarray]
+    holes: list[np.ndarray]
+
+    @property
+    def tissue_fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+
+def _large(mask: np.ndarray) -> np.ndarray:
+    """Connected components of at least ``PEN_MIN_PX`` pixels: (H, W) uint8 → bool."""
+    if not mask.any():
+        return mask.astype(bool)
+    _n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= PEN_MIN_PX)
+    return np.isin(labels, big[big > 0])
+
+
+def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB → (H, W) bool: strongly saturated red, green/blue ink, grey/black marks.
+
+    ``blur`` (odd px): median filter first, so fibre-scale colour (bright eosin strands resolved on small
+    slides) is judged at the scale of an ink stroke.
+    """
+    if blur > 1:
+        rgb = cv2.medianBlur(np.ascontiguousarray(rgb), blur)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    cold = (h >= PEN_COLD_HUE[0]) & (h <= PEN_COLD_HUE[1]) & (s >= PEN_COLD_SAT)
+    neutral = ((s < PEN_NEUTRAL[0]) & (v < PEN_NEUTRAL[1])) | (v < PEN_BLACK_VALUE)
+    stained = (s >= 20) & ~cold & ~neutral  # the slide's tissue (and any red ink)
+    enough = stained.sum() >= 16
+    sat_floor = max(PEN_RED_SAT, float(np.median(s[stained])) + PEN_RED_MARGIN) if enough else 255.0
+    red = ((h <= PEN_RED_HUE[0]) | (h >= PEN_RED_HUE[1])) & (s >= sat_floor)
+    strong = _large((red | cold | neutral).astype(np.uint8))
+    if not strong.any():
+        return np.zeros(rgb.shape[:2], bool)
+    dark = np.zeros_like(strong)
+    if enough:  # a marker transmits far less light than the slide's stained tissue
+        dark = v < PEN_DARK_RATIO * float(np.median(v[stained & ~strong]))
+    _n, labels = cv2.connectedComponents((strong | dark).astype(np.uint8), connectivity=8)
+    pen = np.isin(labels, np.unique(labels[strong])).astype(np.uint8)  # dark regions touching ink
+    if PEN_DILATE > 0 and pen.any():
+        pen = cv2.dilate(pen, np.ones((PEN_DILATE, PEN_DILATE), np.uint8))
+    return pen.astype(bool)
+
+
+def closing(binary: np.ndarray, k: int) -> np.ndarray:
+    """Morphological closing with a k x k square that does not shift the mask.
+
+    OpenCV's MORPH_CLOSE uses the same off-centre anchor for the dilation and the erosion when k is even
+    (CLAM's close=4), which moves the mask by one pixel; eroding with the reflected anchor is the
+    textbook closing.
+    """
+    kernel = np.ones((k, k), np.uint8)
+    a, b = k // 2, k - 1 - k // 2
+    padded = cv2.copyMakeBorder(binary, k, k, k, k, cv2.BORDER_CONSTANT, value=0)  # glass beyond the edge
+    grown = cv2.dilate(padded, kernel, anchor=(a, a))
+    return cv2.erode(grown, kernel, anchor=(b, b))[k:-k, k:-k]
+
+
+def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: float,
+                     max_n_holes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """CLAM's contour filter: keep tissue pieces whose area net of holes exceeds ``min_tissue_px`` and,
+    inside them, the ``max_n_holes`` largest holes bigger than ``min_hole_px``."""
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return [], []
+    hier = hierarchy[0]  # (n, 4): next, previous, first child, parent
+    tissue: list[np.ndarray] = []
+    holes: list[np.ndarray] = []
+    for i in np.flatnonzero(hier[:, 3] == -1):
+        child_ids = np.flatnonzero(hier[:, 3] == i)
+        hole_areas = [cv2.contourArea(contours[j]) for j in child_ids]
+        area = cv2.contourArea(contours[i]) - sum(hole_areas)
+        if area <= 0 or area <= min_tissue_px:
+            continue
+        tissue.append(contours[i])
+        order = np.argsort(hole_areas)[::-1][:max_n_holes]
+        holes.extend(contours[child_ids[k]] for k in order if hole_areas[k] > min_hole_px)
+    return tissue, holes
+
+
+def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_unit_px: float) -> TissueMask:
+    """Tissue mask of a low-resolution RGB image of the slide.
+
+    rgb: (H, W, 3) uint8 at ``downsample`` level-0 px per pixel; area_unit_px: level-0 pixels of one
+    area unit (a 512x512 tile at the target resolution), used to scale ``a_t``/``a_h`` to mask pixels.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"segment_tissue expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
+    pen = pen_mask(rgb, cfg.median_blur) if cfg.exclude_pen else np.zeros(rgb.shape[:2], bool)
+    blank = rgb.min(axis=2) >= cfg.white_value  # glass / empty background
+    excluded = pen | blank
+    sat = np.where(excluded, 0, sat).astype(np.uint8)
+    if cfg.median_blur > 1:
+        sat = cv2.medianBlur(sat, cfg.median_blur)
+    threshold = float(cfg.sthresh)
+    if cfg.use_otsu and sat.max() > sat.min():
+        otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        threshold = max(float(otsu), float(cfg.sthresh))  # a blank slide's noise never becomes tissue
+    binary = (sat > threshold).astype(np.uint8)
+    if cfg.close > 0:
+        binary = closing(binary, cfg.close)
+    unit = area_unit_px / (downsample * downsample)  # mask pixels per area unit
+    cap = cfg.area_slide_frac * binary.size  # small slides: limits relative to the slide's area
+    tissue, holes = _filter_contours(binary, min(cfg.a_t * unit, cap), min(cfg.a_h * unit, cap),
+                                     cfg.max_n_holes)
+    out = np.zeros(binary.shape, np.uint8)
+    if tissue:
+        cv2.drawContours(out, tissue, -1, 1, thickness=cv2.FILLED)
+    if holes:
+        cv2.drawContours(out, holes, -1, 0, thickness=cv2.FILLED)
+    mask = out.astype(bool) & ~pen
+    return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
+                      contours=tissue, holes=holes)

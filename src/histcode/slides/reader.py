@@ -1,0 +1,271 @@
+"""Whole-slide reader over OpenSlide: resolution (µm/px), pyramid levels and best-level tile reads.
+
+Every bad-input case (missing file, unsupported or truncated file, unresolvable resolution, reads out of
+bounds) raises ``SlideError`` naming the slide and the fix, so cohort runs can record it and go on.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+# µm/px of a 1x objective; objective power P gives about 10/P µm/px (20x ≈ 0.5, 40x ≈ 0.25).
+MPP_AT_1X = 10.0
+# Largest level (in pixels) read whole by ``read_level``; bigger reads go through ``read_downsampled``.
+MAX_LEVEL_PIXELS = 120_000_000
+_STRIP = 4096  # level pixels per strip side when downscaling big levels
+
+
+class SlideError(Exception):
+    """A slide cannot be opened, resolved or read; the message names the file and the fix."""
+
+
+def _valid_mpp(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def _sniff(path: Path) -> str | None:
+    """The container a file claims to be from its magic bytes (TIFF/BigTIFF, DICOM), or None."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return None
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    return None
+
+
+def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    """Composite OpenSlide's (non-premultiplied) RGBA on white: (H, W, 4) uint8 → (H, W, 3) uint8.
+
+    Transparent pixels are outside the scanned area (or beyond the slide bounds) and become white,
+    which the tissue mask treats as background.
+    """
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha[..., None].astype(np.uint16)
+    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+class SlideReader:
+    """An open whole-slide image (any OpenSlide format); use as a context manager.
+
+    Resolution order (DESIGN §3): ``openslide.mpp-x/y`` → ``openslide.objective-power`` → ``mpp_override``
+    (the manifest's ``mpp`` column) → ``default_mpp`` (params) → ``SlideError``.
+    """
+
+    def __init__(self, path: str | Path, *, mpp_override: float | None = None,
+                 default_mpp: float | None = None) -> None:
+        import openslide
+
+        self.path = Path(path)
+        self._mpp_override = mpp_override
+        self._default_mpp = default_mpp
+        if not self.path.exists():
+            raise SlideError(f"{self.path}: slide file not found; check the manifest path or the slide_dir.")
+        if not self.path.is_file():
+            raise SlideError(f"{self.path}: not a regular file (an .mrxs needs its data folder beside it, "
+                             "but the manifest must point at the .mrxs file itself).")
+        try:
+            self._slide = openslide.OpenSlide(str(self.path))
+        except openslide.OpenSlideUnsupportedFormatError as exc:
+            kind = _sniff(self.path)
+            if kind is not None:
+                raise SlideError(f"{self.path}: looks like a {kind} file ({self.path.stat().st_size} bytes) but "
+                                 f"OpenSlide cannot open it ({exc}): the file is corrupt or truncated; "
+                                 "re-download it (check its md5 against the GDC manifest).") from exc
+            raise SlideError(f"{self.path}: not a slide format OpenSlide can read ({exc}); remove it from the "
+                             "cohort or convert it (e.g. to pyramidal TIFF).") from exc
+        except (openslide.OpenSlideError, OSError) as exc:
+            raise SlideError(f"{self.path}: slide file is corrupt or truncated ({exc}); re-download it "
+                             "(check its md5 against the GDC manifest).") from exc
+        self._mpp: float | None = None
+        self._mpp_source: str | None = None
+
+    # context manager -------------------------------------------------------------------------------
+    def __enter__(self) -> SlideReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._slide.close()
+
+    # metadata --------------------------------------------------------------------------------------
+    @property
+    def properties(self) -> dict[str, str]:
+        return dict(self._slide.properties)
+
+    @property
+    def vendor(self) -> str:
+        return str(self._slide.properties.get("openslide.vendor", "unknown"))
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (width, height) in pixels."""
+        w, h = self._slide.dimensions
+        return int(w), int(h)
+
+    @property
+    def level_count(self) -> int:
+        return int(self._slide.level_count)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return tuple(float(d) for d in self._slide.level_downsamples)
+
+    @property
+    def mpp(self) -> float:
+        """Level-0 µm per pixel, resolved in the DESIGN §3 order (raises ``SlideError`` if unresolvable)."""
+        if self._mpp is None:
+            self._mpp, self._mpp_source = self._resolve_mpp()
+        return self._mpp
+
+    @property
+    def mpp_source(self) -> str:
+        """Where ``mpp`` came from: ``openslide.mpp``, ``objective-power``, ``manifest`` or ``default_mpp``."""
+        _ = self.mpp
+        assert self._mpp_source is not None
+        return self._mpp_source
+
+    def _resolve_mpp(self) -> tuple[float, str]:
+        props = self._slide.properties
+        mx, my = _valid_mpp(props.get("openslide.mpp-x")), _valid_mpp(props.get("openslide.mpp-y"))
+        if mx is not None or my is not None:
+            vals = [v for v in (mx, my) if v is not None]
+            return float(sum(vals) / len(vals)), "openslide.mpp"
+        power = _valid_mpp(props.get("openslide.objective-power"))
+        if power is not None:
+            return MPP_AT_1X / power, "objective-power"
+        override = _valid_mpp(self._mpp_override)
+        if override is not None:
+            return override, "manifest"
+        default = _valid_mpp(self._default_mpp)
+        if default is not None:
+            return default, "default_mpp"
+        raise SlideError(
+            f"{self.path}: resolution unknown (no openslide.mpp-x/y and no openslide.objective-power in the "
+            "file); fix: fill the 'mpp' column for this slide in the cohort manifest, or set "
+            "'default_mpp' for the cohort in params.yaml (base.cohorts.<name>.default_mpp)."
+        )
+
+    # reads -----------------------------------------------------------------------------------------
+    def best_level(self, downsample: float) -> int:
+        """Coarsest level whose downsample does not exceed ``downsample`` (0.1% tolerance for rounding)."""
+        best = 0
+        for i, d in enumerate(self.level_downsamples):
+            if d <= downsample * 1.001:
+                best = i
+        return best
+
+    def _read_rgba(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
+        try:
+            region = self._slide.read_region((int(x), int(y)), int(level), (int(w), int(h)))
+        except Exception as exc:  # OpenSlideError on corrupt tiles, MemoryError, decoder errors
+            raise SlideError(f"{self.path}: reading region x={x} y={y} level={level} size={w}x{h} failed "
+                             f"({type(exc).__name__}: {exc}); the file is probably corrupt or truncated; "
+                             "re-download it.") from exc
+        return np.asarray(region)
+
+    def read_tile(self, x: int, y: int, size_level0: int, out_px: int) -> np.ndarray:
+        """Read the level-0 square (x, y, size_level0) as (out_px, out_px, 3) uint8 RGB.
+
+        Reads from the coarsest level that still has at least ``out_px`` pixels across the square, then
+        resizes (area interpolation when shrinking), so a 40x slide's 512 level-0 px come back as 256.
+        """
+        if size_level0 <= 0 or out_px <= 0:
+            raise SlideError(f"{self.path}: read_tile needs positive sizes, got size_level0={size_level0}, "
+                             f"out_px={out_px}.")
+        w0, h0 = self.dimensions
+        if x >= w0 or y >= h0 or x + size_level0 <= 0 or y + size_level0 <= 0:
+            raise SlideError(f"{self.path}: tile ({x}, {y}, {size_level0}) lies outside the slide "
+                             f"({w0}x{h0}); check the coords file belongs to this slide.")
+        level = self.best_level(size_level0 / out_px)
+        ds = self.level_downsamples[level]
+        side = max(1, round(size_level0 / ds))
+        rgb = _rgba_to_rgb(self._read_rgba(x, y, level, side, side))
+        if side != out_px:
+            import cv2
+
+            interp = cv2.INTER_AREA if side > out_px else cv2.INTER_LINEAR
+            rgb = cv2.resize(rgb, (out_px, out_px), interpolation=interp)
+        return rgb
+
+    def read_level(self, level: int) -> np.ndarray:
+        """A whole low-resolution level as (H, W, 3) uint8 RGB (refuses levels over ~120 Mpx)."""
+        if not 0 <= level < self.level_count:
+            raise SlideError(f"{self.path}: level {level} does not exist (level_count={self.level_count}).")
+        w, h = self.level_dimensions[level]
+        if w * h > MAX_LEVEL_PIXELS:
+            raise SlideError(f"{self.path}: level {level} is {w}x{h} px, too large to read whole; use "
+                             "read_downsampled() or a lower-resolution level.")
+        return _rgba_to_rgb(self._read_rgba(0, 0, level, w, h))
+
+    def read_downsampled(self, downsample: float) -> tuple[np.ndarray, float]:
+        """The whole slide at about ``downsample`` x: ((H, W, 3) uint8 RGB, exact downsample used).
+
+        Uses the closest level at or below ``downsample`` and shrinks it further by an integer factor in
+        strips, so memory stays bounded and no OpenCV call ever sees an image over 65,500 px (works on
+        single-level slides of any size). The exact downsample is ``level_downsample * factor``.
+        """
+        import cv2
+
+        level = self.best_level(downsample)
+        lds = self.level_downsamples[level]
+        factor = max(1, math.floor(downsample / lds + 1e-6))
+        lw, lh = self.level_dimensions[level]
+        if factor == 1 and lw * lh <= MAX_LEVEL_PIXELS:
+            return self.read_level(level), lds
+        ow, oh = -(-lw // factor), -(-lh // factor)
+        out = np.full((oh, ow, 3), 255, np.uint8)
+        step = max(factor, (_STRIP // factor) * factor)  # level px per strip, a multiple of factor
+        for ly in range(0, lh, step):
+            for lx in range(0, lw, step):
+                sw, sh = min(step, lw - lx), min(step, lh - ly)
+                pw, ph = -(-sw // factor) * factor, -(-sh // factor) * factor
+                x0, y0 = round(lx * lds), round(ly * lds)
+                rgb = _rgba_to_rgb(self._read_rgba(x0, y0, level, sw, sh))
+                if (pw, ph) != (sw, sh):  # pad the slide's edge with white to a whole number of blocks
+                    padded = np.full((ph, pw, 3), 255, np.uint8)
+                    padded[:sh, :sw] = rgb
+                    rgb = padded
+                small = cv2.resize(rgb, (pw // factor, ph // factor), interpolation=cv2.INTER_AREA)
+                oy, ox = ly // factor, lx // factor
+                out[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
+        return out, lds * factor
+
+    def thumbnail(self, max_px: int) -> np.ndarray:
+        """An RGB thumbnail whose longer side is at most ``max_px``: (H, W, 3) uint8."""
+        w, h = self.dimensions
+        ds = max(w, h) / max_px
+        img, _used = self.read_downsampled(max(1.0, ds))
+        if max(img.shape[:2]) > max_px:
+            import cv2
+
+            scale = max_px / max(img.shape[:2])
+            size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        return img
+
+    def __repr__(self) -> str:
+        return f"SlideReader({str(self.path)!r}, vendor={self.vendor}, dims={self.dimensions})"

@@ -1,0 +1,103 @@
+"""The ``tile`` and ``stain_ref`` stages: params → library calls → outs, MLflow run and DVC metrics JSON.
+
+Shared by ``pipelines/tile.py``, ``pipelines/stain_ref.py`` and the ``histcode tile``/``stain-ref`` commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histcode.config import DEFAULT_PARAMS, base, load_params, section, to_dict
+from histcode.paths import Paths
+from histcode.slides.config import StainConfig, TileConfig
+
+MASKS_LOGGED = 4  # mask PNGs attached to each cohort's MLflow run
+
+
+def cohort_metrics(process_list: Path) -> dict[str, float]:
+    """Numeric cohort summary from ``process_list.csv`` (covers every shard written so far)."""
+    df = pd.read_csv(process_list, dtype={"slide": str}, keep_default_na=False)
+    done = df[df["status"] == "done"]
+    tiles = done["n_tiles"].astype(int)
+    area = pd.to_numeric(done["tissue_area_mm2"], errors="coerce").fillna(0.0)
+    return {
+        "n_slides": len(df),
+        "n_done": len(done),
+        "n_failed": len(df) - len(done),
+        "n_tiles": int(tiles.sum()),
+        "tiles_per_slide_mean": float(tiles.mean()) if len(done) else 0.0,
+        "tiles_per_slide_min": int(tiles.min()) if len(done) else 0,
+        "tiles_per_slide_max": int(tiles.max()) if len(done) else 0,
+        "tissue_area_mm2": float(area.sum()),
+    }
+
+
+def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, workers: int | None = None,
+             shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict[str, float]:
+    """Tile ``cohort`` into ``data/tiles/<cohort>``; MLflow experiment ``tile`` run with counts, failures and
+    a few mask images; metrics also to ``reports/metrics/tile/<cohort>.json``."""
+    from histcode import tracking
+    from histcode.slides.tiling import tile_cohort
+
+    data = params if isinstance(params, dict) else load_params(params)
+    base_cfg = base(data)
+    cohort_cfg = base_cfg.cohort(cohort)
+    cfg = section(TileConfig, "tile", data)
+    paths = Paths.from_base(base_cfg)
+    slides_csv = paths.slides_csv(cohort)
+    run_params = {"tile": to_dict(cfg), "shard": f"{shard[0]}/{shard[1]}",
+                  "default_mpp": cohort_cfg.default_mpp}
+    with tracking.start_run("tile", run_name=f"tile-{cohort}", stage="tile", cohort=cohort, params=run_params,
+                            inputs=[slides_csv]):
+        import mlflow
+
+        results = tile_cohort(slides_csv, paths.tiles(cohort), cfg, workers=workers, shard=shard,
+                              progress=progress, default_mpp=cohort_cfg.default_mpp)
+        plist = paths.process_list(cohort)
+        metrics = cohort_metrics(plist)
+        mlflow.log_artifact(str(plist), artifact_path="tiles")
+        failures = {r.slide: r.reason for r in results if r.status != "done"}
+        if failures:
+            mlflow.log_dict(failures, "tiles/failures.json")
+        for r in [r for r in results if r.status == "done"][:MASKS_LOGGED]:
+            mlflow.log_artifact(str(paths.mask_png(cohort, r.slide)), artifact_path="masks")
+        tracking.log_metrics(metrics, paths.metrics(f"tile/{cohort}"))
+    return metrics
+
+
+def run_stain_ref(params: str | Path | dict[str, Any] = DEFAULT_PARAMS) -> dict[str, float]:
+    """Fit ``stain.method`` on ``stain.fit_tiles`` train-cohort tiles → ``data/stain/reference.json``."""
+    from histcode import tracking
+    from histcode.slides.reference import fit_reference
+    from histcode.slides.stain import save_normalizer
+
+    data = params if isinstance(params, dict) else load_params(params)
+    base_cfg = base(data)
+    cfg = section(StainConfig, "stain", data)
+    paths = Paths.from_base(base_cfg)
+    cohort = base_cfg.train_cohort
+    with tracking.start_run("stain", run_name=f"stain_ref-{cohort}", stage="stain_ref", cohort=cohort,
+                            params={"stain": to_dict(cfg), "seed": base_cfg.seed},
+                            inputs=[paths.process_list(cohort)]):
+        import mlflow
+
+        norm, tiles = fit_reference(cfg.method, paths.tiles(cohort), paths.slides_csv(cohort), cfg.fit_tiles,
+                                    base_cfg.seed)
+        save_normalizer(norm, paths.stain_reference)
+        mlflow.log_artifact(str(paths.stain_reference), artifact_path="stain")
+        if len(tiles):
+            mlflow.log_image(preview(norm, tiles), "stain/preview.png")
+        metrics = {"n_fit_tiles": len(tiles)}
+        tracking.log_metrics(metrics)
+    return metrics
+
+
+def preview(norm: Any, tiles: np.ndarray, n: int = 8) -> np.ndarray:
+    """Up to ``n`` fit tiles (top row) above their normalised versions (bottom row): (2H, nW, 3) uint8."""
+    sel = tiles[:n]
+    return np.concatenate([np.concatenate(list(sel), axis=1),
+                           np.concatenate([norm.transform(t) for t in sel], axis=1)], axis=0)

@@ -1,0 +1,202 @@
+"""Tiling a cohort: manifest → process pool over slides → coords .h5 + mask PNG each + process_list.csv.
+
+Resumable (slides whose complete outputs match the current config are skipped), shardable for job arrays
+(``shard=(i, n)``: every n-th slide by sorted slide_id, starting at i, 0-based), and robust (a bad slide,
+even one that crashes its worker process, is recorded as failed with its reason; the rest completes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from histcode.atomic import write_csv
+from histcode.slides.config import TileConfig
+from histcode.slides.job import SlideResult, completed, config_digest, run_slide, valid_mpp
+
+PROCESS_LIST_COLUMNS = ["slide", "status", "n_tiles", "reason", "mpp", "mpp_source", "tile_size_level0",
+                        "tissue_area_mm2"]
+MANIFEST_COLUMNS = ("slide_id", "path")
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    path: str
+    slide_id: str
+    out_dir: str
+    cfg: TileConfig
+    mpp_override: float | None
+    default_mpp: float | None
+
+    def run(self) -> SlideResult:
+        return run_slide(self.path, self.slide_id, self.out_dir, self.cfg, self.mpp_override, self.default_mpp)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n), 0 <= i < n (e.g. ``$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``)."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError as exc:
+        raise ValueError(f"--shard {text!r}: expected 'i/n' with integers, e.g. 0/4") from exc
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < n (shards are 0-based)")
+    return i, n
+
+
+def read_manifest(slides_csv: str | Path) -> pd.DataFrame:
+    """The cohort's ``slides.csv`` (DESIGN §3), sorted by slide_id, with paths resolved.
+
+    Relative paths are taken from the working directory (the project root, where DVC runs); failing
+    that, from the manifest's folder.
+    """
+    slides_csv = Path(slides_csv)
+    if not slides_csv.exists():
+        raise FileNotFoundError(f"{slides_csv}: slide manifest not found; run the ingest stage first.")
+    df = pd.read_csv(slides_csv, dtype={"slide_id": str, "path": str}, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{slides_csv}: manifest lacks column(s) {missing}; columns: {list(df.columns)}")
+    dup = df["slide_id"][df["slide_id"].duplicated()].tolist()
+    if dup:
+        raise ValueError(f"{slides_csv}: duplicate slide_id(s) {dup[:5]}; slide ids must be unique.")
+    bad = [s for s in df["slide_id"] if not s or "/" in s or s.startswith(".")]
+    if bad:
+        raise ValueError(f"{slides_csv}: slide_id(s) {bad[:5]} cannot be file names (empty, '/' or leading '.').")
+
+    def resolve(p: str) -> str:
+        path = Path(p)
+        if path.is_absolute() or path.exists() or not (slides_csv.parent / path).exists():
+            return str(path)
+        return str(slides_csv.parent / path)
+
+    df = df.assign(path=df["path"].map(resolve))
+    if "mpp" not in df.columns:
+        df = df.assign(mpp="")
+    return df.sort_values("slide_id", kind="stable").reset_index(drop=True)
+
+
+def _run_pool(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> list[SlideJob]:
+    """Run jobs in a spawn pool; return those whose worker died (their results are unknown)."""
+    broken: list[SlideJob] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(job.run): job for job in jobs}
+        for fut in as_completed(futures):
+            try:
+                on_result(fut.result())
+            except BrokenProcessPool:
+                broken.append(futures[fut])
+    return broken
+
+
+def run_jobs(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> None:
+    """Run every job (in-process when workers == 0); a slide that kills its worker is isolated and failed."""
+    if workers <= 0:
+        for job in jobs:
+            on_result(job.run())
+        return
+    broken = _run_pool(jobs, min(workers, max(1, len(jobs))), on_result)
+    for job in sorted(broken, key=lambda j: j.slide_id):  # a crash breaks every in-flight job: retry alone
+        if _run_pool([job], 1, on_result):
+            on_result(SlideResult(slide=job.slide_id, status="failed", n_tiles=0, reason=(
+                f"{job.path}: the worker process crashed while tiling this slide (the slide decoder "
+                "aborted: the file is probably corrupt); re-download it or remove it from the cohort.")))
+
+
+@contextlib.contextmanager
+def _locked(path: Path, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def update_process_list(path: Path, results: list[SlideResult], manifest_ids: set[str], *,
+                        shared: bool) -> pd.DataFrame:
+    """Merge this run's rows into ``process_list.csv`` (rows of other shards kept, slides no longer in
+    the manifest dropped), sorted by slide; written atomically, under a file lock when ``shared``."""
+    new = pd.DataFrame([r.row() for r in results], columns=PROCESS_LIST_COLUMNS)
+    with _locked(path.parent / ".process_list.lock", shared):
+        if path.exists():
+            old = pd.read_csv(path, dtype={"slide": str, "reason": str, "mpp_source": str},
+                              keep_default_na=False)
+            old = old[~old["slide"].isin(new["slide"]) & old["slide"].isin(manifest_ids)]
+            new = pd.concat([old[PROCESS_LIST_COLUMNS], new], ignore_index=True) if len(old) else new
+        new = new.sort_values("slide", kind="stable").reset_index(drop=True)
+        write_csv(path, new)
+    return new
+
+
+def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *, workers: int | None = None,
+                shard: tuple[int, int] = (0, 1), progress: bool = True,
+                default_mpp: float | None = None) -> list[SlideResult]:
+    """Tile every slide of a manifest (or one shard of it) into ``out_dir``; return this run's results.
+
+    Writes ``<out_dir>/<slide_id>.h5``, ``<out_dir>/masks/<slide_id>.png`` and merges the rows into
+    ``<out_dir>/process_list.csv``. workers: process count (default ``cfg.workers``; 0 = in-process).
+    """
+    out = Path(out_dir)
+    manifest = read_manifest(slides_csv)
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {shard}: need 0 <= i < n")
+    rows = manifest.iloc[i::n]
+    workers = cfg.workers if workers is None else workers
+    digest = config_digest(cfg)
+    results: dict[str, SlideResult] = {}
+    jobs: list[SlideJob] = []
+    for rec in rows.itertuples(index=False):
+        prev = completed(out, rec.slide_id, digest)
+        if prev is not None:
+            results[rec.slide_id] = prev
+        else:
+            jobs.append(SlideJob(rec.path, rec.slide_id, str(out), cfg, valid_mpp(rec.mpp), default_mpp))
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(rows), initial=len(results), desc=f"tile {out.name}", unit="slide",
+               disable=not progress)
+
+    def on_result(res: SlideResult) -> None:
+        results[res.slide] = res
+        bar.update(1)
+        bar.set_postfix(failed=sum(r.status != "done" for r in results.values()))
+
+    try:
+        run_jobs(jobs, workers, on_result)
+    finally:
+        bar.close()
+    ordered = [results[s] for s in rows["slide_id"] if s in results]
+    update_process_list(out / "process_list.csv", ordered, set(manifest["slide_id"]), shared=n > 1)
+    return ordered
+
+
+def summarise(results: list[SlideResult]) -> dict[str, Any]:
+    """Cohort metrics for MLflow and the DVC metrics JSON."""
+    done = [r for r in results if r.status == "done"]
+    tiles = [r.n_tiles for r in done]
+    return {
+        "n_slides": len(results),
+        "n_done": len(done),
+        "n_failed": len(results) - len(done),
+        "n_tiles": int(sum(tiles)),
+        "tiles_per_slide_mean": float(sum(tiles) / len(tiles)) if tiles else 0.0,
+        "tiles_per_slide_min": int(min(tiles)) if tiles else 0,
+        "tiles_per_slide_max": int(max(tiles)) if tiles else 0,
+        "tissue_area_mm2": float(sum(r.tissue_area_mm2 or 0.0 for r in done)),
+        "failures": {r.slide: r.reason for r in results if r.status != "done"},
+    }

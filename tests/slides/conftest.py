@@ -1,0 +1,153 @@
+"""Fixtures for slide tests: real slides from tests/data and tiny pyramidal TIFFs with known ground truth."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+CMU1 = DATA / "CMU-1-Small-Region.svs"
+DICOM = DATA / "slidetool_test_dicom.dcm"
+CLAM_H5 = DATA / "clam_TCGA-63-7022-01A-01-BS1.h5"
+PEN_THUMB = DATA / "histolab_diagnostic-slide-thumb-rgb.png"
+HE_TILE = DATA / "CRC-VAL-HE-7K-NORM-TCGA-YLVCMEHK.tif"
+
+PINK = np.array([226, 160, 200], np.float64)
+PURPLE = np.array([110, 60, 150], np.float64)
+GLASS = np.array([242, 242, 244], np.float64)
+
+
+def write_tiff(path: Path, img: np.ndarray, *, mpp: float | None = None, description: str | None = None,
+               levels: int = 3) -> Path:
+    """Tiled pyramidal TIFF (each level half the previous) that OpenSlide opens (generic-tiff or aperio)."""
+    with tifffile.TiffWriter(path) as tw:
+        level, ds = img, 1
+        for i in range(levels):
+            kw = {}
+            if mpp is not None:
+                kw = {"resolution": (1e4 / (mpp * ds), 1e4 / (mpp * ds)), "resolutionunit": "CENTIMETER"}
+            tw.write(level, tile=(128, 128), photometric="rgb", compression="zlib", metadata=None,
+                     description=description if i == 0 else None, subfiletype=1 if i else 0, **kw)
+            if min(level.shape[:2]) < 256:
+                break
+            level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            ds *= 2
+    return path
+
+
+def aperio_description(width: int, height: int, app_mag: int) -> str:
+    return (f"Aperio Image Library v12.0.0\r\n{width}x{height} [0,0 {width}x{height}] (128x128) RGB"
+            f"|AppMag = {app_mag}|Filename = synthetic")
+
+
+@dataclasses.dataclass
+class Scene:
+    """A synthetic slide image with ground truth: rgb (H, W, 3) uint8, tissue/pen (H, W) bool."""
+
+    rgb: np.ndarray
+    tissue: np.ndarray
+    pen: np.ndarray
+
+
+def make_scene(width: int, height: int, seed: int = 0) -> Scene:
+    """Glass, two H&E-coloured tissue pieces (one with a large hole), green and red ink strokes, a black
+    dot on glass, and dust specks far below the minimum tissue area. Geometry scales with the size."""
+    rng = np.random.default_rng(seed)
+    s = width / 1600.0
+    tissue = np.zeros((height, width), np.uint8)
+    cv2.ellipse(tissue, (int(520 * s), int(560 * s)), (int(330 * s), int(420 * s)), 15, 0, 360, 1, -1)
+    cv2.ellipse(tissue, (int(1180 * s), int(430 * s)), (int(230 * s), int(170 * s)), -20, 0, 360, 1, -1)
+    cv2.circle(tissue, (int(520 * s), int(600 * s)), int(110 * s), 0, -1)  # large lumen/hole
+    pen = np.zeros((height, width), np.uint8)
+    stroke = (np.array([[880, 820], [1050, 900], [1400, 880], [1520, 1100]]) * s).astype(np.int32)
+    cv2.polylines(pen, [stroke], False, 1, int(60 * s))
+    pen_red = np.zeros_like(pen)
+    cv2.ellipse(pen_red, (int(930 * s), int(240 * s)), (int(60 * s), int(35 * s)), 0, 0, 360, 1, -1)
+    black = np.zeros_like(pen)
+    cv2.circle(black, (int(1300 * s), int(1150 * s)), int(30 * s), 1, -1)
+    field = cv2.resize(rng.random((height // 16 + 1, width // 16 + 1)), (width, height))
+    mix = np.clip(field, 0, 1)[..., None]
+    he = PINK * (1 - 0.6 * mix) + PURPLE * 0.6 * mix
+    noise = rng.normal(0, 3.0, (height, width, 3))
+    rgb = np.where(tissue[..., None] > 0, he, GLASS) + noise
+    rgb[pen > 0] = rgb[pen > 0] * 0.3 + np.array([20, 150, 110]) * 0.7  # green ink (translucent)
+    rgb[pen_red > 0] = rgb[pen_red > 0] * 0.3 + np.array([200, 20, 30]) * 0.7  # red ink
+    rgb[black > 0] = (25, 20, 30)
+    for _ in range(30):  # dust: 2-4 µm specks
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        if not tissue[y, x]:
+            cv2.circle(rgb, (int(x), int(y)), max(1, int(2 * s)), (150, 120, 140), -1)
+    return Scene(rgb=np.clip(rgb, 0, 255).astype(np.uint8), tissue=(tissue > 0) & ~(pen > 0) & ~(pen_red > 0),
+                 pen=(pen > 0) | (pen_red > 0) | (black > 0))
+
+
+@pytest.fixture(scope="session")
+def scene() -> Scene:
+    return make_scene(1600, 1280, seed=3)
+
+
+@pytest.fixture(scope="session")
+def scene_slide(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> Path:
+    """The scene as a 3-level TIFF at 1.0 µm/px (generic-tiff with resolution tags)."""
+    return write_tiff(tmp_path_factory.mktemp("scene") / "scene.tif", scene.rgb, mpp=1.0)
+
+
+@pytest.fixture(scope="session")
+def blank_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(1)
+    img = np.clip(GLASS + rng.normal(0, 2.0, (768, 1024, 3)), 0, 255).astype(np.uint8)
+    return write_tiff(tmp_path_factory.mktemp("blank") / "blank.tif", img, mpp=0.5)
+
+
+@pytest.fixture(scope="session")
+def no_mpp_slide(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> Path:
+    """The scene without any resolution metadata (no mpp, no objective power)."""
+    return write_tiff(tmp_path_factory.mktemp("nompp") / "nompp.tif", scene.rgb[:768, :1024], levels=1)
+
+
+@pytest.fixture(scope="session")
+def truncated_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1 cut to its first 40%: the header is intact, tile data is missing."""
+    data = CMU1.read_bytes()
+    path = tmp_path_factory.mktemp("trunc") / "truncated.svs"
+    path.write_bytes(data[: int(len(data) * 0.4)])
+    return path
+
+
+@pytest.fixture(scope="session")
+def corrupt_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1 with its tile data zeroed in the middle: opens, but reading tissue fails to decode."""
+    data = bytearray(CMU1.read_bytes())
+    n = len(data)
+    data[n // 10: n // 2] = bytes(n // 2 - n // 10)
+    path = tmp_path_factory.mktemp("corrupt") / "corrupt.svs"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_manifest(path: Path, rows: list[tuple[str, Path | str, str]]) -> Path:
+    """slides.csv as ingest writes it (DESIGN §3): rows of (slide_id, path, mpp)."""
+    lines = ["slide_id,path,patient_id,cohort,sample_type,label,mpp"]
+    lines += [f"{sid},{p},P{i},test,tumor,1,{mpp}" for i, (sid, p, mpp) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiff_writer():
+    return write_tiff
+
+
+@pytest.fixture(scope="session")
+def manifest_writer():
+    return write_manifest
+
+
+@pytest.fixture(scope="session")
+def scene_maker():
+    return make_scene

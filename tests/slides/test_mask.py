@@ -1,0 +1,67 @@
+"""Tissue segmentation against ground truth: recall/precision, pen marks, blank glass, holes, debris."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from histcode.slides.config import TileConfig
+from histcode.slides.mask import pen_mask, segment_tissue
+
+PEN_THUMB = Path(__file__).resolve().parents[1] / "data" / "histolab_diagnostic-slide-thumb-rgb.png"
+CFG = TileConfig()
+
+
+def _downscale(a: np.ndarray, f: int) -> np.ndarray:
+    return cv2.resize(a, (a.shape[1] // f, a.shape[0] // f), interpolation=cv2.INTER_AREA)
+
+
+def test_scene_recall_precision_pen_and_holes(scene) -> None:
+    ds = 8
+    small = _downscale(scene.rgb, ds)
+    truth = _downscale(scene.tissue.astype(np.float32), ds) > 0.5
+    pen_truth = _downscale(scene.pen.astype(np.float32), ds) > 0.5
+    # area unit chosen so a_t = 100 units is far below the tissue pieces and far above the dust
+    tm = segment_tissue(small, float(ds), CFG, area_unit_px=40.0)
+    recall = (tm.mask & truth).sum() / truth.sum()
+    precision = (tm.mask & truth).sum() / tm.mask.sum()
+    assert recall >= 0.95 and precision >= 0.95, (recall, precision)
+    assert not (tm.mask & pen_truth).any()  # no tissue on ink
+    assert (tm.pen & pen_truth).sum() / pen_truth.sum() >= 0.95
+    assert len(tm.contours) == 2 and len(tm.holes) == 1  # two pieces; the lumen kept as a hole
+    hole = (75, 65)  # (y, x) centre of the lumen at ds 8
+    assert not tm.mask[hole]
+
+
+def test_blank_slide_is_empty_and_threshold_floor() -> None:
+    rng = np.random.default_rng(0)
+    glass = np.clip(235 + rng.normal(0, 3, (60, 80, 3)), 0, 255).astype(np.uint8)
+    tm = segment_tissue(glass, 64.0, CFG, area_unit_px=512.0**2)
+    assert not tm.mask.any() and tm.threshold >= CFG.sthresh
+    flat = np.full((60, 80, 3), 200, np.uint8)  # grey card: no saturation at all
+    assert not segment_tissue(flat, 64.0, CFG, area_unit_px=512.0**2).mask.any()
+
+
+def test_small_holes_filled_small_pieces_dropped() -> None:
+    img = np.full((200, 200, 3), 240, np.uint8)
+    cv2.circle(img, (100, 100), 60, (200, 110, 180), -1)
+    cv2.circle(img, (100, 100), 3, (240, 240, 240), -1)  # tiny hole: below a_h → filled
+    cv2.circle(img, (20, 20), 4, (200, 110, 180), -1)  # small piece: below a_t → dropped
+    cfg = TileConfig(median_blur=0, close=0)
+    tm = segment_tissue(img, 1.0, cfg, area_unit_px=40.0)  # a_t = 4000 px, a_h = 120 px
+    assert tm.mask[100, 100] and not tm.mask[20, 20] and len(tm.contours) == 1 and not tm.holes
+
+
+def test_real_pen_marks() -> None:
+    """A real TCGA thumbnail with red, green and black ink (histolab fixture): ink points are excluded,
+    tissue points kept (points picked by eye: (y, x))."""
+    rgb = cv2.cvtColor(cv2.imread(str(PEN_THUMB)), cv2.COLOR_BGR2RGB)
+    pen = pen_mask(rgb)
+    ink = [(470, 60), (120, 90), (330, 100), (60, 360), (35, 300), (190, 300), (370, 40)]
+    tissue = [(300, 250), (230, 220), (150, 250), (100, 180), (420, 200), (260, 400)]
+    assert all(pen[p] for p in ink)
+    assert not any(pen[p] for p in tissue)
+    tm = segment_tissue(rgb, 64.0, CFG, area_unit_px=512.0**2)
+    assert all(tm.mask[p] for p in tissue) and not any(tm.mask[p] for p in ink)

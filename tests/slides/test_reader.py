@@ -1,0 +1,126 @@
+"""SlideReader: resolution order, best-level reads, strip downscaling, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openslide
+import pytest
+
+from histcode.slides import reader as reader_mod
+from histcode.slides.reader import SlideError, SlideReader
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+CMU1 = DATA / "CMU-1-Small-Region.svs"
+DICOM = DATA / "slidetool_test_dicom.dcm"
+
+
+def test_cmu1_metadata_and_tile_equals_openslide() -> None:
+    with SlideReader(CMU1) as s:
+        assert s.mpp == pytest.approx(0.499) and s.mpp_source == "openslide.mpp"
+        assert s.dimensions == (2220, 2967) and s.vendor == "aperio" and s.level_count == 1
+        tile = s.read_tile(1000, 1200, 256, 256)
+    ref = np.asarray(openslide.OpenSlide(str(CMU1)).read_region((1000, 1200), 0, (256, 256)))[..., :3]
+    assert tile.shape == (256, 256, 3) and tile.dtype == np.uint8
+    np.testing.assert_array_equal(tile, ref)
+
+
+def test_read_tile_resizes_like_area_interpolation() -> None:
+    """A 40x-style read: 512 level-0 px → 256 px by area averaging of the level-0 region."""
+    with SlideReader(CMU1) as s:
+        tile = s.read_tile(600, 900, 512, 256)
+        big = s.read_tile(600, 900, 512, 512)
+    np.testing.assert_array_equal(tile, cv2.resize(big, (256, 256), interpolation=cv2.INTER_AREA))
+
+
+def test_read_tile_uses_best_level(scene_slide: Path) -> None:
+    """On a 3-level pyramid, 4x downsampled reads come from level 2 and match it pixel for pixel."""
+    with SlideReader(scene_slide) as s:
+        assert s.level_downsamples == (1.0, 2.0, 4.0)
+        assert s.best_level(4.0) == 2 and s.best_level(3.99) == 1 and s.best_level(100) == 2
+        tile = s.read_tile(400, 400, 512, 128)
+    lvl2 = np.asarray(openslide.OpenSlide(str(scene_slide)).read_region((400, 400), 2, (128, 128)))[..., :3]
+    np.testing.assert_array_equal(tile, lvl2)
+
+
+def test_dicom_opens() -> None:
+    with SlideReader(DICOM) as s:
+        assert s.vendor == "dicom" and s.dimensions == (1000, 2459)
+        assert s.mpp == pytest.approx(2.004)
+        assert s.thumbnail(256).shape[0] == 256
+
+
+def test_mpp_order(tmp_path: Path, tiff_writer, scene) -> None:
+    img = scene.rgb[:512, :512]
+    aperio = tiff_writer(tmp_path / "mag40.svs", img, levels=1,
+                         description="Aperio Image Library v12.0.0\r\n512x512 (128x128) RGB|AppMag = 40")
+    with SlideReader(aperio, mpp_override=0.9, default_mpp=0.7) as s:
+        assert (s.mpp, s.mpp_source) == (0.25, "objective-power")  # file metadata beats the manifest
+    bare = tiff_writer(tmp_path / "bare.tif", img, levels=1)
+    with SlideReader(bare, mpp_override=0.9, default_mpp=0.7) as s:
+        assert (s.mpp, s.mpp_source) == (0.9, "manifest")
+    with SlideReader(bare, mpp_override=float("nan"), default_mpp=0.7) as s:
+        assert (s.mpp, s.mpp_source) == (0.7, "default_mpp")
+    with SlideReader(bare) as s, pytest.raises(SlideError) as err:
+        _ = s.mpp
+    msg = str(err.value)
+    assert "bare.tif" in msg and "'mpp' column" in msg and "default_mpp" in msg
+
+
+def test_read_downsampled_is_block_mean_in_strips(tmp_path: Path, tiff_writer, scene,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single-level slide read in many strips (strip size forced small) equals the numpy block mean."""
+    img = scene.rgb[:1000, :1300]
+    path = tiff_writer(tmp_path / "flat.tif", img, mpp=0.5, levels=1)
+    monkeypatch.setattr(reader_mod, "_STRIP", 96)
+    monkeypatch.setattr(reader_mod, "MAX_LEVEL_PIXELS", 1000)  # never read the level whole
+    with SlideReader(path) as s:
+        small, ds = s.read_downsampled(16.5)
+    assert ds == 16.0 and small.shape == (63, 82, 3)
+    pad = np.full((63 * 16, 82 * 16, 3), 255, np.float64)
+    pad[:1000, :1300] = img
+    ref = pad.reshape(63, 16, 82, 16, 3).mean(axis=(1, 3))
+    assert np.abs(small.astype(np.float64) - ref).max() <= 1.0
+
+
+def test_wider_than_opencv_limit(tmp_path: Path) -> None:
+    """A 70,000 px wide single-level slide: read_downsampled works without any 65,500 px OpenCV call."""
+    import tifffile
+
+    w, h, t = 70_144, 512, 256
+    tissue = np.zeros((t, t, 3), np.uint8) + np.array([200, 120, 180], np.uint8)
+    glass = np.full((t, t, 3), 240, np.uint8)
+
+    def tiles():
+        for _ in range(h // t):
+            for tx in range(w // t):
+                yield tissue if 30_000 <= tx * t < 40_000 else glass
+
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, tiles(), shape=(h, w, 3), dtype=np.uint8, tile=(t, t), photometric="rgb",
+                     compression="zlib", resolution=(2e4, 2e4), resolutionunit="CENTIMETER", metadata=None)
+    with SlideReader(path) as s:
+        assert s.dimensions == (w, h)
+        small, ds = s.read_downsampled(64)
+    assert ds == 64 and small.shape == (8, 1096, 3)
+    sat = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1]
+    cols = np.flatnonzero(sat.mean(axis=0) > 40)
+    first, last = -(-30_000 // t) * t, (-(-40_000 // t)) * t  # tissue tiles cover [30208, 40192)
+    assert (cols.min(), cols.max() + 1) == (first // 64, last // 64)
+
+
+def test_bad_inputs(tmp_path: Path, truncated_slide: Path, corrupt_slide: Path) -> None:
+    with pytest.raises(SlideError, match="not found"):
+        SlideReader(tmp_path / "nope.svs")
+    junk = tmp_path / "notes.svs"
+    junk.write_text("slide_id,path\n")
+    with pytest.raises(SlideError, match="not a slide format OpenSlide can read"):
+        SlideReader(junk)
+    with pytest.raises(SlideError, match=r"truncated\.svs: looks like a TIFF .* corrupt or truncated"):
+        SlideReader(truncated_slide)
+    with SlideReader(corrupt_slide) as s, pytest.raises(SlideError, match=r"corrupt\.svs: reading region"):
+        s.read_downsampled(8)
+    with SlideReader(CMU1) as s, pytest.raises(SlideError, match="outside the slide"):
+        s.read_tile(5000, 0, 256, 256)

@@ -1,0 +1,56 @@
+"""The tile and stain_ref stages end to end: outs, DVC metrics JSON, MLflow runs and artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from histcode.slides.stage import run_stain_ref, run_tile
+from histcode.slides.stain import MacenkoNormalizer, load_normalizer
+
+CMU1 = Path(__file__).resolve().parents[1] / "data" / "CMU-1-Small-Region.svs"
+
+
+def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_writer) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    junk = tmp_path / "junk.svs"
+    junk.write_text("x")
+    manifests = tmp_path / "data" / "manifests" / "demo"
+    manifests.mkdir(parents=True)
+    manifest_writer(manifests / "slides.csv", [("cmu1", CMU1, ""), ("junk", junk, "")])
+    params = {
+        "base": {"seed": 7, "train_cohort": "demo", "cohorts": {
+            "demo": {"kind": "barcode", "source_dir": "src", "slide_dir": "src"}}},
+        "tile": {"workers": 0},
+        "stain": {"method": "macenko", "fit_tiles": 6},
+    }
+    metrics = run_tile("demo", params, progress=False)
+    assert metrics == json.loads((tmp_path / "reports/metrics/tile/demo.json").read_text())
+    assert (metrics["n_slides"], metrics["n_done"], metrics["n_failed"], metrics["n_tiles"]) == (2, 1, 1, 28)
+    assert (tmp_path / "data/tiles/demo/cmu1.h5").exists()
+    assert (tmp_path / "data/tiles/demo/masks/cmu1.png").exists()
+
+    out = run_stain_ref(params)
+    assert out == {"n_fit_tiles": 6}
+    norm = load_normalizer(tmp_path / "data/stain/reference.json")
+    assert isinstance(norm, MacenkoNormalizer) and norm.fitted
+    assert np.isfinite(norm.he_ref.numpy()).all() and (norm.max_c_ref.numpy() > 0).all()
+    again = run_stain_ref(params)  # deterministic sample: the same reference
+    assert again == out and load_normalizer(tmp_path / "data/stain/reference.json").to_dict() == norm.to_dict()
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    tile_exp = client.get_experiment_by_name("histcode/tile")
+    run = client.search_runs([tile_exp.experiment_id])[0]
+    assert run.data.metrics["n_tiles"] == 28 and run.data.tags["cohort"] == "demo"
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "masks")}
+    assert arts == {"masks/cmu1.png"}
+    failures = {a.path for a in client.list_artifacts(run.info.run_id, "tiles")}
+    assert {"tiles/process_list.csv", "tiles/failures.json"} <= failures
+    stain_exp = client.get_experiment_by_name("histcode/stain")
+    assert client.search_runs([stain_exp.experiment_id])[0].data.metrics["n_fit_tiles"] == 6

@@ -1,0 +1,183 @@
+"""Cohort tiling on real slides: tile placement, bad input, resume, kill-and-rerun, shards, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from histcode.slides.config import TileConfig
+from histcode.slides.coords import read_coords
+from histcode.slides.grid import grid_coords
+from histcode.slides.reader import SlideReader
+from histcode.slides.tiling import SlideJob, parse_shard, run_jobs, tile_cohort
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+CMU1 = DATA / "CMU-1-Small-Region.svs"
+DICOM = DATA / "slidetool_test_dicom.dcm"
+CMU1_TILES = 28  # pinned: 256 px at 0.5 µm/px (snapped from 0.499), tissue fraction >= 0.5
+CFG = TileConfig()
+
+
+def _stained(tile: np.ndarray) -> float:
+    """Independent tissue measure: fraction of pixels with HSV saturation > 25."""
+    return float((cv2.cvtColor(tile, cv2.COLOR_RGB2HSV)[..., 1] > 25).mean())
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_real_slides_tile_only_on_tissue(tmp_path: Path, manifest_writer) -> None:
+    csv = manifest_writer(tmp_path / "slides.csv", [("cmu1", CMU1, ""), ("dicom", DICOM, "")])
+    res = {r.slide: r for r in tile_cohort(csv, tmp_path / "out", CFG, workers=0, progress=False)}
+    assert res["cmu1"].status == "done" and res["cmu1"].n_tiles == CMU1_TILES
+    coords, attrs = read_coords(tmp_path / "out" / "cmu1.h5")
+    assert attrs["patch_size"] == 256 and attrs["slide_mpp"] == pytest.approx(0.499)
+    assert attrs["level_dim"] == [2220, 2967] and attrs["target_mpp"] == 0.5 and attrs["tile_px"] == 256
+    kept = {tuple(c) for c in coords.tolist()}
+    with SlideReader(CMU1) as s:
+        for x, y in grid_coords(2220, 2967, 256).tolist():
+            stained = _stained(s.read_tile(x, y, 256, 256))
+            if (x, y) in kept:
+                assert stained >= 0.5, (x, y, stained)  # tiles only where tissue is
+            else:
+                assert stained < 0.8, (x, y, stained)  # no clearly tissue tile is missed
+    d_coords, d_attrs = read_coords(tmp_path / "out" / "dicom.h5")
+    assert res["dicom"].status == "done" and d_attrs["patch_size"] == 64  # 2.004 µm/px, snapped to 4x
+    with SlideReader(DICOM) as s:
+        fr = [_stained(s.read_tile(x, y, 64, 256)) for x, y in d_coords[::10].tolist()]
+    assert np.median(fr) >= 0.6 and min(fr) >= 0.1 and len(d_coords) > 100  # a pale, blurred scan
+    png = cv2.imread(str(tmp_path / "out" / "masks" / "cmu1.png"))
+    assert png is not None and max(png.shape[:2]) >= 512
+
+
+def test_bad_slides_recorded_rest_completes(tmp_path: Path, manifest_writer, truncated_slide: Path,
+                                            corrupt_slide: Path, blank_slide: Path, no_mpp_slide: Path) -> None:
+    junk = tmp_path / "notes.svs"
+    junk.write_text("not a slide\n")
+    rows = [("a_truncated", truncated_slide, ""), ("b_junk", junk, ""), ("c_blank", blank_slide, ""),
+            ("d_nompp", no_mpp_slide, ""), ("e_corrupt", corrupt_slide, ""), ("f_missing", tmp_path / "x.svs", ""),
+            ("g_cmu1", CMU1, "")]
+    csv = manifest_writer(tmp_path / "slides.csv", rows)
+    results = tile_cohort(csv, tmp_path / "out", CFG, workers=2, progress=False)  # process pool path
+    plist = pd.read_csv(tmp_path / "out" / "process_list.csv", keep_default_na=False)
+    assert list(plist.columns[:4]) == ["slide", "status", "n_tiles", "reason"]
+    assert plist["slide"].tolist() == [r[0] for r in rows] == [r.slide for r in results]
+    reason = dict(zip(plist["slide"], plist["reason"], strict=True))
+    status = dict(zip(plist["slide"], plist["status"], strict=True))
+    assert status == {**{r[0]: "failed" for r in rows}, "g_cmu1": "done"}
+    assert "corrupt or truncated" in reason["a_truncated"]
+    assert "not a slide format" in reason["b_junk"]
+    assert "no tissue found" in reason["c_blank"] and "blank.tif" in reason["c_blank"]
+    assert "resolution unknown" in reason["d_nompp"] and "'mpp' column" in reason["d_nompp"]
+    assert "corrupt" in reason["e_corrupt"] and "corrupt.svs" in reason["e_corrupt"]
+    assert "not found" in reason["f_missing"]
+    assert int(plist.loc[plist["slide"] == "g_cmu1", "n_tiles"].iloc[0]) == CMU1_TILES
+    assert not (tmp_path / "out" / "d_nompp.h5").exists()
+
+
+def test_missing_mpp_fixed_by_manifest_or_default(tmp_path: Path, manifest_writer, no_mpp_slide: Path) -> None:
+    csv = manifest_writer(tmp_path / "slides.csv", [("m", no_mpp_slide, "0.5"), ("d", no_mpp_slide, "")])
+    small = TileConfig(tile_px=64, seg_downsample=16)  # the fixture is only 1024x768 px
+    res = {r.slide: r for r in tile_cohort(csv, tmp_path / "out", small, workers=0, progress=False,
+                                           default_mpp=0.25)}
+    assert (res["m"].status, res["m"].mpp_source, res["m"].tile_size_level0) == ("done", "manifest", 64)
+    assert (res["d"].status, res["d"].mpp_source, res["d"].tile_size_level0) == ("done", "default_mpp", 128)
+
+
+def test_resume_skips_complete_and_redoes_on_config_change(tmp_path: Path, manifest_writer) -> None:
+    csv = manifest_writer(tmp_path / "slides.csv", [("cmu1", CMU1, "")])
+    out = tmp_path / "out"
+    tile_cohort(csv, out, CFG, workers=0, progress=False)
+    h5 = out / "cmu1.h5"
+    stamp = h5.stat().st_mtime_ns
+    again = tile_cohort(csv, out, CFG, workers=0, progress=False)
+    assert h5.stat().st_mtime_ns == stamp and again[0].n_tiles == CMU1_TILES and again[0].seconds == 0.0
+    loose = TileConfig(tissue_threshold=0.1)
+    changed = tile_cohort(csv, out, loose, workers=0, progress=False)
+    assert h5.stat().st_mtime_ns != stamp and changed[0].n_tiles > CMU1_TILES
+
+
+RUNNER = """
+import sys
+from histcode.slides.config import TileConfig
+from histcode.slides.tiling import tile_cohort
+tile_cohort(sys.argv[1], sys.argv[2], TileConfig(), workers=0, progress=False)
+"""
+
+
+def test_kill_mid_run_then_rerun_is_identical(tmp_path: Path, manifest_writer) -> None:
+    links = []
+    for i in range(6):
+        link = tmp_path / f"slide{i}.svs"
+        link.symlink_to(CMU1)
+        links.append((f"s{i}", link, ""))
+    csv = manifest_writer(tmp_path / "slides.csv", links)
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    tile_cohort(csv, ref, CFG, workers=0, progress=False)
+
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(csv), str(out)], env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.glob("*.h5")) and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(list(out.glob("*.h5")))
+    assert 1 <= done_at_kill < 6 and not (out / "process_list.csv").exists()
+
+    tile_cohort(csv, out, CFG, workers=0, progress=False)
+    assert not list(out.rglob("*.tmp"))
+    assert _tree(out) == _tree(ref)
+
+
+def test_shards_cover_the_cohort(tmp_path: Path, manifest_writer, scene_slide: Path) -> None:
+    rows = [("a", CMU1, ""), ("b", scene_slide, ""), ("c", DICOM, "")]
+    csv = manifest_writer(tmp_path / "slides.csv", rows)
+    full, sharded = tmp_path / "full", tmp_path / "sharded"
+    tile_cohort(csv, full, CFG, workers=0, progress=False)
+    first = tile_cohort(csv, sharded, CFG, workers=0, progress=False, shard=parse_shard("0/2"))
+    second = tile_cohort(csv, sharded, CFG, workers=0, progress=False, shard=parse_shard("1/2"))
+    assert [r.slide for r in first] == ["a", "c"] and [r.slide for r in second] == ["b"]
+    tree = {k: v for k, v in _tree(sharded).items() if k != ".process_list.lock"}
+    assert tree == _tree(full)
+    with pytest.raises(ValueError, match="0-based"):
+        parse_shard("2/2")
+
+
+CRASHER = '''
+import os
+from histcode.slides.job import SlideResult
+
+
+class CrashJob:
+    def __init__(self, slide_id, crash):
+        self.slide_id, self.path, self.crash = slide_id, slide_id + ".svs", crash
+
+    def run(self):
+        if self.crash:
+            os.abort()  # what a segfaulting slide decoder does to its process
+        return SlideResult(slide=self.slide_id, status="done", n_tiles=1)
+'''
+
+
+def test_worker_crash_is_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "crashmod.py").write_text(CRASHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import crashmod  # type: ignore[import-not-found]
+
+    jobs = [crashmod.CrashJob(f"s{i}", crash=(i == 1)) for i in range(4)]
+    got: dict[str, object] = {}
+    run_jobs(jobs, 2, lambda r: got.__setitem__(r.slide, r))  # type: ignore[arg-type]
+    assert sorted(got) == ["s0", "s1", "s2", "s3"]
+    assert got["s1"].status == "failed" and "worker process crashed" in got["s1"].reason  # type: ignore[attr-defined]
+    assert all(got[s].status == "done" for s in ("s0", "s2", "s3"))  # type: ignore[attr-defined]
+    assert isinstance(jobs[0], crashmod.CrashJob) and SlideJob is not None
