@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "histcode.genes.commands",
     "histcode.evaluation.commands",
     "histcode.registry.commands",
+    "histcode.tuning.commands",
 )
 
 

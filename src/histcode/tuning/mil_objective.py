@@ -1,0 +1,129 @@
+"""The MIL study: train_mil's inputs loaded once, each trial = ``run_fold`` on the first k saved folds.
+
+Inputs are read with train_mil's own loaders (manifest, feature files checked by ``validate_bags``, the
+patient splits train_mil saved), so a trial sees exactly the data and folds of the stage it tunes. Bags
+stay in one ``BagCache`` shared by every trial. Objective ``auc``: mean over folds of the held-out
+ROC-AUC (folds whose test set holds one class are skipped); ``val_loss``: mean best validation loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histcode.cohort.splits import load_splits
+from histcode.config import BaseConfig, ConfigError
+from histcode.evaluation.classification import classification_metrics
+from histcode.mil.bags import BagCache, bag_shape, feature_paths, validate_bags
+from histcode.mil.config import MilConfig
+from histcode.mil.cv import run_fold
+from histcode.mil.external import read_manifest
+from histcode.mil.stage import encoder_name
+from histcode.paths import Paths
+from histcode.tuning.objective import FoldOutcome
+
+log = logging.getLogger(__name__)
+
+TRIAL_DEFAULTS: dict[str, Any] = {"bootstrap": 0, "progress": False}  # point metrics only; no bars per fold
+FOLD_METRICS = ("auc", "accuracy", "balanced_accuracy", "average_precision", "best_epoch", "n_test")
+
+
+@dataclass
+class MilData:
+    """Everything a trial needs, loaded once: usable manifest rows, cached bags, saved splits."""
+
+    manifest: pd.DataFrame
+    bags: BagCache
+    splits: pd.DataFrame
+    in_dim: int
+    cohort: str
+    encoder: str
+    inputs: list[Path]
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.splits["fold"].nunique())
+
+
+def load_mil_data(params: dict[str, Any], bcfg: BaseConfig, cfg: MilConfig) -> MilData:
+    """Manifest, feature bags and splits of ``base.train_cohort``; unreadable bags are recorded and skipped."""
+    paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
+    encoder = encoder_name(params, cfg)
+    manifest_csv = paths.slides_csv(cohort)
+    if not manifest_csv.exists():
+        raise FileNotFoundError(f"{manifest_csv}: slides manifest missing; run `dvc repro ingest@{cohort}`")
+    manifest = read_manifest(manifest_csv)
+    fdir = paths.features(cohort, encoder)
+    found, failures = feature_paths(fdir, list(manifest["slide_id"]))
+    ok, bad = validate_bags(found)
+    failures.update(bad)
+    for sid, why in sorted(failures.items()):
+        log.warning("tune mil: skipping slide %s: %s", sid, why)
+    if not ok:
+        raise FileNotFoundError(f"{fdir}: no usable features for any slide of {cohort}; run `dvc repro extract`")
+    splits = load_splits(paths.splits(cohort))
+    usable = manifest[manifest["slide_id"].isin(ok)]
+    unsplit = sorted(set(usable["patient_id"]) - set(splits["patient_id"]))
+    if unsplit:
+        log.warning(
+            "tune mil: %d patient(s) with features are not in %s (e.g. %s); they are left out of every fold",
+            len(unsplit), paths.splits(cohort), unsplit[:3],
+        )
+    return MilData(
+        manifest=usable.reset_index(drop=True),
+        bags=BagCache(ok, cfg.cache_mb),
+        splits=splits,
+        in_dim=bag_shape(next(iter(ok.values())))[1],
+        cohort=cohort,
+        encoder=encoder,
+        inputs=[fdir, manifest_csv, paths.splits(cohort)],
+        failures=failures,
+    )
+
+
+def trial_folds(n_available: int, wanted: int | None, where: str = "tune.mil.folds") -> list[int]:
+    """The first ``wanted`` fold ids (all when None), checked against the folds the splits hold."""
+    if wanted is None:
+        return list(range(n_available))
+    if wanted > n_available:
+        raise ConfigError(f"{where}={wanted} but the saved splits hold {n_available} folds; lower it or use null")
+    return list(range(wanted))
+
+
+def mil_fold_evaluator(data: MilData, *, seed: int):
+    """``(cfg, fold) -> FoldOutcome``: ``run_fold`` of the trial config (its ``pooling``) on one saved fold."""
+
+    def evaluate(cfg: MilConfig, fold: int) -> FoldOutcome:
+        res = run_fold(data.manifest, data.bags, data.splits, fold, cfg.pooling, cfg, in_dim=data.in_dim, seed=seed)
+        metrics = {k: float(res.metrics[k]) for k in FOLD_METRICS if k in res.metrics}
+        metrics["val_loss"] = float(res.metrics["best_val_loss"])
+        return FoldOutcome(fold, metrics, res.predictions)
+
+    return evaluate
+
+
+def mil_score(objective: str):
+    """Mean over folds of the fold metric ``objective`` (``auc`` or ``val_loss``), NaN folds skipped."""
+
+    def score(outcomes: list[FoldOutcome]) -> float:
+        vals = np.array([o.metrics.get(objective, np.nan) for o in outcomes], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        return float(vals.mean()) if vals.size else float("nan")
+
+    return score
+
+
+def pooled_metrics(outcomes: list[FoldOutcome]) -> dict[str, float]:
+    """AUC/accuracy of the held-out predictions of all folds of a trial pooled (an extra for the MLflow UI)."""
+    preds = [o.payload for o in outcomes if isinstance(o.payload, pd.DataFrame) and len(o.payload)]
+    if not preds:
+        return {}
+    df = pd.concat(preds, ignore_index=True)
+    m = classification_metrics(df["label"].to_numpy(), df["prob_tumor"].to_numpy(), n_boot=0)
+    return {f"pooled_{k}": m[k] for k in ("auc", "accuracy") if np.isfinite(m[k])}

@@ -1,0 +1,120 @@
+"""A cross-validated Optuna objective: one trial = one config evaluated fold by fold, pruned early.
+
+After each fold the running objective (over the folds done so far) is reported to Optuna at step = the
+fold's position; the study's MedianPruner then stops a trial that is already worse than the median of
+earlier trials at that step. Every trial is a nested MLflow run (params = the drawn values, metrics per
+fold at step = fold id, the running and final objective) tagged with its Optuna study, number and state:
+``COMPLETE``, ``PRUNED`` (run status KILLED) or ``FAIL`` (run status FAILED, reason in the ``error`` tag).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from histcode import tracking
+from histcode.tuning.config import ParamSpec
+from histcode.tuning.space import suggest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldOutcome:
+    """One fold's held-out numbers (``metrics``) and, where a score pools folds, its ``payload``
+    (e.g. the fold's held-out predictions)."""
+
+    fold: int
+    metrics: dict[str, float]
+    payload: Any = None
+
+
+FoldEvaluator = Callable[[Any, int], FoldOutcome]  # (trial config, fold id) -> outcome
+Score = Callable[[list[FoldOutcome]], float]  # outcomes so far -> objective value (NaN = undefined yet)
+
+
+@dataclass
+class CvObjective:
+    """Callable for ``study.optimize``: ``make_config(values)`` builds the trial config from the drawn
+    ``values``; ``evaluate_fold`` trains/tests one fold; ``score`` turns the outcomes into the objective."""
+
+    space: Mapping[str, ParamSpec]
+    target: type
+    make_config: Callable[[dict[str, Any]], Any]
+    evaluate_fold: FoldEvaluator
+    score: Score
+    folds: list[int]
+    objective: str
+    stage: str
+    cohort: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    extras: Callable[[list[FoldOutcome]], dict[str, float]] | None = None
+    experiment: str = "tune"
+
+    def __call__(self, trial: Any) -> float:
+        import mlflow
+        import optuna
+
+        values = suggest(trial, self.space, self.target, where=f"tune ({self.stage})")
+        cfg = self.make_config(values)
+        tags = {
+            **self.tags,
+            "optuna.study": trial.study.study_name,
+            "optuna.trial": str(trial.number),
+            "objective": self.objective,
+        }
+        outcomes: list[FoldOutcome] = []
+        pruned_at: int | None = None
+        with tracking.start_run(
+            self.experiment,
+            run_name=f"trial-{trial.number:03d}",
+            stage=self.stage,
+            params=values,
+            cohort=self.cohort,
+            nested=True,
+            tags=tags,
+        ) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            try:
+                for step, fold in enumerate(self.folds):
+                    out = self.evaluate_fold(cfg, fold)
+                    outcomes.append(out)
+                    tracking.log_metrics({f"fold.{k}": v for k, v in out.metrics.items()}, step=fold)
+                    running = self.score(outcomes)
+                    if math.isfinite(running):
+                        trial.report(running, step)
+                        tracking.log_metrics({f"running_{self.objective}": running}, step=step)
+                    if trial.should_prune():
+                        pruned_at = step
+                        break
+                if pruned_at is None:
+                    value = self.score(outcomes)
+                    if not math.isfinite(value):
+                        raise ValueError(
+                            f"trial {trial.number}: objective {self.objective} is undefined over folds "
+                            f"{self.folds} (e.g. a test fold holds one class only); use more folds per trial "
+                            f"(tune.*.folds) or regenerate the splits"
+                        )
+                    extra = self.extras(outcomes) if self.extras else {}
+                    tracking.log_metrics({self.objective: value, **extra})
+                    mlflow.set_tag("optuna.state", "COMPLETE")
+            except Exception as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+                trial.set_user_attr("error", msg[:1000])
+                mlflow.set_tag("optuna.state", "FAIL")
+                mlflow.set_tag("error", msg[:5000])
+                log.warning("tune: trial %d failed: %s", trial.number, msg)
+                raise
+            if pruned_at is not None:
+                mlflow.set_tag("optuna.state", "PRUNED")
+                mlflow.set_tag("optuna.pruned_at_fold", str(self.folds[pruned_at]))
+        if pruned_at is not None:
+            mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+            raise optuna.TrialPruned(
+                f"trial {trial.number}: running {self.objective} {running:.4f} after fold {self.folds[pruned_at]} "
+                f"is worse than the median of earlier trials"
+            )
+        return value

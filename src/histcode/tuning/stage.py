@@ -1,0 +1,210 @@
+"""``tune_mil`` (DVC stage) and ``tune de``: a parent MLflow run in experiment ``tune``, one nested run per
+trial, the best params written back as ``reports/tune/<family>_best.yaml`` and metrics to
+``reports/metrics/tune_<family>.json``.
+
+The evaluator argument exists for tests that need a fast stand-in for a fold; the production path (the
+default) trains real folds with ``histcode.mil.cv.run_fold`` / the DE heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from histcode import tracking
+from histcode.config import base, load_params, section, to_dict
+from histcode.paths import Paths
+from histcode.seeding import seed_everything
+from histcode.tuning.best import best_section, dvc_set_command, write_best
+from histcode.tuning.config import DeTuneConfig, MilTuneConfig, TuneConfig
+from histcode.tuning.objective import CvObjective, FoldEvaluator, FoldOutcome, Score
+from histcode.tuning.space import overlay
+from histcode.tuning.study import StudySummary, open_study, summarize
+
+log = logging.getLogger(__name__)
+CAUGHT = (ValueError, RuntimeError, FloatingPointError)  # a bad trial is recorded as FAIL; the study goes on
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    summary: StudySummary
+    best_path: Path
+    metrics_path: Path
+    command: str
+    parent_run_id: str
+
+
+S = TypeVar("S", MilTuneConfig, DeTuneConfig)
+
+
+def _tune_config(params: dict[str, Any]) -> TuneConfig:
+    return section(TuneConfig, "tune", params) if "tune" in params else TuneConfig()
+
+
+def _with_overrides(settings: S, **overrides: Any) -> S:
+    """Command-line overrides (n_trials, timeout_s, resume) of one study; None = keep params."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(settings, **given) if given else settings
+
+
+def _run_study(
+    *,
+    family: str,
+    tcfg: TuneConfig,
+    settings: MilTuneConfig | DeTuneConfig,
+    current: Any,
+    trial_layers: list[dict[str, Any]],
+    evaluate_fold: FoldEvaluator,
+    score: Score,
+    folds: list[int],
+    seed: int,
+    paths: Paths,
+    cohort: str,
+    inputs: list[Path],
+    extras: Callable[[list[FoldOutcome]], dict[str, float]] | None = None,
+    tags: dict[str, str] | None = None,
+) -> TuneResult:
+    stage = f"tune_{family}"
+    objective = settings.objective
+    study = open_study(settings, tcfg.storage_dir, seed=seed, direction=settings.direction)
+    cv = CvObjective(
+        space=settings.space,
+        target=type(current),
+        make_config=lambda values: overlay(current, *trial_layers, values, where=f"{family} (trial)"),
+        evaluate_fold=evaluate_fold,
+        score=score,
+        folds=folds,
+        objective=objective,
+        stage=stage,
+        cohort=cohort,
+        tags=dict(tags or {}),
+        extras=extras,
+    )
+    with tracking.start_run(
+        "tune",
+        run_name=f"{stage}/{cohort}",
+        stage=stage,
+        cohort=cohort,
+        inputs=inputs,
+        params={f"tune.{family}": to_dict(settings), family: to_dict(current), "base.seed": seed},
+        tags={**(tags or {}), "optuna.study": settings.study, "objective": objective},
+    ) as parent:
+        import mlflow
+
+        study.optimize(cv, n_trials=settings.n_trials, timeout=settings.timeout_s, catch=CAUGHT)
+        summary = summarize(study, objective)
+        command = dvc_set_command(family, summary.best_params)
+        full = best_section(current, summary.best_params, family)
+        best_path = write_best(
+            paths.tune_best(family),
+            family,
+            full,
+            command,
+            header=(
+                f"Best {family} hyperparameters of Optuna study {summary.study} (written by `histcode tune "
+                f"{family}`):\ntrial {summary.best_trial}, {summary.objective} = {summary.best_value:.4f} "
+                f"({summary.direction}) over folds {folds}; {summary.n_complete} complete, "
+                f"{summary.n_pruned} pruned, {summary.n_failed} failed"
+            ),
+        )
+        metrics_path = paths.metrics(stage)
+        tracking.log_metrics(summary.metrics(), metrics_path)
+        mlflow.set_tags({"best_trial": str(summary.best_trial), "best_run_id": str(summary.best_run_id),
+                         "apply_command": command[:5000]})
+        mlflow.log_artifact(str(best_path), artifact_path="tune")
+    log.info("tune %s: best %s %.4f (trial %d); apply with:\n  %s", family, objective, summary.best_value,
+             summary.best_trial, command)
+    return TuneResult(summary, best_path, metrics_path, command, parent.info.run_id)
+
+
+def run_tune_mil(
+    params_path: str | Path | dict[str, Any] = "params.yaml",
+    *,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    resume: bool | None = None,
+    evaluate_fold: FoldEvaluator | None = None,
+) -> TuneResult:
+    """Tune the ``mil`` section on train_mil's inputs and saved splits (see ``tune.mil`` in params)."""
+    import torch
+
+    from histcode.mil.config import MilConfig
+    from histcode.tuning.mil_objective import (
+        TRIAL_DEFAULTS,
+        load_mil_data,
+        mil_fold_evaluator,
+        mil_score,
+        pooled_metrics,
+        trial_folds,
+    )
+
+    params = params_path if isinstance(params_path, dict) else load_params(params_path)
+    bcfg, mcfg = base(params), section(MilConfig, "mil", params)
+    tcfg = _tune_config(params)
+    settings = _with_overrides(tcfg.mil, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
+    seed_everything(bcfg.seed)
+    torch.set_num_threads(max(1, mcfg.threads))
+    data = load_mil_data(params, bcfg, mcfg)
+    folds = trial_folds(data.n_folds, settings.folds)
+    pooling = settings.pooling or mcfg.pooling
+    if settings.objective == "val_loss" and not (data.splits["split"] == "val").any():
+        raise ValueError(f"{Paths.from_base(bcfg).splits(data.cohort)}: no validation patients, so objective "
+                         "val_loss is undefined; set mil.val_frac > 0 and rerun train_mil, or use objective auc")
+    return _run_study(
+        family="mil",
+        tcfg=tcfg,
+        settings=settings,
+        current=mcfg,
+        trial_layers=[TRIAL_DEFAULTS, {"pooling": pooling}, settings.fixed],  # the drawn values come last
+        evaluate_fold=evaluate_fold or mil_fold_evaluator(data, seed=bcfg.seed),
+        score=mil_score(settings.objective),
+        folds=folds,
+        seed=bcfg.seed,
+        paths=Paths.from_base(bcfg),
+        cohort=data.cohort,
+        inputs=data.inputs,
+        extras=pooled_metrics,
+        tags={"pooling": pooling, "encoder": data.encoder},
+    )
+
+
+def run_tune_de(
+    params_path: str | Path | dict[str, Any] = "params.yaml",
+    *,
+    cohort: str | None = None,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    resume: bool | None = None,
+) -> TuneResult:
+    """Tune the ``de`` section's head training (lr, weight_decay, epochs) on train_de's inputs and folds."""
+    import torch
+
+    from histcode.genes.config import DEConfig
+    from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
+    from histcode.tuning.mil_objective import trial_folds
+
+    params = params_path if isinstance(params_path, dict) else load_params(params_path)
+    bcfg, dcfg = base(params), section(DEConfig, "de", params)
+    tcfg = _tune_config(params)
+    settings = _with_overrides(tcfg.de, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
+    seed_everything(bcfg.seed)
+    torch.set_num_threads(max(1, dcfg.threads))
+    data = load_de_data(bcfg, dcfg, cohort)
+    return _run_study(
+        family="de",
+        tcfg=tcfg,
+        settings=settings,
+        current=dcfg,
+        trial_layers=[{"progress": False}, settings.fixed],
+        evaluate_fold=de_fold_evaluator(data, seed=bcfg.seed),
+        score=de_score(settings.objective),
+        folds=[data.fold_ids[i] for i in trial_folds(len(data.fold_ids), settings.folds, "tune.de.folds")],
+        seed=bcfg.seed,
+        paths=Paths.from_base(bcfg),
+        cohort=data.cohort,
+        inputs=data.inputs,
+    )
