@@ -1,0 +1,193 @@
+"""One slide, end to end: layout → render → slide file (+ 20x twin) → region mask → truth row.
+
+Runs in worker processes; everything it needs arrives in the picklable :class:`SlideJob`, and its
+random generator comes from the slide's own seed, so results do not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from histcode.synth.cells import Biology
+from histcode.synth.layout import REGION_CODES, TISSUE_CODES, make_layout
+from histcode.synth.plan import PatientPlan, SlidePlan
+from histcode.synth.render import render_slide
+from histcode.synth.slidefile import ScannerStyle, write_aperio_svs, write_generic_tiff
+from histcode.synth.stain import sample_style
+from histcode.synth.truth import twin_path, write_region_mask
+
+SCANNERS = {"tcga": ScannerStyle(256, 85, "SS1302"), "cptac": ScannerStyle(512, 78, "SS7391")}
+NORMAL_STROMA_TIL = 30.0  # lymphocytes per mm² of normal tissue
+NORMAL_CLUSTERS = 0.25  # aggregates per mm² of normal tissue
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    slide: SlidePlan
+    patient: PatientPlan
+    slide_dir: Path
+    gt_dir: Path
+    cell_um: float
+    tissue_fill: float
+    stain_jitter: float
+    jpeg_quality: int
+    tile_px: int
+
+
+def _biology(p: PatientPlan, tumour: bool) -> Biology:
+    if tumour:
+        return Biology(
+            cellularity=p.cellularity, til_per_mm2=p.til_per_mm2, stroma_til_per_mm2=0.3 * p.til_per_mm2
+        )
+    return Biology(cellularity=p.cellularity, til_per_mm2=0.0, stroma_til_per_mm2=NORMAL_STROMA_TIL)
+
+
+def run_slide(job: SlideJob) -> dict[str, Any]:
+    """Render and write one slide; return its ground-truth row.
+
+    OpenCV runs single-threaded here: the blocks are small and parallelism comes from the process
+    pool (OpenCV's own threads on a contended CPU made rendering several times slower).
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return _run_slide(job)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _run_slide(job: SlideJob) -> dict[str, Any]:
+    s, p = job.slide, job.patient
+    rng = np.random.default_rng(np.random.SeedSequence(list(s.seed)))
+    tumour = s.label == 1
+    cell_px = round(job.cell_um / s.mpp)
+    shape = (-(-s.height // cell_px), -(-s.width // cell_px))
+    layout = make_layout(
+        rng,
+        shape,
+        tumour=tumour,
+        tumour_fraction=p.tumour_fraction,
+        necrosis_fraction=p.necrosis_fraction,
+        lymph_clusters_per_mm2=p.lymph_clusters_per_mm2 if tumour else NORMAL_CLUSTERS,
+        cell_um=job.cell_um,
+        tissue_fill=job.tissue_fill,
+        pen=s.pen,
+        blank=s.blank,
+    )
+    style = sample_style(rng, s.style, job.stain_jitter)
+    bio = _biology(p, tumour)
+    image, stats = render_slide(
+        layout,
+        width=s.width,
+        height=s.height,
+        mpp=s.mpp,
+        cell_px=cell_px,
+        style=style,
+        bio=bio,
+        rng=rng,
+        ink_density=float(rng.uniform(0.5, 0.9)),
+    )
+    base = SCANNERS[s.style]
+    scanner = ScannerStyle(
+        base.tile_px if s.style != "tcga" else job.tile_px,
+        min(base.jpeg_quality, job.jpeg_quality),
+        base.scanner_id,
+    )
+    path = job.slide_dir / s.file_name
+    if s.fmt == "svs":
+        levels = write_aperio_svs(
+            path,
+            image,
+            s.mpp,
+            scanner,
+            label_text=s.slide_id,
+            date="06/17/14",
+            image_id=int(rng.integers(10_000, 99_999)),
+        )
+    else:
+        levels = write_generic_tiff(path, image, s.mpp, scanner)
+    twin = ""
+    if s.mpp < 0.5:  # the same tissue at 20x, for µm²-level comparisons of tiling
+        f = round(0.5 / s.mpp)
+        small = cv2.resize(image, (s.width // f, s.height // f), interpolation=cv2.INTER_AREA)
+        tp = twin_path(job.gt_dir, s.cohort, s.slide_id)
+        write_generic_tiff(tp, small, 0.5, scanner)
+        twin = str(tp.relative_to(job.gt_dir))
+    write_region_mask(job.gt_dir, s.cohort, s.slide_id, layout.codes)
+    return _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
+
+
+def _truth_row(
+    s: SlidePlan,
+    p: PatientPlan,
+    codes: np.ndarray,
+    cell_px: int,
+    style: Any,
+    stats: Any,
+    levels: list[tuple[int, int]],
+    twin: str,
+    tumour: bool,
+    bio: Biology,
+) -> dict[str, Any]:
+    counts = np.bincount(codes.ravel(), minlength=len(REGION_CODES))
+    mm2 = (cell_px * s.mpp / 1000.0) ** 2
+    tissue = int(np.isin(codes, TISSUE_CODES).sum())
+    tum_area = counts[REGION_CODES["tumour"]] + counts[REGION_CODES["lymphocyte_dense"]] * tumour
+    h, e = style.matrix()
+    row: dict[str, Any] = {
+        "cohort": s.cohort,
+        "slide_id": s.slide_id,
+        "file_name": s.file_name,
+        "patient_id": s.patient_id,
+        "label": s.label,
+        "sample_type": s.sample_type,
+        "format": s.fmt,
+        "mpp": s.mpp,
+        "magnification": round(10 / s.mpp),
+        "width": s.width,
+        "height": s.height,
+        "n_levels": len(levels),
+        "mask_downsample": cell_px,
+        "tissue_mm2": tissue * mm2,
+        "tumour_fraction": counts[REGION_CODES["tumour"]] / max(tissue, 1),
+        "necrosis_fraction": counts[REGION_CODES["necrosis"]] / max(tissue, 1),
+        "lymphocyte_density": stats.n_lymphocytes_in_tumour / (tum_area * mm2)
+        if tumour and tum_area
+        else 0.0,
+        "tumour_nuclei_density": stats.n_tumour_nuclei / (counts[REGION_CODES["tumour"]] * mm2)
+        if tumour and counts[REGION_CODES["tumour"]]
+        else 0.0,
+        "planted_til_per_mm2": bio.til_per_mm2,
+        "planted_cellularity": bio.cellularity if tumour else 0.0,
+        "n_lymphocytes": stats.n_lymphocytes,
+        "n_glands": stats.n_glands,
+        "has_pen": bool(counts[REGION_CODES["pen_mark"]]),
+        "has_blank": bool(counts[REGION_CODES["blank"]]),
+        "stain_h_r": h[0],
+        "stain_h_g": h[1],
+        "stain_h_b": h[2],
+        "stain_e_r": e[0],
+        "stain_e_g": e[1],
+        "stain_e_b": e[2],
+        "h_amount": style.h_amount,
+        "e_amount": style.e_amount,
+        "i0_r": style.i0[0],
+        "i0_g": style.i0[1],
+        "i0_b": style.i0[2],
+        "blur_um": style.blur_um,
+        "style": s.style,
+        "twin_file": twin,
+        "seed": "-".join(map(str, s.seed)),
+    }
+    row.update({f"frac_{k}": counts[c] / codes.size for k, c in REGION_CODES.items()})
+    return row
+
+
+def job_cost(job: SlideJob) -> float:
+    """Relative render cost (pixels), to start the big slides first."""
+    return float(job.slide.width * job.slide.height)

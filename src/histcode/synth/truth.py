@@ -1,0 +1,112 @@
+"""Read (and write) the synthetic ground truth. Only evaluation of synthetic cohorts may read it.
+
+Layout under ``<out_dir>/ground_truth/``:
+    region_codes.csv                      code, name, description
+    masks/<cohort>/<slide_id>.png         uint8 region codes; pixel (i, j) covers level-0 pixels
+                                          [j·d, (j+1)·d) × [i·d, (i+1)·d), d = ``mask_downsample``
+    slides.csv                            per-slide truth (patient, label, tumour fraction, lymphocyte
+                                          density, stain matrix, mpp, mask_downsample, twin file, ...)
+    patients.csv                          per-patient latent factors and planted morphology knobs
+    gene_effects.csv                      per gene: effect kind, latent, coefficient, intercept, noise sd
+    planted_log2fc.csv                    patients × genes planted tumour/normal log2 fold change
+    rna_samples.csv                       every RNA sample (file id, sample id, library size)
+    twins/<cohort>/<slide_id>.tiff        the 20x (0.5 µm/px) twin of each 40x slide
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from histcode.atomic import atomic_path
+from histcode.synth.layout import REGION_CODES, REGION_DESCRIPTIONS
+
+
+def region_codes() -> dict[str, int]:
+    """Region name → integer code used in the mask PNGs."""
+    return dict(REGION_CODES)
+
+
+def region_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"code": c, "name": n, "description": REGION_DESCRIPTIONS[n]} for n, c in REGION_CODES.items()]
+    )
+
+
+def mask_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "masks" / cohort / f"{slide_id}.png"
+
+
+def twin_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "twins" / cohort / f"{slide_id}.tiff"
+
+
+def write_region_mask(gt_dir: Path, cohort: str, slide_id: str, codes: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", codes.astype(np.uint8))
+    if not ok:  # pragma: no cover - OpenCV PNG encoding of uint8 does not fail
+        raise RuntimeError(f"could not PNG-encode the region mask of {slide_id}")
+    with atomic_path(mask_path(gt_dir, cohort, slide_id)) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: ground-truth file missing; generate the cohort with `histcode synth`."
+        )
+    return path
+
+
+def read_slide_truth(gt_dir: Path) -> pd.DataFrame:
+    """Per-slide truth table (one row per slide of both cohorts)."""
+    return pd.read_csv(_require(Path(gt_dir) / "slides.csv"))
+
+
+def read_region_mask(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
+    """(mask, downsample): uint8 region codes and the level-0 pixels per mask pixel."""
+    path = _require(mask_path(gt_dir, cohort, slide_id))
+    truth = read_slide_truth(gt_dir)
+    row = truth[(truth["cohort"] == cohort) & (truth["slide_id"] == slide_id)]
+    if row.empty:
+        raise KeyError(f"{Path(gt_dir) / 'slides.csv'}: no slide {slide_id!r} in cohort {cohort!r}.")
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return mask.astype(np.int64), float(row["mask_downsample"].iloc[0])
+
+
+def read_gene_effects(gt_dir: Path) -> pd.DataFrame:
+    """Per gene: ``gene, gene_id, effect (lymphocyte|cellularity|tumour|null), latent, coefficient,
+    intercept, noise_sd, in_panel``."""
+    return pd.read_csv(
+        _require(Path(gt_dir) / "gene_effects.csv"), keep_default_na=False, dtype={"latent": str}
+    )
+
+
+def read_patient_truth(gt_dir: Path) -> pd.DataFrame:
+    """Per patient latent factors (``z_lymph, z_cell, z_tumour``) and planted morphology knobs."""
+    return pd.read_csv(_require(Path(gt_dir) / "patients.csv"))
+
+
+def read_planted_log2fc(gt_dir: Path) -> pd.DataFrame:
+    """Patients × genes planted log2 fold change (before counting noise), index ``patient_id``."""
+    return pd.read_csv(_require(Path(gt_dir) / "planted_log2fc.csv"), index_col="patient_id")
+
+
+def tile_region_fractions(
+    mask: np.ndarray, downsample: float, coords: np.ndarray, patch_size: int
+) -> np.ndarray:
+    """(N, n_codes) fraction of each region code inside each level-0 tile ``(x, y, patch_size)``.
+
+    Uses the mask cells whose centres fall inside the tile (exact when tiles align with mask cells).
+    """
+    n_codes = max(REGION_CODES.values()) + 1
+    out = np.zeros((len(coords), n_codes))
+    for i, (x, y) in enumerate(np.asarray(coords, dtype=np.int64)):
+        j0, j1 = int(np.ceil(x / downsample - 0.5)), int(np.ceil((x + patch_size) / downsample - 0.5))
+        i0, i1 = int(np.ceil(y / downsample - 0.5)), int(np.ceil((y + patch_size) / downsample - 0.5))
+        sub = mask[max(i0, 0) : max(i1, 0), max(j0, 0) : max(j1, 0)]
+        if sub.size:
+            out[i] = np.bincount(sub.ravel(), minlength=n_codes)[:n_codes] / sub.size
+    return out

@@ -1,0 +1,86 @@
+"""Ground-truth readers return masks, tables and effects consistent with the generated slides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from histcode.synth import truth
+from histcode.synth.genes import LYMPHOCYTE_GENES
+
+REQUIRED = {
+    "background",
+    "normal_epithelium",
+    "stroma",
+    "tumour",
+    "lymphocyte_dense",
+    "necrosis",
+    "pen_mark",
+    "blank",
+}
+
+
+def test_region_codes_documented_and_distinct(tiny_cohort: Path) -> None:
+    codes = truth.region_codes()
+    assert set(codes) >= REQUIRED and len(set(codes.values())) == len(codes)
+    table = pd.read_csv(tiny_cohort / "ground_truth" / "region_codes.csv")
+    assert dict(zip(table["name"], table["code"], strict=True)) == codes
+    assert table["description"].str.len().min() > 10
+
+
+def test_masks_match_slides_and_labels(tiny_cohort: Path) -> None:
+    gt = tiny_cohort / "ground_truth"
+    st = truth.read_slide_truth(gt)
+    codes = truth.region_codes()
+    seen: set[int] = set()
+    for r in st.itertuples():
+        mask, ds = truth.read_region_mask(gt, r.cohort, r.slide_id)
+        assert ds == 8.0 / r.mpp  # 8 µm cells at both 20x and 40x
+        assert mask.shape == (int(np.ceil(r.height / ds)), int(np.ceil(r.width / ds)))
+        present = set(np.unique(mask).tolist())
+        seen |= present
+        assert present <= set(codes.values())
+        tissue = np.isin(mask, [1, 2, 3, 4, 5]).sum()
+        assert r.tumour_fraction == pytest.approx((mask == codes["tumour"]).sum() / tissue)
+        if r.label == 0:
+            assert codes["tumour"] not in present and codes["necrosis"] not in present
+        else:
+            assert 0.1 < r.tumour_fraction < 0.9 and r.lymphocyte_density > 0
+    assert {
+        codes[k] for k in ("background", "stroma", "tumour", "normal_epithelium", "pen_mark", "blank")
+    } <= seen
+
+
+def test_tile_region_fractions_exact_on_aligned_tiles() -> None:
+    mask = np.zeros((4, 6), np.int64)
+    mask[:2, :3] = 3
+    mask[2:, 3:] = 1
+    frac = truth.tile_region_fractions(mask, 16.0, np.array([[0, 0], [48, 32], [32, 0]]), 32)
+    assert frac[0, 3] == 1.0 and frac[1, 1] == 1.0
+    assert frac[2, 3] == pytest.approx(0.5) and frac[2, 0] == pytest.approx(0.5)
+    np.testing.assert_allclose(frac.sum(axis=1), 1.0)
+
+
+def test_gene_effects_and_planted_fold_changes(tiny_cohort: Path) -> None:
+    gt = tiny_cohort / "ground_truth"
+    eff = truth.read_gene_effects(gt).set_index("gene")
+    assert set(eff["effect"]) == {"lymphocyte", "cellularity", "tumour", "null"}
+    assert set(eff.index[eff["effect"] == "lymphocyte"]) == set(LYMPHOCYTE_GENES)
+    assert (eff.loc[list(LYMPHOCYTE_GENES), "coefficient"] > 0).all()
+    assert eff.loc["PTEN", "effect"] == "tumour" and eff.loc["PTEN", "intercept"] < -1.5
+    prolif = eff[eff["effect"] == "cellularity"]
+    assert 1 <= len(prolif) <= 4 and prolif["in_panel"].all()
+    assert (eff.loc[eff["effect"] == "null", "coefficient"] == 0).all()
+    assert (eff["noise_sd"] > 0).all()  # no gene is a deterministic function of the latent factors
+    planted = truth.read_planted_log2fc(gt)
+    patients = truth.read_patient_truth(gt).set_index("patient_id")
+    assert list(planted.columns) == list(eff.index) and set(planted.index) <= set(patients.index)
+    assert (planted["PTEN"] < 0).all()
+
+
+def test_missing_ground_truth_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="histcode synth"):
+        truth.read_slide_truth(tmp_path)
