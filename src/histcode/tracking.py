@@ -100,6 +100,8 @@ def _dvc_lock_hashes() -> dict[str, str]:
                 if "md5" in entry:
                     out[str(entry["path"]).rstrip("/")] = entry["md5"]
     for dvcfile in Path(".").glob("*.dvc"):
+        if not dvcfile.is_file():  # the .dvc/ config directory also matches the pattern
+            continue
         import yaml
 
         data = yaml.safe_load(dvcfile.read_text()) or {}

@@ -40,6 +40,7 @@ class TileConfig:
     area_slide_frac: float = 0.01
     exclude_pen: bool = True
     white_value: int = 220
+    od_threshold: float = 0.1  # mean log10 optical density vs the slide's glass above which a pixel is tissue
     mpp_snap: float = 0.05
     mask_png_max_px: int = 2048
     workers: int = 2

@@ -1,7 +1,10 @@
 """Tissue segmentation of a low-resolution slide image (CLAM/HistCode recipe plus pen and blank exclusion).
 
 Saturation channel → median blur → threshold (Otsu, never below the fixed ``sthresh``) → morphological
-close → contour filtering of small tissue pieces and holes. Ink (pen marks) and blank/black areas are
+close → contour filtering of small tissue pieces and holes. Because Otsu splits the saturation histogram
+into two classes, on slides with pale, weakly saturated tissue next to strongly eosinophilic stroma it can
+split tissue from tissue instead of tissue from glass; pixels clearly darker than the slide's own glass
+(optical density above ``od_threshold``) are therefore tissue too. Ink (pen marks) and blank/black areas are
 removed before thresholding and again from the final mask, so no tile lands on them.
 """
 
@@ -88,6 +91,20 @@ def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
     return pen.astype(bool)
 
 
+def optical_density(rgb: np.ndarray, excluded: np.ndarray, blur: int) -> np.ndarray:
+    """(H, W, 3) uint8 → (H, W) mean log10 optical density relative to the slide's glass.
+
+    Glass brightness is the 99th percentile per channel of the non-excluded pixels, so scanner white balance
+    and background tint cancel; a slide without glass only yields small densities (saturation decides there).
+    """
+    if blur > 1:
+        rgb = cv2.medianBlur(np.ascontiguousarray(rgb), blur)
+    pixels = rgb[~excluded] if (~excluded).any() else rgb.reshape(-1, 3)
+    glass = np.percentile(pixels.reshape(-1, 3), 99, axis=0).astype(np.float32) + 1.0
+    od = np.log10(glass / (rgb.astype(np.float32) + 1.0))
+    return np.clip(od, 0.0, None).mean(axis=2)
+
+
 def closing(binary: np.ndarray, k: int) -> np.ndarray:
     """Morphological closing with a k x k square that does not shift the mask.
 
@@ -143,7 +160,8 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     if cfg.use_otsu and sat.max() > sat.min():
         otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         threshold = max(float(otsu), float(cfg.sthresh))  # a blank slide's noise never becomes tissue
-    binary = (sat > threshold).astype(np.uint8)
+    binary = ((sat > threshold) | (optical_density(rgb, excluded, cfg.median_blur) > cfg.od_threshold))
+    binary = (binary & ~excluded).astype(np.uint8)
     if cfg.close > 0:
         binary = closing(binary, cfg.close)
     unit = area_unit_px / (downsample * downsample)  # mask pixels per area unit
