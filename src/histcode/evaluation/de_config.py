@@ -1,0 +1,49 @@
+"""The ``evaluate_de`` section of params.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from histcode.config import ConfigError
+
+
+@dataclass(frozen=True)
+class EvaluateDEConfig:
+    """Statistics of held-out DE predictions against a random baseline, plots, enrichment.
+
+    ``alternative`` is the Wilcoxon rank-sum alternative for predicted vs random correlations ("greater"
+    asks whether predictions beat random). ``gene_sets`` is an optional GMT file; ``top_genes`` the number of
+    best-predicted genes tested for enrichment; ``fc_bins`` the quantile bins of fold-change level.
+    """
+
+    n_random: int = 100
+    fdr: float = 0.05
+    gene_sets: Path | None = None
+    top_genes: int = 20
+    alternative: Literal["two-sided", "greater", "less"] = "greater"
+    scatter_genes: list[str] = field(
+        default_factory=lambda: ["PIK3CA", "MYC", "PTEN", "GATA3", "CD3D", "CD3E", "CD3G", "CD247", "CD19"])
+    fc_bins: int = 4
+    hist_bins: int = 20
+    heatmap_slides: int = 2
+    min_set_size: int = 2
+    truth_top_k: int = 10
+    truth_min_fraction: float = 0.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_random < 2:
+            raise ConfigError(f"evaluate_de.n_random: need >= 2 random draws, got {self.n_random}")
+        if not 0.0 < self.fdr < 1.0:
+            raise ConfigError(f"evaluate_de.fdr: must be in (0, 1), got {self.fdr}")
+        for name in ("top_genes", "fc_bins", "hist_bins", "min_set_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluate_de.{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.truth_min_fraction < 1.0:
+            raise ConfigError(f"evaluate_de.truth_min_fraction: must be in [0, 1), got {self.truth_min_fraction}")
+        if self.truth_top_k < 1:
+            raise ConfigError(f"evaluate_de.truth_top_k: must be >= 1, got {self.truth_top_k}")
+        if self.heatmap_slides < 0:
+            raise ConfigError(f"evaluate_de.heatmap_slides: must be >= 0, got {self.heatmap_slides}")

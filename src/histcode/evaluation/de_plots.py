@@ -1,0 +1,115 @@
+"""Figures of the DE evaluation (matplotlib, Agg): correlation histograms, scatter plots, fold-change bins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from histcode.atomic import atomic_path
+
+matplotlib.use("Agg")
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def pearson_hist_table(pearson_r: np.ndarray, n_bins: int) -> pd.DataFrame:
+    """Counts of per-gene Pearson r in ``n_bins`` equal bins over [-1, 1] → DataFrame(bin, count) (DVC plot)."""
+    r = np.asarray(pearson_r, dtype=np.float64)
+    edges = np.linspace(-1.0, 1.0, n_bins + 1)
+    counts, _ = np.histogram(r[np.isfinite(r)], bins=edges)
+    labels = [f"{lo:+.2f}..{hi:+.2f}" for lo, hi in pairwise(edges)]
+    return pd.DataFrame({"bin": labels, "count": counts.astype(int)})
+
+
+def plot_pearson_vs_random(pearson_r: np.ndarray, random_r: np.ndarray, path: Path, *, n_bins: int,
+                           p_value: float) -> None:
+    """Left: densities of model per-gene r vs random-baseline r. Right: box plots of the two."""
+    r = np.asarray(pearson_r, dtype=np.float64)
+    rr = np.asarray(random_r, dtype=np.float64).ravel()
+    r, rr = r[np.isfinite(r)], rr[np.isfinite(rr)]
+    edges = np.linspace(-1.0, 1.0, n_bins + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
+    a.hist(rr, bins=edges, density=True, alpha=0.5, color="grey", label=f"random ({rr.size} r)")
+    a.hist(r, bins=edges, density=True, alpha=0.6, color="tab:blue", label=f"model ({r.size} genes)")
+    a.set(xlabel="held-out Pearson r per gene", ylabel="density", title=f"model vs random (Wilcoxon p={p_value:.2g})")
+    a.legend()
+    b.boxplot([r, rr], tick_labels=["model", "random"])
+    b.set(ylabel="Pearson r")
+    _save(fig, path)
+
+
+def plot_scatter(pred: pd.DataFrame, genes: Sequence[str], per_gene: pd.DataFrame, path: Path) -> list[str]:
+    """True vs predicted log10(fc+1) per gene (colour = fold), r in the title; returns the genes drawn."""
+    present = [g for g in genes if g in set(pred["gene"])]
+    if not present:
+        return []
+    ncol = min(3, len(present))
+    nrow = int(np.ceil(len(present) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.6 * nrow), squeeze=False, constrained_layout=True)
+    stats_by_gene = per_gene.set_index("gene")
+    for ax, gene in zip(axes.ravel(), present, strict=False):
+        sub = pred[pred["gene"] == gene]
+        sc = ax.scatter(sub["y_true_log10fc"], sub["y_pred_log10fc"], c=sub["fold"], cmap="tab10", s=14)
+        lo = float(np.nanmin(sub[["y_true_log10fc", "y_pred_log10fc"]].to_numpy()))
+        hi = float(np.nanmax(sub[["y_true_log10fc", "y_pred_log10fc"]].to_numpy()))
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--")
+        r = stats_by_gene.loc[gene, "pearson_r"] if gene in stats_by_gene.index else np.nan
+        ax.set(title=f"{gene}: r={r:.2f}", xlabel="true log10(fc+1)", ylabel="predicted")
+    for ax in axes.ravel()[len(present):]:
+        ax.axis("off")
+    fig.colorbar(sc, ax=axes.ravel().tolist(), label="fold", shrink=0.6)
+    _save(fig, path)
+    return present
+
+
+def fc_level_table(per_gene: pd.DataFrame, level: pd.Series, n_bins: int) -> pd.DataFrame:
+    """Genes with their fold-change level (median |log2 fc|) and its quantile bin, beside accuracy and r."""
+    df = per_gene[["gene", "accuracy", "pearson_r"]].copy()
+    df["fc_level"] = df["gene"].map(level).astype(np.float64)
+    df = df[np.isfinite(df["fc_level"])]
+    if not len(df):
+        return df.assign(fc_bin=pd.Series(dtype=str)).reset_index(drop=True)
+    q = min(n_bins, max(1, df["fc_level"].nunique()))
+    codes, edges = pd.qcut(df["fc_level"], q=q, labels=False, retbins=True, duplicates="drop")
+    labels = [f"{lo:.2f}–{hi:.2f}" for lo, hi in pairwise(edges)]
+    df["fc_bin"] = [labels[int(c)] for c in codes]
+    return df.reset_index(drop=True)
+
+
+def plot_fc_level(table: pd.DataFrame, path: Path) -> None:
+    """Box plots of per-gene accuracy (binary task) and Pearson r by fold-change-level bin."""
+    order = list(dict.fromkeys(table.sort_values("fc_level")["fc_bin"]))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, col, label in ((a, "accuracy", "accuracy (|log2 fc| > t task)"), (b, "pearson_r", "Pearson r")):
+        data = [table.loc[(table["fc_bin"] == o) & np.isfinite(table[col]), col].to_numpy() for o in order]
+        ax.boxplot(data, tick_labels=order)
+        ax.set(xlabel="median |log2 fc| bin", ylabel=label)
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle("fold-change level vs prediction accuracy (one point per gene)")
+    _save(fig, path)
+
+
+def plot_planted_vs_null(genes: pd.DataFrame, random_r: np.ndarray, path: Path, *, p_value: float) -> None:
+    """Box plots of held-out Pearson r for planted genes by effect kind, null genes and the random baseline."""
+    groups = {f"{k} ({len(s)})": s["pearson_r"].to_numpy(np.float64)
+              for k, s in genes[genes["planted"]].groupby("effect")}
+    groups[f"null ({int((genes['effect'] == 'null').sum())})"] = genes.loc[genes["effect"] == "null",
+                                                                           "pearson_r"].to_numpy(np.float64)
+    rr = np.asarray(random_r, dtype=np.float64).ravel()
+    groups["random"] = rr
+    data = [v[np.isfinite(v)] for v in groups.values()]
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
+    ax.boxplot(data, tick_labels=list(groups))
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set(ylabel="held-out Pearson r", title=f"planted vs null genes (Wilcoxon planted > null p={p_value:.2g})")
+    _save(fig, path)

@@ -1,0 +1,151 @@
+"""Stage ``evaluate_de``: statistics, figures and (for synthetic cohorts) ground-truth checks of the DE models.
+
+Writes reports/metrics/de.json, reports/plots/de_pearson_hist.csv (bin, count) and, under
+reports/figures/de/: per_gene_stats.csv, pearson_vs_random.png, scatter.png, fc_level.csv/.png,
+enrichment.csv (when ``gene_sets`` is set), per-gene heatmaps + heatmaps_index.csv, and for synthetic cohorts
+truth_genes.csv / truth_heatmaps.csv.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from histcode.atomic import write_csv
+from histcode.config import BaseConfig
+from histcode.evaluation import de_plots
+from histcode.evaluation.de_config import EvaluateDEConfig
+from histcode.evaluation.de_heatmaps import gene_dirs, patch_sizes, render_gene_heatmaps
+from histcode.evaluation.de_stats import compare_to_random
+from histcode.evaluation.enrichment import hypergeometric_enrichment, read_gmt, top_predicted
+from histcode.genes.metrics import check_predictions, per_gene_metrics, summarise
+from histcode.paths import Paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DEEvaluation:
+    metrics: dict[str, float]
+    per_gene: pd.DataFrame
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no DE predictions; run `dvc repro train_de` first")
+    df = pd.read_parquet(path)
+    check_predictions(df, str(path))
+    return df
+
+
+def fc_level(expression_dir: Path, patients: list[str], genes: list[str]) -> pd.Series:
+    """gene → median |log2 fc| over the evaluated patients (from de_targets' ``log2_fc.parquet``)."""
+    path = expression_dir / "log2_fc.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; run `dvc repro de_targets` (needed for the fold-change plot)")
+    df = pd.read_parquet(path)
+    if "patient_id" in df.columns:
+        df = df.set_index("patient_id")
+    df.index = df.index.astype(str)
+    keep = [g for g in genes if g in set(df.columns)]
+    return df.loc[df.index.intersection(patients), keep].abs().median(axis=0)
+
+
+def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> DEEvaluation:
+    """Evaluate held-out DE predictions of ``cohort`` (default ``base.train_cohort``) and write the reports."""
+    cohort = cohort or base_cfg.train_cohort
+    paths = Paths.from_base(base_cfg)
+    fig_dir = paths.figures("de")
+    pred = read_predictions(paths.de_predictions(cohort))
+    per_gene = per_gene_metrics(pred)
+    table, overall, baseline = compare_to_random(pred, n_random=cfg.n_random, seed=base_cfg.seed,
+                                                 alternative=cfg.alternative, fdr=cfg.fdr,
+                                                 progress=cfg.progress)
+    per_gene = per_gene.merge(table.drop(columns="pearson_r_pooled"), on="gene", how="left")
+    metrics: dict[str, float] = {**summarise(per_gene), **overall,
+                                 "n_patients": float(pred["patient_id"].nunique()),
+                                 "n_folds": float(pred["fold"].nunique())}
+    figures: dict[str, Path] = {}
+
+    hist = de_plots.pearson_hist_table(per_gene["pearson_r"].to_numpy(), cfg.hist_bins)
+    write_csv(paths.plots("de_pearson_hist.csv"), hist)
+    figures["pearson_vs_random"] = fig_dir / "pearson_vs_random.png"
+    de_plots.plot_pearson_vs_random(per_gene["pearson_r"].to_numpy(), baseline.pearson,
+                                    figures["pearson_vs_random"], n_bins=cfg.hist_bins, p_value=overall["wilcoxon_p"])
+    figures["scatter"] = fig_dir / "scatter.png"
+    drawn = de_plots.plot_scatter(pred, cfg.scatter_genes, per_gene, figures["scatter"])
+    metrics["n_scatter_genes"] = float(len(drawn))
+    for gene in drawn:
+        metrics[f"pearson_r.{gene}"] = float(per_gene.loc[per_gene["gene"] == gene, "pearson_r"].iloc[0])
+
+    level = fc_level(paths.expression(cohort), sorted(pred["patient_id"].unique()), per_gene["gene"].tolist())
+    fc = de_plots.fc_level_table(per_gene, level, cfg.fc_bins)
+    write_csv(fig_dir / "fc_level.csv", fc)
+    if len(fc):
+        figures["fc_level"] = fig_dir / "fc_level.png"
+        de_plots.plot_fc_level(fc, figures["fc_level"])
+        ok = np.isfinite(fc["accuracy"]) & np.isfinite(fc["fc_level"])
+        if ok.sum() >= 3 and fc.loc[ok, "accuracy"].nunique() > 1:
+            metrics["fc_level_vs_accuracy_spearman"] = float(
+                stats.spearmanr(fc.loc[ok, "fc_level"], fc.loc[ok, "accuracy"]).statistic)
+
+    if cfg.gene_sets is not None:
+        selected = top_predicted(per_gene, cfg.top_genes)
+        enr = hypergeometric_enrichment(selected, per_gene["gene"], read_gmt(cfg.gene_sets), fdr=cfg.fdr,
+                                        min_size=cfg.min_set_size)
+        write_csv(fig_dir / "enrichment.csv", enr)
+        metrics.update({"enrichment.n_sets": float(len(enr)), "enrichment.n_selected": float(len(selected)),
+                        "enrichment.n_significant": float(enr["significant"].sum()),
+                        "enrichment.min_q": float(enr["q"].min()) if len(enr) else float("nan")})
+
+    manifest = _manifest(paths, cohort)
+    dirs = gene_dirs(paths.data_dir / "attention_genes" / cohort)
+    sizes = patch_sizes({sid: paths.coords_h5(cohort, sid) for sid in _gene_slides(dirs)}) if dirs else {}
+    if dirs and cfg.heatmap_slides:
+        index = render_gene_heatmaps(dirs, manifest, sizes, fig_dir, n=cfg.heatmap_slides)
+        write_csv(fig_dir / "heatmaps_index.csv", index)
+        metrics["n_gene_heatmaps"] = float((index["status"] == "ok").sum())
+        metrics["n_gene_heatmaps_failed"] = float((index["status"] != "ok").sum())
+
+    if base_cfg.cohort(cohort).synthetic:
+        metrics.update(_truth(per_gene, baseline.pearson, dirs, sizes, paths, cohort, fig_dir, cfg))
+
+    write_csv(fig_dir / "per_gene_stats.csv", per_gene)
+    return DEEvaluation(metrics=metrics, per_gene=per_gene, figures=figures)
+
+
+def _manifest(paths: Paths, cohort: str) -> dict[str, str]:
+    path = paths.slides_csv(cohort)
+    if not path.exists():
+        log.warning("%s missing: per-gene heatmaps need slide paths; none rendered", path)
+        return {}
+    df = pd.read_csv(path, dtype={"slide_id": str})
+    return dict(zip(df["slide_id"], df["path"].astype(str), strict=True))
+
+
+def _gene_slides(dirs: dict[str, Path]) -> list[str]:
+    return sorted({h5.stem for d in dirs.values() for h5 in d.glob("*.h5")})
+
+
+def _truth(per_gene: pd.DataFrame, random_r: np.ndarray, dirs: dict[str, Path], sizes: dict[str, float],
+           paths: Paths, cohort: str, fig_dir: Path, cfg: EvaluateDEConfig) -> dict[str, float]:
+    """Planted-vs-null and heatmap-vs-lymphocyte numbers from the generator's ground truth."""
+    from histcode.evaluation.de_truth import heatmap_truth, planted_vs_null
+    from histcode.synth.truth import read_gene_effects
+
+    genes, out = planted_vs_null(per_gene, read_gene_effects(paths.ground_truth), random_r)
+    write_csv(fig_dir / "truth_genes.csv", genes)
+    de_plots.plot_planted_vs_null(genes, random_r, fig_dir / "truth_planted_vs_null.png",
+                                  p_value=out["truth.planted_vs_null_wilcoxon_p"])
+    if dirs:
+        hm, hm_out = heatmap_truth(dirs, paths.ground_truth, cohort, sizes, top_k=cfg.truth_top_k,
+                                   min_fraction=cfg.truth_min_fraction)
+        write_csv(fig_dir / "truth_heatmaps.csv", hm)
+        out.update(hm_out)
+    return out

@@ -1,0 +1,159 @@
+"""Per-gene DE statistics against a random baseline (issue 6 §5).
+
+- Held-out correlations: each gene's Pearson/Spearman over all patients' held-out predictions (pooled over
+  folds) and Pearson within each fold.
+- Random baseline: predictions drawn uniformly within the 5–95 % range of the gene's real values, ``n_random``
+  seeded draws; their correlations with the truth are computed exactly like the model's.
+- Overall test: Wilcoxon rank-sum of the G pooled model correlations vs the G × n_random random ones.
+- Per gene: Wilcoxon rank-sum of the gene's K per-fold correlations vs its K × n_random per-fold random
+  correlations (same patients, same sample size per correlation), Benjamini–Hochberg across genes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from tqdm import tqdm
+
+Alternative = Literal["two-sided", "greater", "less"]
+
+
+def columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of each column pair of a, b (P, G) → (G,), ignoring rows where either is NaN.
+
+    NaN for a column with < 3 usable rows or zero variance (scipy's pearsonr would warn/raise there).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"columnwise_pearson needs two (P, G) arrays of equal shape, got {a.shape}, {b.shape}")
+    m = np.isfinite(a) & np.isfinite(b)
+    n = m.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma = np.where(m, a, 0.0).sum(axis=0) / n
+        mb = np.where(m, b, 0.0).sum(axis=0) / n
+        da = np.where(m, a - ma, 0.0)
+        db = np.where(m, b - mb, 0.0)
+        va, vb = (da * da).sum(axis=0), (db * db).sum(axis=0)
+        r = (da * db).sum(axis=0) / np.sqrt(va * vb)
+    bad = (n < 3) | _constant(a, m) | _constant(b, m)
+    return np.where(bad, np.nan, np.clip(r, -1.0, 1.0))
+
+
+def _constant(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(G,) True where a column's usable values are all equal (or there are none)."""
+    hi = np.where(m, a, -np.inf).max(axis=0)
+    lo = np.where(m, a, np.inf).min(axis=0)
+    return ~(hi > lo)
+
+
+def columnwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rho per column (Pearson of average ranks over rows where both are finite) → (G,)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    m = np.isfinite(a) & np.isfinite(b)
+    ra = stats.rankdata(np.where(m, a, np.nan), axis=0, nan_policy="omit")
+    rb = stats.rankdata(np.where(m, b, np.nan), axis=0, nan_policy="omit")
+    return columnwise_pearson(ra, rb)
+
+
+def random_predictions(y_true: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random draw (P, G): per gene uniform in [q5, q95] of its finite true values (NaN where the truth is)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanpercentile(y, [5.0, 95.0], axis=0)
+    draw = rng.uniform(size=y.shape) * (hi - lo) + lo
+    return np.where(np.isfinite(y), draw, np.nan)
+
+
+@dataclass(frozen=True)
+class RandomBaseline:
+    """Correlations of ``n_random`` random draws: pooled pearson/spearman (R, G), per fold pearson (R, K, G)."""
+
+    pearson: np.ndarray
+    spearman: np.ndarray
+    fold_pearson: np.ndarray
+    folds: np.ndarray
+
+
+def random_baseline(y_true: np.ndarray, fold: np.ndarray, n_random: int, seed: int, *,
+                    progress: bool = False) -> RandomBaseline:
+    """Random-baseline correlations for truth y_true (P, G) whose rows belong to CV folds ``fold`` (P,)."""
+    fold = np.asarray(fold)
+    rng = np.random.default_rng(seed)
+    ks = np.unique(fold)
+    g = y_true.shape[1]
+    pear, spear = np.empty((n_random, g)), np.empty((n_random, g))
+    fold_r = np.empty((n_random, len(ks), g))
+    for i in tqdm(range(n_random), desc="random baseline", disable=not progress):
+        draw = random_predictions(y_true, rng)
+        pear[i] = columnwise_pearson(y_true, draw)
+        spear[i] = columnwise_spearman(y_true, draw)
+        for j, k in enumerate(ks):
+            rows = fold == k
+            fold_r[i, j] = columnwise_pearson(y_true[rows], draw[rows])
+    return RandomBaseline(pearson=pear, spearman=spear, fold_pearson=fold_r, folds=ks)
+
+
+def matrices(pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Long predictions → truth (P × G), prediction (P × G) and fold per patient (P,), genes in first-seen order."""
+    genes = list(dict.fromkeys(pred["gene"]))
+    truth = pred.pivot(index="patient_id", columns="gene", values="y_true_log10fc")[genes]
+    guess = pred.pivot(index="patient_id", columns="gene", values="y_pred_log10fc")[genes]
+    fold = pred.groupby("patient_id")["fold"].first().loc[truth.index]
+    if (pred.groupby("patient_id")["fold"].nunique() > 1).any():
+        raise ValueError("DE predictions: a patient appears in more than one held-out fold; re-run train_de")
+    return truth, guess, fold
+
+
+def wilcoxon(x: np.ndarray, y: np.ndarray, alternative: Alternative = "two-sided") -> tuple[float, float]:
+    """scipy.stats.ranksums on the finite values of x and y; (NaN, NaN) if either side is empty."""
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size == 0 or y.size == 0:
+        return float("nan"), float("nan")
+    res = stats.ranksums(x, y, alternative=alternative)
+    return float(res.statistic), float(res.pvalue)
+
+
+def bh(pvalues: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini–Hochberg (statsmodels ``fdr_bh``) over the finite p-values: (q values, reject); NaN stays NaN."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    rej = np.zeros(p.shape, dtype=bool)
+    ok = np.isfinite(p)
+    if ok.any():
+        rej[ok], q[ok], _, _ = multipletests(p[ok], alpha=alpha, method="fdr_bh")
+    return q, rej
+
+
+def compare_to_random(pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative,
+                      fdr: float, progress: bool = False) -> tuple[pd.DataFrame, dict[str, float], RandomBaseline]:
+    """Per-gene table (model vs random correlations, Wilcoxon p/q) and the overall Wilcoxon numbers."""
+    truth, guess, fold = matrices(pred)
+    y, yhat, f = truth.to_numpy(np.float64), guess.to_numpy(np.float64), fold.to_numpy()
+    base = random_baseline(y, f, n_random, seed, progress=progress)
+    model_fold = np.stack([columnwise_pearson(y[f == k], yhat[f == k]) for k in base.folds])  # (K, G)
+    pooled_r = columnwise_pearson(y, yhat)
+    rows = []
+    for j, gene in enumerate(truth.columns):
+        stat, p = wilcoxon(model_fold[:, j], base.fold_pearson[:, :, j], alternative)
+        rows.append({"gene": gene, "pearson_r_pooled": pooled_r[j],
+                     "pearson_r_fold_mean": np.nanmean(model_fold[:, j]) if np.isfinite(model_fold[:, j]).any()
+                     else np.nan,
+                     "random_pearson_median": np.nanmedian(base.pearson[:, j]),
+                     "random_pearson_q95": np.nanpercentile(base.pearson[:, j], 95),
+                     "random_spearman_median": np.nanmedian(base.spearman[:, j]),
+                     "wilcoxon_stat": stat, "wilcoxon_p": p})
+    table = pd.DataFrame.from_records(rows)
+    table["wilcoxon_q"], table["significant"] = bh(table["wilcoxon_p"].to_numpy(), fdr)
+    stat, p = wilcoxon(pooled_r, base.pearson, alternative)
+    overall = {"wilcoxon_stat": stat, "wilcoxon_p": p,
+               "random_pearson_median": float(np.nanmedian(base.pearson)),
+               "random_spearman_median": float(np.nanmedian(base.spearman)),
+               "n_genes_significant_bh": float(table["significant"].sum()),
+               "n_genes_above_random_q95": float((table["pearson_r_pooled"] > table["random_pearson_q95"]).sum())}
+    return table, overall, base

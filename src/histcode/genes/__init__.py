@@ -1,0 +1,1 @@
+"""Gene-level models: DE inputs from top/bottom attention tiles, per-gene heads, per-gene attention MIL."""

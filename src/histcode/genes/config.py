@@ -1,0 +1,48 @@
+"""The ``de`` section of params.yaml (stage ``train_de``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DEConfig:
+    """Per-gene DE models: inputs from top/bottom-l attention tiles, linear heads, per-gene attention MIL.
+
+    ``encoder`` names the features folder (data/features/<cohort>/<encoder>/) and ``attention_model`` the
+    attention folder of the tumour-diagnosis MIL model (data/attention/<cohort>/<attention_model>/).
+    """
+
+    top_l: int = 100
+    bottom_l: int = 100
+    lr: float = 0.001
+    weight_decay: float = 0.001
+    epochs: int = 200
+    n_folds: int = 5
+    heatmap_genes: list[str] = field(default_factory=lambda: ["CD3D", "CD247", "CD19", "PTEN"])
+    mil_epochs: int = 30
+    encoder: str = "adco"
+    attention_model: str = "gated_attention"
+    mil_lr: float = 0.0005
+    mil_weight_decay: float = 0.0001
+    mil_hidden: int = 128
+    mil_attn_hidden: int = 64
+    mil_max_tiles: int = 512
+    threads: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from histcode.config import ConfigError
+
+        for name in ("top_l", "bottom_l", "epochs", "n_folds", "mil_epochs", "mil_hidden", "mil_attn_hidden",
+                     "mil_max_tiles", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"de.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.n_folds < 2:
+            raise ConfigError(f"de.n_folds: cross-validation needs >= 2 folds, got {self.n_folds}")
+        for name in ("lr", "mil_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"de.{name}: learning rate must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "mil_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"de.{name}: must be >= 0, got {getattr(self, name)}")

@@ -1,0 +1,120 @@
+"""Per-gene gated-attention MIL regressor (issue 6 §4, the paper's Figure 11).
+
+One small model per heatmap gene maps a tumour slide's whole bag of tile features to that gene's
+log10(fc+1); its own attention (not the tumour model's) says which tiles drive the prediction, which is
+what the per-gene heatmaps show. Pooling is ``histcode.mil``'s ``GatedAttentionPool`` so scores mean the
+same thing as the tumour model's. Training sees a fixed seeded subsample of ≤ ``max_tiles`` tiles per bag
+(bounded memory and time on CPU); inference streams the full bag in chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from histcode.mil.pooling import create_pooling
+
+CHUNK = 4096
+
+
+class GeneAttentionMIL(nn.Module):
+    """bag (N, D) raw features → predicted log10(fc+1) (scalar); ``attend`` also returns (N,) scores/weights."""
+
+    def __init__(self, in_dim: int, *, hidden: int = 128, attn_hidden: int = 64, dropout: float = 0.0,
+                 gene: str = "") -> None:
+        super().__init__()
+        self.gene = gene
+        self.pool = create_pooling("gated_attention", in_dim, hidden=hidden, attn_hidden=attn_hidden,
+                                   dropout=dropout)
+        self.head = nn.Linear(hidden, 1)
+        self.register_buffer("x_mean", torch.zeros(in_dim))
+        self.register_buffer("x_scale", torch.ones(in_dim))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_scale", torch.ones(()))
+
+    def _z(self, bag: Tensor) -> Tensor:
+        if bag.dim() == 3 and bag.shape[0] == 1:
+            bag = bag[0]
+        return (bag.float() - self.x_mean) / self.x_scale
+
+    def forward_scaled(self, bag: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Standardised prediction (), raw scores (N,), softmax weights (N,) — used by training."""
+        out = self.pool(self._z(bag))
+        return self.head(out.pooled).squeeze(-1), out.scores, out.weights
+
+    def forward(self, bag: Tensor) -> Tensor:
+        return self.forward_scaled(bag)[0] * self.y_scale + self.y_mean
+
+    @torch.no_grad()
+    def attend(self, bag: np.ndarray | Tensor) -> tuple[float, np.ndarray, np.ndarray]:
+        """Eval-mode (prediction, scores (N,), weights (N,)) streaming the bag in chunks of ``CHUNK`` tiles."""
+        self.eval()
+        t = torch.as_tensor(np.asarray(bag, dtype=np.float32))
+
+        def chunks() -> Iterator[Tensor]:
+            for i in range(0, t.shape[0], CHUNK):
+                yield self._z(t[i : i + CHUNK])
+
+        out = self.pool.forward_stream(chunks())
+        pred = self.head(out.pooled).squeeze(-1) * self.y_scale + self.y_mean
+        return float(pred), out.scores.double().numpy(), out.weights.double().numpy()
+
+
+def subsample(n: int, max_tiles: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``max_tiles`` of ``n`` tiles (all of them when n ≤ max_tiles)."""
+    if n <= max_tiles:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=max_tiles, replace=False))
+
+
+def fit_gene_mil(
+    bags: Sequence[np.ndarray],
+    y: np.ndarray,
+    *,
+    gene: str = "",
+    hidden: int = 128,
+    attn_hidden: int = 64,
+    lr: float = 5e-4,
+    weight_decay: float = 1e-4,
+    epochs: int = 30,
+    seed: int = 0,
+) -> GeneAttentionMIL:
+    """Fit on bags [(n_i, D)] and targets y (B,) log10(fc+1) with per-bag Adam steps (MSE, seeded order).
+
+    Inputs are standardised with the tile-level mean/std of the training bags; the target is centred and
+    scaled (predictions come back in log10(fc+1)). Bags with a NaN target are skipped.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    keep = [i for i in range(len(bags)) if np.isfinite(y[i]) and len(bags[i])]
+    if len(keep) < 2:
+        raise ValueError(f"gene {gene}: need >= 2 training bags with a target, got {len(keep)}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    dim = bags[keep[0]].shape[1]
+    model = GeneAttentionMIL(dim, hidden=hidden, attn_hidden=attn_hidden, gene=gene)
+    tiles = np.concatenate([np.asarray(bags[i], dtype=np.float64) for i in keep])
+    std = tiles.std(axis=0)
+    model.x_mean.copy_(torch.from_numpy(tiles.mean(axis=0)).float())
+    model.x_scale.copy_(torch.from_numpy(np.where(std > 1e-8, std, 1.0)).float())
+    yk = y[keep]
+    ys = float(yk.std()) if yk.std() > 1e-8 else 1.0
+    model.y_mean.fill_(float(yk.mean()))
+    model.y_scale.fill_(ys)
+    targets = torch.from_numpy((yk - yk.mean()) / ys).float()
+    tensors = [torch.from_numpy(np.asarray(bags[i], dtype=np.float32)) for i in keep]
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    no_decay = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+    opt = torch.optim.Adam([{"params": decay, "weight_decay": weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for j in rng.permutation(len(tensors)):
+            opt.zero_grad(set_to_none=True)
+            pred = model.forward_scaled(tensors[j])[0]
+            ((pred - targets[j]) ** 2).backward()
+            opt.step()
+    model.eval()
+    return model

@@ -1,0 +1,158 @@
+"""End-to-end evaluate_de on hand-made train_de outputs, a real H&E slide for the heatmaps and a planted
+synthetic ground truth (gene effects + lymphocyte region masks)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from histcode.config import base, section
+from histcode.evaluation.de_config import EvaluateDEConfig
+from histcode.evaluation.de_report import evaluate_de
+from histcode.evaluation.de_stage import run_evaluate_de
+from histcode.slides.coords import write_coords
+from histcode.synth.truth import write_region_mask
+
+SLIDE = Path(__file__).resolve().parents[1] / "data" / "CMU-1-Small-Region.svs"  # 2220 x 2967, 0.499 µm/px
+PLANTED = ["PIK3CA", "MYC", "GATA3", "CD3D", "CD19", "P1", "P2", "P3"]
+NULL = [f"N{i}" for i in range(8)]
+
+
+def _cohort(root: Path, n: int = 40) -> dict:
+    rng = np.random.default_rng(0)
+    data = root / "data"
+    rows, log2 = [], {}
+    s = rng.normal(size=n)
+    for i in range(n):
+        pid = f"TCGA-AA-{i:04d}"
+        log2[pid] = {}
+        for g in PLANTED + NULL:
+            planted = g in PLANTED
+            t = 0.5 + (0.3 * s[i] if planted else rng.normal(scale=0.3))
+            pred = 0.5 + (0.3 * s[i] + rng.normal(scale=0.1) if planted else rng.normal(scale=0.05))
+            lab = int(abs(np.log2(max(10**t - 1, 1e-2))) > 1.5)
+            rows.append({"patient_id": pid, "gene": g, "fold": i % 5, "y_true_log10fc": t, "y_pred_log10fc": pred,
+                         "y_true_label": lab, "p_label": float(np.clip(0.5 + (pred - 0.5), 0, 1))})
+            log2[pid][g] = np.log2(max(10**t - 1, 1e-2))
+    pred = pd.DataFrame(rows)
+    pred["y_true_label"] = pred["y_true_label"].astype("Int64")
+    (data / "predictions/de").mkdir(parents=True)
+    pred.to_parquet(data / "predictions/de/toy.parquet", index=False)
+    (data / "expression/toy").mkdir(parents=True)
+    pd.DataFrame(log2).T.rename_axis("patient_id").to_parquet(data / "expression/toy/log2_fc.parquet")
+    # per-gene attention for two slides (both the real CMU-1 slide): high where the planted lymphocytes are
+    slide_dir = root / "slides"
+    slide_dir.mkdir()
+    xs, ys = np.meshgrid(np.arange(0, 2220 - 256, 256), np.arange(0, 2967 - 256, 256))
+    coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.int32)
+    ds = 16
+    mask = np.full((2967 // ds + 1, 2220 // ds + 1), 1, np.uint8)  # stroma
+    mask[:, : 768 // ds] = 4  # lymphocyte_dense in the left 3 tile columns
+    gt = data / "synthetic/ground_truth"
+    manifest, truth_rows = [], []
+    for k, sid in enumerate(["TCGA-AA-0001-01Z-00-DX1", "TCGA-AA-0002-01Z-00-DX1"]):
+        shutil.copy(SLIDE, slide_dir / f"{sid}.svs")
+        manifest.append({"slide_id": sid, "path": str(slide_dir / f"{sid}.svs"), "patient_id": sid[:12],
+                         "cohort": "toy", "sample_type": "tumor", "label": 1, "mpp": 0.499})
+        write_coords(data / "tiles/toy" / f"{sid}.h5", coords, {
+            "patch_size": 256, "patch_level": 0, "downsample": [1.0, 1.0], "level_dim": [2220, 2967],
+            "target_mpp": 0.5, "tile_px": 256, "slide_mpp": 0.499})
+        write_region_mask(gt, "toy", sid, mask)
+        truth_rows.append({"cohort": "toy", "slide_id": sid, "mask_downsample": ds})
+        raw = np.where(coords[:, 0] < 768, 2.0, -1.0) + rng.normal(scale=0.1, size=len(coords))
+        out = data / "attention_genes/toy/CD3D" / f"{sid}.h5"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(out, "w") as fh:
+            fh["coords"], fh["attention_raw"] = coords, raw.astype(np.float32)
+            fh["attention"] = (np.exp(raw) / np.exp(raw).sum()).astype(np.float32)
+            fh.attrs.update({"gene": "CD3D", "fold": k, "y_true_log10fc": 0.5 + k, "y_pred_log10fc": 0.4})
+    (data / "manifests/toy").mkdir(parents=True)
+    pd.DataFrame(manifest).to_csv(data / "manifests/toy/slides.csv", index=False)
+    pd.DataFrame(truth_rows).to_csv(gt / "slides.csv", index=False)
+    effects = [{"gene": g, "effect": "lymphocyte" if g.startswith("CD") else "cellularity"} for g in PLANTED]
+    effects += [{"gene": g, "effect": "null"} for g in NULL]
+    pd.DataFrame(effects).to_csv(gt / "gene_effects.csv", index=False)
+    gmt = root / "sets.gmt"
+    gmt.write_text("PLANTED\tx\t" + "\t".join(PLANTED) + "\nNULLSET\tx\t" + "\t".join(NULL) + "\n")
+    return {"data": data, "gmt": gmt}
+
+
+def _params(root: Path, gmt: Path) -> dict:
+    return {
+        "base": {"seed": 3, "data_dir": str(root / "data"), "reports_dir": str(root / "reports"),
+                 "train_cohort": "toy",
+                 "cohorts": {"toy": {"kind": "gdc", "source_dir": "x", "slide_dir": "x", "synthetic": True}}},
+        "evaluate_de": {"n_random": 30, "gene_sets": str(gmt), "top_genes": 8, "heatmap_slides": 1,
+                        "progress": False},
+    }
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> dict:
+    return _cohort(tmp_path)
+
+
+def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path):
+    params = _params(tmp_path, cohort["gmt"])
+    res = evaluate_de(section(EvaluateDEConfig, "evaluate_de", params), base(params))
+    m = res.metrics
+    assert m["n_genes"] == 16 and m["n_patients"] == 40 and m["n_folds"] == 5
+    assert m["wilcoxon_p"] < 0.01 and m["n_genes_significant_bh"] >= 6
+    pg = res.per_gene.set_index("gene")
+    assert pg.loc[PLANTED, "significant"].all() and pg.loc[NULL, "significant"].sum() <= 1
+    assert abs(m["random_pearson_median"]) < 0.1
+    hist = pd.read_csv(tmp_path / "reports/plots/de_pearson_hist.csv")
+    assert list(hist.columns) == ["bin", "count"] and hist["count"].sum() == 16 and len(hist) == 20
+    fig = tmp_path / "reports/figures/de"
+    for name in ("pearson_vs_random.png", "scatter.png", "fc_level.png", "fc_level.csv", "per_gene_stats.csv",
+                 "enrichment.csv", "truth_genes.csv", "truth_heatmaps.csv", "truth_planted_vs_null.png"):
+        assert (fig / name).stat().st_size > 0, name
+    assert m["n_scatter_genes"] == 5  # PIK3CA MYC GATA3 CD3D CD19 present; PTEN etc. absent
+    enr = pd.read_csv(fig / "enrichment.csv").set_index("gene_set")
+    assert enr.loc["PLANTED", "k"] == 8 and enr.loc["PLANTED", "significant"]
+    # synthetic truth: planted genes beat null genes; CD3D attention sits on the lymphocyte columns
+    assert m["truth.n_planted"] == 8 and m["truth.n_null"] == 8
+    assert m["truth.planted_pearson_median"] > 0.8 and abs(m["truth.null_pearson_median"]) < 0.4
+    assert m["truth.planted_vs_null_wilcoxon_p"] < 1e-3
+    assert m["truth.CD3D.lymph_top_k_precision"] == 1.0 and m["truth.CD3D.lymph_chance"] == pytest.approx(3 / 8)
+    assert m["truth.CD3D.lymph_auc"] == 1.0 and m["truth.CD3D.lymph_spearman"] > 0.7
+    assert m["truth.CD3D.lymph_enrichment"] == pytest.approx(8 / 3)
+    # heatmap of the slide with the highest true CD3D (patient 0002 in the attrs) rendered from the real slide
+    assert m["n_gene_heatmaps"] == 1
+    assert (fig / "heatmap_CD3D_TCGA-AA-0002-01Z-00-DX1.png").stat().st_size > 10_000
+
+
+def test_run_evaluate_de_writes_metrics_json_and_mlflow(cohort, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    params = _params(tmp_path, cohort["gmt"])
+    params["evaluate_de"].update(heatmap_slides=0, gene_sets=None)
+    res = run_evaluate_de(params)
+    on_disk = json.loads((tmp_path / "reports/metrics/de.json").read_text())
+    assert on_disk["wilcoxon_p"] == pytest.approx(res.metrics["wilcoxon_p"])
+    assert "enrichment.n_sets" not in on_disk and "n_gene_heatmaps" not in on_disk
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["histcode/de"], output_format="list")
+    assert len(runs) == 1 and runs[0].data.metrics["n_genes"] == 16
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "figures/de")}
+    assert "figures/de/scatter.png" in arts
+
+
+def test_lymphocyte_overlap_against_hand_computed_values():
+    from sklearn.metrics import roc_auc_score
+
+    from histcode.evaluation.de_truth import lymphocyte_overlap
+
+    scores = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.7])
+    frac = np.array([0.05, 0.0, 0.0, 0.2, 0.0, 0.01])
+    m = lymphocyte_overlap(scores, frac, top_k=2, min_fraction=0.0)
+    assert m["chance"] == pytest.approx(0.5) and m["top_k_precision"] == pytest.approx(0.5)  # tiles 0 and 2
+    assert m["auc"] == pytest.approx(roc_auc_score(frac > 0, scores))
+    assert m["enrichment"] == pytest.approx(np.mean([0.05, 0.0]) / frac.mean())
+    strict = lymphocyte_overlap(scores, frac, top_k=2, min_fraction=0.1)
+    assert strict["n_lymphocyte_tiles"] == 1 and strict["top_k_precision"] == 0.0

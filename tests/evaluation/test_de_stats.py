@@ -1,0 +1,138 @@
+"""DE statistics equal scipy / statsmodels / sklearn on fixed inputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.multitest import multipletests
+
+from histcode.evaluation.de_stats import (
+    bh,
+    columnwise_pearson,
+    columnwise_spearman,
+    compare_to_random,
+    random_baseline,
+    random_predictions,
+    wilcoxon,
+)
+from histcode.genes.metrics import per_gene_metrics
+
+
+def _ab(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(25, 4))
+    b = a * [1.0, -0.5, 0.0, 0.2] + rng.normal(size=(25, 4))
+    b[:, 3] = np.round(b[:, 3])  # ties
+    return a, b
+
+
+def test_columnwise_correlations_equal_scipy_with_nans_and_constants():
+    a, b = _ab()
+    a[3, 0] = np.nan
+    b[7, 1] = np.nan
+    for j in range(4):
+        ok = np.isfinite(a[:, j]) & np.isfinite(b[:, j])
+        assert columnwise_pearson(a, b)[j] == pytest.approx(stats.pearsonr(a[ok, j], b[ok, j]).statistic, abs=1e-12)
+        assert columnwise_spearman(a, b)[j] == pytest.approx(stats.spearmanr(a[ok, j], b[ok, j]).statistic,
+                                                             abs=1e-12)
+    const = np.column_stack([np.full(5, 0.1), np.arange(5.0)])
+    r = columnwise_pearson(const, np.arange(10.0).reshape(5, 2))
+    assert np.isnan(r[0]) and r[1] == pytest.approx(1.0)
+    assert np.isnan(columnwise_pearson(np.arange(4.0).reshape(2, 2), np.ones((2, 2)))).all()  # n < 3
+
+
+def test_random_predictions_stay_in_the_5_95_range_and_are_seeded():
+    rng = np.random.default_rng(0)
+    y = rng.lognormal(size=(200, 3)) * [1, 10, 100]
+    y[5, 1] = np.nan
+    lo, hi = np.nanpercentile(y, [5, 95], axis=0)
+    draw = random_predictions(y, np.random.default_rng(1))
+    ok = np.isfinite(y)
+    assert np.isnan(draw[5, 1]) and np.isfinite(draw[ok]).all()
+    assert (draw[ok] >= np.broadcast_to(lo, y.shape)[ok]).all() and (draw[ok] <= np.broadcast_to(hi, y.shape)[ok]).all()
+    np.testing.assert_allclose(np.nanmean(draw, axis=0), (lo + hi) / 2, rtol=0.15)
+    np.testing.assert_array_equal(draw, random_predictions(y, np.random.default_rng(1)))
+
+
+def test_random_baseline_correlations_match_scipy_per_draw_and_fold():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(30, 2))
+    fold = np.arange(30) % 3
+    base = random_baseline(y, fold, n_random=4, seed=11)
+    again = np.random.default_rng(11)
+    for i in range(4):
+        draw = random_predictions(y, again)
+        assert base.pearson[i, 1] == pytest.approx(stats.pearsonr(y[:, 1], draw[:, 1]).statistic)
+        assert base.spearman[i, 0] == pytest.approx(stats.spearmanr(y[:, 0], draw[:, 0]).statistic)
+        rows = fold == 2
+        assert base.fold_pearson[i, 2, 0] == pytest.approx(stats.pearsonr(y[rows, 0], draw[rows, 0]).statistic)
+
+
+def test_wilcoxon_and_bh_equal_scipy_and_statsmodels():
+    x, y = np.array([0.5, 0.6, 0.2, np.nan, 0.9]), np.array([0.1, -0.2, 0.0, 0.3, 0.05, -0.1])
+    ref = stats.ranksums(x[np.isfinite(x)], y, alternative="greater")
+    assert wilcoxon(x, y, "greater") == pytest.approx((ref.statistic, ref.pvalue))
+    assert all(np.isnan(wilcoxon(np.array([]), y)))
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5, 0.002])
+    q, rej = bh(p, 0.05)
+    ok = np.isfinite(p)
+    r_rej, r_q, _, _ = multipletests(p[ok], alpha=0.05, method="fdr_bh")
+    np.testing.assert_allclose(q[ok], r_q)
+    np.testing.assert_array_equal(rej[ok], r_rej)
+    assert np.isnan(q[2]) and not rej[2]
+
+
+def _pred_frame(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(40):
+        s = rng.normal()
+        for g, coef in (("GOOD", 1.0), ("BAD", 0.0), ("MID", 0.4)):
+            t = 0.5 + 0.2 * s + (0 if coef else rng.normal(scale=0.2))
+            pred = 0.5 + 0.2 * coef * s + rng.normal(scale=0.05)
+            lab = int(t > 0.55)
+            rows.append({"patient_id": f"p{i}", "gene": g, "fold": i % 4, "y_true_log10fc": t,
+                         "y_pred_log10fc": pred, "y_true_label": lab, "p_label": float(np.clip(pred, 0, 1))})
+    return pd.DataFrame(rows)
+
+
+def test_per_gene_metrics_equal_scipy_and_sklearn():
+    df = _pred_frame()
+    pg = per_gene_metrics(df).set_index("gene")
+    for g, sub in df.groupby("gene"):
+        t, p = sub["y_true_log10fc"], sub["y_pred_log10fc"]
+        ref_r = stats.pearsonr(t, p)
+        ref_s = stats.spearmanr(t, p)
+        assert pg.loc[g, "pearson_r"] == pytest.approx(ref_r.statistic)
+        assert pg.loc[g, "pearson_p"] == pytest.approx(ref_r.pvalue)
+        assert pg.loc[g, "spearman_r"] == pytest.approx(ref_s.statistic)
+        assert pg.loc[g, "spearman_p"] == pytest.approx(ref_s.pvalue)
+        y = sub["y_true_label"].to_numpy()
+        assert pg.loc[g, "accuracy"] == pytest.approx(((sub["p_label"] > 0.5).astype(int) == y).mean())
+        if 0 < y.sum() < len(y):
+            assert pg.loc[g, "auc"] == pytest.approx(roc_auc_score(y, sub["p_label"]))
+
+
+def test_compare_to_random_per_gene_wilcoxon_and_bh():
+    df = _pred_frame(1)
+    table, overall, base = compare_to_random(df, n_random=20, seed=5, alternative="greater", fdr=0.05)
+    truth = df.pivot(index="patient_id", columns="gene", values="y_true_log10fc")[["GOOD", "BAD", "MID"]]
+    guess = df.pivot(index="patient_id", columns="gene", values="y_pred_log10fc")[["GOOD", "BAD", "MID"]]
+    fold = df.groupby("patient_id")["fold"].first().loc[truth.index].to_numpy()
+    ref_base = random_baseline(truth.to_numpy(), fold, 20, 5)
+    np.testing.assert_allclose(base.pearson, ref_base.pearson)
+    ps = []
+    for j, g in enumerate(truth.columns):
+        model_fold = [stats.pearsonr(truth[g][fold == k], guess[g][fold == k]).statistic for k in range(4)]
+        ref = stats.ranksums(model_fold, ref_base.fold_pearson[:, :, j].ravel(), alternative="greater")
+        row = table.set_index("gene").loc[g]
+        assert row["wilcoxon_p"] == pytest.approx(ref.pvalue) and row["wilcoxon_stat"] == pytest.approx(ref.statistic)
+        ps.append(ref.pvalue)
+    _, q, _, _ = multipletests(ps, method="fdr_bh")
+    np.testing.assert_allclose(table["wilcoxon_q"], q)
+    pooled = [stats.pearsonr(truth[g], guess[g]).statistic for g in truth.columns]
+    ref_all = stats.ranksums(pooled, ref_base.pearson.ravel(), alternative="greater")
+    assert overall["wilcoxon_p"] == pytest.approx(ref_all.pvalue)
+    sig = table.set_index("gene")["significant"]
+    assert sig["GOOD"] and not sig["BAD"]

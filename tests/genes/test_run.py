@@ -1,0 +1,68 @@
+"""End-to-end train_de on a tiny on-disk cohort (DESIGN §4 files), with and without MLflow."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from histcode.config import base, section
+from histcode.genes.config import DEConfig
+from histcode.genes.run import train_de
+from histcode.genes.stage import run_train_de
+
+
+def test_train_de_writes_contract_outputs_and_recovers_signal(toy_cohort, make_params):
+    params = make_params(toy_cohort["root"])
+    result = train_de(section(DEConfig, "de", params), base(params))
+    data, cohort = toy_cohort["data"], toy_cohort["cohort"]
+    pred = pd.read_parquet(data / "predictions/de/toy.parquet")
+    assert list(pred.columns) == ["patient_id", "gene", "fold", "y_true_log10fc", "y_pred_log10fc",
+                                  "y_true_label", "p_label"]
+    assert len(pred) == 30 * 5 and not pred.duplicated(["patient_id", "gene"]).any()
+    truth = toy_cohort["log10"].stack().rename("t").reset_index().rename(columns={"level_1": "gene"})
+    merged = pred.merge(truth, on=["patient_id", "gene"])
+    np.testing.assert_allclose(merged["y_true_log10fc"], merged["t"])
+    per_gene = pd.read_csv(data / "predictions/de/toy_per_gene.csv").set_index("gene")
+    assert per_gene.loc["PLANT_A", "pearson_r"] > 0.8 and per_gene.loc["PLANT_B", "pearson_r"] > 0.8
+    assert abs(per_gene.loc["NULL_A", "pearson_r"]) < 0.5 and abs(per_gene.loc["NULL_B", "pearson_r"]) < 0.5
+    assert "mil_pearson_r" in per_gene.columns and np.isfinite(per_gene.loc["CD3D", "mil_pearson_r"])
+    folds = pd.read_csv(data / "predictions/de/toy_folds.csv")
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3] and len(folds) == 30
+    inputs = pd.read_csv(data / "predictions/de/toy_inputs.csv")
+    assert (inputs["status"] == "ok").all() and (inputs["n_top"] == 5).all()
+    # per-gene attention: one file per patient, same tiles as the features, softmax weights
+    files = sorted((data / "attention_genes" / cohort / "CD3D").glob("*.h5"))
+    assert len(files) == 30
+    with h5py.File(files[0], "r") as fa, h5py.File(data / "features/toy/adco" / files[0].name, "r") as ff:
+        np.testing.assert_array_equal(fa["coords"][:], ff["coords"][:])
+        assert abs(fa["attention"][:].sum() - 1) < 1e-4 and fa.attrs["gene"] == "CD3D"
+    ckpt = torch.load(data / "models/de/de_model.pt", weights_only=False)
+    assert ckpt["genes"] == ["PLANT_A", "PLANT_B", "NULL_A", "NULL_B", "CD3D"] and ckpt["in_dim"] == 12
+    assert (data / "models/de/gene_mil/CD3D.pt").exists()
+    assert result.metrics["n_patients"] == 30 and result.metrics["n_folds"] == 4
+
+
+def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    params = make_params(toy_cohort["root"], epochs=50, mil_epochs=2, heatmap_genes=["CD3D", "NOT_A_GENE"])
+    result = run_train_de(params)
+    import mlflow
+
+    from histcode.registry import load_model
+
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("histcode-de", "challenger")
+    assert version.tags["cohort"] == "toy" and "metric.pearson_r_median" in version.tags
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["n_patients"] == 30
+    arts = {a.path for a in client.list_artifacts(version.run_id, "de")}
+    assert {"de/toy_per_gene.csv", "de/toy_inputs.csv", "de/genes.txt"} <= arts
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(children) == 4
+    model = load_model("histcode-de", alias="challenger")
+    x = torch.from_numpy(result.inputs.x[:3])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result.model(x))
