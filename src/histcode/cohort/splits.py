@@ -1,0 +1,151 @@
+"""Patient-level cross-validation splits, saved as files and reused by every model stage.
+
+Fold k's test set is the k-th of ``n_folds`` disjoint, label-stratified patient groups (so every patient is
+tested exactly once and the test share is 1/n_folds); ``val_frac`` of all patients is drawn, stratified,
+from the remaining ones for early stopping; the rest train. A patient is never in two splits of a fold,
+so a tumour and a normal slide of one patient never straddle train and test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from histcode.atomic import write_csv, write_json
+
+SPLITS_CSV = "splits.csv"
+SPLITS_META = "splits.json"
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def patient_strata(manifest: pd.DataFrame) -> pd.Series:
+    """One stratum per patient: the sorted set of slide labels it has ('0', '1' or '0+1')."""
+    for col in ("patient_id", "label"):
+        if col not in manifest.columns:
+            raise ValueError(f"manifest lacks column {col!r} (needs patient_id, label; see DESIGN §3)")
+    df = manifest.dropna(subset=["label"]).astype({"patient_id": str})
+    labels = df.groupby("patient_id")["label"]
+    return labels.agg(lambda s: "+".join(str(int(v)) for v in sorted(set(s)))).sort_index()
+
+
+def _blocked_order(strata: pd.Series, rng: np.random.Generator) -> list[str]:
+    """Strata one after another, each shuffled: dealing this order round-robin into k folds gives every
+    fold floor/ceil of each stratum's share and fold sizes within one patient of each other."""
+    order: list[str] = []
+    for _, group in sorted(strata.groupby(strata), key=lambda kv: kv[0]):
+        ids = sorted(group.index)
+        order += [ids[j] for j in rng.permutation(len(ids))]
+    return order
+
+
+def _stratified_order(strata: pd.Series, rng: np.random.Generator) -> list[str]:
+    """Patients interleaved across strata after a seeded shuffle, so any prefix is stratified."""
+    order: list[tuple[float, str]] = []
+    for _, group in sorted(strata.groupby(strata), key=lambda kv: kv[0]):
+        ids = sorted(group.index)
+        perm = rng.permutation(len(ids))
+        offset = rng.random()
+        order += [((i + offset) / len(ids), ids[j]) for i, j in enumerate(perm)]
+    return [pid for _, pid in sorted(order)]
+
+
+def make_patient_splits(
+    manifest_df: pd.DataFrame,
+    n_folds: int = 5,
+    val_frac: float = 0.1,
+    test_frac: float | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Long table (patient_id, fold, split) with one row per patient per fold.
+
+    ``test_frac`` must be None or 1/n_folds (each patient is in exactly one test fold).
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    if test_frac is not None and abs(test_frac * n_folds - 1.0) > 1e-6:
+        raise ValueError(
+            f"test_frac={test_frac} with n_folds={n_folds}: every patient is tested in exactly "
+            f"one fold, so the test share is 1/n_folds={1 / n_folds:.3f}; set mil.test_frac to "
+            f"null (or change n_folds, e.g. 10 folds for 10% test sets)"
+        )
+    if not 0.0 <= val_frac < 1.0 - 1.0 / n_folds:
+        raise ValueError(f"val_frac must be in [0, {1 - 1 / n_folds:.2f}), got {val_frac}")
+    strata = patient_strata(manifest_df)
+    if len(strata) < n_folds:
+        raise ValueError(f"{len(strata)} patients cannot fill {n_folds} test folds; lower mil.n_folds")
+    rng = np.random.default_rng(seed)
+    order = _blocked_order(strata, rng)
+    start = int(rng.integers(n_folds))
+    test_fold = {pid: (start + i) % n_folds for i, pid in enumerate(order)}
+    n_val = max(round(val_frac * len(order)), 1) if val_frac > 0 else 0
+    rows = []
+    for fold in range(n_folds):
+        rest = pd.Series({pid: strata[pid] for pid in order if test_fold[pid] != fold})
+        val = set(_stratified_order(rest, np.random.default_rng([seed, fold]))[:n_val])
+        for pid in order:
+            split = "test" if test_fold[pid] == fold else ("val" if pid in val else "train")
+            rows.append((pid, fold, split))
+    df = pd.DataFrame(rows, columns=["patient_id", "fold", "split"])
+    return df.sort_values(["fold", "patient_id"], kind="stable").reset_index(drop=True)
+
+
+def save_splits(df: pd.DataFrame, out_dir: str | Path, meta: dict | None = None) -> Path:
+    """Write ``splits.csv`` (+ ``splits.json`` with the settings that made it) atomically."""
+    check_splits(df)
+    out_dir = Path(out_dir)
+    write_csv(out_dir / SPLITS_CSV, df[["patient_id", "fold", "split"]])
+    n_folds = int(df["fold"].nunique())
+    write_json(
+        out_dir / SPLITS_META,
+        {"n_folds": n_folds, "n_patients": int(df["patient_id"].nunique()), **(meta or {})},
+    )
+    return out_dir / SPLITS_CSV
+
+
+def load_splits(split_dir: str | Path) -> pd.DataFrame:
+    """Read splits saved by ``save_splits`` (patient_id as str, fold int, split in train/val/test)."""
+    path = Path(split_dir) / SPLITS_CSV
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no CV splits; run `dvc repro train_mil` (it writes data/splits)")
+    df = pd.read_csv(path, dtype={"patient_id": str, "fold": int, "split": str})
+    check_splits(df, where=str(path))
+    return df
+
+
+def load_split_meta(split_dir: str | Path) -> dict:
+    path = Path(split_dir) / SPLITS_META
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check_splits(df: pd.DataFrame, where: str = "splits") -> None:
+    """Raise if columns/values are wrong, a patient repeats within a fold or is tested in != 1 fold."""
+    missing = {"patient_id", "fold", "split"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {sorted(missing)}")
+    bad = sorted(set(df["split"]) - set(SPLIT_NAMES))
+    if bad:
+        raise ValueError(f"{where}: unknown split name(s) {bad}; valid: {list(SPLIT_NAMES)}")
+    dup = df.duplicated(["patient_id", "fold"])
+    if dup.any():
+        raise ValueError(
+            f"{where}: patient(s) {sorted(df.loc[dup, 'patient_id'])[:5]} in two splits of a fold"
+        )
+    n_test = (
+        df[df["split"] == "test"]
+        .groupby("patient_id")
+        .size()
+        .reindex(df["patient_id"].unique(), fill_value=0)
+    )
+    if (n_test != 1).any():
+        raise ValueError(f"{where}: patient(s) {list(n_test[n_test != 1].index[:5])} not tested exactly once")
+
+
+def fold_patients(splits: pd.DataFrame, fold: int) -> dict[str, list[str]]:
+    """{'train': [...], 'val': [...], 'test': [...]} patient ids of one fold."""
+    sub = splits[splits["fold"] == fold]
+    if sub.empty:
+        raise ValueError(f"fold {fold} not in splits (folds: {sorted(splits['fold'].unique())})")
+    return {name: sorted(sub.loc[sub["split"] == name, "patient_id"]) for name in SPLIT_NAMES}

@@ -1,0 +1,95 @@
+"""Attention heatmaps painted on a slide thumbnail, the original thumbnail beside it, with a colour bar.
+
+``render_heatmap`` is shared by the tumour model (attention) and the DE stage (per-gene attention). The
+slide is read only as a thumbnail (``SlideReader.thumbnail`` downsamples from a low pyramid level in
+strips), so a 100k × 100k px slide costs a few MB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from histcode.atomic import atomic_path
+from histcode.heatmaps.canvas import normalise_scores, paint, tile_boxes
+
+
+def read_thumbnail(slide_path: str | Path, max_px: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """(thumbnail (h, w, 3) uint8, level-0 px per thumbnail px along (x, y))."""
+    from histcode.slides.reader import SlideReader
+
+    with SlideReader(slide_path) as reader:
+        thumb = reader.thumbnail(max_px)
+        w0, h0 = reader.dimensions
+    return thumb, (w0 / thumb.shape[1], h0 / thumb.shape[0])
+
+
+def overlay(thumb: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend colour-mapped ``heat`` (h, w) in [0, 1] (NaN = no tile: left as is) onto ``thumb``."""
+    import matplotlib
+
+    rgba = matplotlib.colormaps[cmap](np.nan_to_num(heat, nan=0.0))[..., :3]
+    tiles = ~np.isnan(heat)
+    out = thumb.astype(np.float32) / 255.0
+    out[tiles] = (1 - alpha) * out[tiles] + alpha * rgba[tiles]
+    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+def render_heatmap(
+    slide_path: str | Path,
+    coords: np.ndarray,
+    scores: np.ndarray,
+    patch_size_level0: float,
+    out_png: str | Path,
+    *,
+    title: str = "",
+    thumb_max_px: int = 1024,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    normalise: str = "percentile",
+    label: str = "attention percentile",
+    thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None,
+) -> Path:
+    """Write a two-panel PNG (thumbnail | heatmap overlay + colour bar) of per-tile ``scores``.
+
+    coords (N, 2) level-0 top-left (x, y) of tiles of ``patch_size_level0`` px; scores (N,) any scale
+    (normalised by ``normalise``); only tile areas (tissue) are coloured. ``thumbnail`` = a precomputed
+    ``read_thumbnail`` result (to render several score sets of one slide without re-reading it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    coords = np.asarray(coords).reshape(-1, 2)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if len(coords) != len(scores):
+        raise ValueError(f"{slide_path}: {len(coords)} tile coords but {len(scores)} scores")
+    thumb, ds = thumbnail if thumbnail is not None else read_thumbnail(slide_path, thumb_max_px)
+    boxes = tile_boxes(coords, patch_size_level0, ds, thumb.shape[:2])
+    heat, _ = paint(boxes, normalise_scores(scores, normalise), thumb.shape[:2])
+    blended = overlay(thumb, heat, alpha=alpha, cmap=cmap)
+
+    h, w = thumb.shape[:2]
+    fig_w = 12.0
+    fig_h = max(3.0, fig_w / 2 * h / w + 0.9)
+    fig, axes = plt.subplots(1, 2, figsize=(fig_w, fig_h), constrained_layout=True)
+    axes[0].imshow(thumb)
+    axes[0].set_title("slide")
+    axes[1].imshow(blended)
+    axes[1].set_title(f"{len(scores)} tiles")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.colorbar(
+        ScalarMappable(Normalize(0, 1), cmap=cmap), ax=axes[1], fraction=0.046, pad=0.02, label=label
+    )
+    if title:
+        fig.suptitle(title)
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=max(100, int(w / (fig_w / 2) * 1.0)), format="png")
+    plt.close(fig)
+    return out_png

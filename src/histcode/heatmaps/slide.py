@@ -1,0 +1,80 @@
+"""All figures of one slide: heatmap, top/bottom tile galleries and the QuPath GeoJSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from histcode.heatmaps.canvas import normalise_scores
+from histcode.heatmaps.config import HeatmapConfig
+from histcode.heatmaps.gallery import render_gallery
+from histcode.heatmaps.geojson import write_geojson
+from histcode.heatmaps.render import read_thumbnail, render_heatmap
+
+
+def render_slide(
+    slide_path: str | Path,
+    attention_h5: str | Path,
+    coords_h5: str | Path,
+    out_dir: str | Path,
+    cfg: HeatmapConfig,
+    *,
+    title: str = "",
+) -> dict[str, str]:
+    """Render ``out_dir/{heatmap.png, top_tiles.png, bottom_tiles.png[, tiles.geojson]}``; returns paths."""
+    from histcode.mil.inference import read_attention
+    from histcode.slides.coords import read_coords
+
+    coords, raw, attn, _ = read_attention(attention_h5)
+    tile_coords, tattrs = read_coords(coords_h5)
+    patch = tattrs.get("patch_size")
+    if patch is None:
+        raise ValueError(f"{coords_h5}: coords file has no patch_size attribute; re-run tiling")
+    if len(tile_coords) == len(coords) and not np.array_equal(tile_coords, coords):
+        raise ValueError(
+            f"{attention_h5}: tile coords differ from {coords_h5}; features and tiles are out of "
+            "sync, re-run extract and train_mil"
+        )
+    out_dir = Path(out_dir)
+    thumb = read_thumbnail(slide_path, cfg.thumb_max_px)
+    out = {
+        "heatmap": str(
+            render_heatmap(
+                slide_path,
+                coords,
+                raw,
+                float(patch),
+                out_dir / "heatmap.png",
+                title=title,
+                alpha=cfg.alpha,
+                cmap=cfg.cmap,
+                normalise=cfg.normalise,
+                thumbnail=thumb,
+            )
+        )
+    }
+    for name, highest in (("top_tiles", True), ("bottom_tiles", False)):
+        out[name] = str(
+            render_gallery(
+                slide_path,
+                coords,
+                attn,
+                int(patch),
+                out_dir / f"{name}.png",
+                k=cfg.gallery_tiles,
+                highest=highest,
+                tile_px=cfg.gallery_px,
+                title=f"{title}: {'highest' if highest else 'lowest'}-attention tiles",
+            )
+        )
+    if cfg.geojson:
+        out["geojson"] = str(
+            write_geojson(
+                out_dir / "tiles.geojson",
+                coords,
+                int(patch),
+                {"attention": attn, "attention_raw": raw, "attention_percentile": normalise_scores(raw)},
+            )
+        )
+    return out

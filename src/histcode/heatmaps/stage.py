@@ -1,0 +1,130 @@
+"""The ``heatmaps`` stage: figures for the configured slides; attention-vs-truth for synthetic cohorts.
+
+Outputs under reports/figures/heatmaps/: <slide_id>/{heatmap.png, top_tiles.png, bottom_tiles.png,
+tiles.geojson}, index.csv (slide, status, reason); reports/metrics/mil_attention.json (counts, and for
+synthetic cohorts top-k precision and IoU per pooling, per slide in attention_truth_<pooling>.csv).
+A slide that fails is listed with its reason; the others are rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from histcode import tracking
+from histcode.atomic import write_csv, write_json
+from histcode.config import base, load_params, section
+from histcode.heatmaps.config import HeatmapConfig
+from histcode.heatmaps.slide import render_slide
+from histcode.paths import Paths
+
+log = logging.getLogger(__name__)
+
+
+def primary_pooling(params: dict[str, Any], cfg: HeatmapConfig, paths: Paths) -> str:
+    if cfg.pooling:
+        return cfg.pooling
+    index = paths.models("mil") / "mil.json"
+    if index.exists():
+        return str(json.loads(index.read_text())["primary"])
+    return str((params.get("mil") or {}).get("pooling", "gated_attention"))
+
+
+def choose_slides(preds: pd.DataFrame, manifest: pd.DataFrame, cfg: HeatmapConfig, pooling: str) -> list[str]:
+    """Listed slide ids, or the N tumour slides with the highest held-out P(tumour) of ``pooling``."""
+    if isinstance(cfg.slides, list):
+        unknown = sorted(set(cfg.slides) - set(manifest["slide_id"]))
+        if unknown:
+            raise ValueError(f"heatmaps.slides: {unknown} not in the cohort manifest")
+        return list(cfg.slides)
+    p = preds[(preds["pooling"] == pooling) & (preds["label"] == 1)]
+    return list(p.sort_values(["prob_tumor", "slide_id"], ascending=[False, True])["slide_id"][: cfg.slides])
+
+
+def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = True) -> dict[str, Any]:
+    params = load_params(params_path)
+    bcfg, cfg = base(params), section(HeatmapConfig, "heatmaps", params)
+    paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
+    pooling = primary_pooling(params, cfg, paths)
+    manifest = pd.read_csv(paths.slides_csv(cohort), dtype={"slide_id": str, "patient_id": str})
+    preds = pd.read_csv(paths.mil_predictions(cohort), dtype={"slide_id": str, "patient_id": str})
+    out_root = paths.figures("heatmaps")
+    slide_path = manifest.set_index("slide_id")["path"]
+    rows = []
+    with tracking.start_run(
+        "mil",
+        run_name=f"heatmaps/{cohort}",
+        stage="heatmaps",
+        cohort=cohort,
+        params={"heatmaps": {k: str(v) for k, v in vars(cfg).items()}},
+        tags={"pooling": pooling},
+    ):
+        import mlflow
+
+        for sid in tqdm(choose_slides(preds, manifest, cfg, pooling), desc="heatmaps", disable=not progress):
+            try:
+                out = render_slide(
+                    slide_path[sid],
+                    paths.attention_h5(cohort, pooling, sid),
+                    paths.coords_h5(cohort, sid),
+                    out_root / sid,
+                    cfg,
+                    title=f"{sid} ({pooling})",
+                )
+                mlflow.log_artifact(out["heatmap"], artifact_path=f"heatmaps/{sid}")
+                rows.append({"slide_id": sid, "status": "ok", "reason": ""})
+            except Exception as exc:  # one bad slide never stops the others
+                log.warning("heatmap of %s failed: %s", sid, exc)
+                rows.append({"slide_id": sid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        write_csv(out_root / "index.csv", pd.DataFrame(rows, columns=["slide_id", "status", "reason"]))
+        metrics: dict[str, Any] = {
+            "n_rendered": sum(r["status"] == "ok" for r in rows),
+            "n_failed": sum(r["status"] != "ok" for r in rows),
+        }
+        synthetic = bcfg.cohort(cohort).synthetic
+        metrics["truth_evaluated"] = int(synthetic)  # real cohorts have no masks: the file says so
+        if synthetic:
+            metrics.update(_truth(manifest, paths, cohort, cfg, out_root))
+        tracking.log_metrics(metrics, paths.metrics("mil_attention"))
+    return metrics
+
+
+def _truth(
+    manifest: pd.DataFrame, paths: Paths, cohort: str, cfg: HeatmapConfig, out_root: Path
+) -> dict[str, float]:
+    """Attention vs the generator's tumour masks for every tumour slide and every exported pooling."""
+    from histcode.mil.attention_truth import evaluate_attention_truth
+    from histcode.slides.coords import read_coords
+
+    tumour = sorted(manifest.loc[manifest["label"] == 1, "slide_id"])
+    patch = {}
+    for sid in tumour:
+        try:
+            patch[sid] = float(read_coords(paths.coords_h5(cohort, sid))[1]["patch_size"])
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("no patch size for %s: %s", sid, exc)
+    out: dict[str, float] = {}
+    root = paths.data_dir / "attention" / cohort
+    for pdir in sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []:
+        sids = [s for s in tumour if s in patch and (pdir / f"{s}.h5").exists()]
+        df, summary = evaluate_attention_truth(
+            pdir,
+            paths.ground_truth,
+            cohort,
+            sids,
+            patch,
+            top_k=cfg.truth_top_k,
+            threshold=cfg.truth_threshold,
+        )
+        write_csv(out_root / f"attention_truth_{pdir.name}.csv", df)
+        out.update({f"{pdir.name}.{k}": v for k, v in summary.items()})
+    write_json(
+        out_root / "attention_truth_settings.json",
+        {"top_k": cfg.truth_top_k, "threshold": cfg.truth_threshold},
+    )
+    return out

@@ -1,0 +1,133 @@
+"""Does attention find the tumour? Compare a slide's tile attention with a ground-truth region mask.
+
+Used only for synthetic cohorts (the generator's masks; the pipeline never reads them otherwise):
+- top-k precision: share of the k highest-attention tiles that lie in tumour (≥ ``min_fraction`` of the
+  tile's mask footprint); chance level is the tumour share of all tiles (``tumour_tile_fraction``);
+- IoU at mask resolution between the thresholded heatmap (tiles whose score passes an Otsu threshold on
+  the raw scores, or a fixed percentile-normalised threshold) and the tumour pixels of the tiled area.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from histcode.heatmaps.canvas import box_fractions, normalise_scores, paint, tile_boxes
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1-D sample (maximises between-class variance over a histogram)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or v.min() == v.max():
+        return float(v.min()) if v.size else 0.0
+    hist, edges = np.histogram(v, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(edges[1:][int(np.argmax(between[:-1]))])
+
+
+def selected_tiles(scores: np.ndarray, threshold: str | float = "otsu") -> np.ndarray:
+    """Boolean (N,) tiles of the thresholded heatmap."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if threshold == "otsu":
+        return s >= otsu_threshold(s) if s.min() < s.max() else np.ones(s.size, bool)
+    if isinstance(threshold, str):
+        raise ValueError(f"threshold must be 'otsu' or a number in [0, 1], got {threshold!r}")
+    return normalise_scores(s) >= float(threshold)
+
+
+def attention_truth_metrics(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    patch_size_level0: float,
+    mask: np.ndarray,
+    downsample: float,
+    tumour_codes: Iterable[int],
+    *,
+    top_k: int = 20,
+    threshold: str | float = "otsu",
+    min_fraction: float = 0.5,
+) -> dict[str, float]:
+    """Top-k precision and heatmap IoU of one slide.
+
+    coords (N, 2) level-0 tile corners; scores (N,) (raw attention: the ranking and Otsu use it as is);
+    mask (H, W) integer region codes at ``downsample`` level-0 px per mask px.
+    """
+    coords = np.asarray(coords).reshape(-1, 2)
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(coords) != len(s) or len(s) == 0:
+        raise ValueError(
+            f"need one score per tile and at least one tile, got {len(coords)} coords, {len(s)} scores"
+        )
+    truth = np.isin(mask, list(tumour_codes))
+    boxes = tile_boxes(coords, patch_size_level0, (downsample, downsample), mask.shape[:2])
+    in_tumour = box_fractions(boxes, truth) >= min_fraction
+    k = min(top_k, len(s))
+    top = np.argsort(-s, kind="stable")[:k]
+    # constant scores (mean pooling) rank nothing: report the expectation under random tie-breaking
+    precision = float(in_tumour[top].mean()) if s.max() > s.min() else float(in_tumour.mean())
+    _, tiled = paint(boxes, np.ones(len(s)), mask.shape[:2])
+    sel = selected_tiles(s, threshold)
+    _, pred = paint(boxes[sel], np.ones(int(sel.sum())), mask.shape[:2])
+    tiled_truth = truth & (tiled > 0)
+    pred_px = pred > 0
+    union = np.logical_or(pred_px, tiled_truth).sum()
+    iou = float(np.logical_and(pred_px, tiled_truth).sum() / union) if union else float("nan")
+    return {
+        "top_k_precision": precision,
+        "k": float(k),
+        "iou": iou,
+        "tumour_tile_fraction": float(in_tumour.mean()),
+        "selected_fraction": float(sel.mean()),
+        "n_tiles": float(len(s)),
+    }
+
+
+def evaluate_attention_truth(
+    attention_dir: Path,
+    gt_dir: Path,
+    cohort: str,
+    slide_ids: list[str],
+    patch_sizes: dict[str, float],
+    *,
+    top_k: int = 20,
+    threshold: str | float = "otsu",
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-slide metrics (DataFrame) and their means for ``slide_ids`` (tumour slides of a synthetic cohort).
+
+    Reads the generator's masks through ``histcode.synth.truth``; a slide that fails gets its reason in the
+    ``error`` column and is left out of the means.
+    """
+    from histcode.mil.inference import read_attention
+    from histcode.synth.truth import read_region_mask, region_codes
+
+    codes = region_codes()
+    if "tumour" not in codes:
+        raise ValueError(f"synthetic region codes {sorted(codes)} have no 'tumour' region")
+    rows = []
+    for sid in slide_ids:
+        try:
+            coords, raw, _, _ = read_attention(Path(attention_dir) / f"{sid}.h5")
+            mask, ds = read_region_mask(gt_dir, cohort, sid)
+            m = attention_truth_metrics(
+                coords, raw, patch_sizes[sid], mask, ds, [codes["tumour"]], top_k=top_k, threshold=threshold
+            )
+            rows.append({"slide_id": sid, **m, "error": ""})
+        except (OSError, ValueError, KeyError) as exc:
+            rows.append({"slide_id": sid, "error": f"{type(exc).__name__}: {exc}"})
+    df = pd.DataFrame(rows)
+    ok = df[df["error"] == ""] if "error" in df else df
+    summary = {
+        f"mean_{c}": float(ok[c].mean())
+        for c in ("top_k_precision", "iou", "tumour_tile_fraction")
+        if c in ok and len(ok)
+    }
+    summary.update({"n_slides": float(len(ok)), "n_failed": float(len(df) - len(ok)), "top_k": float(top_k)})
+    return df, summary

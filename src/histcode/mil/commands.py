@@ -1,0 +1,38 @@
+"""CLI: ``histcode train-mil`` (the train_mil stage) and ``histcode eval-external`` (make eval-cptac)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-mil")
+    def train_mil_cmd(
+        params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, mil)."),
+    ) -> None:
+        """Patient-level CV of gated-attention/mean/max MIL, final models, registry, attention export."""
+        from histcode.mil.stage import run_train_mil
+
+        metrics = run_train_mil(params)
+        primary = metrics["primary_pooling"]
+        typer.echo(
+            f"{primary}: AUC {metrics[f'{primary}.auc']:.3f} "
+            f"[{metrics[f'{primary}.auc_ci_low']:.3f}, {metrics[f'{primary}.auc_ci_high']:.3f}]"
+        )
+
+    @app.command("eval-external")
+    def eval_external_cmd(
+        cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
+        model: str = typer.Option("models:/histcode-mil@champion", help="registry URI or model directory"),
+        params: Path = typer.Option(Path("params.yaml")),
+    ) -> None:
+        """Apply the (promoted) MIL model to every slide of an external cohort; metrics with bootstrap CIs."""
+        from histcode.mil.external_stage import run_external
+
+        m = run_external(params, cohort, model_uri=model)
+        typer.echo(
+            f"{cohort}: n={int(m.get('n', 0))} AUC {m.get('auc', float('nan')):.3f} "
+            f"accuracy {m.get('accuracy', float('nan')):.3f} failed {int(m['n_failed'])}"
+        )

@@ -1,0 +1,43 @@
+"""The ``mil`` section of ``params.yaml`` as a typed, frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MilConfig:
+    """Slide-level MIL training settings (tumour vs normal diagnosis).
+
+    ``pooling`` is the model that is registered and whose attention feeds the DE stage; ``baselines`` are
+    trained on the same folds for the comparison table and the ROC/PR figure. ``encoder`` selects the
+    feature set (``null`` = the first of ``extract.encoders``). ``test_frac`` must be ``null`` or
+    ``1/n_folds``: every patient is in exactly one test fold, so the test share is fixed by ``n_folds``.
+    """
+
+    pooling: str = "gated_attention"
+    baselines: list[str] = field(default_factory=lambda: ["mean", "max"])
+    encoder: str | None = None
+    hidden: int = 512
+    attn_hidden: int = 256
+    dropout: float = 0.25
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    max_epochs: int = 40
+    min_epochs: int = 5
+    patience: int = 8
+    n_folds: int = 5
+    val_frac: float = 0.1
+    test_frac: float | None = None
+    bootstrap: int = 1000
+    max_train_tiles: int = 4096  # random subset of a bag per training step (memory bound)
+    chunk_tiles: int = 8192  # rows per chunk for inference on big bags (streaming softmax)
+    cache_mb: int = 2048  # in-memory bag cache budget; beyond it bags are re-read from h5
+    threads: int = 2
+    progress: bool = True
+
+    def poolings(self) -> list[str]:
+        """Primary pooling first, then the baselines (deduplicated, order kept)."""
+        out = [self.pooling]
+        out += [b for b in self.baselines if b not in out]
+        return out

@@ -1,0 +1,66 @@
+"""External validation: apply a trained MIL classifier to every slide of another cohort (e.g. CPTAC).
+
+Used by ``make eval-cptac`` with the promoted model (``load_mil("models:/histcode-mil@champion")``).
+Slides without features or that fail are listed in ``metrics["failures"]`` and left out of the metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from histcode.evaluation.classification import classification_metrics
+from histcode.mil.bags import feature_paths
+from histcode.mil.cv import PRED_COLUMNS
+from histcode.mil.inference import predict_slides
+from histcode.mil.model import MilClassifier
+
+
+def read_manifest(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """The canonical slides.csv (DESIGN §3) with slide_id/patient_id as str and label as int."""
+    df = (
+        manifest.copy()
+        if isinstance(manifest, pd.DataFrame)
+        else pd.read_csv(manifest, dtype={"slide_id": str, "patient_id": str})
+    )
+    where = "manifest" if isinstance(manifest, pd.DataFrame) else str(manifest)
+    missing = {"slide_id", "patient_id", "label"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {sorted(missing)}; expected the slides.csv of ingest")
+    if df["label"].isna().any():
+        raise ValueError(
+            f"{where}: empty label for slide(s) {list(df.loc[df['label'].isna(), 'slide_id'][:5])}"
+        )
+    return df.astype({"slide_id": str, "patient_id": str, "label": int})
+
+
+def evaluate_cohort(
+    features_dir: Path,
+    manifest: Path | pd.DataFrame,
+    model: MilClassifier,
+    *,
+    n_boot: int,
+    seed: int,
+    chunk_tiles: int = 8192,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Predictions for every slide (``fold`` -1, ``split`` "external") and metrics with bootstrap CIs."""
+    df = read_manifest(manifest)
+    paths, failures = feature_paths(features_dir, list(df["slide_id"]))
+    probs, failed = predict_slides(model, paths, chunk_tiles=chunk_tiles, progress=progress)
+    failures.update(failed)
+    pooling = getattr(model.pooling, "name", "unknown")
+    preds = df.merge(probs[["slide_id", "prob_tumor"]], on="slide_id", how="inner")
+    preds = preds.assign(fold=-1, split="external", pooling=pooling)[PRED_COLUMNS]
+    metrics: dict[str, Any] = {}
+    if len(preds):
+        metrics.update(
+            classification_metrics(
+                preds["label"].to_numpy(), preds["prob_tumor"].to_numpy(), n_boot=n_boot, seed=seed
+            )
+        )
+    metrics["n_failed"] = float(len(failures))
+    metrics["failures"] = [{"slide_id": k, "reason": v} for k, v in sorted(failures.items())]
+    return preds.sort_values("slide_id").reset_index(drop=True), metrics

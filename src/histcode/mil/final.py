@@ -1,0 +1,102 @@
+"""The final MIL model of one pooling: refit on every patient, save, export attention, register.
+
+The primary pooling is registered as ``histcode-mil`` (alias ``challenger``) with its encoder's registered
+version as a tag, and its CV held-out predictions attached as the promotion gate's evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histcode import tracking
+from histcode.mil import report
+from histcode.mil.bags import BagCache, read_bag
+from histcode.mil.config import MilConfig
+from histcode.mil.cv import train_final
+from histcode.mil.inference import predict_slides
+from histcode.mil.model import MilClassifier, save_mil
+from histcode.paths import Paths
+
+REGISTERED_NAME = "histcode-mil"
+
+
+@dataclass
+class StageContext:
+    """What every fold and final model of a train_mil run shares."""
+
+    manifest: pd.DataFrame
+    bags: BagCache
+    cfg: MilConfig
+    paths: Paths
+    cohort: str
+    in_dim: int
+    seed: int
+    tags: dict[str, str]
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_files(self) -> dict[str, Path]:
+        return self.bags.paths
+
+
+def final_model(ctx: StageContext, pooling: str, *, epochs: int, held_out: pd.DataFrame) -> dict[str, Any]:
+    """Train, save to data/models/mil/<pooling>/, write attention for every slide; register if primary."""
+    out_dir = ctx.paths.models("mil") / pooling
+    with tracking.start_run(
+        "mil",
+        run_name=f"{pooling}/final",
+        stage="train_mil",
+        nested=True,
+        cohort=ctx.cohort,
+        tags={**ctx.tags, "pooling": pooling, "fold": "final"},
+    ):
+        meta = {"pooling": pooling, "cohort": ctx.cohort, **ctx.tags}
+        model = train_final(
+            ctx.manifest,
+            ctx.bags,
+            pooling,
+            ctx.cfg,
+            in_dim=ctx.in_dim,
+            seed=ctx.seed,
+            epochs=epochs,
+            meta=meta,
+        )
+        _, failed = predict_slides(
+            model,
+            ctx.feature_files,
+            chunk_tiles=ctx.cfg.chunk_tiles,
+            attention_dir=ctx.paths.attention(ctx.cohort, pooling),
+            attrs={"pooling": pooling, "encoder": ctx.tags["encoder"]},
+            progress=ctx.cfg.progress,
+        )
+        ctx.failures.update({sid: f"attention ({pooling}): {why}" for sid, why in failed.items()})
+        info: dict[str, Any] = {"dir": str(out_dir), "epochs": epochs}
+        if pooling == ctx.cfg.pooling:
+            info["registered_version"] = model.meta["registered_version"] = register(ctx, model, held_out)
+        save_mil(model, out_dir)
+    return info
+
+
+def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) -> str:
+    """Log + register the model in the active run; attach held-out evidence; return the version."""
+    from histcode.registry import log_and_register
+    from histcode.registry.evidence import attach_evidence
+
+    pooling = model.pooling.name
+    example = read_bag(next(iter(ctx.feature_files.values())))[0][:16].astype(np.float32)
+    cv = report.pooled_metrics(held_out, n_boot=0, seed=ctx.seed)[pooling]
+    mv = log_and_register(
+        model,
+        REGISTERED_NAME,
+        input_example=example,
+        metrics={f"cv_{k}": cv[k] for k in report.SUMMARY_KEYS if cv[k] == cv[k]},
+        tags={**ctx.tags, "pooling": pooling, "cohort": ctx.cohort},
+    )
+    evidence = held_out.rename(columns={"slide_id": "id", "prob_tumor": "prob"})[["id", "label", "prob"]]
+    attach_evidence(REGISTERED_NAME, mv.version, evidence, kind="binary")
+    return str(mv.version)

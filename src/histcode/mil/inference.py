@@ -1,0 +1,90 @@
+"""Slide predictions and attention export in bounded memory (features streamed from h5 in chunks).
+
+Attention files (DESIGN §4) ``attention/<cohort>/<pooling>/<slide_id>.h5`` hold ``coords`` int32 (N, 2),
+``attention_raw`` (N,) pre-softmax scores and ``attention`` (N,) weights summing to 1, in the tile order of
+the features file. A slide that fails is recorded with its reason; the others continue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from histcode.atomic import atomic_path
+from histcode.mil.bags import iter_bag_chunks
+from histcode.mil.model import MilClassifier, MilOutput
+
+
+def predict_file(model: MilClassifier, path: str | Path, *, chunk_tiles: int = 8192) -> MilOutput:
+    """Predict one slide from its features h5 without loading the whole bag."""
+    with h5py.File(path, "r") as f:
+        if "features" not in f:
+            raise ValueError(
+                f"{path}: no 'features' dataset; not a features file (rerun `dvc repro extract`)"
+            )
+        d = f["features"].shape[1]
+    if d != model.in_dim:
+        raise ValueError(
+            f"{path}: features have {d} dims but the MIL model expects {model.in_dim}; "
+            "use the model trained on this encoder's features"
+        )
+    return model.predict_stream(iter_bag_chunks(path, chunk_tiles))
+
+
+def write_attention(path: str | Path, coords: np.ndarray, out: MilOutput, attrs: dict[str, Any]) -> None:
+    """Write one slide's attention h5 atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("coords", data=np.asarray(coords, dtype=np.int32))
+        f.create_dataset("attention_raw", data=out.scores.numpy().astype(np.float32))
+        f.create_dataset("attention", data=out.weights.numpy().astype(np.float32))
+        for k, v in attrs.items():
+            if v is not None:
+                f.attrs[k] = v
+        f.attrs["prob_tumor"] = float(out.prob[1])
+
+
+def read_attention(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(coords (N, 2), attention_raw (N,), attention (N,), attrs) of one slide's attention file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: attention file missing; run `dvc repro train_mil`")
+    with h5py.File(path, "r") as f:
+        return f["coords"][()], f["attention_raw"][()], f["attention"][()], dict(f.attrs)
+
+
+def predict_slides(
+    model: MilClassifier,
+    paths: dict[str, Path],
+    *,
+    chunk_tiles: int = 8192,
+    attention_dir: str | Path | None = None,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """P(tumour) per slide (DataFrame slide_id, prob_tumor, n_tiles) and {failed slide_id: reason}; with
+    ``attention_dir`` also writes each slide's attention file there."""
+    rows: list[tuple[str, float, int]] = []
+    failures: dict[str, str] = {}
+    for sid, path in tqdm(sorted(paths.items()), desc="mil predict", disable=not progress, leave=False):
+        try:
+            out = predict_file(model, path, chunk_tiles=chunk_tiles)
+            if attention_dir is not None:
+                with h5py.File(path, "r") as f:
+                    coords = f["coords"][()]
+                if len(coords) != out.weights.shape[0]:
+                    raise ValueError(f"{path}: {len(coords)} coords but {out.weights.shape[0]} feature rows")
+                write_attention(
+                    Path(attention_dir) / f"{sid}.h5",
+                    coords,
+                    out,
+                    {**(attrs or {}), "slide_id": sid, "features_file": str(path)},
+                )
+            rows.append((sid, float(out.prob[1]), int(out.weights.shape[0])))
+        except (OSError, ValueError, KeyError) as exc:
+            failures[sid] = f"{type(exc).__name__}: {exc}"
+    return pd.DataFrame(rows, columns=["slide_id", "prob_tumor", "n_tiles"]), failures

@@ -1,0 +1,166 @@
+"""Slide classifier = pooling + linear head (softmax over tumour/normal), plus save/load.
+
+Only the pooling and the head train: tile features are precomputed by the frozen encoder. A saved model
+is ``model.pt`` (state dict + architecture spec, rebuilt by ``build_mil``) and a readable ``model.json``;
+``load_mil`` also accepts a registry URI ``models:/histcode-mil@champion``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from histcode.atomic import atomic_path, write_json
+from histcode.mil.pooling import Pooling, create_pooling
+
+MODEL_FILE = "model.pt"
+INDEX_FILE = "mil.json"  # in data/models/mil/: names the primary pooling's sub-directory
+
+
+@dataclass
+class MilOutput:
+    """logits (1, C); prob (C,) softmax; scores/weights (N,) per tile (see ``PoolOutput``)."""
+
+    logits: Tensor
+    prob: Tensor
+    scores: Tensor
+    weights: Tensor
+
+
+class MilClassifier(nn.Module):
+    """(N, D) bag of tile features → (1, C) logits. Class 1 is tumour."""
+
+    def __init__(self, pooling: Pooling, n_classes: int = 2, meta: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        self.pooling = pooling
+        self.head = nn.Linear(pooling.out_dim, n_classes)
+        self.n_classes = n_classes
+        self.meta: dict[str, Any] = dict(meta or {})
+        # per-feature standardisation fitted on the training tiles (encoders differ wildly in scale)
+        self.register_buffer("x_mean", torch.zeros(pooling.in_dim))
+        self.register_buffer("x_scale", torch.ones(pooling.in_dim))
+
+    @property
+    def in_dim(self) -> int:
+        return self.pooling.in_dim
+
+    def set_standardisation(self, mean: Tensor, scale: Tensor) -> None:
+        """Inputs become (h - mean) / scale; dimensions with ~zero spread keep scale 1."""
+        scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))
+        self.x_mean.copy_(mean.float())
+        self.x_scale.copy_(scale.float())
+
+    def _z(self, bag: Tensor) -> Tensor:
+        if bag.dim() == 3 and bag.shape[0] == 1:
+            bag = bag[0]
+        if bag.dim() != 2 or bag.shape[-1] != self.in_dim:
+            raise ValueError(f"expected a bag of shape (N, {self.in_dim}), got {tuple(bag.shape)}")
+        return (bag.float() - self.x_mean) / self.x_scale
+
+    def _standardised(self, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+        """Standardise chunk by chunk without keeping the raw chunk alive while the next one is read."""
+        it = iter(chunks)
+        while True:
+            try:
+                yield self._z(next(it))
+            except StopIteration:
+                return
+
+    def forward(self, bag: Tensor) -> Tensor:
+        return self.head(self.pooling(self._z(bag)).pooled).unsqueeze(0)
+
+    def forward_full(self, bag: Tensor) -> MilOutput:
+        out = self.pooling(self._z(bag))
+        logits = self.head(out.pooled).unsqueeze(0)
+        return MilOutput(logits, torch.softmax(logits[0], 0), out.scores, out.weights)
+
+    @torch.no_grad()
+    def predict_stream(self, chunks: Iterable[Tensor]) -> MilOutput:
+        """Eval-mode prediction of a bag given as (n_i, D) chunks; memory bounded by the chunk size."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.pooling.forward_stream(self._standardised(chunks))
+            logits = self.head(out.pooled).unsqueeze(0)
+            return MilOutput(logits, torch.softmax(logits[0], 0), out.scores, out.weights)
+        finally:
+            self.train(was_training)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "pooling": self.pooling.name,
+            "in_dim": self.in_dim,
+            "n_classes": self.n_classes,
+            **self.pooling.hparams(),
+        }
+
+
+def build_mil(spec: dict[str, Any], meta: dict[str, Any] | None = None) -> MilClassifier:
+    """Rebuild a classifier from ``MilClassifier.spec()``."""
+    spec = dict(spec)
+    pooling = create_pooling(
+        spec.pop("pooling"), spec.pop("in_dim"), **{k: v for k, v in spec.items() if k != "n_classes"}
+    )
+    return MilClassifier(pooling, n_classes=int(spec.get("n_classes", 2)), meta=meta)
+
+
+def save_mil(model: MilClassifier, out_dir: str | Path) -> Path:
+    """Write ``out_dir/model.pt`` and ``out_dir/model.json`` atomically; return the ``.pt`` path."""
+    out_dir = Path(out_dir)
+    path = out_dir / MODEL_FILE
+    with atomic_path(path) as tmp:
+        torch.save({"spec": model.spec(), "meta": model.meta, "state_dict": model.state_dict()}, tmp)
+    write_json(out_dir / "model.json", {"spec": model.spec(), "meta": model.meta})
+    return path
+
+
+_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
+
+
+def load_mil(dir_or_uri: str | Path) -> MilClassifier:
+    """Load a MIL classifier from a model dir, its ``model.pt``, ``data/models/mil`` (primary pooling) or
+    a registry URI ``models:/<name>@<alias>`` / ``models:/<name>/<version>``. Returned in eval mode."""
+    text = str(dir_or_uri)
+    m = _URI.match(text)
+    if m:
+        return _load_registered(text, m.group("name"), m.group("alias"))
+    path = Path(text)
+    if path.is_dir() and not (path / MODEL_FILE).exists() and (path / INDEX_FILE).exists():
+        primary = json.loads((path / INDEX_FILE).read_text())["primary"]
+        path = path / primary
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no MIL model here; run `dvc repro train_mil` or pass a models:/ URI"
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_mil(ckpt["spec"], meta=ckpt.get("meta"))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def _load_registered(uri: str, name: str, alias: str | None) -> MilClassifier:
+    if alias is not None:
+        try:
+            from histcode.registry import load_model
+        except ImportError:
+            load_model = None
+        if load_model is not None:
+            model = load_model(name, alias=alias)
+            return model.eval()  # type: ignore[return-value]
+    import mlflow.pytorch
+
+    from histcode.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.pytorch.load_model(uri, map_location="cpu").eval()  # type: ignore[no-any-return]

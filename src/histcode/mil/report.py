@@ -1,0 +1,90 @@
+"""Summaries of a CV run: the flat metrics dict (DVC metrics JSON = MLflow metrics) and ROC/PR tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from histcode.evaluation.classification import classification_metrics, paired_delta, roc_pr_curves
+
+FOLD_KEYS = ("accuracy", "balanced_accuracy", "auc")
+SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "auc", "average_precision")
+
+
+def pooled_metrics(preds: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    """Overall held-out metrics with CIs per pooling: {pooling: classification_metrics(...)}."""
+    return {
+        str(p): classification_metrics(
+            df["label"].to_numpy(), df["prob_tumor"].to_numpy(), n_boot=n_boot, seed=seed
+        )
+        for p, df in preds.groupby("pooling", sort=False)
+    }
+
+
+def flat_metrics(
+    overall: dict[str, dict[str, float]], folds: dict[str, list[dict[str, float]]]
+) -> dict[str, float]:
+    """``<pooling>.<metric>[_ci_low|_ci_high]`` overall and ``<pooling>.fold<k>.<metric>...`` per fold."""
+    out: dict[str, float] = {}
+    for pooling, m in overall.items():
+        for key in SUMMARY_KEYS:
+            for suffix in ("", "_ci_low", "_ci_high"):
+                if key + suffix in m:
+                    out[f"{pooling}.{key}{suffix}"] = m[key + suffix]
+        out[f"{pooling}.n"] = m["n"]
+        for k, fm in enumerate(folds.get(pooling, [])):
+            for key in FOLD_KEYS:
+                for suffix in ("", "_ci_low", "_ci_high"):
+                    if key + suffix in fm:
+                        out[f"{pooling}.fold{k}.{key}{suffix}"] = fm[key + suffix]
+            out[f"{pooling}.fold{k}.best_epoch"] = fm.get("best_epoch", float("nan"))
+    return out
+
+
+def comparisons(preds: pd.DataFrame, primary: str, *, n_boot: int, seed: int) -> dict[str, float]:
+    """Paired AUC / accuracy differences of the primary pooling vs each baseline on the same slides."""
+    out: dict[str, float] = {}
+    wide = preds.pivot_table(index="slide_id", columns="pooling", values="prob_tumor")
+    labels = preds.drop_duplicates("slide_id").set_index("slide_id")["label"].reindex(wide.index)
+    if primary not in wide:
+        return out
+    for other in wide.columns:
+        if other == primary:
+            continue
+        ok = wide[[primary, other]].notna().all(axis=1)
+        for metric in ("auc", "accuracy"):
+            d = paired_delta(
+                labels[ok].to_numpy(),
+                wide.loc[ok, primary].to_numpy(),
+                wide.loc[ok, other].to_numpy(),
+                metric=metric,
+                n_boot=n_boot,
+                seed=seed,
+            )
+            for k, v in d.items():
+                out[f"delta_{metric}.{primary}_vs_{other}.{k}"] = v
+    return out
+
+
+def curves(preds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC (fpr, tpr, pooling) and PR (recall, precision, pooling) of the held-out predictions."""
+    rocs, prs = [], []
+    for pooling, df in preds.groupby("pooling", sort=False):
+        if df["label"].nunique() < 2:
+            continue
+        roc, pr = roc_pr_curves(df["label"].to_numpy(), df["prob_tumor"].to_numpy(), label=str(pooling))
+        rocs.append(roc)
+        prs.append(pr)
+    if not rocs:
+        return pd.DataFrame(columns=["fpr", "tpr", "pooling"]), pd.DataFrame(
+            columns=["recall", "precision", "pooling"]
+        )
+    return pd.concat(rocs, ignore_index=True), pd.concat(prs, ignore_index=True)
+
+
+def summary_for_plot(overall: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    return {
+        p: {k: v for k, v in m.items() if k.startswith(("auc", "average_precision"))}
+        for p, m in overall.items()
+    }

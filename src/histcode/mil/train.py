@@ -1,0 +1,118 @@
+"""Training loop for one MIL classifier: Adam, one bag per step, early stopping on validation loss.
+
+``fit`` keeps the weights of the best validation epoch. Without a validation set it trains a fixed number
+of epochs (used for the final model, whose epoch count is the median best epoch of the CV folds).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from histcode.mil.bags import BagCache, feature_stats, subsample
+from histcode.mil.model import MilClassifier
+
+Item = tuple[str, int]  # (slide_id, label)
+
+
+@dataclass
+class FitResult:
+    model: MilClassifier
+    best_epoch: int  # 1-based epoch whose weights were kept
+    best_val_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_one_epoch(
+    model: MilClassifier,
+    bags: BagCache,
+    items: Sequence[Item],
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    *,
+    max_tiles: int,
+) -> float:
+    """One pass over ``items`` in a seeded random order; returns the mean cross-entropy."""
+    model.train()
+    total = 0.0
+    for i in rng.permutation(len(items)):
+        sid, label = items[i]
+        bag = subsample(bags.get(sid), max_tiles, rng)
+        loss = F.cross_entropy(model(bag), torch.tensor([label]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+    return total / max(len(items), 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: MilClassifier, bags: BagCache, items: Sequence[Item], *, chunk_tiles: int
+) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy and P(tumour) (n,) over ``items`` in eval mode (whole bags, streamed)."""
+    model.eval()
+    probs = np.zeros(len(items))
+    total = 0.0
+    for i, (sid, label) in enumerate(items):
+        out = model.predict_stream(bags.get(sid).split(chunk_tiles))
+        total += float(F.cross_entropy(out.logits, torch.tensor([label])))
+        probs[i] = float(out.prob[1])
+    return total / max(len(items), 1), probs
+
+
+def fit(
+    model: MilClassifier,
+    bags: BagCache,
+    train: Sequence[Item],
+    val: Sequence[Item],
+    *,
+    lr: float,
+    weight_decay: float,
+    max_epochs: int,
+    min_epochs: int = 1,
+    patience: int = 8,
+    max_tiles: int = 4096,
+    chunk_tiles: int = 8192,
+    seed: int = 0,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    standardise: bool = True,
+) -> FitResult:
+    """Train with Adam; stop when val loss has not improved for ``patience`` epochs (after ``min_epochs``).
+
+    With ``standardise`` the model's input standardisation is first fitted on the training tiles only.
+    """
+    if not train:
+        raise ValueError("no training slides: check the splits and that features exist for the cohort")
+    if standardise:
+        model.set_standardisation(*feature_stats(bags, [sid for sid, _ in train]))
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(1, max_epochs + 1), desc="mil epochs", leave=False, disable=not progress)
+    for epoch in bar:
+        train_loss = train_one_epoch(model, bags, train, opt, rng, max_tiles=max_tiles)
+        row = {"epoch": float(epoch), "train_loss": train_loss}
+        if val:
+            val_loss, _ = evaluate(model, bags, val, chunk_tiles=chunk_tiles)
+            row["val_loss"] = val_loss
+            if val_loss < best[0] - 1e-6:
+                best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "epoch"})
+        if val and epoch >= min_epochs and epoch - best[1] >= patience:
+            break
+    if val:
+        model.load_state_dict(best[2])
+        return FitResult(model.eval(), best[1], best[0], history)
+    return FitResult(model.eval(), len(history), float("nan"), history)

@@ -1,0 +1,163 @@
+"""The train_mil stage end to end on a tiny cohort: file contracts, registry round trip, external hook."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from histcode.evaluation.classification import classification_metrics
+from histcode.mil.bags import read_bag
+from histcode.mil.external import evaluate_cohort
+from histcode.mil.model import load_mil
+
+from .conftest import fresh_mlflow, make_cohort
+
+MIL = {
+    "hidden": 16,
+    "attn_hidden": 8,
+    "dropout": 0.0,
+    "lr": 0.003,
+    "max_epochs": 10,
+    "min_epochs": 2,
+    "patience": 3,
+    "n_folds": 3,
+    "val_frac": 0.15,
+    "bootstrap": 100,
+    "progress": False,
+    "threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("stage")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    fresh_mlflow(mlflow_template, root, mp)
+    make_cohort(root, n_patients=12, cohort="toy")
+    make_cohort(root, n_patients=4, cohort="ext", seed=9)
+    bad = "TCGA-TT-0099-01Z-00-DX1"  # a truncated features file: recorded as failed, the rest runs
+    (root / f"data/features/toy/adco/{bad}.h5").write_bytes(b"\x89HDF\r\n")
+    slides = pd.read_csv(root / "data/manifests/toy/slides.csv")
+    extra = slides.iloc[[0]].assign(slide_id=bad, patient_id="TCGA-TT-0099")
+    pd.concat([slides, extra]).to_csv(root / "data/manifests/toy/slides.csv", index=False)
+    import mlflow
+
+    from histcode.registry import log_and_register
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    with mlflow.start_run() as enc_run:  # an encoder registered by its pretrain run, as the SSL stage does
+        log_and_register(torch.nn.Linear(3, 2), "histcode-encoder", input_example=np.zeros((1, 3), np.float32))
+    (root / "data/models/encoder").mkdir(parents=True)
+    (root / "data/models/encoder/encoder.json").write_text(json.dumps({"run_id": enc_run.info.run_id}))
+    cohorts = {
+        c: {"kind": "gdc", "source_dir": "x", "slide_dir": "x", "role": r}
+        for c, r in (("toy", "train"), ("ext", "external"))
+    }
+    params = {
+        "base": {"seed": 1, "train_cohort": "toy", "cohorts": cohorts},
+        "extract": {"encoders": ["adco"]},
+        "mil": MIL,
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    from histcode.mil.stage import run_train_mil
+
+    metrics = run_train_mil("params.yaml")
+    yield root, metrics
+    mp.undo()
+
+
+def test_outputs_follow_the_contracts(stage_run: tuple[Path, dict]) -> None:
+    root, metrics = stage_run
+    manifest = pd.read_csv(root / "data/manifests/toy/slides.csv")
+    failed = pd.read_csv(root / "data/models/mil/failures.csv")
+    assert failed["slide_id"].tolist() == ["TCGA-TT-0099-01Z-00-DX1"] and "HDF5" in failed["reason"][0]
+    assert metrics["n_failed"] == 1 and metrics["n_patients"] == 12
+    manifest = manifest[manifest["slide_id"] != "TCGA-TT-0099-01Z-00-DX1"]
+    preds = pd.read_csv(root / "data/predictions/mil/toy.csv")
+    assert list(preds.columns) == [
+        "slide_id",
+        "patient_id",
+        "fold",
+        "split",
+        "label",
+        "prob_tumor",
+        "pooling",
+    ]
+    for pooling in ("gated_attention", "mean", "max"):
+        p = preds[preds["pooling"] == pooling]
+        assert sorted(p["slide_id"]) == sorted(manifest["slide_id"]) and set(p["split"]) == {"test"}
+        ref = classification_metrics(p["label"], p["prob_tumor"], n_boot=100, seed=1)
+        for key in ("auc", "auc_ci_low", "auc_ci_high", "accuracy", "balanced_accuracy_ci_high"):
+            assert metrics[f"{pooling}.{key}"] == pytest.approx(ref[key])
+        assert f"{pooling}.fold2.auc_ci_low" in metrics
+    assert metrics["gated_attention.auc"] > 0.9
+    assert json.loads((root / "reports/metrics/mil.json").read_text()) == pytest.approx(metrics)
+    roc = pd.read_csv(root / "reports/plots/mil_roc.csv")
+    pr = pd.read_csv(root / "reports/plots/mil_pr.csv")
+    assert list(roc.columns) == ["fpr", "tpr", "pooling"] and list(pr.columns) == [
+        "recall",
+        "precision",
+        "pooling",
+    ]
+    assert (root / "reports/figures/mil/roc_pr.png").stat().st_size > 10_000
+    splits = pd.read_csv(root / "data/splits/toy/splits.csv")
+    assert len(splits) == 12 * 3
+    for pooling in ("gated_attention", "mean", "max"):
+        for sid in manifest["slide_id"]:
+            feats, coords, _ = read_bag(root / f"data/features/toy/adco/{sid}.h5")
+            with h5py.File(root / f"data/attention/toy/{pooling}/{sid}.h5") as f:
+                np.testing.assert_array_equal(f["coords"][()], coords)
+                a, raw = f["attention"][()], f["attention_raw"][()]
+            assert a.shape == (len(feats),) and a.sum() == pytest.approx(1, abs=1e-5)
+            if pooling == "gated_attention":
+                np.testing.assert_allclose(a, torch.softmax(torch.from_numpy(raw), 0).numpy(), rtol=1e-5)
+
+
+def test_registered_model_round_trips_by_alias(stage_run: tuple[Path, dict]) -> None:
+    root, _ = stage_run
+    from histcode.registry import get_version
+    from histcode.registry.evidence import load_evidence
+
+    local = load_mil(root / "data/models/mil")  # index → primary pooling
+    registered = load_mil("models:/histcode-mil@challenger")
+    assert local.pooling.name == registered.pooling.name == "gated_attention"
+    bag = torch.from_numpy(
+        read_bag(next((root / "data/features/toy/adco").glob("*.h5")))[0].astype(np.float32)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(registered(bag), local(bag))
+    mv = get_version("histcode-mil", "challenger")
+    assert mv.tags["encoder_version"] == "histcode-encoder/1" and mv.tags["pooling"] == "gated_attention"
+    evidence, kind = load_evidence("histcode-mil", mv.version)
+    assert kind == "binary" and len(evidence) == 21
+
+
+def test_external_hook_reports_every_slide_and_failures(stage_run: tuple[Path, dict]) -> None:
+    root, _ = stage_run
+    fdir = root / "data/features/ext/adco"
+    manifest = pd.read_csv(root / "data/manifests/ext/slides.csv")
+    gone = manifest["slide_id"].iloc[0]
+    (fdir / f"{gone}.h5").rename(root / "moved.h5")
+    try:
+        model = load_mil("models:/histcode-mil@challenger")
+        preds, m = evaluate_cohort(
+            fdir, root / "data/manifests/ext/slides.csv", model, n_boot=50, seed=0, progress=False
+        )
+    finally:
+        (root / "moved.h5").rename(fdir / f"{gone}.h5")
+    assert sorted(preds["slide_id"]) == sorted(set(manifest["slide_id"]) - {gone})
+    assert set(preds["fold"]) == {-1} and set(preds["split"]) == {"external"}
+    assert m["n_failed"] == 1 and m["failures"][0]["slide_id"] == gone
+    assert "no features file" in m["failures"][0]["reason"]
+    assert m["auc"] == pytest.approx(
+        classification_metrics(preds["label"], preds["prob_tumor"], n_boot=0)["auc"]
+    )
