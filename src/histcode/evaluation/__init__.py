@@ -1,0 +1,1 @@
+"""Evaluation: classification metrics with CIs, DE statistics, plots and reports."""
