@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "histcode.evaluation.commands",
     "histcode.registry.commands",
     "histcode.tuning.commands",
+    "histcode.summary",
 )
 
 
