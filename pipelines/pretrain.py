@@ -1,0 +1,31 @@
+"""DVC stage ``pretrain``: train-cohort tiles → self-supervised encoder (params sections ``base``, ``pretrain``).
+
+Single process: ``python pipelines/pretrain.py``; many GPUs/nodes: ``torchrun --nproc_per_node N
+pipelines/pretrain.py``. The SimCLR baseline: ``--method simclr --out data/models/encoder_simclr``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from histcode.ssl.stage import run_pretrain
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (sections base, pretrain)")
+    parser.add_argument("--resume", action="store_true", help="continue from data/checkpoints/pretrain/<method>.pt")
+    parser.add_argument("--method", choices=["adco", "simclr"], default=None, help="override pretrain.method")
+    parser.add_argument("--out", default=None, help="encoder directory (default data/models/encoder)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    result = run_pretrain(args.params, resume=args.resume, method=args.method, out_dir=args.out,
+                          progress=False if args.no_progress else None)
+    if result.metrics:
+        logging.info("pretrain: %s", result.metrics)
+
+
+if __name__ == "__main__":
+    main()

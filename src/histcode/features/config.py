@@ -1,0 +1,42 @@
+"""The ``extract`` section of ``params.yaml`` (tile feature extraction)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """Which encoders embed every tile, and how fast.
+
+    ``encoders`` names: ``adco`` (data/models/encoder or ``sources.adco``, e.g. ``models:/histcode-encoder@
+    champion``), ``simclr`` (data/models/encoder_simclr), ``imagenet`` (``imagenet_backbone`` with the
+    local ``imagenet_weights`` file; skipped with a warning when it is absent), ``random`` (seeded random
+    init of the AdCo backbone) or any name given a directory/URI in ``sources``.
+    """
+
+    encoders: list[str] = dataclasses.field(default_factory=lambda: ["adco"])
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    input_px: int = 128
+    batch_size: int = 64
+    workers: int = 2
+    threads: int = 2
+    dtype: Literal["float16", "float32"] = "float16"
+    bf16: bool = True
+    channels_last: bool = True
+    stain: bool = True
+    backbone: str | None = None
+    imagenet_backbone: str = "resnet50_trunc"
+    imagenet_weights: str | None = None
+    max_bad_tile_frac: float = 0.1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from histcode.config import ConfigError
+
+        if not self.encoders:
+            raise ConfigError("extract.encoders: list at least one encoder (e.g. [adco, random]).")
+        if self.input_px < 32 or self.batch_size < 1 or self.workers < 0 or not 0 <= self.max_bad_tile_frac <= 1:
+            raise ConfigError(f"extract: invalid input_px/batch_size/workers/max_bad_tile_frac in "
+                              f"{dataclasses.asdict(self)}")

@@ -1,0 +1,92 @@
+"""Named encoders for extraction: the trained AdCo encoder and its baselines (SimCLR, ImageNet, random)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from histcode.features.config import ExtractConfig
+from histcode.paths import Paths
+from histcode.ssl.backbone import create_encoder, encoder_meta, load_encoder
+
+log = logging.getLogger(__name__)
+
+BUILTIN = ("adco", "simclr", "imagenet", "random")
+DEFAULT_BACKBONE = "resnet18_trunc"
+
+
+class EncoderUnavailable(RuntimeError):
+    """An optional baseline cannot be built here (e.g. no local ImageNet weights): skip it, don't fail."""
+
+
+@dataclass
+class NamedEncoder:
+    name: str
+    module: nn.Module
+    uri: str
+    dim: int
+    fingerprint: str
+
+
+def fingerprint(module: nn.Module) -> str:
+    """Content hash of the weights: features of a re-trained encoder at the same path are not "finished"."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for key, tensor in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _default_source(name: str, paths: Paths) -> str:
+    return str(paths.models("encoder" if name == "adco" else f"encoder_{name}"))
+
+
+def _trained(name: str, source: str) -> nn.Module:
+    meta = encoder_meta(source)
+    if meta and meta.get("method") not in (None, name) and name in ("adco", "simclr"):
+        raise ValueError(f"{source}: holds a {meta.get('method')!r} encoder, not {name!r}; point "
+                         f"extract.sources.{name} at the right directory or re-run pretrain with method {name}.")
+    return load_encoder(source)
+
+
+def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -> NamedEncoder:
+    """Build encoder ``name``; ``EncoderUnavailable`` for an optional baseline that cannot be built here."""
+    if name in cfg.sources or name in ("adco", "simclr"):
+        source = cfg.sources.get(name, _default_source(name, paths))
+        if not source.startswith("models:/") and not Path(source).exists():
+            raise FileNotFoundError(f"{source}: encoder {name!r} not found; run `dvc repro pretrain` (SimCLR: "
+                                    "`python pipelines/pretrain.py --method simclr --out data/models/encoder_simclr`)"
+                                    f" or set extract.sources.{name}.")
+        module = _trained(name, source)
+        uri = source
+    elif name == "imagenet":
+        weights = cfg.imagenet_weights
+        if weights is None or not Path(weights).is_file():
+            raise EncoderUnavailable(f"imagenet baseline skipped: extract.imagenet_weights={weights!r} is not a "
+                                     f"local file (weights are never downloaded).")
+        module = create_encoder(cfg.imagenet_backbone, pretrained_weights=weights)
+        uri = f"imagenet:{cfg.imagenet_backbone}:{Path(weights).resolve()}"
+    elif name == "random":
+        adco_meta = encoder_meta(cfg.sources.get("adco", _default_source("adco", paths)))
+        backbone = cfg.backbone or adco_meta.get("backbone") or DEFAULT_BACKBONE
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            module = create_encoder(backbone)
+        uri = f"random:{backbone}:seed={seed}"
+    else:
+        raise ValueError(f"extract.encoders: unknown encoder {name!r}; valid: {list(BUILTIN)} or a name with a "
+                         "directory / models:/ URI in extract.sources")
+    module.eval()
+    dim = int(getattr(module, "dim", 0)) or _probe_dim(module)
+    return NamedEncoder(name=name, module=module, uri=uri, dim=dim, fingerprint=fingerprint(module))
+
+
+@torch.no_grad()
+def _probe_dim(module: nn.Module) -> int:
+    return int(module(torch.zeros(1, 3, 64, 64)).shape[1])

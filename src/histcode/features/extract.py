@@ -1,0 +1,198 @@
+"""Batched tile embedding, slide by slide: OpenSlide reads and stain normalisation in DataLoader workers,
+bf16/channels_last inference in the main process, one streamed ``.h5`` per slide.
+
+One DataLoader serves all of a rank's slides (batches never cross a slide), so workers stay busy across
+slide boundaries. A missing slide, a corrupt file or too many bad tiles fail that slide only; finished
+slides are skipped on rerun (resume) because files only appear once complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from histcode.features.config import ExtractConfig
+from histcode.features.store import FeatureWriter
+from histcode.ssl.slide_tiles import SlideTileDataset, SlideTiles, TileCollate, worker_init
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlideOutcome:
+    slide_id: str
+    status: str  # done | skipped (already extracted) | partial (some tiles dropped) | failed
+    n_tiles: int
+    n_failed_tiles: int
+    reason: str = ""
+
+
+def shard(slides: list[SlideTiles], rank: int, world_size: int) -> list[SlideTiles]:
+    """Round-robin over slides sorted by id (stable across ranks and reruns)."""
+    ordered = sorted(slides, key=lambda s: s.slide_id)
+    return ordered[rank::world_size]
+
+
+def is_finished(path: Path, fingerprint: str) -> bool:
+    """A complete features file of the same encoder weights exists (resume skips it)."""
+    if not path.exists():
+        return False
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            return str(fh.attrs.get("encoder_fingerprint", "")) == fingerprint
+    except OSError:
+        return False
+
+
+def _slide_batches(dataset: SlideTileDataset, batch_size: int) -> list[tuple[int, int, int]]:
+    """(slide index, start, end) flat-index ranges; batches never cross slides."""
+    out = []
+    for s in range(len(dataset.slides)):
+        lo, hi = int(dataset.offsets[s]), int(dataset.offsets[s + 1])
+        out.extend((s, a, min(a + batch_size, hi)) for a in range(lo, hi, batch_size))
+    return out
+
+
+class _RangeSampler(torch.utils.data.Sampler[list[int]]):
+    def __init__(self, ranges: list[tuple[int, int, int]]) -> None:
+        self.ranges = ranges
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (list(range(a, b)) for _, a, b in self.ranges)
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+
+@dataclass
+class EncoderJob:
+    """One encoder to run over the slides and where its ``.h5`` files go."""
+
+    name: str
+    module: nn.Module
+    uri: str
+    dim: int
+    out_dir: Path
+    fingerprint: str
+
+
+class _Sink:
+    """One (slide, encoder) output: a streaming writer, or the reason it broke."""
+
+    def __init__(self, job: EncoderJob, slide: SlideTiles, cfg: ExtractConfig, extra: dict[str, Any]) -> None:
+        attrs = {"encoder": job.name, "encoder_uri": job.uri, "encoder_fingerprint": job.fingerprint, "dim": job.dim,
+                 "tile_px": slide.attrs.get("tile_px"),
+                 "target_mpp": slide.attrs.get("target_mpp"), "patch_size": slide.patch_size,
+                 "input_px": cfg.input_px, **extra}
+        attrs = {k: (v if v is not None else -1) for k, v in attrs.items()}
+        self.writer = FeatureWriter(job.out_dir / f"{slide.slide_id}.h5", n_max=slide.n, dim=job.dim,
+                                    dtype=cfg.dtype, attrs=attrs)
+        self.broken = ""
+
+    def finish(self, slide: SlideTiles, bad: int, first_err: str, max_bad_frac: float) -> SlideOutcome:
+        if self.broken or self.writer.n == 0 or bad > max_bad_frac * slide.n:
+            self.writer.abort()
+            reason = self.broken or f"{bad}/{slide.n} tile reads failed (first: {first_err})"
+            return SlideOutcome(slide.slide_id, "failed", slide.n, bad, reason)
+        self.writer.commit(n_failed_tiles=bad)
+        return SlideOutcome(slide.slide_id, "partial" if bad else "done", slide.n, bad, first_err if bad else "")
+
+
+def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: ExtractConfig, device: torch.device,
+                   normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   extra_attrs: dict[str, Any] | None = None) -> tuple[dict[str, list[SlideOutcome]], dict[str, float]]:
+    """Embed every tile of ``slides`` with every encoder of ``jobs`` in ONE pass over the pixels (tiles are
+    read and normalised once); returns per-encoder, per-slide outcomes and speed."""
+    outcomes: dict[str, list[SlideOutcome]] = {j.name: [] for j in jobs}
+    todo: list[SlideTiles] = []
+    pending: list[list[int]] = []  # job indices that still need each slide of ``todo``
+    for s in slides:
+        need = []
+        for i, j in enumerate(jobs):
+            if is_finished(j.out_dir / f"{s.slide_id}.h5", j.fingerprint):
+                outcomes[j.name].append(SlideOutcome(s.slide_id, "skipped", s.n, 0, "already extracted"))
+            else:
+                need.append(i)
+        if need and not s.path.exists():
+            for i in need:
+                outcomes[jobs[i].name].append(SlideOutcome(s.slide_id, "failed", s.n, s.n,
+                                                           f"{s.path}: slide file not found"))
+        elif need:
+            todo.append(s)
+            pending.append(need)
+    stats = {"tiles": 0.0, "seconds": 0.0, "tiles_per_s": 0.0, "embeddings_per_s": 0.0}
+    if not todo:
+        return outcomes, stats
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    models = [j.module.to(device).eval().to(memory_format=fmt) for j in jobs]
+    dataset = SlideTileDataset(todo, out_px=cfg.input_px)
+    ranges = _slide_batches(dataset, cfg.batch_size)
+    loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=cfg.workers,
+                        collate_fn=TileCollate(normalize), worker_init_fn=worker_init if cfg.workers else None,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(dataset), desc=f"extract {'+'.join(j.name for j in jobs)}", unit="tile",
+               disable=not cfg.progress)
+    sinks: dict[int, _Sink] = {}
+    current, bad, first_err, embedded = -1, 0, "", 0
+    t0 = time.perf_counter()
+
+    def finish(s: int) -> None:
+        for i, sink in sinks.items():
+            outcomes[jobs[i].name].append(sink.finish(todo[s], bad, first_err, cfg.max_bad_tile_frac))
+        sinks.clear()
+
+    with torch.inference_mode():
+        for (s, a, b), (tiles, errors) in zip(ranges, loader, strict=True):
+            if s != current:
+                if current >= 0:
+                    finish(current)
+                current, bad, first_err = s, 0, ""
+                sinks.update({i: _Sink(jobs[i], todo[s], cfg, extra_attrs or {}) for i in pending[s]})
+            ok = np.array([not e for e in errors])
+            bad += int((~ok).sum())
+            if not first_err and not ok.all():
+                first_err = next(e for e in errors if e)
+            bar.update(b - a)
+            if not ok.any():
+                continue
+            x = tiles[torch.from_numpy(ok)].to(device, non_blocking=True).float().div_(255.0)
+            x = x.contiguous(memory_format=fmt)
+            coords = todo[s].coords[a - int(dataset.offsets[s]):b - int(dataset.offsets[s])][ok]
+            for i, sink in sinks.items():
+                if sink.broken:
+                    continue
+                try:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                        feats = models[i](x)
+                    sink.writer.write(feats.float().cpu().numpy(), coords)
+                    embedded += len(coords)
+                except Exception as exc:  # this slide fails for this encoder; everything else goes on
+                    log.exception("extract %s: slide %s failed", jobs[i].name, todo[s].slide_id)
+                    sink.broken = f"{type(exc).__name__}: {exc}"
+        if current >= 0:
+            finish(current)
+    bar.close()
+    seconds = max(time.perf_counter() - t0, 1e-9)
+    stats = {"tiles": float(len(dataset)), "seconds": seconds, "tiles_per_s": len(dataset) / seconds,
+             "embeddings_per_s": embedded / seconds}
+    return outcomes, stats
+
+
+def outcomes_frame(outcomes: list[SlideOutcome]) -> Any:
+    import pandas as pd
+
+    cols = ["slide_id", "status", "n_tiles", "n_failed_tiles", "reason"]
+    return pd.DataFrame([asdict(o) for o in outcomes], columns=cols)

@@ -1,0 +1,114 @@
+"""The ``extract`` stage: one cohort's tiles × every configured encoder → features ``.h5`` per slide.
+
+Output ``data/features/<cohort>/<encoder>/`` holds ``<slide_id>.h5`` and ``failures.csv`` (slides that
+failed or lost tiles, with the reason); metrics go to ``reports/metrics/extract/<cohort>.json`` and an
+MLflow run in ``histcode/extract``. Under ``torchrun`` slides are sharded over ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from histcode.config import base, load_params, section, to_dict
+from histcode.features.config import ExtractConfig
+from histcode.features.encoders import EncoderUnavailable, resolve_encoder
+from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
+from histcode.paths import Paths
+from histcode.ssl import distributed as D
+from histcode.ssl.slide_tiles import collect_slides
+
+log = logging.getLogger(__name__)
+
+
+def _write_failures(out_dir: Path, outcomes: list[SlideOutcome], info: D.DistInfo) -> None:
+    """Each rank writes its part; rank 0 merges them into ``failures.csv``."""
+    from histcode.atomic import write_csv
+
+    bad = [o for o in outcomes if o.status in ("failed", "partial")]
+    part = out_dir / (f".failures.rank{info.rank}.csv" if info.world_size > 1 else "failures.csv")
+    write_csv(part, outcomes_frame(bad))
+    if info.world_size > 1:
+        D.barrier()
+        if info.is_main:
+            parts = [out_dir / f".failures.rank{r}.csv" for r in range(info.world_size)]
+            merged = pd.concat([pd.read_csv(p, dtype={"slide_id": str}) for p in parts], ignore_index=True)
+            write_csv(out_dir / "failures.csv", merged.sort_values("slide_id"))
+            for p in parts:
+                p.unlink(missing_ok=True)
+
+
+def _gather_outcomes(outcomes: list[SlideOutcome]) -> list[SlideOutcome]:
+    if not D.is_distributed():
+        return outcomes
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, outcomes)
+    return [o for p in parts for o in p]
+
+
+def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: str,
+                encoders: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Extract features of ``cohort`` for ``encoders`` (default ``extract.encoders``); returns metrics."""
+    import torch
+
+    from histcode import tracking
+
+    raw = params if isinstance(params, dict) else load_params(params)
+    bcfg = base(raw)
+    cfg = section(ExtractConfig, "extract", raw)
+    if progress is not None:
+        cfg = dataclasses.replace(cfg, progress=progress)
+    names = encoders or cfg.encoders
+    paths = Paths.from_base(bcfg)
+    info = D.init_distributed("auto")
+    torch.set_num_threads(max(1, cfg.threads))
+    slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
+    mine = shard(slides, info.rank, info.world_size)
+    normalize = None
+    if cfg.stain:
+        from histcode.slides.stain import load_normalizer
+
+        normalize = load_normalizer(paths.stain_reference).transform_batch
+    metrics: dict[str, Any] = {"n_slides": len(slides) + len(coord_failures), "world_size": info.world_size}
+    run_ctx = (tracking.start_run("extract", run_name=f"extract-{cohort}", stage="extract", cohort=cohort,
+                                  params={**to_dict(cfg), "encoders": names}, inputs=[paths.tiles(cohort)])
+               if info.is_main else contextlib.nullcontext())
+    try:
+        with run_ctx:
+            jobs = []
+            for name in names:
+                try:
+                    enc = resolve_encoder(name, cfg, paths, seed=bcfg.seed)
+                except EncoderUnavailable as exc:
+                    log.warning("%s", exc)
+                    metrics[f"{name}/skipped"] = 1
+                    continue
+                jobs.append(EncoderJob(enc.name, enc.module, enc.uri, enc.dim, paths.features(cohort, name),
+                                       enc.fingerprint))
+            outcomes, stats = extract_slides(mine, jobs, cfg=cfg, device=info.device, normalize=normalize,
+                                             extra_attrs={"cohort": cohort, "stain": "reference" if cfg.stain
+                                                          else "none"})
+            metrics.update(tiles=stats["tiles"], tiles_per_s=stats["tiles_per_s"],
+                           embeddings_per_s=stats["embeddings_per_s"], seconds=stats["seconds"])
+            for job in jobs:
+                mine_out = outcomes[job.name]
+                if info.is_main:
+                    mine_out += [SlideOutcome(f.slide_id, "failed", 0, 0, f"{f.stage}: {f.reason}")
+                                 for f in coord_failures]
+                _write_failures(job.out_dir, mine_out, info)
+                counts = pd.Series([o.status for o in _gather_outcomes(mine_out)]).value_counts().to_dict()
+                for status in ("done", "skipped", "partial", "failed"):
+                    metrics[f"{job.name}/slides_{status}"] = int(counts.get(status, 0))
+                metrics[f"{job.name}/dim"] = job.dim
+            if info.is_main:
+                tracking.log_metrics(metrics, paths.metrics(f"extract/{cohort}"))
+    finally:
+        D.cleanup()
+    return metrics

@@ -1,0 +1,1 @@
+"""Self-supervised pretraining: truncated ResNet backbones, AdCo, SimCLR, augmentations, DDP."""

@@ -1,0 +1,68 @@
+"""The ``pretrain`` section of ``params.yaml`` (AdCo / SimCLR self-supervised pretraining)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """AdCo defaults follow HistCode (query τ 0.12, bank τ 0.02, bank lr 0.3, SGD lr 0.03 cosine).
+
+    ``tiles_per_slide`` is the fraction of each slide's tiles drawn per epoch (capped by
+    ``max_tiles_per_slide``); tiles of all slides are then shuffled together so no batch is one slide.
+    """
+
+    method: Literal["adco", "simclr"] = "adco"
+    backbone: str = "resnet18_trunc"
+    pretrained_weights: str | None = None
+    input_px: int = 96
+    read_px: int = 128
+    epochs: int = 2
+    batch_size: int = 64
+    tiles_per_slide: float = 0.25
+    max_tiles_per_slide: int = 64
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 0
+    key_momentum: float = 0.99
+    proj_hidden: int = 512
+    proj_dim: int = 128
+    bank_size: int = 1024
+    bank_lr: float = 0.3
+    bank_momentum: float = 0.9
+    bank_weight_decay: float = 1e-4
+    bank_tau: float = 0.02
+    query_tau: float = 0.12
+    symmetric: bool = False
+    simclr_tau: float = 0.2
+    workers: int = 2
+    threads: int = 2
+    bf16: bool = True
+    channels_last: bool = True
+    stain: bool = True
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "input_px": self.input_px >= 16,
+            "read_px": self.read_px >= self.input_px // 2,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 2,
+            "tiles_per_slide": 0 < self.tiles_per_slide <= 1,
+            "max_tiles_per_slide": self.max_tiles_per_slide >= 1,
+            "key_momentum": 0 <= self.key_momentum < 1,
+            "bank_size": self.bank_size >= 1,
+            "bank_tau": self.bank_tau > 0,
+            "query_tau": self.query_tau > 0,
+            "simclr_tau": self.simclr_tau > 0,
+            "warmup_epochs": 0 <= self.warmup_epochs < self.epochs,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            from histcode.config import ConfigError
+
+            raise ConfigError(f"pretrain: invalid value(s) for {bad} in {dataclasses.asdict(self)}")

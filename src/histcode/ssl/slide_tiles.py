@@ -1,0 +1,196 @@
+"""Tiles of many slides as one flat, map-style Dataset read with OpenSlide in DataLoader workers.
+
+Used by pretraining (random tiles across slides) and extraction (slide by slide). Each worker opens a
+slide lazily on first use and keeps a few handles (LRU), so no handle is ever pickled or shared between
+processes. A failed read never raises: it returns a white tile with ``ok = False`` so the caller can
+record it and go on.
+
+Items are ``(tile uint8 (3, out_px, out_px), error)`` with ``error == ""`` for a good read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from histcode.paths import Paths
+
+log = logging.getLogger(__name__)
+
+MAX_OPEN_SLIDES = 8
+
+
+@dataclass(frozen=True)
+class SlideTiles:
+    """One slide's tile grid: coords (N, 2) int32 level-0 top-left, square side ``patch_size`` level-0 px."""
+
+    slide_id: str
+    path: Path
+    coords: np.ndarray
+    patch_size: int
+    attrs: dict[str, Any]
+    mpp: float | None = None
+    default_mpp: float | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.coords.shape[0])
+
+
+@dataclass(frozen=True)
+class SlideFailure:
+    slide_id: str
+    stage: str
+    reason: str
+
+
+def _float_or_none(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
+
+
+def collect_slides(cohort: str, *, paths: Paths, default_mpp: float | None = None,
+                   slide_ids: list[str] | None = None) -> tuple[list[SlideTiles], list[SlideFailure]]:
+    """Pair the cohort manifest with its coords files; slides without usable coords become failures.
+
+    Reads ``data/manifests/<cohort>/slides.csv`` (slide_id, path, ..., mpp) and ``data/tiles/<cohort>/
+    <slide_id>.h5`` (DESIGN §4). Slides with zero tiles are skipped silently (nothing to embed).
+    """
+    import pandas as pd
+
+    from histcode.slides.coords import read_coords
+
+    manifest = paths.slides_csv(cohort)
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest}: slide manifest not found; run `dvc repro ingest@{cohort}` first.")
+    df = pd.read_csv(manifest, dtype={"slide_id": str})
+    missing = {"slide_id", "path"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{manifest}: missing column(s) {sorted(missing)}; re-run ingest for {cohort}.")
+    if slide_ids is not None:
+        df = df[df["slide_id"].isin(set(slide_ids))]
+    slides: list[SlideTiles] = []
+    failures: list[SlideFailure] = []
+    for row in df.itertuples(index=False):
+        sid = str(row.slide_id)
+        try:
+            coords, attrs = read_coords(paths.coords_h5(cohort, sid))
+            patch = attrs.get("patch_size")
+            if patch is None or int(patch) <= 0:
+                raise ValueError(f"{paths.coords_h5(cohort, sid)}: attr patch_size missing; re-run tiling.")
+        except Exception as exc:  # one bad slide never stops the cohort
+            failures.append(SlideFailure(sid, "coords", f"{type(exc).__name__}: {exc}"))
+            continue
+        if coords.shape[0] == 0:
+            continue
+        slides.append(SlideTiles(sid, Path(str(row.path)), coords, int(patch), attrs,
+                                 mpp=_float_or_none(getattr(row, "mpp", None)), default_mpp=default_mpp))
+    return slides, failures
+
+
+class SlideTileDataset(Dataset[tuple[torch.Tensor, str]]):
+    """Flat index over all tiles of ``slides`` → (uint8 (3, out_px, out_px) tensor, error message or "")."""
+
+    def __init__(self, slides: list[SlideTiles], *, out_px: int) -> None:
+        self.slides = list(slides)
+        self.out_px = out_px
+        counts = np.array([s.n for s in self.slides], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._readers: OrderedDict[int, Any] = OrderedDict()
+        self._open_errors: dict[int, str] = {}  # slides that failed to open in this worker: fail fast
+
+    @property
+    def n_tiles(self) -> list[int]:
+        return [s.n for s in self.slides]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self) -> dict[str, Any]:  # never ship open handles to workers
+        state = self.__dict__.copy()
+        state["_readers"] = OrderedDict()
+        state["_open_errors"] = {}
+        return state
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """Flat index → (slide index, tile index within the slide)."""
+        s = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return s, int(i - self.offsets[s])
+
+    def _reader(self, s: int) -> Any:
+        from histcode.slides.reader import SlideReader
+
+        if s in self._readers:
+            self._readers.move_to_end(s)
+            return self._readers[s]
+        if s in self._open_errors:
+            raise RuntimeError(self._open_errors[s])
+        slide = self.slides[s]
+        try:
+            reader = SlideReader(slide.path, mpp_override=slide.mpp, default_mpp=slide.default_mpp)
+        except Exception as exc:
+            self._open_errors[s] = f"{type(exc).__name__}: {exc}"
+            raise
+        self._readers[s] = reader
+        while len(self._readers) > MAX_OPEN_SLIDES:
+            _, old = self._readers.popitem(last=False)
+            old.close()
+        return reader
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        s, j = self.locate(i)
+        slide = self.slides[s]
+        x, y = (int(v) for v in slide.coords[j])
+        try:
+            rgb = self._reader(s).read_tile(x, y, slide.patch_size, self.out_px)
+            return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous(), ""
+        except Exception as exc:  # corrupt tile or missing slide: reported by the caller
+            log.debug("tile read failed: %s (%s, %s): %s", slide.slide_id, x, y, exc)
+            reason = self._open_errors.get(s) or f"{type(exc).__name__}: {exc}"
+            return torch.full((3, self.out_px, self.out_px), 255, dtype=torch.uint8), reason
+
+
+class TileCollate:
+    """DataLoader ``collate_fn`` that also stain-normalises, so the work runs in the loader workers and the
+    main process only runs the network.
+
+    items: uint8 (3, H, W) tensors or (tile, error) pairs → (uint8 (B, 3, H, W), list of errors). The
+    normalised batch is re-quantised to uint8 (as the normalisers' own uint8 path does) to keep
+    inter-process copies small.
+    """
+
+    def __init__(self, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.normalize = normalize
+
+    def __call__(self, items: list[Any]) -> tuple[torch.Tensor, list[str]]:
+        if isinstance(items[0], tuple | list):
+            tiles = torch.stack([t for t, _ in items])
+            errors = [str(e) for _, e in items]
+        else:
+            tiles, errors = torch.stack(items), [""] * len(items)
+        if self.normalize is not None:
+            x = self.normalize(tiles.float().div_(255.0))
+            tiles = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        return tiles, errors
+
+
+def worker_init(_: int) -> None:
+    """DataLoader worker setup: one thread each (the workers already run in parallel)."""
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass

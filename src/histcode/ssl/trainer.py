@@ -1,0 +1,194 @@
+"""The pretraining loop: AMP (bf16) + channels_last, DDP, checkpoint/resume, progress and throughput.
+
+``fit`` is deterministic given the seed: tile sampling is a function of (seed, epoch), augmentation and
+shuffle-BN generators of (seed, step), so a run resumed from an epoch checkpoint continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from histcode.config import to_dict
+from histcode.seeding import seed_everything
+from histcode.ssl import distributed as D
+from histcode.ssl.augment import AugmentConfig, HEAugment
+from histcode.ssl.backbone import create_encoder
+from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
+from histcode.ssl.config import PretrainConfig
+from histcode.ssl.data import EpochBatchSampler
+from histcode.ssl.methods import AdCoMethod, SimCLRMethod, build_method
+from histcode.ssl.slide_tiles import TileCollate, worker_init
+
+log = logging.getLogger(__name__)
+
+LogFn = Callable[[dict[str, float], int], None]
+
+
+@dataclass
+class FitResult:
+    encoder: nn.Module
+    method: AdCoMethod | SimCLRMethod
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per step: step, epoch, loss
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _gen(*key: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence([abs(k) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def lr_factor(step: int, *, total: int, warmup: int) -> float:
+    """Linear warmup then cosine decay to 0 (per step)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _broadcast(module: nn.Module, *, params: bool = True) -> None:
+    if D.is_distributed():
+        for t in (list(module.parameters()) if params else []) + list(module.buffers()):
+            torch.distributed.broadcast(t.data, src=0)
+
+
+def _batch_images(batch: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, int]:
+    """A ``TileCollate`` batch → (uint8 (B, 3, H, W), number of failed reads; those are white tiles)."""
+    tiles, errors = batch
+    return tiles, sum(1 for e in errors if e)
+
+
+def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, seed: int,
+        checkpoint: str | Path | None = None, resume: bool = False,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None, on_log: LogFn | None = None,
+        stop_after_epochs: int | None = None, dist_info: D.DistInfo | None = None) -> FitResult:
+    """Train ``cfg.method`` on tiles of ``dataset`` (items: uint8 (3, H, W) or (tile, error)) grouped by slide.
+
+    ``normalize`` maps (B, 3, H, W) float [0, 1] → same (stain normalisation); it runs in the loader workers
+    (``TileCollate``) before augmentation.
+    Checkpoints after every epoch (rank 0); with ``resume`` continues from ``checkpoint`` if it exists.
+    ``stop_after_epochs`` ends this call early (time-boxed jobs); a later ``resume`` carries on.
+    """
+    info = dist_info or D.init_distributed("auto")
+    dev = info.device
+    torch.set_num_threads(max(1, cfg.threads))
+    seed_everything(seed)  # same on every rank → identical initial weights
+    method = build_method(create_encoder(cfg.backbone, pretrained_weights=cfg.pretrained_weights), cfg).to(dev)
+    if cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    _broadcast(method)
+    opt = torch.optim.SGD(method.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sampler = EpochBatchSampler(n_tiles, fraction=cfg.tiles_per_slide, max_per_slide=cfg.max_tiles_per_slide,
+                                seed=seed, batch_size=cfg.batch_size, rank=info.rank, world_size=info.world_size)
+    steps_per_epoch = len(sampler)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total=total, warmup=cfg.warmup_epochs * steps_per_epoch))
+    start_epoch, step, history = 0, 0, []
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        check_compatible(ckpt_path, state["config"], to_dict(cfg))
+        method.load_state_dict(state["method"])
+        method.load_optimizer_state(state["method_optim"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        set_rng_state(state["rng"])
+        log.info("resumed %s at epoch %d step %d", ckpt_path, start_epoch, step)
+    net: nn.Module = method.net
+    if info.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if dev.type == "cuda" else None)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=TileCollate(normalize),
+                        worker_init_fn=worker_init if cfg.workers else None, persistent_workers=cfg.workers > 0,
+                        pin_memory=dev.type == "cuda")
+    augment = HEAugment(AugmentConfig(out_px=cfg.input_px))
+
+    def amp() -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+    def views(raw: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = raw.to(dev, non_blocking=True).float().div_(255.0)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        return (augment(x, g).contiguous(memory_format=fmt), augment(x, g).contiguous(memory_format=fmt))
+
+    bank_keys = 0
+    if method.needs_init():
+        sampler.set_epoch(0)
+
+        def init_views() -> Iterator[torch.Tensor]:
+            for i, batch in enumerate(loader):
+                yield views(_batch_images(batch)[0], _gen(seed, 7, i, info.rank))[0]
+
+        method.train()
+        bank_keys = method.init_bank(init_views(), amp, _gen(seed, 8))
+    method.train()
+    read_errors, t_start, tiles_done = 0, time.perf_counter(), 0
+    done_epochs = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        bar = _progress(cfg, info, steps_per_epoch, epoch)
+        t_last = time.perf_counter()
+        for batch in loader:
+            raw, bad = _batch_images(batch)
+            read_errors += bad
+            v1, v2 = views(raw, _gen(seed, 1, step, info.rank))
+            loss, stats = method.training_loss(net, v1, v2, amp, _gen(seed, 2, step))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            stats.update(method.after_optimizer_step())
+            step += 1
+            loss_value = float(D.all_reduce_mean(loss.detach()))
+            now = time.perf_counter()
+            tiles_done += raw.shape[0] * info.world_size
+            rate = raw.shape[0] * info.world_size / max(now - t_last, 1e-9)
+            t_last = now
+            history.append({"step": step, "epoch": epoch, "loss": loss_value})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", tiles_s=f"{rate:.0f}")
+            if on_log is not None and info.is_main and (step % cfg.log_every == 0 or step == total):
+                on_log({"loss": loss_value, "lr": opt.param_groups[0]["lr"], "tiles_per_s": rate,
+                        "epoch": float(epoch), **stats}, step)
+        bar.close()
+        done_epochs += 1
+        if info.is_main:
+            ep = [h["loss"] for h in history if h["epoch"] == epoch]
+            log.info("pretrain %s epoch %d/%d: mean loss %.4f, %d steps, %.1f tiles/s overall", cfg.method, epoch + 1,
+                     cfg.epochs, float(np.mean(ep)) if ep else float("nan"), len(ep),
+                     tiles_done / max(time.perf_counter() - t_start, 1e-9))
+        if ckpt_path is not None and info.is_main:
+            save_checkpoint(ckpt_path, {
+                "config": to_dict(cfg), "seed": seed, "world_size": info.world_size, "epoch": epoch + 1,
+                "step": step, "method": method.state_dict(), "method_optim": method.optimizer_state(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history})
+        D.barrier()
+        if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
+            break
+    # BN running stats are per rank under DDP; share rank 0's (parameters and bank are in sync already)
+    _broadcast(method, params=False)
+    seconds = time.perf_counter() - t_start
+    metrics = {"final_loss": history[-1]["loss"] if history else float("nan"), "steps": float(step),
+               "epochs_done": float(start_epoch + done_epochs), "tiles_per_s": tiles_done / max(seconds, 1e-9),
+               "seconds": seconds, "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
+               "steps_per_epoch": float(steps_per_epoch)}
+    return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
+
+
+def _progress(cfg: PretrainConfig, info: D.DistInfo, total: int, epoch: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"pretrain {cfg.method} epoch {epoch + 1}/{cfg.epochs}",
+                disable=not (cfg.progress and info.is_main), leave=False)
