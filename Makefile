@@ -5,9 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
+EXTERNAL ?= cptac_synth
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
+export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup demo test lint repro ui clean promote eval-cptac tune bench summary
 
@@ -24,6 +26,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	@start=$$(date +%s); \
 	$(BIN)/dvc repro && \
+	$(BIN)/histcode promote && \
 	$(BIN)/histcode summary && \
 	echo "demo finished in $$(( $$(date +%s) - start )) s"
 
@@ -34,7 +37,7 @@ summary: setup
 	$(BIN)/histcode summary
 
 test: setup
-	$(BIN)/pytest -q -p no:cacheprovider --timeout=900 tests
+	$(BIN)/pytest -q -p no:cacheprovider --timeout=900 --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check src pipelines tests benchmarks
@@ -47,7 +50,7 @@ promote: setup
 	$(BIN)/histcode promote
 
 eval-cptac: setup
-	$(BIN)/histcode eval-external --cohort cptac_synth
+	$(BIN)/histcode evaluate-external --cohort $(EXTERNAL)
 
 tune: setup
 	$(BIN)/histcode tune mil

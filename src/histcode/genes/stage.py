@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from histcode.config import base, load_params, section, to_dict
 from histcode.genes.config import DEConfig
@@ -46,14 +47,18 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
             mlflow.log_artifact(str(result.outputs[key]), artifact_path="de")
         if register:
             from histcode.registry import log_and_register
+            from histcode.registry.evidence import attach_evidence
 
             with tempfile.TemporaryDirectory() as tmp:
                 genes_file = Path(tmp) / "genes.txt"
                 genes_file.write_text("\n".join(result.model.genes) + "\n")
                 mlflow.log_artifact(str(genes_file), artifact_path="de")
-            log_and_register(result.model, REGISTERED_NAME,
+            mv = log_and_register(result.model, REGISTERED_NAME,
                              input_example=np.asarray(result.inputs.x[:2], dtype=np.float32),
                              metrics={k: result.metrics[k] for k in TAGGED_METRICS if k in result.metrics},
                              tags={"cohort": cohort, "per_gene_artifact": "de/" + result.outputs["per_gene"].name,
                                    "output": "(B, G, 2): [..., 0] log10(fc+1), [..., 1] P(DE); genes in de/genes.txt"})
+            per_gene = pd.read_csv(result.outputs["per_gene"]).dropna(subset=["pearson_r"])
+            attach_evidence(REGISTERED_NAME, mv.version,
+                            pd.DataFrame({"id": per_gene["gene"], "score": per_gene["pearson_r"]}), kind="per_unit")
     return result

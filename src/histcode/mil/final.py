@@ -99,4 +99,8 @@ def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) ->
     )
     evidence = held_out.rename(columns={"slide_id": "id", "prob_tumor": "prob"})[["id", "label", "prob"]]
     attach_evidence(REGISTERED_NAME, mv.version, evidence, kind="binary")
+    encoder_name, _, encoder_version = str(ctx.tags.get("encoder_version", "")).partition("/")
+    if encoder_version and encoder_version != "unknown":
+        # the encoder is judged by what it is for: held-out tumour diagnosis from its features
+        attach_evidence(encoder_name, encoder_version, evidence, kind="binary")
     return str(mv.version)
