@@ -54,7 +54,11 @@ def stage_run(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -
     from histcode.registry import log_and_register
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    with mlflow.start_run() as enc_run:  # an encoder registered by its pretrain run, as the SSL stage does
+    from histcode import tracking
+
+    # an encoder registered by its pretrain run, as the SSL stage does (explicit experiment: fluent MLflow state
+    # from earlier tests in the session may point at an experiment id this fresh store does not have)
+    with tracking.start_run("pretrain", run_name="pretrain", stage="pretrain") as enc_run:
         log_and_register(torch.nn.Linear(3, 2), "histcode-encoder", input_example=np.zeros((1, 3), np.float32))
     (root / "data/models/encoder").mkdir(parents=True)
     (root / "data/models/encoder/encoder.json").write_text(json.dumps({"run_id": enc_run.info.run_id}))
@@ -101,13 +105,11 @@ def test_outputs_follow_the_contracts(stage_run: tuple[Path, dict]) -> None:
         assert f"{pooling}.fold2.auc_ci_low" in metrics
     assert metrics["gated_attention.auc"] > 0.9
     assert json.loads((root / "reports/metrics/mil.json").read_text()) == pytest.approx(metrics)
-    roc = pd.read_csv(root / "reports/plots/mil_roc.csv")
-    pr = pd.read_csv(root / "reports/plots/mil_pr.csv")
-    assert list(roc.columns) == ["fpr", "tpr", "pooling"] and list(pr.columns) == [
-        "recall",
-        "precision",
-        "pooling",
-    ]
+    for pooling in ("gated_attention", "mean", "max"):  # one file per DVC plot line
+        roc = pd.read_csv(root / f"reports/plots/mil_roc/{pooling}.csv")
+        pr = pd.read_csv(root / f"reports/plots/mil_pr/{pooling}.csv")
+        assert list(roc.columns) == ["fpr", "tpr"] and list(pr.columns) == ["recall", "precision"]
+        assert roc["fpr"].iloc[0] == 0.0 and roc["tpr"].iloc[-1] == 1.0 and roc["fpr"].is_monotonic_increasing
     assert (root / "reports/figures/mil/roc_pr.png").stat().st_size > 10_000
     splits = pd.read_csv(root / "data/splits/toy/splits.csv")
     assert len(splits) == 12 * 3

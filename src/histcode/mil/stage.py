@@ -3,7 +3,7 @@
 Outputs (DESIGN §4): data/splits/<cohort>/, data/models/mil/<pooling>/ (+ mil.json naming the primary
 pooling, failures.csv), data/attention/<cohort>/<pooling>/<slide_id>.h5 for every slide,
 data/predictions/mil/<cohort>.csv (held-out test predictions of every pooling), reports/metrics/mil.json,
-reports/plots/mil_roc.csv, mil_pr.csv and reports/figures/mil/roc_pr.png. MLflow experiment "mil": one
+reports/plots/mil_roc/<pooling>.csv, mil_pr/<pooling>.csv and reports/figures/mil/roc_pr.png. MLflow experiment "mil": one
 parent run, a nested run per (pooling, fold) and per final model, tagged pooling/encoder/fold.
 """
 
@@ -210,8 +210,10 @@ def write_reports(
     metrics.update(report.flat_metrics(overall, fold_metrics))
     metrics.update(report.comparisons(preds, cfg.pooling, n_boot=cfg.bootstrap, seed=seed))
     roc, pr = report.curves(preds)
-    write_csv(paths.plots("mil_roc.csv"), roc)
-    write_csv(paths.plots("mil_pr.csv"), pr)
+    for pooling, sub in roc.groupby("pooling", sort=False):  # one file per line of DVC's ROC/PR plots
+        write_csv(paths.plots("mil_roc") / f"{pooling}.csv", sub.drop(columns="pooling"))
+    for pooling, sub in pr.groupby("pooling", sort=False):
+        write_csv(paths.plots("mil_pr") / f"{pooling}.csv", sub.drop(columns="pooling"))
     plot_roc_pr(
         roc,
         pr,
