@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from histcode.genes.gene_mil_cv import GeneMILSettings, gene_mil_cv
 from histcode.genes.heads import DEModel
 from histcode.genes.inputs import DEInputs, build_de_inputs, read_bag
 from histcode.genes.metrics import per_gene_metrics, summarise
-from histcode.genes.targets import read_targets
+from histcode.genes.targets import Targets, read_targets
 from histcode.genes.train import cross_validate, fit_de_model
 from histcode.paths import Paths
 
@@ -48,9 +49,23 @@ def _save_torch(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> TrainDEResult:
-    """Run the whole stage for ``cohort`` (default ``base.train_cohort``) and write its outputs."""
-    torch.set_num_threads(cfg.threads)
+@dataclass
+class DEData:
+    """train_de's inputs: DE inputs (P, 2D), targets y_reg/y_cls (P, G), each patient's fold, where they came from."""
+
+    cohort: str
+    targets: Targets
+    inputs: DEInputs
+    folds: dict[str, int]
+    fold_info: dict[str, Any]
+    y_reg: np.ndarray
+    y_cls: np.ndarray
+    feats_dir: Path
+    attn_dir: Path
+
+
+def load_de_data(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> DEData:
+    """Targets, top/bottom-l attention embeddings and patient folds of ``cohort`` (train_de and Optuna)."""
     cohort = cohort or base_cfg.train_cohort
     paths = Paths.from_base(base_cfg)
     targets = read_targets(paths.expression(cohort))
@@ -66,11 +81,24 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) 
     if n_ok < 4:
         reasons = "; ".join(inputs.table.loc[inputs.table["status"] != "ok", "reason"].astype(str).head(3))
         raise ValueError(f"{cohort}: only {n_ok} patients have DE inputs (need >= 4); check {feats_dir} and "
-                         f"{attn_dir}. First reasons: {reasons}")
+                         f"{attn_dir} (run `dvc repro train_mil`). First reasons: {reasons}")
     folds, fold_info = patient_folds(inputs.patient_ids, load_split_table(paths.splits(cohort)),
                                      n_folds=cfg.n_folds, seed=base_cfg.seed, where=str(paths.splits(cohort)))
-    y_reg = targets.log10_fc.loc[inputs.patient_ids].to_numpy(dtype=np.float64)
-    y_cls = targets.labels.loc[inputs.patient_ids].to_numpy(dtype=np.float64, na_value=np.nan)
+    ids = inputs.patient_ids
+    return DEData(cohort=cohort, targets=targets, inputs=inputs, folds=folds, fold_info=fold_info,
+                  y_reg=targets.log10_fc.loc[ids].to_numpy(dtype=np.float64),
+                  y_cls=targets.labels.loc[ids].to_numpy(dtype=np.float64, na_value=np.nan),
+                  feats_dir=feats_dir, attn_dir=attn_dir)
+
+
+def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> TrainDEResult:
+    """Run the whole stage for ``cohort`` (default ``base.train_cohort``) and write its outputs."""
+    torch.set_num_threads(cfg.threads)
+    data = load_de_data(cfg, base_cfg, cohort=cohort)
+    cohort, targets, inputs, folds, fold_info = data.cohort, data.targets, data.inputs, data.folds, data.fold_info
+    y_reg, y_cls, feats_dir = data.y_reg, data.y_cls, data.feats_dir
+    paths = Paths.from_base(base_cfg)
+    n_ok = len(inputs.patient_ids)
     hp = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs, "seed": base_cfg.seed}
     predictions, _ = cross_validate(inputs.x, y_reg, y_cls, inputs.patient_ids, targets.genes, folds,
                                     progress=cfg.progress, **hp)

@@ -17,10 +17,8 @@ import torch
 
 from histcode.config import BaseConfig
 from histcode.genes.config import DEConfig
-from histcode.genes.folds import load_split_table, patient_folds
-from histcode.genes.inputs import build_de_inputs
 from histcode.genes.metrics import per_gene_metrics, summarise
-from histcode.genes.targets import read_targets
+from histcode.genes.run import load_de_data as load_train_de_data
 from histcode.genes.train import fit_de_model, long_predictions
 from histcode.paths import Paths
 from histcode.tuning.objective import FoldOutcome
@@ -45,32 +43,18 @@ class DeData:
 
 
 def load_de_data(bcfg: BaseConfig, cfg: DEConfig, cohort: str | None = None) -> DeData:
-    """train_de's inputs for ``cohort``: top/bottom-l attention embeddings, fold-change targets, folds."""
-    cohort = cohort or bcfg.train_cohort
+    """train_de's inputs for ``cohort`` (built by train_de's own loader): embeddings, targets, folds."""
+    data = load_train_de_data(cfg, bcfg, cohort=cohort)
     paths = Paths.from_base(bcfg)
-    targets = read_targets(paths.expression(cohort))
-    manifest_csv = paths.slides_csv(cohort)
-    if not manifest_csv.exists():
-        raise FileNotFoundError(f"{manifest_csv}: missing; run `dvc repro ingest@{cohort}` first")
-    manifest = pd.read_csv(manifest_csv, dtype={"slide_id": str, "patient_id": str})
-    fdir, adir = paths.features(cohort, cfg.encoder), paths.attention(cohort, cfg.attention_model)
-    inputs = build_de_inputs(manifest, list(targets.log10_fc.index), fdir, adir,
-                             top_l=cfg.top_l, bottom_l=cfg.bottom_l, progress=cfg.progress)
-    if len(inputs.patient_ids) < 4:
-        raise ValueError(f"{cohort}: only {len(inputs.patient_ids)} patients have DE inputs (need >= 4); "
-                         f"check {fdir} and {adir} (run `dvc repro train_mil`)")
-    folds, _ = patient_folds(inputs.patient_ids, load_split_table(paths.splits(cohort)), n_folds=cfg.n_folds,
-                             seed=bcfg.seed, where=str(paths.splits(cohort)))
-    ids = inputs.patient_ids
     return DeData(
-        x=inputs.x,
-        y_reg=targets.log10_fc.loc[ids].to_numpy(dtype=np.float64),
-        y_cls=targets.labels.loc[ids].to_numpy(dtype=np.float64, na_value=np.nan),
-        patient_ids=list(ids),
-        genes=list(targets.genes),
-        folds=folds,
-        cohort=cohort,
-        inputs=[paths.expression(cohort), fdir, adir, paths.splits(cohort)],
+        x=data.inputs.x,
+        y_reg=data.y_reg,
+        y_cls=data.y_cls,
+        patient_ids=list(data.inputs.patient_ids),
+        genes=list(data.targets.genes),
+        folds=data.folds,
+        cohort=data.cohort,
+        inputs=[paths.expression(data.cohort), data.feats_dir, data.attn_dir, paths.splits(data.cohort)],
     )
 
 
