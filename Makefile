@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 EXTERNAL ?= cptac_synth
 export PYTHONHASHSEED := 0
+# dvc stages run `python pipelines/...`: the project's venv must come first on PATH
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
 export DVC_NO_ANALYTICS := 1
