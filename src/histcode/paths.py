@@ -80,6 +80,10 @@ class Paths:
         """Per-gene attention of the per-gene MIL regressors (DE heatmaps)."""
         return self.data_dir / "attention_genes" / cohort / gene
 
+    def external_features(self, cohort: str) -> Path:
+        """Features extracted by ``make eval-cptac`` with registry encoders (outside DVC-owned outs)."""
+        return self.data_dir / "external" / cohort / "features"
+
     def splits(self, cohort: str) -> Path:
         return self.data_dir / "splits" / cohort
 

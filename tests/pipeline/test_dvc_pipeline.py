@@ -35,6 +35,7 @@ TINY = {
     "de": {"n_folds": 3, "epochs": 30, "mil_epochs": 2, "top_l": 10, "bottom_l": 10, "progress": False},
     "evaluate_de": {"n_random": 10, "heatmap_slides": 1, "progress": False},
     "tune": {"mil": {"n_trials": 2, "timeout_s": None, "folds": 2}},
+    "promote": {"thresholds": {"histcode-encoder": 0.0, "histcode-mil": 0.0, "histcode-de": -1.0}, "bootstrap": 50},
 }
 
 # stages whose own deps/params change with mil.pooling; train_de/evaluate_de follow once train_mil's outs change
@@ -111,6 +112,21 @@ def test_models_registered_as_challenger(project: tuple[Path, dict[str, str]]) -
     out = _run([str(BIN / "python"), "-c", code],
                proj, {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{proj / 'mlruns' / 'mlflow.db'}"})
     assert out.strip().splitlines()[-1] == "['histcode-de', 'histcode-encoder', 'histcode-mil']"
+
+
+def test_eval_external_needs_a_champion_then_reports_metrics(project: tuple[Path, dict[str, str]]) -> None:
+    proj, env = project
+    cmd = [str(BIN / "histcode"), "evaluate-external", "--cohort", "cptac_synth", "--no-progress"]
+    refused = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "no model version histcode-encoder@champion" in refused.stderr
+    assert "make promote" in refused.stderr
+    promoted = _run([str(BIN / "histcode"), "promote"], proj, env)
+    assert "histcode-mil: PROMOTED" in promoted and "histcode-encoder: PROMOTED" in promoted
+    _run(cmd, proj, env)
+    metrics = json.loads((proj / "reports/metrics/eval_cptac_synth.json").read_text())
+    assert metrics["n"] == 4 and metrics["n_failed"] == 0 and 0.0 <= metrics["auc"] <= 1.0
+    assert len(list((proj / "data/external/cptac_synth/features/encoder-v1").glob("*.h5"))) == 4
+    assert _changed_stages(proj, env) == set()  # external validation never touches DVC-owned outputs
 
 
 def test_second_repro_is_noop_and_pooling_change_reruns_only_mil_and_downstream(

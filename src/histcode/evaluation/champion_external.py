@@ -2,8 +2,9 @@
 
 Pulls ``histcode-encoder@champion`` and ``histcode-mil@champion`` from the registry, ingests and tiles the
 external cohort when its manifests/tiles are missing (both resume), extracts its features with the champion
-encoder (into ``data/features/<cohort>/encoder-v<N>/``, resumable), and reports accuracy/AUC with bootstrap
-CIs, ROC/PR curves and predictions to MLflow and ``reports/metrics/eval_<cohort>.json``.
+encoder into ``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs), and
+reports accuracy/AUC with bootstrap CIs, ROC/PR curves and predictions to MLflow and
+``reports/metrics/eval_<cohort>.json``.
 """
 
 from __future__ import annotations
@@ -67,23 +68,25 @@ def evaluate_champions(
     run_params = copy.deepcopy(params)
     run_params["extract"] = {**run_params.get("extract", {}), "progress": progress,
                              "sources": {feature_set: model_uri(ENCODER, alias)}}
-    run_extract(run_params, cohort=cohort, encoders=[feature_set], progress=progress)
+    run_extract(run_params, cohort=cohort, encoders=[feature_set], progress=progress,
+                out_root=paths.external_features(cohort))
+    features_dir = paths.external_features(cohort) / feature_set
 
     mil_cfg = section(MilConfig, "mil", params)
     torch.set_num_threads(max(1, mil_cfg.threads))
     model = load_mil(model_uri(MIL, alias))
     with tracking.start_run(
         "external", run_name=f"eval-{cohort}", stage="eval_external", cohort=cohort,
-        inputs=[paths.features(cohort, feature_set), paths.slides_csv(cohort)],
+        inputs=[features_dir, paths.slides_csv(cohort)],
         params={"alias": alias, "encoder_version": enc_mv.version, "mil_version": mil_mv.version},
         tags={"encoder_uri": f"models:/{ENCODER}/{enc_mv.version}", "mil_uri": f"models:/{MIL}/{mil_mv.version}",
               "pooling": str(model.meta.get("pooling", model.pooling.name))},
     ):
-        preds, metrics = evaluate_cohort(paths.features(cohort, feature_set), paths.slides_csv(cohort), model,
+        preds, metrics = evaluate_cohort(features_dir, paths.slides_csv(cohort), model,
                                          n_boot=mil_cfg.bootstrap, seed=bcfg.seed, chunk_tiles=mil_cfg.chunk_tiles,
                                          progress=progress)
         if preds.empty:
-            raise RegistryError(f"no slide of {cohort} could be scored; see {paths.features(cohort, feature_set)}"
+            raise RegistryError(f"no slide of {cohort} could be scored; see {features_dir}"
                                 "/failures.csv and data/tiles/{cohort}/process_list.csv")
         metrics.update(encoder_version=float(enc_mv.version), mil_version=float(mil_mv.version))
         write_csv(paths.mil_predictions(cohort), preds)

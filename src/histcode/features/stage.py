@@ -54,8 +54,13 @@ def _gather_outcomes(outcomes: list[SlideOutcome]) -> list[SlideOutcome]:
 
 
 def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: str,
-                encoders: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Extract features of ``cohort`` for ``encoders`` (default ``extract.encoders``); returns metrics."""
+                encoders: list[str] | None = None, progress: bool | None = None,
+                out_root: Path | None = None) -> dict[str, Any]:
+    """Extract features of ``cohort`` for ``encoders`` (default ``extract.encoders``); returns metrics.
+
+    ``out_root``: write ``<out_root>/<encoder>/`` instead of the DVC-owned ``features/<cohort>/<encoder>/``
+    (external validation with registry encoders must not modify a stage's outputs).
+    """
     import torch
 
     from histcode import tracking
@@ -90,7 +95,8 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                     log.warning("%s", exc)
                     metrics[f"{name}/skipped"] = 1
                     continue
-                jobs.append(EncoderJob(enc.name, enc.module, enc.uri, enc.dim, paths.features(cohort, name),
+                out_dir = Path(out_root) / name if out_root is not None else paths.features(cohort, name)
+                jobs.append(EncoderJob(enc.name, enc.module, enc.uri, enc.dim, out_dir,
                                        enc.fingerprint))
             outcomes, stats = extract_slides(mine, jobs, cfg=cfg, device=info.device, normalize=normalize,
                                              extra_attrs={"cohort": cohort, "stain": "reference" if cfg.stain
@@ -108,7 +114,8 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                     metrics[f"{job.name}/slides_{status}"] = int(counts.get(status, 0))
                 metrics[f"{job.name}/dim"] = job.dim
             if info.is_main:
-                tracking.log_metrics(metrics, paths.metrics(f"extract/{cohort}"))
+                # the stage's DVC metrics file only for the stage itself, not for out_root (external) runs
+                tracking.log_metrics(metrics, paths.metrics(f"extract/{cohort}") if out_root is None else None)
     finally:
         D.cleanup()
     return metrics

@@ -3,8 +3,8 @@
 Outputs (DESIGN §4): data/splits/<cohort>/, data/models/mil/<pooling>/ (+ mil.json naming the primary
 pooling, failures.csv), data/attention/<cohort>/<pooling>/<slide_id>.h5 for every slide,
 data/predictions/mil/<cohort>.csv (held-out test predictions of every pooling), reports/metrics/mil.json,
-reports/plots/mil_roc/<pooling>.csv, mil_pr/<pooling>.csv and reports/figures/mil/roc_pr.png. MLflow experiment "mil": one
-parent run, a nested run per (pooling, fold) and per final model, tagged pooling/encoder/fold.
+reports/plots/mil_roc/<pooling>.csv, mil_pr/<pooling>.csv and reports/figures/mil/roc_pr.png. MLflow
+experiment "mil": one parent run, a nested run per (pooling, fold) and per final model, tagged pooling/encoder/fold.
 """
 
 from __future__ import annotations
