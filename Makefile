@@ -12,6 +12,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
 export DVC_NO_ANALYTICS := 1
+# DVC's site cache (state/links db) inside the project, absolute so `dvc exp run --temp` finds it too
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
 .PHONY: setup demo test lint repro ui clean promote eval-cptac tune bench summary
 

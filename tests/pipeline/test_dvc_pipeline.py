@@ -75,6 +75,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", DVC_NO_ANALYTICS="1", MPLBACKEND="Agg",
+               DVC_SITE_CACHE_DIR=str(proj / ".dvc" / "tmp" / "site-cache"),
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@e")
     _run(["git", "init", "-q"], proj, env)
     _run([str(BIN / "dvc"), "init", "-q"], proj, env)
