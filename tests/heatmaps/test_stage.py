@@ -15,7 +15,7 @@ import yaml
 
 from histcode.slides.coords import write_coords
 
-from .conftest import PATCH, fresh_mlflow, grid_coords, truth_mask, write_slide
+from .conftest import PATCH, grid_coords, truth_mask, write_slide
 
 SLIDES = ["TCGA-AA-0001-01Z-00-DX1", "TCGA-AA-0002-01Z-00-DX1", "TCGA-AA-0002-11Z-00-DX1"]
 
@@ -29,9 +29,9 @@ def _attention(path: Path, coords: np.ndarray, raw: np.ndarray) -> None:
         f["attention"] = (a / a.sum()).astype(np.float32)
 
 
-def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template: Path) -> None:
+def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_mlflow) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    fresh_mlflow(mlflow_template, tmp_path, monkeypatch)
+    fresh_mlflow(tmp_path, monkeypatch)
     coords = grid_coords()
     tumour_side = coords[:, 0] < 1024
     rows, preds = [], []

@@ -87,22 +87,3 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, fully migrated MLflow sqlite store, made once per session (migrations take seconds)."""
-    tpl = tmp_path_factory.getbasetemp() / "mlflow_template.db"
-    if not tpl.exists():
-        import mlflow
-
-        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tpl}").search_experiments()
-    return tpl
-
-
-def fresh_mlflow(template: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point MLflow at a private copy of the template store under ``root``."""
-    import shutil
-
-    shutil.copy(template, root / "mlflow.db")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")

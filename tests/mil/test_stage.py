@@ -18,7 +18,7 @@ from histcode.mil.bags import read_bag
 from histcode.mil.external import evaluate_cohort
 from histcode.mil.model import load_mil
 
-from .conftest import fresh_mlflow, make_cohort
+from .conftest import make_cohort
 
 MIL = {
     "hidden": 16,
@@ -37,11 +37,11 @@ MIL = {
 
 
 @pytest.fixture(scope="module")
-def stage_run(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> tuple[Path, dict]:
+def stage_run(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("stage")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
-    fresh_mlflow(mlflow_template, root, mp)
+    fresh_mlflow(root, mp)
     make_cohort(root, n_patients=12, cohort="toy")
     make_cohort(root, n_patients=4, cohort="ext", seed=9)
     bad = "TCGA-TT-0099-01Z-00-DX1"  # a truncated features file: recorded as failed, the rest runs

@@ -115,17 +115,6 @@ def make_project(root: Path, *, n_patients: int = 12, seed: int = 0) -> dict[str
     return params
 
 
-@pytest.fixture(scope="session")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated MLflow sqlite store made once (migrations take seconds); tests copy it."""
-    tpl = tmp_path_factory.getbasetemp() / "tuning_mlflow_template.db"
-    if not tpl.exists():
-        import mlflow
-
-        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tpl}").search_experiments()
-    return tpl
-
-
 def use_project(root: Path, template: Path, mp: pytest.MonkeyPatch) -> dict[str, Any]:
     """chdir into ``root``, point MLflow at a private copy of the template store, write the project."""
     mp.chdir(root)

@@ -21,10 +21,10 @@ from .conftest import GENES, use_project
 
 
 @pytest.fixture(scope="module")
-def de_project(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Path):
+def de_project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
     root = tmp_path_factory.mktemp("tune_de")
     mp = pytest.MonkeyPatch()
-    params = use_project(root, mlflow_store, mp)
+    params = use_project(root, mlflow_template, mp)
     yield root, params
     mp.undo()
 

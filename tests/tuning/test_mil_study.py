@@ -8,11 +8,11 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+import optuna
 from histcode.config import base, section
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import run_fold
@@ -26,10 +26,10 @@ SPACE = ("lr", "weight_decay", "dropout", "hidden", "attn_hidden")
 
 
 @pytest.fixture(scope="module")
-def study_runs(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Path):
+def study_runs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
     root = tmp_path_factory.mktemp("tune_mil")
     mp = pytest.MonkeyPatch()
-    params = use_project(root, mlflow_store, mp)
+    params = use_project(root, mlflow_template, mp)
     first = run_tune_mil("params.yaml")
     storage = f"sqlite:///{root / 'optuna/tune_mil.db'}"
     trials1 = [(t.state, t.params, t.value) for t in optuna.load_study(study_name="tune_mil", storage=storage).trials]

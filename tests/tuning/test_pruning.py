@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import optuna
 import pytest
 import yaml
 
+import optuna
 from histcode.config import section
 from histcode.mil.config import MilConfig
 from histcode.tuning.objective import FoldOutcome
@@ -28,10 +28,10 @@ def fake_fold(cfg: MilConfig, fold: int) -> FoldOutcome:
 
 
 @pytest.fixture(scope="module")
-def pruned_study(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Path):
+def pruned_study(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
     root = tmp_path_factory.mktemp("tune_prune")
     mp = pytest.MonkeyPatch()
-    params = use_project(root, mlflow_store, mp)
+    params = use_project(root, mlflow_template, mp)
     params["tune"]["mil"] = {
         "n_trials": 8, "timeout_s": None, "folds": 3, "startup_trials": 3, "prune_startup_trials": 1,
         "prune_warmup_folds": 0,

@@ -1,0 +1,31 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow sqlite store, made once per session (migrations take seconds)."""
+    tpl = tmp_path_factory.getbasetemp() / "mlflow_template.db"
+    if not tpl.exists():
+        import mlflow
+
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tpl}").search_experiments()
+    return tpl
+
+
+@pytest.fixture(scope="session")
+def fresh_mlflow(mlflow_template: Path) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """``fresh_mlflow(root, monkeypatch)`` points MLflow at a private copy of the template store under root."""
+
+    def apply(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        shutil.copy(mlflow_template, root / "mlflow.db")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+
+    return apply
