@@ -1,4 +1,5 @@
-"""Ingest one cohort: inputs → validated ``slides.csv`` / ``rnaseq.csv`` + ``failures.csv`` + report.
+"""Ingest one cohort: inputs → validated ``slides.csv`` / ``rnaseq.csv`` + ``failures.csv`` + report
+(+ ``fingerprints.csv``: content fingerprints, so DVC reruns downstream stages when a file's content changes).
 
 Flow: read the input table → validate it (GE) → candidate rows → exclude sample types other than
 tumour/normal and files that are missing or not slides (each recorded with its reason in failures.csv)
@@ -23,6 +24,7 @@ from histcode.cohort import sources, suites
 from histcode.cohort.barcodes import LABELS
 from histcode.cohort.config import IngestConfig
 from histcode.cohort.files import rna_problem, slide_problem
+from histcode.cohort.fingerprint import FINGERPRINTS_CSV, fingerprint_table
 from histcode.cohort.tables import IngestError, read_table, table_for_output
 from histcode.cohort.validation import ValidationError, check_table
 from histcode.config import CohortConfig
@@ -175,6 +177,8 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
     elif (out_dir / RNASEQ_CSV).exists():
         (out_dir / RNASEQ_CSV).unlink()  # a stale manifest from an earlier config must not be picked up
     write_csv(out_dir / FAILURES_CSV, fail_df)
+    tables = {"slides": (slides, "slide_id"), **({"rnaseq": (rna, "file_id")} if rna is not None else {})}
+    write_csv(out_dir / FINGERPRINTS_CSV, fingerprint_table(tables, progress=cfg.progress))
     write_json(out_dir / REPORT_JSON, full_report)
     if failures:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(Counter(fail_df["kind"]).items()))
