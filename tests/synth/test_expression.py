@@ -65,10 +65,10 @@ def test_lymphocyte_link_recoverable_but_not_deterministic(demo_rna) -> None:
     fc, z, _ = demo_rna
     assert len(fc) == 21
     for gene in ("CD3D", "CD3E", "CD3G", "CD247"):
-        r = np.corrcoef(fc[gene], np.log(z["til_per_mm2"]))[0, 1]
+        r = np.corrcoef(fc[gene], np.log(z["inflamed_fraction"]))[0, 1]
         assert 0.6 < r < 0.98, (gene, r)
     # held out: fit on half the patients, predict the other half
-    x, y = np.log(z["til_per_mm2"].to_numpy()), fc["CD3D"].to_numpy()
+    x, y = np.log(z["inflamed_fraction"].to_numpy()), fc["CD3D"].to_numpy()
     slope, icpt = np.polyfit(x[::2], y[::2], 1)
     assert np.corrcoef(slope * x[1::2] + icpt, y[1::2])[0, 1] > 0.5
 

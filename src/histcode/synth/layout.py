@@ -36,6 +36,9 @@ REGION_DESCRIPTIONS: dict[str, str] = {
     "blank": "artefact: tissue tear inside the section, bare glass",
 }
 TISSUE_CODES = (1, 2, 3, 4, 5)
+# The lymphocytic infiltrate is patchy in real tumours (inflamed vs excluded areas, lymphoid aggregates): dense
+# infiltrates are blobs of a smooth field with a correlation length of about one to two 128 µm tiles.
+INFLAMED_SIGMA_UM = 120.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,13 @@ def _tissue(rng: np.random.Generator, shape: tuple[int, int], fill: float) -> np
     return tissue
 
 
+def inflamed_zones(rng: np.random.Generator, within: np.ndarray, fraction: float, cell_um: float) -> np.ndarray:
+    """Blobs covering ``fraction`` of ``within``: the top of a smooth random field (always drawn, so the
+    generator's random stream does not depend on the fraction)."""
+    field = smooth_field(rng, within.shape, INFLAMED_SIGMA_UM / cell_um)
+    return _top_fraction(field, within, fraction)
+
+
 def _disks(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     out = np.zeros(shape, np.uint8)
     for (y, x), r in zip(centres, radii, strict=True):
@@ -102,9 +112,12 @@ def make_layout(
     tissue_fill: float,
     pen: bool,
     blank: bool,
+    inflamed_fraction: float = 0.0,
 ) -> Layout:
-    """Region map for one slide. ``lymph_clusters_per_mm2`` counts aggregates per mm² of tumour (tumour
-    slides) or of tissue (normal slides)."""
+    """Region map for one slide. ``lymph_clusters_per_mm2`` counts small round aggregates per mm² of tumour
+    (tumour slides) or of tissue (normal slides); ``inflamed_fraction`` is the share of the tumour and the
+    stroma around it (tumour slides) or of the tissue (normal slides) taken over by dense lymphocytic
+    infiltrates (``lymphocyte_dense``)."""
     codes = np.zeros(shape, np.uint8)
     tissue = _tissue(rng, shape, tissue_fill)
     codes[tissue] = REGION_CODES["stroma"]
@@ -127,10 +140,16 @@ def make_layout(
     host = (ndimage.binary_dilation(tum, iterations=3) & tissue) if tumour else rest
     area_mm2 = (tum.sum() if tumour else tissue.sum()) * mm2_per_cell
     n_clusters = int(rng.poisson(lymph_clusters_per_mm2 * area_mm2))
+    # tumour slides: in the tumour and its rim; normal slides: anywhere (lymphocytic lobulitis), so that an
+    # infiltrate alone does not tell tumour from normal
+    host_inf = ndimage.binary_dilation(tum, iterations=4) & tissue if tumour else tissue.copy()
+    host_inf &= codes != REGION_CODES["necrosis"]
+    inflamed = inflamed_zones(rng, host_inf, inflamed_fraction, cell_um)
+    codes[inflamed] = REGION_CODES["lymphocyte_dense"]
     if n_clusters and host.any():
         cells = np.argwhere(host)
         centres = cells[rng.integers(0, len(cells), n_clusters)]
-        radii = rng.uniform(14, 40, n_clusters) / cell_um
+        radii = rng.uniform(20, 50, n_clusters) / cell_um  # 40-100 µm aggregates (small TLS)
         agg = _disks(shape, centres, radii) & tissue & (codes != REGION_CODES["necrosis"])
         codes[agg] = REGION_CODES["lymphocyte_dense"]
     if blank and tissue.any():

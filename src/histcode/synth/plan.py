@@ -37,6 +37,9 @@ COHORTS = ("tcga_synth", "cptac_synth")
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+TUMOUR_TIL_PER_MM2 = 200.0  # scattered TILs in tumour (stroma: 30 % of it), the same for every patient
+
+
 @dataclass(frozen=True)
 class PatientPlan:
     """One patient. ``z_lymph``/``z_cell``/``z_tumour`` are the standardised latent factors that drive
@@ -51,6 +54,8 @@ class PatientPlan:
     tumour_fraction: float
     necrosis_fraction: float
     til_per_mm2: float
+    inflamed_fraction: float
+    normal_inflamed_fraction: float
     lymph_clusters_per_mm2: float
     cellularity: float
     has_normal_rna: bool
@@ -112,7 +117,9 @@ def _patients(
                 z_tumour=zt,
                 tumour_fraction=float(np.clip(0.52 + 0.14 * zt, 0.22, 0.82)),
                 necrosis_fraction=float(rng.uniform(0.02, 0.12)),
-                til_per_mm2=float(380 * np.exp(0.8 * zl)),
+                til_per_mm2=TUMOUR_TIL_PER_MM2,
+                inflamed_fraction=float(np.clip(0.05 * np.exp(0.9 * zl), 0.005, 0.3)),
+                normal_inflamed_fraction=float(rng.uniform(0.005, 0.05)),
                 lymph_clusters_per_mm2=float(1.6 * np.exp(0.8 * zl)),
                 cellularity=float(np.clip(0.62 + 0.13 * zc, 0.35, 0.9)),
                 has_normal_rna=i not in no_normal,

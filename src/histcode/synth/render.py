@@ -42,6 +42,7 @@ class RenderStats:
     n_lymphocytes: int
     n_lymphocytes_in_tumour: int
     n_glands: int
+    lymphocyte_counts: np.ndarray  # (gh, gw) lymphocyte nuclei per region-grid cell (ground truth)
 
 
 def _grid_maps(layout: Layout, ink_density: float, style: StainStyle) -> dict[str, np.ndarray]:
@@ -191,9 +192,21 @@ def render_slide(
             image[y0:y1, x0:x1] = rgb[cell_px : cell_px + y1 - y0, cell_px : cell_px + x1 - x0]
     tum_ly = _count_in(nuclei["lymphocyte"], layout.codes, cell_px, (RC["tumour"], RC["lymphocyte_dense"]))
     stats = RenderStats(
-        int((nuclei["tumour"].weights > 0.3).sum()), len(nuclei["lymphocyte"].ys), tum_ly, len(glands.cy)
+        int((nuclei["tumour"].weights > 0.3).sum()),
+        len(nuclei["lymphocyte"].ys),
+        tum_ly,
+        len(glands.cy),
+        cell_counts(nuclei["lymphocyte"], layout.codes.shape, cell_px),
     )
     return image, stats
+
+
+def cell_counts(nuc: Nuclei, shape: tuple[int, int], cell_px: int) -> np.ndarray:
+    """(gh, gw) uint16 number of nuclei whose centre lies in each region-grid cell."""
+    gy = np.clip(nuc.ys // cell_px, 0, shape[0] - 1)
+    gx = np.clip(nuc.xs // cell_px, 0, shape[1] - 1)
+    counts = np.bincount(gy * shape[1] + gx, minlength=shape[0] * shape[1]).reshape(shape)
+    return np.minimum(counts, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 def _count_in(nuc: Nuclei, codes: np.ndarray, cell_px: int, wanted: tuple[int, ...]) -> int:

@@ -19,7 +19,7 @@ from histcode.synth.plan import PatientPlan, SlidePlan
 from histcode.synth.render import render_slide
 from histcode.synth.slidefile import ScannerStyle, write_aperio_svs, write_generic_tiff
 from histcode.synth.stain import sample_style
-from histcode.synth.truth import twin_path, write_region_mask
+from histcode.synth.truth import twin_path, write_lymphocyte_map, write_region_mask
 
 SCANNERS = {"tcga": ScannerStyle(256, 85, "SS1302"), "cptac": ScannerStyle(512, 78, "SS7391")}
 NORMAL_STROMA_TIL = 30.0  # lymphocytes per mm² of normal tissue
@@ -42,7 +42,9 @@ class SlideJob:
 def _biology(p: PatientPlan, tumour: bool) -> Biology:
     if tumour:
         return Biology(
-            cellularity=p.cellularity, til_per_mm2=p.til_per_mm2, stroma_til_per_mm2=0.3 * p.til_per_mm2
+            cellularity=p.cellularity,
+            til_per_mm2=p.til_per_mm2,
+            stroma_til_per_mm2=0.3 * p.til_per_mm2,
         )
     return Biology(cellularity=p.cellularity, til_per_mm2=0.0, stroma_til_per_mm2=NORMAL_STROMA_TIL)
 
@@ -78,6 +80,7 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         tissue_fill=job.tissue_fill,
         pen=s.pen,
         blank=s.blank,
+        inflamed_fraction=p.inflamed_fraction if tumour else p.normal_inflamed_fraction,
     )
     style = sample_style(rng, s.style, job.stain_jitter)
     bio = _biology(p, tumour)
@@ -119,6 +122,7 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         write_generic_tiff(tp, small, 0.5, scanner)
         twin = str(tp.relative_to(job.gt_dir))
     write_region_mask(job.gt_dir, s.cohort, s.slide_id, layout.codes)
+    write_lymphocyte_map(job.gt_dir, s.cohort, s.slide_id, stats.lymphocyte_counts)
     return _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
 
 
@@ -163,6 +167,7 @@ def _truth_row(
         if tumour and counts[REGION_CODES["tumour"]]
         else 0.0,
         "planted_til_per_mm2": bio.til_per_mm2,
+        "planted_inflamed_fraction": p.inflamed_fraction if tumour else p.normal_inflamed_fraction,
         "planted_cellularity": bio.cellularity if tumour else 0.0,
         "n_lymphocytes": stats.n_lymphocytes,
         "n_glands": stats.n_glands,

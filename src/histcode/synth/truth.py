@@ -4,6 +4,8 @@ Layout under ``<out_dir>/ground_truth/``:
     region_codes.csv                      code, name, description
     masks/<cohort>/<slide_id>.png         uint8 region codes; pixel (i, j) covers level-0 pixels
                                           [j·d, (j+1)·d) × [i·d, (i+1)·d), d = ``mask_downsample``
+    lymphocytes/<cohort>/<slide_id>.png   uint16 number of lymphocyte nuclei (aggregates + scattered TILs)
+                                          whose centre lies in each mask pixel (same grid as the mask)
     slides.csv                            per-slide truth (patient, label, tumour fraction, lymphocyte
                                           density, stain matrix, mpp, mask_downsample, twin file, ...)
     patients.csv                          per-patient latent factors and planted morphology knobs
@@ -44,12 +46,32 @@ def twin_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
     return Path(gt_dir) / "twins" / cohort / f"{slide_id}.tiff"
 
 
-def write_region_mask(gt_dir: Path, cohort: str, slide_id: str, codes: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", codes.astype(np.uint8))
-    if not ok:  # pragma: no cover - OpenCV PNG encoding of uint8 does not fail
-        raise RuntimeError(f"could not PNG-encode the region mask of {slide_id}")
-    with atomic_path(mask_path(gt_dir, cohort, slide_id)) as tmp:
+def lymphocyte_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "lymphocytes" / cohort / f"{slide_id}.png"
+
+
+def _write_png(path: Path, image: np.ndarray, what: str) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover - OpenCV PNG encoding of uint8/uint16 does not fail
+        raise RuntimeError(f"could not PNG-encode {what}")
+    with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
+
+
+def write_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str, counts: np.ndarray) -> None:
+    _write_png(lymphocyte_map_path(gt_dir, cohort, slide_id), counts.astype(np.uint16),
+               f"the lymphocyte map of {slide_id}")
+
+
+def read_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
+    """(counts, downsample): lymphocyte nuclei per mask pixel and the level-0 pixels per mask pixel."""
+    path = _require(lymphocyte_map_path(gt_dir, cohort, slide_id))
+    _, ds = read_region_mask(gt_dir, cohort, slide_id)
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int64), ds
+
+
+def write_region_mask(gt_dir: Path, cohort: str, slide_id: str, codes: np.ndarray) -> None:
+    _write_png(mask_path(gt_dir, cohort, slide_id), codes.astype(np.uint8), f"the region mask of {slide_id}")
 
 
 def _require(path: Path) -> Path:
