@@ -15,7 +15,7 @@ from histcode.evaluation.de_config import EvaluateDEConfig
 from histcode.evaluation.de_report import evaluate_de
 from histcode.evaluation.de_stage import run_evaluate_de
 from histcode.slides.coords import write_coords
-from histcode.synth.truth import write_region_mask
+from histcode.synth.truth import write_lymphocyte_map, write_region_mask
 
 SLIDE = Path(__file__).resolve().parents[1] / "data" / "CMU-1-Small-Region.svs"  # 2220 x 2967, 0.499 µm/px
 PLANTED = ["PIK3CA", "MYC", "GATA3", "CD3D", "CD19", "P1", "P2", "P3"]
@@ -51,7 +51,11 @@ def _cohort(root: Path, n: int = 40) -> dict:
     coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.int32)
     ds = 16
     mask = np.full((2967 // ds + 1, 2220 // ds + 1), 1, np.uint8)  # stroma
-    mask[:, : 768 // ds] = 4  # lymphocyte_dense in the left 3 tile columns
+    mask[:, : 1024 // ds] = 3  # tumour in the left 4 tile columns
+    mask[:, : 768 // ds] = 4  # lymphocyte_dense in the left 3 of them
+    lymph = np.zeros(mask.shape, np.uint16)  # lymphocyte nuclei per mask cell: many in the left 3 columns,
+    lymph[:, : 768 // ds] = 3  # 3 per 8 µm cell ≈ 47,000/mm²; elsewhere 0 or 1 (≈ 7,800/mm² on average)
+    lymph[:, 768 // ds :] = (np.arange(mask.shape[1] - 768 // ds)[::-1] % 2)[None, :]
     gt = data / "synthetic/ground_truth"
     manifest, truth_rows = [], []
     for k, sid in enumerate(["TCGA-AA-0001-01Z-00-DX1", "TCGA-AA-0002-01Z-00-DX1"]):
@@ -62,7 +66,8 @@ def _cohort(root: Path, n: int = 40) -> dict:
             "patch_size": 256, "patch_level": 0, "downsample": [1.0, 1.0], "level_dim": [2220, 2967],
             "target_mpp": 0.5, "tile_px": 256, "slide_mpp": 0.499})
         write_region_mask(gt, "toy", sid, mask)
-        truth_rows.append({"cohort": "toy", "slide_id": sid, "mask_downsample": ds})
+        write_lymphocyte_map(gt, "toy", sid, lymph)
+        truth_rows.append({"cohort": "toy", "slide_id": sid, "mask_downsample": ds, "mpp": 0.5})
         raw = np.where(coords[:, 0] < 768, 2.0, -1.0) + rng.normal(scale=0.1, size=len(coords))
         out = data / "attention_genes/toy/CD3D" / f"{sid}.h5"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +75,12 @@ def _cohort(root: Path, n: int = 40) -> dict:
             fh["coords"], fh["attention_raw"] = coords, raw.astype(np.float32)
             fh["attention"] = (np.exp(raw) / np.exp(raw).sum()).astype(np.float32)
             fh.attrs.update({"gene": "CD3D", "fold": k, "y_true_log10fc": 0.5 + k, "y_pred_log10fc": 0.4})
+        ref = np.where(coords[:, 0] < 1024, 1.0, -1.0) + rng.normal(scale=0.01, size=len(coords))
+        out = data / "attention/toy/gated_attention" / f"{sid}.h5"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(out, "w") as fh:
+            fh["coords"], fh["attention_raw"] = coords, ref.astype(np.float32)
+            fh["attention"] = (np.exp(ref) / np.exp(ref).sum()).astype(np.float32)
     (data / "manifests/toy").mkdir(parents=True)
     pd.DataFrame(manifest).to_csv(data / "manifests/toy/slides.csv", index=False)
     pd.DataFrame(truth_rows).to_csv(gt / "slides.csv", index=False)
@@ -87,7 +98,7 @@ def _params(root: Path, gmt: Path) -> dict:
                  "train_cohort": "toy",
                  "cohorts": {"toy": {"kind": "gdc", "source_dir": "x", "slide_dir": "x", "synthetic": True}}},
         "evaluate_de": {"n_random": 30, "gene_sets": str(gmt), "top_genes": 8, "heatmap_slides": 1,
-                        "progress": False},
+                        "truth_min_density": 20_000, "progress": False},
     }
 
 
@@ -118,9 +129,16 @@ def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path
     assert m["truth.n_planted"] == 8 and m["truth.n_null"] == 8
     assert m["truth.planted_pearson_median"] > 0.8 and abs(m["truth.null_pearson_median"]) < 0.4
     assert m["truth.planted_vs_null_wilcoxon_p"] < 1e-3
+    # 3 of 8 tile columns hold the lymphocytes (threshold between the two column densities)
     assert m["truth.CD3D.lymph_top_k_precision"] == 1.0 and m["truth.CD3D.lymph_chance"] == pytest.approx(3 / 8)
     assert m["truth.CD3D.lymph_auc"] == 1.0 and m["truth.CD3D.lymph_spearman"] > 0.7
-    assert m["truth.CD3D.lymph_enrichment"] == pytest.approx(8 / 3)
+    assert m["truth.CD3D.lymph_enrichment"] == pytest.approx(3.0 / ((3 * 3.0 + 5 * 0.5) / 8), rel=0.02)
+    assert m["truth.CD3D.lymph_spearman_tumour"] > 0.7 and m["truth.CD3D.lymph_auc_tumour"] == 1.0
+    # the tumour model's attention (flat over the 4 tumour columns) marks tumour, not lymphocytes within it
+    assert m["truth.reference.lymph_auc"] > 0.8 and abs(m["truth.reference.lymph_spearman_tumour"]) < 0.3
+    assert abs(m["truth.reference.lymph_auc_tumour"] - 0.5) < 0.3
+    hm = pd.read_csv(fig / "truth_heatmaps.csv")
+    assert sorted(hm["gene"].unique()) == ["CD3D", "reference"] and (hm["error"].isna()).all()
     # heatmap of the slide with the highest true CD3D (patient 0002 in the attrs) rendered from the real slide
     assert m["n_gene_heatmaps"] == 1
     assert (fig / "heatmap_CD3D_TCGA-AA-0002-01Z-00-DX1.png").stat().st_size > 10_000
@@ -144,15 +162,26 @@ def test_run_evaluate_de_writes_metrics_json_and_mlflow(cohort, tmp_path: Path, 
 
 
 def test_lymphocyte_overlap_against_hand_computed_values():
+    from scipy import stats
     from sklearn.metrics import roc_auc_score
 
     from histcode.evaluation.de_truth import lymphocyte_overlap
 
-    scores = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.7])
-    frac = np.array([0.05, 0.0, 0.0, 0.2, 0.0, 0.01])
-    m = lymphocyte_overlap(scores, frac, top_k=2, min_fraction=0.0)
-    assert m["chance"] == pytest.approx(0.5) and m["top_k_precision"] == pytest.approx(0.5)  # tiles 0 and 2
-    assert m["auc"] == pytest.approx(roc_auc_score(frac > 0, scores))
-    assert m["enrichment"] == pytest.approx(np.mean([0.05, 0.0]) / frac.mean())
-    strict = lymphocyte_overlap(scores, frac, top_k=2, min_fraction=0.1)
+    scores = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.7, 0.6])
+    dens = np.array([5000.0, 0.0, 0.0, 20000.0, 0.0, 1000.0, 2500.0])  # lymphocytes per mm²
+    tumour = np.array([True, False, True, True, False, True, False])
+    m = lymphocyte_overlap(scores, dens, top_k=2, min_density=2000, tumour=tumour)
+    rich = dens >= 2000
+    assert m["n_lymphocyte_tiles"] == 3 and m["chance"] == pytest.approx(3 / 7)
+    assert m["top_k_precision"] == pytest.approx(0.5)  # tiles 0 (rich) and 2 (not)
+    assert m["auc"] == pytest.approx(roc_auc_score(rich, scores))
+    assert m["auc_tumour"] == pytest.approx(roc_auc_score(rich[tumour], scores[tumour]))
+    assert m["enrichment"] == pytest.approx(np.mean([5000.0, 0.0]) / dens.mean())
+    assert m["spearman"] == pytest.approx(stats.spearmanr(scores, dens).statistic)
+    assert m["spearman_tumour"] == pytest.approx(stats.spearmanr(scores[tumour], dens[tumour]).statistic)
+    strict = lymphocyte_overlap(scores, dens, top_k=2, min_density=10_000)
     assert strict["n_lymphocyte_tiles"] == 1 and strict["top_k_precision"] == 0.0
+    empty = lymphocyte_overlap(scores, np.zeros(7), top_k=2, min_density=2000)  # no lymphocytes: nothing is rich
+    assert empty["n_lymphocyte_tiles"] == 0 and np.isnan(empty["auc"]) and np.isnan(empty["spearman"])
+    with pytest.raises(ValueError, match="one score per tile"):
+        lymphocyte_overlap(scores, dens[:3], top_k=2, min_density=2000)

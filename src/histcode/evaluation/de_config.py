@@ -16,6 +16,9 @@ class EvaluateDEConfig:
     ``alternative`` is the Wilcoxon rank-sum alternative for predicted vs random correlations ("greater"
     asks whether predictions beat random). ``gene_sets`` is an optional GMT file; ``top_genes`` the number of
     best-predicted genes tested for enrichment; ``fc_bins`` the quantile bins of fold-change level.
+    Synthetic cohorts only: per-gene heatmaps are scored against the generator's lymphocyte map, a tile
+    being lymphocyte-rich at ``truth_min_density`` lymphocytes/mm², with the attention of the tumour model
+    ``truth_reference`` (null: none) scored the same way as the reference.
     """
 
     n_random: int = 100
@@ -30,7 +33,8 @@ class EvaluateDEConfig:
     heatmap_slides: int = 2
     min_set_size: int = 2
     truth_top_k: int = 10
-    truth_min_fraction: float = 0.0
+    truth_min_density: float = 2000.0
+    truth_reference: str | None = "gated_attention"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -41,8 +45,9 @@ class EvaluateDEConfig:
         for name in ("top_genes", "fc_bins", "hist_bins", "min_set_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evaluate_de.{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.truth_min_fraction < 1.0:
-            raise ConfigError(f"evaluate_de.truth_min_fraction: must be in [0, 1), got {self.truth_min_fraction}")
+        if self.truth_min_density <= 0:
+            raise ConfigError(
+                f"evaluate_de.truth_min_density: must be > 0 lymphocytes/mm², got {self.truth_min_density}")
         if self.truth_top_k < 1:
             raise ConfigError(f"evaluate_de.truth_top_k: must be >= 1, got {self.truth_top_k}")
         if self.heatmap_slides < 0:

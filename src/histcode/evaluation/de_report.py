@@ -144,8 +144,10 @@ def _truth(per_gene: pd.DataFrame, random_r: np.ndarray, dirs: dict[str, Path], 
     de_plots.plot_planted_vs_null(genes, random_r, fig_dir / "truth_planted_vs_null.png",
                                   p_value=out["truth.planted_vs_null_wilcoxon_p"])
     if dirs:
+        ref = paths.attention(cohort, cfg.truth_reference) if cfg.truth_reference else None
         hm, hm_out = heatmap_truth(dirs, paths.ground_truth, cohort, sizes, top_k=cfg.truth_top_k,
-                                   min_fraction=cfg.truth_min_fraction)
+                                   min_density=cfg.truth_min_density,
+                                   reference_dir=ref if ref is not None and ref.is_dir() else None)
         write_csv(fig_dir / "truth_heatmaps.csv", hm)
         out.update(hm_out)
     return out

@@ -3,10 +3,12 @@
 1. Planted vs null genes: held-out Pearson of genes with a planted morphology effect (lymphocyte,
    cellularity, tumour) vs genes without (null), a one-sided Wilcoxon rank-sum (planted > null), and
    null vs random baseline (two-sided: null genes should be indistinguishable from random).
-2. Per-gene heatmaps vs lymphocyte regions: for each per-gene attention file, the top-k precision of its
-   highest-attention tiles for ``lymphocyte_dense`` tiles (chance = the slide's lymphocyte tile share),
-   the AUC of attention for lymphocyte vs other tiles, the lymphocyte enrichment of the top k and the
-   Spearman correlation of attention with each tile's lymphocyte fraction.
+2. Per-gene heatmaps vs where the generator placed lymphocytes (its per-cell lymphocyte count map: scattered
+   TILs, dense infiltrates and aggregates): for each per-gene attention file, the top-k precision of its
+   highest-attention tiles for lymphocyte-rich tiles (chance = their share), the AUC of attention for rich vs
+   other tiles, the density enrichment of the top k and the Spearman correlation of attention with tile
+   density, over all tiles and within the tumour region. The tumour model's attention on the same slides
+   is the reference a per-gene heatmap must beat.
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ from sklearn.metrics import roc_auc_score
 from histcode.evaluation.de_stats import wilcoxon
 
 log = logging.getLogger(__name__)
-
-LYMPHOCYTE_REGION = "lymphocyte_dense"
-
 
 def planted_vs_null(per_gene: pd.DataFrame, effects: pd.DataFrame, random_r: np.ndarray,
                     column: str = "pearson_r") -> tuple[pd.DataFrame, dict[str, float]]:
@@ -57,67 +56,103 @@ def planted_vs_null(per_gene: pd.DataFrame, effects: pd.DataFrame, random_r: np.
     return df, out
 
 
-def lymphocyte_overlap(scores: np.ndarray, fraction: np.ndarray, *, top_k: int, min_fraction: float
-                       ) -> dict[str, float]:
-    """Overlap of one slide's per-gene attention scores (N,) with its tiles' lymphocyte fractions (N,).
+def lymphocyte_overlap(scores: np.ndarray, density: np.ndarray, *, top_k: int, min_density: float,
+                       tumour: np.ndarray | None = None) -> dict[str, float]:
+    """Overlap of one slide's attention scores (N,) with its tiles' lymphocyte densities (N,, nuclei/mm²).
 
-    A tile is a lymphocyte tile when more than ``min_fraction`` of it lies in ``lymphocyte_dense`` (the
-    generator's aggregates are small, often under a tenth of a tile). top-k precision: share of the k
-    highest-scoring tiles that are lymphocyte tiles, against ``chance`` = their share of all tiles; AUC of
-    the scores for lymphocyte vs other tiles; enrichment: mean lymphocyte fraction of the top k / of all.
+    Lymphocyte-rich tiles have at least ``min_density`` lymphocytes per mm². top-k precision: share of the k
+    highest-scoring tiles that are rich, against ``chance`` = their share of all tiles; AUC of the scores for
+    rich vs other tiles; enrichment: mean density of the top k / of all tiles; Spearman of scores with
+    density. ``tumour`` (N,) bool marks the tumour region (tumour and the infiltrates in it): the same AUC and
+    Spearman restricted to it (``auc_tumour``, ``spearman_tumour``) separate a lymphocyte heatmap from a
+    tumour heatmap, which scores a whole tumour region alike.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
-    f = np.asarray(fraction, dtype=np.float64).ravel()
-    if s.size != f.size or s.size == 0:
-        raise ValueError(f"need one score per tile, got {s.size} scores for {f.size} tiles")
-    lymph = f > min_fraction
+    d = np.asarray(density, dtype=np.float64).ravel()
+    if s.size != d.size or s.size == 0:
+        raise ValueError(f"need one score per tile, got {s.size} scores for {d.size} tiles")
+    rich = d >= min_density
     k = min(top_k, s.size)
     top = np.argsort(-s, kind="stable")[:k]
-    both = 0 < lymph.sum() < lymph.size
+    t = np.ones_like(rich) if tumour is None else np.asarray(tumour, dtype=bool).ravel()
+
+    def auc(sel: np.ndarray) -> float:
+        return float(roc_auc_score(rich[sel], s[sel])) if 0 < rich[sel].sum() < sel.sum() else float("nan")
+
+    def rho(sel: np.ndarray) -> float:
+        return float(stats.spearmanr(s[sel], d[sel]).statistic) \
+            if sel.sum() > 2 and np.ptp(s[sel]) > 0 and np.ptp(d[sel]) > 0 else float("nan")
+
+    every = np.ones_like(rich)
     return {
-        "n_tiles": float(s.size), "n_lymphocyte_tiles": float(lymph.sum()), "chance": float(lymph.mean()),
-        "top_k_precision": float(lymph[top].mean()),
-        "auc": float(roc_auc_score(lymph, s)) if both else float("nan"),
-        "enrichment": float(f[top].mean() / f.mean()) if f.mean() > 0 else float("nan"),
-        "spearman": float(stats.spearmanr(s, f).statistic) if np.ptp(f) > 0 and np.ptp(s) > 0 else float("nan"),
+        "n_tiles": float(s.size), "n_lymphocyte_tiles": float(rich.sum()), "chance": float(rich.mean()),
+        "top_k_precision": float(rich[top].mean()), "auc": auc(every), "auc_tumour": auc(t),
+        "enrichment": float(d[top].mean() / d.mean()) if d.mean() > 0 else float("nan"),
+        "spearman": rho(every), "spearman_tumour": rho(t),
     }
 
 
+def tile_truth(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarray, patch_size: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile: lymphocyte density (nuclei per mm² of tile, from the generator's lymphocyte map) and whether
+    most of the tile is tumour or lymphocyte aggregate (region mask)."""
+    from histcode.heatmaps.canvas import box_fractions, tile_boxes
+    from histcode.synth.truth import read_lymphocyte_map, read_region_mask, read_slide_truth, region_codes
+
+    counts, ds = read_lymphocyte_map(gt_dir, cohort, slide_id)
+    mask, _ = read_region_mask(gt_dir, cohort, slide_id)
+    truth = read_slide_truth(gt_dir)
+    mpp = float(truth.loc[(truth["cohort"] == cohort) & (truth["slide_id"] == slide_id), "mpp"].iloc[0])
+    boxes = tile_boxes(coords, patch_size, (ds, ds), mask.shape[:2])
+    cell_mm2 = (ds * mpp / 1000.0) ** 2
+    density = box_fractions(boxes, counts) / cell_mm2  # mean nuclei per mask cell → per mm²
+    codes = region_codes()  # aggregates of tumour slides sit in/at the tumour: count them as tumour
+    tumour = box_fractions(boxes, np.isin(mask, [codes["tumour"], codes["lymphocyte_dense"]])) > 0.5
+    return density, tumour
+
+
+METRIC_KEYS = ("top_k_precision", "chance", "auc", "auc_tumour", "enrichment", "spearman", "spearman_tumour")
+
+
 def heatmap_truth(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, patch_sizes: Mapping[str, float],
-                  *, top_k: int = 10, min_fraction: float = 0.0) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per (gene, slide) ``lymphocyte_overlap`` of per-gene attention with the generator's lymphocyte
-    regions, and per-gene means (``truth.<gene>.lymph_*``).
+                  *, top_k: int = 10, min_density: float = 2000.0, reference_dir: Path | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per (gene, slide) ``lymphocyte_overlap`` of per-gene attention with the generator's lymphocytes, and
+    per-gene means (``truth.<gene>.lymph_*``).
 
     gene_dirs: gene → folder of its attention files (``<slide_id>.h5``); patch_sizes: slide → level-0 px.
+    ``reference_dir``: the tumour model's attention files; the same numbers on the same slides
+    (``truth.reference.lymph_*``) say how much of the overlap a tumour heatmap alone would give.
     A slide that cannot be evaluated is listed with its error and left out of the means.
     """
-    from histcode.heatmaps.canvas import box_fractions, tile_boxes
     from histcode.mil.inference import read_attention
-    from histcode.synth.truth import read_region_mask, region_codes
 
-    code = region_codes()[LYMPHOCYTE_REGION]
+    sources = dict(gene_dirs)
+    slides = sorted({h5.stem for folder in gene_dirs.values() for h5 in Path(folder).glob("*.h5")})
     rows = []
-    for gene, folder in gene_dirs.items():
-        for h5 in sorted(Path(folder).glob("*.h5")):
-            sid = h5.stem
+    for name, folder in [*sources.items(), *([("reference", Path(reference_dir))] if reference_dir else [])]:
+        wanted = slides if name == "reference" else sorted(h5.stem for h5 in Path(folder).glob("*.h5"))
+        for sid in wanted:
             try:
-                coords, raw, _, _ = read_attention(h5)
-                mask, ds = read_region_mask(gt_dir, cohort, sid)
-                frac = box_fractions(tile_boxes(coords, patch_sizes[sid], (ds, ds), mask.shape[:2]), mask == code)
-                rows.append({"gene": gene, "slide_id": sid,
-                             **lymphocyte_overlap(raw, frac, top_k=top_k, min_fraction=min_fraction), "error": ""})
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("heatmap truth of %s / %s failed: %s", gene, sid, exc)
-                rows.append({"gene": gene, "slide_id": sid, "error": f"{type(exc).__name__}: {exc}"})
-    cols = ["gene", "slide_id", *OVERLAP_KEYS, "error"]
-    df = pd.DataFrame.from_records(rows, columns=cols)
+                coords, raw, _, _ = read_attention(Path(folder) / f"{sid}.h5")
+                density, tumour = tile_truth(gt_dir, cohort, sid, coords, patch_sizes[sid])
+                rows.append({"gene": name, "slide_id": sid, "error": "",
+                             **lymphocyte_overlap(raw, density, top_k=top_k, min_density=min_density,
+                                                     tumour=tumour)})
+            except (OSError, ValueError, KeyError, IndexError) as exc:
+                log.warning("heatmap truth of %s / %s failed: %s", name, sid, exc)
+                rows.append({"gene": name, "slide_id": sid, "error": f"{type(exc).__name__}: {exc}"})
+    df = pd.DataFrame.from_records(rows, columns=["gene", "slide_id", *OVERLAP_KEYS, "error"])
     ok = df[df["error"] == ""]
-    out: dict[str, float] = {"truth.heatmap_slides": float(len(ok)), "truth.heatmap_failed": float(len(df) - len(ok))}
+    genes = ok[ok["gene"] != "reference"]
+    out: dict[str, float] = {"truth.heatmap_slides": float(len(genes)),
+                             "truth.heatmap_failed": float((df["error"] != "").sum())}
     for gene, sub in ok.groupby("gene"):
-        for col in ("top_k_precision", "chance", "auc", "enrichment", "spearman"):
+        for col in METRIC_KEYS:
             vals = sub[col].to_numpy(np.float64)
             out[f"truth.{gene}.lymph_{col}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
     return df, out
 
 
-OVERLAP_KEYS = ("n_tiles", "n_lymphocyte_tiles", "chance", "top_k_precision", "auc", "enrichment", "spearman")
+OVERLAP_KEYS = ("n_tiles", "n_lymphocyte_tiles", "chance", "top_k_precision", "auc", "auc_tumour", "enrichment",
+                "spearman", "spearman_tumour")
