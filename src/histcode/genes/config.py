@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -11,6 +12,9 @@ class DEConfig:
 
     ``encoder`` names the features folder (data/features/<cohort>/<encoder>/) and ``attention_model`` the
     attention folder of the tumour-diagnosis MIL model (data/attention/<cohort>/<attention_model>/).
+    ``mil_readout`` is how the per-gene MIL turns attention into a prediction (``abundance``: the heatmaps
+    are identifiable, see ``histcode.genes.gene_mil``); ``mil_pca_dim`` > 0 projects tiles onto that many
+    leading principal components of the training tiles, relative variance kept (0: raw features).
     """
 
     top_l: int = 100
@@ -28,6 +32,8 @@ class DEConfig:
     mil_hidden: int = 128
     mil_attn_hidden: int = 64
     mil_max_tiles: int = 512
+    mil_readout: Literal["abundance", "embedding"] = "abundance"
+    mil_pca_dim: int = 0
     threads: int = 1
     progress: bool = True
 
@@ -38,6 +44,10 @@ class DEConfig:
                      "mil_max_tiles", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"de.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.mil_readout not in ("abundance", "embedding"):
+            raise ConfigError(f"de.mil_readout: must be 'abundance' or 'embedding', got {self.mil_readout!r}")
+        if self.mil_pca_dim < 0:
+            raise ConfigError(f"de.mil_pca_dim: must be >= 0 (0 = no projection), got {self.mil_pca_dim}")
         if self.n_folds < 2:
             raise ConfigError(f"de.n_folds: cross-validation needs >= 2 folds, got {self.n_folds}")
         for name in ("lr", "mil_lr"):

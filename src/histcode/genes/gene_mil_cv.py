@@ -34,6 +34,8 @@ class GeneMILSettings:
     weight_decay: float = 1e-4
     epochs: int = 30
     max_tiles: int = 512
+    readout: str = "abundance"
+    pca_dim: int = 0
 
 
 def write_gene_attention(path: Path, coords: np.ndarray, scores: np.ndarray, weights: np.ndarray,
@@ -83,7 +85,7 @@ def gene_mil_cv(
             model = fit_gene_mil([train_bags[patients[i]] for i in train], y[train], gene=gene,
                                  hidden=settings.hidden, attn_hidden=settings.attn_hidden, lr=settings.lr,
                                  weight_decay=settings.weight_decay, epochs=settings.epochs,
-                                 seed=seed + 1000 * gi + k)
+                                 seed=seed + 1000 * gi + k, readout=settings.readout, pca_dim=settings.pca_dim)
             for i, p in enumerate(patients):
                 if folds[p] != k:
                     continue
@@ -98,5 +100,5 @@ def gene_mil_cv(
         finals[gene] = fit_gene_mil([train_bags[p] for p in patients], y, gene=gene, hidden=settings.hidden,
                                     attn_hidden=settings.attn_hidden, lr=settings.lr,
                                     weight_decay=settings.weight_decay, epochs=settings.epochs,
-                                    seed=seed + 1000 * gi + 999)
+                                    seed=seed + 1000 * gi + 999, readout=settings.readout, pca_dim=settings.pca_dim)
     return pd.DataFrame.from_records(rows, columns=cols), finals

@@ -112,7 +112,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) 
             log.warning("heatmap gene %s has no targets in %s; no per-gene MIL for it", g, paths.expression(cohort))
     settings = GeneMILSettings(hidden=cfg.mil_hidden, attn_hidden=cfg.mil_attn_hidden, lr=cfg.mil_lr,
                                weight_decay=cfg.mil_weight_decay, epochs=cfg.mil_epochs,
-                               max_tiles=cfg.mil_max_tiles)
+                               max_tiles=cfg.mil_max_tiles, readout=cfg.mil_readout, pca_dim=cfg.mil_pca_dim)
     gene_mil, finals = gene_mil_cv(
         mil_genes, targets.log10_fc, slides, folds, lambda sid: read_bag(feats_dir / f"{sid}.h5"),
         lambda gene: paths.gene_attention(cohort, gene), settings=settings, seed=base_cfg.seed,
@@ -151,7 +151,8 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) 
                                "config": to_dict(cfg), "cohort": cohort, "seed": base_cfg.seed})
     for gene, m in finals.items():
         _save_torch(paths.models("de") / "gene_mil" / f"{gene}.pt",
-                    {"state_dict": m.state_dict(), "gene": gene, "in_dim": m.pool.in_dim,
-                     "hidden": cfg.mil_hidden, "attn_hidden": cfg.mil_attn_hidden, "cohort": cohort})
+                    {"state_dict": m.state_dict(), "gene": gene, "in_dim": int(m.x_mean.numel()),
+                     "hidden": cfg.mil_hidden, "attn_hidden": cfg.mil_attn_hidden, "readout": m.readout,
+                     "pca_dim": m.pca_dim, "cohort": cohort})
     return TrainDEResult(model=model, inputs=inputs, predictions=predictions, per_gene=per_gene,
                          gene_mil=gene_mil, metrics=metrics, outputs=out)
