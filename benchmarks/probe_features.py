@@ -1,7 +1,9 @@
 """Linear probe: do tile features separate tumour from normal tissue? (synthetic cohort, planted truth)
 
 Tile labels come from the generator's region masks (evaluation only): tumour = at least ``--min-frac`` of the
-tile is tumour region, normal = tissue with no tumour at all; mixed tiles are left out. For every encoder's
+tile is tumour region, normal = tissue with no tumour at all; mixed tiles are left out. ``--task lymphocytes``
+asks instead whether features see lymphocytic infiltrates: 1 = at least 2,000 lymphocytes/mm² in the tile
+(the generator's lymphocyte map), 0 = tissue under 500/mm²; tiles in between are left out. For every encoder's
 features: a logistic regression on standardised features scored by patient-grouped 5-fold CV (balanced
 accuracy, AUC), the same with only 5 / 20 labelled tiles per class (20 draws; test patients disjoint from
 the labelled ones), and a 20-nearest-neighbour probe (patient-grouped CV). E.g. AdCo against random init:
@@ -41,7 +43,19 @@ def tile_labels(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarray, si
     return out
 
 
-def load(features_dir: Path, gt_dir: Path, cohort: str, min_frac: float) -> pd.DataFrame:
+def lymphocyte_labels(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarray, size: int) -> np.ndarray:
+    """Per tile: 1 lymphocyte-rich (>= 2000/mm²), 0 tissue with < 500/mm², -1 in between or background."""
+    from histcode.evaluation.de_truth import tile_truth
+
+    density, _ = tile_truth(gt_dir, cohort, slide_id, coords, size)
+    tissue = tile_labels(gt_dir, cohort, slide_id, coords, size, 0.0) >= 0
+    out = np.full(len(coords), -1, dtype=np.int64)
+    out[density >= 2000] = 1
+    out[(density < 500) & tissue] = 0
+    return out
+
+
+def load(features_dir: Path, gt_dir: Path, cohort: str, min_frac: float, task: str = "tumour") -> pd.DataFrame:
     from histcode.features.store import read_features
 
     truth = pd.read_csv(gt_dir / "slides.csv")
@@ -53,7 +67,9 @@ def load(features_dir: Path, gt_dir: Path, cohort: str, min_frac: float) -> pd.D
         if key is None:
             continue
         feats, coords, attrs = read_features(h5)
-        labels = tile_labels(gt_dir, cohort, key, coords, int(attrs["patch_size"]), min_frac)
+        size = int(attrs["patch_size"])
+        labels = (lymphocyte_labels(gt_dir, cohort, key, coords, size) if task == "lymphocytes"
+                  else tile_labels(gt_dir, cohort, key, coords, size, min_frac))
         keep = labels >= 0
         rows.append(pd.DataFrame({"patient": truth.loc[key, "patient_id"], "label": labels[keep],
                                   "features": list(feats[keep].astype(np.float32))}))
@@ -108,15 +124,19 @@ def main() -> None:
     ap.add_argument("--cohort", default=None)
     ap.add_argument("--encoders", nargs="+", default=["adco", "random"])
     ap.add_argument("--min-frac", type=float, default=0.5)
-    ap.add_argument("--out", default="benchmarks/results/probe_features.json")
+    ap.add_argument("--task", choices=["tumour", "lymphocytes"], default="tumour")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/probe_features.json "
+                                                  "(probe_lymphocytes.json for --task lymphocytes)")
     args = ap.parse_args()
+    args.out = args.out or ("benchmarks/results/probe_lymphocytes.json" if args.task == "lymphocytes"
+                            else "benchmarks/results/probe_features.json")
     bcfg = base(load_params(args.params))
     paths = Paths.from_base(bcfg)
     cohort = args.cohort or bcfg.train_cohort
-    result = {"cohort": cohort, "min_tumour_frac": args.min_frac}
+    result = {"cohort": cohort, "task": args.task, "min_tumour_frac": args.min_frac}
     for name in args.encoders:
-        result[name] = probe(load(paths.features(cohort, name), paths.ground_truth, cohort, args.min_frac),
-                             bcfg.seed)
+        result[name] = probe(load(paths.features(cohort, name), paths.ground_truth, cohort, args.min_frac,
+                                  args.task), bcfg.seed)
         print(name, json.dumps(result[name]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
