@@ -54,6 +54,25 @@ def test_masks_match_slides_and_labels(tiny_cohort: Path) -> None:
     } <= seen
 
 
+def test_lymphocyte_maps_count_the_rendered_lymphocytes(tiny_cohort: Path) -> None:
+    """The count maps hold every lymphocyte the renderer placed, on the mask grid; infiltrates are dense."""
+    gt = tiny_cohort / "ground_truth"
+    codes = truth.region_codes()
+    dense, rest = [], []
+    for r in truth.read_slide_truth(gt).itertuples():
+        counts, ds = truth.read_lymphocyte_map(gt, r.cohort, r.slide_id)
+        mask, mds = truth.read_region_mask(gt, r.cohort, r.slide_id)
+        assert counts.shape == mask.shape and ds == mds and counts.min() >= 0
+        assert counts.sum() == r.n_lymphocytes
+        cell_mm2 = (ds * r.mpp / 1000.0) ** 2
+        dense.append(counts[mask == codes["lymphocyte_dense"]].ravel() / cell_mm2)
+        rest.append(counts[np.isin(mask, [codes["tumour"], codes["stroma"]])].ravel() / cell_mm2)
+    dense_mean, rest_mean = np.concatenate(dense).mean(), np.concatenate(rest).mean()
+    assert dense_mean > 10_000 and rest_mean < 400, (dense_mean, rest_mean)  # packed lattice vs scattered TILs
+    with pytest.raises(FileNotFoundError, match="histcode synth"):
+        truth.read_lymphocyte_map(gt, "tcga_synth", "no-such-slide")
+
+
 def test_tile_region_fractions_exact_on_aligned_tiles() -> None:
     mask = np.zeros((4, 6), np.int64)
     mask[:2, :3] = 3

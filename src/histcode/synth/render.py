@@ -190,13 +190,10 @@ def render_slide(
             y0, x0 = g0 * cell_px, c0 * cell_px
             y1, x1 = min(g1 * cell_px, height), min(c1 * cell_px, width)
             image[y0:y1, x0:x1] = rgb[cell_px : cell_px + y1 - y0, cell_px : cell_px + x1 - x0]
-    tum_ly = _count_in(nuclei["lymphocyte"], layout.codes, cell_px, (RC["tumour"], RC["lymphocyte_dense"]))
+    ly = cell_counts(nuclei["lymphocyte"], layout.codes.shape, cell_px)
+    tum_ly = int(ly[np.isin(layout.codes, (RC["tumour"], RC["lymphocyte_dense"]))].sum())
     stats = RenderStats(
-        int((nuclei["tumour"].weights > 0.3).sum()),
-        len(nuclei["lymphocyte"].ys),
-        tum_ly,
-        len(glands.cy),
-        cell_counts(nuclei["lymphocyte"], layout.codes.shape, cell_px),
+        int((nuclei["tumour"].weights > 0.3).sum()), len(nuclei["lymphocyte"].ys), tum_ly, len(glands.cy), ly
     )
     return image, stats
 
@@ -207,9 +204,3 @@ def cell_counts(nuc: Nuclei, shape: tuple[int, int], cell_px: int) -> np.ndarray
     gx = np.clip(nuc.xs // cell_px, 0, shape[1] - 1)
     counts = np.bincount(gy * shape[1] + gx, minlength=shape[0] * shape[1]).reshape(shape)
     return np.minimum(counts, np.iinfo(np.uint16).max).astype(np.uint16)
-
-
-def _count_in(nuc: Nuclei, codes: np.ndarray, cell_px: int, wanted: tuple[int, ...]) -> int:
-    gy = np.clip(nuc.ys // cell_px, 0, codes.shape[0] - 1)
-    gx = np.clip(nuc.xs // cell_px, 0, codes.shape[1] - 1)
-    return int(np.isin(codes[gy, gx], wanted).sum())
