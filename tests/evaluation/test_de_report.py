@@ -120,7 +120,8 @@ def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path
     assert list(hist.columns) == ["bin", "count"] and hist["count"].sum() == 16 and len(hist) == 20
     fig = tmp_path / "reports/figures/de"
     for name in ("pearson_vs_random.png", "scatter.png", "fc_level.png", "fc_level.csv", "per_gene_stats.csv",
-                 "enrichment.csv", "truth_genes.csv", "truth_heatmaps.csv", "truth_planted_vs_null.png"):
+                 "enrichment.csv", "truth_genes.csv", "truth_heatmaps.csv", "truth_planted_vs_null.png",
+                 "truth_heatmaps.png", "truth_maps.png"):
         assert (fig / name).stat().st_size > 0, name
     assert m["n_scatter_genes"] == 5  # PIK3CA MYC GATA3 CD3D CD19 present; PTEN etc. absent
     enr = pd.read_csv(fig / "enrichment.csv").set_index("gene_set")
@@ -137,6 +138,7 @@ def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path
     # the tumour model's attention (flat over the 4 tumour columns) marks tumour, not lymphocytes within it
     assert m["truth.reference.lymph_auc"] > 0.8 and abs(m["truth.reference.lymph_spearman_tumour"]) < 0.3
     assert abs(m["truth.reference.lymph_auc_tumour"] - 0.5) < 0.3
+    assert np.isnan(m["truth.CD3D.lymph_auc_p"])  # two slides: too few for a signed-rank test
     hm = pd.read_csv(fig / "truth_heatmaps.csv")
     assert sorted(hm["gene"].unique()) == ["CD3D", "reference"] and (hm["error"].isna()).all()
     # heatmap of the slide with the highest true CD3D (patient 0002 in the attrs) rendered from the real slide
@@ -185,3 +187,13 @@ def test_lymphocyte_overlap_against_hand_computed_values():
     assert empty["n_lymphocyte_tiles"] == 0 and np.isnan(empty["auc"]) and np.isnan(empty["spearman"])
     with pytest.raises(ValueError, match="one score per tile"):
         lymphocyte_overlap(scores, dens[:3], top_k=2, min_density=2000)
+
+
+def test_signed_rank_p_matches_scipy():
+    from scipy import stats
+
+    from histcode.evaluation.de_truth import _signed_rank_p
+
+    d = np.array([0.3, 0.2, -0.05, 0.4, 0.1, 0.25, 0.0])
+    assert _signed_rank_p(d) == pytest.approx(stats.wilcoxon(d[d != 0], alternative="greater").pvalue)
+    assert np.isnan(_signed_rank_p(np.array([0.1, 0.2])))

@@ -113,3 +113,32 @@ def plot_planted_vs_null(genes: pd.DataFrame, random_r: np.ndarray, path: Path, 
     ax.axhline(0, color="grey", lw=0.8, ls="--")
     ax.set(ylabel="held-out Pearson r", title=f"planted vs null genes (Wilcoxon planted > null p={p_value:.2g})")
     _save(fig, path)
+
+
+def plot_heatmap_truth(table: pd.DataFrame, path: Path) -> None:
+    """Per-slide AUC of attention for lymphocyte-rich tiles, per attention source (genes, reference), over
+    all tiles and within the tumour region; 0.5 = chance."""
+    ok = table[table["error"].fillna("") == ""]
+    sources = sorted(ok["gene"].unique(), key=lambda g: (g == "reference", g))
+    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.3 * len(sources) * 2, 4), sharey=True)
+    for ax, col, what in zip(axes, ("auc", "auc_tumour"), ("all tiles", "tumour region"), strict=True):
+        data = [ok.loc[ok["gene"] == g, col].dropna().to_numpy(np.float64) for g in sources]
+        ax.boxplot(data, tick_labels=sources)
+        for i, d in enumerate(data, start=1):
+            ax.scatter(np.full(len(d), i) + np.linspace(-0.15, 0.15, max(len(d), 1))[: len(d)], d, s=8,
+                       alpha=0.6, color="k")
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set(title=f"lymphocyte-rich tiles: {what}", ylabel="attention AUC per slide", ylim=(0, 1))
+        ax.tick_params(axis="x", rotation=30)
+    _save(fig, path)
+
+
+def plot_truth_maps(maps: dict[str, np.ndarray], path: Path, title: str) -> None:
+    """Side-by-side tile maps of one slide (e.g. lymphocyte density, per-gene and tumour attention), each
+    as within-slide percentiles so the patterns compare; NaN = no tile."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 3.6))
+    for ax, (name, m) in zip(np.atleast_1d(axes), maps.items(), strict=True):
+        ax.imshow(m, cmap="jet", vmin=0, vmax=1, interpolation="nearest")
+        ax.set(title=name, xticks=[], yticks=[])
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)

@@ -149,5 +149,25 @@ def _truth(per_gene: pd.DataFrame, random_r: np.ndarray, dirs: dict[str, Path], 
                                    min_density=cfg.truth_min_density,
                                    reference_dir=ref if ref is not None and ref.is_dir() else None)
         write_csv(fig_dir / "truth_heatmaps.csv", hm)
+        de_plots.plot_heatmap_truth(hm, fig_dir / "truth_heatmaps.png")
         out.update(hm_out)
+        _truth_map_figure(hm, dirs, sizes, paths, cohort, ref, fig_dir)
     return out
+
+
+def _truth_map_figure(hm: pd.DataFrame, dirs: dict[str, Path], sizes: dict[str, float], paths: Paths,
+                      cohort: str, ref: Path | None, fig_dir: Path) -> None:
+    """Tile maps of the slide with the most lymphocyte-rich tiles: truth beside every attention source."""
+    from histcode.evaluation.de_truth import truth_maps
+
+    ok = hm[(hm["error"].fillna("") == "") & (hm["gene"] != "reference")]
+    if ok.empty:
+        return
+    sid = str(ok.sort_values(["n_lymphocyte_tiles", "slide_id"], ascending=[False, True])["slide_id"].iloc[0])
+    try:
+        maps = truth_maps(dirs, paths.ground_truth, cohort, sid, sizes[sid],
+                          ref if ref is not None and ref.is_dir() else None)
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("truth map figure of %s failed: %s", sid, exc)
+        return
+    de_plots.plot_truth_maps(maps, fig_dir / "truth_maps.png", f"{sid}: within-slide percentiles")

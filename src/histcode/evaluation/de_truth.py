@@ -147,12 +147,58 @@ def heatmap_truth(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, patc
     genes = ok[ok["gene"] != "reference"]
     out: dict[str, float] = {"truth.heatmap_slides": float(len(genes)),
                              "truth.heatmap_failed": float((df["error"] != "").sum())}
+    ref = ok[ok["gene"] == "reference"].set_index("slide_id")["auc"]
     for gene, sub in ok.groupby("gene"):
         for col in METRIC_KEYS:
             vals = sub[col].to_numpy(np.float64)
             out[f"truth.{gene}.lymph_{col}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        auc = sub.set_index("slide_id")["auc"].dropna()
+        out[f"truth.{gene}.lymph_auc_p"] = _signed_rank_p(auc.to_numpy() - 0.5)  # AUC > chance across slides
+        if gene != "reference" and len(ref):
+            both = auc.index.intersection(ref.dropna().index)  # AUC > the tumour heatmap's, paired by slide
+            out[f"truth.{gene}.lymph_auc_vs_reference_p"] = _signed_rank_p((auc[both] - ref[both]).to_numpy())
     return df, out
+
+
+def _signed_rank_p(diff: np.ndarray) -> float:
+    """One-sided Wilcoxon signed-rank p-value that ``diff`` is > 0 (NaN with fewer than 5 non-zero values)."""
+    d = np.asarray(diff, dtype=np.float64)
+    d = d[np.isfinite(d) & (d != 0)]
+    return float(stats.wilcoxon(d, alternative="greater").pvalue) if d.size >= 5 else float("nan")
 
 
 OVERLAP_KEYS = ("n_tiles", "n_lymphocyte_tiles", "chance", "top_k_precision", "auc", "auc_tumour", "enrichment",
                 "spearman", "spearman_tumour")
+
+
+def truth_maps(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, slide_id: str, patch_size: float,
+               reference_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Tile-grid maps of one slide: lymphocyte density and each attention source, as within-slide
+    percentile ranks (NaN where there is no tile), for ``de_plots.plot_truth_maps``."""
+    from scipy.stats import rankdata
+
+    from histcode.mil.inference import read_attention
+
+    sources = {g: Path(d) / f"{slide_id}.h5" for g, d in gene_dirs.items()}
+    if reference_dir is not None:
+        sources["tumour model"] = Path(reference_dir) / f"{slide_id}.h5"
+    values: dict[str, np.ndarray] = {}
+    coords = None
+    for name, h5 in sources.items():
+        if h5.exists():
+            c, raw, _, _ = read_attention(h5)
+            coords = c if coords is None else coords
+            values[f"{name} attention"] = raw
+    if coords is None:
+        raise FileNotFoundError(f"no attention file for {slide_id} under {list(gene_dirs.values())}")
+    density, _ = tile_truth(gt_dir, cohort, slide_id, coords, patch_size)
+    values = {"lymphocytes/mm² (truth)": density, **values}
+    gx = np.round(coords[:, 0] / patch_size).astype(int)
+    gy = np.round(coords[:, 1] / patch_size).astype(int)
+    gx, gy = gx - gx.min(), gy - gy.min()
+    out = {}
+    for name, v in values.items():
+        grid = np.full((gy.max() + 1, gx.max() + 1), np.nan)
+        grid[gy, gx] = (rankdata(v) - 1) / max(len(v) - 1, 1)
+        out[name] = grid
+    return out
