@@ -60,6 +60,10 @@ def summary_lines(reports: Path, figures: Path) -> list[str]:
                 f"  planted genes median r {de['truth.planted_pearson_median']:.3f} vs null "
                 f"{de['truth.null_pearson_median']:.3f} (Wilcoxon p={de['truth.planted_vs_null_wilcoxon_p']:.3g})"
             )
+        heat = sorted(k.split(".")[1] for k in de if k.startswith("truth.") and k.endswith(".lymph_auc"))
+        if heat:
+            lines.append("  per-gene heatmaps vs lymphocyte truth, AUC: " + ", ".join(
+                f"{g} {de[f'truth.{g}.lymph_auc']:.2f}" for g in heat))
         genes = [k.split(".", 1)[1] for k in de if k.startswith("pearson_r.")]
         if genes:
             lines.append("  " + ", ".join(f"{g} r={de['pearson_r.' + g]:.2f}" for g in genes))
