@@ -9,8 +9,9 @@ same thing as the tumour model's. Training sees a fixed seeded subsample of ≤ 
 With a few dozen slides and hundreds of feature dimensions many attention functions fit the targets
 equally well. ``pca_dim`` > 0 projects tiles onto the leading principal components of the training tiles
 *keeping their relative variance* (first component unit variance), so weight decay prefers the dominant
-axes of tile variation — tissue and cell types — over slide-specific nuisance directions. On the demo
-cohort this is what lets the lymphocyte genes' attention find the lymphocytic infiltrates (README, DE).
+axes of tile variation — tissue and cell types — over slide-specific nuisance directions. It raised the
+lymphocyte genes' within-tumour attention AUC on an earlier version of the synthetic cohort (0.77–0.88 vs
+0.66–0.75) and is neutral on the current one (README, DE).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class GeneAttentionMIL(nn.Module):
         self.head = nn.Linear(hidden if readout == "embedding" else 1, 1)
         self.register_buffer("x_mean", torch.zeros(in_dim))
         self.register_buffer("x_scale", torch.ones(in_dim))
-        self.register_buffer("x_proj", torch.eye(in_dim)[:, : self.pca_dim or in_dim].clone())
+        self.register_buffer("x_proj", torch.zeros(in_dim, self.pca_dim))  # (D, 0) without PCA
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_scale", torch.ones(()))
 
