@@ -29,3 +29,15 @@ def fresh_mlflow(mlflow_template: Path) -> Callable[[Path, pytest.MonkeyPatch], 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
 
     return apply
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest single-threaded on the shared 2-core test machine (no oversubscription);
+    packages of such tests opt in with an autouse fixture that requests this one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

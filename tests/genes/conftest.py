@@ -74,14 +74,8 @@ def write_cohort(root: Path, *, n_patients: int = 30, n_tiles: int = 40, seed: i
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread avoids oversubscription on the shared 2-core test machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs tiny models: single-threaded (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -79,11 +79,5 @@ def toy_cohort(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (and the CI box is shared)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs tiny models: single-threaded (tests/conftest.py)."""

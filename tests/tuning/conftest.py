@@ -10,7 +10,7 @@ fixed linear function of three columns of the top/bottom-attention embedding plu
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,19 +115,14 @@ def make_project(root: Path, *, n_patients: int = 12, seed: int = 0) -> dict[str
     return params
 
 
-def use_project(root: Path, template: Path, mp: pytest.MonkeyPatch) -> dict[str, Any]:
+def use_project(root: Path, fresh_mlflow: Callable[[Path, pytest.MonkeyPatch], None],
+                mp: pytest.MonkeyPatch) -> dict[str, Any]:
     """chdir into ``root``, point MLflow at a private copy of the template store, write the project."""
     mp.chdir(root)
-    shutil.copy(template, root / "mlflow.db")
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    fresh_mlflow(root, mp)
     return make_project(root)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs tiny models: single-threaded (tests/conftest.py)."""

@@ -3,8 +3,6 @@ a valid ``de:`` params file with one nested MLflow run per trial."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 import pytest
 import yaml
@@ -21,10 +19,10 @@ from .conftest import GENES, use_project
 
 
 @pytest.fixture(scope="module")
-def de_project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
+def de_project(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow):
     root = tmp_path_factory.mktemp("tune_de")
     mp = pytest.MonkeyPatch()
-    params = use_project(root, mlflow_template, mp)
+    params = use_project(root, fresh_mlflow, mp)
     yield root, params
     mp.undo()
 

@@ -26,10 +26,10 @@ SPACE = ("lr", "weight_decay", "dropout", "hidden", "attn_hidden")
 
 
 @pytest.fixture(scope="module")
-def study_runs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
+def study_runs(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow):
     root = tmp_path_factory.mktemp("tune_mil")
     mp = pytest.MonkeyPatch()
-    params = use_project(root, mlflow_template, mp)
+    params = use_project(root, fresh_mlflow, mp)
     first = run_tune_mil("params.yaml")
     storage = f"sqlite:///{root / 'optuna/tune_mil.db'}"
     trials1 = [(t.state, t.params, t.value) for t in optuna.load_study(study_name="tune_mil", storage=storage).trials]

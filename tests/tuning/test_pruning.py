@@ -3,8 +3,6 @@ pruner, MLflow runs and best-params writing are the production ones)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 import pytest
 import yaml
@@ -28,10 +26,10 @@ def fake_fold(cfg: MilConfig, fold: int) -> FoldOutcome:
 
 
 @pytest.fixture(scope="module")
-def pruned_study(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
+def pruned_study(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow):
     root = tmp_path_factory.mktemp("tune_prune")
     mp = pytest.MonkeyPatch()
-    params = use_project(root, mlflow_template, mp)
+    params = use_project(root, fresh_mlflow, mp)
     params["tune"]["mil"] = {
         "n_trials": 8, "timeout_s": None, "folds": 3, "startup_trials": 3, "prune_startup_trials": 1,
         "prune_warmup_folds": 0,

@@ -7,6 +7,7 @@ chunks straight from the h5 file, so neither ever needs more than one chunk of a
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ import h5py
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 def _read_features_h5(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -116,6 +119,21 @@ def subsample(bag: Tensor, max_tiles: int, rng: np.random.Generator) -> Tensor:
         return bag
     idx = np.sort(rng.choice(bag.shape[0], size=max_tiles, replace=False))
     return bag[torch.from_numpy(idx)]
+
+
+def usable_bags(features_dir: str | Path, slide_ids: list[str], *, cohort: str, who: str
+                ) -> tuple[dict[str, Path], dict[str, str]]:
+    """Feature files of ``slide_ids`` that exist and read as bags (``feature_paths`` + ``validate_bags``) and
+    {slide_id: reason} for the rest, each logged as skipped by ``who``; none usable is an error."""
+    found, failures = feature_paths(features_dir, slide_ids)
+    ok, bad = validate_bags(found)
+    failures.update(bad)
+    for sid, why in sorted(failures.items()):
+        log.warning("%s: skipping slide %s: %s", who, sid, why)
+    if not ok:
+        raise FileNotFoundError(
+            f"{features_dir}: no usable features for any slide of {cohort}; run `dvc repro extract`")
+    return ok, failures
 
 
 def validate_bags(paths: dict[str, Path]) -> tuple[dict[str, Path], dict[str, str]]:

@@ -24,7 +24,7 @@ from histcode.cohort.splits import make_patient_splits, save_splits
 from histcode.config import ConfigError, base, load_params, section, to_dict
 from histcode.evaluation.classification_plots import plot_roc_pr
 from histcode.mil import report
-from histcode.mil.bags import BagCache, bag_shape, feature_paths, validate_bags
+from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import PRED_COLUMNS, FoldResult, final_epochs, run_fold
 from histcode.mil.external import read_manifest
@@ -113,15 +113,7 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
     encoder = encoder_name(params, cfg)
     manifest = read_manifest(paths.slides_csv(cohort))
     fdir = paths.features(cohort, encoder)
-    fpaths, failures = feature_paths(fdir, list(manifest["slide_id"]))
-    fpaths, bad = validate_bags(fpaths)
-    failures.update(bad)
-    for sid, why in sorted(failures.items()):
-        log.warning("train_mil: skipping slide %s: %s", sid, why)
-    if not fpaths:
-        raise FileNotFoundError(
-            f"{fdir}: no usable features for any slide of {cohort}; run `dvc repro extract`"
-        )
+    fpaths, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="train_mil")
     usable = manifest[manifest["slide_id"].isin(fpaths)]
     splits = make_patient_splits(usable, cfg.n_folds, cfg.val_frac, cfg.test_frac, bcfg.seed)
     save_splits(

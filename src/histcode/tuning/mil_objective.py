@@ -1,6 +1,6 @@
 """The MIL study: train_mil's inputs loaded once, each trial = ``run_fold`` on the first k saved folds.
 
-Inputs are read with train_mil's own loaders (manifest, feature files checked by ``validate_bags``, the
+Inputs are read with train_mil's own loaders (manifest, feature files checked by ``usable_bags``, the
 patient splits train_mil saved), so a trial sees exactly the data and folds of the stage it tunes. Bags
 stay in one ``BagCache`` shared by every trial. Objective ``auc``: mean over folds of the held-out
 ROC-AUC (folds whose test set holds one class are skipped); ``val_loss``: mean best validation loss.
@@ -19,7 +19,7 @@ import pandas as pd
 from histcode.cohort.splits import load_splits
 from histcode.config import BaseConfig, ConfigError
 from histcode.evaluation.classification import classification_metrics
-from histcode.mil.bags import BagCache, bag_shape, feature_paths, validate_bags
+from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import run_fold
 from histcode.mil.external import read_manifest
@@ -60,13 +60,7 @@ def load_mil_data(params: dict[str, Any], bcfg: BaseConfig, cfg: MilConfig) -> M
         raise FileNotFoundError(f"{manifest_csv}: slides manifest missing; run `dvc repro ingest@{cohort}`")
     manifest = read_manifest(manifest_csv)
     fdir = paths.features(cohort, encoder)
-    found, failures = feature_paths(fdir, list(manifest["slide_id"]))
-    ok, bad = validate_bags(found)
-    failures.update(bad)
-    for sid, why in sorted(failures.items()):
-        log.warning("tune mil: skipping slide %s: %s", sid, why)
-    if not ok:
-        raise FileNotFoundError(f"{fdir}: no usable features for any slide of {cohort}; run `dvc repro extract`")
+    ok, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="tune mil")
     splits = load_splits(paths.splits(cohort))
     usable = manifest[manifest["slide_id"].isin(ok)]
     unsplit = sorted(set(usable["patient_id"]) - set(splits["patient_id"]))
