@@ -1,0 +1,78 @@
+"""Time each stage of the demo pipeline as `dvc repro` runs it (issue 18: a five-minute demo).
+
+Wraps one real ``dvc repro`` (the command users run), timestamps every ``Running stage '<name>'`` line DVC
+prints, and attributes the time between one stage's start and the next one's (or the end) to that stage.
+Stages DVC skips (unchanged) cost their check only and are listed as skipped. The wall time, CPU time of the
+whole process tree and the load average are recorded: on a shared 2-core machine, CPU seconds are the fair
+figure to compare.
+
+    python benchmarks/bench_demo_stages.py [--force] [--out benchmarks/results/bench_demo_stages.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNING = re.compile(r"Running stage '([^']+)'")
+SKIPPED = re.compile(r"Stage '([^']+)' didn't change, skipping")
+
+
+def _children_cpu() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
+def time_repro(args: list[str]) -> dict:
+    """Run ``dvc repro <args>`` streaming its output; return per-stage wall seconds and totals."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [str(Path(sys.executable).with_name("dvc")), "repro", *args]
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    starts: list[tuple[str, float]] = []
+    skipped: list[str] = []
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            now = time.perf_counter() - t0
+            if m := RUNNING.search(line):
+                starts.append((m.group(1), now))
+            elif m := SKIPPED.search(line):
+                skipped.append(m.group(1))
+        rc = proc.wait()
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"dvc repro failed with exit code {rc}: see the output above")
+    ends = [t for _, t in starts[1:]] + [wall]
+    stages = {name: round(end - start, 1) for (name, start), end in zip(starts, ends, strict=True)}
+    return {"command": " ".join(["dvc", "repro", *args]), "wall_s": round(wall, 1),
+            "cpu_s": round(_children_cpu() - cpu0, 1), "stages_s": stages, "skipped": skipped,
+            "load_avg_1m_end": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--force", action="store_true", help="rerun every stage (dvc repro --force)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_demo_stages.json")
+    args = parser.parse_args()
+    result = time_repro(["--force"] if args.force else [])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    width = max((len(s) for s in result["stages_s"]), default=5)
+    print(f"\n{'stage':<{width}}  seconds")
+    for name, secs in sorted(result["stages_s"].items(), key=lambda kv: -kv[1]):
+        print(f"{name:<{width}}  {secs:7.1f}")
+    print(f"{'total':<{width}}  {result['wall_s']:7.1f}  (cpu {result['cpu_s']} s, {len(result['skipped'])} skipped)")
+
+
+if __name__ == "__main__":
+    main()
