@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "histcode.registry.commands",
     "histcode.tuning.commands",
     "histcode.summary",
+    "histcode.server",
 )
 
 
