@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from histcode import __version__
+from histcode import __version__, tables
 from histcode.atomic import write_json
 
 MLRUNS_DIR = Path("mlruns")
@@ -241,7 +241,8 @@ def start_run(
 
 
 def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = None, step: int | None = None) -> None:
-    """Log metrics to the active MLflow run and (when given) to the stage's DVC metrics JSON: one dict, twice."""
+    """Log metrics to the active MLflow run and (when given) to the stage's metrics JSON: one dict, twice; its
+    paper-table keys also go to ``reports/tables/`` (the declared DVC metrics, see ``histcode.tables``)."""
     import mlflow
 
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v}
@@ -249,3 +250,6 @@ def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = Non
         mlflow.log_metrics(numeric, step=step)
     if json_path is not None:
         write_json(json_path, dict(metrics))
+        declared = tables.table_path(json_path)
+        if declared is not None:  # the few keys `dvc metrics show` lists (paper table); all keys stay in json_path
+            write_json(declared[1], tables.table(declared[0], metrics))
