@@ -170,7 +170,7 @@ def _dvc_lock_hashes() -> dict[str, str]:
             for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
                 if "md5" in entry:
                     out[str(entry["path"]).rstrip("/")] = entry["md5"]
-    for dvcfile in Path(".").glob("*.dvc"):
+    for dvcfile in [*Path(".").glob("*.dvc"), *Path("data").glob("*.dvc")]:  # e.g. data/raw.dvc (real cohorts)
         if not dvcfile.is_file():  # the .dvc/ config directory also matches the pattern
             continue
         import yaml
