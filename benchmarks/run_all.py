@@ -37,13 +37,13 @@ BENCHMARKS: dict[str, list[str]] = {
 NEEDS = {"bench_extract": ROOT / "data" / "tiles" / "tcga_synth"}
 
 
-def run_one(name: str, extra: list[str], out_dir: Path) -> dict[str, object]:
+def run_one(name: str, extra: list[str], out_dir: Path, script_dir: Path = HERE) -> dict[str, object]:
     out = out_dir / f"{name}.json"
     need = NEEDS.get(name)
     if need is not None and not need.exists():
         print(f"[bench] {name}: skipped ({need.relative_to(ROOT)} missing: run `dvc repro` first)", flush=True)
         return {"status": "skipped", "reason": f"{need.relative_to(ROOT)} missing"}
-    cmd = [sys.executable, str(HERE / f"{name}.py"), *extra, "--out", str(out)]
+    cmd = [sys.executable, str(script_dir / f"{name}.py"), *extra, "--out", str(out)]
     print(f"[bench] {name}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT)
@@ -57,6 +57,13 @@ def run_one(name: str, extra: list[str], out_dir: Path) -> dict[str, object]:
     return entry
 
 
+def run_all(benchmarks: dict[str, list[str]], out_dir: Path, script_dir: Path = HERE) -> dict[str, dict]:
+    """Run each benchmark in turn; write and return ``summary.json`` (name → status, seconds, result)."""
+    results = {name: run_one(name, extra, out_dir, script_dir) for name, extra in benchmarks.items()}
+    write_json(out_dir / "summary.json", results)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run just these benchmarks")
@@ -64,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     names = args.only or list(BENCHMARKS)
-    results = {name: run_one(name, BENCHMARKS[name], args.out_dir.resolve()) for name in names}
-    write_json(args.out_dir / "summary.json", results)
-    width = max(len(n) for n in names)
+    results = run_all({n: BENCHMARKS[n] for n in names}, args.out_dir.resolve())
+    width = max(len(n) for n in results)
     print("\n".join(f"{n:{width}s}  {r['status']:7s}  {r.get('seconds', '-')} s" for n, r in results.items()))
     print(f"results: {args.out_dir / 'summary.json'}")
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = run_de_targets(args.params, cohort=args.cohort)
     except (ValidationError, IngestError, ConfigError, TargetsError, PanelError, ExpressionFileError) as exc:
-        logging.error("%s", exc)
+        log.error("%s", exc)
         sys.exit(1)
     log.info("%s", summary_line("de_targets", result.metrics, "de_targets"))
 

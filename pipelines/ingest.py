@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = run_ingest(args.cohort, args.params)
     except (ValidationError, IngestError, ConfigError) as exc:  # readable report, no traceback
-        logging.error("%s", exc)
+        log.error("%s", exc)
         sys.exit(1)
     log.info("%s", summary_line(f"ingest {args.cohort}", result.counts, "ingest"))
 
