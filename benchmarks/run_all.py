@@ -59,6 +59,7 @@ def run_one(name: str, extra: list[str], out_dir: Path, script_dir: Path = HERE)
 
 def run_all(benchmarks: dict[str, list[str]], out_dir: Path, script_dir: Path = HERE) -> dict[str, dict]:
     """Run each benchmark in turn; write and return ``summary.json`` (name → status, seconds, result)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     results = {name: run_one(name, extra, out_dir, script_dir) for name, extra in benchmarks.items()}
     write_json(out_dir / "summary.json", results)
     return results
@@ -69,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run just these benchmarks")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     names = args.only or list(BENCHMARKS)
     results = run_all({n: BENCHMARKS[n] for n in names}, args.out_dir.resolve())
     width = max(len(n) for n in results)
