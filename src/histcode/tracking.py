@@ -177,8 +177,8 @@ def _dvc_lock_hashes() -> dict[str, str]:
 
         data = yaml.safe_load(dvcfile.read_text()) or {}
         for entry in data.get("outs") or []:
-            if "md5" in entry:
-                out[str(entry["path"]).rstrip("/")] = entry["md5"]
+            if "md5" in entry:  # paths in a .dvc file are relative to its folder
+                out[str(dvcfile.parent / str(entry["path"])).rstrip("/")] = entry["md5"]
     return out
 
 
