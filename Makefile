@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 # DVC's site cache (state/links db) inside the project, absolute so `dvc exp run --temp` finds it too
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: setup demo test lint repro ui clean promote eval-cptac tune bench summary
+.PHONY: setup demo test lint repro ui clean promote eval-cptac tune bench summary server server-stop
 
 setup: $(STAMP)
 
@@ -49,6 +49,14 @@ lint: setup
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 	  --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(PORT) --workers 1
+
+# team tracking server: PostgreSQL cluster + mlflow server on 127.0.0.1, all state in .server/ (git-ignored)
+SERVER_PORT ?= 5001
+server: setup
+	$(BIN)/histcode server start --port $(SERVER_PORT)
+
+server-stop: setup
+	$(BIN)/histcode server stop
 
 promote: setup
 	$(BIN)/histcode promote

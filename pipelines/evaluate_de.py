@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging, summary_line
 from histcode.evaluation.de_stage import run_evaluate_de
+
+log = logging.getLogger("histcode.pipelines.evaluate_de")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,10 +16,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (sections base, evaluate_de)")
     parser.add_argument("--cohort", default=None, help="cohort to evaluate (default base.train_cohort)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     result = run_evaluate_de(args.params, cohort=args.cohort)
-    logging.info("evaluate_de: %s", {k: round(v, 4) for k, v in result.metrics.items()})
+    log.info("%s", summary_line("evaluate_de", result.metrics, "de"))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("evaluate_de"):
+        main()

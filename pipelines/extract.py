@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging, summary_line
 from histcode.features.stage import run_extract
+
+log = logging.getLogger("histcode.pipelines.extract")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,11 +23,12 @@ def main(argv: list[str] | None = None) -> None:
                         "extract.encoders)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     metrics = run_extract(args.params, cohort=args.cohort, encoders=args.encoder,
                           progress=False if args.no_progress else None)
-    logging.info("extract %s: %s", args.cohort, metrics)
+    log.info("%s", summary_line(f"extract {args.cohort}", metrics, "extract"))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("extract"):
+        main()

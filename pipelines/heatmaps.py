@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging, summary_line
 from histcode.heatmaps.stage import run_heatmaps
+
+log = logging.getLogger("histcode.pipelines.heatmaps")
 
 
 def main() -> None:
@@ -13,10 +16,11 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     metrics = run_heatmaps(args.params, progress=not args.no_progress)
-    logging.info("heatmaps: %s", {k: v for k, v in metrics.items() if "mean_" in k or k.startswith("n_")})
+    log.info("%s", summary_line("heatmaps", metrics, "mil_attention"))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("heatmaps"):
+        main()

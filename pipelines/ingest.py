@@ -10,6 +10,9 @@ from histcode.cohort.stage import run_ingest
 from histcode.cohort.tables import IngestError
 from histcode.cohort.validation import ValidationError
 from histcode.config import ConfigError
+from histcode.console import one_line_errors, setup_logging, summary_line
+
+log = logging.getLogger("histcode.pipelines.ingest")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,14 +20,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (sections base, ingest)")
     parser.add_argument("--cohort", required=True, help="cohort name under base.cohorts")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     try:
         result = run_ingest(args.cohort, args.params)
     except (ValidationError, IngestError, ConfigError) as exc:  # readable report, no traceback
-        logging.error("%s", exc)
+        log.error("%s", exc)
         sys.exit(1)
-    logging.info("ingest %s: %s", args.cohort, result.counts)
+    log.info("%s", summary_line(f"ingest {args.cohort}", result.counts, "ingest"))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("ingest"):
+        main()

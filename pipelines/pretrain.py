@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging, summary_line
 from histcode.ssl.stage import run_pretrain
+
+log = logging.getLogger("histcode.pipelines.pretrain")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,12 +23,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="encoder directory (default data/models/encoder)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     result = run_pretrain(args.params, resume=args.resume, method=args.method, out_dir=args.out,
                           progress=False if args.no_progress else None)
     if result.metrics:
-        logging.info("pretrain: %s", result.metrics)
+        log.info("%s", summary_line("pretrain", result.metrics, "pretrain"))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("pretrain"):
+        main()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from histcode.console import one_line_errors, setup_logging
 from histcode.synth import SynthConfig, generate
 
 
@@ -14,10 +14,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--out", type=Path, default=None, help="override synth.out_dir")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     cfg = SynthConfig.from_params(args.params)
     generate(cfg, args.out or cfg.out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("synth"):
+        main()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging, summary_line
 from histcode.slides.stage import run_tile
 from histcode.slides.tiling import parse_shard
+
+log = logging.getLogger("histcode.pipelines.tile")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,11 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", default="0/1", help="job-array shard i/n, 0-based")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     metrics = run_tile(args.cohort, args.params, workers=args.workers, shard=parse_shard(args.shard),
                        progress=not args.no_progress)
-    logging.info("tile %s: %s", args.cohort, metrics)
+    log.info("%s", summary_line(f"tile {args.cohort}", metrics, "tile"))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("tile"):
+        main()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging, summary_line
 from histcode.genes.stage import run_train_de
+
+log = logging.getLogger("histcode.pipelines.train_de")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,10 +17,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cohort", default=None, help="cohort to train on (default base.train_cohort)")
     parser.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     result = run_train_de(args.params, cohort=args.cohort, register=not args.no_register)
-    logging.info("train_de: %s", {k: round(v, 4) for k, v in result.metrics.items()})
+    log.info("%s", summary_line("train_de", result.metrics))
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("train_de"):
+        main()

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 
+from histcode.console import one_line_errors, setup_logging
 from histcode.mil.stage import run_train_mil
+
+log = logging.getLogger("histcode.pipelines.train_mil")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     metrics = run_train_mil(args.params)
     primary = metrics["primary_pooling"]
-    logging.info("train_mil: %s held-out AUC %.3f", primary, metrics[f"{primary}.auc"])
+    log.info("train_mil: %s held-out AUC %.3f", primary, metrics[f"{primary}.auc"])
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("train_mil"):
+        main()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
+from histcode.console import one_line_errors, setup_logging
 from histcode.tuning.stage import run_tune_mil
 
 
@@ -12,7 +12,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging()
     result = run_tune_mil(args.params)
     s = result.summary
     print(f"tune_mil: best {s.objective} {s.best_value:.4f} (trial {s.best_trial}) → {result.best_path}")
@@ -20,4 +20,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("tune_mil"):
+        main()

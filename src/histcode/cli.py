@@ -8,7 +8,6 @@ Each package contributes its commands through a light ``commands.py`` module exp
 from __future__ import annotations
 
 import importlib
-import logging
 
 import typer
 
@@ -29,6 +28,7 @@ COMMAND_MODULES = (
     "histcode.registry.commands",
     "histcode.tuning.commands",
     "histcode.summary",
+    "histcode.server",
 )
 
 
@@ -44,9 +44,12 @@ def _register_all() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    from histcode.console import one_line_errors, setup_logging
+
+    setup_logging()
     _register_all()
-    app()
+    with one_line_errors("histcode"):  # bad params / unknown model or alias: one line, no traceback
+        app()
 
 
 if __name__ == "__main__":

@@ -161,6 +161,8 @@ class BaseConfig:
     reports_dir: Path = Path("reports")
     train_cohort: str = "tcga_synth"
     cohorts: dict[str, CohortConfig] = dataclasses.field(default_factory=dict)
+    # names of the synthetic-cohort generator runs DVC creates stages for (`synth@demo`); empty for real data
+    synth_runs: list[str] = dataclasses.field(default_factory=list)
 
     def cohort(self, name: str) -> CohortConfig:
         if name not in self.cohorts:

@@ -1,4 +1,9 @@
-"""``histcode summary``: the demo's closing report, read from the DVC metrics files the stages wrote."""
+"""``histcode summary``: the demo's closing report, read from the metrics files the stages wrote.
+
+Only what belongs to this workspace's configuration: cohorts named in ``params.yaml`` (``base.cohorts``), and
+external results only when ``make eval-cptac`` ran here after the current MIL results (its JSON is not a
+pipeline output and is never committed). Keys are read through the writers' constants.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +25,29 @@ def _ci(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else f"{m[key]:.3f}"
 
 
-def summary_lines(reports: Path, figures: Path) -> list[str]:
-    """Human-readable lines summarising tiling, pretraining, MIL, DE and external validation."""
+def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None = None) -> list[str]:
+    """Human-readable lines summarising tiling, pretraining, MIL, DE and external validation.
+
+    ``cohorts`` maps configured cohort names to their role (train/external); None shows every cohort found.
+    """
+    from histcode.ssl.config import METRIC_EPOCHS_DONE, METRIC_FINAL_LOSS, METRIC_STEPS, METRIC_TILES_PER_S
+
+    def configured(name: str, role: str | None = None) -> bool:
+        return cohorts is None or (name in cohorts and (role is None or cohorts[name] == role))
+
     lines: list[str] = []
     metrics = reports / "metrics"
     for tile_json in sorted((metrics / "tile").glob("*.json")):
+        if not configured(tile_json.stem):
+            continue
         t = _load(tile_json)
         lines.append(f"tiles  {tile_json.stem}: {t.get('n_tiles', 0)} tiles from {t.get('n_done', 0)}/"
                      f"{t.get('n_slides', 0)} slides ({t.get('n_failed', 0)} failed)")
     pre = _load(metrics / "pretrain.json")
     if pre:
-        shown = {k: v for k, v in pre.items() if isinstance(v, int | float)}
-        keys = [k for k in ("final_loss", "loss", "tiles_per_s", "epochs", "steps") if k in shown]
-        lines.append("pretrain: " + ", ".join(f"{k}={shown[k]:.4g}" for k in keys))
+        labels = {METRIC_FINAL_LOSS: "final loss", METRIC_EPOCHS_DONE: "epochs", METRIC_STEPS: "steps",
+                  METRIC_TILES_PER_S: "tiles/s"}
+        lines.append("pretrain: " + ", ".join(f"{label} {pre[k]:.4g}" for k, label in labels.items() if k in pre))
     mil = _load(metrics / "mil.json")
     if mil:
         lines.append("tumour vs normal (patient-level CV, held-out slides, 95% bootstrap CI):")
@@ -67,9 +82,22 @@ def summary_lines(reports: Path, figures: Path) -> list[str]:
         genes = [k.split(".", 1)[1] for k in de if k.startswith("pearson_r.")]
         if genes:
             lines.append("  " + ", ".join(f"{g} r={de['pearson_r.' + g]:.2f}" for g in genes))
-    for ext in sorted(metrics.glob("eval_*.json")) + sorted(metrics.glob("mil_external_*.json")):
-        e = _load(ext)
-        lines.append(f"external {ext.stem}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}")
+    mil_json = metrics / "mil.json"
+    externals = [n for n, role in (cohorts or {}).items() if role == "external"] if cohorts is not None else sorted(
+        {p.stem.removeprefix("eval_").removeprefix("mil_external_") for p in
+         [*metrics.glob("eval_*.json"), *metrics.glob("mil_external_*.json")]})
+    for cohort in externals:
+        ext = metrics / f"eval_{cohort}.json"
+        if not ext.exists():
+            ext = metrics / f"mil_external_{cohort}.json"
+        if not ext.exists():
+            lines.append(f"external {cohort}: not evaluated in this workspace (`make eval-cptac EXTERNAL={cohort}`)")
+        elif mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
+            lines.append(f"external {cohort}: stale ({ext} predates the current MIL results): rerun "
+                         f"`make eval-cptac EXTERNAL={cohort}`")
+        else:
+            e = _load(ext)
+            lines.append(f"external {cohort}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}")
     lines.append(f"heatmaps: {figures / 'heatmaps'}   DE figures: {figures / 'de'}")
     lines.append("MLflow UI: `make ui` then open http://127.0.0.1:5000 ; external validation: `make eval-cptac`")
     return lines
@@ -77,9 +105,15 @@ def summary_lines(reports: Path, figures: Path) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     @app.command("summary")
-    def summary_cmd(reports: Path = typer.Option(Path("reports"), help="Reports directory of the pipeline.")) -> None:
+    def summary_cmd(
+        reports: Path = typer.Option(Path("reports"), help="Reports directory of the pipeline."),
+        params: Path = typer.Option(Path("params.yaml"), help="params file naming the configured cohorts."),
+    ) -> None:
         """Print the pipeline's key results (tumour AUC, DE correlations, where the figures are)."""
-        lines = summary_lines(reports, reports / "figures")
+        from histcode.config import base
+
+        cohorts = {name: c.role for name, c in base(params).cohorts.items()}
+        lines = summary_lines(reports, reports / "figures", cohorts)
         if len(lines) <= 2:
             typer.echo("No results yet: run `dvc repro` (or `make demo`).")
             raise typer.Exit(1)

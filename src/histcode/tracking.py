@@ -9,45 +9,116 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from histcode import __version__
+from histcode import __version__, tables
 from histcode.atomic import write_json
 
 MLRUNS_DIR = Path("mlruns")
 EXPERIMENT_PREFIX = "histcode"
+ARTIFACTS_DIR = "artifacts"  # next to the sqlite db: <store>/artifacts/<experiment id>/...
+EXP_NAME_TAG = "dvc.exp_name"
+
+log = logging.getLogger(__name__)
+
+# Columns of an MLflow sqlite store that hold artifact paths (MLflow stores them absolute; see relocate_store).
+_PATH_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+
+
+def project_root() -> Path:
+    """The DVC project root: ``DVC_ROOT`` inside DVC stages (the parent repo in ``dvc exp run --temp`` and queued
+    experiments, whose stages run in a copy under ``.dvc/tmp/exps``), else the working directory."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    """The tracking URI to use; creates the local sqlite store directory if needed."""
+    """The tracking URI to use; creates the project's sqlite store (absolute path) if needed.
+
+    Experiments run by DVC in a temp copy still log to the project's store, so their runs and models survive.
+    """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    store = (root or Path.cwd()) / MLRUNS_DIR
+    store = (root or project_root()) / MLRUNS_DIR
     store.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(store / 'mlflow.db').resolve()}"
+    db = (store / "mlflow.db").resolve()
+    relocate_store(db)
+    return f"sqlite:///{db}"
 
 
-def artifact_location(root: Path | None = None) -> str | None:
-    """Artifact root for new experiments in the local store (None lets a server decide)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
+def local_store(uri: str) -> Path | None:
+    """The directory of a local sqlite store URI (``sqlite:////abs/dir/mlflow.db`` → ``/abs/dir``), else None."""
+    if not uri.startswith("sqlite:///"):
         return None
-    return ((root or Path.cwd()) / MLRUNS_DIR / "artifacts").resolve().as_uri()
+    return Path(uri.removeprefix("sqlite:///")).resolve().parent
+
+
+def artifact_location(root: Path | None = None, uri: str | None = None) -> str | None:
+    """Artifact root for new experiments: ``<store>/artifacts`` beside a local sqlite store (the project's
+    ``mlruns/artifacts``); None lets a tracking server decide (it proxies artifacts)."""
+    store = local_store(uri or tracking_uri(root))
+    return (store / ARTIFACTS_DIR).as_uri() if store is not None else None
+
+
+def relocate_store(db: Path) -> int:
+    """Point a copied or moved sqlite store at its own ``artifacts`` directory; returns rows rewritten.
+
+    MLflow records artifact locations as absolute paths, so a project copied elsewhere would still read (or fail
+    to read) the old place. Artifacts live under ``<store>/artifacts``, hence every path recorded under a
+    different ``…/artifacts`` prefix is rewritten to this store's prefix. Cheap when nothing moved.
+    """
+    if not db.exists():
+        return 0
+    new_uri = (db.parent / ARTIFACTS_DIR).as_uri()
+    new_path = str(db.parent / ARTIFACTS_DIR)
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            rows = con.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+            olds = set()
+            for exp_id, loc in rows:
+                loc = (loc or "").removesuffix(f"/{exp_id}")  # MLflow's default is <root>/<id>; ours <root>
+                if loc.endswith(f"/{ARTIFACTS_DIR}"):
+                    olds.add(loc)
+            olds -= {new_uri, new_path}
+            changed = 0
+            for old in sorted(olds):
+                new = new_uri if old.startswith("file:") else new_path
+                for table, col in _PATH_COLUMNS:
+                    cur = con.execute(
+                        f"UPDATE {table} SET {col} = ? || substr({col}, ?) WHERE {col} = ? OR substr({col}, 1, ?) = ?",
+                        (new, len(old) + 1, old, len(old) + 1, old + "/"),
+                    )
+                    changed += cur.rowcount
+            con.commit()
+    except sqlite3.OperationalError:  # not (yet) an MLflow store: nothing recorded to move
+        return 0
+    if changed:
+        log.info("MLflow store %s was moved: %d artifact paths now point under %s", db.parent, changed, new_path)
+    return changed
 
 
 def setup(experiment: str) -> str:
     """Point MLflow at the project store and select experiment ``histcode/<experiment>``; return its id."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)  # note: MLflow 3 also exports MLFLOW_TRACKING_URI here
     name = f"{EXPERIMENT_PREFIX}/{experiment}"
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        exp_id = mlflow.create_experiment(name, artifact_location=artifact_location())
+        exp_id = mlflow.create_experiment(name, artifact_location=artifact_location(uri=uri))
     else:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
@@ -99,20 +170,21 @@ def _dvc_lock_hashes() -> dict[str, str]:
             for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
                 if "md5" in entry:
                     out[str(entry["path"]).rstrip("/")] = entry["md5"]
-    for dvcfile in Path(".").glob("*.dvc"):
+    for dvcfile in [*Path(".").glob("*.dvc"), *Path("data").glob("*.dvc")]:  # e.g. data/raw.dvc (real cohorts)
         if not dvcfile.is_file():  # the .dvc/ config directory also matches the pattern
             continue
         import yaml
 
         data = yaml.safe_load(dvcfile.read_text()) or {}
         for entry in data.get("outs") or []:
-            if "md5" in entry:
-                out[str(entry["path"]).rstrip("/")] = entry["md5"]
+            if "md5" in entry:  # paths in a .dvc file are relative to its folder
+                out[str(dvcfile.parent / str(entry["path"])).rstrip("/")] = entry["md5"]
     return out
 
 
 def run_tags(*, stage: str, cohort: str | None = None, inputs: list[str | Path] | None = None) -> dict[str, str]:
-    """Tags every run carries: stage, git commit, DVC data hash of its inputs, cohort, package version."""
+    """Tags every run carries: stage, git commit, DVC data hash of its inputs, cohort, package version and, in
+    a ``dvc exp run``, the experiment's name and baseline commit."""
     tags = {
         "histcode.stage": stage,
         "git_commit": git_commit(),
@@ -120,6 +192,10 @@ def run_tags(*, stage: str, cohort: str | None = None, inputs: list[str | Path] 
     }
     if cohort:
         tags["cohort"] = cohort
+    if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` (also --temp/--queue): find an experiment's runs
+        tags[EXP_NAME_TAG] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.exp_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
     if inputs:
         tags["dvc_data_hash"] = dvc_hash(inputs)
     return tags
@@ -165,7 +241,8 @@ def start_run(
 
 
 def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = None, step: int | None = None) -> None:
-    """Log metrics to the active MLflow run and (when given) to the stage's DVC metrics JSON: one dict, twice."""
+    """Log metrics to the active MLflow run and (when given) to the stage's metrics JSON: one dict, twice; its
+    paper-table keys also go to ``reports/tables/`` (the declared DVC metrics, see ``histcode.tables``)."""
     import mlflow
 
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v}
@@ -173,3 +250,6 @@ def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = Non
         mlflow.log_metrics(numeric, step=step)
     if json_path is not None:
         write_json(json_path, dict(metrics))
+        declared = tables.table_path(json_path)
+        if declared is not None:  # the few keys `dvc metrics show` lists (paper table); all keys stay in json_path
+            write_json(declared[1], tables.table(declared[0], metrics))

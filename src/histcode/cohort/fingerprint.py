@@ -13,7 +13,8 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
+
+from histcode.console import tqdm
 
 CHUNK = 1 << 20
 FINGERPRINTS_CSV = "fingerprints.csv"

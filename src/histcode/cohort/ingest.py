@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from histcode.atomic import write_csv, write_json
 from histcode.cohort import sources, suites
@@ -28,6 +27,7 @@ from histcode.cohort.fingerprint import FINGERPRINTS_CSV, fingerprint_table
 from histcode.cohort.tables import IngestError, read_table, table_for_output
 from histcode.cohort.validation import ValidationError, check_table
 from histcode.config import CohortConfig
+from histcode.console import tqdm
 
 log = logging.getLogger(__name__)
 

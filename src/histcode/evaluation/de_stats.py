@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from tqdm import tqdm
+
+from histcode.console import tqdm
 
 Alternative = Literal["two-sided", "greater", "less"]
 

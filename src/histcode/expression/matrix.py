@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from histcode.console import tqdm
 from histcode.expression.readers import ExpressionFileError, read_quantification
 
 log = logging.getLogger(__name__)

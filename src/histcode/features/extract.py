@@ -141,7 +141,7 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=cfg.workers,
                         collate_fn=TileCollate(normalize), worker_init_fn=worker_init if cfg.workers else None,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
-    from tqdm.auto import tqdm
+    from histcode.console import interactive, tqdm
 
     bar = tqdm(total=len(dataset), desc=f"extract {'+'.join(j.name for j in jobs)}", unit="tile",
                disable=not cfg.progress)
@@ -149,10 +149,18 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     current, bad, first_err, embedded = -1, 0, "", 0
     t0 = time.perf_counter()
 
+    per_slide_lines = not interactive()  # under DVC / in log files: a line per slide instead of a tile bar
+
     def finish(s: int) -> None:
-        for i, sink in sinks.items():
-            outcomes[jobs[i].name].append(sink.finish(todo[s], bad, first_err, cfg.max_bad_tile_frac))
+        done = [sink.finish(todo[s], bad, first_err, cfg.max_bad_tile_frac) for sink in sinks.values()]
+        for i, outcome in zip(sinks, done, strict=True):
+            outcomes[jobs[i].name].append(outcome)
         sinks.clear()
+        if per_slide_lines:
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            status = ", ".join(f"{jobs[i].name} {o.status}" for i, o in zip(pending[s], done, strict=True))
+            log.info("extract: slide %d/%d %s: %d tiles (%s); %.0f tiles/s, %.0f s elapsed", s + 1, len(todo),
+                     todo[s].slide_id, todo[s].n, status, (int(dataset.offsets[s]) + todo[s].n) / elapsed, elapsed)
 
     with torch.inference_mode():
         for (s, a, b), (tiles, errors) in zip(ranges, loader, strict=True):

@@ -16,9 +16,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from histcode.atomic import atomic_path
+from histcode.console import tqdm
 from histcode.genes.gene_mil import GeneAttentionMIL, fit_gene_mil, subsample
 
 log = logging.getLogger(__name__)

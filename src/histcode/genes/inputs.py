@@ -17,7 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+
+from histcode.console import tqdm
 
 log = logging.getLogger(__name__)
 

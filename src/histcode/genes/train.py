@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from histcode.console import tqdm
 from histcode.genes.heads import DEModel
 
 

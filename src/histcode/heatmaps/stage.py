@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from histcode import tracking
 from histcode.atomic import write_csv, write_json
 from histcode.config import base, load_params, section
+from histcode.console import tqdm
 from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.slide import render_slide
 from histcode.paths import Paths

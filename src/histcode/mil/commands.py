@@ -1,4 +1,4 @@
-"""CLI: ``histcode train-mil`` (the train_mil stage) and ``histcode eval-external`` (make eval-cptac)."""
+"""CLI: ``histcode train-mil`` (the train_mil stage) and the deprecated ``histcode eval-external`` alias."""
 
 from __future__ import annotations
 
@@ -22,13 +22,17 @@ def register(app: typer.Typer) -> None:
             f"[{metrics[f'{primary}.auc_ci_low']:.3f}, {metrics[f'{primary}.auc_ci_high']:.3f}]"
         )
 
-    @app.command("eval-external")
+    @app.command("eval-external", hidden=True)  # deprecated alias: one job, one command (evaluate-external)
     def eval_external_cmd(
         cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
         model: str = typer.Option("models:/histcode-mil@champion", help="registry URI or model directory"),
         params: Path = typer.Option(Path("params.yaml")),
     ) -> None:
-        """Apply the (promoted) MIL model to every slide of an external cohort; metrics with bootstrap CIs."""
+        """Deprecated: use ``histcode evaluate-external`` (make eval-cptac). Applies one MIL model to existing
+        features of an external cohort; metrics with bootstrap CIs."""
+        typer.echo("warning: `histcode eval-external` is deprecated and will be removed; use `histcode "
+                   f"evaluate-external --cohort {cohort}` (= make eval-cptac), which also tiles/extracts as needed.",
+                   err=True)
         from histcode.mil.external_stage import run_external
 
         m = run_external(params, cohort, model_uri=model)

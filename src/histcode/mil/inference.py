@@ -13,9 +13,9 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from histcode.atomic import atomic_path
+from histcode.console import tqdm
 from histcode.mil.bags import iter_bag_chunks
 from histcode.mil.model import MilClassifier, MilOutput
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from histcode.console import tqdm
 from histcode.mil.bags import BagCache, feature_stats, subsample
 from histcode.mil.model import MilClassifier
 

@@ -21,6 +21,12 @@ def register(app: typer.Typer) -> None:
         from histcode.registry.promotion import promote, promote_all
 
         cfg = section(GateConfig, "promote", params)
+        unknown = sorted(set(model or ()) - set(MODEL_NAMES))
+        if unknown:
+            typer.echo(f"error: unknown model {', '.join(unknown)}; registered models: {', '.join(MODEL_NAMES)}",
+                       err=True)
+            raise typer.Exit(2)
+        had_champion = {m: _has_champion(m) for m in (model or MODEL_NAMES)}
         if model:
             decisions = {m: promote(m, cfg, dry_run=dry_run) for m in model}
         else:
@@ -29,5 +35,21 @@ def register(app: typer.Typer) -> None:
             typer.echo("No model has a @challenger: run `dvc repro` first.")
             raise typer.Exit(1)
         for name, d in decisions.items():
-            verdict = "PROMOTED" if d.promote else "kept champion"
-            typer.echo(f"{name}: {verdict} — {d.reason}")
+            typer.echo(f"{name}: {verdict(d.promote, had_champion[name], dry_run)} — {d.reason}")
+
+
+def _has_champion(name: str) -> bool:
+    from histcode.registry.models import CHAMPION, RegistryError, get_version
+
+    try:
+        get_version(name, CHAMPION)
+    except RegistryError:
+        return False
+    return True
+
+
+def verdict(promoted: bool, had_champion: bool, dry_run: bool = False) -> str:
+    """What the gate did, in words: a refused challenger only 'keeps' a champion when there is one."""
+    if promoted:
+        return "would promote to @champion (dry run)" if dry_run else "PROMOTED to @champion"
+    return "kept @champion" if had_champion else "not promoted (no @champion yet)"

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from histcode.atomic import write_csv
+from histcode.console import tqdm
 from histcode.slides.config import TileConfig
 from histcode.slides.job import SlideResult, completed, config_digest, run_slide, valid_mpp
 

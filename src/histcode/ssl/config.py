@@ -5,6 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+# keys of reports/metrics/pretrain.json: written by the trainer, read by `histcode summary` (one spelling)
+METRIC_FINAL_LOSS = "final_loss"
+METRIC_EPOCHS_DONE = "epochs_done"
+METRIC_STEPS = "steps"
+METRIC_TILES_PER_S = "tiles_per_s"
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:

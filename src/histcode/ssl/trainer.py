@@ -26,7 +26,13 @@ from histcode.ssl import distributed as D
 from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.backbone import create_encoder
 from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
-from histcode.ssl.config import PretrainConfig
+from histcode.ssl.config import (
+    METRIC_EPOCHS_DONE,
+    METRIC_FINAL_LOSS,
+    METRIC_STEPS,
+    METRIC_TILES_PER_S,
+    PretrainConfig,
+)
 from histcode.ssl.data import EpochBatchSampler
 from histcode.ssl.methods import AdCoMethod, SimCLRMethod, build_method
 from histcode.ssl.slide_tiles import TileCollate, worker_init
@@ -180,15 +186,16 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     # BN running stats are per rank under DDP; share rank 0's (parameters and bank are in sync already)
     _broadcast(method, params=False)
     seconds = time.perf_counter() - t_start
-    metrics = {"final_loss": history[-1]["loss"] if history else float("nan"), "steps": float(step),
-               "epochs_done": float(start_epoch + done_epochs), "tiles_per_s": tiles_done / max(seconds, 1e-9),
+    metrics = {METRIC_FINAL_LOSS: history[-1]["loss"] if history else float("nan"), METRIC_STEPS: float(step),
+               METRIC_EPOCHS_DONE: float(start_epoch + done_epochs),
+               METRIC_TILES_PER_S: tiles_done / max(seconds, 1e-9),
                "seconds": seconds, "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
                "steps_per_epoch": float(steps_per_epoch)}
     return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
 
 
 def _progress(cfg: PretrainConfig, info: D.DistInfo, total: int, epoch: int) -> Any:
-    from tqdm.auto import tqdm
+    from histcode.console import tqdm
 
     return tqdm(total=total, desc=f"pretrain {cfg.method} epoch {epoch + 1}/{cfg.epochs}",
                 disable=not (cfg.progress and info.is_main), leave=False)

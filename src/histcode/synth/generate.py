@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from histcode.atomic import write_csv, write_json
 from histcode.config import to_dict
+from histcode.console import tqdm
 from histcode.synth.config import SynthConfig
 from histcode.synth.plan import COHORTS, SlidePlan, plan_cohorts
 from histcode.synth.rnaseq import PROJECT, simulate_rnaseq, write_rnaseq

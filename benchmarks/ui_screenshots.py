@@ -1,0 +1,146 @@
+"""Screenshots of the MLflow UI as a user sees it after ``make demo``: MIL compare view and the registry.
+
+Starts the ``make ui`` server (sqlite store + artifacts of ``--store``) on a free 127.0.0.1 port, drives Debian's
+headless Chromium (``apt-get install -y chromium``; no other download) with ``--screenshot`` and writes:
+
+- ``compare_mil.png``: the compare view of the MIL runs, one per (pooling, encoder), params and metrics;
+- ``registry_<model>.png``: the registered model's versions with their aliases;
+- ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags).
+
+Usage (from the project root, after ``make demo``)::
+
+    .venv/bin/python benchmarks/ui_screenshots.py [--store mlruns] [--out reports/figures/ui]
+
+Open the PNGs and look: the compare view must list attention vs mean vs max (and the encoders) side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+MIL_EXPERIMENT = "histcode/mil"
+MODELS = ("histcode-mil", "histcode-encoder")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    sys.exit("error: no headless Chromium found: `apt-get install -y chromium` (Debian) and rerun.")
+
+
+def start_ui(store: Path, port: int) -> subprocess.Popen[bytes]:
+    """The ``make ui`` command on ``store`` (sqlite db + artifacts), bound to 127.0.0.1."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "ui",
+           "--backend-store-uri", f"sqlite:///{(store / 'mlflow.db').resolve()}",
+           "--default-artifact-root", str((store / "artifacts").resolve()),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            sys.exit(f"error: `mlflow ui` on {store} did not start (is {store / 'mlflow.db'} an MLflow store?)")
+        time.sleep(0.5)
+
+
+def mil_runs(client, max_runs: int = 8) -> tuple[str, list]:  # type: ignore[no-untyped-def]
+    """The latest run per (pooling, encoder) that has metrics; fold runs only when no per-method run exists."""
+    exp = client.get_experiment_by_name(MIL_EXPERIMENT)
+    if exp is None:
+        sys.exit(f"error: no experiment {MIL_EXPERIMENT!r} in the store: run `dvc repro` (train_mil) first.")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=500)
+
+    def key(r):  # type: ignore[no-untyped-def]
+        p, t = r.data.params, r.data.tags
+        return (p.get("pooling") or t.get("pooling"), p.get("encoder") or t.get("encoder"))
+
+    usable = [r for r in runs if key(r)[0] and "auc" in r.data.metrics]  # plain metrics: comparable columns
+    method_runs = [r for r in usable if not r.data.tags.get("fold", "").isdigit()]
+    chosen: dict = {}
+    for r in method_runs or usable:
+        chosen.setdefault(key(r), r)
+    if not chosen:
+        sys.exit(f"error: {MIL_EXPERIMENT} has no run with a pooling and metrics to compare.")
+    return exp.experiment_id, sorted(chosen.values(), key=lambda r: tuple(map(str, key(r))))[:max_runs]
+
+
+def screenshot(chrome: str, url: str, out: Path, size: str, wait_ms: int) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="histcode-chromium-") as profile:
+        cmd = [chrome, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={size}",
+               f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    if res.returncode != 0 or not out.exists():
+        sys.exit(f"error: chromium failed on {url}: {res.stderr.strip()[-500:]}")
+    print(f"wrote {out}  ({url})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", type=Path, default=Path("mlruns"), help="project MLflow store (sqlite + artifacts)")
+    ap.add_argument("--out", type=Path, default=Path("reports/figures/ui"))
+    ap.add_argument("--size", default="1900,1000", help="browser window width,height in px")
+    ap.add_argument("--wait-ms", type=int, default=20000, help="virtual time the page gets to load its data")
+    args = ap.parse_args(argv)
+
+    import mlflow
+
+    chrome = chromium_binary()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{(args.store / 'mlflow.db').resolve()}")
+    exp_id, runs = mil_runs(client)
+    port = free_port()
+    proc = start_ui(args.store, port)
+    base = f"http://127.0.0.1:{port}/#"
+    try:
+        ids = json.dumps([r.info.run_id for r in runs])
+        query = urllib.parse.urlencode({"runs": ids, "experiments": json.dumps([exp_id])})
+        screenshot(chrome, f"{base}/compare-runs?{query}", args.out / "compare_mil.png", "1900,1400", args.wait_ms)
+        for name in MODELS:
+            try:
+                champion = client.get_model_version_by_alias(name, "champion")
+            except mlflow.exceptions.MlflowException:
+                champion = None
+            if not client.search_model_versions(f"name='{name}'", max_results=1):
+                print(f"skip {name}: not registered in {args.store}")
+                continue
+            screenshot(chrome, f"{base}/models/{name}", args.out / f"registry_{name}.png", args.size, args.wait_ms)
+            if champion is not None:
+                screenshot(chrome, f"{base}/models/{name}/versions/{champion.version}",
+                           args.out / f"registry_{name}_champion.png", "1900,1600", args.wait_ms)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

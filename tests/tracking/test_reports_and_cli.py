@@ -1,0 +1,161 @@
+"""Defects 7 and 9: summary/promote say what is true here; progress, loggers and errors read well in logs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from histcode import console
+from histcode.registry.commands import verdict
+from histcode.summary import summary_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> Path:
+    r = tmp_path / "reports"
+    m = r / "metrics"
+    for c in ("tcga_brca", "old_cohort"):
+        _write(m / "tile" / f"{c}.json", {"n_tiles": 100, "n_done": 4, "n_slides": 4, "n_failed": 0})
+    _write(m / "pretrain.json", {"final_loss": 1.25, "epochs_done": 7.0, "steps": 70.0, "tiles_per_s": 50.0})
+    _write(m / "eval_old_external.json", {"auc": 0.9})  # results of a cohort no longer configured
+    return r
+
+
+COHORTS = {"tcga_brca": "train", "cptac_brca": "external"}
+
+
+def test_summary_only_configured_cohorts_and_writer_keys(reports: Path) -> None:
+    text = "\n".join(summary_lines(reports, reports / "figures", COHORTS))
+    assert "tiles  tcga_brca" in text and "old_cohort" not in text and "old_external" not in text
+    assert "pretrain: final loss 1.25, epochs 7, steps 70, tiles/s 50" in text
+
+
+def test_summary_external_only_when_evaluated_here(reports: Path) -> None:
+    m = reports / "metrics"
+    lines = summary_lines(reports, reports / "figures", COHORTS)
+    assert any("external cptac_brca: not evaluated in this workspace" in ln for ln in lines)
+    ext = _write(m / "eval_cptac_brca.json", {"auc": 0.81, "auc_ci_low": 0.7, "auc_ci_high": 0.9})
+    mil = _write(m / "mil.json", {})
+    old = time.time() - 3600
+    os.utime(ext, (old, old))  # evaluated before the current MIL results were trained
+    assert any("external cptac_brca: stale" in ln for ln in summary_lines(reports, reports / "figures", COHORTS))
+    os.utime(ext, (time.time(), time.time()))
+    os.utime(mil, (old, old))
+    assert any("external cptac_brca: AUC 0.810 [0.700, 0.900]" in ln
+               for ln in summary_lines(reports, reports / "figures", COHORTS))
+
+
+def test_eval_results_are_not_committed() -> None:
+    tracked = subprocess.run(["git", "ls-files", "reports/metrics", "reports/plots"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert not [p for p in tracked if "/eval_" in p or "/mil_external_" in p]
+
+
+def test_promote_verdicts() -> None:
+    assert verdict(False, had_champion=False) == "not promoted (no @champion yet)"
+    assert verdict(False, had_champion=True) == "kept @champion"
+    assert verdict(True, had_champion=False) == "PROMOTED to @champion"
+    assert verdict(True, had_champion=True, dry_run=True).startswith("would promote")
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "histcode.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_unknown_model_or_missing_alias_is_one_line(tmp_path: Path, fresh_mlflow,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    fresh_mlflow(tmp_path, monkeypatch)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HISTCODE_PROGRESS": "lines"}
+    bad = _cli(["promote", "-m", "histcode-nope"], tmp_path, env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "unknown model histcode-nope; registered models: histcode-encoder" in bad.stderr
+    missing = _cli(["promote", "-m", "histcode-mil"], tmp_path, env)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert [ln for ln in missing.stderr.splitlines() if "error" in ln] == [
+        ln for ln in missing.stderr.splitlines() if "histcode-mil@challenger" in ln]
+    cfg = _cli(["summary", "--params", "nowhere.yaml"], tmp_path, env)
+    assert cfg.returncode == 2 and "Traceback" not in cfg.stderr
+    assert "nowhere.yaml: params file not found" in cfg.stderr
+
+
+def test_stage_script_config_error_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("base:\n  seed: 1\n  typo_key: 3\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, str(ROOT / "pipelines" / "stain_ref.py"), "--params", "params.yaml"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "stain_ref: error:" in out.stderr and "typo_key" in out.stderr
+
+
+def test_progress_is_lines_not_carriage_returns(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("HISTCODE_PROGRESS", "lines")
+    with caplog.at_level(logging.INFO, logger="histcode.console"):
+        out = list(console.tqdm(["s1", "s2", "s3"], desc="tile toy", unit="slide"))
+    assert out == ["s1", "s2", "s3"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "histcode.console"]
+    assert [m.split(",")[0] for m in msgs] == ["tile toy: 1/3 slide (33%)", "tile toy: 2/3 slide (67%)",
+                                               "tile toy: 3/3 slide (100%)"]
+    assert not any("\r" in m for m in msgs)
+    caplog.clear()
+    monkeypatch.setattr(console, "LOG_EVERY_S", 3600.0)
+    with caplog.at_level(logging.INFO, logger="histcode.console"):
+        bar = console.tqdm(total=100_000, desc="extract adco", unit="tile")
+        for _ in range(100):
+            bar.update(1000)
+        bar.set_postfix(failed=0)
+        bar.close()
+    msgs = [r.getMessage() for r in caplog.records if r.name == "histcode.console"]
+    assert len(msgs) == 1 and msgs[0].startswith("extract adco: 100000/100000 tile (100%)") and "failed=0" in msgs[0]
+
+
+def test_progress_is_a_bar_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tqdm import tqdm as real_tqdm
+
+    monkeypatch.setenv("HISTCODE_PROGRESS", "bars")
+    bar = console.tqdm(total=3, disable=True)
+    assert isinstance(bar, real_tqdm)
+    bar.close()
+
+
+def test_summary_line_is_the_stage_table() -> None:
+    line = console.summary_line("tile tcga", {"n_slides": 48, "n_done": 47, "n_failed": 1, "n_tiles": 10143,
+                                              "tissue_area_mm2": 160.385408, "tiles_per_slide_min": 200}, "tile")
+    assert line == "tile tcga: n_slides=48, n_done=47, n_failed=1, n_tiles=10143, tissue_area_mm2=160.4"
+
+
+def _root_logger_calls(path: Path) -> list[str]:
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "logging"
+                and node.func.attr in {"debug", "info", "warning", "error", "exception", "critical"}):
+            bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return bad
+
+
+def test_no_root_logger_and_no_raw_tqdm() -> None:
+    files = sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "pipelines").glob("*.py"))
+    assert not [b for f in files for b in _root_logger_calls(f)], "log through logging.getLogger(__name__)"
+    raw = [str(f.relative_to(ROOT)) for f in files if f.name != "console.py"
+           and ("from tqdm import tqdm" in f.read_text() or "from tqdm.auto import tqdm" in f.read_text())]
+    assert not raw, f"use histcode.console.tqdm (log lines under DVC): {raw}"

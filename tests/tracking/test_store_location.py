@@ -1,0 +1,55 @@
+"""Defect 1: the project store keeps artifacts in mlruns/artifacts, so a copied/moved project loads its models."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from histcode import tracking
+from histcode.registry import CHAMPION, load_model, log_and_register
+
+
+def _register_champion(linear4, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    import mlflow
+
+    with tracking.start_run("mil", run_name="fit", stage="train_mil"):
+        mv = log_and_register(linear4(3), "histcode-mil", input_example=x)
+    mlflow.MlflowClient().set_registered_model_alias("histcode-mil", CHAMPION, mv.version)
+
+
+def test_artifacts_live_in_store_artifacts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linear4) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    _register_champion(linear4, np.zeros((2, 4), dtype="float32"))
+    con = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db")
+    (loc,) = con.execute("SELECT artifact_location FROM experiments WHERE name = 'histcode/mil'").fetchone()
+    assert loc.removeprefix("file://") == f"{tmp_path}/mlruns/artifacts", loc
+    assert any((tmp_path / "mlruns" / "artifacts").rglob("MLmodel"))
+
+
+def test_moved_project_loads_champion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linear4) -> None:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    monkeypatch.chdir(old)
+    _register_champion(linear4, x)
+    shutil.copytree(old / "mlruns", new / "mlruns")
+    shutil.rmtree(old)  # the project moved: nothing may still point at the old place
+    monkeypatch.chdir(new)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    model = load_model("histcode-mil", CHAMPION)
+    torch.testing.assert_close(model(torch.from_numpy(x)), linear4(3)(torch.from_numpy(x)))
+    # and new runs of the moved project keep writing into its own store
+    with tracking.start_run("mil", run_name="after-move", stage="train_mil") as run:
+        assert run.info.artifact_uri.removeprefix("file://").startswith(f"{new}/mlruns/artifacts/")
+
+
+def test_relocate_is_noop_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linear4) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    _register_champion(linear4, np.zeros((2, 4), dtype="float32"))
+    assert tracking.relocate_store(tmp_path / "mlruns" / "mlflow.db") == 0
+    assert tracking.relocate_store(tmp_path / "nothing.db") == 0
