@@ -256,7 +256,7 @@ class FoundationEncoder(nn.Module):
 # ---- weights: a local file, a local folder or the offline Hugging Face cache; never a download ----
 
 def missing_weights_message(spec: FoundationSpec, tried: str | None) -> str:
-    where = f"{tried} is not a weight file; " if tried else ""
+    where = f"{tried} is neither a weight file nor a folder with {'/'.join(spec.weight_files)}; " if tried else ""
     return (f"{spec.name}: no local weights for {spec.official}: {where}{spec.obtain}, then set "
             f"extract.sources.{spec.name} to the file (or cache it with huggingface-cli and set HF_HUB_OFFLINE=1); "
             f"licence: {spec.licence}.")
@@ -335,7 +335,11 @@ def load_weights(trunk: nn.Module, spec: FoundationSpec, path: Path) -> None:
     if _features_only(trunk):  # features_only CNN: the truncated part is unused
         wanted = set(trunk.state_dict())
         state = {k: v for k, v in state.items() if k in wanted}
-    missing, unexpected = trunk.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = trunk.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches: another model's (or another size's) weights
+        first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)
+        raise ValueError(f"{path}: not {spec.official} weights ({first.strip()}); {spec.obtain}.") from None
     missing = [k for k in missing if "relative_position_index" not in k and "attn_mask" not in k]
     if missing or unexpected:
         raise ValueError(f"{path}: not {spec.official} weights in timm layout (missing {missing[:3]}, unexpected "
