@@ -94,6 +94,11 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
         from histcode.slides.stain import load_normalizer
 
         normalize = load_normalizer(paths.stain_reference).transform_batch
+    from histcode.features.foundation import FOUNDATION, locate_weights
+
+    for name in names:  # fail fast, before any MLflow run or pixel read: one line naming the model and its source
+        if name in FOUNDATION:
+            locate_weights(FOUNDATION[name], cfg.sources.get(name))
     metrics: dict[str, Any] = {"n_slides": len(slides) + len(coord_failures), "world_size": info.world_size}
     run_ctx = (tracking.start_run("extract", run_name=f"extract-{cohort}", stage="extract", cohort=cohort,
                                   params={**to_dict(cfg), "encoders": names}, inputs=[paths.tiles(cohort)])
