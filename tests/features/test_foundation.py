@@ -108,7 +108,7 @@ def test_missing_weights_is_one_line_naming_the_model_and_where_to_get_it(tmp_pa
     msg = str(err.value)
     assert "\n" not in msg and "UNI (MahmoodLab/UNI" in msg and "https://huggingface.co/MahmoodLab/UNI" in msg
     assert "extract.sources.uni" in msg
-    with pytest.raises(FileNotFoundError, match="nowhere.bin is neither a weight file"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.bin is neither a weight file"):
         create_foundation("uni", source=str(tmp_path / "nowhere.bin"))
     with pytest.raises(ValueError, match="cannot be built here"):
         create_foundation("conch")

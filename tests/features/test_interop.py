@@ -136,7 +136,7 @@ def test_clam_pt_and_h5_files_read_with_their_coords() -> None:
         np.testing.assert_array_equal(c, coords)
         np.testing.assert_allclose(f, feats.numpy())
         (root / "patches" / "TCGA-63-7022.h5").unlink()
-        with pytest.raises(ValueError, match="carry no coords; put the matching h5_files/TCGA-63-7022.h5"):
+        with pytest.raises(ValueError, match=r"carry no coords; put the matching h5_files/TCGA-63-7022\.h5"):
             read_foreign_features(root / "pt_files" / "TCGA-63-7022.pt")
 
 

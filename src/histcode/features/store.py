@@ -221,5 +221,5 @@ def read_foreign_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
     if "patch_size_level0" not in attrs and "patch_size" in attrs and "patch_level" in attrs:
         ds = attrs.get("downsample")
         scale = float(np.ravel(ds)[0]) if ds is not None else 2.0 ** int(attrs["patch_level"])
-        attrs["patch_size_level0"] = int(round(int(attrs["patch_size"]) * scale))
+        attrs["patch_size_level0"] = round(int(attrs["patch_size"]) * scale)
     return feats, coords, attrs
