@@ -172,6 +172,11 @@ def test_trident_folder_trains_mil_directly(tmp_path: Path, fresh_mlflow, monkey
     pred = pd.read_csv(tmp_path / "data/predictions/mil/toy.csv")
     assert set(pred["slide_id"]) == set(manifest["slide_id"]) and pred["prob_tumor"].between(0, 1).all()
     assert (tmp_path / "data/attention/toy/gated_attention" / f"{sid}.h5").exists()
+    import mlflow
+
+    version = mlflow.MlflowClient().get_model_version_by_alias("histcode-mil", "challenger")
+    assert version.tags["encoder"] == "uni_trident" and version.tags["encoder_fingerprint"] == attrs[
+        "encoder_fingerprint"] and attrs["encoder_fingerprint"].startswith("import:")
 
 
 def test_trident_folder_trains_de_directly(tmp_path: Path) -> None:

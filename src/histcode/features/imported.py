@@ -51,6 +51,7 @@ def import_feature_set(name: str, folder: Path, manifest: pd.DataFrame, out_dir:
                        dtype: str = "float16") -> list[SlideOutcome]:
     """Convert the folder's file of every manifest slide (``slide_id``, ``path``, optional ``mpp``) into
     ``out_dir/<slide_id>.h5``; one outcome per slide; an error if no slide had a usable file."""
+    from histcode.features.foundation import file_digest
     from histcode.features.store import (
         FeaturesError,
         read_foreign_features,
@@ -82,7 +83,7 @@ def import_feature_set(name: str, folder: Path, manifest: pd.DataFrame, out_dir:
         slide_mpp = float(getattr(row, "mpp", float("nan")) or float("nan"))
         attrs = {"encoder": name, "encoder_uri": f"{fattrs['format']}:{src.resolve()}", "dim": feats.shape[1],
                  "tile_px": tile_px, "target_mpp": target_mpp, "patch_size": level0, "cohort": cohort,
-                 "source_format": fattrs["format"], "encoder_fingerprint": f"import:{src.stat().st_size}"}
+                 "source_format": fattrs["format"], "encoder_fingerprint": f"import:{file_digest(src)}"}
         coords_attrs = trident_coords_attrs(sid, patch_size_level0=level0, tile_px=tile_px, target_mpp=target_mpp,
                                             slide_mpp=slide_mpp if slide_mpp == slide_mpp else None,
                                             savetodir=out_dir)

@@ -223,3 +223,18 @@ def read_foreign_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
         scale = float(np.ravel(ds)[0]) if ds is not None else 2.0 ** int(attrs["patch_level"])
         attrs["patch_size_level0"] = round(int(attrs["patch_size"]) * scale)
     return feats, coords, attrs
+
+
+def feature_set_identity(features_dir: str | Path) -> dict[str, str]:
+    """``encoder``/``encoder_uri``/``encoder_fingerprint`` of a feature set (its first file's attrs), for the tags
+    of MLflow runs and registered models trained on it; {} when the folder holds no readable file."""
+    import h5py
+
+    for path in sorted(Path(features_dir).glob("*.h5")):
+        try:
+            with h5py.File(path, "r") as fh:
+                return {k: str(_plain(fh.attrs[k])) for k in ("encoder", "encoder_uri", "encoder_fingerprint")
+                        if k in fh.attrs}
+        except OSError:
+            continue
+    return {}
