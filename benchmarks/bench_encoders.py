@@ -3,8 +3,8 @@
 Each encoder runs in its own process (so peak RSS is that encoder's alone): build the full-size architecture
 (ViTs on the meta device, then materialised with random normal weights — timm's own init of a 1.1 B-parameter
 ViT-g takes minutes on 2 cores), embed ``--tiles`` random [0, 1] tiles at the encoder's input size (the
-module applies its own resize/normalisation) in batches, after one warm-up batch, on ``--threads`` threads. ``tiles_per_cpu_s`` (tiles per CPU-second over all threads) is the load-independent
-figure: on a shared machine wall-clock tiles/s fall with the load average; 2 quiet cores give at most 2× it.
+module applies its own resize/normalisation) in batches, after one warm-up batch, on ``--threads`` threads.
+``tiles_per_cpu_s`` (tiles per CPU-second over all threads) is the load-independent figure: on a shared machine wall-clock tiles/s fall with the load average; 2 quiet cores give at most 2× it.
 
     python benchmarks/bench_encoders.py [--threads 2] [--out benchmarks/results/bench_encoders.json]
 """
@@ -85,7 +85,8 @@ def main() -> None:
         row["process_s"] = time.perf_counter() - t0
         rows.append(row)
         print(f"{name:15s} {row['dim']:5d}-d {row['input_px']}px {row['params_m']:7.1f}M params "
-              f"{row['tiles_per_s']:7.2f} tiles/s ({row['tiles_per_cpu_s']:.2f}/CPU-s)  peak {row['peak_rss_mb']:7.0f} MB  build {row['build_s']:.1f}s",
+              f"{row['tiles_per_s']:7.2f} tiles/s ({row['tiles_per_cpu_s']:.2f}/CPU-s)  "
+              f"peak {row['peak_rss_mb']:7.0f} MB  build {row['build_s']:.1f}s",
               flush=True)
     from histcode.atomic import write_json
 
