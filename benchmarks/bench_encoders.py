@@ -1,10 +1,11 @@
 """CPU speed and memory of every registered encoder (random weights; speed does not depend on their values).
 
 Each encoder runs in its own process (so peak RSS is that encoder's alone): build the full-size architecture
-(ViTs on the meta device, then materialised with random normal weights — timm's own init of a 1.1 B-parameter
-ViT-g takes minutes on 2 cores), embed ``--tiles`` random [0, 1] tiles at the encoder's input size (the
+(ViTs on the meta device, then materialised with random normal weights: timm's own init of a 1.1 B-parameter
+ViT-g takes minutes on 2 cores), embed a few random [0, 1] tiles (``PLAN``) at the encoder's input size (the
 module applies its own resize/normalisation) in batches, after one warm-up batch, on ``--threads`` threads.
-``tiles_per_cpu_s`` (tiles per CPU-second over all threads) is the load-independent figure: on a shared machine wall-clock tiles/s fall with the load average; 2 quiet cores give at most 2× it.
+``tiles_per_cpu_s`` (tiles per CPU-second over all threads) is the load-independent figure: on a shared
+machine wall-clock tiles/s fall with the load average; 2 quiet cores give at most twice it.
 
     python benchmarks/bench_encoders.py [--threads 2] [--out benchmarks/results/bench_encoders.json]
 """
