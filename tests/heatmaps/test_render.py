@@ -21,6 +21,12 @@ def test_percentile_normalisation_is_rank_based() -> None:
     s = np.array([0.001, 5.0, 0.002, 0.002, 100.0])
     np.testing.assert_allclose(normalise_scores(s), [0, 0.75, 0.375, 0.375, 1.0])
     assert normalise_scores(np.array([3.0])).tolist() == [1.0]
+    from scipy.stats import rankdata
+
+    from histcode.heatmaps.canvas import average_ranks
+
+    many = np.random.default_rng(0).integers(0, 50, 2000).astype(float)  # many ties
+    np.testing.assert_array_equal(average_ranks(many), rankdata(many, method="average"))
     np.testing.assert_allclose(
         normalise_scores(np.arange(101.0), "minmax"), np.clip((np.arange(101) - 1) / 98, 0, 1)
     )

@@ -125,7 +125,7 @@ def heatmap_truth(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, patc
     (``truth.reference.lymph_*``) say how much of the overlap a tumour heatmap alone would give.
     A slide that cannot be evaluated is listed with its error and left out of the means.
     """
-    from histcode.mil.inference import read_attention
+    from histcode.mil.attention_store import read_attention
 
     sources = dict(gene_dirs)
     slides = sorted({h5.stem for folder in gene_dirs.values() for h5 in Path(folder).glob("*.h5")})
@@ -177,7 +177,7 @@ def truth_maps(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, slide_i
     percentile ranks (NaN where there is no tile), for ``de_plots.plot_truth_maps``."""
     from scipy.stats import rankdata
 
-    from histcode.mil.inference import read_attention
+    from histcode.mil.attention_store import read_attention
 
     sources = {g: Path(d) / f"{slide_id}.h5" for g, d in gene_dirs.items()}
     if reference_dir is not None:

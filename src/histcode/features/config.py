@@ -13,7 +13,13 @@ class ExtractConfig:
     ``encoders`` names: ``adco`` (data/models/encoder or ``sources.adco``, e.g. ``models:/histcode-encoder@
     champion``), ``simclr`` (data/models/encoder_simclr), ``imagenet`` (``imagenet_backbone`` with the
     local ``imagenet_weights`` file; skipped with a warning when it is absent), ``random`` (seeded random
-    init of the AdCo backbone) or any name given a directory/URI in ``sources``.
+    init of the AdCo backbone), a registered foundation model (``histcode.features.foundation``: ``uni``,
+    ``virchow2``, ... with ``sources.<name>`` = its local weight file; a missing file is a one-line error), or
+    any name given a directory/URI in ``sources``; a ``sources`` folder of TRIDENT/CLAM feature files is
+    imported as that feature set without re-extracting.
+
+    ``baseline_max_tiles`` > 0: the baselines (random, simclr, imagenet) embed a seeded subsample of at most that
+    many tiles per slide (a valid feature set with fewer tiles per slide); 0 embeds every tile.
     """
 
     encoders: list[str] = dataclasses.field(default_factory=lambda: ["adco"])
@@ -30,6 +36,7 @@ class ExtractConfig:
     imagenet_backbone: str = "resnet50_trunc"
     imagenet_weights: str | None = None
     max_bad_tile_frac: float = 0.1
+    baseline_max_tiles: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -37,6 +44,7 @@ class ExtractConfig:
 
         if not self.encoders:
             raise ConfigError("extract.encoders: list at least one encoder (e.g. [adco, random]).")
-        if self.input_px < 32 or self.batch_size < 1 or self.workers < 0 or not 0 <= self.max_bad_tile_frac <= 1:
-            raise ConfigError(f"extract: invalid input_px/batch_size/workers/max_bad_tile_frac in "
+        if (self.input_px < 32 or self.batch_size < 1 or self.workers < 0 or not 0 <= self.max_bad_tile_frac <= 1
+                or self.baseline_max_tiles < 0):
+            raise ConfigError(f"extract: invalid input_px/batch_size/workers/max_bad_tile_frac/baseline_max_tiles in "
                               f"{dataclasses.asdict(self)}")

@@ -1,4 +1,5 @@
-"""Named encoders for extraction: the trained AdCo encoder and its baselines (SimCLR, ImageNet, random)."""
+"""Named encoders for extraction: the trained AdCo encoder, its baselines (SimCLR, ImageNet, random) and the
+registered pathology foundation models (``histcode.features.foundation``: UNI, Virchow2, H-optimus, ...)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from histcode.ssl.backbone import create_encoder, encoder_meta, load_encoder
 log = logging.getLogger(__name__)
 
 BUILTIN = ("adco", "simclr", "imagenet", "random")
+BASELINES = ("random", "simclr", "imagenet")  # extract.baseline_max_tiles subsamples their tiles
 DEFAULT_BACKBONE = "resnet18_trunc"
 
 
@@ -30,6 +32,7 @@ class NamedEncoder:
     uri: str
     dim: int
     fingerprint: str
+    input_px: int = 0  # tile side the encoder wants to see (0: extract.input_px)
 
 
 def fingerprint(module: nn.Module) -> str:
@@ -56,7 +59,17 @@ def _trained(name: str, source: str) -> nn.Module:
 
 
 def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -> NamedEncoder:
-    """Build encoder ``name``; ``EncoderUnavailable`` for an optional baseline that cannot be built here."""
+    """Build encoder ``name``; ``EncoderUnavailable`` for an optional baseline that cannot be built here.
+
+    A registered foundation model needs its weights locally (``extract.sources.<name>``: file or folder, else
+    the offline Hugging Face cache); without them a one-line ``FileNotFoundError`` says how to obtain them."""
+    from histcode.features.foundation import FOUNDATION, create_foundation, file_digest
+
+    if name in FOUNDATION:
+        module, weights = create_foundation(name, source=cfg.sources.get(name))
+        spec = FOUNDATION[name]
+        return NamedEncoder(name=name, module=module, uri=f"{spec.official}:{weights.resolve()}", dim=module.dim,
+                            fingerprint=file_digest(weights), input_px=spec.resize_px)
     if name in cfg.sources or name in ("adco", "simclr"):
         source = cfg.sources.get(name, _default_source(name, paths))
         if not source.startswith("models:/") and not Path(source).exists():
@@ -80,8 +93,8 @@ def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -
             module = create_encoder(backbone)
         uri = f"random:{backbone}:seed={seed}"
     else:
-        raise ValueError(f"extract.encoders: unknown encoder {name!r}; valid: {list(BUILTIN)} or a name with a "
-                         "directory / models:/ URI in extract.sources")
+        raise ValueError(f"extract.encoders: unknown encoder {name!r}; valid: {list(BUILTIN)}, "
+                         f"{sorted(FOUNDATION)} or a name with a directory / models:/ URI in extract.sources")
     module.eval()
     dim = int(getattr(module, "dim", 0)) or _probe_dim(module)
     return NamedEncoder(name=name, module=module, uri=uri, dim=dim, fingerprint=fingerprint(module))

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from histcode.features.config import ExtractConfig
-from histcode.features.store import FeatureWriter
+from histcode.features.store import FeatureWriter, trident_coords_attrs
 from histcode.ssl.slide_tiles import SlideTileDataset, SlideTiles, TileCollate, worker_init
 
 log = logging.getLogger(__name__)
@@ -85,19 +85,46 @@ class EncoderJob:
     dim: int
     out_dir: Path
     fingerprint: str
+    input_px: int = 0  # tile side this encoder is fed (0: extract.input_px); the encoder resizes from there
+    max_tiles: int = 0  # > 0: embed a seeded subsample of at most this many tiles per slide (baselines)
+    seed: int = 0
+
+    @property
+    def identity(self) -> str:
+        """What a finished file must match to be skipped: the weights and, when subsampled, the subsample."""
+        return f"{self.fingerprint}-sub{self.max_tiles}s{self.seed}" if self.max_tiles > 0 else self.fingerprint
+
+
+def subsample_rows(slide_id: str, n: int, max_tiles: int, seed: int) -> np.ndarray:
+    """Boolean (n,) mask of the tiles a subsampled encoder embeds: all when ``n <= max_tiles``, else a uniform
+    sample of ``max_tiles`` seeded by (seed, slide_id), so every rerun and every rank picks the same tiles."""
+    keep = np.ones(n, dtype=bool)
+    if 0 < max_tiles < n:
+        import zlib
+
+        rng = np.random.default_rng([seed, zlib.crc32(slide_id.encode())])
+        keep[:] = False
+        keep[rng.choice(n, size=max_tiles, replace=False)] = True
+    return keep
 
 
 class _Sink:
     """One (slide, encoder) output: a streaming writer, or the reason it broke."""
 
     def __init__(self, job: EncoderJob, slide: SlideTiles, cfg: ExtractConfig, extra: dict[str, Any]) -> None:
-        attrs = {"encoder": job.name, "encoder_uri": job.uri, "encoder_fingerprint": job.fingerprint, "dim": job.dim,
+        self.keep = subsample_rows(slide.slide_id, slide.n, job.max_tiles, job.seed)
+        attrs = {"encoder": job.name, "encoder_uri": job.uri, "encoder_fingerprint": job.identity, "dim": job.dim,
                  "tile_px": slide.attrs.get("tile_px"),
                  "target_mpp": slide.attrs.get("target_mpp"), "patch_size": slide.patch_size,
-                 "input_px": cfg.input_px, **extra}
+                 "input_px": job.input_px or cfg.input_px, "n_tiles_slide": slide.n,
+                 "subsample_max_tiles": job.max_tiles, **extra}
         attrs = {k: (v if v is not None else -1) for k, v in attrs.items()}
-        self.writer = FeatureWriter(job.out_dir / f"{slide.slide_id}.h5", n_max=slide.n, dim=job.dim,
-                                    dtype=cfg.dtype, attrs=attrs)
+        coords_attrs = trident_coords_attrs(slide.slide_id, patch_size_level0=slide.patch_size,
+                                            tile_px=int(attrs["tile_px"]), target_mpp=float(attrs["target_mpp"]),
+                                            slide_mpp=slide.mpp or slide.attrs.get("slide_mpp"),
+                                            savetodir=job.out_dir)
+        self.writer = FeatureWriter(job.out_dir / f"{slide.slide_id}.h5", n_max=int(self.keep.sum()), dim=job.dim,
+                                    dtype=cfg.dtype, attrs=attrs, coords_attrs=coords_attrs)
         self.broken = ""
 
     def finish(self, slide: SlideTiles, bad: int, first_err: str, max_bad_frac: float) -> SlideOutcome:
@@ -120,7 +147,7 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     for s in slides:
         need = []
         for i, j in enumerate(jobs):
-            if is_finished(j.out_dir / f"{s.slide_id}.h5", j.fingerprint):
+            if is_finished(j.out_dir / f"{s.slide_id}.h5", j.identity):
                 outcomes[j.name].append(SlideOutcome(s.slide_id, "skipped", s.n, 0, "already extracted"))
             else:
                 need.append(i)
@@ -136,7 +163,8 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
         return outcomes, stats
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     models = [j.module.to(device).eval().to(memory_format=fmt) for j in jobs]
-    dataset = SlideTileDataset(todo, out_px=cfg.input_px)
+    read_px = max([cfg.input_px] + [j.input_px for j in jobs])  # read once, at the largest size any encoder wants
+    dataset = SlideTileDataset(todo, out_px=read_px)
     ranges = _slide_batches(dataset, cfg.batch_size)
     loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=cfg.workers,
                         collate_fn=TileCollate(normalize), worker_init_fn=worker_init if cfg.workers else None,
@@ -178,15 +206,22 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
                 continue
             x = tiles[torch.from_numpy(ok)].to(device, non_blocking=True).float().div_(255.0)
             x = x.contiguous(memory_format=fmt)
-            coords = todo[s].coords[a - int(dataset.offsets[s]):b - int(dataset.offsets[s])][ok]
+            lo, hi = a - int(dataset.offsets[s]), b - int(dataset.offsets[s])
+            coords = todo[s].coords[lo:hi][ok]
             for i, sink in sinks.items():
-                if sink.broken:
+                rows = sink.keep[lo:hi][ok]
+                if sink.broken or not rows.any():
                     continue
                 try:
+                    xi = x if rows.all() else x[torch.from_numpy(rows).to(x.device)]
+                    px = jobs[i].input_px or cfg.input_px
+                    if xi.shape[-1] != px:  # e.g. AdCo at input_px beside a 224-px foundation model
+                        xi = torch.nn.functional.interpolate(xi, size=(px, px), mode="bilinear", antialias=True,
+                                                             align_corners=False).contiguous(memory_format=fmt)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                        feats = models[i](x)
-                    sink.writer.write(feats.float().cpu().numpy(), coords)
-                    embedded += len(coords)
+                        feats = models[i](xi)
+                    sink.writer.write(feats.float().cpu().numpy(), coords[rows])
+                    embedded += int(rows.sum())
                 except Exception as exc:  # this slide fails for this encoder; everything else goes on
                     log.exception("extract %s: slide %s failed", jobs[i].name, todo[s].slide_id)
                     sink.broken = f"{type(exc).__name__}: {exc}"

@@ -17,8 +17,9 @@ import pandas as pd
 
 from histcode.config import base, load_params, section, to_dict
 from histcode.features.config import ExtractConfig
-from histcode.features.encoders import EncoderUnavailable, resolve_encoder
+from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
 from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
+from histcode.features.imported import is_feature_folder
 from histcode.paths import Paths
 from histcode.ssl import distributed as D
 from histcode.ssl.slide_tiles import collect_slides
@@ -53,6 +54,18 @@ def _gather_outcomes(outcomes: list[SlideOutcome]) -> list[SlideOutcome]:
     return [o for p in parts for o in p]
 
 
+def _import(name: str, folder: Path, paths: Paths, cohort: str, out_dir: Path, cfg: ExtractConfig,
+            info: D.DistInfo) -> dict[str, int]:
+    """Convert a TRIDENT/CLAM folder into feature set ``name`` (``histcode.features.imported``)."""
+    from histcode.features.imported import import_feature_set
+
+    manifest = pd.read_csv(paths.slides_csv(cohort), dtype={"slide_id": str})
+    outcomes = import_feature_set(name, folder, manifest, out_dir, cohort=cohort, dtype=cfg.dtype)
+    _write_failures(out_dir, outcomes, dataclasses.replace(info, world_size=1))
+    counts = pd.Series([o.status for o in outcomes]).value_counts().to_dict()
+    return {f"slides_{k}": int(counts.get(k, 0)) for k in ("done", "failed")}
+
+
 def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: str,
                 encoders: list[str] | None = None, progress: bool | None = None,
                 out_root: Path | None = None) -> dict[str, Any]:
@@ -81,6 +94,11 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
         from histcode.slides.stain import load_normalizer
 
         normalize = load_normalizer(paths.stain_reference).transform_batch
+    from histcode.features.foundation import FOUNDATION, locate_weights
+
+    for name in names:  # fail fast, before any MLflow run or pixel read: one line naming the model and its source
+        if name in FOUNDATION:
+            locate_weights(FOUNDATION[name], cfg.sources.get(name))
     metrics: dict[str, Any] = {"n_slides": len(slides) + len(coord_failures), "world_size": info.world_size}
     run_ctx = (tracking.start_run("extract", run_name=f"extract-{cohort}", stage="extract", cohort=cohort,
                                   params={**to_dict(cfg), "encoders": names}, inputs=[paths.tiles(cohort)])
@@ -88,16 +106,30 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
     try:
         with run_ctx:
             jobs = []
+            identity: dict[str, str] = {}
             for name in names:
+                out_dir = Path(out_root) / name if out_root is not None else paths.features(cohort, name)
+                source = cfg.sources.get(name, "")
+                if source and is_feature_folder(source):  # TRIDENT/CLAM features: converted, not re-embedded
+                    if info.is_main:
+                        done = _import(name, Path(source), paths, cohort, out_dir, cfg, info)
+                        metrics.update({f"{name}/{k}": v for k, v in done.items()})
+                        identity[f"encoder.{name}.uri"] = f"import:{Path(source).resolve()}"
+                    continue
                 try:
                     enc = resolve_encoder(name, cfg, paths, seed=bcfg.seed)
                 except EncoderUnavailable as exc:
                     log.warning("%s", exc)
                     metrics[f"{name}/skipped"] = 1
                     continue
-                out_dir = Path(out_root) / name if out_root is not None else paths.features(cohort, name)
-                jobs.append(EncoderJob(enc.name, enc.module, enc.uri, enc.dim, out_dir,
-                                       enc.fingerprint))
+                sub = cfg.baseline_max_tiles if name in BASELINES else 0
+                jobs.append(EncoderJob(enc.name, enc.module, enc.uri, enc.dim, out_dir, enc.fingerprint,
+                                       input_px=enc.input_px, max_tiles=sub, seed=bcfg.seed))
+                identity.update({f"encoder.{name}.uri": enc.uri, f"encoder.{name}.fingerprint": jobs[-1].identity})
+            if info.is_main and identity:
+                import mlflow
+
+                mlflow.log_params(identity)
             outcomes, stats = extract_slides(mine, jobs, cfg=cfg, device=info.device, normalize=normalize,
                                              extra_attrs={"cohort": cohort, "stain": "reference" if cfg.stain
                                                           else "none"})

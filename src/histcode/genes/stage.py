@@ -46,6 +46,7 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
         for key in ("per_gene", "inputs", "folds"):
             mlflow.log_artifact(str(result.outputs[key]), artifact_path="de")
         if register:
+            from histcode.features.store import feature_set_identity
             from histcode.registry import log_and_register
             from histcode.registry.evidence import attach_evidence
 
@@ -57,6 +58,8 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                              input_example=np.asarray(result.inputs.x[:2], dtype=np.float32),
                              metrics={k: result.metrics[k] for k in TAGGED_METRICS if k in result.metrics},
                              tags={"cohort": cohort, "per_gene_artifact": "de/" + result.outputs["per_gene"].name,
+                                   "encoder": cfg.encoder, **{k: v for k, v in feature_set_identity(
+                                       paths.features(cohort, cfg.encoder)).items() if k != "encoder"},
                                    "output": "(B, G, 2): [..., 0] log10(fc+1), [..., 1] P(DE); genes in de/genes.txt"})
             per_gene = pd.read_csv(result.outputs["per_gene"]).dropna(subset=["pearson_r"])
             attach_evidence(REGISTERED_NAME, mv.version,

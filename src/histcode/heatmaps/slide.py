@@ -23,7 +23,7 @@ def render_slide(
     title: str = "",
 ) -> dict[str, str]:
     """Render ``out_dir/{heatmap.png, top_tiles.png, bottom_tiles.png[, tiles.geojson]}``; returns paths."""
-    from histcode.mil.inference import read_attention
+    from histcode.mil.attention_store import read_attention
     from histcode.slides.coords import read_coords
 
     coords, raw, attn, _ = read_attention(attention_h5)

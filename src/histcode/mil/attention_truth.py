@@ -105,7 +105,7 @@ def evaluate_attention_truth(
     Reads the generator's masks through ``histcode.synth.truth``; a slide that fails gets its reason in the
     ``error`` column and is left out of the means.
     """
-    from histcode.mil.inference import read_attention
+    from histcode.mil.attention_store import read_attention
     from histcode.synth.truth import read_region_mask, region_codes
 
     codes = region_codes()

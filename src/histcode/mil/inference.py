@@ -16,6 +16,7 @@ import pandas as pd
 
 from histcode.atomic import atomic_path
 from histcode.console import tqdm
+from histcode.mil.attention_store import read_attention  # noqa: F401  (re-export: the format's reader)
 from histcode.mil.bags import iter_bag_chunks
 from histcode.mil.model import MilClassifier, MilOutput
 
@@ -46,15 +47,6 @@ def write_attention(path: str | Path, coords: np.ndarray, out: MilOutput, attrs:
             if v is not None:
                 f.attrs[k] = v
         f.attrs["prob_tumor"] = float(out.prob[1])
-
-
-def read_attention(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """(coords (N, 2), attention_raw (N,), attention (N,), attrs) of one slide's attention file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: attention file missing; run `dvc repro train_mil`")
-    with h5py.File(path, "r") as f:
-        return f["coords"][()], f["attention_raw"][()], f["attention"][()], dict(f.attrs)
 
 
 def predict_slides(

@@ -121,7 +121,11 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
         paths.splits(cohort),
         meta={"seed": bcfg.seed, "val_frac": cfg.val_frac, "cohort": cohort, "made_by": "train_mil"},
     )
-    tags = {"encoder": encoder, "encoder_version": encoder_version(paths.models("encoder"))}
+    from histcode.features.store import feature_set_identity
+
+    ident = feature_set_identity(fdir)  # which weights made these features (registered versions carry it)
+    tags = {"encoder": encoder, "encoder_version": encoder_version(paths.models("encoder")),
+            **{k: v for k, v in ident.items() if k in ("encoder_uri", "encoder_fingerprint")}}
     ctx = StageContext(
         usable,
         BagCache(fpaths, cfg.cache_mb),

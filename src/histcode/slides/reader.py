@@ -17,7 +17,7 @@ import numpy as np
 MPP_AT_1X = 10.0
 # Largest level (in pixels) read whole by ``read_level``; bigger reads go through ``read_downsampled``.
 MAX_LEVEL_PIXELS = 120_000_000
-_STRIP = 4096  # level pixels per strip side when downscaling big levels
+_STRIP = 2048  # level pixels per strip side when downscaling big levels (2048: thumbnail of a 100k slide < 300 MB)
 
 
 class SlideError(Exception):
