@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtri
 
 from histcode.synth.config import SynthConfig
 
@@ -42,8 +43,8 @@ TUMOUR_TIL_PER_MM2 = 200.0  # scattered TILs in tumour (stroma: 30 % of it), the
 
 @dataclass(frozen=True)
 class PatientPlan:
-    """One patient. ``z_lymph``/``z_cell``/``z_tumour`` are the standardised latent factors that drive
-    both the tumour slide's morphology and the planted expression effects."""
+    """One patient. ``z_lymph``/``z_cell``/``z_tumour``/``z_necrosis`` are the standardised latent factors
+    that drive both the tumour slide's morphology and the planted expression effects."""
 
     cohort: str
     patient_id: str
@@ -51,6 +52,7 @@ class PatientPlan:
     z_lymph: float
     z_cell: float
     z_tumour: float
+    z_necrosis: float
     tumour_fraction: float
     necrosis_fraction: float
     til_per_mm2: float
@@ -107,6 +109,7 @@ def _patients(
     out = []
     for i in range(n):
         zl, zc, zt = (float(v) for v in z[i])
+        zn = float(ndtri(rng.uniform(1e-6, 1 - 1e-6)))
         out.append(
             PatientPlan(
                 cohort=cohort,
@@ -115,8 +118,9 @@ def _patients(
                 z_lymph=zl,
                 z_cell=zc,
                 z_tumour=zt,
+                z_necrosis=zn,
                 tumour_fraction=float(np.clip(0.52 + 0.14 * zt, 0.22, 0.82)),
-                necrosis_fraction=float(rng.uniform(0.02, 0.12)),
+                necrosis_fraction=float(np.clip(0.06 * np.exp(0.8 * zn), 0.01, 0.3)),
                 til_per_mm2=TUMOUR_TIL_PER_MM2,
                 inflamed_fraction=float(np.clip(0.05 * np.exp(0.9 * zl), 0.005, 0.3)),
                 normal_inflamed_fraction=float(rng.uniform(0.005, 0.05)),
