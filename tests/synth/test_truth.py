@@ -10,6 +10,7 @@ import pytest
 
 from histcode.synth import truth
 from histcode.synth.genes import LYMPHOCYTE_GENES
+from histcode.synth.layout import TISSUE_CODES
 
 REQUIRED = {
     "background",
@@ -20,6 +21,7 @@ REQUIRED = {
     "necrosis",
     "pen_mark",
     "blank",
+    "adipose",
 }
 
 
@@ -43,7 +45,7 @@ def test_masks_match_slides_and_labels(tiny_cohort: Path) -> None:
         present = set(np.unique(mask).tolist())
         seen |= present
         assert present <= set(codes.values())
-        tissue = np.isin(mask, [1, 2, 3, 4, 5]).sum()
+        tissue = np.isin(mask, TISSUE_CODES).sum()
         assert r.tumour_fraction == pytest.approx((mask == codes["tumour"]).sum() / tissue)
         if r.label == 0:
             assert codes["tumour"] not in present and codes["necrosis"] not in present

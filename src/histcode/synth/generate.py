@@ -122,6 +122,7 @@ def generate(cfg: SynthConfig, out_dir: Path) -> None:
             stain_jitter=cfg.stain_jitter,
             jpeg_quality=cfg.jpeg_quality,
             tile_px=cfg.tile_px,
+            adipose_fraction=cfg.adipose_fraction,
         )
         for s in slides
     ]

@@ -24,6 +24,7 @@ REGION_CODES: dict[str, int] = {
     "necrosis": 5,
     "pen_mark": 6,
     "blank": 7,
+    "adipose": 8,
 }
 REGION_DESCRIPTIONS: dict[str, str] = {
     "background": "glass outside the tissue",
@@ -34,8 +35,9 @@ REGION_DESCRIPTIONS: dict[str, str] = {
     "necrosis": "necrosis: pale granular eosin with nuclear debris and ghost nuclei",
     "pen_mark": "ink of a pen mark (over glass or tissue)",
     "blank": "artefact: tissue tear inside the section, bare glass",
+    "adipose": "fat: empty adipocytes (50-150 µm) outlined by thin eosin membranes (normal breast, often at the edge)",
 }
-TISSUE_CODES = (1, 2, 3, 4, 5)
+TISSUE_CODES = (1, 2, 3, 4, 5, 8)
 # The lymphocytic infiltrate is patchy in real tumours (inflamed vs excluded areas, lymphoid aggregates): dense
 # infiltrates are blobs of a smooth field with a correlation length of about one to two 128 µm tiles.
 INFLAMED_SIGMA_UM = 120.0

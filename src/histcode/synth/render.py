@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from histcode.synth.adipose import Membranes
 from histcode.synth.cells import Biology, Glands, Nuclei, place_glands, place_nuclei
 from histcode.synth.layout import REGION_CODES as RC
 from histcode.synth.layout import Layout
@@ -31,6 +32,7 @@ CELL_AMP = np.array([0.0, 0.10, 0.15, 0.45, 0.20, 0.25, 0.00, 0.00], np.float32)
 GRAN_AMP = np.array([0.0, 0.00, 0.00, 0.00, 0.00, 0.55, 0.00, 0.00], np.float32)
 TISSUE = np.array([0, 1, 1, 1, 1, 1, 0, 0], np.float32)
 GLASS_OD = 0.012
+MEMBRANE_E = 0.42  # eosin of an adipocyte membrane (before the scanner blur thins its contrast)
 LN10 = math.log(10.0)
 
 
@@ -48,6 +50,8 @@ class RenderStats:
 def _grid_maps(layout: Layout, ink_density: float, style: StainStyle) -> dict[str, np.ndarray]:
     """Per-cell rendering parameters, padded by one cell on every side (edge replicated)."""
     base = np.where(layout.codes == RC["pen_mark"], layout.under, layout.codes)
+    fat = base == RC["adipose"]
+    base = np.where(fat, RC["stroma"], base)  # fat borders blend into stroma; inside, membranes replace it
     e = (E_BASE * np.asarray(style.region_e, np.float32))[base]
     cos2 = np.cos(2 * layout.angle)
     maps = {
@@ -59,6 +63,7 @@ def _grid_maps(layout: Layout, ink_density: float, style: StainStyle) -> dict[st
         "tissue": TISSUE[base],
         "h": (H_BASE * np.asarray(style.region_h, np.float32))[base],
         "ink": (layout.codes == RC["pen_mark"]) * np.float32(ink_density),
+        "fat": fat.astype(np.float32),
     }
     out = {}
     for k, v in maps.items():
@@ -107,8 +112,10 @@ def render_slide(
     bio: Biology,
     rng: np.random.Generator,
     ink_density: float = 0.8,
+    membranes: Membranes | None = None,
 ) -> tuple[np.ndarray, RenderStats]:
-    """(height, width, 3) uint8 RGB level-0 image and realised cell counts."""
+    """(height, width, 3) uint8 RGB level-0 image and realised cell counts. ``membranes``: the adipocyte
+    lattice drawn where the layout has fat (without it, fat renders empty)."""
     nuclei = place_nuclei(
         rng, layout.codes, layout.angle, width=width, height=height, mpp=mpp, cell_px=cell_px, bio=bio
     )
@@ -125,6 +132,7 @@ def render_slide(
         value=0,
     )
     maps = _grid_maps(layout, ink_density, style)
+    mem_e = np.float32(MEMBRANE_E * style.region_e[RC["stroma"]])
     tex = tiled_bank(mpp)
     banks = {k: sprite_bank(k, mpp) for k in nuclei}
     oy, ox = (int(v) for v in rng.integers(0, TILE, 2))
@@ -169,6 +177,11 @@ def render_slide(
                 h[ring] = 0.07
                 e[lumen] = 0.02
                 h[lumen] = 0.0
+            if "fat" in up:  # adipocytes: empty cells, eosin only on their membranes
+                fat = up["fat"]
+                mem = membranes.block(y_off, x_off, hb, wb) if membranes is not None else zero
+                e += fat * (mem_e * mem * (1 + 0.2 * t["cell"]) - e)
+                h *= 1 - fat
             e *= tis
             h *= tis
             for kind, nuc in band.items():

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from histcode.synth.adipose import add_adipose, membrane_lattice
 from histcode.synth.cells import Biology
 from histcode.synth.layout import REGION_CODES, TISSUE_CODES, make_layout
 from histcode.synth.plan import PatientPlan, SlidePlan
@@ -24,6 +25,7 @@ from histcode.synth.truth import twin_path, write_lymphocyte_map, write_region_m
 SCANNERS = {"tcga": ScannerStyle(256, 85, "SS1302"), "cptac": ScannerStyle(512, 78, "SS7391")}
 NORMAL_STROMA_TIL = 30.0  # lymphocytes per mm² of normal tissue
 NORMAL_CLUSTERS = 0.25  # aggregates per mm² of normal tissue
+ADIPOSE_STREAM = 8  # extra seed word of the fat stream (fat never shifts the rest of a slide's randomness)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class SlideJob:
     stain_jitter: float
     jpeg_quality: int
     tile_px: int
+    adipose_fraction: tuple[float, float] = (0.0, 0.0)  # range of the fat share of a normal slide's tissue
 
 
 def _biology(p: PatientPlan, tumour: bool) -> Biology:
@@ -82,6 +85,12 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         blank=s.blank,
         inflamed_fraction=p.inflamed_fraction if tumour else p.normal_inflamed_fraction,
     )
+    fat_rng = np.random.default_rng(np.random.SeedSequence([*s.seed, ADIPOSE_STREAM]))
+    fat_fraction = float(fat_rng.uniform(*job.adipose_fraction)) if not tumour else 0.0
+    layout = add_adipose(fat_rng, layout, fat_fraction, job.cell_um)
+    membranes = membrane_lattice(
+        fat_rng, layout.under == REGION_CODES["adipose"], cell_px=cell_px, mpp=s.mpp, width=s.width, height=s.height
+    )
     style = sample_style(rng, s.style, job.stain_jitter)
     bio = _biology(p, tumour)
     image, stats = render_slide(
@@ -94,6 +103,7 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         bio=bio,
         rng=rng,
         ink_density=float(rng.uniform(0.5, 0.9)),
+        membranes=membranes,
     )
     base = SCANNERS[s.style]
     scanner = ScannerStyle(
@@ -123,7 +133,9 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         twin = str(tp.relative_to(job.gt_dir))
     write_region_mask(job.gt_dir, s.cohort, s.slide_id, layout.codes)
     write_lymphocyte_map(job.gt_dir, s.cohort, s.slide_id, stats.lymphocyte_counts)
-    return _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
+    row = _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
+    row["planted_adipose_fraction"] = fat_fraction
+    return row
 
 
 def _truth_row(
