@@ -15,6 +15,7 @@ The caller gives each step its own random stream, so adding fat changes nothing 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -57,7 +58,7 @@ def add_adipose(rng: np.random.Generator, layout: Layout, fraction: float, cell_
     under[fat] = ADIPOSE
     codes = layout.codes.copy()
     codes[fat & (codes == layout.under)] = ADIPOSE
-    return Layout(codes=codes, under=under, angle=layout.angle)
+    return dataclasses.replace(layout, codes=codes, under=under)
 
 
 @dataclass(frozen=True)
