@@ -103,3 +103,23 @@ def test_randomised_nuisance_varies_and_sites_differ(link_cohort: Path) -> None:
     assert (ext["tile_px"] == 512).all() and (tr["tile_px"] == 256).all()
     patients = truth.read_patient_truth(gt)
     assert {"z_necrosis", "architecture", "nuclear_scale", "pleomorphism"} <= set(patients.columns)
+
+
+def test_overlays_mark_the_tumour_bed_and_lumens(link_cohort: Path) -> None:
+    """The tumour bed holds every tumour cell and the stroma between them; lumens lie in tumour; normals
+    have neither."""
+    gt = link_cohort / "ground_truth"
+    bits = truth.overlay_bits()
+    shares = []
+    for r in truth.read_slide_truth(gt).itertuples():
+        mask, _ = truth.read_region_mask(gt, r.cohort, r.slide_id)
+        ov = truth.read_overlay_map(gt, r.cohort, r.slide_id)
+        bed, lumen = (ov & bits["tumour_bed"]) > 0, (ov & bits["lumen"]) > 0
+        assert (mask[lumen] == RC["tumour"]).all()
+        if r.label == 0:
+            assert not bed.any() and not lumen.any()
+            continue
+        assert bed[mask == RC["tumour"]].all() and not bed[mask == RC["background"]].any()
+        shares.append((mask[bed] == RC["tumour"]).mean())
+        assert shares[-1] == pytest.approx(r.tumour_share_of_bed)
+    assert min(shares) < 0.65 < max(shares)  # architectures with stroma in the bed, and solid sheets

@@ -43,26 +43,29 @@ TISSUE_CODES = (1, 2, 3, 4, 5, 8)
 INFLAMED_SIGMA_UM = 120.0
 
 
-# Bits of the ground-truth overlay map: artefacts over the tissue (which stays tissue under them) and gland
-# lumens inside tumour (region code stays tumour).
+# Bits of the ground-truth overlay map: artefacts over the tissue (which stays tissue under them), gland
+# lumens inside tumour (region code stays tumour) and the tumour bed (the tumour's envelope: tumour cells
+# with the stroma, lumens, necrosis and infiltrates between them, as a pathologist outlines a tumour).
 ARTEFACT_BITS: dict[str, int] = {"fold": 1, "bubble": 2, "out_of_focus": 4}
-OVERLAY_BITS: dict[str, int] = {**ARTEFACT_BITS, "lumen": 8}
+OVERLAY_BITS: dict[str, int] = {**ARTEFACT_BITS, "lumen": 8, "tumour_bed": 16}
 # Share of the tumour envelope that tumour cells take, per architecture, at a typical tumour fraction: the
 # envelope grows so the tumour area still hits the planted tumour fraction.
-ARCH_SHARE: dict[str, float] = {"solid": 0.86, "nests": 0.42, "glands": 0.5, "cords": 0.36, "single_files": 0.26}
+ARCH_SHARE: dict[str, float] = {"solid": 0.86, "nests": 0.55, "glands": 0.6, "cords": 0.5, "single_files": 0.4}
 
 
 @dataclass(frozen=True)
 class Layout:
     """``codes``: final (gh, gw) uint8 map; ``under``: codes beneath pen ink (for rendering);
     ``angle``: (gh, gw) fibre orientation in radians; ``lumen``: gland lumens inside tumour (bool, region
-    code stays tumour); ``artefacts``: uint8 bit map (``ARTEFACT_BITS``) of folds, bubbles, out-of-focus."""
+    code stays tumour); ``artefacts``: uint8 bit map (``ARTEFACT_BITS``) of folds, bubbles, out-of-focus;
+    ``bed``: the tumour bed (bool; empty on normal slides)."""
 
     codes: np.ndarray
     under: np.ndarray
     angle: np.ndarray
     lumen: np.ndarray | None = None
     artefacts: np.ndarray | None = None
+    bed: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ def make_layout(
     mm2_per_cell = (cell_um / 1000.0) ** 2
     tum = np.zeros(shape, bool)
     lumen = np.zeros(shape, bool)
+    env = np.zeros(shape, bool)
     if tumour:
         share = ARCH_SHARE[arch.pattern]
         env_frac = min(0.95, tumour_fraction / share)
@@ -311,4 +315,5 @@ def make_layout(
     ):
         if on:
             bits[draw()] |= ARTEFACT_BITS[name]
-    return Layout(codes=codes, under=under, angle=angle.astype(np.float32), lumen=lumen, artefacts=bits)
+    bed = env & np.isin(under, TISSUE_CODES)
+    return Layout(codes=codes, under=under, angle=angle.astype(np.float32), lumen=lumen, artefacts=bits, bed=bed)

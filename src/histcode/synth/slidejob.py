@@ -165,6 +165,8 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
     bits = layout.artefacts.copy() if layout.artefacts is not None else np.zeros_like(layout.codes)
     lumen = layout.lumen if layout.lumen is not None else np.zeros(layout.codes.shape, bool)
     bits[lumen] |= OVERLAY_BITS["lumen"]
+    bed = layout.bed if layout.bed is not None else np.zeros(layout.codes.shape, bool)
+    bits[bed] |= OVERLAY_BITS["tumour_bed"]
     write_overlay_map(job.gt_dir, s.cohort, s.slide_id, bits)
     row = _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
     solid = (layout.codes == REGION_CODES["tumour"]) & ~lumen  # tumour cells that can hold nuclei
@@ -175,6 +177,7 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
             if tumour and solid.any()
             else 0.0,
             "lumen_fraction": float(lumen.sum() / max((layout.codes == REGION_CODES["tumour"]).sum(), 1)),
+            "tumour_share_of_bed": float((layout.codes[bed] == REGION_CODES["tumour"]).mean()) if bed.any() else 0.0,
             "planted_adipose_fraction": fat_fraction,
             "site": site.name,
             "architecture": p.architecture if tumour else "",
