@@ -110,7 +110,8 @@ SITES: dict[str, SiteProfile] = {
         p_out_of_focus=0.35,
     ),
     # A third site for transfer checks on unseen ranges: yellowish older scanner, dark and pink stain,
-    # heavy JPEG; lobular-like case mix (cords and single files), smaller nuclei, fat-rich tissue.
+    # heavy JPEG; case mix with more cords and single files, smaller nuclei, fat-rich tissue. The hardest of
+    # the three (hand-made texture features transfer at 0.75-0.8 AUC here vs 0.92 to cptac).
     "site_c": SiteProfile(
         name="site_c",
         h_ref=(0.60, 0.72, 0.35),
@@ -126,9 +127,9 @@ SITES: dict[str, SiteProfile] = {
         tile_px=256,
         scanner_id="SS2047",
         z_shift=(0.3, -0.3, -0.2, -0.3),
-        nuclear_scale=(0.75, 1.05),
-        pleomorphism=(0.04, 0.18),
-        architecture={"solid": 0.15, "nests": 0.2, "glands": 0.15, "cords": 0.25, "single_files": 0.25},
+        nuclear_scale=(0.8, 1.1),
+        pleomorphism=(0.06, 0.2),
+        architecture={"solid": 0.2, "nests": 0.25, "glands": 0.2, "cords": 0.2, "single_files": 0.15},
         fibre_amp=(0.8, 1.8),
         adipose_normal=(0.3, 0.85),
         adipose_tumour=(0.05, 0.4),
