@@ -20,7 +20,10 @@ class SynthConfig:
 
     Slide sizes are level-0 pixels of a 20x (0.5 µm/px) slide; 40x slides cover the same tissue with
     twice the pixels per side. ``n_svs`` / ``n_40x`` slides of the training cohort are Aperio SVS /
-    40x; the rest are generic pyramidal TIFFs.
+    40x; the rest are generic pyramidal TIFFs. Each cohort is a site: ``train_profile`` / ``external_profile``
+    name its stain, scanner, case mix and morphology ranges (:mod:`histcode.synth.sites`);
+    ``adipose_fraction`` is the training site's fat range of normal slides, ``jpeg_quality`` caps its
+    per-slide JPEG quality.
     """
 
     out_dir: Path = Path("data/synthetic")
