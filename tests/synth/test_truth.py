@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,30 @@ def test_lymphocyte_maps_count_the_rendered_lymphocytes(tiny_cohort: Path) -> No
     assert dense_mean > 10_000 and rest_mean < 400, (dense_mean, rest_mean)  # packed lattice vs scattered TILs
     with pytest.raises(FileNotFoundError, match="histcode synth"):
         truth.read_lymphocyte_map(gt, "tcga_synth", "no-such-slide")
+
+
+def test_tumour_bed_reader(tiny_cohort: Path) -> None:
+    """The bed is overlay bit 16 on the mask grid: it holds every tumour cell, its tumour share is the
+    slides.csv column, normals have none; a cohort without the bed column is refused with the fix."""
+    gt = tiny_cohort / "ground_truth"
+    codes = truth.region_codes()
+    st = truth.read_slide_truth(gt)
+    for r in st.itertuples():
+        bed, ds = truth.read_tumour_bed(gt, r.cohort, r.slide_id)
+        mask, mds = truth.read_region_mask(gt, r.cohort, r.slide_id)
+        assert bed.dtype == bool and bed.shape == mask.shape and ds == mds
+        assert np.array_equal(bed, (truth.read_overlay_map(gt, r.cohort, r.slide_id) & 16) > 0)
+        if r.label == 0:
+            assert not bed.any()
+            continue
+        assert bed[mask == codes["tumour"]].all() and (mask[bed] == codes["tumour"]).mean() == pytest.approx(
+            r.tumour_share_of_bed
+        )
+    old = tiny_cohort.parent / "old_truth"
+    shutil.copytree(gt, old)
+    st.drop(columns="tumour_share_of_bed").to_csv(old / "slides.csv", index=False)
+    with pytest.raises(ValueError, match="regenerate it with `histcode synth`"):
+        truth.read_tumour_bed(old, st["cohort"][0], st["slide_id"][0])
 
 
 def test_tile_region_fractions_exact_on_aligned_tiles() -> None:

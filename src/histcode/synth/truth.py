@@ -7,7 +7,8 @@ Layout under ``<out_dir>/ground_truth/``:
     lymphocytes/<cohort>/<slide_id>.png   uint16 number of lymphocyte nuclei (aggregates + scattered TILs)
                                           whose centre lies in each mask pixel (same grid as the mask)
     nuclei/<cohort>/<slide_id>.png        uint16 number of tumour nuclei per mask pixel (nuclear density truth)
-    overlays/<cohort>/<slide_id>.png      uint8 bit map: 1 fold, 2 air bubble, 4 out of focus, 8 gland lumen
+    overlays/<cohort>/<slide_id>.png      uint8 bit map: 1 fold, 2 air bubble, 4 out of focus, 8 gland lumen,
+                                          16 tumour bed (the tumour region a pathologist would outline)
     slides.csv                            per-slide truth (patient, label, tumour fraction, lymphocyte
                                           density, stain matrix, mpp, mask_downsample, twin file, ...)
     patients.csv                          per-patient latent factors and planted morphology knobs
@@ -61,7 +62,7 @@ def overlay_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
 
 
 def overlay_bits() -> dict[str, int]:
-    """Overlay name (fold, bubble, out_of_focus, lumen) → bit of the overlay maps."""
+    """Overlay name (fold, bubble, out_of_focus, lumen, tumour_bed) → bit of the overlay maps."""
     return dict(OVERLAY_BITS)
 
 
@@ -95,8 +96,31 @@ def read_tumour_nuclei_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np
 
 
 def read_overlay_map(gt_dir: Path, cohort: str, slide_id: str) -> np.ndarray:
-    """uint8 overlay bits per mask pixel (:func:`overlay_bits`: artefacts and gland lumens)."""
+    """uint8 overlay bits per mask pixel (:func:`overlay_bits`: artefacts, gland lumens, tumour bed)."""
     return cv2.imread(str(_require(overlay_map_path(gt_dir, cohort, slide_id))), cv2.IMREAD_UNCHANGED)
+
+
+def read_tumour_bed(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
+    """(bed, downsample): boolean tumour bed per mask pixel and the level-0 pixels per mask pixel.
+
+    The bed (overlay bit 16) is the tumour's envelope with its stroma, lumens, necrosis and infiltrates: the
+    tumour region as a pathologist outlines it. Score tumour heatmaps against it, not against the mask's
+    tumour-cell code: in nests, glands and cords tumour cells fill only 40-60 % of the bed.
+    """
+    mask, ds = read_region_mask(gt_dir, cohort, slide_id)
+    slides = Path(gt_dir) / "slides.csv"
+    if "tumour_share_of_bed" not in pd.read_csv(slides, nrows=0).columns:
+        raise ValueError(
+            f"{slides}: cohort written before the tumour bed was recorded (no tumour_share_of_bed column); "
+            "regenerate it with `histcode synth`."
+        )
+    bits = read_overlay_map(gt_dir, cohort, slide_id)
+    if bits is None or bits.shape != mask.shape:
+        raise ValueError(
+            f"{overlay_map_path(gt_dir, cohort, slide_id)}: overlay map {None if bits is None else bits.shape} "
+            f"does not match the region mask {mask.shape}; regenerate the cohort with `histcode synth`."
+        )
+    return (bits & OVERLAY_BITS["tumour_bed"]) > 0, ds
 
 
 def read_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
