@@ -90,6 +90,7 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
         (truth_mask() if sid.endswith("1-01Z-00-DX1") else truth_mask()[:, ::-1].copy()),
         16.0,
     )
+    fake.read_tumour_bed = lambda gt, cohort, sid: (fake.read_region_mask(gt, cohort, sid)[0] == 3, 16.0)
     monkeypatch.setitem(sys.modules, "histcode.synth.truth", fake)
 
     params = {
@@ -125,7 +126,7 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
         gj = json.loads((d / "tiles.geojson").read_text())
         assert len(gj["features"]) == len(coords)
     assert metrics["gated_attention.mean_top_k_precision"] == 1.0
-    assert metrics["gated_attention.mean_iou"] == 1.0
+    assert metrics["gated_attention.mean_iou"] == 1.0 and metrics["gated_attention.mean_iou_cells"] == 1.0
     assert metrics["mean.mean_top_k_precision"] == 0.5  # uniform attention = chance (tumour share)
     assert json.loads(Path("reports/metrics/mil_attention.json").read_text()) == metrics
     assert metrics["truth_evaluated"] == 1

@@ -2,7 +2,8 @@
 
 Outputs under reports/figures/heatmaps/: <slide_id>/{heatmap.png, top_tiles.png, bottom_tiles.png,
 tiles.geojson}, index.csv (slide, status, reason); reports/metrics/mil_attention.json (counts, and for
-synthetic cohorts top-k precision and IoU per pooling, per slide in attention_truth_<pooling>.csv).
+synthetic cohorts top-k precision and IoU against the tumour bed, and against tumour cells as ``*_cells``, per
+pooling; per slide in attention_truth_<pooling>.csv).
 A slide that fails is listed with its reason; the others are rendered.
 """
 
@@ -97,8 +98,8 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
 def _truth(
     manifest: pd.DataFrame, paths: Paths, cohort: str, cfg: HeatmapConfig, out_root: Path
 ) -> dict[str, float]:
-    """Attention vs the generator's tumour masks for every tumour slide and every exported pooling."""
-    from histcode.mil.attention_truth import evaluate_attention_truth
+    """Attention vs the generator's tumour bed (and tumour cells) for every tumour slide and exported pooling."""
+    from histcode.evaluation.attention_truth import evaluate_attention_truth
     from histcode.slides.coords import read_coords
 
     tumour = sorted(manifest.loc[manifest["label"] == 1, "slide_id"])
@@ -125,6 +126,11 @@ def _truth(
         out.update({f"{pdir.name}.{k}": v for k, v in summary.items()})
     write_json(
         out_root / "attention_truth_settings.json",
-        {"top_k": cfg.truth_top_k, "threshold": cfg.truth_threshold},
+        {
+            "top_k": cfg.truth_top_k,
+            "threshold": cfg.truth_threshold,
+            "truth": "tumour bed (overlay bit 16)",
+            "truth_cells": "tumour-cell region code (metrics *_cells)",
+        },
     )
     return out

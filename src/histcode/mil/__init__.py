@@ -4,5 +4,5 @@ Modules in data-flow order: ``pooling`` (gated attention / mean / max, ``create_
 (``MilClassifier``, ``save_mil``/``load_mil``), ``bags`` (features h5 → bags in bounded memory), ``train``
 (Adam + early stopping), ``cv`` (patient-level folds, final refit), ``inference`` (streamed prediction,
 attention files), ``report``, ``final`` + ``stage`` (the train_mil DVC stage), ``external`` (+
-``external_stage``: ``histcode eval-external``) and ``attention_truth`` (synthetic cohorts only).
+``external_stage``: ``histcode eval-external``). Attention vs synthetic truth: ``evaluation.attention_truth``.
 """

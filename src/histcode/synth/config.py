@@ -20,7 +20,10 @@ class SynthConfig:
 
     Slide sizes are level-0 pixels of a 20x (0.5 µm/px) slide; 40x slides cover the same tissue with
     twice the pixels per side. ``n_svs`` / ``n_40x`` slides of the training cohort are Aperio SVS /
-    40x; the rest are generic pyramidal TIFFs.
+    40x; the rest are generic pyramidal TIFFs. Each cohort is a site: ``train_profile`` / ``external_profile``
+    name its stain, scanner, case mix and morphology ranges (:mod:`histcode.synth.sites`);
+    ``adipose_fraction`` is the training site's fat range of normal slides, ``jpeg_quality`` caps its
+    per-slide JPEG quality.
     """
 
     out_dir: Path = Path("data/synthetic")
@@ -41,6 +44,9 @@ class SynthConfig:
     tissue_fill: float = 0.82
     stain_jitter: float = 1.0
     external_slide_scale: float = 1.0
+    adipose_fraction: tuple[float, float] = (0.0, 0.7)
+    train_profile: str = "tcga"
+    external_profile: str = "cptac"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -56,6 +62,14 @@ class SynthConfig:
             raise ConfigError("synth: n_svs + n_40x exceeds the number of training slides.")
         if not 0.3 <= self.tissue_fill <= 0.95:
             raise ConfigError("synth.tissue_fill: must be in [0.3, 0.95].")
+        lo, hi = self.adipose_fraction
+        if not 0.0 <= lo <= hi <= 0.9:
+            raise ConfigError("synth.adipose_fraction: need 0 <= low <= high <= 0.9 (share of normal tissue).")
+        from histcode.synth.sites import SITES
+
+        for key in ("train_profile", "external_profile"):
+            if getattr(self, key) not in SITES:
+                raise ConfigError(f"synth.{key}: unknown site profile {getattr(self, key)!r}; one of {sorted(SITES)}.")
         if self.workers < 1:
             raise ConfigError("synth.workers: must be >= 1.")
 

@@ -6,6 +6,9 @@ Layout under ``<out_dir>/ground_truth/``:
                                           [j·d, (j+1)·d) × [i·d, (i+1)·d), d = ``mask_downsample``
     lymphocytes/<cohort>/<slide_id>.png   uint16 number of lymphocyte nuclei (aggregates + scattered TILs)
                                           whose centre lies in each mask pixel (same grid as the mask)
+    nuclei/<cohort>/<slide_id>.png        uint16 number of tumour nuclei per mask pixel (nuclear density truth)
+    overlays/<cohort>/<slide_id>.png      uint8 bit map: 1 fold, 2 air bubble, 4 out of focus, 8 gland lumen,
+                                          16 tumour bed (the tumour region a pathologist would outline)
     slides.csv                            per-slide truth (patient, label, tumour fraction, lymphocyte
                                           density, stain matrix, mpp, mask_downsample, twin file, ...)
     patients.csv                          per-patient latent factors and planted morphology knobs
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.atomic import atomic_path
-from histcode.synth.layout import REGION_CODES, REGION_DESCRIPTIONS
+from histcode.synth.layout import OVERLAY_BITS, REGION_CODES, REGION_DESCRIPTIONS
 
 
 def region_codes() -> dict[str, int]:
@@ -50,6 +53,19 @@ def lymphocyte_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
     return Path(gt_dir) / "lymphocytes" / cohort / f"{slide_id}.png"
 
 
+def tumour_nuclei_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "nuclei" / cohort / f"{slide_id}.png"
+
+
+def overlay_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "overlays" / cohort / f"{slide_id}.png"
+
+
+def overlay_bits() -> dict[str, int]:
+    """Overlay name (fold, bubble, out_of_focus, lumen, tumour_bed) → bit of the overlay maps."""
+    return dict(OVERLAY_BITS)
+
+
 def _write_png(path: Path, image: np.ndarray, what: str) -> None:
     ok, buf = cv2.imencode(".png", image)
     if not ok:  # pragma: no cover - OpenCV PNG encoding of uint8/uint16 does not fail
@@ -61,6 +77,50 @@ def _write_png(path: Path, image: np.ndarray, what: str) -> None:
 def write_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str, counts: np.ndarray) -> None:
     _write_png(lymphocyte_map_path(gt_dir, cohort, slide_id), counts.astype(np.uint16),
                f"the lymphocyte map of {slide_id}")
+
+
+def write_tumour_nuclei_map(gt_dir: Path, cohort: str, slide_id: str, counts: np.ndarray) -> None:
+    _write_png(tumour_nuclei_map_path(gt_dir, cohort, slide_id), counts.astype(np.uint16),
+               f"the tumour nuclei map of {slide_id}")
+
+
+def write_overlay_map(gt_dir: Path, cohort: str, slide_id: str, bits: np.ndarray) -> None:
+    _write_png(overlay_map_path(gt_dir, cohort, slide_id), bits.astype(np.uint8), f"the overlay map of {slide_id}")
+
+
+def read_tumour_nuclei_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
+    """(counts, downsample): tumour nuclei per mask pixel and the level-0 pixels per mask pixel."""
+    path = _require(tumour_nuclei_map_path(gt_dir, cohort, slide_id))
+    _, ds = read_region_mask(gt_dir, cohort, slide_id)
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int64), ds
+
+
+def read_overlay_map(gt_dir: Path, cohort: str, slide_id: str) -> np.ndarray:
+    """uint8 overlay bits per mask pixel (:func:`overlay_bits`: artefacts, gland lumens, tumour bed)."""
+    return cv2.imread(str(_require(overlay_map_path(gt_dir, cohort, slide_id))), cv2.IMREAD_UNCHANGED)
+
+
+def read_tumour_bed(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
+    """(bed, downsample): boolean tumour bed per mask pixel and the level-0 pixels per mask pixel.
+
+    The bed (overlay bit 16) is the tumour's envelope with its stroma, lumens, necrosis and infiltrates: the
+    tumour region as a pathologist outlines it. Score tumour heatmaps against it, not against the mask's
+    tumour-cell code: in nests, glands and cords tumour cells fill only 40-60 % of the bed.
+    """
+    mask, ds = read_region_mask(gt_dir, cohort, slide_id)
+    slides = Path(gt_dir) / "slides.csv"
+    if "tumour_share_of_bed" not in pd.read_csv(slides, nrows=0).columns:
+        raise ValueError(
+            f"{slides}: cohort written before the tumour bed was recorded (no tumour_share_of_bed column); "
+            "regenerate it with `histcode synth`."
+        )
+    bits = read_overlay_map(gt_dir, cohort, slide_id)
+    if bits is None or bits.shape != mask.shape:
+        raise ValueError(
+            f"{overlay_map_path(gt_dir, cohort, slide_id)}: overlay map {None if bits is None else bits.shape} "
+            f"does not match the region mask {mask.shape}; regenerate the cohort with `histcode synth`."
+        )
+    return (bits & OVERLAY_BITS["tumour_bed"]) > 0, ds
 
 
 def read_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
@@ -99,7 +159,7 @@ def read_region_mask(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarr
 
 
 def read_gene_effects(gt_dir: Path) -> pd.DataFrame:
-    """Per gene: ``gene, gene_id, effect (lymphocyte|cellularity|tumour|null), latent, coefficient,
+    """Per gene: ``gene, gene_id, effect (lymphocyte|nuclear_density|tumour|necrosis|null), latent, coefficient,
     intercept, noise_sd, in_panel``."""
     return pd.read_csv(
         _require(Path(gt_dir) / "gene_effects.csv"), keep_default_na=False, dtype={"latent": str}
@@ -107,7 +167,8 @@ def read_gene_effects(gt_dir: Path) -> pd.DataFrame:
 
 
 def read_patient_truth(gt_dir: Path) -> pd.DataFrame:
-    """Per patient latent factors (``z_lymph, z_cell, z_tumour``) and planted morphology knobs."""
+    """Per patient latent factors (``z_lymph, z_cell, z_tumour, z_necrosis``), planted morphology knobs and
+    the nuisance morphology (site, architecture, nuclear scale, ...)."""
     return pd.read_csv(_require(Path(gt_dir) / "patients.csv"))
 
 
