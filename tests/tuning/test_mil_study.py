@@ -8,11 +8,11 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-import optuna
 from histcode.config import base, section
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import run_fold

@@ -4,10 +4,10 @@ pruner, MLflow runs and best-params writing are the production ones)."""
 from __future__ import annotations
 
 import mlflow
+import optuna
 import pytest
 import yaml
 
-import optuna
 from histcode.config import section
 from histcode.mil.config import MilConfig
 from histcode.tuning.objective import FoldOutcome
