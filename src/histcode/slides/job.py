@@ -21,12 +21,13 @@ from histcode import __version__
 from histcode.config import to_dict
 from histcode.slides.config import TileConfig
 from histcode.slides.coords import CoordsError, read_coords, write_coords
-from histcode.slides.grid import select_tiles, tile_size_level0
+from histcode.slides.grid import contour_grid_tiles, select_tiles, tile_size_level0
 from histcode.slides.mask import TissueMask, segment_tissue
 from histcode.slides.reader import SlideError, SlideReader
 from histcode.slides.render import render_mask, write_png
 
 SEG_MAX_REFINE = 4  # small slides segment at most 4x finer than seg_downsample
+CLAM_SEG_DOWNSAMPLE = 64.0  # CLAM segments the level closest to this level-0 downsample
 AREA_UNIT_PX = 512  # a_t / a_h unit: one 512x512 tile at the target resolution (CLAM's ref_patch_size)
 
 
@@ -112,9 +113,25 @@ def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
                          f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
     ratio = size / cfg.tile_px  # level-0 px per target px: segmentation is defined at target scale
-    seg_rgb, seg_ds = slide.read_downsampled(seg_downsample(cfg, max(width, height) / ratio) * ratio)
-    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=(AREA_UNIT_PX * ratio) ** 2)
+    if cfg.seg_level == "clam":  # CLAM's seg_level -1: the level closest to 64x, read as it is
+        seg_rgb, seg_ds = slide.read_downsampled(slide.level_downsamples[slide.best_level(CLAM_SEG_DOWNSAMPLE)])
+    else:
+        seg_rgb, seg_ds = slide.read_downsampled(seg_downsample(cfg, max(width, height) / ratio) * ratio)
+    unit = AREA_UNIT_PX * (ratio if cfg.area_units == "target" else 1.0)
+    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp)
     return Segmentation(tissue=tissue, image=seg_rgb, size=size)
+
+
+def select_coords(seg: Segmentation, width: int, height: int, cfg: TileConfig) -> np.ndarray:
+    """(K, 2) int32 level-0 coords of the kept tiles (slide grid or CLAM's per-contour grids)."""
+    t = seg.tissue
+    if cfg.grid_origin == "contour":
+        coords, _ = contour_grid_tiles(t.contours, t.holes, t.hole_owner, t.mask, t.downsample, seg.size,
+                                       threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+    else:
+        coords, _ = select_tiles(t.mask, t.downsample, width, height, seg.size,
+                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+    return coords
 
 
 def _thumbnail(slide: SlideReader, seg: Segmentation, cfg: TileConfig) -> tuple[np.ndarray, float]:
@@ -140,8 +157,7 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         seg = segment_slide(slide, cfg)
         tissue, size, seg_ds = seg.tissue, seg.size, seg.tissue.downsample
         width, height = slide.dimensions
-        coords, _ = select_tiles(tissue.mask, seg_ds, width, height, size,
-                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+        coords = select_coords(seg, width, height, cfg)
         thumb, thumb_ds = _thumbnail(slide, seg, cfg)
         mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
     tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
