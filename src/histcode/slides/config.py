@@ -25,7 +25,8 @@ class TileConfig:
     ``area_units: level0`` counts ``a_t``/``a_h`` in CLAM's 512x512 level-0 px instead; ``grid_origin:
     contour`` lays CLAM's grid, one per tissue piece from its bounding box (padded), instead of one grid
     from the slide's corner. ``seg_level: clam`` segments the pyramid level CLAM picks (closest to 64x
-    level-0 downsample, often level 0 on small slides) instead of ``seg_downsample``. :meth:`clam` is the preset that reproduces CLAM's ``create_patches_fp.py``.
+    level-0 downsample, often level 0 on small slides) instead of ``seg_downsample``. :meth:`clam` is the
+    preset that reproduces CLAM's ``create_patches_fp.py``.
     ``mpp_snap``: when target/slide µm-per-px is within this relative tolerance of a power of two (e.g. a
     0.499 µm/px "20x" slide), the exact power of two is used, so tiles need no resampling.
     """
