@@ -134,20 +134,6 @@ def select_coords(seg: Segmentation, width: int, height: int, cfg: TileConfig) -
     return coords
 
 
-def _thumbnail(slide: SlideReader, seg: Segmentation, cfg: TileConfig) -> tuple[np.ndarray, float]:
-    """PNG background: <= mask_png_max_px, >= 512 px unless that costs > 16x the segmentation read."""
-    seg_ds = seg.tissue.downsample
-    longest = max(slide.dimensions)
-    png_ds = max(longest / cfg.mask_png_max_px, min(seg_ds / 4.0, longest / 512.0), 1.0)
-    thumb, thumb_ds = (seg.image, seg_ds) if png_ds >= seg_ds else slide.read_downsampled(png_ds)
-    if max(thumb.shape[:2]) > cfg.mask_png_max_px:  # integer-factor reads can overshoot the cap
-        scale = cfg.mask_png_max_px / max(thumb.shape[:2])
-        size_px = (max(1, round(thumb.shape[1] * scale)), max(1, round(thumb.shape[0] * scale)))
-        thumb_ds *= thumb.shape[1] / size_px[0]
-        thumb = cv2.resize(thumb, size_px, interpolation=cv2.INTER_AREA)
-    return thumb, thumb_ds
-
-
 def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileConfig, *,
                mpp_override: float | None = None, default_mpp: float | None = None) -> SlideResult:
     """Tile one slide and write its outputs; raises ``SlideError`` for bad input (see ``run_slide``)."""
@@ -158,11 +144,10 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         tissue, size, seg_ds = seg.tissue, seg.size, seg.tissue.downsample
         width, height = slide.dimensions
         coords = select_coords(seg, width, height, cfg)
-        thumb, thumb_ds = _thumbnail(slide, seg, cfg)
         mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
     tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_png(png_path, render_mask(thumb, thumb_ds, tissue, coords, size))
+    write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px))
     if len(coords) == 0:
         raise SlideError(f"{path_str}: no tissue found (tissue area {tissue_mm2:.3f} mm², threshold "
                          f"{tissue.threshold:.0f} on saturation, no {cfg.tile_px}px tile reaches tissue "

@@ -234,8 +234,9 @@ def _segment_regions(rgb: np.ndarray, downsample: float, cfg: TileConfig, sat: n
     od_b, chroma_b = stain_od(blurred, pen)  # glass reference from everything but ink (glass is bright)
     stained = chroma_b >= NEUTRAL_RATIO * od_b
     od_tissue = od_b > cfg.od_threshold
-    artefact = od_tissue & ~stained & ~pen  # grey: bubble rims, dust, folds' shadows
-    dense = ((sat > threshold) | (od_tissue & stained)) & ~excluded
+    saturated = sat > threshold
+    artefact = od_tissue & ~stained & ~saturated & ~pen  # grey: bubble rims, dust, folds' shadows
+    dense = (saturated | (od_tissue & stained)) & ~excluded
     od, chroma = stain_od(rgb, pen) if blurred is not rgb else (od_b, chroma_b)
     fat, textured = adipose_mask(od, chroma, dense | pen | artefact, seg_um)
     fat &= ~pen
@@ -256,7 +257,7 @@ def _segment_regions(rgb: np.ndarray, downsample: float, cfg: TileConfig, sat: n
     tissue, holes, owner = _filter_contours(binary, min_t, min_h, cfg.max_n_holes, is_glass)
     mask = _draw(binary.shape, tissue, holes) & ~pen & ~artefact
     return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen, contours=tissue,
-                      holes=holes, hole_owner=owner, fat=fat & mask, artefact=artefact)
+                      holes=holes, hole_owner=owner, fat=fat & mask & ~dense, artefact=artefact)
 
 
 def _segment_clam(rgb: np.ndarray, downsample: float, cfg: TileConfig, min_t: float,
