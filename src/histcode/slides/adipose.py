@@ -23,13 +23,23 @@ LATTICE_MIN_PX = 25  # textured components smaller than this are specks, not a m
 RING_PX = 5  # textured pixels this close (5x5) to tissue or ink are its ragged border, not membranes
 
 
-def stain_od(rgb: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean OD, chromatic OD) per pixel, both relative to the slide's glass (99th percentile per channel of
-    the pixels not ``excluded``). Chromatic OD (max − min over channels) is ~0 for grey objects."""
+def glass_rgb(rgb: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """The slide's glass brightness: the 99th percentile per channel of the pixels not ``excluded``
+    (histogram-based, uint8)."""
     pixels = rgb[~excluded] if (~excluded).any() else rgb.reshape(-1, 3)
-    glass = np.percentile(pixels.reshape(-1, 3), 99, axis=0).astype(np.float32) + 1.0
-    od = np.clip(np.log10(glass / (rgb.astype(np.float32) + 1.0)), 0.0, None)
-    return od.mean(axis=2), od.max(axis=2) - od.min(axis=2)
+    out = np.empty(3, np.float32)
+    for c in range(3):
+        cdf = np.cumsum(np.bincount(pixels[:, c], minlength=256))
+        out[c] = float(np.searchsorted(cdf, 0.99 * cdf[-1]))
+    return out
+
+
+def stain_od(rgb: np.ndarray, glass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean OD, chromatic OD) per pixel relative to ``glass`` (:func:`glass_rgb`). Chromatic OD (max − min
+    over channels) is ~0 for grey objects."""
+    lut = np.clip(np.log10((glass[None, :] + 1.0) / (np.arange(256, dtype=np.float32)[:, None] + 1.0)), 0, None)
+    r, g, b = (np.ascontiguousarray(lut[:, c])[ch] for c, ch in enumerate(cv2.split(rgb)))
+    return (r + g + b) * np.float32(1 / 3), np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
 
 
 def window_px(seg_um: float) -> int:

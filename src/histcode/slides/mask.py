@@ -27,7 +27,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from histcode.slides.adipose import DENSITY_MIN, RING_PX, adipose_mask, stain_od
+from histcode.slides.adipose import DENSITY_MIN, RING_PX, adipose_mask, glass_rgb, stain_od
 from histcode.slides.config import TileConfig
 
 # Pen ink in OpenCV HSV (H 0-179, S and V 0-255). H&E at low resolution sits at hue ~135-170 (purple to
@@ -210,8 +210,10 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     min_t, min_h = min(cfg.a_t * unit, cap), min(cfg.a_h * unit, cap)
     if cfg.tissue_model == "clam":
         return _segment_clam(rgb, downsample, cfg, min_t, min_h)
-    pen = pen_mask(rgb, cfg.median_blur) if cfg.exclude_pen else np.zeros(rgb.shape[:2], bool)
-    blank = rgb.min(axis=2) >= cfg.white_value  # glass / empty background
+    blurred = cv2.medianBlur(rgb, cfg.median_blur) if cfg.median_blur > 1 else rgb
+    pen = pen_mask(blurred) if cfg.exclude_pen else np.zeros(rgb.shape[:2], bool)
+    r, g, b = cv2.split(rgb)
+    blank = cv2.min(cv2.min(r, g), b) >= cfg.white_value  # glass / empty background
     excluded = pen | blank
     sat, threshold = _saturation(rgb, cfg, excluded)
     if cfg.tissue_model == "otsu_od":
@@ -223,21 +225,21 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
         mask = _draw(binary.shape, tissue, holes) & ~pen
         return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
                           contours=tissue, holes=holes, hole_owner=owner)
-    return _segment_regions(rgb, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um)
+    return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um)
 
 
-def _segment_regions(rgb: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray, threshold: float,
-                     pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
+def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray,
+                     threshold: float, pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
                      seg_um: float) -> TissueMask:
-    """The ``regions`` model (module docstring)."""
-    blurred = cv2.medianBlur(rgb, cfg.median_blur) if cfg.median_blur > 1 else rgb
-    od_b, chroma_b = stain_od(blurred, pen)  # glass reference from everything but ink (glass is bright)
+    """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``."""
+    glass = glass_rgb(rgb, pen)  # from everything but ink: glass is the brightest
+    od_b, chroma_b = stain_od(blurred, glass)
     stained = chroma_b >= NEUTRAL_RATIO * od_b
     od_tissue = od_b > cfg.od_threshold
     saturated = sat > threshold
     artefact = od_tissue & ~stained & ~saturated & ~pen  # grey: bubble rims, dust, folds' shadows
     dense = (saturated | (od_tissue & stained)) & ~excluded
-    od, chroma = stain_od(rgb, pen) if blurred is not rgb else (od_b, chroma_b)
+    od, chroma = stain_od(rgb, glass) if blurred is not rgb else (od_b, chroma_b)
     fat, textured = adipose_mask(od, chroma, dense | pen | artefact, seg_um)
     fat &= ~pen
     binary = (dense | fat).astype(np.uint8)

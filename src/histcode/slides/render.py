@@ -25,7 +25,7 @@ ARTEFACT_BGR = (0, 120, 255)
 TILE_BGR = (0, 90, 0)
 LEGEND = (("kept tissue", TISSUE_BGR), ("adipose (kept)", FAT_BGR), ("hole cut (glass)", HOLE_BGR),
           ("pen ink (excluded)", PEN_BGR), ("grey artefact (excluded)", ARTEFACT_BGR), ("kept tile", TILE_BGR))
-MIN_SIDE = 768  # upscale small segmentation images to at least this longer side
+MIN_SIDE = 512  # upscale small segmentation images to at least this longer side
 
 
 def _tint(img: np.ndarray, where: np.ndarray, bgr: tuple[int, int, int], alpha: float) -> None:
@@ -59,25 +59,20 @@ def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, siz
     """QC picture of one slide. seg_rgb: (H, W, 3) uint8 RGB segmentation image (``tissue.downsample``
     level-0 px per px); coords (N, 2) level-0 tiles of side ``size``. Returns (H', W', 3) uint8 BGR."""
     h, w = seg_rgb.shape[:2]
-    f = max(1, min(MIN_SIDE // max(h, w), max_px // max(h, w)))
-    up = cv2.resize(np.ascontiguousarray(seg_rgb), (w * f, h * f), interpolation=cv2.INTER_NEAREST) if f > 1 \
-        else np.ascontiguousarray(seg_rgb)
-    img = cv2.cvtColor(up, cv2.COLOR_RGB2BGR)
-
-    def big(m: np.ndarray | None) -> np.ndarray:
-        if m is None:
-            return np.zeros(img.shape[:2], bool)
-        return np.kron(m, np.ones((f, f), bool)) if f > 1 else m.astype(bool)
-
-    fat = big(tissue.fat)
-    _tint(img, big(tissue.mask) & ~fat, TISSUE_BGR, 0.25)
+    f = max(1, min(-(-MIN_SIDE // max(h, w)), max_px // max(h, w)))
+    img = cv2.cvtColor(np.ascontiguousarray(seg_rgb), cv2.COLOR_RGB2BGR)  # tint at mask resolution ...
+    fat = tissue.fat if tissue.fat is not None else np.zeros((h, w), bool)
+    _tint(img, tissue.mask & ~fat, TISSUE_BGR, 0.25)
     _tint(img, fat, FAT_BGR, 0.45)
-    _tint(img, big(tissue.pen), PEN_BGR, 0.55)
-    _tint(img, big(tissue.artefact), ARTEFACT_BGR, 0.6)
+    _tint(img, tissue.pen, PEN_BGR, 0.55)
+    if tissue.artefact is not None:
+        _tint(img, tissue.artefact, ARTEFACT_BGR, 0.6)
     if tissue.holes:
-        holes = np.zeros(tissue.mask.shape, np.uint8)
+        holes = np.zeros((h, w), np.uint8)
         cv2.drawContours(holes, tissue.holes, -1, 1, thickness=cv2.FILLED)
-        _tint(img, big(holes.astype(bool)), HOLE_BGR, 0.45)
+        _tint(img, holes.astype(bool), HOLE_BGR, 0.45)
+    if f > 1:  # ... then upscale once for legible outlines and tiles
+        img = cv2.resize(img, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
     line = max(1, round(max(img.shape[:2]) / 700))
     scale = f / tissue.downsample  # level-0 px → picture px
     for contours, colour in ((tissue.contours, TISSUE_BGR), (tissue.holes, HOLE_BGR)):
