@@ -23,7 +23,7 @@ from histcode.slides.tiling import SlideJob, parse_shard, run_jobs, tile_cohort
 DATA = Path(__file__).resolve().parents[1] / "data"
 CMU1 = DATA / "CMU-1-Small-Region.svs"
 DICOM = DATA / "slidetool_test_dicom.dcm"
-CMU1_TILES = 31  # pinned: 256 px at 0.5 µm/px (snapped from 0.499), tissue fraction >= 0.5 (saturation or OD)
+CMU1_TILES = 32  # regions model (fat texture kept); the previous otsu_od mask gave 31
 CFG = TileConfig()
 
 
@@ -55,7 +55,9 @@ def test_real_slides_tile_only_on_tissue(tmp_path: Path, manifest_writer) -> Non
     assert res["dicom"].status == "done" and d_attrs["patch_size"] == 64  # 2.004 µm/px, snapped to 4x
     with SlideReader(DICOM) as s:
         fr = [_stained(s.read_tile(x, y, 64, 256)) for x, y in d_coords[::10].tolist()]
-    assert np.median(fr) >= 0.6 and min(fr) >= 0.1 and len(d_coords) > 100  # a pale, blurred scan
+    # a pale, blurred scan: the regions model also keeps its blurred, faintly textured rim (read as fat), so
+    # a few edge tiles are nearly unstained (15 % of the sample; the otsu_od mask had none)
+    assert np.median(fr) >= 0.6 and np.mean(np.array(fr) < 0.1) <= 0.2 and len(d_coords) > 100
     png = cv2.imread(str(tmp_path / "out" / "masks" / "cmu1.png"))
     assert png is not None and max(png.shape[:2]) >= 512
 
@@ -68,7 +70,7 @@ def test_bad_slides_recorded_rest_completes(tmp_path: Path, manifest_writer, tru
             ("d_nompp", no_mpp_slide, ""), ("e_corrupt", corrupt_slide, ""), ("f_missing", tmp_path / "x.svs", ""),
             ("g_cmu1", CMU1, "")]
     csv = manifest_writer(tmp_path / "slides.csv", rows)
-    results = tile_cohort(csv, tmp_path / "out", CFG, workers=2, progress=False)  # process pool path
+    results = tile_cohort(csv, tmp_path / "out", CFG, workers=2, progress=False)  # the planner keeps it in-process
     plist = pd.read_csv(tmp_path / "out" / "process_list.csv", keep_default_na=False)
     assert list(plist.columns[:4]) == ["slide", "status", "n_tiles", "reason"]
     assert plist["slide"].tolist() == [r[0] for r in rows] == [r.slide for r in results]
@@ -181,3 +183,17 @@ def test_worker_crash_is_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert got["s1"].status == "failed" and "worker process crashed" in got["s1"].reason  # type: ignore[attr-defined]
     assert all(got[s].status == "done" for s in ("s0", "s2", "s3"))  # type: ignore[attr-defined]
     assert isinstance(jobs[0], crashmod.CrashJob) and SlideJob is not None
+
+
+def test_pool_only_when_the_work_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small cohorts run in-process (a spawned worker costs more than it saves); large work gets the pool."""
+    from histcode.slides import tiling
+
+    jobs = [SlideJob(str(CMU1), f"s{i}", "out", CFG, None, None) for i in range(16)]
+    small = tiling.job_seconds(jobs[0])
+    assert tiling.SLIDE_COST_S < small < 1.0  # CMU-1's segmentation level is ~0.4 MP
+    monkeypatch.setattr(tiling.os, "cpu_count", lambda: 2)
+    assert tiling.plan_workers(jobs, 2) == 0 and tiling.plan_workers(jobs[:1], 8) == 0
+    monkeypatch.setattr(tiling, "job_seconds", lambda job: 4.0)  # e.g. 100k-px slides
+    assert tiling.plan_workers(jobs, 2) == 2 and tiling.plan_workers(jobs, 0) == 0
+    assert tiling.plan_workers(jobs[:1], 2) == 0

@@ -20,6 +20,13 @@ class TileConfig:
     ``seg_downsample`` is relative to the target resolution, reduced (at most 4x) for small slides so
     the segmentation image keeps up to ``seg_min_px`` pixels on its longer side (CLAM's fixed 64x would
     leave a 2 mm biopsy 30 px wide).
+    ``tissue_model``: ``regions`` (fat recognised, holes cut only when large and glass), ``otsu_od`` (the
+    previous mask) or ``clam`` (CLAM's segmentation); see :mod:`histcode.slides.mask`.
+    ``area_units: level0`` counts ``a_t``/``a_h`` in CLAM's 512x512 level-0 px instead; ``grid_origin:
+    contour`` lays CLAM's grid, one per tissue piece from its bounding box (padded), instead of one grid
+    from the slide's corner. ``seg_level: clam`` segments the pyramid level CLAM picks (closest to 64x
+    level-0 downsample, often level 0 on small slides) instead of ``seg_downsample``. :meth:`clam` is the
+    preset that reproduces CLAM's ``create_patches_fp.py``.
     ``mpp_snap``: when target/slide µm-per-px is within this relative tolerance of a power of two (e.g. a
     0.499 µm/px "20x" slide), the exact power of two is used, so tiles need no resampling.
     """
@@ -28,6 +35,10 @@ class TileConfig:
     tile_px: int = 256
     tissue_threshold: float = 0.5
     tissue_rule: Literal["fraction", "four_point"] = "fraction"
+    tissue_model: Literal["regions", "otsu_od", "clam"] = "regions"
+    area_units: Literal["target", "level0"] = "target"
+    grid_origin: Literal["slide", "contour"] = "slide"
+    seg_level: Literal["auto", "clam"] = "auto"
     seg_downsample: int = 64
     seg_min_px: int = 1024
     median_blur: int = 7
@@ -54,6 +65,17 @@ class TileConfig:
             raise ConfigError(f"tile.seg_downsample must be >= 1, got {self.seg_downsample}")
         if self.median_blur < 0 or (self.median_blur > 1 and self.median_blur % 2 == 0):
             raise ConfigError(f"tile.median_blur must be 0, 1 or an odd number, got {self.median_blur}")
+
+
+    @classmethod
+    def clam(cls, **overrides: object) -> TileConfig:
+        """CLAM-compatible preset: CLAM's segmentation, four-point rule, level-0 area units, per-contour
+        grids, no slide-size cap on the areas (CLAM's ``tiny_otsu``-like areas unless overridden)."""
+        values: dict[str, object] = dict(tissue_model="clam", tissue_rule="four_point", area_units="level0",
+                                         grid_origin="contour", seg_level="clam", area_slide_frac=1.0, a_t=1.0, a_h=1.0,
+                                         max_n_holes=8)
+        values.update(overrides)
+        return dataclasses.replace(cls(), **values)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)

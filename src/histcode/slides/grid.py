@@ -95,3 +95,56 @@ def select_tiles(mask: np.ndarray, downsample: float, width: int, height: int, s
     else:
         raise ValueError(f"unknown tissue_rule {rule!r}; valid: ['fraction', 'four_point']")
     return coords[keep], frac[keep]
+
+
+def _lookup(raster: np.ndarray, downsample: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """raster value at level-0 points (outside the raster: False)."""
+    h, w = raster.shape
+    i = np.floor(xs / downsample).astype(np.int64)
+    j = np.floor(ys / downsample).astype(np.int64)
+    ok = (i >= 0) & (i < w) & (j >= 0) & (j < h)
+    out = np.zeros(len(xs), bool)
+    out[ok] = raster[j[ok], i[ok]]
+    return out
+
+
+def contour_grid_tiles(contours: list[np.ndarray], holes: list[np.ndarray], hole_owner: list[int],
+                       mask: np.ndarray, downsample: float, size: int, *, threshold: float,
+                       rule: str = "four_point") -> tuple[np.ndarray, np.ndarray]:
+    """CLAM's tile grids (``process_contour`` with ``use_padding``): one grid per tissue piece, starting at
+    its level-0 bounding box, extending up to one tile past it. ``four_point`` is CLAM's ``four_pt`` test
+    against the piece (any of centre ± size/4 inside) with the centre outside the piece's holes;
+    ``fraction`` keeps tiles whose mask fraction reaches ``threshold``. Coordinates appearing in several
+    pieces' grids are kept once. Returns ((K, 2) int32 coords, (K,) tissue fractions)."""
+    import cv2
+
+    found: list[np.ndarray] = []
+    for k, cont in enumerate(contours):
+        c0 = np.asarray(cont * downsample, np.int32)  # CLAM's scaleContourDim
+        x0, y0, w, h = cv2.boundingRect(c0)
+        gx, gy = np.meshgrid(np.arange(x0, x0 + w, size), np.arange(y0, y0 + h, size), indexing="ij")
+        cand = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.int64)
+        if rule == "fraction":
+            frac = tissue_fractions(mask, downsample, cand, size)
+            found.append(cand[(frac >= threshold) & (frac > 0)])
+            continue
+        if rule != "four_point":
+            raise ValueError(f"unknown tissue_rule {rule!r}; valid: ['fraction', 'four_point']")
+        piece = np.zeros(mask.shape, np.uint8)
+        cv2.drawContours(piece, [cont], -1, 1, thickness=cv2.FILLED)
+        own = [holes[i] for i, o in enumerate(hole_owner) if o == k]
+        hole = np.zeros(mask.shape, np.uint8)
+        if own:
+            cv2.drawContours(hole, own, -1, 1, thickness=cv2.FILLED)
+            cv2.drawContours(hole, own, -1, 0, thickness=1)  # CLAM: a hole's boundary is not inside it
+        cx, cy = cand[:, 0] + size // 2, cand[:, 1] + size // 2
+        shift = int(size // 2 * 0.5)
+        inside = np.zeros(len(cand), bool)
+        for dx, dy in ((-shift, -shift), (shift, shift), (shift, -shift), (-shift, shift)):
+            inside |= _lookup(piece.astype(bool), downsample, cx + dx, cy + dy)
+        found.append(cand[inside & ~_lookup(hole.astype(bool), downsample, cx, cy)])
+    if not found:
+        return np.zeros((0, 2), np.int32), np.zeros(0)
+    coords = np.unique(np.concatenate(found), axis=0)
+    coords = coords[np.lexsort((coords[:, 0], coords[:, 1]))].astype(np.int32)
+    return coords, tissue_fractions(mask, downsample, coords, size)

@@ -21,12 +21,13 @@ from histcode import __version__
 from histcode.config import to_dict
 from histcode.slides.config import TileConfig
 from histcode.slides.coords import CoordsError, read_coords, write_coords
-from histcode.slides.grid import select_tiles, tile_size_level0
+from histcode.slides.grid import contour_grid_tiles, select_tiles, tile_size_level0
 from histcode.slides.mask import TissueMask, segment_tissue
 from histcode.slides.reader import SlideError, SlideReader
 from histcode.slides.render import render_mask, write_png
 
 SEG_MAX_REFINE = 4  # small slides segment at most 4x finer than seg_downsample
+CLAM_SEG_DOWNSAMPLE = 64.0  # CLAM segments the level closest to this level-0 downsample
 AREA_UNIT_PX = 512  # a_t / a_h unit: one 512x512 tile at the target resolution (CLAM's ref_patch_size)
 
 
@@ -112,23 +113,25 @@ def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
                          f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
     ratio = size / cfg.tile_px  # level-0 px per target px: segmentation is defined at target scale
-    seg_rgb, seg_ds = slide.read_downsampled(seg_downsample(cfg, max(width, height) / ratio) * ratio)
-    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=(AREA_UNIT_PX * ratio) ** 2)
+    if cfg.seg_level == "clam":  # CLAM's seg_level -1: the level closest to 64x, read as it is
+        seg_rgb, seg_ds = slide.read_downsampled(slide.level_downsamples[slide.best_level(CLAM_SEG_DOWNSAMPLE)])
+    else:
+        seg_rgb, seg_ds = slide.read_downsampled(seg_downsample(cfg, max(width, height) / ratio) * ratio)
+    unit = AREA_UNIT_PX * (ratio if cfg.area_units == "target" else 1.0)
+    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp)
     return Segmentation(tissue=tissue, image=seg_rgb, size=size)
 
 
-def _thumbnail(slide: SlideReader, seg: Segmentation, cfg: TileConfig) -> tuple[np.ndarray, float]:
-    """PNG background: <= mask_png_max_px, >= 512 px unless that costs > 16x the segmentation read."""
-    seg_ds = seg.tissue.downsample
-    longest = max(slide.dimensions)
-    png_ds = max(longest / cfg.mask_png_max_px, min(seg_ds / 4.0, longest / 512.0), 1.0)
-    thumb, thumb_ds = (seg.image, seg_ds) if png_ds >= seg_ds else slide.read_downsampled(png_ds)
-    if max(thumb.shape[:2]) > cfg.mask_png_max_px:  # integer-factor reads can overshoot the cap
-        scale = cfg.mask_png_max_px / max(thumb.shape[:2])
-        size_px = (max(1, round(thumb.shape[1] * scale)), max(1, round(thumb.shape[0] * scale)))
-        thumb_ds *= thumb.shape[1] / size_px[0]
-        thumb = cv2.resize(thumb, size_px, interpolation=cv2.INTER_AREA)
-    return thumb, thumb_ds
+def select_coords(seg: Segmentation, width: int, height: int, cfg: TileConfig) -> np.ndarray:
+    """(K, 2) int32 level-0 coords of the kept tiles (slide grid or CLAM's per-contour grids)."""
+    t = seg.tissue
+    if cfg.grid_origin == "contour":
+        coords, _ = contour_grid_tiles(t.contours, t.holes, t.hole_owner, t.mask, t.downsample, seg.size,
+                                       threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+    else:
+        coords, _ = select_tiles(t.mask, t.downsample, width, height, seg.size,
+                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+    return coords
 
 
 def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileConfig, *,
@@ -140,13 +143,11 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         seg = segment_slide(slide, cfg)
         tissue, size, seg_ds = seg.tissue, seg.size, seg.tissue.downsample
         width, height = slide.dimensions
-        coords, _ = select_tiles(tissue.mask, seg_ds, width, height, size,
-                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
-        thumb, thumb_ds = _thumbnail(slide, seg, cfg)
+        coords = select_coords(seg, width, height, cfg)
         mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
     tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_png(png_path, render_mask(thumb, thumb_ds, tissue, coords, size))
+    write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px))
     if len(coords) == 0:
         raise SlideError(f"{path_str}: no tissue found (tissue area {tissue_mm2:.3f} mm², threshold "
                          f"{tissue.threshold:.0f} on saturation, no {cfg.tile_px}px tile reaches tissue "

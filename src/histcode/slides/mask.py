@@ -1,4 +1,15 @@
-"""Tissue segmentation of a low-resolution slide image (CLAM/HistCode recipe plus pen and blank exclusion).
+"""Tissue segmentation of a low-resolution slide image: three tissue models (``tile.tissue_model``).
+
+``regions`` (default): tissue as pathologists and CLAM see it, as regions. Foreground = saturation/OD
+tissue (below) plus adipose recognised by its membrane texture (:mod:`histcode.slides.adipose`); grey
+objects (bubble rims, dust: optical density without stain colour) and ink are not tissue. Foreground
+contours are filled, and a hole is cut only when it is large (``a_h``) **and** glass (no fat texture).
+
+``otsu_od``: the previous HistCode mask (the recipe below with every hole above ``a_h`` cut); fat is lost.
+
+``clam``: CLAM's ``segmentTissue`` (saturation median → Otsu or ``sthresh`` → close → contours, the
+``max_n_holes`` largest holes above ``a_h``), no pen/OD/fat rules: with ``four_point``, ``area_units:
+level0`` and ``grid_origin: contour`` it reproduces CLAM's tiles.
 
 Saturation channel → median blur → threshold (Otsu, never below the fixed ``sthresh``) → morphological
 close → contour filtering of small tissue pieces and holes. Because Otsu splits the saturation histogram
@@ -11,10 +22,12 @@ removed before thresholding and again from the final mask, so no tile lands on t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 
+from histcode.slides.adipose import DENSITY_MIN, RING_PX, adipose_mask, glass_rgb, stain_od
 from histcode.slides.config import TileConfig
 
 # Pen ink in OpenCV HSV (H 0-179, S and V 0-255). H&E at low resolution sits at hue ~135-170 (purple to
@@ -31,6 +44,7 @@ PEN_DARK_RATIO = 0.55  # ink over tissue: darker than this fraction of the media
 # lymphoid aggregates) is never removed.
 PEN_DILATE = 3  # seg pixels: ink halos are less saturated than the ink itself
 PEN_MIN_PX = 4  # seg pixels: smaller dark/red specks (nuclei clusters, blood) are not ink strokes
+NEUTRAL_RATIO = 0.15  # chromatic / mean OD below this: grey (bubble rim, dust, shadow), not stain (H&E >= 0.3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +52,9 @@ class TissueMask:
     """Binary tissue mask at segmentation resolution plus what produced it.
 
     mask: (h, w) bool, True = tissue; ``downsample`` level-0 px per mask px; ``pen`` (h, w) bool ink mask;
-    contours/holes: OpenCV contours (k, 1, 2) int32 in mask px of kept tissue pieces and holes.
+    contours/holes: OpenCV contours (k, 1, 2) int32 in mask px of kept tissue pieces and cut holes;
+    ``hole_owner[i]``: index into ``contours`` of the piece hole i belongs to; ``fat``: pixels recognised
+    as adipose; ``artefact``: grey objects excluded (bubble rims, dust). The last three are for QC.
     """
 
     mask: np.ndarray
@@ -47,6 +63,9 @@ class TissueMask:
     pen: np.ndarray
     contours: list[np.ndarray]
     holes: list[np.ndarray]
+    hole_owner: list[int] = dataclasses.field(default_factory=list)
+    fat: np.ndarray | None = None
+    artefact: np.ndarray | None = None
 
     @property
     def tissue_fraction(self) -> float:
@@ -119,60 +138,145 @@ def closing(binary: np.ndarray, k: int) -> np.ndarray:
     return cv2.erode(grown, kernel, anchor=(b, b))[k:-k, k:-k]
 
 
-def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: float,
-                     max_n_holes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: float, max_n_holes: int,
+                     is_glass: Callable[[np.ndarray], bool] | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """CLAM's contour filter: keep tissue pieces whose area net of holes exceeds ``min_tissue_px`` and,
-    inside them, the ``max_n_holes`` largest holes bigger than ``min_hole_px``."""
+    inside them, the ``max_n_holes`` largest holes bigger than ``min_hole_px`` (and, with ``is_glass``,
+    only holes it calls glass; the area net of holes then counts only those). Returns (pieces, holes,
+    index of each hole's piece)."""
     contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if hierarchy is None:
-        return [], []
+        return [], [], []
     hier = hierarchy[0]  # (n, 4): next, previous, first child, parent
     tissue: list[np.ndarray] = []
     holes: list[np.ndarray] = []
+    owner: list[int] = []
     for i in np.flatnonzero(hier[:, 3] == -1):
         child_ids = np.flatnonzero(hier[:, 3] == i)
         hole_areas = [cv2.contourArea(contours[j]) for j in child_ids]
-        area = cv2.contourArea(contours[i]) - sum(hole_areas)
+        order = np.argsort(hole_areas)[::-1][:max_n_holes]
+        cut = [k for k in order if hole_areas[k] > min_hole_px]
+        if is_glass is not None:
+            cut = [k for k in cut if is_glass(contours[child_ids[k]])]
+            area = cv2.contourArea(contours[i]) - sum(hole_areas[k] for k in cut)
+        else:
+            area = cv2.contourArea(contours[i]) - sum(hole_areas)
         if area <= 0 or area <= min_tissue_px:
             continue
         tissue.append(contours[i])
-        order = np.argsort(hole_areas)[::-1][:max_n_holes]
-        holes.extend(contours[child_ids[k]] for k in order if hole_areas[k] > min_hole_px)
-    return tissue, holes
+        holes.extend(contours[child_ids[k]] for k in cut)
+        owner.extend([len(tissue) - 1] * len(cut))
+    return tissue, holes, owner
 
 
-def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_unit_px: float) -> TissueMask:
-    """Tissue mask of a low-resolution RGB image of the slide.
-
-    rgb: (H, W, 3) uint8 at ``downsample`` level-0 px per pixel; area_unit_px: level-0 pixels of one
-    area unit (a 512x512 tile at the target resolution), used to scale ``a_t``/``a_h`` to mask pixels.
-    """
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"segment_tissue expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+def _saturation(rgb: np.ndarray, cfg: TileConfig, excluded: np.ndarray) -> tuple[np.ndarray, float]:
+    """Median-blurred saturation (excluded pixels zeroed) and its threshold: Otsu, never below
+    ``sthresh`` (a blank slide's noise never becomes tissue)."""
     sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
-    pen = pen_mask(rgb, cfg.median_blur) if cfg.exclude_pen else np.zeros(rgb.shape[:2], bool)
-    blank = rgb.min(axis=2) >= cfg.white_value  # glass / empty background
-    excluded = pen | blank
     sat = np.where(excluded, 0, sat).astype(np.uint8)
     if cfg.median_blur > 1:
         sat = cv2.medianBlur(sat, cfg.median_blur)
     threshold = float(cfg.sthresh)
     if cfg.use_otsu and sat.max() > sat.min():
         otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        threshold = max(float(otsu), float(cfg.sthresh))  # a blank slide's noise never becomes tissue
-    binary = ((sat > threshold) | (optical_density(rgb, excluded, cfg.median_blur) > cfg.od_threshold))
-    binary = (binary & ~excluded).astype(np.uint8)
-    if cfg.close > 0:
-        binary = closing(binary, cfg.close)
-    unit = area_unit_px / (downsample * downsample)  # mask pixels per area unit
-    cap = cfg.area_slide_frac * binary.size  # small slides: limits relative to the slide's area
-    tissue, holes = _filter_contours(binary, min(cfg.a_t * unit, cap), min(cfg.a_h * unit, cap),
-                                     cfg.max_n_holes)
-    out = np.zeros(binary.shape, np.uint8)
+        threshold = max(float(otsu), float(cfg.sthresh))
+    return sat, threshold
+
+
+def _draw(shape: tuple[int, int], tissue: list[np.ndarray], holes: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros(shape, np.uint8)
     if tissue:
         cv2.drawContours(out, tissue, -1, 1, thickness=cv2.FILLED)
     if holes:
         cv2.drawContours(out, holes, -1, 0, thickness=cv2.FILLED)
-    mask = out.astype(bool) & ~pen
-    return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
-                      contours=tissue, holes=holes)
+    return out.astype(bool)
+
+
+def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_unit_px: float,
+                   seg_um: float | None = None) -> TissueMask:
+    """Tissue mask of a low-resolution RGB image of the slide.
+
+    rgb: (H, W, 3) uint8 at ``downsample`` level-0 px per pixel; area_unit_px: level-0 pixels of one
+    area unit (a 512x512 tile at the target resolution), used to scale ``a_t``/``a_h`` to mask pixels;
+    seg_um: µm per pixel of ``rgb`` (default: from the area unit, which spans 512 px at ``target_mpp``).
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"segment_tissue expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    if seg_um is None:
+        seg_um = downsample * cfg.target_mpp * 512.0 / float(np.sqrt(area_unit_px))
+    unit = area_unit_px / (downsample * downsample)  # mask pixels per area unit
+    cap = cfg.area_slide_frac * rgb.shape[0] * rgb.shape[1]  # small slides: limits relative to the slide
+    min_t, min_h = min(cfg.a_t * unit, cap), min(cfg.a_h * unit, cap)
+    if cfg.tissue_model == "clam":
+        return _segment_clam(rgb, downsample, cfg, min_t, min_h)
+    blurred = cv2.medianBlur(rgb, cfg.median_blur) if cfg.median_blur > 1 else rgb
+    pen = pen_mask(blurred) if cfg.exclude_pen else np.zeros(rgb.shape[:2], bool)
+    r, g, b = cv2.split(rgb)
+    blank = cv2.min(cv2.min(r, g), b) >= cfg.white_value  # glass / empty background
+    excluded = pen | blank
+    sat, threshold = _saturation(rgb, cfg, excluded)
+    if cfg.tissue_model == "otsu_od":
+        binary = (sat > threshold) | (optical_density(rgb, excluded, cfg.median_blur) > cfg.od_threshold)
+        binary = (binary & ~excluded).astype(np.uint8)
+        if cfg.close > 0:
+            binary = closing(binary, cfg.close)
+        tissue, holes, owner = _filter_contours(binary, min_t, min_h, cfg.max_n_holes)
+        mask = _draw(binary.shape, tissue, holes) & ~pen
+        return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
+                          contours=tissue, holes=holes, hole_owner=owner)
+    return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um)
+
+
+def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray,
+                     threshold: float, pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
+                     seg_um: float) -> TissueMask:
+    """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``."""
+    glass = glass_rgb(rgb, pen)  # from everything but ink: glass is the brightest
+    od_b, chroma_b = stain_od(blurred, glass)
+    stained = chroma_b >= NEUTRAL_RATIO * od_b
+    od_tissue = od_b > cfg.od_threshold
+    saturated = sat > threshold
+    artefact = od_tissue & ~stained & ~saturated & ~pen  # grey: bubble rims, dust, folds' shadows
+    dense = (saturated | (od_tissue & stained)) & ~excluded
+    od, chroma = stain_od(rgb, glass) if blurred is not rgb else (od_b, chroma_b)
+    fat, textured = adipose_mask(od, chroma, dense | pen | artefact, seg_um)
+    fat &= ~pen
+    binary = (dense | fat).astype(np.uint8)
+    if cfg.close > 0:
+        binary = closing(binary, cfg.close)
+    glass_level = 0.5 * float(DENSITY_MIN)
+
+    def is_glass(hole: np.ndarray) -> bool:
+        x, y, w, h = cv2.boundingRect(hole)
+        inside = np.zeros((h, w), np.uint8)
+        cv2.drawContours(inside, [hole - np.array([x, y])], -1, 1, thickness=cv2.FILLED)
+        core = cv2.erode(inside, np.ones((RING_PX, RING_PX), np.uint8))  # the hole's rim is tissue's edge
+        sel = (core if core.any() else inside).astype(bool)
+        share = float(textured[y:y + h, x:x + w][sel].mean())
+        return share < glass_level
+
+    tissue, holes, owner = _filter_contours(binary, min_t, min_h, cfg.max_n_holes, is_glass)
+    mask = _draw(binary.shape, tissue, holes) & ~pen & ~artefact
+    return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen, contours=tissue,
+                      holes=holes, hole_owner=owner, fat=fat & mask & ~dense, artefact=artefact)
+
+
+def _segment_clam(rgb: np.ndarray, downsample: float, cfg: TileConfig, min_t: float,
+                  min_h: float) -> TissueMask:
+    """CLAM's ``WholeSlideImage.segmentTissue`` (its MORPH_CLOSE anchor included), with the ``sthresh``
+    floor under Otsu so a blank slide stays empty."""
+    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
+    if cfg.median_blur > 1:
+        sat = cv2.medianBlur(sat, cfg.median_blur)
+    threshold = float(cfg.sthresh)
+    if cfg.use_otsu and sat.max() > sat.min():
+        otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        threshold = max(float(otsu), float(cfg.sthresh))
+    binary = (sat > threshold).astype(np.uint8)
+    if cfg.close > 0:
+        binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((cfg.close, cfg.close), np.uint8))
+    tissue, holes, owner = _filter_contours(binary, min_t, min_h, cfg.max_n_holes)
+    pen = np.zeros(binary.shape, bool)
+    return TissueMask(mask=_draw(binary.shape, tissue, holes), downsample=float(downsample),
+                      threshold=threshold, pen=pen, contours=tissue, holes=holes, hole_owner=owner)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import multiprocessing as mp
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -22,11 +23,16 @@ import pandas as pd
 from histcode.atomic import write_csv
 from histcode.console import tqdm
 from histcode.slides.config import TileConfig
-from histcode.slides.job import SlideResult, completed, config_digest, run_slide, valid_mpp
+from histcode.slides.job import SlideResult, completed, config_digest, run_slide, seg_downsample, valid_mpp
 
 PROCESS_LIST_COLUMNS = ["slide", "status", "n_tiles", "reason", "mpp", "mpp_source", "tile_size_level0",
                         "tissue_area_mm2"]
 MANIFEST_COLUMNS = ("slide_id", "path")
+# Cost model that decides whether a process pool pays (measured on the 2-core dev machine, 1f1d905):
+SPAWN_COST_S = 1.5  # a spawned worker's start-up: interpreter plus OpenCV/OpenSlide/h5py imports
+SLIDE_COST_S = 0.12  # per slide besides decoding: open, mask, tile grid, coords + QC PNG writes
+DECODE_PX_PER_S = 40e6  # segmentation-level pixels decoded per second on one core (JPEG tiles)
+POOL_GAIN = 0.8  # use a pool only when it is expected to take at most this share of the in-process time
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,32 @@ def _run_pool(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResu
     return broken
 
 
+def job_seconds(job: SlideJob) -> float:
+    """Expected in-process seconds of one slide: fixed cost plus decoding the level its mask is read from
+    (the slide's header only is opened; an unreadable slide counts the fixed cost, it fails fast)."""
+    from histcode.slides.reader import SlideReader
+
+    try:
+        with SlideReader(job.path, mpp_override=job.mpp_override, default_mpp=job.default_mpp) as slide:
+            width, height = slide.dimensions
+            ds = seg_downsample(job.cfg, max(width, height)) if job.cfg.seg_level == "auto" else 64.0
+            level = slide.best_level(ds)
+            lw, lh = slide.level_dimensions[level]
+    except Exception:  # the job itself reports the error
+        return SLIDE_COST_S
+    return SLIDE_COST_S + lw * lh / DECODE_PX_PER_S
+
+
+def plan_workers(jobs: list[SlideJob], max_workers: int) -> int:
+    """Processes that pay for this work: 0 (in-process) unless ``SPAWN_COST_S + total / n`` beats the
+    in-process total by ``POOL_GAIN``; never more than ``max_workers``, the CPUs or the slides."""
+    limit = min(max_workers, os.cpu_count() or 1, len(jobs))
+    if limit < 2:
+        return 0
+    total = sum(job_seconds(j) for j in jobs)
+    return limit if SPAWN_COST_S + total / limit <= POOL_GAIN * total else 0
+
+
 def run_jobs(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> None:
     """Run every job (in-process when workers == 0); a slide that kills its worker is isolated and failed."""
     if workers <= 0:
@@ -149,7 +181,8 @@ def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *,
     """Tile every slide of a manifest (or one shard of it) into ``out_dir``; return this run's results.
 
     Writes ``<out_dir>/<slide_id>.h5``, ``<out_dir>/masks/<slide_id>.png`` and merges the rows into
-    ``<out_dir>/process_list.csv``. workers: process count (default ``cfg.workers``; 0 = in-process).
+    ``<out_dir>/process_list.csv``. workers: the most processes (default ``cfg.workers``; 0 = in-process);
+    a pool is started only when the work pays for it (:func:`plan_workers`).
     """
     out = Path(out_dir)
     manifest = read_manifest(slides_csv)
@@ -177,7 +210,7 @@ def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *,
         bar.set_postfix(failed=sum(r.status != "done" for r in results.values()))
 
     try:
-        run_jobs(jobs, workers, on_result)
+        run_jobs(jobs, plan_workers(jobs, workers) if workers > 0 else 0, on_result)
     finally:
         bar.close()
     ordered = [results[s] for s in rows["slide_id"] if s in results]

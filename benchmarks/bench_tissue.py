@@ -1,0 +1,205 @@
+"""Tissue detection against the generator's truth and against CLAM's tiles, per slide and pooled.
+
+Generates a synthetic cohort (fresh seed; normal slides adipose-rich) unless ``--cohort`` points at one, then
+for each tissue model (``regions`` default, ``otsu_od`` previous, ``clam`` preset):
+
+* truth: a slide-grid tile is tissue when its footprint is >= 50 % tissue in the region mask (adipose counts
+  as tissue); recall / precision of the kept tiles (the CLAM preset's per-contour grid is scored by the
+  truth fraction of its own tiles: precision, and the share of truth tissue area its tiles cover);
+* CLAM: runs mahmoodlab/CLAM's ``create_patches_fp.py`` on the same slides (``--clam-dir``, ``--clam-python``;
+  its own venv, not a project dependency; skipped with a message when absent) and reports the area IoU of
+  the tile footprints on a downsample-16 grid and the tile counts. CMU-1-Small-Region is compared with
+  CLAM's stored reference coordinates (tests/data/clam_CMU-1-Small-Region.h5) and with the live run.
+
+    python benchmarks/bench_tissue.py --seed 2027 --patients 4 \
+        --clam-dir /path/to/CLAM --clam-python /path/to/clam-venv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from histcode.atomic import write_json
+from histcode.slides.config import TileConfig
+from histcode.slides.grid import grid_coords
+from histcode.slides.job import segment_slide, select_coords
+from histcode.slides.reader import SlideReader
+from histcode.synth.config import SynthConfig
+from histcode.synth.generate import generate
+from histcode.synth.layout import TISSUE_CODES
+from histcode.synth.truth import read_region_mask, read_slide_truth, tile_region_fractions
+
+ROOT = Path(__file__).resolve().parents[1]
+CMU1 = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
+CLAM_CMU1 = ROOT / "tests" / "data" / "clam_CMU-1-Small-Region.h5"
+# CLAM's defaults with small-area filters (the preset its CMU-1 reference was made with)
+CLAM_PRESET = ("seg_level,sthresh,mthresh,close,use_otsu,keep_ids,exclude_ids,a_t,a_h,max_n_holes,vis_level,"
+               "line_thickness,white_thresh,black_thresh,use_padding,contour_fn\n"
+               "-1,8,7,4,True,none,none,1,1,8,-1,50,5,50,True,four_pt\n")
+IOU_GRID = 16
+
+
+def models() -> dict[str, TileConfig]:
+    return {"regions": TileConfig(), "otsu_od": TileConfig(tissue_model="otsu_od"), "clam_preset": TileConfig.clam()}
+
+
+def footprint(coords: np.ndarray, size: int, width: int, height: int, g: int = IOU_GRID) -> np.ndarray:
+    """Union of tile footprints on a downsample-``g`` grid (bool)."""
+    m = np.zeros((-(-height // g), -(-width // g)), bool)
+    for x, y in np.asarray(coords, np.int64):
+        m[max(y, 0) // g:max(y + size, 0) // g, max(x, 0) // g:max(x + size, 0) // g] = True
+    return m
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+def tile(path: Path, cfg: TileConfig) -> tuple[np.ndarray, int, tuple[int, int]]:
+    with SlideReader(path) as s:
+        seg = segment_slide(s, cfg)
+        return select_coords(seg, *s.dimensions, cfg), seg.size, s.dimensions
+
+
+def truth_scores(mask: np.ndarray, ds: float, coords: np.ndarray, size: int, width: int, height: int,
+                 slide_grid: bool) -> dict[str, float]:
+    """Tile recall/precision against the truth (slide grid) and covered truth-tissue area."""
+    tissue = np.isin(mask, TISSUE_CODES)
+    kept_frac = tile_region_fractions(mask, ds, coords, size)[:, list(TISSUE_CODES)].sum(1)
+    out = {"n_tiles": len(coords), "precision": float((kept_frac >= 0.5).mean()) if len(coords) else float("nan")}
+    if slide_grid:
+        grid = grid_coords(width, height, size)
+        is_t = tile_region_fractions(mask, ds, grid, size)[:, list(TISSUE_CODES)].sum(1) >= 0.5
+        kept = {tuple(c) for c in np.asarray(coords).tolist()}
+        pred = np.array([tuple(c) in kept for c in grid.tolist()])
+        out.update(tp=int((pred & is_t).sum()), fp=int((pred & ~is_t).sum()), fn=int((~pred & is_t).sum()))
+        out["recall"] = out["tp"] / max(out["tp"] + out["fn"], 1)
+    fp = footprint(coords, size, width, height, int(ds))[: tissue.shape[0], : tissue.shape[1]]
+    out["area_recall"] = float((fp & tissue[: fp.shape[0], : fp.shape[1]]).sum() / max(tissue.sum(), 1))
+    return out
+
+
+def run_clam(clam_dir: Path, python: Path, slides: list[Path], work: Path) -> tuple[dict[str, np.ndarray], float]:
+    """CLAM's create_patches_fp.py on ``slides`` (symlinked into one folder) → ({stem: coords}, seconds)."""
+    src, out = work / "clam_src", work / "clam_out"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    src.mkdir(parents=True)
+    for p in slides:
+        (src / p.name).symlink_to(p.resolve())
+    preset = clam_dir / "presets" / "histcode_bench_tiny_otsu.csv"
+    preset.write_text(CLAM_PRESET)
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(python), "create_patches_fp.py", "--source", str(src), "--save_dir", str(out),
+                           "--patch_size", "256", "--seg", "--patch", "--preset", preset.name],
+                          cwd=clam_dir, capture_output=True, text=True)
+    sec = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"CLAM failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    coords = {}
+    for p in slides:
+        h5 = out / "patches" / f"{p.stem}.h5"
+        if h5.exists():
+            with h5py.File(h5) as f:
+                coords[p.stem] = f["coords"][:]
+        else:
+            coords[p.stem] = np.zeros((0, 2), np.int64)
+    return coords, sec
+
+
+def make_cohort(args: argparse.Namespace, work: Path) -> Path:
+    if args.cohort:
+        return Path(args.cohort)
+    out = work / f"synth_{args.seed}"
+    cfg = SynthConfig.tiny(seed=args.seed, n_patients=args.patients, n_without_normal=0,
+                           n_patients_external=max(1, args.patients // 2), slide_width=args.width,
+                           slide_height=args.height, n_svs=1, n_40x=0, adipose_fraction=tuple(args.adipose),
+                           workers=1)
+    generate(cfg, out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=2027, help="generator seed (report on seeds never tuned on)")
+    ap.add_argument("--patients", type=int, default=4)
+    ap.add_argument("--width", type=int, default=3072)
+    ap.add_argument("--height", type=int, default=2560)
+    ap.add_argument("--adipose", type=float, nargs=2, default=[0.2, 0.7], help="fat share range of normals")
+    ap.add_argument("--cohort", help="existing synthetic cohort folder (skips generation)")
+    ap.add_argument("--work", help="working folder (default: a temporary one)")
+    ap.add_argument("--clam-dir", type=Path, help="a checkout of mahmoodlab/CLAM")
+    ap.add_argument("--clam-python", type=Path, help="python of CLAM's own environment")
+    ap.add_argument("--out", default="benchmarks/results/bench_tissue.json")
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    work = Path(args.work) if args.work else Path(tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    root = make_cohort(args, work)
+    gt = root / "ground_truth"
+    truth = read_slide_truth(gt)
+    truth = truth[truth["mpp"] == 0.5]  # CLAM tiles 256 level-0 px whatever the scan: compare 20x slides
+    paths = {r.slide_id: root / r.cohort / "slides" / r.file_name for r in truth.itertuples()}
+    clam, clam_sec = None, None
+    if args.clam_dir and args.clam_python and (args.clam_dir / "create_patches_fp.py").exists() \
+            and args.clam_python.exists():
+        clam, clam_sec = run_clam(args.clam_dir, args.clam_python, [*paths.values(), CMU1], work)
+    else:
+        print("CLAM not found (--clam-dir/--clam-python): CLAM comparison limited to the stored CMU-1 reference.")
+    rows = []
+    for r in truth.itertuples():
+        mask, ds = read_region_mask(gt, r.cohort, r.slide_id)
+        for name, cfg in models().items():
+            coords, size, (w, h) = tile(paths[r.slide_id], cfg)
+            row = {"slide": r.slide_id, "label": r.label, "adipose": r.planted_adipose_fraction,
+                   "pen": bool(r.has_pen), "model": name,
+                   **truth_scores(mask, ds, coords, size, w, h, cfg.grid_origin == "slide")}
+            if clam is not None:
+                ref = clam[Path(r.file_name).stem]
+                row.update(clam_tiles=len(ref), clam_iou=iou(footprint(coords, size, w, h), footprint(ref, 256, w, h)))
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    pooled = {}
+    for name, g in df.groupby("model"):
+        p = {"precision": float((g["precision"] * g["n_tiles"]).sum() / g["n_tiles"].sum()),
+             "area_recall": float(g["area_recall"].mean()), "min_precision": float(g["precision"].min())}
+        if "tp" in g and g["tp"].notna().all():
+            tp, fp, fn = g["tp"].sum(), g["fp"].sum(), g["fn"].sum()
+            p.update(recall=float(tp / (tp + fn)), precision=float(tp / (tp + fp)), min_recall=float(g["recall"].min()))
+        if clam is not None:
+            p.update(clam_iou_mean=float(g["clam_iou"].mean()), clam_iou_min=float(g["clam_iou"].min()),
+                     count_ratio_mean=float((g["n_tiles"] / g["clam_tiles"].clip(lower=1)).mean()))
+        pooled[name] = p
+    cmu = {}
+    with h5py.File(CLAM_CMU1) as f:
+        ref = f["coords"][:]
+    for name, cfg in models().items():
+        coords, size, (w, h) = tile(CMU1, cfg)
+        cmu[name] = {"n_tiles": len(coords), "clam_ref_tiles": len(ref),
+                     "iou_vs_clam_reference": iou(footprint(coords, size, w, h), footprint(ref, 256, w, h))}
+        if clam is not None:
+            live = clam[CMU1.stem]
+            cmu[name].update(clam_live_tiles=len(live),
+                             iou_vs_clam_live=iou(footprint(coords, size, w, h), footprint(live, 256, w, h)))
+    pd.set_option("display.width", 200)
+    print(df.drop(columns=["slide"]).round(3).to_string())
+    result = {"cohort": str(root), "seed": args.seed, "adipose_range": args.adipose, "pooled": pooled,
+              "cmu1": cmu, "clam_seconds": clam_sec, "per_slide": rows}
+    print(json.dumps({"pooled": pooled, "cmu1": cmu}, indent=2))
+    write_json(args.out, result)
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
