@@ -17,16 +17,12 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-class TinyClassifier(torch.nn.Module):
-    """Logistic model on 4 features; ``bias`` shifts its scores (used to make better/worse versions)."""
+def TinyClassifier(seed: int) -> torch.nn.Module:  # noqa: N802 (used like a class)
+    """A small MIL classifier on 4-d tile features (a kind the registry can rebuild), seeded."""
+    from histcode.mil.model import build_mil
 
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.lin = torch.nn.Linear(4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.lin(x)).squeeze(-1)
+    torch.manual_seed(seed)
+    return build_mil({"pooling": "gated_attention", "in_dim": 4, "hidden": 8, "attn_hidden": 4}).eval()
 
 
 def evidence(noise: float, seed: int = 0, n: int = 200) -> pd.DataFrame:

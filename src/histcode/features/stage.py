@@ -55,11 +55,12 @@ def _gather_outcomes(outcomes: list[SlideOutcome]) -> list[SlideOutcome]:
 
 def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: str,
                 encoders: list[str] | None = None, progress: bool | None = None,
-                out_root: Path | None = None) -> dict[str, Any]:
+                out_root: Path | None = None, stain_reference: Path | None = None) -> dict[str, Any]:
     """Extract features of ``cohort`` for ``encoders`` (default ``extract.encoders``); returns metrics.
 
     ``out_root``: write ``<out_root>/<encoder>/`` instead of the DVC-owned ``features/<cohort>/<encoder>/``
-    (external validation with registry encoders must not modify a stage's outputs).
+    (external validation with registry encoders must not modify a stage's outputs). ``stain_reference``:
+    the reference that travels with a registered encoder, instead of ``data/stain/reference.json``.
     """
     import torch
 
@@ -80,7 +81,7 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
     if cfg.stain:
         from histcode.slides.stain import load_normalizer
 
-        normalize = load_normalizer(paths.stain_reference).transform_batch
+        normalize = load_normalizer(stain_reference or paths.stain_reference).transform_batch
     metrics: dict[str, Any] = {"n_slides": len(slides) + len(coord_failures), "world_size": info.world_size}
     run_ctx = (tracking.start_run("extract", run_name=f"extract-{cohort}", stage="extract", cohort=cohort,
                                   params={**to_dict(cfg), "encoders": names}, inputs=[paths.tiles(cohort)])

@@ -131,3 +131,14 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
     if attrs.get("dim") is not None and int(attrs["dim"]) != feats.shape[1]:
         raise FeaturesError(f"{path}: attr dim={attrs['dim']} but features have {feats.shape[1]} columns.")
     return feats, coords, attrs
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """Only the attributes (which encoder, settings) of a features file, without reading the arrays."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            return {k: _plain(v) for k, v in fh.attrs.items()}
+    except OSError as exc:
+        raise FeaturesError(f"{path}: unreadable HDF5 ({exc}); delete it and re-run extraction.") from exc

@@ -2,7 +2,8 @@
 
 Models are stored as data (``safe_model``: safetensors weights + a JSON architecture spec), logged as an
 MLflow pyfunc "model from code" so the UI and ``mlflow models`` load them, and tagged with each file's
-sha256; ``load_model`` verifies the digests and rebuilds the module without unpickling anything. New versions get the alias ``challenger``; only the promotion gate moves ``champion``. Registry stages are
+sha256; ``load_model`` verifies the digests and rebuilds the module without unpickling anything.
+New versions get the alias ``challenger``; only the promotion gate moves ``champion``. Registry stages are
 deprecated and never used.
 """
 
@@ -96,7 +97,10 @@ def log_and_register(
         digests[f"extra/{key}/{Path(path).name}"] = safe_model.sha256(path)
     version = str(info.registered_model_version)
     client = _client()
-    run_tags = run.data.tags
+    run_tags = dict(client.get_run(run.info.run_id).data.tags)
+    parent = run_tags.get("mlflow.parentRunId")
+    if parent and not run_tags.get("dvc_data_hash"):  # nested final-model runs: the parent saw the inputs
+        run_tags["dvc_data_hash"] = client.get_run(parent).data.tags.get("dvc_data_hash", "")
     version_tags = {
         "git_commit": run_tags.get("git_commit", tracking.git_commit()),
         "dvc_data_hash": run_tags.get("dvc_data_hash", ""),

@@ -20,7 +20,8 @@ class StateDictModel(PythonModel):  # type: ignore[misc]
 
         self.model = build_from_files(context.artifacts["weights"], context.artifacts["spec"])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # no hints: MLflow
+        # would derive a (wrong) signature from them; the logged signature comes from the real tensors
         import numpy as np
         import torch
 

@@ -117,9 +117,14 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
             from histcode.registry import log_and_register
 
             example = np.random.default_rng(seed).random((2, 3, cfg.input_px, cfg.input_px), dtype=np.float32)
+            # the stain reference is part of the model: features are only comparable under the same one
+            extra = {"stain": paths.stain_reference} if cfg.stain else {}
             mv = log_and_register(encoder, ENCODER_MODEL_NAME, input_example=example,
                                   metrics={"final_loss": metrics["final_loss"]},
-                                  tags={"method": cfg.method, "backbone": cfg.backbone})
+                                  tags={"method": cfg.method, "backbone": cfg.backbone,
+                                        "stain_reference": "extra/stain/" + paths.stain_reference.name
+                                        if cfg.stain else "none"},
+                                  extra_artifacts=extra)
             version = str(mv.version)
         else:
             mlflow.log_artifacts(str(out), artifact_path=f"encoder_{cfg.method}")
