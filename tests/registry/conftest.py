@@ -11,9 +11,9 @@ import torch
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_mlflow) -> Path:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    fresh_mlflow(tmp_path, monkeypatch)  # a copy of the migrated template store (migrations take seconds)
     return tmp_path
 
 
