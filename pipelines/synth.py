@@ -20,4 +20,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from histcode.errors import run
+
+    run(main)

@@ -20,4 +20,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from histcode.errors import run
+
+    run(main)

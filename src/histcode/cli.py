@@ -46,7 +46,9 @@ def _register_all() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     _register_all()
-    app()
+    from histcode.errors import run
+
+    run(lambda: app(standalone_mode=True))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from histcode.features.config import ExtractConfig
 from histcode.features.encoders import EncoderUnavailable, resolve_encoder
 from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
 from histcode.paths import Paths
+from histcode.preflight import ensure_writable, require_items
 from histcode.ssl import distributed as D
 from histcode.ssl.slide_tiles import collect_slides
 
@@ -76,6 +77,11 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
     info = D.init_distributed("auto")
     torch.set_num_threads(max(1, cfg.threads))
     slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
+    require_items(len(slides) + len(coord_failures), what=f"slide of cohort {cohort!r} to extract",
+                  where=paths.tiles(cohort), fix=f"run `dvc repro tile@{cohort}` (and ingest) first")
+    for name in names:
+        ensure_writable(Path(out_root) / name if out_root is not None else paths.features(cohort, name),
+                        what="features")
     mine = shard(slides, info.rank, info.world_size)
     normalize = None
     if cfg.stain:

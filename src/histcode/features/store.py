@@ -74,20 +74,29 @@ class FeatureWriter:
         self.n = end
 
     def commit(self, **extra_attrs: Any) -> Path:
-        self._feat.resize((self.n, self.dim))
-        self._coords.resize((self.n, 2))
-        for k, v in extra_attrs.items():
-            self._fh.attrs[k] = v
-        self._fh.close()
+        try:
+            self._feat.resize((self.n, self.dim))
+            self._coords.resize((self.n, 2))
+            for k, v in extra_attrs.items():
+                self._fh.attrs[k] = v
+            self._fh.close()
+        except Exception:
+            self.abort()
+            raise
         os.replace(self.tmp, self.path)
         self._done = True
         return self.path
 
     def abort(self) -> None:
+        """Drop the temp file, even when closing it fails (e.g. HDF5 cannot flush on a full disk)."""
         if not self._done:
-            self._fh.close()
-            self.tmp.unlink(missing_ok=True)
             self._done = True
+            try:
+                self._fh.close()
+            except Exception:
+                pass
+            finally:
+                self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> FeatureWriter:
         return self

@@ -19,6 +19,7 @@ import torch
 
 from histcode.config import base, load_params, section, to_dict
 from histcode.paths import Paths
+from histcode.preflight import EmptyCohortError, ensure_writable
 from histcode.ssl import distributed as D
 from histcode.ssl.config import PretrainConfig
 from histcode.ssl.slide_tiles import SlideTileDataset, collect_slides
@@ -62,8 +63,10 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
     out = Path(out_dir) if out_dir else paths.models("encoder")
     slides, failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
     if not slides:
-        raise RuntimeError(f"{paths.tiles(cohort)}: no slide of cohort {cohort!r} has tiles; run `dvc repro "
+        raise EmptyCohortError(f"{paths.tiles(cohort)}: no slide of cohort {cohort!r} has tiles; run `dvc repro "
                            f"tile@{cohort}` first ({len(failures)} slides failed: {failures[:3]}).")
+    ensure_writable(out, what="the encoder")
+    ensure_writable(paths.checkpoints("pretrain"), what="pretraining checkpoints")
     for f in failures:
         log.warning("pretrain: skipping slide %s (%s): %s", f.slide_id, f.stage, f.reason)
     dataset = SlideTileDataset(slides, out_px=cfg.read_px)

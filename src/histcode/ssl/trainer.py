@@ -107,6 +107,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         set_rng_state(state["rng"])
         log.info("resumed %s at epoch %d step %d", ckpt_path, start_epoch, step)
+    start_step = step
     net: nn.Module = method.net
     if info.world_size > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if dev.type == "cuda" else None)
@@ -134,7 +135,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         method.train()
         bank_keys = method.init_bank(init_views(), amp, _gen(seed, 8))
     method.train()
-    read_errors, t_start, tiles_done = 0, time.perf_counter(), 0
+    read_errors, t_start, tiles_done, tiles_read = 0, time.perf_counter(), 0, 0
     done_epochs = 0
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -143,6 +144,9 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         for batch in loader:
             raw, bad = _batch_images(batch)
             read_errors += bad
+            tiles_read += raw.shape[0]
+            if read_errors == tiles_read and step == start_step:  # the very first batch: nothing readable
+                _refuse_reads(read_errors, tiles_read, batch)
             v1, v2 = views(raw, _gen(seed, 1, step, info.rank))
             loss, stats = method.training_loss(net, v1, v2, amp, _gen(seed, 2, step))
             opt.zero_grad(set_to_none=True)
@@ -163,6 +167,8 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                 on_log({"loss": loss_value, "lr": opt.param_groups[0]["lr"], "tiles_per_s": rate,
                         "epoch": float(epoch), **stats}, step)
         bar.close()
+        if read_errors > cfg.max_bad_tile_frac * max(tiles_read, 1):
+            _refuse_reads(read_errors, tiles_read, None, cfg.max_bad_tile_frac)
         done_epochs += 1
         if info.is_main:
             ep = [h["loss"] for h in history if h["epoch"] == epoch]
@@ -185,6 +191,19 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                "seconds": seconds, "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
                "steps_per_epoch": float(steps_per_epoch)}
     return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
+
+
+class TileReadError(RuntimeError):
+    """Too many tiles could not be read: an encoder trained on the rest (or on blanks) is not registered."""
+
+
+def _refuse_reads(bad: int, total: int, batch: Any, limit: float | None = None) -> None:
+    first = next((e for e in batch[1] if e), "") if batch is not None else ""
+    what = "every tile read of the first batch failed" if limit is None else \
+        f"{bad}/{total} tile reads failed (more than pretrain.max_bad_tile_frac={limit})"
+    raise TileReadError(f"pretrain: {what}{f' (first: {first})' if first else ''}; no encoder is saved or "
+                        "registered: check that the manifest's slide paths resolve from here (relative paths are "
+                        "taken from the working directory) and that the slides are readable")
 
 
 def _progress(cfg: PretrainConfig, info: D.DistInfo, total: int, epoch: int) -> Any:
