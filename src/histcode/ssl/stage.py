@@ -45,7 +45,19 @@ def load_stain(cfg: PretrainConfig, paths: Paths) -> Any:
     return load_normalizer(paths.stain_reference).transform_batch
 
 
-def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume: bool = False,
+def data_key(dataset: SlideTileDataset, cfg: PretrainConfig, paths: Paths) -> str:
+    """What a resumable checkpoint must have been trained on: slides, their tile counts, the stain reference."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for slide, n in zip(dataset.slides, dataset.n_tiles, strict=True):
+        h.update(f"{slide.slide_id}:{int(n)};".encode())
+    if cfg.stain and paths.stain_reference.is_file():
+        h.update(paths.stain_reference.read_bytes())
+    return h.hexdigest()
+
+
+def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume: bool | str = False,
                  method: str | None = None, out_dir: str | Path | None = None, progress: bool | None = None,
                  register: bool | None = None) -> PretrainResult:
     """Run the stage; ``method``/``out_dir`` override params (e.g. the SimCLR baseline next to AdCo)."""
@@ -80,14 +92,14 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
         from histcode.ssl.trainer import fit
 
         fit(cfg, dataset, dataset.n_tiles, seed=bcfg.seed, checkpoint=ckpt, resume=resume, normalize=normalize,
-            dist_info=info)
+            dist_info=info, data_key=data_key(dataset, cfg, paths))
         return PretrainResult(out, {})
     finally:
         D.cleanup()
 
 
 def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normalize: Any, info: D.DistInfo,
-             ckpt: Path, resume: bool, out: Path, paths: Paths, cohort: str, failures: list[Any],
+             ckpt: Path, resume: bool | str, out: Path, paths: Paths, cohort: str, failures: list[Any],
              register: bool) -> PretrainResult:
     import mlflow
     import pandas as pd
@@ -105,7 +117,7 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
                             params={**to_dict(cfg), "seed": seed, "world_size": info.world_size},
                             cohort=cohort, inputs=inputs) as run:
         result = fit(cfg, dataset, dataset.n_tiles, seed=seed, checkpoint=ckpt, resume=resume,
-                     normalize=normalize, on_log=on_log, dist_info=info)
+                     normalize=normalize, on_log=on_log, dist_info=info, data_key=data_key(dataset, cfg, paths))
         encoder = result.encoder.to(device="cpu", memory_format=torch.contiguous_format).eval()
         metrics = {**result.metrics, "n_slides": float(len(dataset.slides)), "n_tiles": float(len(dataset)),
                    "slides_failed": float(len(failures)), "world_size": float(info.world_size)}

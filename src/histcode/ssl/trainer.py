@@ -70,16 +70,20 @@ def _batch_images(batch: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, 
 
 
 def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, seed: int,
-        checkpoint: str | Path | None = None, resume: bool = False,
+        checkpoint: str | Path | None = None, resume: bool | str = False,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None, on_log: LogFn | None = None,
-        stop_after_epochs: int | None = None, dist_info: D.DistInfo | None = None) -> FitResult:
+        stop_after_epochs: int | None = None, dist_info: D.DistInfo | None = None, data_key: str = "") -> FitResult:
     """Train ``cfg.method`` on tiles of ``dataset`` (items: uint8 (3, H, W) or (tile, error)) grouped by slide.
 
     ``normalize`` maps (B, 3, H, W) float [0, 1] → same (stain normalisation); it runs in the loader workers
     (``TileCollate``) before augmentation.
-    Checkpoints after every epoch (rank 0); with ``resume`` continues from ``checkpoint`` if it exists.
+    Checkpoints after every epoch (rank 0); with ``resume`` continues from ``checkpoint`` if it exists
+    (``"auto"``: only when it was written with the same config, else starts over).
     ``stop_after_epochs`` ends this call early (time-boxed jobs); a later ``resume`` carries on.
+    ``data_key`` identifies the training data (default: the per-slide tile counts); ``"auto"`` resumes only a
+    checkpoint of the same data.
     """
+    data_key = data_key or "tiles:" + ",".join(str(int(n)) for n in n_tiles)
     info = dist_info or D.init_distributed("auto")
     dev = info.device
     torch.set_num_threads(max(1, cfg.threads))
@@ -97,8 +101,16 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         opt, lambda s: lr_factor(s, total=total, warmup=cfg.warmup_epochs * steps_per_epoch))
     start_epoch, step, history = 0, 0, []
     ckpt_path = Path(checkpoint) if checkpoint else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.exists() else None
+    if state is not None and resume == "auto":  # the DVC stage: continue the same run, restart a changed one
+        try:
+            check_compatible(ckpt_path, state["config"], to_dict(cfg))
+            if state.get("data_key", data_key) != data_key:
+                raise ValueError(f"{ckpt_path}: checkpoint was trained on other data (tiles or stain reference)")
+        except ValueError as exc:
+            log.warning("not resuming, starting at epoch 1: %s", exc)
+            state = None
+    if state is not None:
         check_compatible(ckpt_path, state["config"], to_dict(cfg))
         method.load_state_dict(state["method"])
         method.load_optimizer_state(state["method_optim"])
@@ -177,7 +189,8 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                      tiles_done / max(time.perf_counter() - t_start, 1e-9))
         if ckpt_path is not None and info.is_main:
             save_checkpoint(ckpt_path, {
-                "config": to_dict(cfg), "seed": seed, "world_size": info.world_size, "epoch": epoch + 1,
+                "config": to_dict(cfg), "seed": seed, "data_key": data_key, "world_size": info.world_size,
+                "epoch": epoch + 1,
                 "step": step, "method": method.state_dict(), "method_optim": method.optimizer_state(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history})
         D.barrier()
