@@ -77,9 +77,16 @@ def disk_full(folder: str | Path, needed_bytes: float, done: int, remaining: int
         free = shutil.disk_usage(folder).free
     except OSError:
         free = 0
-    return OutputError(f"{folder}: disk full ({free / 2**20:.1f} MiB free; about {needed_bytes / 2**20:.1f} MiB "
-                       f"more needed for the {remaining} unfinished slide(s)); {done} finished slide(s) kept, no "
-                       "temp files left: free space and rerun to resume")
+    return OutputError(f"{folder}: disk full ({_size(free)} free; about {_size(needed_bytes)} more needed for the "
+                       f"{remaining} unfinished slide(s)); {done} finished slide(s) kept, no temp files left: free "
+                       "space and rerun to resume")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**10:.1f} KiB"
 
 
 class EmptyCohortError(RuntimeError):
