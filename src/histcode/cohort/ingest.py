@@ -196,11 +196,6 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
                               exc.report) from None
 
     fail_df = pd.DataFrame(failures, columns=list(suites.FAILURE_COLUMNS))
-    if slides.empty:  # nothing downstream can run; say why here instead of AUC nan four stages later
-        write_csv(out_dir / FAILURES_CSV, fail_df)
-        source = cohort.slide_sheet or cohort.slide_dir
-        raise IngestError(f"cohort {name!r}: no usable slide in {source} ({len(cands)} input row(s), {len(fail_df)} "
-                          f"excluded: reasons in {out_dir / FAILURES_CSV}); check base.cohorts.{name}")
     counts = _counts(cands, slides, rna, fail_df)
     full_report = {"cohort": name, "success": True, "counts": counts, "tables": report}
     write_csv(out_dir / SLIDES_CSV, slides)

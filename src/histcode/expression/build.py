@@ -120,7 +120,7 @@ def make_de_targets(manifest: pd.DataFrame, cfg: ExpressionConfig, *, source: st
     targets = build_targets(paired, pairing.pairs, dict(zip(usable["gene"], usable["gene_id"], strict=True)),
                             pseudo_count=cfg.pseudo_count, log2_threshold=cfg.log2_threshold)
     overlap = histcode_overlap(panel)
-    labels = targets.labels.to_numpy()
+    labels = targets.labels.to_numpy(dtype=np.float64, na_value=np.nan)
     metrics = {
         "patients": int(manifest["patient_id"].nunique()),
         "pairs": len(pairing.pairs),
@@ -131,8 +131,8 @@ def make_de_targets(manifest: pd.DataFrame, cfg: ExpressionConfig, *, source: st
         "target_genes": int(targets.log10_fc.shape[1]),
         "panel_genes_missing": len(not_ok),
         "histcode_overlap": overlap["n_shared"],
-        "de_label_rate": float(labels.mean()),
-        "median_abs_log2_fc": float(np.median(np.abs(targets.log2_fc.to_numpy()))),
+        "de_label_rate": float(np.nanmean(labels)),
+        "median_abs_log2_fc": float(np.nanmedian(np.abs(targets.log2_fc.to_numpy()))),
     }
     log.info("DE targets (%s): %d pairs, %d genes, %d patients excluded", key, metrics["pairs"],
              metrics["target_genes"], metrics["excluded_patients"])
