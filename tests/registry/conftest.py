@@ -17,7 +17,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_mlflow) -> Path
     return tmp_path
 
 
-def TinyClassifier(seed: int) -> torch.nn.Module:  # noqa: N802 (used like a class)
+def TinyClassifier(seed: int) -> torch.nn.Module:
     """A small MIL classifier on 4-d tile features (a kind the registry can rebuild), seeded."""
     from histcode.mil.model import build_mil
 
