@@ -83,7 +83,7 @@ def workspace() -> Iterator[Path]:
 
 def one_line(exc: BaseException | str) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:150]
+    return (text[0] if text else type(exc).__name__)[:180]
 
 
 def tmp_files(root: Path) -> list[Path]:
@@ -542,7 +542,7 @@ def worse_mil(ws: Path) -> Row:
     _register("histcode-mil", 2, 0.3, encoder_version=f"histcode-encoder/{e1}")
     promote_pair(_gate())
     champ = get_version("histcode-mil", CHAMPION).version
-    _register("histcode-mil", 3, 3.0, encoder_version=f"histcode-encoder/{e1}")
+    _register("histcode-mil", 3, 0.6, encoder_version=f"histcode-encoder/{e1}")  # good, but worse
     d = promote_pair(_gate())["histcode-mil"]
     return Row(f"kept champion: {d.reason[:120]}", "yes", f"none (champion v{champ} unchanged)"
                if get_version("histcode-mil", CHAMPION).version == champ else "champion moved")
@@ -640,12 +640,16 @@ def pickle_payload(ws: Path) -> Row:
         info = mlflow.pytorch.log_model(model, name="mil", serialization_format="pickle",
                                         registered_model_name="histcode-mil",
                                         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    version = str(info.registered_model_version)
     try:
-        load_model("histcode-mil", version=str(info.registered_model_version))
+        load_model("histcode-mil", version=version)
         saw = "loaded"
     except RegistryError as exc:
         saw = one_line(exc)
-    return Row(saw, "n/a", "none (payload never ran)" if not marker.exists() else "PAYLOAD RAN")
+    ran_here = marker.exists()
+    mlflow.pytorch.load_model(f"models:/histcode-mil/{version}")  # the old loader, for comparison
+    return Row(saw, "n/a", ("none (payload never ran" if not ran_here else "PAYLOAD RAN (") +
+               ("; the old mlflow.pytorch loader runs it)" if marker.exists() else ")"))
 
 
 # ---------------------------------------------------------------- DVC -------------------------------------
@@ -740,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a case that crashes is itself a finding: shown, the catalogue goes on
                 row = Row(f"CASE CRASHED: {type(exc).__name__}: {one_line(exc)}", "?", "?")
                 traceback.print_exc()
+            row = Row(*(text.replace(f"{ws}/", "").replace(str(ws), ".") for text in (row.saw, row.rest, row.lost)))
         rows.append((group, name, row, time.monotonic() - t0))
         print(f"[{time.monotonic() - t0:5.1f} s] {name}: {row.saw}", file=sys.stderr, flush=True)
     head = ("kind", "case", "what the user saw", "rest completed", "lost/corrupt")

@@ -110,3 +110,39 @@ def test_external_evaluation_of_a_mismatched_pair_fails(store: Path, make_eviden
     Path("params.yaml").write_text(yaml.safe_dump({"base": {"cohorts": cohorts}}))
     with pytest.raises(RegistryError, match="histcode-encoder/9 features but histcode-encoder@champion is v1"):
         evaluate_champions("params.yaml", "ext")
+
+
+def test_stain_reference_travels_with_the_encoder(store: Path, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
+    from histcode.registry.models import download_verified
+
+    ref = store / "reference.json"
+    ref.write_text('{"method": "macenko"}\n')
+    with tracking.start_run("pretrain", run_name="enc", stage="pretrain"):
+        mv = log_and_register(tiny_classifier(1), "histcode-encoder", input_example=X,
+                              tags={"stain_reference": "extra/stain/reference.json"}, extra_artifacts={"stain": ref})
+    files = download_verified("histcode-encoder", mv.version, store / "dl")
+    assert files["extra/stain/reference.json"].read_text() == ref.read_text()
+    (stored,) = [p for p in Path.cwd().rglob("reference.json") if "encoder_extra" in str(p)]
+    stored.write_text('{"method": "reinhard"}\n')
+    with pytest.raises(RegistryError, match=r"extra/stain/reference\.json sha256"):
+        download_verified("histcode-encoder", mv.version, store / "dl2")
+
+
+def test_external_features_reused_only_from_the_same_encoder_version(tmp_path: Path) -> None:
+    import h5py
+
+    from histcode.config import base
+    from histcode.evaluation.champion_external import _reusable_features
+    from histcode.paths import Paths
+
+    params = {"base": {"data_dir": str(tmp_path / "data"), "cohorts": {"ext": {
+        "kind": "cptac", "source_dir": "x", "slide_dir": "x", "role": "external"}}},
+        "extract": {"encoders": ["adco", "random"]}}
+    paths = Paths.from_base(base(params))
+    for name, uri in (("adco", "models:/histcode-encoder/3"), ("random", "random:resnet18_trunc:seed=1")):
+        fdir = paths.features("ext", name)
+        fdir.mkdir(parents=True)
+        with h5py.File(fdir / "s1.h5", "w") as fh:
+            fh.attrs["encoder_uri"] = uri
+    assert _reusable_features(params, "ext", paths, "histcode-encoder/3") == paths.features("ext", "adco")
+    assert _reusable_features(params, "ext", paths, "histcode-encoder/4") is None
