@@ -30,6 +30,9 @@ class Params(dict):  # type: ignore[type-arg]
     path: Path | None = None
 
 
+yaml.SafeDumper.add_representer(Params, yaml.SafeDumper.represent_dict)  # dumps like the plain mapping it is
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Read a params YAML file into a dict (raises ``ConfigError`` naming the file)."""
     path = Path(path)
