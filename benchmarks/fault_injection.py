@@ -707,7 +707,10 @@ def dvc_kill(ws: Path) -> Row:
 def dvc_twice(ws: Path) -> Row:
     run = _dvc_project(ws)
     first = run("repro", extra={"PAUSE": "2"}, bg=True)
-    time.sleep(1.5)
+    assert first.stdout is not None
+    for line in first.stdout:  # the first run holds DVC's lock once its stage is writing
+        if "wrote" in line:
+            break
     second = run("repro")
     first.wait()
     lines = [ln for ln in (second.stderr + second.stdout).splitlines() if ln.strip()]
