@@ -1,10 +1,11 @@
 """External validation of the promoted models (``make eval-cptac``).
 
 Pulls ``histcode-encoder@champion`` and ``histcode-mil@champion`` from the registry, ingests and tiles the
-external cohort when its manifests/tiles are missing (both resume), extracts its features with the champion
-encoder into ``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs), and
-reports accuracy/AUC with bootstrap CIs, ROC/PR curves and predictions to MLflow and
-``reports/metrics/eval_<cohort>.json``.
+external cohort when its manifests/tiles are missing (both resume), refuses an encoder/MIL pair whose MIL was
+trained on other features, reuses the DVC features of the cohort when that very encoder version made them or
+else extracts them with the champion encoder and its registered stain reference into
+``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs), and reports
+accuracy/AUC with bootstrap CIs, ROC/PR curves and predictions to MLflow and ``reports/metrics/eval_<cohort>.json``.
 """
 
 from __future__ import annotations
