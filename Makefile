@@ -72,5 +72,5 @@ bench: setup
 
 clean:
 	rm -rf data/synthetic data/manifests data/tiles data/stain data/models data/features data/attention \
-	  data/attention_genes data/splits data/expression data/predictions reports mlruns/mlflow.db \
+	  data/attention_genes data/splits data/expression data/predictions data/checkpoints reports mlruns/mlflow.db \
 	  mlruns/artifacts .dvc/tmp optuna

@@ -18,13 +18,17 @@ log = logging.getLogger("histcode.pipelines.pretrain")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (sections base, pretrain)")
-    parser.add_argument("--resume", action="store_true", help="continue from data/checkpoints/pretrain/<method>.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="require resuming data/checkpoints/pretrain/<method>.pt (error if its config differs)")
+    parser.add_argument("--restart", action="store_true", help="ignore the checkpoint and start at epoch 1")
     parser.add_argument("--method", choices=["adco", "simclr"], default=None, help="override pretrain.method")
     parser.add_argument("--out", default=None, help="encoder directory (default data/models/encoder)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     setup_logging()
-    result = run_pretrain(args.params, resume=args.resume, method=args.method, out_dir=args.out,
+    # default: resume the epoch checkpoint (a persisted DVC output) when it belongs to the same config
+    resume = False if args.restart else (True if args.resume else "auto")
+    result = run_pretrain(args.params, resume=resume, method=args.method, out_dir=args.out,
                           progress=False if args.no_progress else None)
     if result.metrics:
         log.info("%s", summary_line("pretrain", result.metrics, "pretrain"))

@@ -24,6 +24,15 @@ class ConfigError(ValueError):
     """A params file is missing a section/key or holds a value of the wrong type."""
 
 
+class Params(dict):  # type: ignore[type-arg]
+    """The loaded params mapping, remembering its file so every config error can name it."""
+
+    path: Path | None = None
+
+
+yaml.SafeDumper.add_representer(Params, yaml.SafeDumper.represent_dict)  # dumps like the plain mapping it is
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Read a params YAML file into a dict (raises ``ConfigError`` naming the file)."""
     path = Path(path)
@@ -33,7 +42,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections.")
-    return data
+    out = Params(data)
+    out.path = path
+    return out
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -104,13 +115,20 @@ def build(cls: type[T], values: dict[str, Any], where: str = "") -> T:
             kwargs[name] = _coerce(values[name], hints[name], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key}: required key missing")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a __post_init__ check: name the file as the type checks do
+        file = where.split(":", 1)[0] if ":" in where else ""
+        if file and not str(exc).startswith(file):
+            raise ConfigError(f"{file}: {exc}") from None
+        raise
 
 
 def section(cls: type[T], name: str, params: dict[str, Any] | str | Path = DEFAULT_PARAMS) -> T:
     """Read section ``name`` of a params file (or an already-loaded dict) into dataclass ``cls``."""
-    where = f"{params}:{name}" if not isinstance(params, dict) else name
     data = params if isinstance(params, dict) else load_params(params)
+    path = getattr(data, "path", None)
+    where = f"{path}:{name}" if path is not None else name
     if name not in data:
         raise ConfigError(f"{where}: section missing from params")
     return build(cls, data[name] or {}, where)

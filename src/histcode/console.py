@@ -37,13 +37,12 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix (bad params, missing model/alias, bad server state): their message
-    already names the file/key/model and the fix, so they print as one line, never a traceback."""
-    from histcode.config import ConfigError
-    from histcode.registry.models import RegistryError
-    from histcode.server import ServerError
+    """Errors that are the user's to fix (bad params, missing model/alias, unwritable folder, bad sheet, bad
+    server state): their message already names the file/key/model and the fix, so they print as one line,
+    never a traceback. The one list lives in ``histcode.errors``."""
+    from histcode.errors import user_error_types
 
-    return (ConfigError, RegistryError, ServerError)
+    return user_error_types()
 
 
 @contextlib.contextmanager

@@ -93,3 +93,37 @@ def test_de_targets_validates_manifest_first(tmp_path: Path, monkeypatch) -> Non
                  "TCGA-ZZ-0001-01A,TCGA-ZZ-0001,zz,Primary Tumor,missing.tsv,star,f1\n")
     with pytest.raises(ValidationError, match=r"(?s)rnaseq.csv.*file in 'path' does not exist.*line 2: 'missing.tsv'"):
         run_de_targets(_params(tmp_path))
+
+
+def test_gene_missing_in_one_file_and_slide_only_patients(tmp_path: Path, monkeypatch, star_writer,
+                                                          genes) -> None:
+    from histcode.cohort.stage import run_ingest
+    from histcode.expression.stage import run_de_targets
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    expected = _cohort(tmp_path, star_writer, genes)
+    gone = next((tmp_path / "rna" / "r000211A").glob("*.tsv"))
+    star_writer(gone, [(genes["CD3D"], "CD3D", 2.0)])  # TP53 missing from one normal sample's file
+    name = "TCGA-ZZ-0004-01A-01-TS1.svs"  # a patient with a slide but no RNA-seq at all
+    os.symlink(CMU, tmp_path / "slides" / name)
+    with open(tmp_path / "slides.tsv", "a") as fh:
+        fh.write("\t".join(["s000401A", name, "Biospecimen", "Slide Image", "TCGA-X", "TCGA-ZZ-0004",
+                            "TCGA-ZZ-0004-01A", "Primary Tumor"]) + "\n")
+    params = _params(tmp_path)
+    run_ingest("zz", params)
+    run_de_targets(params)
+    out = Path("data/expression/zz")
+    log10 = pd.read_parquet(out / "log10_fc.parquet")
+    assert log10.columns.tolist() == ["TP53", "CD3D"]  # TP53 kept for every other patient
+    assert log10.loc["TCGA-ZZ-0001", "TP53"] == expected["TCGA-ZZ-0001"]
+    assert np.isnan(log10.loc["TCGA-ZZ-0002", "TP53"])  # only that pair loses TP53
+    assert log10.loc["TCGA-ZZ-0002", "CD3D"] == np.log10(2.0)
+    labels = pd.read_parquet(out / "de_labels.parquet")
+    assert labels["TP53"].isna().tolist() == [False, True]
+    panel = pd.read_csv(out / "panel.csv").set_index("gene")
+    assert panel.loc["TP53", "status"].startswith("ok, missing in 1 of 4 paired samples")
+    assert panel.loc["TP53", "missing_in"] == str(gone)  # the file is named
+    excluded = pd.read_csv(out / "excluded_patients.csv").set_index("patient_id")["reason"].to_dict()
+    assert excluded == {"TCGA-ZZ-0003": "no Solid Tissue Normal RNA-seq sample",
+                        "TCGA-ZZ-0004": "slides but no RNA-seq sample in rnaseq.csv"}

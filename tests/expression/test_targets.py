@@ -82,10 +82,16 @@ def test_fold_changes_from_files_equal_direct_computation(tmp_path: Path, cohort
     res = make_de_targets(manifest, cfg)
     assert res.pairing.excluded["patient_id"].tolist() == ["TCGA-AA-0003", "TCGA-AA-0004", "TCGA-AA-0005"]
     status = res.panel.set_index("gene")["status"].to_dict()
-    assert status == {"TP53": "ok", "PIK3CA": "ok", "KRAS": "missing in 1 of 6 paired samples", "CD3D": "ok",
-                      "PTEN": "ok", "NOTAGENE": "not found in the expression files"}
+    assert status == {"TP53": "ok", "PIK3CA": "ok", "KRAS": "ok, missing in 1 of 6 paired samples (those pairs "
+                      "excluded for this gene)", "CD3D": "ok", "PTEN": "ok",
+                      "NOTAGENE": "not found in the expression files"}
+    # KRAS is kept (issue 16: only the pair whose file lacks it loses it); the rest compared exactly below
+    assert res.targets.log10_fc.columns.tolist() == ["TP53", "PIK3CA", "KRAS", "CD3D", "PTEN"]
+    kras = res.targets.log10_fc["KRAS"]
+    assert kras.isna().sum() == 1 and res.targets.labels["KRAS"].isna().sum() == 1
     kept = ["TP53", "PIK3CA", "CD3D", "PTEN"]
-    assert res.targets.log10_fc.columns.tolist() == kept
+    res.targets.log10_fc, res.targets.log2_fc, res.targets.labels = (
+        t[kept] for t in (res.targets.log10_fc, res.targets.log2_fc, res.targets.labels))
     cols = [PANEL.index(g) for g in kept]
     pairs = {"TCGA-AA-0001": ("f1", "f2"), "TCGA-AA-0002": ("f4", "f5"), "TCGA-AA-0006": ("fc", "fd")}
     t = np.stack([values[a][cols] for a, _ in pairs.values()])
@@ -94,9 +100,9 @@ def test_fold_changes_from_files_equal_direct_computation(tmp_path: Path, cohort
     assert res.targets.log10_fc.index.tolist() == list(pairs)
     np.testing.assert_allclose(res.targets.log10_fc.to_numpy(), np.log10(fc + 1), rtol=1e-6)
     np.testing.assert_allclose(res.targets.log2_fc.to_numpy(), np.log2(fc), rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(res.targets.labels.to_numpy(), (np.abs(np.log2(fc)) > 1.5).astype(int))
+    np.testing.assert_array_equal(res.targets.labels.to_numpy(dtype=int), (np.abs(np.log2(fc)) > 1.5).astype(int))
     assert res.metrics["pairs"] == 3 and res.metrics["files_unreadable"] == 2
-    assert res.metrics["target_genes"] == 4 and res.metrics["panel_genes_missing"] == 2
+    assert res.metrics["target_genes"] == 5 and res.metrics["panel_genes_missing"] == 1
 
     paths = write_de_targets(res, tmp_path / "out")
     pd.testing.assert_frame_equal(pd.read_parquet(paths["log10_fc"]), res.targets.log10_fc)

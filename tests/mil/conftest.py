@@ -18,7 +18,7 @@ def write_features(path: Path, feats: np.ndarray, coords: np.ndarray, encoder: s
         f.attrs.update(
             {
                 "encoder": encoder,
-                "encoder_uri": "test",
+                "encoder_uri": "data/models/encoder",
                 "dim": feats.shape[1],
                 "tile_px": 256,
                 "target_mpp": 0.5,

@@ -16,7 +16,7 @@ import yaml
 from histcode.evaluation.classification import classification_metrics
 from histcode.mil.bags import read_bag
 from histcode.mil.external import evaluate_cohort
-from histcode.mil.model import load_mil
+from histcode.mil.model import build_mil, load_mil
 
 from .conftest import make_cohort
 
@@ -59,7 +59,9 @@ def stage_run(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow) -> tuple[P
     # an encoder registered by its pretrain run, as the SSL stage does (explicit experiment: fluent MLflow state
     # from earlier tests in the session may point at an experiment id this fresh store does not have)
     with tracking.start_run("pretrain", run_name="pretrain", stage="pretrain") as enc_run:
-        log_and_register(torch.nn.Linear(3, 2), "histcode-encoder", input_example=np.zeros((1, 3), np.float32))
+        # any model kind the registry can rebuild stands in for the encoder network here
+        log_and_register(build_mil({"pooling": "mean", "in_dim": 3, "hidden": 4}), "histcode-encoder",
+                         input_example=np.zeros((2, 3), np.float32))
     (root / "data/models/encoder").mkdir(parents=True)
     (root / "data/models/encoder/encoder.json").write_text(json.dumps({"run_id": enc_run.info.run_id}))
     cohorts = {
@@ -139,6 +141,7 @@ def test_registered_model_round_trips_by_alias(stage_run: tuple[Path, dict]) -> 
         torch.testing.assert_close(registered(bag), local(bag))
     mv = get_version("histcode-mil", "challenger")
     assert mv.tags["encoder_version"] == "histcode-encoder/1" and mv.tags["pooling"] == "gated_attention"
+    assert len(mv.tags["dvc_data_hash"]) == 32 and len(mv.tags["sha256.weights.safetensors"]) == 64
     evidence, kind = load_evidence("histcode-mil", mv.version)
     assert kind == "binary" and len(evidence) == 21
 

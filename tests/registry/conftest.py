@@ -11,22 +11,18 @@ import torch
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_mlflow) -> Path:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    fresh_mlflow(tmp_path, monkeypatch)  # a copy of the migrated template store (migrations take seconds)
     return tmp_path
 
 
-class TinyClassifier(torch.nn.Module):
-    """Logistic model on 4 features; ``bias`` shifts its scores (used to make better/worse versions)."""
+def TinyClassifier(seed: int) -> torch.nn.Module:
+    """A small MIL classifier on 4-d tile features (a kind the registry can rebuild), seeded."""
+    from histcode.mil.model import build_mil
 
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.lin = torch.nn.Linear(4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.lin(x)).squeeze(-1)
+    torch.manual_seed(seed)
+    return build_mil({"pooling": "gated_attention", "in_dim": 4, "hidden": 8, "attn_hidden": 4}).eval()
 
 
 def evidence(noise: float, seed: int = 0, n: int = 200) -> pd.DataFrame:

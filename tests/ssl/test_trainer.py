@@ -96,3 +96,34 @@ def test_two_rank_gloo_ddp_keeps_ranks_identical(tmp_path: Path) -> None:
             assert torch.equal(v, r1["state"][k]), f"{method}: {k} differs between ranks"
         if method == "adco":
             assert r0["metrics"]["bank_init_keys"] >= 16
+
+
+class _Unreadable(TensorTiles):
+    """Every read fails, as when a manifest's relative slide paths do not resolve from here."""
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def,override]
+        return self.tiles[i], "slides/a.svs: file not found"
+
+
+def test_every_tile_read_failing_is_refused(tmp_path: Path) -> None:
+    from histcode.ssl.trainer import TileReadError
+
+    base = _tiles()
+    ds = _Unreadable(base.tiles, base.n_tiles)
+    with pytest.raises(TileReadError, match=r"every tile read of the first batch failed \(first: slides/a.svs"):
+        fit(PretrainConfig(**SMALL), ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt")
+    assert not (tmp_path / "c.pt").exists()  # nothing saved, so nothing to register
+
+
+def test_auto_resume_restarts_on_other_config_or_data(tmp_path: Path) -> None:
+    """The DVC stage resumes by default, but only the same run: other params or tiles start over."""
+    ds = _tiles()
+    cfg = PretrainConfig(**{**SMALL, "epochs": 1})
+    first = fit(cfg, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", data_key="tiles-v1")
+    again = fit(cfg, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", resume="auto", data_key="tiles-v1")
+    assert again.history == first.history and again.metrics["tiles_per_s"] == 0  # resumed: no tile trained
+    other = fit(cfg, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", resume="auto", data_key="tiles-v2")
+    assert other.metrics["tiles_per_s"] > 0 and other.history == first.history  # retrained from epoch 1
+    changed = PretrainConfig(**{**SMALL, "epochs": 1, "bank_tau": 0.05})
+    assert fit(changed, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", resume="auto",
+               data_key="tiles-v2").metrics["tiles_per_s"] > 0

@@ -20,7 +20,7 @@ import pandas as pd
 
 from histcode.atomic import write_csv, write_json
 from histcode.cohort import sources, suites
-from histcode.cohort.barcodes import LABELS
+from histcode.cohort.barcodes import LABELS, BarcodeError, parse_barcode
 from histcode.cohort.config import IngestConfig
 from histcode.cohort.files import rna_problem, slide_problem
 from histcode.cohort.fingerprint import FINGERPRINTS_CSV, fingerprint_table
@@ -54,6 +54,28 @@ def _exclude_sample_types(df: pd.DataFrame, table: str, failures: list[dict[str,
                          "reason": f"sample type {r['sample_type']!r} is neither 'Primary Tumor' (tumour) nor "
                                    "'Solid Tissue Normal' (normal); not used for tumour/normal labels"})
     return df[keep]
+
+
+def _check_barcode_sample_type(df: pd.DataFrame, table: str, column: str,
+                               failures: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows whose TCGA barcode code (``-01`` tumour, ``-11`` normal, ...) contradicts the sheet's ``Sample
+    Type`` are recorded and dropped: a mislabelled normal would otherwise train as tumour."""
+    keep = []
+    for _, r in df.iterrows():
+        try:
+            bc = parse_barcode(str(r[column]))
+        except BarcodeError:  # not a TCGA id: nothing to cross-check
+            keep.append(True)
+            continue
+        if bc.sample_type != str(r["sample_type"]):
+            failures.append({"table": table, "row": r["row"], "file": r["file"], "kind": "sample_type_mismatch",
+                             "reason": f"barcode {bc.sample_id} (code {bc.sample_code}) is {bc.sample_type!r} "
+                                       f"but the sheet's Sample Type says {r['sample_type']!r}; correct the "
+                                       "sheet row (or the file name)"})
+            keep.append(False)
+        else:
+            keep.append(True)
+    return df[pd.Series(keep, index=df.index, dtype=bool)] if len(df) else df
 
 
 def _check_files(df: pd.DataFrame, table: str, failures: list[dict[str, Any]], problem: Any,
@@ -144,7 +166,10 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
     failures: list[dict[str, Any]] = []
     try:
         cands = _slide_candidates(name, cohort, report, failures)
-        slides = _exclude_sample_types(cands, "slides", failures)
+        slides = cands
+        if cohort.kind == "gdc":
+            slides = _check_barcode_sample_type(slides, "slides", "file", failures)
+        slides = _exclude_sample_types(slides, "slides", failures)
         if cfg.require_files:
             check = (lambda r: slide_problem(Path(r["path"]))) if cfg.check_format else (
                 lambda r: None if Path(r["path"]).exists() else ("missing_file", f"{r['path']}: file not found"))
@@ -155,7 +180,9 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
                     source=out_dir / SLIDES_CSV, report=report)
         rna = None
         if cohort.rna_sheet is not None:
-            rna = _exclude_sample_types(_rna_candidates(name, cohort, report, failures), "rnaseq", failures)
+            rna = _check_barcode_sample_type(_rna_candidates(name, cohort, report, failures), "rnaseq",
+                                             "sample_id", failures)
+            rna = _exclude_sample_types(rna, "rnaseq", failures)
             if cfg.require_files:
                 rcheck = (lambda r: rna_problem(Path(r["path"]), r["format"])) if cfg.check_format else (
                     lambda r: None if Path(r["path"]).is_file() else ("missing_file", f"{r['path']}: file not found"))

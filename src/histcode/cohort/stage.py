@@ -9,6 +9,7 @@ from histcode.cohort.config import IngestConfig
 from histcode.cohort.ingest import REPORT_JSON, IngestResult, ingest_cohort
 from histcode.config import DEFAULT_PARAMS, base, load_params, section, to_dict
 from histcode.paths import Paths
+from histcode.preflight import require_items
 
 
 def run_ingest(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS) -> IngestResult:
@@ -34,4 +35,9 @@ def run_ingest(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS
         for name in ("slides.csv", "failures.csv"):
             mlflow.log_artifact(str(paths.manifests(cohort) / name), artifact_path="manifests")
         tracking.log_metrics(result.counts, paths.metrics(f"ingest/{cohort}"))
+    # nothing downstream can run on no slides: say why here instead of "AUC nan" four stages later
+    require_items(len(result.slides), what=f"usable slide in cohort {cohort!r} "
+                  f"({int(result.counts['input_slides'])} input row(s), {len(result.failures)} excluded: reasons in "
+                  f"{paths.manifests(cohort) / 'failures.csv'})", where=cohort_cfg.slide_sheet or cohort_cfg.slide_dir,
+                  fix=f"check base.cohorts.{cohort} (sheet, slide_dir) and the files")
     return result

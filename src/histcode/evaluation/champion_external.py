@@ -1,16 +1,18 @@
 """External validation of the promoted models (``make eval-cptac``).
 
 Pulls ``histcode-encoder@champion`` and ``histcode-mil@champion`` from the registry, ingests and tiles the
-external cohort when its manifests/tiles are missing (both resume), extracts its features with the champion
-encoder into ``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs), and
-reports accuracy/AUC with bootstrap CIs, ROC/PR curves and predictions to MLflow and
-``reports/metrics/eval_<cohort>.json``.
+external cohort when its manifests/tiles are missing (both resume), refuses an encoder/MIL pair whose MIL was
+trained on other features, reuses the DVC features of the cohort when that very encoder version made them or
+else extracts them with the champion encoder and its registered stain reference into
+``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs), and reports
+accuracy/AUC with bootstrap CIs, ROC/PR curves and predictions to MLflow and ``reports/metrics/eval_<cohort>.json``.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,48 @@ def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
         run_tile(cohort, params)
 
 
+def _reusable_features(params: dict[str, Any], cohort: str, paths: Paths, enc_ref: str) -> Path | None:
+    """A DVC-extracted feature set of ``cohort`` made by this very encoder version (extract once)."""
+    from histcode.features.config import ExtractConfig
+    from histcode.registry.lineage import features_lineage
+
+    for name in section(ExtractConfig, "extract", params).encoders:
+        fdir = paths.features(cohort, name)
+        files = sorted(fdir.glob("*.h5")) if fdir.is_dir() else []
+        if files and features_lineage(files)["encoder_version"] == enc_ref:
+            return fdir
+    return None
+
+
+def _features_for(params: dict[str, Any], cohort: str, paths: Paths, enc_mv: Any, alias: str,
+                  progress: bool) -> Path:
+    """Features of ``cohort`` by the ``alias`` encoder under its own registered stain reference."""
+    from histcode.features.stage import run_extract
+    from histcode.registry.models import download_verified
+
+    reuse = _reusable_features(params, cohort, paths, f"{ENCODER}/{enc_mv.version}")
+    if reuse is not None:
+        log.info("%s: reusing %s (extracted by %s v%s)", cohort, reuse, ENCODER, enc_mv.version)
+        return reuse
+    feature_set = f"encoder-v{enc_mv.version}"
+    run_params = copy.deepcopy(params)
+    run_params["extract"] = {**run_params.get("extract", {}), "progress": progress,
+                             "sources": {feature_set: model_uri(ENCODER, alias)}}
+    stain_tag = str(enc_mv.tags.get("stain_reference", ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        stain = None
+        if stain_tag.startswith("extra/"):
+            stain = download_verified(ENCODER, enc_mv.version, tmp)[stain_tag]
+        elif run_params["extract"].get("stain", True) and stain_tag != "none":
+            raise RegistryError(f"{ENCODER} v{enc_mv.version} carries no stain reference (registered before it "
+                                "travelled with the model); retrain it with `dvc repro pretrain`")
+        else:
+            run_params["extract"]["stain"] = False
+        run_extract(run_params, cohort=cohort, encoders=[feature_set], progress=progress,
+                    out_root=paths.external_features(cohort), stain_reference=stain)
+    return paths.external_features(cohort) / feature_set
+
+
 def evaluate_champions(
     params_path: str | Path, cohort: str, *, alias: str = CHAMPION, progress: bool = True
 ) -> dict[str, Any]:
@@ -48,7 +92,6 @@ def evaluate_champions(
 
     from histcode.evaluation.classification import roc_pr_curves
     from histcode.evaluation.classification_plots import plot_roc_pr
-    from histcode.features.stage import run_extract
     from histcode.mil.config import MilConfig
     from histcode.mil.external import evaluate_cohort
     from histcode.mil.model import load_mil
@@ -59,18 +102,12 @@ def evaluate_champions(
     paths = Paths.from_base(bcfg)
     enc_mv, mil_mv = get_version(ENCODER, alias), get_version(MIL, alias)
     expected = str(mil_mv.tags.get("encoder_version", ""))
-    if expected and expected != f"{ENCODER}/{enc_mv.version}":
-        log.warning("%s@%s (v%s) was trained on %s features, but %s@%s is v%s: features of the latter are used",
-                    MIL, alias, mil_mv.version, expected, ENCODER, alias, enc_mv.version)
+    if expected != f"{ENCODER}/{enc_mv.version}":
+        raise RegistryError(f"{MIL}@{alias} (v{mil_mv.version}) was trained on {expected or 'unknown'} features but "
+                            f"{ENCODER}@{alias} is v{enc_mv.version}: not a consistent pair; run `make promote` "
+                            "(it moves encoder and MIL together) or pass an alias naming a matching pair")
     _ensure_inputs(params, cohort, paths)
-
-    feature_set = f"encoder-v{enc_mv.version}"
-    run_params = copy.deepcopy(params)
-    run_params["extract"] = {**run_params.get("extract", {}), "progress": progress,
-                             "sources": {feature_set: model_uri(ENCODER, alias)}}
-    run_extract(run_params, cohort=cohort, encoders=[feature_set], progress=progress,
-                out_root=paths.external_features(cohort))
-    features_dir = paths.external_features(cohort) / feature_set
+    features_dir = _features_for(params, cohort, paths, enc_mv, alias, progress)
 
     mil_cfg = section(MilConfig, "mil", params)
     torch.set_num_threads(max(1, mil_cfg.threads))

@@ -57,27 +57,40 @@ def _needed_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest[manifest["patient_id"].isin(both) & manifest["sample_type"].isin([TUMOUR, NORMAL])]
 
 
-def _gene_status(panel: pd.DataFrame, mapping: pd.DataFrame, values: pd.DataFrame, samples: list[str]) -> pd.DataFrame:
+def _gene_status(panel: pd.DataFrame, mapping: pd.DataFrame, values: pd.DataFrame, samples: list[str],
+                 files: dict[str, str]) -> pd.DataFrame:
+    """Per panel gene: ``ok``, ``ok, missing in k of n ...`` (kept; only those samples' pairs lose the gene,
+    ``missing_in`` names their files) or ``not found`` / missing everywhere (left out)."""
     out = panel.merge(mapping[["gene", "gene_id", "n_ids", "rule"]], on="gene", how="left")
-    status = []
+    status, missing_in = [], []
     for gid in out["gene_id"]:
         if not isinstance(gid, str):
             status.append("not found in the expression files")
+            missing_in.append("")
             continue
-        n_missing = int(values.loc[gid, samples].isna().sum()) if samples else 0
-        status.append("ok" if n_missing == 0 else f"missing in {n_missing} of {len(samples)} paired samples")
+        gone = [s for s in samples if pd.isna(values.loc[gid, s])] if samples else []
+        missing_in.append(";".join(sorted({files.get(s, s) for s in gone})))
+        if not gone:
+            status.append("ok")
+        elif len(gone) < len(samples):
+            status.append(f"ok, missing in {len(gone)} of {len(samples)} paired samples (those pairs excluded "
+                          "for this gene)")
+        else:
+            status.append(f"missing in all {len(samples)} paired samples")
     out["status"] = status
+    out["missing_in"] = missing_in
     return out
 
 
-def make_de_targets(manifest: pd.DataFrame, cfg: ExpressionConfig, *, source: str = "rnaseq.csv") -> DETargets:
+def make_de_targets(manifest: pd.DataFrame, cfg: ExpressionConfig, *, source: str = "rnaseq.csv",
+                    slide_patients: list[str] | None = None) -> DETargets:
     """Everything the ``de_targets`` stage writes, computed in memory (see ``write_de_targets``)."""
     key = sample_key(manifest)
     needed = _needed_rows(manifest)
     data = load_expression(needed, value_column=cfg.value_column, on_error="record", progress=cfg.progress,
                            source=source)
     unreadable = dict(zip(data.failures["sample"].astype(str), data.failures["reason"], strict=True))
-    pairing = pair_samples(manifest, unreadable=unreadable)
+    pairing = pair_samples(manifest, unreadable=unreadable, slide_patients=slide_patients or [])
     if pairing.pairs.empty:
         raise TargetsError(f"{source}: no matched tumour/normal RNA-seq pairs among "
                            f"{manifest['patient_id'].nunique()} patients (see excluded_patients.csv); the DE "
@@ -91,19 +104,23 @@ def make_de_targets(manifest: pd.DataFrame, cfg: ExpressionConfig, *, source: st
     paired = data.values[samples]
     panel = driver_panel(cfg.n_driver_genes, cfg.markers, intogen=cfg.intogen)
     mapping = map_symbols(panel["gene"].tolist(), names, paired)
-    panel = _gene_status(panel, mapping, paired, samples)
-    usable = panel[panel["status"] == "ok"]
+    files = dict(zip(needed[key].astype(str), needed["path"].astype(str), strict=True))
+    panel = _gene_status(panel, mapping, paired, samples, files)
+    usable = panel[panel["status"].str.startswith("ok")]
+    for gene, where in zip(usable["gene"], usable["missing_in"], strict=True):
+        if where:
+            log.warning("gene %s missing from %s: kept, those pairs excluded for %s only", gene, where, gene)
     if usable.empty:
         hint = " (HTSeq files carry ids only: set expression.gene_annotation)" if names.empty else ""
         raise TargetsError(f"{source}: none of the {len(panel)} panel genes is in the expression files{hint}")
-    not_ok = panel[panel["status"] != "ok"]
+    not_ok = panel[~panel["status"].str.startswith("ok")]
     if len(not_ok):
         log.warning("%d of %d panel genes left out of the targets (status in panel.csv): %s", len(not_ok),
                     len(panel), ", ".join(f"{g} ({s})" for g, s in zip(not_ok["gene"], not_ok["status"], strict=True)))
     targets = build_targets(paired, pairing.pairs, dict(zip(usable["gene"], usable["gene_id"], strict=True)),
                             pseudo_count=cfg.pseudo_count, log2_threshold=cfg.log2_threshold)
     overlap = histcode_overlap(panel)
-    labels = targets.labels.to_numpy()
+    labels = targets.labels.to_numpy(dtype=np.float64, na_value=np.nan)
     metrics = {
         "patients": int(manifest["patient_id"].nunique()),
         "pairs": len(pairing.pairs),
@@ -114,8 +131,8 @@ def make_de_targets(manifest: pd.DataFrame, cfg: ExpressionConfig, *, source: st
         "target_genes": int(targets.log10_fc.shape[1]),
         "panel_genes_missing": len(not_ok),
         "histcode_overlap": overlap["n_shared"],
-        "de_label_rate": float(labels.mean()),
-        "median_abs_log2_fc": float(np.median(np.abs(targets.log2_fc.to_numpy()))),
+        "de_label_rate": float(np.nanmean(labels)),
+        "median_abs_log2_fc": float(np.nanmedian(np.abs(targets.log2_fc.to_numpy()))),
     }
     log.info("DE targets (%s): %d pairs, %d genes, %d patients excluded", key, metrics["pairs"],
              metrics["target_genes"], metrics["excluded_patients"])

@@ -7,7 +7,7 @@ Patients without a usable normal (most TCGA patients) or tumour are excluded and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -41,10 +41,12 @@ def _pick(cands: pd.DataFrame, key: str, unreadable: Mapping[str, str], what: st
                     f"lowest sample id then smallest {key}" + note)
 
 
-def pair_samples(manifest: pd.DataFrame, *, unreadable: Mapping[str, str] | None = None) -> Pairing:
+def pair_samples(manifest: pd.DataFrame, *, unreadable: Mapping[str, str] | None = None,
+                 slide_patients: Iterable[str] = ()) -> Pairing:
     """Pair ``rnaseq.csv`` rows (sample_type 'Primary Tumor' / 'Solid Tissue Normal') per patient.
 
     ``unreadable``: sample key → reason, for files that failed to read (they are never chosen).
+    ``slide_patients``: patients of ``slides.csv``; those without any RNA-seq row are listed as excluded too.
     """
     unreadable = dict(unreadable or {})
     key = sample_key(manifest)
@@ -67,5 +69,9 @@ def pair_samples(manifest: pd.DataFrame, *, unreadable: Mapping[str, str] | None
         pairs.append({"patient_id": patient, "tumour_sample": t[key], "tumour_sample_id": t["sample_id"],
                       "normal_sample": n[key], "normal_sample_id": n["sample_id"], "n_tumour_files": len(tum),
                       "n_normal_files": len(nor), "reason": f"tumour: {t_note}; normal: {n_note}"})
+    with_rna = set(manifest["patient_id"].astype(str))
+    excluded += [{"patient_id": p, "reason": "slides but no RNA-seq sample in rnaseq.csv"}
+                 for p in sorted(set(map(str, slide_patients)) - with_rna)]
     return Pairing(pd.DataFrame(pairs, columns=PAIR_COLUMNS),
-                   pd.DataFrame(excluded, columns=["patient_id", "reason"]))
+                   pd.DataFrame(excluded, columns=["patient_id", "reason"]).sort_values("patient_id", kind="stable")
+                   .reset_index(drop=True))

@@ -43,7 +43,10 @@ def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, coho
         import mlflow
 
         try:
-            result = make_de_targets(manifest, cfg, source=str(manifest_path))
+            slides_csv = paths.slides_csv(name)
+            slide_patients = (pd.read_csv(slides_csv, dtype=str)["patient_id"].dropna().tolist()
+                              if slides_csv.is_file() else [])
+            result = make_de_targets(manifest, cfg, source=str(manifest_path), slide_patients=slide_patients)
         except TargetsError as exc:
             if exc.pairing is not None:
                 write_csv(out_dir / OUTPUTS["excluded"], exc.pairing.excluded)

@@ -48,5 +48,8 @@ def build_targets(values: pd.DataFrame, pairs: pd.DataFrame, gene_ids: Mapping[s
     index = pd.Index(pairs["patient_id"].astype(str).tolist(), name="patient_id")
     log2 = pd.DataFrame(np.log2(fc), index=index, columns=symbols)
     log10 = pd.DataFrame(np.log10(fc + 1.0), index=index, columns=symbols)
-    labels = pd.DataFrame((np.abs(log2.to_numpy()) > log2_threshold).astype(np.int8), index=index, columns=symbols)
+    l2 = log2.to_numpy()
+    # a gene missing from one sample's file: that patient has no target for that gene (NA), the gene stays
+    labels = pd.DataFrame(np.where(np.isfinite(l2), np.abs(l2) > log2_threshold, np.nan), index=index,
+                          columns=symbols).astype("Int8")
     return Targets(log10, log2, labels)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from histcode.features.config import ExtractConfig
 from histcode.features.store import FeatureWriter, trident_coords_attrs
+from histcode.preflight import disk_full, is_disk_full
 from histcode.ssl.slide_tiles import SlideTileDataset, SlideTiles, TileCollate, worker_init
 
 log = logging.getLogger(__name__)
@@ -190,43 +191,57 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
             log.info("extract: slide %d/%d %s: %d tiles (%s); %.0f tiles/s, %.0f s elapsed", s + 1, len(todo),
                      todo[s].slide_id, todo[s].n, status, (int(dataset.offsets[s]) + todo[s].n) / elapsed, elapsed)
 
-    with torch.inference_mode():
-        for (s, a, b), (tiles, errors) in zip(ranges, loader, strict=True):
-            if s != current:
-                if current >= 0:
-                    finish(current)
-                current, bad, first_err = s, 0, ""
-                sinks.update({i: _Sink(jobs[i], todo[s], cfg, extra_attrs or {}) for i in pending[s]})
-            ok = np.array([not e for e in errors])
-            bad += int((~ok).sum())
-            if not first_err and not ok.all():
-                first_err = next(e for e in errors if e)
-            bar.update(b - a)
-            if not ok.any():
-                continue
-            x = tiles[torch.from_numpy(ok)].to(device, non_blocking=True).float().div_(255.0)
-            x = x.contiguous(memory_format=fmt)
-            lo, hi = a - int(dataset.offsets[s]), b - int(dataset.offsets[s])
-            coords = todo[s].coords[lo:hi][ok]
-            for i, sink in sinks.items():
-                rows = sink.keep[lo:hi][ok]
-                if sink.broken or not rows.any():
+    try:
+        with torch.inference_mode():
+            for (s, a, b), (tiles, errors) in zip(ranges, loader, strict=True):
+                if s != current:
+                    if current >= 0:
+                        finish(current)
+                    current, bad, first_err = s, 0, ""
+                    sinks.update({i: _Sink(jobs[i], todo[s], cfg, extra_attrs or {}) for i in pending[s]})
+                ok = np.array([not e for e in errors])
+                bad += int((~ok).sum())
+                if not first_err and not ok.all():
+                    first_err = next(e for e in errors if e)
+                bar.update(b - a)
+                if not ok.any():
                     continue
-                try:
-                    xi = x if rows.all() else x[torch.from_numpy(rows).to(x.device)]
-                    px = jobs[i].input_px or cfg.input_px
-                    if xi.shape[-1] != px:  # e.g. AdCo at input_px beside a 224-px foundation model
-                        xi = torch.nn.functional.interpolate(xi, size=(px, px), mode="bilinear", antialias=True,
-                                                             align_corners=False).contiguous(memory_format=fmt)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                        feats = models[i](xi)
-                    sink.writer.write(feats.float().cpu().numpy(), coords[rows])
-                    embedded += int(rows.sum())
-                except Exception as exc:  # this slide fails for this encoder; everything else goes on
-                    log.exception("extract %s: slide %s failed", jobs[i].name, todo[s].slide_id)
-                    sink.broken = f"{type(exc).__name__}: {exc}"
-        if current >= 0:
-            finish(current)
+                x = tiles[torch.from_numpy(ok)].to(device, non_blocking=True).float().div_(255.0)
+                x = x.contiguous(memory_format=fmt)
+                lo, hi = a - int(dataset.offsets[s]), b - int(dataset.offsets[s])
+                coords = todo[s].coords[lo:hi][ok]
+                for i, sink in sinks.items():
+                    rows = sink.keep[lo:hi][ok]
+                    if sink.broken or not rows.any():
+                        continue
+                    try:
+                        xi = x if rows.all() else x[torch.from_numpy(rows).to(x.device)]
+                        px = jobs[i].input_px or cfg.input_px
+                        if xi.shape[-1] != px:  # e.g. AdCo at input_px beside a 224-px foundation model
+                            xi = torch.nn.functional.interpolate(xi, size=(px, px), mode="bilinear", antialias=True,
+                                                                 align_corners=False).contiguous(memory_format=fmt)
+                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                            feats = models[i](xi)
+                        sink.writer.write(feats.float().cpu().numpy(), coords[rows])
+                        embedded += int(rows.sum())
+                    except Exception as exc:  # this slide fails for this encoder; everything else goes on
+                        if is_disk_full(exc):
+                            raise
+                        log.exception("extract %s: slide %s failed", jobs[i].name, todo[s].slide_id)
+                        sink.broken = f"{type(exc).__name__}: {exc}"
+            if current >= 0:
+                finish(current)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        for sink in sinks.values():  # the slide being written: its temp files go, finished slides stay
+            sink.writer.abort()
+        bar.close()
+        start = int(dataset.offsets[current]) if current >= 0 else 0
+        per_tile = sum(j.dim * np.dtype(cfg.dtype).itemsize + 8 for j in jobs)
+        done = sum(o.status in ("done", "partial") for out in outcomes.values() for o in out) // max(1, len(jobs))
+        raise disk_full(jobs[0].out_dir, (len(dataset) - start) * per_tile, done, len(todo) - max(current, 0)) \
+            from exc
     bar.close()
     seconds = max(time.perf_counter() - t0, 1e-9)
     stats = {"tiles": float(len(dataset)), "seconds": seconds, "tiles_per_s": len(dataset) / seconds,

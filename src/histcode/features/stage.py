@@ -21,6 +21,7 @@ from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_en
 from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
 from histcode.features.imported import is_feature_folder
 from histcode.paths import Paths
+from histcode.preflight import ensure_writable, require_items
 from histcode.ssl import distributed as D
 from histcode.ssl.slide_tiles import collect_slides
 
@@ -68,11 +69,12 @@ def _import(name: str, folder: Path, paths: Paths, cohort: str, out_dir: Path, c
 
 def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: str,
                 encoders: list[str] | None = None, progress: bool | None = None,
-                out_root: Path | None = None) -> dict[str, Any]:
+                out_root: Path | None = None, stain_reference: Path | None = None) -> dict[str, Any]:
     """Extract features of ``cohort`` for ``encoders`` (default ``extract.encoders``); returns metrics.
 
     ``out_root``: write ``<out_root>/<encoder>/`` instead of the DVC-owned ``features/<cohort>/<encoder>/``
-    (external validation with registry encoders must not modify a stage's outputs).
+    (external validation with registry encoders must not modify a stage's outputs). ``stain_reference``:
+    the reference that travels with a registered encoder, instead of ``data/stain/reference.json``.
     """
     import torch
 
@@ -88,12 +90,17 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
     info = D.init_distributed("auto")
     torch.set_num_threads(max(1, cfg.threads))
     slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
+    require_items(len(slides) + len(coord_failures), what=f"slide of cohort {cohort!r} to extract",
+                  where=paths.tiles(cohort), fix=f"run `dvc repro tile@{cohort}` (and ingest) first")
+    for name in names:
+        ensure_writable(Path(out_root) / name if out_root is not None else paths.features(cohort, name),
+                        what="features")
     mine = shard(slides, info.rank, info.world_size)
     normalize = None
     if cfg.stain:
         from histcode.slides.stain import load_normalizer
 
-        normalize = load_normalizer(paths.stain_reference).transform_batch
+        normalize = load_normalizer(stain_reference or paths.stain_reference).transform_batch
     from histcode.features.foundation import FOUNDATION, locate_weights
 
     for name in names:  # fail fast, before any MLflow run or pixel read: one line naming the model and its source

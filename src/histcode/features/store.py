@@ -98,20 +98,29 @@ class FeatureWriter:
         self.n = end
 
     def commit(self, **extra_attrs: Any) -> Path:
-        self._feat.resize((self.n, self.dim))
-        self._coords.resize((self.n, 2))
-        for k, v in extra_attrs.items():
-            self._fh.attrs[k] = v
-        self._fh.close()
+        try:
+            self._feat.resize((self.n, self.dim))
+            self._coords.resize((self.n, 2))
+            for k, v in extra_attrs.items():
+                self._fh.attrs[k] = v
+            self._fh.close()
+        except Exception:
+            self.abort()
+            raise
         os.replace(self.tmp, self.path)
         self._done = True
         return self.path
 
     def abort(self) -> None:
+        """Drop the temp file, even when closing it fails (e.g. HDF5 cannot flush on a full disk)."""
         if not self._done:
-            self._fh.close()
-            self.tmp.unlink(missing_ok=True)
             self._done = True
+            try:
+                self._fh.close()
+            except Exception:
+                pass
+            finally:
+                self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> FeatureWriter:
         return self
@@ -238,3 +247,14 @@ def feature_set_identity(features_dir: str | Path) -> dict[str, str]:
         except OSError:
             continue
     return {}
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """Only the attributes (which encoder, settings) of a features file, without reading the arrays."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            return {k: _plain(v) for k, v in fh.attrs.items()}
+    except OSError as exc:
+        raise FeaturesError(f"{path}: unreadable HDF5 ({exc}); delete it and re-run extraction.") from exc

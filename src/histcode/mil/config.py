@@ -36,6 +36,16 @@ class MilConfig:
     threads: int = 2
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        from histcode.config import ConfigError
+        from histcode.mil.pooling import pooling_names  # the registry: methods added there are valid here
+
+        valid = pooling_names()
+        for key, names in (("pooling", [self.pooling]), ("baselines", list(self.baselines))):
+            bad = [n for n in names if n not in valid]
+            if bad:
+                raise ConfigError(f"mil.{key}: {bad[0]!r} is not a registered pooling; valid: {valid}")
+
     def poolings(self) -> list[str]:
         """Primary pooling first, then the baselines (deduplicated, order kept)."""
         out = [self.pooling]

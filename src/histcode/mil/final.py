@@ -6,6 +6,7 @@ version as a tag, and its CV held-out predictions attached as the promotion gate
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from histcode.mil.model import MilClassifier, save_mil
 from histcode.paths import Paths
 
 REGISTERED_NAME = "histcode-mil"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,7 +87,7 @@ def final_model(ctx: StageContext, pooling: str, *, epochs: int, held_out: pd.Da
 def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) -> str:
     """Log + register the model in the active run; attach held-out evidence; return the version."""
     from histcode.registry import log_and_register
-    from histcode.registry.evidence import attach_evidence
+    from histcode.registry.evidence import attach_evidence, has_evidence
 
     pooling = model.pooling.name
     example = read_bag(next(iter(ctx.feature_files.values())))[0][:16].astype(np.float32)
@@ -100,7 +102,13 @@ def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) ->
     evidence = held_out.rename(columns={"slide_id": "id", "prob_tumor": "prob"})[["id", "label", "prob"]]
     attach_evidence(REGISTERED_NAME, mv.version, evidence, kind="binary")
     encoder_name, _, encoder_version = str(ctx.tags.get("encoder_version", "")).partition("/")
-    if encoder_version and encoder_version != "unknown":
-        # the encoder is judged by what it is for: held-out tumour diagnosis from its features
-        attach_evidence(encoder_name, encoder_version, evidence, kind="binary")
+    if encoder_name == "histcode-encoder" and encoder_version.isdigit():
+        # the encoder is judged by what it is for: held-out tumour diagnosis from its features, by the first
+        # MIL model trained on them; later MIL experiments never rewrite that record
+        if has_evidence(encoder_name, encoder_version):
+            log.info("%s v%s keeps its evidence; MIL v%s does not replace it", encoder_name, encoder_version,
+                     mv.version)
+        else:
+            attach_evidence(encoder_name, encoder_version, evidence, kind="binary",
+                            source=f"{REGISTERED_NAME}/{mv.version}")
     return str(mv.version)

@@ -132,7 +132,7 @@ def load_mil(dir_or_uri: str | Path) -> MilClassifier:
     text = str(dir_or_uri)
     m = _URI.match(text)
     if m:
-        return _load_registered(text, m.group("name"), m.group("alias"))
+        return _load_registered(text, m.group("name"), m.group("alias"), m.group("version"))
     path = Path(text)
     if path.is_dir() and not (path / MODEL_FILE).exists() and (path / INDEX_FILE).exists():
         primary = json.loads((path / INDEX_FILE).read_text())["primary"]
@@ -143,24 +143,14 @@ def load_mil(dir_or_uri: str | Path) -> MilClassifier:
         raise FileNotFoundError(
             f"{path}: no MIL model here; run `dvc repro train_mil` or pass a models:/ URI"
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # tensors + plain types only
     model = build_mil(ckpt["spec"], meta=ckpt.get("meta"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
 
-def _load_registered(uri: str, name: str, alias: str | None) -> MilClassifier:
-    if alias is not None:
-        try:
-            from histcode.registry import load_model
-        except ImportError:
-            load_model = None
-        if load_model is not None:
-            model = load_model(name, alias=alias)
-            return model.eval()  # type: ignore[return-value]
-    import mlflow.pytorch
+def _load_registered(uri: str, name: str, alias: str | None, version: str | None) -> MilClassifier:
+    """Through the registry's verified loader (sha256 checked, no pickle)."""
+    from histcode.registry import load_model
 
-    from histcode.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.pytorch.load_model(uri, map_location="cpu").eval()  # type: ignore[no-any-return]
+    return load_model(name, alias=alias or "champion", version=version).eval()  # type: ignore[no-any-return]

@@ -9,7 +9,6 @@ experiment "mil": one parent run, a nested run per (pooling, fold) and per final
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ from histcode.paths import Paths
 from histcode.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-VERSION_KEYS = ("registered_version", "model_version", "registry_version", "version")
 ENCODER_NAME = "histcode-encoder"
 
 
@@ -48,33 +46,10 @@ def encoder_name(params: dict[str, Any], cfg: MilConfig) -> str:
 
 
 def encoder_version(encoder_dir: Path) -> str:
-    """``histcode-encoder/<version>`` of the encoder saved in data/models/encoder, else ``unknown``.
+    """``histcode-encoder/<version>`` of the encoder saved in ``encoder_dir`` (see ``registry.lineage``)."""
+    from histcode.registry.lineage import encoder_dir_version
 
-    Its JSON metadata may name the version; otherwise the registry is asked which version was logged by
-    the metadata's training ``run_id`` (the pretrain stage writes it).
-    """
-    for meta in sorted(encoder_dir.glob("*.json")) if encoder_dir.is_dir() else []:
-        try:
-            data = json.loads(meta.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        name = data.get("registered_name") or ENCODER_NAME
-        for key in VERSION_KEYS:
-            if data.get(key) not in (None, ""):
-                return f"{name}/{data[key]}"
-        if data.get("run_id"):
-            try:
-                from histcode.registry.models import _client
-
-                found = _client().search_model_versions(f"name='{name}' and run_id='{data['run_id']}'")
-            except Exception as exc:  # registry unreachable: the tag says unknown, training goes on
-                log.warning("encoder version lookup failed: %s", exc)
-                found = []
-            if found:
-                return f"{name}/{max(int(v.version) for v in found)}"
-    return "unknown"
+    return encoder_dir_version(encoder_dir)
 
 
 def _fold_run(ctx: StageContext, splits: pd.DataFrame, fold: int, pooling: str) -> FoldResult:
@@ -122,10 +97,14 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
         meta={"seed": bcfg.seed, "val_frac": cfg.val_frac, "cohort": cohort, "made_by": "train_mil"},
     )
     from histcode.features.store import feature_set_identity
+    from histcode.registry.lineage import features_lineage
 
-    ident = feature_set_identity(fdir)  # which weights made these features (registered versions carry it)
-    tags = {"encoder": encoder, "encoder_version": encoder_version(paths.models("encoder")),
-            **{k: v for k, v in ident.items() if k in ("encoder_uri", "encoder_fingerprint")}}
+    # lineage from the features themselves: which encoder (registered version or baseline) and which weights
+    # produced them, and the DVC hash of the inputs (features + manifest)
+    ident = feature_set_identity(fdir)
+    tags = {"encoder": encoder, **features_lineage(list(fpaths.values())),
+            **{k: v for k, v in ident.items() if k in ("encoder_uri", "encoder_fingerprint")},
+            "dvc_data_hash": tracking.dvc_hash([fdir, paths.slides_csv(cohort)])}
     ctx = StageContext(
         usable,
         BagCache(fpaths, cfg.cache_mb),

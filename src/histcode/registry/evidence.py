@@ -4,7 +4,9 @@ Two kinds:
 - ``binary``: one row per held-out slide, columns ``id, label, prob`` (metric: ROC-AUC);
 - ``per_unit``: one row per unit (e.g. gene), columns ``id, score`` (metric: mean score, e.g. held-out
   Pearson per gene).
-The table is logged as an artifact of the version's training run and the version is tagged with where it is.
+The table is logged as an artifact of the version's training run and the version is tagged with where it is
+and its sha256. Evidence is written once per version and never replaced (a later, weaker experiment must not
+rewrite the record the gate promoted on); ``load_evidence`` refuses a table whose digest changed.
 """
 
 from __future__ import annotations
@@ -36,16 +38,36 @@ def _check(df: pd.DataFrame, kind: str, where: str) -> pd.DataFrame:
     return out
 
 
-def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Kind) -> None:
-    """Log ``df`` as held-out evidence for ``name`` version ``version``."""
+class EvidenceExists(RegistryError):
+    """The version already has evidence: it is immutable."""
+
+
+def has_evidence(name: str, version: str | int) -> bool:
+    return "evidence.kind" in _client().get_model_version(name, str(version)).tags
+
+
+def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Kind,
+                    source: str | None = None) -> None:
+    """Log ``df`` as held-out evidence for ``name`` version ``version`` (once: ``EvidenceExists`` after).
+
+    ``source`` names where the numbers come from when it is not the version itself (e.g. the MIL version
+    whose held-out predictions judge an encoder)."""
+    from histcode.registry.safe_model import sha256
+
     client = _client()
     mv = client.get_model_version(name, str(version))
+    if "evidence.kind" in mv.tags:
+        raise EvidenceExists(f"{name} v{version} already has evidence ({mv.tags.get('evidence.source', 'itself')}); "
+                             "evidence is written once per version and never replaced")
     table = _check(df, kind, f"{name} v{version}")
     artifact_dir = f"evidence/{name}-v{version}"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evidence.csv"
         table.to_csv(path, index=False)
         client.log_artifact(mv.run_id, str(path), artifact_path=artifact_dir)
+        digest = sha256(path)
+    client.set_model_version_tag(name, str(version), "evidence.sha256", digest)
+    client.set_model_version_tag(name, str(version), "evidence.source", source or f"{name}/{version}")
     client.set_model_version_tag(name, str(version), "evidence.kind", kind)
     client.set_model_version_tag(name, str(version), "evidence.artifact", f"{artifact_dir}/evidence.csv")
     client.set_model_version_tag(name, str(version), "evidence.n", str(len(table)))
@@ -54,6 +76,8 @@ def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Ki
 def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
     """The evidence table and its kind for a version; ``RegistryError`` if none was attached."""
     import mlflow
+
+    from histcode.registry.safe_model import sha256
 
     client = _client()
     mv = client.get_model_version(name, str(version))
@@ -66,5 +90,9 @@ def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
         )
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=artifact, dst_path=tmp)
+        want = mv.tags.get("evidence.sha256")
+        if want and sha256(local) != want:
+            raise RegistryError(f"{name} v{version}: evidence {artifact} was modified after it was attached "
+                                "(sha256 mismatch); refusing to compare on it")
         df = pd.read_csv(local, dtype={"id": str})
     return _check(df, kind, f"{name} v{version}"), kind

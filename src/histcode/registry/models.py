@@ -1,7 +1,8 @@
 """Log, register and load PyTorch models through the MLflow registry (DESIGN §5).
 
-Models are logged with the pickle serialization on purpose: MLflow 3's default ``pt2`` export fixes the
-input height/width of the example, while our encoders see any tile size and MIL models any bag length.
+Models are stored as data (``safe_model``: safetensors weights + a JSON architecture spec), logged as an
+MLflow pyfunc "model from code" so the UI and ``mlflow models`` load them, and tagged with each file's
+sha256; ``load_model`` verifies the digests and rebuilds the module without unpickling anything.
 New versions get the alias ``challenger``; only the promotion gate moves ``champion``. Registry stages are
 deprecated and never used.
 """
@@ -9,6 +10,7 @@ deprecated and never used.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,16 +47,22 @@ def log_and_register(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
     alias: str = CHALLENGER,
+    extra_artifacts: dict[str, Any] | None = None,
 ) -> Any:
     """Log ``model`` in the active run, register it as a new version of ``name`` and alias it ``challenger``.
 
     The version is tagged with the run's git commit, DVC data hash and run id so every registered model links
-    back to code, data and training run. ``metrics`` are stored as version tags ``metric.<key>``.
-    Returns the ``ModelVersion``.
+    back to code, data and training run, with ``sha256.<file>`` of its weights and spec (and of each
+    ``extra_artifacts`` file, logged beside the model under ``<model>/extra/``). ``metrics`` are stored as
+    version tags ``metric.<key>``. Returns the ``ModelVersion``.
     """
+    import tempfile
+
     import mlflow
     import torch
     from mlflow.models import infer_signature
+
+    from histcode.registry import pyfunc_model, safe_model
 
     run = mlflow.active_run()
     if run is None:
@@ -69,26 +77,39 @@ def log_and_register(
         out = next(iter(out.values()))
     signature = infer_signature(np.asarray(input_example), out.detach().float().cpu().numpy())
     model.train(was_training)
-    info = mlflow.pytorch.log_model(
-        model,
-        name=name.replace("histcode-", ""),
-        signature=signature,
-        input_example=np.asarray(input_example),
-        serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"histcode=={__version__}"],
-        registered_model_name=name,
-        await_registration_for=60,
-    )
+    artifact_name = name.replace("histcode-", "")
+    digests: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = safe_model.write_model_files(model, tmp)
+        digests.update({k: safe_model.sha256(v) for k, v in files.items()})
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=pyfunc_model.__file__,
+            artifacts={"weights": str(files[safe_model.WEIGHTS_FILE]), "spec": str(files[safe_model.SPEC_FILE])},
+            signature=signature,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"histcode=={__version__}",
+                              "safetensors"],
+            registered_model_name=name,
+            await_registration_for=60,
+        )
+    for key, path in (extra_artifacts or {}).items():
+        mlflow.log_artifact(str(path), artifact_path=f"{artifact_name}_extra/{key}")
+        digests[f"extra/{key}/{Path(path).name}"] = safe_model.sha256(path)
     version = str(info.registered_model_version)
     client = _client()
-    run_tags = run.data.tags
+    run_tags = dict(client.get_run(run.info.run_id).data.tags)
+    parent = run_tags.get("mlflow.parentRunId")
+    if parent and not run_tags.get("dvc_data_hash"):  # nested final-model runs: the parent saw the inputs
+        run_tags["dvc_data_hash"] = client.get_run(parent).data.tags.get("dvc_data_hash", "")
     version_tags = {
         "git_commit": run_tags.get("git_commit", tracking.git_commit()),
         "dvc_data_hash": run_tags.get("dvc_data_hash", ""),
         "run_id": run.info.run_id,
         "stage": run_tags.get("histcode.stage", ""),
+        "artifact_path": artifact_name,
         **(tags or {}),
     }
+    version_tags.update({f"sha256.{k}": v for k, v in digests.items()})
     for key, value in (metrics or {}).items():
         version_tags[f"metric.{key}"] = f"{float(value):.6g}"
     for key, value in version_tags.items():
@@ -114,11 +135,51 @@ def get_version(name: str, alias: str = CHAMPION) -> Any:
         raise RegistryError(f"no model version {name}@{alias} in {tracking.tracking_uri()}: {hint}.") from exc
 
 
-def load_model(name: str, alias: str = CHAMPION) -> Any:
-    """Load the PyTorch model ``models:/<name>@<alias>`` (eval mode)."""
+def download_verified(name: str, version: str | int, dst: str | Path) -> dict[str, Path]:
+    """Download ``name`` v``version``'s model files into ``dst`` and check them against the registered
+    sha256 tags; returns {file key: local path} (weights, spec and any ``extra/<key>/<file>``)."""
     import mlflow
 
-    get_version(name, alias)  # clear error when missing
-    model = mlflow.pytorch.load_model(model_uri(name, alias), map_location="cpu")
-    model.eval()
-    return model
+    from histcode.registry import safe_model
+
+    client = _client()
+    mv = client.get_model_version(name, str(version))
+    where = f"{name} v{version}"
+    digests = {k.removeprefix("sha256."): v for k, v in mv.tags.items() if k.startswith("sha256.")}
+    if not digests:
+        raise RegistryError(f"{where} has no sha256 tags: it was registered before safe loading (a pickle); "
+                            "retrain it with `dvc repro` and promote the new version")
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+    files = {safe_model.WEIGHTS_FILE: root / "artifacts" / safe_model.WEIGHTS_FILE,
+             safe_model.SPEC_FILE: root / "artifacts" / safe_model.SPEC_FILE}
+    extras = [k for k in digests if k.startswith("extra/")]
+    if extras:
+        artifact_name = mv.tags.get("artifact_path", name.replace("histcode-", ""))
+        extra_root = Path(mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=f"{artifact_name}_extra", dst_path=str(Path(dst) / "extra")))
+        files.update({k: extra_root / k.removeprefix("extra/") for k in extras})
+    for key, path in files.items():
+        if not path.is_file():
+            raise RegistryError(f"{where}: {key} missing from the artifact store ({path})")
+    try:
+        safe_model.verify(files, digests, where)
+    except safe_model.IntegrityError as exc:
+        raise RegistryError(str(exc)) from exc
+    return files
+
+
+def load_model(name: str, alias: str = CHAMPION, *, version: str | int | None = None) -> Any:
+    """Load ``models:/<name>@<alias>`` (or ``/<version>``) as a PyTorch module in eval mode, after checking
+    every file against its registered sha256 (``RegistryError``, one line, on any mismatch)."""
+    import tempfile
+
+    from histcode.registry import safe_model
+
+    if version is None:
+        version = get_version(name, alias).version  # clear error when missing
+    with tempfile.TemporaryDirectory() as tmp:
+        files = download_verified(name, version, tmp)
+        try:
+            return safe_model.build_from_files(files[safe_model.WEIGHTS_FILE], files[safe_model.SPEC_FILE])
+        except safe_model.IntegrityError as exc:
+            raise RegistryError(f"{name} v{version}: {exc}") from exc

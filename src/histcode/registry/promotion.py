@@ -6,7 +6,9 @@ Every decision is recorded twice: as tags on the challenger version (``gate.*``)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any
 
 from histcode import tracking
 from histcode.registry.evidence import load_evidence
@@ -16,19 +18,25 @@ from histcode.registry.models import CHALLENGER, CHAMPION, RegistryError, _clien
 log = logging.getLogger(__name__)
 
 
-def promote(name: str, cfg: GateConfig, *, dry_run: bool = False) -> Decision:
-    """Compare ``name@challenger`` with ``name@champion`` and move ``champion`` when the gate says so."""
-    import mlflow
+ENCODER, MIL = "histcode-encoder", "histcode-mil"
 
-    client = _client()
-    challenger = get_version(name, CHALLENGER)
+
+def _optional(name: str, alias: str) -> Any:
     try:
-        champion = get_version(name, CHAMPION)
+        return get_version(name, alias)
     except RegistryError:
-        champion = None
+        return None
+
+
+def _decide(name: str, cfg: GateConfig) -> tuple[Decision, Any, Any] | None:
+    """(decision, challenger, champion) for ``name``; None when it has no challenger."""
+    challenger = _optional(name, CHALLENGER)
+    if challenger is None:
+        return None
+    champion = _optional(name, CHAMPION)
     if champion is not None and str(champion.version) == str(challenger.version):
-        return Decision(False, f"version {challenger.version} is already champion",
-                        float("nan"), n=0)
+        return Decision(False, f"version {challenger.version} is already champion", float("nan"), n=0), \
+            challenger, champion
     chal_df, kind = load_evidence(name, challenger.version)
     champ_df = None
     if champion is not None:
@@ -39,8 +47,16 @@ def promote(name: str, cfg: GateConfig, *, dry_run: bool = False) -> Decision:
         raise RegistryError(f"promote.thresholds has no entry for {name}; add one to params.yaml")
     decision = decide(chal_df, kind, cfg.thresholds[name], cfg, champ_df)
     log.info("%s v%s: %s", name, challenger.version, decision.reason)
-    if dry_run:
-        return decision
+    return decision, challenger, champion
+
+
+def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: GateConfig) -> None:
+    """Record the decision (version tags + a run in ``promotion``) and move ``champion`` if promoted."""
+    import mlflow
+
+    client = _client()
+    if decision.reason.startswith(f"version {challenger.version} is already champion"):
+        return
     for key, value in decision.as_tags().items():
         client.set_model_version_tag(name, challenger.version, key, value)
     with tracking.start_run(
@@ -49,7 +65,7 @@ def promote(name: str, cfg: GateConfig, *, dry_run: bool = False) -> Decision:
         stage="promote",
         params={"model": name, "challenger_version": challenger.version,
                 "champion_version": champion.version if champion else "none",
-                "threshold": cfg.thresholds[name], "min_delta": cfg.min_delta,
+                "threshold": cfg.thresholds.get(name, float("nan")), "min_delta": cfg.min_delta,
                 "min_prob_better": cfg.min_prob_better, "bootstrap": cfg.bootstrap},
         tags={"gate.decision": "promoted" if decision.promote else "refused"},
     ):
@@ -59,23 +75,88 @@ def promote(name: str, cfg: GateConfig, *, dry_run: bool = False) -> Decision:
                            delta_ci_low=decision.delta_ci[0] if decision.delta_ci else 0.0,
                            delta_ci_high=decision.delta_ci[1] if decision.delta_ci else 0.0,
                            prob_better=decision.prob_better or 0.0)
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
         mlflow.log_text(decision.reason, "decision.txt")
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, challenger.version)
         if champion is not None:
             client.set_model_version_tag(name, champion.version, "gate.replaced_by", challenger.version)
-    return decision
+
+
+def _refuse(d: Decision, why: str) -> Decision:
+    return dataclasses.replace(d, promote=False, reason=f"{why} (gate alone: {d.reason})")
+
+
+def promote_pair(cfg: GateConfig, *, dry_run: bool = False) -> dict[str, Decision]:
+    """Encoder and MIL champions move as a consistent pair: the MIL champion is always trained on the encoder
+    champion's features. An encoder is promoted only together with (or after) a MIL version trained on it
+    that its own gate promotes; a MIL version trained on other features (another encoder version, a
+    baseline, unknown) is refused."""
+    enc, mil = _decide(ENCODER, cfg), _decide(MIL, cfg)
+    if enc is None and mil is None:
+        return {}
+    enc_champ = _optional(ENCODER, CHAMPION)
+    mil_champ = _optional(MIL, CHAMPION)
+    ref = lambda mv: f"{ENCODER}/{mv.version}" if mv is not None else None  # noqa: E731
+    trained_on = lambda mv: str(mv.tags.get("encoder_version", "")) if mv is not None else ""  # noqa: E731
+    out: dict[str, Decision] = {}
+    if enc is not None:
+        d, chal, _ = enc
+        if d.promote:
+            pair_ok = (mil is not None and mil[0].promote and trained_on(mil[1]) == ref(chal)) or \
+                trained_on(mil_champ) == ref(chal)
+            if not pair_ok:
+                detail = (f"{MIL}@challenger v{mil[1].version} was trained on {trained_on(mil[1]) or 'unknown'} "
+                          f"features{'' if mil[0].promote else ' and is refused by its gate'}"
+                          if mil is not None else f"no {MIL} challenger")
+                d = _refuse(d, f"no promotable {MIL} version trained on {ref(chal)} features ({detail}); "
+                               "train one with `dvc repro train_mil` and promote them together")
+        out[ENCODER] = d
+        enc = (d, chal, enc[2])
+    target = enc[1] if enc is not None and enc[0].promote else enc_champ
+    if mil is not None:
+        d, chal, _ = mil
+        registry_has_encoder = target is not None or enc is not None
+        if d.promote and registry_has_encoder and trained_on(chal) != ref(target):
+            want = f"{ENCODER}@champion v{target.version}" if target is not None else f"no {ENCODER} champion"
+            d = _refuse(d, f"{MIL} v{chal.version} was trained on {trained_on(chal) or 'unknown'} features "
+                           f"but the pair would have {want}; encoder and MIL champions must match")
+        out[MIL] = d
+        mil = (d, chal, mil[2])
+    if not dry_run:
+        for name, item in ((ENCODER, enc), (MIL, mil)):
+            if item is not None:
+                _apply(name, *item, cfg)
+    return out
+
+
+def promote(name: str, cfg: GateConfig, *, dry_run: bool = False) -> Decision:
+    """Compare ``name@challenger`` with ``name@champion`` and move ``champion`` when the gate says so
+    (encoder and MIL: as a pair, see ``promote_pair``)."""
+    if name in (ENCODER, MIL):
+        decisions = promote_pair(cfg, dry_run=dry_run)
+        if name not in decisions:
+            get_version(name, CHALLENGER)  # the one-line "no challenger" error
+        return decisions[name]
+    found = _decide(name, cfg)
+    if found is None:
+        get_version(name, CHALLENGER)
+        raise AssertionError("unreachable")
+    if not dry_run:
+        _apply(name, *found, cfg)
+    return found[0]
 
 
 def promote_all(cfg: GateConfig, names: tuple[str, ...]) -> dict[str, Decision]:
-    """Run the gate for every registered model name that has a challenger."""
+    """Run the gate for every registered model name that has a challenger (encoder + MIL as a pair)."""
     out: dict[str, Decision] = {}
+    if ENCODER in names or MIL in names:
+        out.update({k: v for k, v in promote_pair(cfg).items() if k in names})
     for name in names:
-        try:
-            get_version(name, CHALLENGER)
-        except RegistryError as exc:
-            log.warning("%s", exc)
+        if name in (ENCODER, MIL):
+            continue
+        if _optional(name, CHALLENGER) is None:
+            log.warning("%s has no @challenger; skipped", name)
             continue
         out[name] = promote(name, cfg)
     return out

@@ -22,6 +22,7 @@ import pandas as pd
 
 from histcode.atomic import write_csv
 from histcode.console import tqdm
+from histcode.preflight import ensure_writable, exclusive, require_items
 from histcode.slides.config import TileConfig
 from histcode.slides.job import SlideResult, completed, config_digest, run_slide, seg_downsample, valid_mpp
 
@@ -186,10 +187,21 @@ def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *,
     """
     out = Path(out_dir)
     manifest = read_manifest(slides_csv)
+    require_items(len(manifest), what="slides in the manifest", where=slides_csv,
+                  fix="check the cohort's slide sheet/folder and rerun ingest")
     i, n = shard
     if n < 1 or not 0 <= i < n:
         raise ValueError(f"shard {shard}: need 0 <= i < n")
-    rows = manifest.iloc[i::n]
+    ensure_writable(out, what="tiles")  # before any slide: a read-only folder fails in one line, not at the end
+    with exclusive(out.parent / f"{out.name}.shard{i}of{n}", who=f"histcode tile (shard {i}/{n})"):
+        return _tile_rows(manifest, manifest.iloc[i::n], out, cfg, workers=workers, shard=shard, progress=progress,
+                          default_mpp=default_mpp)
+
+
+def _tile_rows(manifest: pd.DataFrame, rows: pd.DataFrame, out: Path, cfg: TileConfig, *, workers: int | None,
+               shard: tuple[int, int], progress: bool, default_mpp: float | None) -> list[SlideResult]:
+    """Tile ``rows`` (one shard of ``manifest``) under the shard's lock."""
+    _, n = shard
     workers = cfg.workers if workers is None else workers
     digest = config_digest(cfg)
     results: dict[str, SlideResult] = {}

@@ -138,16 +138,15 @@ def load_encoder(source: str | Path) -> nn.Module:
     """
     text = str(source)
     if text.startswith("models:/"):
+        from histcode.registry import load_model
+
         ref = text[len("models:/"):]
         if "@" in ref:
-            from histcode.registry import load_model
-
             name, alias = ref.split("@", 1)
             model = load_model(name, alias=alias)
         else:
-            import mlflow.pytorch
-
-            model = mlflow.pytorch.load_model(text, map_location="cpu")
+            name, _, version = ref.partition("/")
+            model = load_model(name, version=version)
     else:
         model = _load_local(Path(source))
     return model.eval()

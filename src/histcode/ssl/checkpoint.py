@@ -13,7 +13,7 @@ import torch
 from histcode.atomic import atomic_path
 
 # Keys that may differ between the interrupted and the resumed run without changing the maths.
-OPERATIONAL_KEYS = frozenset({"workers", "threads", "progress", "log_every"})
+OPERATIONAL_KEYS = frozenset({"workers", "threads", "progress", "log_every", "max_bad_tile_frac"})
 
 
 def rng_state() -> dict[str, Any]:

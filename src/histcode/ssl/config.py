@@ -55,9 +55,11 @@ class PretrainConfig:
     jpeg_quality: tuple[int, int] = (40, 95)  # ... and quality range
     log_every: int = 10
     progress: bool = True
+    max_bad_tile_frac: float = 0.1  # refuse (no encoder registered) when more tile reads than this fail
 
     def __post_init__(self) -> None:
         checks = {
+            "max_bad_tile_frac": 0 <= self.max_bad_tile_frac <= 1,
             "input_px": self.input_px >= 16,
             "read_px": self.read_px >= self.input_px // 2,
             "epochs": self.epochs >= 1,

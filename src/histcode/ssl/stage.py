@@ -19,6 +19,7 @@ import torch
 
 from histcode.config import base, load_params, section, to_dict
 from histcode.paths import Paths
+from histcode.preflight import EmptyCohortError, ensure_writable
 from histcode.ssl import distributed as D
 from histcode.ssl.config import PretrainConfig
 from histcode.ssl.slide_tiles import SlideTileDataset, collect_slides
@@ -44,7 +45,19 @@ def load_stain(cfg: PretrainConfig, paths: Paths) -> Any:
     return load_normalizer(paths.stain_reference).transform_batch
 
 
-def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume: bool = False,
+def data_key(dataset: SlideTileDataset, cfg: PretrainConfig, paths: Paths) -> str:
+    """What a resumable checkpoint must have been trained on: slides, their tile counts, the stain reference."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for slide, n in zip(dataset.slides, dataset.n_tiles, strict=True):
+        h.update(f"{slide.slide_id}:{int(n)};".encode())
+    if cfg.stain and paths.stain_reference.is_file():
+        h.update(paths.stain_reference.read_bytes())
+    return h.hexdigest()
+
+
+def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume: bool | str = False,
                  method: str | None = None, out_dir: str | Path | None = None, progress: bool | None = None,
                  register: bool | None = None) -> PretrainResult:
     """Run the stage; ``method``/``out_dir`` override params (e.g. the SimCLR baseline next to AdCo)."""
@@ -62,8 +75,10 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
     out = Path(out_dir) if out_dir else paths.models("encoder")
     slides, failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
     if not slides:
-        raise RuntimeError(f"{paths.tiles(cohort)}: no slide of cohort {cohort!r} has tiles; run `dvc repro "
+        raise EmptyCohortError(f"{paths.tiles(cohort)}: no slide of cohort {cohort!r} has tiles; run `dvc repro "
                            f"tile@{cohort}` first ({len(failures)} slides failed: {failures[:3]}).")
+    ensure_writable(out, what="the encoder")
+    ensure_writable(paths.checkpoints("pretrain"), what="pretraining checkpoints")
     for f in failures:
         log.warning("pretrain: skipping slide %s (%s): %s", f.slide_id, f.stage, f.reason)
     dataset = SlideTileDataset(slides, out_px=cfg.read_px)
@@ -77,14 +92,14 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
         from histcode.ssl.trainer import fit
 
         fit(cfg, dataset, dataset.n_tiles, seed=bcfg.seed, checkpoint=ckpt, resume=resume, normalize=normalize,
-            dist_info=info)
+            dist_info=info, data_key=data_key(dataset, cfg, paths))
         return PretrainResult(out, {})
     finally:
         D.cleanup()
 
 
 def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normalize: Any, info: D.DistInfo,
-             ckpt: Path, resume: bool, out: Path, paths: Paths, cohort: str, failures: list[Any],
+             ckpt: Path, resume: bool | str, out: Path, paths: Paths, cohort: str, failures: list[Any],
              register: bool) -> PretrainResult:
     import mlflow
     import pandas as pd
@@ -102,7 +117,7 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
                             params={**to_dict(cfg), "seed": seed, "world_size": info.world_size},
                             cohort=cohort, inputs=inputs) as run:
         result = fit(cfg, dataset, dataset.n_tiles, seed=seed, checkpoint=ckpt, resume=resume,
-                     normalize=normalize, on_log=on_log, dist_info=info)
+                     normalize=normalize, on_log=on_log, dist_info=info, data_key=data_key(dataset, cfg, paths))
         encoder = result.encoder.to(device="cpu", memory_format=torch.contiguous_format).eval()
         metrics = {**result.metrics, "n_slides": float(len(dataset.slides)), "n_tiles": float(len(dataset)),
                    "slides_failed": float(len(failures)), "world_size": float(info.world_size)}
@@ -117,9 +132,14 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
             from histcode.registry import log_and_register
 
             example = np.random.default_rng(seed).random((2, 3, cfg.input_px, cfg.input_px), dtype=np.float32)
+            # the stain reference is part of the model: features are only comparable under the same one
+            extra = {"stain": paths.stain_reference} if cfg.stain else {}
             mv = log_and_register(encoder, ENCODER_MODEL_NAME, input_example=example,
                                   metrics={"final_loss": metrics["final_loss"]},
-                                  tags={"method": cfg.method, "backbone": cfg.backbone})
+                                  tags={"method": cfg.method, "backbone": cfg.backbone,
+                                        "stain_reference": "extra/stain/" + paths.stain_reference.name
+                                        if cfg.stain else "none"},
+                                  extra_artifacts=extra)
             version = str(mv.version)
         else:
             mlflow.log_artifacts(str(out), artifact_path=f"encoder_{cfg.method}")

@@ -76,16 +76,20 @@ def _batch_images(batch: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, 
 
 
 def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, seed: int,
-        checkpoint: str | Path | None = None, resume: bool = False,
+        checkpoint: str | Path | None = None, resume: bool | str = False,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None, on_log: LogFn | None = None,
-        stop_after_epochs: int | None = None, dist_info: D.DistInfo | None = None) -> FitResult:
+        stop_after_epochs: int | None = None, dist_info: D.DistInfo | None = None, data_key: str = "") -> FitResult:
     """Train ``cfg.method`` on tiles of ``dataset`` (items: uint8 (3, H, W) or (tile, error)) grouped by slide.
 
     ``normalize`` maps (B, 3, H, W) float [0, 1] → same (stain normalisation); it runs in the loader workers
     (``TileCollate``) before augmentation.
-    Checkpoints after every epoch (rank 0); with ``resume`` continues from ``checkpoint`` if it exists.
+    Checkpoints after every epoch (rank 0); with ``resume`` continues from ``checkpoint`` if it exists
+    (``"auto"``: only when it was written with the same config, else starts over).
     ``stop_after_epochs`` ends this call early (time-boxed jobs); a later ``resume`` carries on.
+    ``data_key`` identifies the training data (default: the per-slide tile counts); ``"auto"`` resumes only a
+    checkpoint of the same data.
     """
+    data_key = data_key or "tiles:" + ",".join(str(int(n)) for n in n_tiles)
     info = dist_info or D.init_distributed("auto")
     dev = info.device
     torch.set_num_threads(max(1, cfg.threads))
@@ -103,8 +107,16 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         opt, lambda s: lr_factor(s, total=total, warmup=cfg.warmup_epochs * steps_per_epoch))
     start_epoch, step, history = 0, 0, []
     ckpt_path = Path(checkpoint) if checkpoint else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.exists() else None
+    if state is not None and resume == "auto":  # the DVC stage: continue the same run, restart a changed one
+        try:
+            check_compatible(ckpt_path, state["config"], to_dict(cfg))
+            if state.get("data_key", data_key) != data_key:
+                raise ValueError(f"{ckpt_path}: checkpoint was trained on other data (tiles or stain reference)")
+        except ValueError as exc:
+            log.warning("not resuming, starting at epoch 1: %s", exc)
+            state = None
+    if state is not None:
         check_compatible(ckpt_path, state["config"], to_dict(cfg))
         method.load_state_dict(state["method"])
         method.load_optimizer_state(state["method_optim"])
@@ -113,6 +125,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         set_rng_state(state["rng"])
         log.info("resumed %s at epoch %d step %d", ckpt_path, start_epoch, step)
+    start_step = step
     net: nn.Module = method.net
     if info.world_size > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if dev.type == "cuda" else None)
@@ -142,7 +155,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         method.train()
         bank_keys = method.init_bank(init_views(), amp, _gen(seed, 8))
     method.train()
-    read_errors, t_start, tiles_done = 0, time.perf_counter(), 0
+    read_errors, t_start, tiles_done, tiles_read = 0, time.perf_counter(), 0, 0
     done_epochs = 0
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -151,6 +164,9 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         for batch in loader:
             raw, bad = _batch_images(batch)
             read_errors += bad
+            tiles_read += raw.shape[0]
+            if read_errors == tiles_read and step == start_step:  # the very first batch: nothing readable
+                _refuse_reads(read_errors, tiles_read, batch)
             v1, v2 = views(raw, _gen(seed, 1, step, info.rank))
             loss, stats = method.training_loss(net, v1, v2, amp, _gen(seed, 2, step))
             opt.zero_grad(set_to_none=True)
@@ -171,6 +187,8 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                 on_log({"loss": loss_value, "lr": opt.param_groups[0]["lr"], "tiles_per_s": rate,
                         "epoch": float(epoch), **stats}, step)
         bar.close()
+        if read_errors > cfg.max_bad_tile_frac * max(tiles_read, 1):
+            _refuse_reads(read_errors, tiles_read, None, cfg.max_bad_tile_frac)
         done_epochs += 1
         if info.is_main:
             ep = [h["loss"] for h in history if h["epoch"] == epoch]
@@ -179,7 +197,8 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                      tiles_done / max(time.perf_counter() - t_start, 1e-9))
         if ckpt_path is not None and info.is_main:
             save_checkpoint(ckpt_path, {
-                "config": to_dict(cfg), "seed": seed, "world_size": info.world_size, "epoch": epoch + 1,
+                "config": to_dict(cfg), "seed": seed, "data_key": data_key, "world_size": info.world_size,
+                "epoch": epoch + 1,
                 "step": step, "method": method.state_dict(), "method_optim": method.optimizer_state(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history})
         D.barrier()
@@ -194,6 +213,19 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                "seconds": seconds, "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
                "steps_per_epoch": float(steps_per_epoch)}
     return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
+
+
+class TileReadError(RuntimeError):
+    """Too many tiles could not be read: an encoder trained on the rest (or on blanks) is not registered."""
+
+
+def _refuse_reads(bad: int, total: int, batch: Any, limit: float | None = None) -> None:
+    first = next((e for e in batch[1] if e), "") if batch is not None else ""
+    what = "every tile read of the first batch failed" if limit is None else \
+        f"{bad}/{total} tile reads failed (more than pretrain.max_bad_tile_frac={limit})"
+    raise TileReadError(f"pretrain: {what}{f' (first: {first})' if first else ''}; no encoder is saved or "
+                        "registered: check that the manifest's slide paths resolve from here (relative paths are "
+                        "taken from the working directory) and that the slides are readable")
 
 
 def _progress(cfg: PretrainConfig, info: D.DistInfo, total: int, epoch: int) -> Any:
