@@ -189,7 +189,7 @@ def test_decision_threshold_is_chosen_on_held_out_predictions_and_stored(stage_r
 def test_external_workflow_uses_the_stored_threshold_and_a_separate_calibration_subset(
     stage_run: tuple[Path, dict],
 ) -> None:
-    from histcode.evaluation.external import evaluate_external
+    from histcode.evaluation.champion_external import evaluate_external
     from histcode.registry import get_version
 
     root, _ = stage_run

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""
-        from histcode.evaluation.external import evaluate_external
+        from histcode.evaluation.champion_external import evaluate_external
         from histcode.registry.models import RegistryError
 
         try:

@@ -5,5 +5,5 @@ Modules in data-flow order: ``pooling`` (gated attention / mean / max, ``create_
 (tile dropout, feature noise), ``train`` (Adam + early stopping), ``cv`` (patient-level folds, final refit),
 ``inference`` (streamed prediction, attention files), ``report``, ``decision`` (threshold from the CV held-out
 predictions, CV calibration), ``final`` + ``stage`` (the train_mil DVC stage), ``external`` (scoring a cohort;
-the workflow is ``histcode.evaluation.external``) and ``attention_truth`` (synthetic cohorts only).
+the workflow is ``histcode.evaluation.champion_external``) and ``attention_truth`` (synthetic cohorts only).
 """

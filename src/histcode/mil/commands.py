@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """A MIL model on an external cohort's existing features (same workflow as evaluate-external)."""
-        from histcode.evaluation.external import evaluate_external
+        from histcode.evaluation.champion_external import evaluate_external
 
         m = evaluate_external(params, cohort, model=model, calibration=calibration, recalibration=recalibration)
         typer.echo(

@@ -1,4 +1,4 @@
-"""External validation: one workflow, one metrics file (``make eval-cptac``; ``histcode evaluate-external``).
+"""External validation, one workflow and one metrics file (`make eval-cptac`, `histcode evaluate-external`).
 
 By default the promoted pair is evaluated: ``histcode-encoder@<alias>`` and ``histcode-mil@<alias>`` are pulled
 from the registry, the cohort is ingested and tiled when its manifests/tiles are missing (both resume), and its
@@ -56,6 +56,20 @@ def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
 
         log.info("tiling %s", cohort)
         run_tile(cohort, params)
+
+
+def _features_for(params: dict[str, Any], cohort: str, paths: Paths, enc_mv: Any, alias: str,
+                  progress: bool) -> Path:
+    """Features of ``cohort`` by the ``alias`` encoder (extracted into data/external/<cohort>/features/)."""
+    from histcode.features.stage import run_extract
+
+    feature_set = f"encoder-v{enc_mv.version}"
+    run_params = copy.deepcopy(params)
+    run_params["extract"] = {**run_params.get("extract", {}), "progress": progress,
+                             "sources": {feature_set: model_uri(ENCODER, alias)}}
+    run_extract(run_params, cohort=cohort, encoders=[feature_set], progress=progress,
+                out_root=paths.external_features(cohort))
+    return paths.external_features(cohort) / feature_set
 
 
 def _registered_version(uri: str) -> Any | None:
@@ -156,15 +170,7 @@ def evaluate_external(
             log.warning("%s@%s (v%s) was trained on %s features, but %s@%s is v%s: features of the latter are used",
                         MIL, alias, mil_mv.version, expected, ENCODER, alias, enc_mv.version)
         _ensure_inputs(params, cohort, paths)
-        from histcode.features.stage import run_extract
-
-        feature_set = f"encoder-v{enc_mv.version}"
-        extract_params = copy.deepcopy(params)
-        extract_params["extract"] = {**extract_params.get("extract", {}), "progress": progress,
-                                     "sources": {feature_set: model_uri(ENCODER, alias)}}
-        run_extract(extract_params, cohort=cohort, encoders=[feature_set], progress=progress,
-                    out_root=paths.external_features(cohort))
-        fdir = paths.external_features(cohort) / feature_set
+        fdir = _features_for(params, cohort, paths, enc_mv, alias, progress)
         ref, version = model_uri(MIL, alias), mil_mv
         mil = load_mil(ref)
         run_params.update(encoder_version=enc_mv.version, mil_version=mil_mv.version)
