@@ -2,11 +2,13 @@
 # Build a small synthetic project for the SSL-value and transfer benchmarks, outside the repository:
 #   benchmarks/ssl_world.sh DIR SEED [N_PATIENTS] [N_EXTERNAL] [EXTRA_PARAMS_YAML]
 # DIR gets a copy of params.yaml (shrunk, seed SEED) and runs synth → ingest → tile (both cohorts) → stain_ref →
-# pretrain (AdCo, SimCLR) → extract (adco, random, simclr; both cohorts) → train_mil there, with this checkout's
-# src/ and pipelines/. EXTRA_PARAMS_YAML (optional) is merged last (e.g. synth site profiles).
+# pretrain (AdCo, SimCLR) → extract (adco, random, simclr; both cohorts) → train_mil (AdCo features) →
+# eval-external of that model on cptac_synth, with this checkout's src/ and pipelines/ (each step skipped when
+# its output exists). EXTRA_PARAMS_YAML (optional) is merged last (e.g. synth site profiles). Then, in DIR:
+#   python $ROOT/benchmarks/probe_features.py --encoders adco simclr random --mil --figure ssl_value.png
 set -euo pipefail
 DIR=$1; SEED=$2; NP=${3:-16}; NE=${4:-10}; EXTRA=${5:-}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 PY=${PY:-/work/main/.venv/bin/python}
 mkdir -p "$DIR"
 cd "$DIR"
@@ -46,4 +48,6 @@ done
 [ -d data/models/encoder ] || { step pretrain adco; $P/pretrain.py --no-progress; }
 [ -d data/models/encoder_simclr ] || { step pretrain simclr; $P/pretrain.py --no-progress --method simclr --out data/models/encoder_simclr; }
 for c in tcga_synth cptac_synth; do step extract $c; $P/extract.py --cohort $c --no-progress; done
+[ -f data/models/mil/mil.json ] || { step train_mil; $P/train_mil.py; }
+step eval-external; "$PY" -m histcode.cli eval-external --cohort cptac_synth --model data/models/mil
 step done

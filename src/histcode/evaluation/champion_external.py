@@ -145,9 +145,10 @@ def evaluate_external(
     features_dir: str | Path | None = None,
     calibration: str | Path | None = None,
     recalibration: str = "platt",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``cohort`` (see module doc); returns the metrics dict written to eval_<cohort>.json."""
+    """Evaluate on ``cohort`` (see module doc); returns the metrics dict written to eval_<cohort>.json.
+    ``progress`` None follows ``mil.progress``."""
     import torch
 
     from histcode.evaluation.calibration import plot_reliability, read_calibration_subset
@@ -160,6 +161,7 @@ def evaluate_external(
     bcfg.cohort(cohort)  # unknown cohort → clear error
     paths = Paths.from_base(bcfg)
     mil_cfg = section(MilConfig, "mil", params)
+    progress = mil_cfg.progress if progress is None else progress
     subset = read_calibration_subset(calibration) if calibration else None
     torch.set_num_threads(max(1, mil_cfg.threads))
     run_params: dict[str, Any] = {"alias": alias, "recalibration": recalibration if subset is not None else "none"}
