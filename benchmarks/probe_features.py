@@ -245,26 +245,33 @@ def plot(result: dict, path: Path) -> None:
 
     ci, mil = result["ci"], result.get("mil")
     encoders = [k for k in ci["all_labels"]]
-    fig, axes = plt.subplots(1, 2 if mil else 1, figsize=(10 if mil else 6, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if mil else 1, figsize=(12 if mil else 7, 4.6), squeeze=False)
     ax = axes[0, 0]
     budgets = ["5_labels", "20_labels", "all_labels"]
+    colours = {e: f"C{j}" for j, e in enumerate(encoders)}
     for j, e in enumerate(encoders):
         xs = np.arange(len(budgets)) + (j - (len(encoders) - 1) / 2) * 0.12
         vals = [ci[b][e]["balanced_accuracy"] for b in budgets]
         lo = [ci[b][e]["mean_ci"][0] if b != "all_labels" else ci[b][e]["ci"][0] for b in budgets]
         hi = [ci[b][e]["mean_ci"][1] if b != "all_labels" else ci[b][e]["ci"][1] for b in budgets]
-        ax.errorbar(xs, vals, yerr=[np.subtract(vals, lo), np.subtract(hi, vals)], fmt="o-", capsize=4, label=e)
+        d20, ref = ci["20_labels"][e], ci["reference"]
+        label = e if e == ref else (f"{e} (20/class: Δ {d20['delta_vs_' + ref]:+.3f} "
+                                    f"[{d20['delta_ci'][0]:+.3f}, {d20['delta_ci'][1]:+.3f}] vs {ref})")
+        ax.errorbar(xs, vals, yerr=[np.subtract(vals, lo), np.subtract(hi, vals)], fmt="o-", capsize=4, label=label,
+                    color=colours[e])
     ax.set_xticks(range(len(budgets)), ["5 / class", "20 / class", "all (5-fold CV)"])
-    ax.set(xlabel="labelled tiles", ylabel="balanced accuracy (tumour vs normal tiles)",
-           title=f"linear probe, {result['cohort']} (95 % CI)")
-    ax.legend()
+    ax.set(xlabel=f"labelled tiles (few-shot: CI of the mean over {ci['n_draws']} label draws; all: patient "
+                  "bootstrap)", ylabel="balanced accuracy (tumour vs normal tiles)",
+           title=f"linear probe, {result['cohort']}, seed {result.get('seed')} (95 % CI)")
+    ax.legend(fontsize=8, loc="lower right")
     if mil:
         ax = axes[0, 1]
         aucs = [mil[e]["auc"] for e in encoders]
         lo = [mil[e]["auc_ci"][0] for e in encoders]
         hi = [mil[e]["auc_ci"][1] for e in encoders]
-        ax.errorbar(range(len(encoders)), aucs, yerr=[np.subtract(aucs, lo), np.subtract(hi, aucs)], fmt="o",
-                    capsize=6)
+        for j, e in enumerate(encoders):
+            ax.errorbar([j], [aucs[j]], yerr=[[aucs[j] - lo[j]], [hi[j] - aucs[j]]], fmt="o", capsize=6,
+                        color=colours[e])
         ax.set_xticks(range(len(encoders)), encoders)
         ax.set(xlabel="encoder", ylabel="slide ROC-AUC (out-of-fold)",
                title=f"MIL {mil['pooling']}, {mil['n_folds']}-fold CV, {mil['n_slides']} slides (95 % CI)")

@@ -4,7 +4,8 @@
 # DIR gets a copy of params.yaml (shrunk, seed SEED) and runs synth → ingest → tile (both cohorts) → stain_ref →
 # pretrain (AdCo, SimCLR) → extract (adco, random, simclr; both cohorts) → train_mil (AdCo features) →
 # eval-external of that model on cptac_synth, with this checkout's src/ and pipelines/ (each step skipped when
-# its output exists). EXTRA_PARAMS_YAML (optional) is merged last (e.g. synth site profiles). Then, in DIR:
+# its output exists). EXTRA_PARAMS_YAML (optional) is merged last (e.g. synth site profiles). With EXT_SEED set,
+# the external cohort comes from a second synth run with that seed (another seed than training). Then, in DIR:
 #   python $ROOT/benchmarks/probe_features.py --encoders adco simclr random --mil --figure ssl_value.png
 set -euo pipefail
 DIR=$1; SEED=$2; NP=${3:-16}; NE=${4:-10}; EXTRA=${5:-}
@@ -40,6 +41,17 @@ PYEOF
 P="$PY $ROOT/pipelines"
 step() { echo "$(date -u +%H:%M:%S) $*"; }
 [ -d data/synthetic ] || { step synth; $P/synth.py --params params.yaml; }
+if [ -n "${EXT_SEED:-}" ] && [ ! -d data/synthetic_ext ]; then
+  step "synth external seed $EXT_SEED"
+  "$PY" - "$EXT_SEED" <<'PYEOF'
+import sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+p["synth"].update(seed=int(sys.argv[1]), n_patients=2, n_without_normal=0)
+yaml.safe_dump(p, open("params_ext.yaml", "w"), sort_keys=False)
+PYEOF
+  $P/synth.py --params params_ext.yaml --out data/synthetic_ext
+  rm -rf data/synthetic/cptac_synth && cp -r data/synthetic_ext/cptac_synth data/synthetic/cptac_synth
+fi
 for c in tcga_synth cptac_synth; do
   [ -d data/manifests/$c ] || { step ingest $c; $P/ingest.py --cohort $c; }
   [ -f data/tiles/$c/process_list.csv ] || { step tile $c; $P/tile.py --cohort $c; }
