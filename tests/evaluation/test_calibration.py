@@ -98,6 +98,7 @@ def test_recalibration_is_never_fitted_on_test_slides() -> None:
     cal, test = split_calibration(df, pd.DataFrame({"slide_id": ["s0", "s10"], "label": [1, 1]}))
     assert set(cal["slide_id"]) == {"s0", "s1", "s10", "s11"}
     assert not set(cal["patient_id"]) & set(test["patient_id"]) and len(test) == 36
+    assert (cal.set_index("slide_id").loc[["s0", "s10"], "label"] == 1).all()  # the subset's labels are used
     with pytest.raises(ValueError, match="overlap"):
         recalibrated_metrics(df.iloc[:20], df.iloc[10:], method="platt")
     # changing the test slides' labels cannot change the fitted map

@@ -203,7 +203,7 @@ def test_external_workflow_uses_the_stored_threshold_and_a_separate_calibration_
     assert (root / "reports/figures/external/ext_reliability.png").exists()
     # a calibration subset naming one patient: that patient's slides fit the map, only the others are scored
     cal_patient = preds.groupby("patient_id")["label"].nunique().idxmax()
-    (root / "cal.csv").write_text(f"patient_id,label\n{cal_patient},1\n")
+    (root / "cal.csv").write_text(f"patient_id\n{cal_patient}\n")
     m = evaluate_external("params.yaml", "ext", model=str(root / "data/models/mil"), calibration=root / "cal.csv",
                           recalibration="isotonic", progress=False)
     n_cal = int((preds["patient_id"] == cal_patient).sum())

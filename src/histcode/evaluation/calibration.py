@@ -105,29 +105,39 @@ def fit_recalibrator(y_true: np.ndarray, prob: np.ndarray, method: str = "platt"
 
 
 def read_calibration_subset(path: str | Path) -> pd.DataFrame:
-    """A user's labelled calibration subset: CSV with ``label`` and ``slide_id`` and/or ``patient_id``."""
+    """A user's labelled calibration subset: CSV with ``slide_id`` and/or ``patient_id`` (+ optional ``label``,
+    0 normal / 1 tumour, per slide: it overrides the manifest's label of that slide for the fit)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: calibration subset not found; give a CSV of slide_id/patient_id,label")
+        raise FileNotFoundError(f"{path}: calibration subset not found; give a CSV of slide_id/patient_id[,label]")
     df = pd.read_csv(path, dtype={"slide_id": str, "patient_id": str})
-    if "label" not in df.columns or not {"slide_id", "patient_id"} & set(df.columns):
-        raise ValueError(f"{path}: needs a label column and a slide_id or patient_id column; has {list(df.columns)}")
-    if df["label"].isna().any() or not set(df["label"].astype(int).unique()) <= {0, 1}:
-        raise ValueError(f"{path}: label must be 0 (normal) or 1 (tumour) for every row")
-    return df.astype({"label": int})
+    if not {"slide_id", "patient_id"} & set(df.columns):
+        raise ValueError(f"{path}: needs a slide_id or patient_id column; has {list(df.columns)}")
+    if "label" in df.columns:
+        if "slide_id" not in df.columns:
+            raise ValueError(f"{path}: labels are per slide; add slide_id or drop label (manifest labels are used)")
+        if df["label"].isna().any() or not set(df["label"].astype(int).unique()) <= {0, 1}:
+            raise ValueError(f"{path}: label must be 0 (normal) or 1 (tumour) for every row")
+        df = df.astype({"label": int})
+    return df
 
 
 def split_calibration(preds: pd.DataFrame, subset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(calibration rows, test rows) of ``preds``: a slide is in the calibration part when its slide_id, or
-    its patient_id, is listed in ``subset`` — a patient's other slides never stay in the test part."""
+    """(calibration rows, test rows) of ``preds``: every slide of a patient listed in ``subset`` (by slide_id or
+    patient_id) is a calibration row — a patient's other slides never stay among the test slides. Labels given
+    in ``subset`` replace the manifest's for the calibration rows."""
     listed = pd.Series(False, index=preds.index)
     if "slide_id" in subset:
         listed |= preds["slide_id"].astype(str).isin(set(subset["slide_id"].dropna().astype(str)))
     if "patient_id" in subset:
         listed |= preds["patient_id"].astype(str).isin(set(subset["patient_id"].dropna().astype(str)))
     patients = set(preds.loc[listed, "patient_id"].astype(str))
-    cal = preds["patient_id"].astype(str).isin(patients)
-    return preds[cal], preds[~cal]
+    is_cal = preds["patient_id"].astype(str).isin(patients)
+    cal = preds[is_cal].copy()
+    if "label" in subset and "slide_id" in subset:
+        given = subset.dropna(subset=["slide_id"]).set_index("slide_id")["label"]
+        cal["label"] = cal["slide_id"].map(given).fillna(cal["label"]).astype(int)
+    return cal, preds[~is_cal]
 
 
 def recalibrated_metrics(

@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         alias: str = typer.Option("champion", help="registry alias of histcode-encoder and histcode-mil"),
         params: Path = typer.Option(Path("params.yaml")),
         progress: bool = typer.Option(True, help="progress bars"),
-        calibration: Path | None = typer.Option(None, help="CSV slide_id|patient_id,label: labelled slides to "
-                                                "fit recalibration on (kept out of the test slides)"),
+        calibration: Path | None = typer.Option(None, help="CSV slide_id and/or patient_id[,label]: slides to "
+                                                "fit recalibration on (their patients leave the test slides)"),
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""

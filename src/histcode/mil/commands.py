@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
         model: str = typer.Option("models:/histcode-mil@champion", help="registry URI or model directory"),
         params: Path = typer.Option(Path("params.yaml")),
-        calibration: Path | None = typer.Option(None, help="CSV slide_id|patient_id,label for recalibration"),
+        calibration: Path | None = typer.Option(None, help="CSV slide_id/patient_id[,label] for recalibration"),
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """A MIL model on an external cohort's existing features (same workflow as evaluate-external)."""
