@@ -582,7 +582,7 @@ def encoder_without_mil(ws: Path) -> Row:
 def eval_mismatch(ws: Path) -> Row:
     import mlflow
 
-    from histcode.evaluation.champion_external import evaluate_champions
+    from histcode.evaluation.champion_external import evaluate_external
     from histcode.registry import CHAMPION, RegistryError
 
     e1 = _register("histcode-encoder", 1, None)
@@ -593,7 +593,7 @@ def eval_mismatch(ws: Path) -> Row:
     (ws / "params.yaml").write_text(yaml.safe_dump({"base": {"cohorts": {"ext": {
         "kind": "cptac", "source_dir": "x", "slide_dir": "x", "role": "external"}}}}))
     try:
-        evaluate_champions("params.yaml", "ext")
+        evaluate_external("params.yaml", "ext")
         saw = "exit 0 with metrics"
     except RegistryError as exc:
         saw = one_line(exc)

@@ -166,3 +166,54 @@ def test_external_hook_reports_every_slide_and_failures(stage_run: tuple[Path, d
     assert m["auc"] == pytest.approx(
         classification_metrics(preds["label"], preds["prob_tumor"], n_boot=0)["auc"]
     )
+
+
+def test_decision_threshold_is_chosen_on_held_out_predictions_and_stored(stage_run: tuple[Path, dict]) -> None:
+    from sklearn.metrics import brier_score_loss
+
+    from histcode.evaluation.threshold import choose_threshold
+    from histcode.registry import get_version
+
+    root, metrics = stage_run
+    preds = pd.read_csv(root / "data/predictions/mil/toy.csv")
+    ga = preds[preds["pooling"] == "gated_attention"]
+    expected = choose_threshold(ga["label"], ga["prob_tumor"])["threshold"]
+    stored = json.loads((root / "data/models/mil/gated_attention/decision_threshold.json").read_text())
+    assert stored["threshold"] == pytest.approx(expected) and stored["method"] == "youden_oof"
+    assert float(get_version("histcode-mil", "challenger").tags["decision_threshold"]) == pytest.approx(expected)
+    assert metrics["gated_attention.decision_threshold"] == pytest.approx(expected)
+    acc = ((ga["prob_tumor"] >= expected).astype(int) == ga["label"]).mean()
+    assert metrics["gated_attention.accuracy_at_threshold"] == pytest.approx(acc)
+    assert metrics["gated_attention.brier"] == pytest.approx(brier_score_loss(ga["label"], ga["prob_tumor"]))
+    assert 0.0 <= metrics["mean.ece"] <= 1.0 and metrics["max.ece_bins"] == 10
+    assert (root / "reports/figures/mil/reliability.png").stat().st_size > 10_000
+
+
+def test_external_workflow_uses_the_stored_threshold_and_a_separate_calibration_subset(
+    stage_run: tuple[Path, dict],
+) -> None:
+    from histcode.evaluation.champion_external import evaluate_external
+    from histcode.registry import get_version
+
+    root, _ = stage_run
+    threshold = float(get_version("histcode-mil", "challenger").tags["decision_threshold"])
+    m = evaluate_external("params.yaml", "ext", model="models:/histcode-mil@challenger", progress=False)
+    preds = pd.read_csv(root / "data/predictions/mil/ext.csv")
+    assert m["threshold"] == pytest.approx(threshold) and m["threshold_source"] == "registry_tag"
+    ref = classification_metrics(preds["label"], preds["prob_tumor"], n_boot=0, threshold=threshold)
+    assert m["accuracy"] == pytest.approx(ref["accuracy"]) and m["auc"] == pytest.approx(ref["auc"])
+    assert json.loads((root / "reports/metrics/eval_ext.json").read_text())["ece"] == pytest.approx(m["ece"])
+    assert (root / "reports/figures/external/ext_reliability.png").exists()
+    # a calibration subset naming one patient: that patient's slides fit the map, only the others are scored
+    cal_patient = preds.groupby("patient_id")["label"].nunique().idxmax()
+    (root / "cal.csv").write_text(f"patient_id\n{cal_patient}\n")
+    m = evaluate_external("params.yaml", "ext", model=str(root / "data/models/mil"), calibration=root / "cal.csv",
+                          recalibration="isotonic", progress=False)
+    n_cal = int((preds["patient_id"] == cal_patient).sum())
+    assert m["threshold_source"] == "model_dir" and m["threshold"] == pytest.approx(threshold)
+    assert m["n_calibration"] == n_cal and m["n_test"] == len(preds) - n_cal
+    test = preds[preds["patient_id"] != cal_patient]
+    assert m["test_accuracy_at_threshold"] == pytest.approx(
+        ((test["prob_tumor"] >= threshold).astype(int) == test["label"]).mean()
+    )
+    assert 0.0 <= m["recalibrated_accuracy"] <= 1.0 and m["recalibration"] == "isotonic"

@@ -99,7 +99,7 @@ def test_encoder_and_mil_champions_are_a_consistent_pair(store: Path, make_evide
 
 
 def test_external_evaluation_of_a_mismatched_pair_fails(store: Path, make_evidence, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
-    from histcode.evaluation.champion_external import evaluate_champions
+    from histcode.evaluation.champion_external import evaluate_external
 
     client = mlflow.MlflowClient(tracking.tracking_uri())
     e1 = _register("histcode-encoder", 1, None, make_evidence, tiny_classifier)
@@ -109,7 +109,7 @@ def test_external_evaluation_of_a_mismatched_pair_fails(store: Path, make_eviden
     cohorts = {"ext": {"kind": "cptac", "source_dir": "x", "slide_dir": "x", "role": "external"}}
     Path("params.yaml").write_text(yaml.safe_dump({"base": {"cohorts": cohorts}}))
     with pytest.raises(RegistryError, match="histcode-encoder/9 features but histcode-encoder@champion is v1"):
-        evaluate_champions("params.yaml", "ext")
+        evaluate_external("params.yaml", "ext")
 
 
 def test_stain_reference_travels_with_the_encoder(store: Path, tiny_classifier) -> None:  # type: ignore[no-untyped-def]

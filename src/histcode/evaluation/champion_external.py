@@ -1,20 +1,37 @@
-"""External validation of the promoted models (``make eval-cptac``).
+"""External validation, one workflow and one metrics file (`make eval-cptac`, `histcode evaluate-external`).
 
-Pulls ``histcode-encoder@champion`` and ``histcode-mil@champion`` from the registry, ingests and tiles the
-external cohort when its manifests/tiles are missing (both resume), refuses an encoder/MIL pair whose MIL was
-trained on other features, reuses the DVC features of the cohort when that very encoder version made them or
-else extracts them with the champion encoder and its registered stain reference into
-``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs), and reports
-accuracy/AUC with bootstrap CIs, ROC/PR curves and predictions to MLflow and ``reports/metrics/eval_<cohort>.json``.
+By default the promoted pair is evaluated: ``histcode-encoder@<alias>`` and ``histcode-mil@<alias>`` are pulled
+from the registry (a pair whose MIL was trained on other features is refused), the cohort is ingested and tiled
+when its manifests/tiles are missing (both resume), and its DVC features are reused when that very encoder
+version made them, else extracted with it and its registered stain reference into
+``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs). With ``model`` (a
+registry URI or a model directory) that MIL model is applied to the cohort's existing features instead
+(``data/features/<cohort>/<encoder>``, or ``features_dir``).
+
+Every slide is classified at **the model's own decision threshold** (registered-version tag / the model
+directory's ``decision_threshold.json``, chosen on its CV held-out predictions; 0.5 only for models without
+one, flagged as ``threshold_source: default``). Reported: AUC, accuracy and balanced accuracy at that threshold
+(and at 0.5 for comparison) with bootstrap CIs, Brier score, ECE (equal-width bins) and a reliability diagram.
+Given a labelled **calibration subset** (CSV of slide_id or patient_id with label), Platt or isotonic
+recalibration is fitted on those patients' slides only and accuracy/Brier/ECE are reported on the remaining
+(test) slides, next to the uncalibrated numbers on the same test slides.
+
+Outputs: ``reports/metrics/eval_<cohort>.json``, ``data/predictions/mil/<cohort>.csv``,
+``reports/figures/external/<cohort>_roc_pr.png`` and ``<cohort>_reliability.png``, an MLflow run in
+experiment ``external``.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from histcode import tracking
 from histcode.atomic import write_csv
@@ -26,6 +43,8 @@ log = logging.getLogger(__name__)
 
 ENCODER = "histcode-encoder"
 MIL = "histcode-mil"
+THRESHOLD_TAG = "decision_threshold"
+_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
 def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
@@ -84,14 +103,86 @@ def _features_for(params: dict[str, Any], cohort: str, paths: Paths, enc_mv: Any
     return paths.external_features(cohort) / feature_set
 
 
-def evaluate_champions(
-    params_path: str | Path, cohort: str, *, alias: str = CHAMPION, progress: bool = True
+def _registered_version(uri: str) -> Any | None:
+    m = _URI.match(uri)
+    if not m:
+        return None
+    if m.group("alias"):
+        return get_version(m.group("name"), m.group("alias"))
+    from histcode.registry.models import _client
+
+    return _client().get_model_version(m.group("name"), m.group("version"))
+
+
+def model_threshold(ref: str, model: Any, version: Any | None = None) -> tuple[float, str]:
+    """(threshold, source): the registered-version tag, else the model dir's JSON, else the model's meta,
+    else 0.5 (``default``: a model trained before thresholds were stored)."""
+    tags = getattr(version, "tags", None) or {}
+    if tags.get(THRESHOLD_TAG) not in (None, ""):
+        return float(tags[THRESHOLD_TAG]), "registry_tag"
+    if not ref.startswith("models:/"):
+        from histcode.mil.decision import read_threshold
+
+        t = read_threshold(ref)
+        if t is not None:
+            return t, "model_dir"
+    meta = getattr(model, "meta", {}) or {}
+    if meta.get(THRESHOLD_TAG) is not None:
+        return float(meta[THRESHOLD_TAG]), "model_meta"
+    log.warning("%s has no stored decision threshold (trained before thresholds were stored): using 0.5", ref)
+    return 0.5, "default"
+
+
+def external_metrics(
+    preds: pd.DataFrame,
+    threshold: float,
+    *,
+    n_boot: int,
+    seed: int,
+    n_bins: int,
+    calibration: pd.DataFrame | None = None,
+    recalibration: str = "platt",
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Metrics dict (flat, ``*_ci_low/high``) and the reliability curves {label: (y, prob)} of ``preds``."""
+    from histcode.evaluation.calibration import calibration_metrics, recalibrated_metrics, split_calibration
+    from histcode.evaluation.classification import classification_metrics
+
+    y, p = preds["label"].to_numpy(), preds["prob_tumor"].to_numpy()
+    out: dict[str, Any] = dict(classification_metrics(y, p, n_boot=n_boot, seed=seed, threshold=threshold))
+    at_half = classification_metrics(y, p, n_boot=0, threshold=0.5)
+    out.update(accuracy_at_0_5=at_half["accuracy"], balanced_accuracy_at_0_5=at_half["balanced_accuracy"])
+    out.update(calibration_metrics(y, p, n_bins))
+    curves = {"model P(tumour)": (y, p)}
+    if calibration is not None:
+        cal, test = split_calibration(preds, calibration)
+        if cal.empty:
+            raise ValueError("no slide of the calibration subset is among the scored external slides; check its ids")
+        rec, p_rec = recalibrated_metrics(cal, test, method=recalibration, n_bins=n_bins)
+        yt, pt = test["label"].to_numpy(), test["prob_tumor"].to_numpy()
+        out.update(rec)
+        out["recalibration"] = recalibration
+        out["test_accuracy_at_threshold"] = float(((pt >= threshold).astype(int) == yt).mean())
+        out.update({f"test_{k}": v for k, v in calibration_metrics(yt, pt, n_bins).items()})
+        curves = {"model P(tumour), test slides": (yt, pt), f"{recalibration}-recalibrated, test slides": (yt, p_rec)}
+    return out, curves
+
+
+def evaluate_external(
+    params_path: str | Path,
+    cohort: str,
+    *,
+    alias: str = CHAMPION,
+    model: str | None = None,
+    features_dir: str | Path | None = None,
+    calibration: str | Path | None = None,
+    recalibration: str = "platt",
+    progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Run the ``alias`` encoder + MIL model on ``cohort``; returns the metrics dict (also written to disk)."""
+    """Evaluate on ``cohort`` (see module doc); returns the metrics dict written to eval_<cohort>.json.
+    ``progress`` None follows ``mil.progress``."""
     import torch
 
-    from histcode.evaluation.classification import roc_pr_curves
-    from histcode.evaluation.classification_plots import plot_roc_pr
+    from histcode.evaluation.calibration import plot_reliability, read_calibration_subset
     from histcode.mil.config import MilConfig
     from histcode.mil.external import evaluate_cohort
     from histcode.mil.model import load_mil
@@ -100,44 +191,70 @@ def evaluate_champions(
     bcfg = base(params)
     bcfg.cohort(cohort)  # unknown cohort → clear error
     paths = Paths.from_base(bcfg)
-    enc_mv, mil_mv = get_version(ENCODER, alias), get_version(MIL, alias)
-    expected = str(mil_mv.tags.get("encoder_version", ""))
-    if expected != f"{ENCODER}/{enc_mv.version}":
-        raise RegistryError(f"{MIL}@{alias} (v{mil_mv.version}) was trained on {expected or 'unknown'} features but "
-                            f"{ENCODER}@{alias} is v{enc_mv.version}: not a consistent pair; run `make promote` "
-                            "(it moves encoder and MIL together) or pass an alias naming a matching pair")
-    _ensure_inputs(params, cohort, paths)
-    features_dir = _features_for(params, cohort, paths, enc_mv, alias, progress)
-
     mil_cfg = section(MilConfig, "mil", params)
+    progress = mil_cfg.progress if progress is None else progress
+    subset = read_calibration_subset(calibration) if calibration else None
     torch.set_num_threads(max(1, mil_cfg.threads))
-    model = load_mil(model_uri(MIL, alias))
+    run_params: dict[str, Any] = {"alias": alias, "recalibration": recalibration if subset is not None else "none"}
+    if model is None:
+        enc_mv, mil_mv = get_version(ENCODER, alias), get_version(MIL, alias)
+        expected = str(mil_mv.tags.get("encoder_version", ""))
+        if expected != f"{ENCODER}/{enc_mv.version}":
+            raise RegistryError(f"{MIL}@{alias} (v{mil_mv.version}) was trained on {expected or 'unknown'} features "
+                                f"but {ENCODER}@{alias} is v{enc_mv.version}: not a consistent pair; run "
+                                "`make promote` (it moves encoder and MIL together) or pass an alias naming a "
+                                "matching pair")
+        _ensure_inputs(params, cohort, paths)
+        fdir = _features_for(params, cohort, paths, enc_mv, alias, progress)
+        ref, version = model_uri(MIL, alias), mil_mv
+        mil = load_mil(ref)
+        run_params.update(encoder_version=enc_mv.version, mil_version=mil_mv.version)
+        tags = {"encoder_uri": f"models:/{ENCODER}/{enc_mv.version}", "mil_uri": f"models:/{MIL}/{mil_mv.version}"}
+    else:
+        ref = str(model)
+        version = _registered_version(ref)
+        mil = load_mil(ref)
+        from histcode.mil.stage import encoder_name
+
+        encoder = str(mil.meta.get("encoder") or encoder_name(params, mil_cfg))
+        fdir = Path(features_dir) if features_dir else paths.features(cohort, encoder)
+        run_params.update(model=ref, encoder=encoder)
+        tags = {"mil_uri": ref}
+    threshold, source = model_threshold(ref, mil, version)
+    pooling = str(mil.meta.get("pooling", mil.pooling.name))
     with tracking.start_run(
         "external", run_name=f"eval-{cohort}", stage="eval_external", cohort=cohort,
-        inputs=[features_dir, paths.slides_csv(cohort)],
-        params={"alias": alias, "encoder_version": enc_mv.version, "mil_version": mil_mv.version},
-        tags={"encoder_uri": f"models:/{ENCODER}/{enc_mv.version}", "mil_uri": f"models:/{MIL}/{mil_mv.version}",
-              "pooling": str(model.meta.get("pooling", model.pooling.name))},
+        inputs=[fdir, paths.slides_csv(cohort)], params={**run_params, THRESHOLD_TAG: threshold},
+        tags={**tags, "pooling": pooling, "threshold_source": source},
     ):
-        preds, metrics = evaluate_cohort(features_dir, paths.slides_csv(cohort), model,
-                                         n_boot=mil_cfg.bootstrap, seed=bcfg.seed, chunk_tiles=mil_cfg.chunk_tiles,
-                                         progress=progress)
-        if preds.empty:
-            raise RegistryError(f"no slide of {cohort} could be scored; see {features_dir}"
-                                "/failures.csv and data/tiles/{cohort}/process_list.csv")
-        metrics.update(encoder_version=float(enc_mv.version), mil_version=float(mil_mv.version))
-        write_csv(paths.mil_predictions(cohort), preds)
-        tracking.log_metrics(metrics, paths.metrics(f"eval_{cohort}"))
-        if preds["label"].nunique() == 2:
-            import mlflow
-
-            roc, pr = roc_pr_curves(preds["label"].to_numpy(), preds["prob_tumor"].to_numpy(), label=cohort)
-            png = plot_roc_pr(roc, pr, paths.figures("external") / f"{cohort}_roc_pr.png",
-                              summary={cohort: metrics}, title=f"{cohort}: {MIL}@{alias} on {ENCODER}@{alias}")
-            write_csv(paths.plots(f"eval_{cohort}_roc.csv"), roc)
-            mlflow.log_artifact(str(png), artifact_path="figures")
         import mlflow
 
+        preds, scored = evaluate_cohort(fdir, paths.slides_csv(cohort), mil, n_boot=0, seed=bcfg.seed,
+                                        chunk_tiles=mil_cfg.chunk_tiles, progress=progress)
+        if preds.empty:
+            raise RegistryError(f"no slide of {cohort} could be scored; see {fdir}/failures.csv "
+                                f"and data/tiles/{cohort}/process_list.csv")
+        metrics, curves = external_metrics(preds, threshold, n_boot=mil_cfg.bootstrap, seed=bcfg.seed,
+                                           n_bins=mil_cfg.ece_bins, calibration=subset, recalibration=recalibration)
+        metrics.update(n_failed=scored["n_failed"], failures=scored["failures"], threshold_source=source,
+                       model=ref, pooling=pooling)
+        for key in ("encoder_version", "mil_version"):
+            if key in run_params:
+                metrics[key] = float(run_params[key])
+        write_csv(paths.mil_predictions(cohort), preds)
         mlflow.log_artifact(str(paths.mil_predictions(cohort)), artifact_path="predictions")
-    return metrics
+        figures = paths.figures("external")
+        title = f"{cohort}: {ref}"
+        png = plot_reliability(curves, figures / f"{cohort}_reliability.png", n_bins=mil_cfg.ece_bins,
+                               title=f"{title}\nreliability (threshold {threshold:.3g} from {source})")
+        mlflow.log_artifact(str(png), artifact_path="figures")
+        if preds["label"].nunique() == 2:
+            from histcode.evaluation.classification import roc_pr_curves
+            from histcode.evaluation.classification_plots import plot_roc_pr
 
+            roc, pr = roc_pr_curves(preds["label"].to_numpy(), preds["prob_tumor"].to_numpy(), label=cohort)
+            png = plot_roc_pr(roc, pr, figures / f"{cohort}_roc_pr.png", summary={cohort: metrics}, title=title)
+            write_csv(paths.plots(f"eval_{cohort}_roc.csv"), roc)
+            mlflow.log_artifact(str(png), artifact_path="figures")
+        tracking.log_metrics(metrics, paths.metrics(f"eval_{cohort}"))
+    return metrics

@@ -25,15 +25,21 @@ def register(app: typer.Typer) -> None:
     def evaluate_external_cmd(
         cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
         alias: str = typer.Option("champion", help="registry alias of histcode-encoder and histcode-mil"),
+        model: str | None = typer.Option(None, help="instead of the @alias pair: this MIL model (models:/ URI or "
+                                         "model dir) on the cohort's existing features"),
         params: Path = typer.Option(Path("params.yaml")),
         progress: bool = typer.Option(True, help="progress bars"),
+        calibration: Path | None = typer.Option(None, help="CSV slide_id and/or patient_id[,label]: slides to "
+                                                "fit recalibration on (their patients leave the test slides)"),
+        recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""
-        from histcode.evaluation.champion_external import evaluate_champions
+        from histcode.evaluation.champion_external import evaluate_external
         from histcode.registry.models import RegistryError
 
         try:
-            m = evaluate_champions(params, cohort, alias=alias, progress=progress)
+            m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
+                                  recalibration=recalibration, progress=progress)
         except RegistryError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -42,5 +48,11 @@ def register(app: typer.Typer) -> None:
             return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
 
         typer.echo(f"{cohort}: {int(m.get('n', 0))} slides, AUC {ci('auc')}, accuracy {ci('accuracy')}, "
-                   f"balanced accuracy {ci('balanced_accuracy')}; encoder v{int(m['encoder_version'])}, "
-                   f"MIL v{int(m['mil_version'])}; metrics in reports/metrics/eval_{cohort}.json")
+                   f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
+                   f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; "
+                   f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}; "
+                   f"metrics in reports/metrics/eval_{cohort}.json")
+        if "recalibrated_accuracy" in m:
+            typer.echo(f"{m['recalibration']} recalibration on {int(m['n_calibration'])} slides: accuracy "
+                       f"{m['test_accuracy_at_threshold']:.3f} → {m['recalibrated_accuracy']:.3f} on "
+                       f"{int(m['n_test'])} test slides")

@@ -27,16 +27,17 @@ def register(app: typer.Typer) -> None:
         cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
         model: str = typer.Option("models:/histcode-mil@champion", help="registry URI or model directory"),
         params: Path = typer.Option(Path("params.yaml")),
+        calibration: Path | None = typer.Option(None, help="CSV slide_id/patient_id[,label] for recalibration"),
+        recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
-        """Deprecated: use ``histcode evaluate-external`` (make eval-cptac). Applies one MIL model to existing
-        features of an external cohort; metrics with bootstrap CIs."""
+        """Deprecated alias of ``histcode evaluate-external --model M`` (one workflow, one metrics file)."""
         typer.echo("warning: `histcode eval-external` is deprecated and will be removed; use `histcode "
-                   f"evaluate-external --cohort {cohort}` (= make eval-cptac), which also tiles/extracts as needed.",
-                   err=True)
-        from histcode.mil.external_stage import run_external
+                   f"evaluate-external --cohort {cohort} --model {model}`.", err=True)
+        from histcode.evaluation.champion_external import evaluate_external
 
-        m = run_external(params, cohort, model_uri=model)
+        m = evaluate_external(params, cohort, model=model, calibration=calibration, recalibration=recalibration)
         typer.echo(
             f"{cohort}: n={int(m.get('n', 0))} AUC {m.get('auc', float('nan')):.3f} "
-            f"accuracy {m.get('accuracy', float('nan')):.3f} failed {int(m['n_failed'])}"
+            f"accuracy {m.get('accuracy', float('nan')):.3f} at threshold {m['threshold']:.3g} "
+            f"ECE {m['ece']:.3f} failed {int(m['n_failed'])}; metrics in reports/metrics/eval_{cohort}.json"
         )

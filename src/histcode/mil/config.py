@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from histcode.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -13,6 +16,13 @@ class MilConfig:
     trained on the same folds for the comparison table and the ROC/PR figure. ``encoder`` selects the
     feature set (``null`` = the first of ``extract.encoders``). ``test_frac`` must be ``null`` or
     ``1/n_folds``: every patient is in exactly one test fold, so the test share is fixed by ``n_folds``.
+
+    Transfer to another site (training only, never at inference): ``tile_dropout`` drops this fraction of a
+    bag's tiles per step (after the ``max_train_tiles`` subsample) so no few tiles decide a slide;
+    ``feature_noise`` adds Gaussian noise of this SD, in units of each feature's training SD, to every tile
+    (stain/scanner shifts move features). ``threshold`` chooses the decision threshold on the pooled
+    out-of-fold CV predictions (``youden``: max TPR − FPR, middle of the widest tied logit gap) or fixes it
+    (``fixed`` = 0.5); ``ece_bins`` equal-width bins for the calibration error.
     """
 
     pooling: str = "gated_attention"
@@ -35,9 +45,16 @@ class MilConfig:
     cache_mb: int = 2048  # in-memory bag cache budget; beyond it bags are re-read from h5
     threads: int = 2
     progress: bool = True
+    tile_dropout: float = 0.0
+    feature_noise: float = 0.0
+    threshold: Literal["youden", "fixed"] = "youden"
+    ece_bins: int = 10
 
     def __post_init__(self) -> None:
-        from histcode.config import ConfigError
+        if not 0.0 <= self.tile_dropout < 1.0:
+            raise ConfigError(f"mil.tile_dropout: must be in [0, 1), got {self.tile_dropout}")
+        if self.feature_noise < 0:
+            raise ConfigError(f"mil.feature_noise: must be >= 0, got {self.feature_noise}")
         from histcode.mil.pooling import pooling_names  # the registry: methods added there are valid here
 
         valid = pooling_names()

@@ -91,6 +91,8 @@ def run_fold(
         chunk_tiles=cfg.chunk_tiles,
         seed=s,
         progress=cfg.progress,
+        tile_dropout=cfg.tile_dropout,
+        feature_noise=cfg.feature_noise,
         on_epoch=on_epoch,
     )
     _, probs = evaluate(res.model, bags, test, chunk_tiles=cfg.chunk_tiles)
@@ -163,6 +165,8 @@ def train_final(
         chunk_tiles=cfg.chunk_tiles,
         seed=s,
         progress=cfg.progress,
+        tile_dropout=cfg.tile_dropout,
+        feature_noise=cfg.feature_noise,
     )
     res.model.meta.update({"epochs": epochs, "n_train_slides": len(items), "n_train_patients": len(patients)})
     return res.model

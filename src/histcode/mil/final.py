@@ -19,6 +19,7 @@ from histcode.mil import report
 from histcode.mil.bags import BagCache, read_bag
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import train_final
+from histcode.mil.decision import TAG, decision_threshold, write_threshold
 from histcode.mil.inference import predict_slides
 from histcode.mil.model import MilClassifier, save_mil
 from histcode.paths import Paths
@@ -57,7 +58,8 @@ def final_model(ctx: StageContext, pooling: str, *, epochs: int, held_out: pd.Da
         cohort=ctx.cohort,
         tags={**ctx.tags, "pooling": pooling, "fold": "final"},
     ):
-        meta = {"pooling": pooling, "cohort": ctx.cohort, **ctx.tags}
+        decision = decision_threshold(held_out, ctx.cfg)
+        meta = {"pooling": pooling, "cohort": ctx.cohort, **ctx.tags, TAG: decision["threshold"]}
         model = train_final(
             ctx.manifest,
             ctx.bags,
@@ -77,7 +79,11 @@ def final_model(ctx: StageContext, pooling: str, *, epochs: int, held_out: pd.Da
             progress=ctx.cfg.progress,
         )
         ctx.failures.update({sid: f"attention ({pooling}): {why}" for sid, why in failed.items()})
-        info: dict[str, Any] = {"dir": str(out_dir), "epochs": epochs}
+        info: dict[str, Any] = {"dir": str(out_dir), "epochs": epochs, TAG: decision["threshold"]}
+        import mlflow
+
+        mlflow.log_params({TAG: decision["threshold"], "decision_threshold_method": decision["method"]})
+        mlflow.log_artifact(str(write_threshold(out_dir, decision)))
         if pooling == ctx.cfg.pooling:
             info["registered_version"] = model.meta["registered_version"] = register(ctx, model, held_out)
         save_mil(model, out_dir)
@@ -97,7 +103,7 @@ def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) ->
         REGISTERED_NAME,
         input_example=example,
         metrics={f"cv_{k}": cv[k] for k in report.SUMMARY_KEYS if cv[k] == cv[k]},
-        tags={**ctx.tags, "pooling": pooling, "cohort": ctx.cohort},
+        tags={**ctx.tags, "pooling": pooling, "cohort": ctx.cohort, TAG: f"{model.meta[TAG]:.6g}"},
     )
     evidence = held_out.rename(columns={"slide_id": "id", "prob_tumor": "prob"})[["id", "label", "prob"]]
     attach_evidence(REGISTERED_NAME, mv.version, evidence, kind="binary")

@@ -26,6 +26,7 @@ from histcode.mil import report
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import PRED_COLUMNS, FoldResult, final_epochs, run_fold
+from histcode.mil.decision import TAG, cv_calibration
 from histcode.mil.external import read_manifest
 from histcode.mil.final import StageContext, final_model
 from histcode.mil.model import INDEX_FILE
@@ -149,6 +150,15 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         metrics = write_reports(
             pd.concat(all_preds, ignore_index=True), fold_metrics, cfg, paths, ctx.cohort, seed=ctx.seed
         )
+        preds = pd.concat(all_preds, ignore_index=True)
+        reliability = paths.figures("mil") / "reliability.png"
+        metrics.update(
+            cv_calibration(
+                preds, {p: i[TAG] for p, i in final_info.items()}, cfg, reliability,
+                title=f"{ctx.cohort}: held-out slides, {cfg.n_folds}-fold CV (out-of-fold P)",
+            )
+        )
+        mlflow.log_artifact(str(reliability))
         metrics.update(
             {
                 "n_slides": float(len(ctx.feature_files)),

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from histcode.console import tqdm
+from histcode.mil.augment import augment_bag
 from histcode.mil.bags import BagCache, feature_stats, subsample
 from histcode.mil.model import MilClassifier
 
@@ -37,13 +38,17 @@ def train_one_epoch(
     rng: np.random.Generator,
     *,
     max_tiles: int,
+    tile_dropout: float = 0.0,
+    feature_noise: float = 0.0,
 ) -> float:
-    """One pass over ``items`` in a seeded random order; returns the mean cross-entropy."""
+    """One pass over ``items`` in a seeded random order; returns the mean cross-entropy. ``tile_dropout`` /
+    ``feature_noise``: see ``augment_bag`` (noise in units of the model's standardisation scale)."""
     model.train()
     total = 0.0
     for i in rng.permutation(len(items)):
         sid, label = items[i]
         bag = subsample(bags.get(sid), max_tiles, rng)
+        bag = augment_bag(bag, rng, tile_dropout=tile_dropout, feature_noise=feature_noise, scale=model.x_scale)
         loss = F.cross_entropy(model(bag), torch.tensor([label]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,6 +89,8 @@ def fit(
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     standardise: bool = True,
+    tile_dropout: float = 0.0,
+    feature_noise: float = 0.0,
 ) -> FitResult:
     """Train with Adam; stop when val loss has not improved for ``patience`` epochs (after ``min_epochs``).
 
@@ -99,7 +106,9 @@ def fit(
     history: list[dict[str, float]] = []
     bar = tqdm(range(1, max_epochs + 1), desc="mil epochs", leave=False, disable=not progress)
     for epoch in bar:
-        train_loss = train_one_epoch(model, bags, train, opt, rng, max_tiles=max_tiles)
+        train_loss = train_one_epoch(
+            model, bags, train, opt, rng, max_tiles=max_tiles, tile_dropout=tile_dropout, feature_noise=feature_noise
+        )
         row = {"epoch": float(epoch), "train_loss": train_loss}
         if val:
             val_loss, _ = evaluate(model, bags, val, chunk_tiles=chunk_tiles)
