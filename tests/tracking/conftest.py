@@ -13,16 +13,12 @@ def no_tracking_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-class Linear4(torch.nn.Module):
-    """A 4-feature logistic model, enough to register and reload."""
+def Linear4(seed: int) -> torch.nn.Module:
+    """A seeded MIL classifier on 4-d tile features: small, and a kind the registry can rebuild safely."""
+    from histcode.mil.model import build_mil
 
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.lin = torch.nn.Linear(4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.lin(x)).squeeze(-1)
+    torch.manual_seed(seed)
+    return build_mil({"pooling": "gated_attention", "in_dim": 4, "hidden": 8, "attn_hidden": 4}).eval()
 
 
 @pytest.fixture
