@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TUMOUR, TISSUE = 3, (1, 2, 3, 4, 5)
+TUMOUR, TISSUE = 3, (1, 2, 3, 4, 5, 8)
 
 
 def tile_labels(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarray, size: int,

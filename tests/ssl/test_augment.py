@@ -12,6 +12,7 @@ from histcode.ssl.augment import (
     flips_and_rotations,
     gaussian_blur,
     hed_jitter,
+    jpeg_compress,
     random_resized_crop,
 )
 
@@ -58,6 +59,29 @@ def test_blur_keeps_constant_images_and_smooths_noise() -> None:
 
 def test_disabled_colour_ops_leave_crop_only() -> None:
     cfg = dataclasses.replace(AugmentConfig(out_px=16), p_hflip=0, p_vflip=0, rot90=False, p_hed=0, p_jitter=0,
-                              p_gray=0, p_blur=0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+                              p_gray=0, p_blur=0, p_jpeg=0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
     x = torch.rand(3, 3, 16, 16, generator=_g(7))
     torch.testing.assert_close(HEAugment(cfg)(x, _g(8)), x, atol=1e-5, rtol=0)
+
+
+def test_stain_vector_jitter_changes_hue_not_structure() -> None:
+    x = torch.rand(4, 3, 8, 8, generator=_g(5)) * 0.8 + 0.1
+    torch.testing.assert_close(hed_jitter(x, _g(6), 0.0, 1.0, 0.0), x, atol=1e-5, rtol=0)
+    y = hed_jitter(x, _g(6), 0.0, 1.0, 0.1)
+    assert (y - x).abs().mean() > 5e-3  # another stain hue
+    # a recolouring per pixel: the ranking of pixel brightness within a tile is kept
+    corr = torch.corrcoef(torch.stack([x.mean(1).flatten(), y.mean(1).flatten()]))[0, 1]
+    assert corr > 0.9
+
+
+def test_jpeg_compress_is_lossy_close_and_seeded() -> None:
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    smooth = torch.stack([0.5 + 0.3 * torch.sin(6 * xx), 0.4 + 0.2 * yy, 0.6 - 0.2 * xx]).expand(4, 3, 32, 32)
+    x = (smooth + 0.1 * torch.rand(4, 3, 32, 32, generator=_g(1))).clamp(0, 1)
+    assert torch.equal(jpeg_compress(x, _g(2), (40, 60), 0.0), x)
+    y = jpeg_compress(x, _g(2), (40, 60), 1.0)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    err = (y - x).abs().mean()
+    assert 2e-3 < err < 0.05, err  # visible compression artefacts, the same image
+    assert torch.equal(y, jpeg_compress(x, _g(2), (40, 60), 1.0))
+    assert (jpeg_compress(x, _g(2), (95, 95), 1.0) - x).abs().mean() < err  # higher quality, smaller error

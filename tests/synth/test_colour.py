@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from histcode.synth import SynthConfig, generate, truth
+from histcode.synth.layout import TISSUE_CODES
 
 TILE = 256
 
@@ -55,7 +56,7 @@ def _tiles(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             ]
         )
         frac = truth.tile_region_fractions(mask, ds, coords, TILE)
-        keep = frac[:, 3] >= 0.5 if r.label else frac[:, [1, 2, 3, 4, 5]].sum(axis=1) >= 0.5
+        keep = frac[:, 3] >= 0.5 if r.label else frac[:, list(TISSUE_CODES)].sum(axis=1) >= 0.5
         with openslide.OpenSlide(str(root / r.cohort / "slides" / r.file_name)) as s:
             for x, yy in coords[keep]:
                 im = np.asarray(s.read_region((int(x), int(yy)), 0, (TILE, TILE)).convert("RGB"))

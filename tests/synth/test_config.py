@@ -25,6 +25,23 @@ def test_unknown_key_and_bad_values_fail_loudly() -> None:
         SynthConfig.from_params({"synth": {"n_patients": 4, "n_without_normal": 4}})
     with pytest.raises(ConfigError, match="expected int"):
         SynthConfig.from_params({"synth": {"workers": "two"}})
+    with pytest.raises(ConfigError, match=r"external_profile.*site_c"):
+        SynthConfig.from_params({"synth": {"external_profile": "cptak"}})
+
+
+def test_site_profiles_differ_where_sites_differ() -> None:
+    """The external sites are shifted in stain, scanner and case mix against the training site."""
+    from histcode.synth.sites import SITES
+
+    train = SITES["tcga"]
+    for name in ("cptac", "site_c"):
+        ext = SITES[name]
+        assert ext.h_ref != train.h_ref and ext.e_ref != train.e_ref
+        assert ext.white_point != train.white_point and ext.blur_um != train.blur_um
+        assert ext.jpeg_quality[1] < train.jpeg_quality[1] and any(ext.z_shift)
+        assert ext.architecture != train.architecture
+    for site in SITES.values():
+        assert abs(sum(site.architecture.values()) - 1) < 1e-9
 
 
 def test_tiny_preset() -> None:

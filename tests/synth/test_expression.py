@@ -77,7 +77,7 @@ def test_pten_down_and_null_genes_unlinked(demo_rna) -> None:
     fc, z, eff = demo_rna
     assert fc["PTEN"].median() < -1.0
     null = [g for g in eff.index[eff["effect"] == "null"] if g in fc.columns]
-    assert len(null) > 0.9 * len(eff)
+    assert len(null) > 0.85 * len(eff)
     r = np.array([np.corrcoef(fc[g], z["z_lymph"])[0, 1] for g in null])
     assert np.abs(np.nanmean(r)) < 0.1 and np.nanmean(np.abs(r) > 0.6) < 0.02
     assert 0.05 < (eff.loc[null, "intercept"] != 0).mean() < 0.3  # some image-independent DE genes

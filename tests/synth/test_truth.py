@@ -10,6 +10,7 @@ import pytest
 
 from histcode.synth import truth
 from histcode.synth.genes import LYMPHOCYTE_GENES
+from histcode.synth.layout import TISSUE_CODES
 
 REQUIRED = {
     "background",
@@ -20,6 +21,7 @@ REQUIRED = {
     "necrosis",
     "pen_mark",
     "blank",
+    "adipose",
 }
 
 
@@ -43,7 +45,7 @@ def test_masks_match_slides_and_labels(tiny_cohort: Path) -> None:
         present = set(np.unique(mask).tolist())
         seen |= present
         assert present <= set(codes.values())
-        tissue = np.isin(mask, [1, 2, 3, 4, 5]).sum()
+        tissue = np.isin(mask, TISSUE_CODES).sum()
         assert r.tumour_fraction == pytest.approx((mask == codes["tumour"]).sum() / tissue)
         if r.label == 0:
             assert codes["tumour"] not in present and codes["necrosis"] not in present
@@ -86,18 +88,22 @@ def test_tile_region_fractions_exact_on_aligned_tiles() -> None:
 def test_gene_effects_and_planted_fold_changes(tiny_cohort: Path) -> None:
     gt = tiny_cohort / "ground_truth"
     eff = truth.read_gene_effects(gt).set_index("gene")
-    assert set(eff["effect"]) == {"lymphocyte", "cellularity", "tumour", "null"}
-    assert set(eff.index[eff["effect"] == "lymphocyte"]) == set(LYMPHOCYTE_GENES)
+    assert set(eff["effect"]) == {"lymphocyte", "nuclear_density", "tumour", "necrosis", "null"}
+    assert set(LYMPHOCYTE_GENES) <= set(eff.index[eff["effect"] == "lymphocyte"])
     assert (eff.loc[list(LYMPHOCYTE_GENES), "coefficient"] > 0).all()
     assert eff.loc["PTEN", "effect"] == "tumour" and eff.loc["PTEN", "intercept"] < -1.5
-    prolif = eff[eff["effect"] == "cellularity"]
-    assert 1 <= len(prolif) <= 4 and prolif["in_panel"].all()
+    planted = eff[eff["effect"] != "null"]
+    assert len(planted) >= 30 and planted.groupby("effect").size().min() >= 6
+    panel = planted[planted["in_panel"] & ~planted["is_marker"]]
+    # effect sizes spread, and a larger mean fold change comes with a larger slope (better predicted)
+    assert panel["coefficient"].abs().max() > 3 * panel["coefficient"].abs().min()
+    assert np.corrcoef(panel["intercept"].abs(), panel["coefficient"].abs())[0, 1] > 0.99
     assert (eff.loc[eff["effect"] == "null", "coefficient"] == 0).all()
     assert (eff["noise_sd"] > 0).all()  # no gene is a deterministic function of the latent factors
-    planted = truth.read_planted_log2fc(gt)
+    planted_fc = truth.read_planted_log2fc(gt)
     patients = truth.read_patient_truth(gt).set_index("patient_id")
-    assert list(planted.columns) == list(eff.index) and set(planted.index) <= set(patients.index)
-    assert (planted["PTEN"] < 0).all()
+    assert list(planted_fc.columns) == list(eff.index) and set(planted_fc.index) <= set(patients.index)
+    assert (planted_fc["PTEN"] < 0).all()
 
 
 def test_missing_ground_truth_names_the_fix(tmp_path: Path) -> None:

@@ -3,7 +3,12 @@
 Everything works on a whole batch (B, 3, H, W) float in [0, 1] with per-sample parameters drawn from an
 explicit ``torch.Generator`` so two runs with equal seeds see identical views (bit-for-bit resume).
 Crops use ``roi_align`` (one batched, anti-aliased crop+resize); colour work uses per-sample 3×3
-matrices; blur is a grouped separable convolution. No per-image Python loops.
+matrices; blur is a grouped separable convolution. No per-image Python loops, except JPEG re-compression
+(torchvision's batched encode/decode over a list of images).
+
+The H&E-specific part is what a model must not rely on when it moves to another site: stain concentrations
+and stain vectors (HED jitter), scanner optics (blur) and the scanner's JPEG compression. The synthetic
+sites (histcode.synth.sites) vary exactly these between cohorts.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 from torchvision.ops import roi_align
 
 # Stain vectors (rows: haematoxylin, eosin, DAB) in optical-density space (Ruifrok & Johnston).
@@ -24,7 +30,8 @@ LUMA = torch.tensor([0.299, 0.587, 0.114])
 @dataclass(frozen=True)
 class AugmentConfig:
     """Probabilities and ranges; defaults follow MoCo-v2 colour strength plus pathology-specific
-    90° rotations, vertical flips and HED stain jitter (Tellez et al., 2019)."""
+    90° rotations, vertical flips, HED stain jitter with stain-vector jitter (Tellez et al., 2019), and JPEG
+    re-compression at quality 40-95 (scanners store 70-90; lower covers re-saved images)."""
 
     out_px: int = 96
     crop_scale: tuple[float, float] = (0.3, 1.0)
@@ -34,6 +41,7 @@ class AugmentConfig:
     rot90: bool = True
     p_hed: float = 0.5
     hed_sigma: float = 0.05
+    stain_vector_sigma: float = 0.05  # Gaussian jitter of the H/E/DAB OD vectors (re-normalised) per sample
     p_jitter: float = 0.8
     brightness: float = 0.4
     contrast: float = 0.4
@@ -42,6 +50,8 @@ class AugmentConfig:
     p_gray: float = 0.1
     p_blur: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    p_jpeg: float = 0.5
+    jpeg_quality: tuple[int, int] = (40, 95)
 
 
 def _u(g: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -87,18 +97,41 @@ def flips_and_rotations(x: torch.Tensor, g: torch.Generator, p_h: float, p_v: fl
     return x
 
 
-def hed_jitter(x: torch.Tensor, g: torch.Generator, sigma: float, p: float) -> torch.Tensor:
-    """Perturb haematoxylin/eosin/DAB concentrations: s' = α·s + β, α ∈ 1±σ, β ∈ ±σ per sample & stain."""
+def hed_jitter(x: torch.Tensor, g: torch.Generator, sigma: float, p: float, vector_sigma: float = 0.0) -> torch.Tensor:
+    """Perturb haematoxylin/eosin/DAB concentrations, s' = α·s + β (α ∈ 1±σ, β ∈ ±σ per sample & stain), and
+    recompose with stain vectors jittered by N(0, ``vector_sigma``) (another lab's stain hue)."""
     b = x.shape[0]
     m = RGB_FROM_HED / RGB_FROM_HED.norm(dim=1, keepdim=True)
     m_inv = torch.linalg.inv(m)
     alpha = _u(g, b, 1 - sigma, 1 + sigma, 3)
     beta = _u(g, b, -sigma, sigma, 3)
+    noise = torch.randn(b, 3, 3, generator=g) * vector_sigma
+    m_new = (m.unsqueeze(0) + noise).clamp_min(1e-3)
+    m_new = m_new / m_new.norm(dim=2, keepdim=True)  # (B, stain, RGB)
     od = -torch.log(x.clamp_min(1.0 / 255.0))  # (B, 3, H, W) optical density per RGB channel
     stains = torch.einsum("bchw,cs->bshw", od, m_inv.to(x.device))
     stains = stains * alpha.to(x.device).view(b, 3, 1, 1) + beta.to(x.device).view(b, 3, 1, 1)
-    out = torch.exp(-torch.einsum("bshw,sc->bchw", stains, m.to(x.device))).clamp(0.0, 1.0)
+    out = torch.exp(-torch.einsum("bshw,bsc->bchw", stains, m_new.to(x.device, x.dtype))).clamp(0.0, 1.0)
     return _where(_mask(g, b, p), out, x)
+
+
+def jpeg_compress(x: torch.Tensor, g: torch.Generator, quality: tuple[int, int], p: float) -> torch.Tensor:
+    """Re-compress the selected samples as JPEG at a per-sample quality in ``quality`` (another scanner's
+    compression: 8×8 block edges, chroma subsampling, ringing). Parameters are drawn for every sample, so the
+    generator stream does not depend on which are selected."""
+    b = x.shape[0]
+    q = torch.randint(int(quality[0]), int(quality[1]) + 1, (b,), generator=g)
+    sel = torch.nonzero(_mask(g, b, p)).flatten()
+    if len(sel) == 0:
+        return x
+    u8 = (x[sel].clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    out = x.clone()
+    for qual in q[sel].unique().tolist():  # one batched encode/decode per distinct quality
+        idx = torch.nonzero(q[sel] == qual).flatten()
+        data = encode_jpeg([u8[i] for i in idx.tolist()], quality=int(qual))
+        dec = decode_jpeg(data, mode=ImageReadMode.RGB)
+        out[sel[idx]] = torch.stack(dec).to(x.device, x.dtype) / 255.0
+    return out
 
 
 def color_jitter(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig) -> torch.Tensor:
@@ -157,8 +190,9 @@ class HEAugment:
         x = x.float()
         x = random_resized_crop(x, c.out_px, generator, c.crop_scale, c.crop_ratio)
         x = flips_and_rotations(x, generator, c.p_hflip, c.p_vflip, c.rot90)
-        x = hed_jitter(x, generator, c.hed_sigma, c.p_hed)
+        x = hed_jitter(x, generator, c.hed_sigma, c.p_hed, c.stain_vector_sigma)
         x = color_jitter(x, generator, c)
         x = random_gray(x, generator, c.p_gray)
         x = gaussian_blur(x, generator, c.blur_sigma, c.p_blur)
+        x = jpeg_compress(x, generator, c.jpeg_quality, c.p_jpeg)
         return x.clamp(0.0, 1.0)

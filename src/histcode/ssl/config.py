@@ -43,6 +43,10 @@ class PretrainConfig:
     bf16: bool = True
     channels_last: bool = True
     stain: bool = True
+    hed_sigma: float = 0.05  # H&E augmentation (histcode.ssl.augment): HED concentration jitter
+    stain_vector_sigma: float = 0.05  # ... stain-vector jitter
+    p_jpeg: float = 0.5  # ... JPEG re-compression probability
+    jpeg_quality: tuple[int, int] = (40, 95)  # ... and quality range
     log_every: int = 10
     progress: bool = True
 
@@ -60,6 +64,10 @@ class PretrainConfig:
             "query_tau": self.query_tau > 0,
             "simclr_tau": self.simclr_tau > 0,
             "warmup_epochs": 0 <= self.warmup_epochs < self.epochs,
+            "hed_sigma": 0 <= self.hed_sigma < 1,
+            "stain_vector_sigma": self.stain_vector_sigma >= 0,
+            "p_jpeg": 0 <= self.p_jpeg <= 1,
+            "jpeg_quality": 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

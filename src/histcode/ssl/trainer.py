@@ -113,7 +113,9 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=TileCollate(normalize),
                         worker_init_fn=worker_init if cfg.workers else None, persistent_workers=cfg.workers > 0,
                         pin_memory=dev.type == "cuda")
-    augment = HEAugment(AugmentConfig(out_px=cfg.input_px))
+    augment = HEAugment(AugmentConfig(out_px=cfg.input_px, hed_sigma=cfg.hed_sigma,
+                                      stain_vector_sigma=cfg.stain_vector_sigma, p_jpeg=cfg.p_jpeg,
+                                      jpeg_quality=cfg.jpeg_quality))
 
     def amp() -> contextlib.AbstractContextManager[Any]:
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)

@@ -22,6 +22,10 @@ class Biology:
     cellularity: float  # keep-probability on the 10 µm tumour lattice (tumour nuclei density)
     til_per_mm2: float  # scattered lymphocytes per mm² inside tumour regions
     stroma_til_per_mm2: float  # scattered lymphocytes per mm² of stroma
+    fibroblast_keep: float = 0.45  # share of the fibroblast point process kept in plain stroma
+    fibre_amp: float = 1.0  # collagen fibre contrast multiplier
+    nuclear_scale: float = 1.0  # tumour nucleus size multiplier
+    pleomorphism: float = 0.14  # boundary irregularity of tumour nuclei
 
 
 @dataclass
@@ -72,6 +76,7 @@ def place_nuclei(
     mpp: float,
     cell_px: float,
     bio: Biology,
+    lumen: np.ndarray | None = None,
 ) -> dict[str, Nuclei]:
     """Nuclei per sprite kind (``tumour``, ``epithelial``, ``fibroblast``, ``lymphocyte``, ``debris``);
     gland epithelium comes from :func:`place_glands`."""
@@ -83,6 +88,8 @@ def place_nuclei(
     code = _code_at(codes, ys, xs, cell_px)
     u = rng.uniform(size=len(ys))
     tum = (code == RC["tumour"]) & (u < bio.cellularity)
+    if lumen is not None and lumen.any():  # gland lumens hold no cells
+        tum &= ~_code_at(lumen, ys, xs, cell_px)
     ghost = (code == RC["necrosis"]) & (u < 0.3)
     keep = tum | ghost
     w = np.where(tum, np.exp(rng.normal(0, 0.22, len(ys))), 0.22)[keep]
@@ -112,7 +119,8 @@ def place_nuclei(
 
     fy, fx = _poisson(rng, width, height, um2 / 16.0**2)  # intralobular stroma is cellular; stroma is not
     fcode = _code_at(codes, fy, fx, cell_px)
-    fk = (fcode == RC["normal_epithelium"]) | ((fcode == RC["stroma"]) & (rng.uniform(size=len(fy)) < 0.45))
+    kept = rng.uniform(size=len(fy)) < bio.fibroblast_keep
+    fk = (fcode == RC["normal_epithelium"]) | ((fcode == RC["stroma"]) & kept)
     fy, fx = fy[fk], fx[fk]
     theta = _code_at(angle, fy, fx, cell_px)
     abin = np.round(theta / np.pi * N_ANGLES).astype(np.int64) % N_ANGLES

@@ -41,6 +41,9 @@ class SynthConfig:
     tissue_fill: float = 0.82
     stain_jitter: float = 1.0
     external_slide_scale: float = 1.0
+    adipose_fraction: tuple[float, float] = (0.0, 0.7)
+    train_profile: str = "tcga"
+    external_profile: str = "cptac"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -56,6 +59,14 @@ class SynthConfig:
             raise ConfigError("synth: n_svs + n_40x exceeds the number of training slides.")
         if not 0.3 <= self.tissue_fill <= 0.95:
             raise ConfigError("synth.tissue_fill: must be in [0.3, 0.95].")
+        lo, hi = self.adipose_fraction
+        if not 0.0 <= lo <= hi <= 0.9:
+            raise ConfigError("synth.adipose_fraction: need 0 <= low <= high <= 0.9 (share of normal tissue).")
+        from histcode.synth.sites import SITES
+
+        for key in ("train_profile", "external_profile"):
+            if getattr(self, key) not in SITES:
+                raise ConfigError(f"synth.{key}: unknown site profile {getattr(self, key)!r}; one of {sorted(SITES)}.")
         if self.workers < 1:
             raise ConfigError("synth.workers: must be >= 1.")
 

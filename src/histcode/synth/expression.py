@@ -2,8 +2,10 @@
 
 Tumour-vs-normal log2 fold change of gene g in patient p is ``intercept_g + coefficient_g * z_p + noise``
 where ``z_p`` is the patient latent factor named by the gene's effect (lymphocyte → ``z_lymph``,
-cellularity → ``z_cell``, tumour → ``z_tumour``) — the same factors that drive the tumour slide's
-morphology — and null genes have coefficient 0. A shared patient baseline and negative-binomial
+nuclear_density → ``z_cell``, tumour → ``z_tumour``, necrosis → ``z_necrosis``) — the same factors that
+drive the tumour slide's morphology — and null genes have coefficient 0. The demo panel carries the
+paper's structure: 37 planted genes over the four morphology variables with spread effect sizes, every
+other gene null. A shared patient baseline and negative-binomial
 counting noise sit on top, so no gene is a deterministic function of the image.
 """
 
@@ -12,45 +14,64 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from histcode.synth.genes import LYMPHOCYTE_GENES, PROLIFERATION_CANDIDATES
+from histcode.synth.genes import LYMPHOCYTE_GENES, PLANTED_PANEL
 from histcode.synth.plan import PatientPlan
 
-# effect kind → (latent, coefficient, intercept, noise sd); log2 units, coefficient per SD of the latent.
-EFFECTS: dict[str, tuple[str, float, float, float]] = {
-    "lymphocyte": ("z_lymph", 1.0, 0.4, 0.55),
-    "cellularity": ("z_cell", 0.7, 0.9, 0.55),
-    "tumour": ("z_tumour", -0.5, -1.8, 0.45),
+# effect kind → latent factor that drives both the tumour slide's morphology and the gene.
+LATENTS: dict[str, str] = {
+    "lymphocyte": "z_lymph",
+    "nuclear_density": "z_cell",
+    "tumour": "z_tumour",
+    "necrosis": "z_necrosis",
 }
-N_PROLIFERATION = 3
+# The five lymphocyte markers and PTEN keep the links the per-gene heatmap checks were built on:
+# kind → (coefficient, intercept, noise sd); log2 units, coefficient per SD of the latent.
+MARKER_EFFECTS: dict[str, tuple[float, float, float]] = {
+    "lymphocyte": (1.0, 0.4, 0.55),
+    "tumour": (-0.5, -1.8, 0.45),
+}
+# Panel genes: effect strength s spread evenly over [S_MIN, S_MAX] within each kind (in the listed order), so
+# the |mean log2 FC| (S_ICPT0 + S_ICPT·s) grows with the slope (s): genes with a larger fold change are better
+# predicted, as in the paper (Fig. 7). The noise sd is the same for every planted panel gene.
+S_MIN, S_MAX = 0.35, 1.3
+S_ICPT0, S_ICPT = 0.3, 1.6
+PANEL_NOISE_SD = 0.4
 NULL_DE_FRACTION = 0.15  # null genes with a constant (image-independent) tumour shift
 PATIENT_SD = 0.35  # patient baseline shared by both samples (cancels in the fold change)
 SAMPLE_SD = 0.15  # sample-level biological noise
 DISPERSION = 0.03  # negative-binomial dispersion of the counts
 
 
+def planted_panel_effects() -> dict[str, tuple[str, float, float, float]]:
+    """gene → (kind, coefficient, intercept, noise sd) of every planted gene (markers and panel genes)."""
+    out: dict[str, tuple[str, float, float, float]] = {}
+    for g in LYMPHOCYTE_GENES:
+        coef, icpt, sd = MARKER_EFFECTS["lymphocyte"]
+        if g == "CD19":  # B cells: a weaker, noisier link than the T-cell CD3 complex
+            coef, sd = coef * 0.75, sd * 1.3
+        out[g] = ("lymphocyte", coef, icpt, sd)
+    out["PTEN"] = ("tumour", *MARKER_EFFECTS["tumour"])
+    for kind, genes in PLANTED_PANEL.items():
+        strengths = np.linspace(S_MIN, S_MAX, len(genes))
+        for (gene, sign), s in zip(genes, strengths, strict=True):
+            out[gene] = (kind, float(sign * s), float(sign * (S_ICPT0 + S_ICPT * s)), PANEL_NOISE_SD)
+    return out
+
+
 def gene_effects(genes: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Per gene: ``gene, gene_id, effect, latent, coefficient, intercept, noise_sd, in_panel, is_marker``."""
-    panel = set(genes.loc[genes["in_panel"], "gene_name"])
-    prolif = [g for g in PROLIFERATION_CANDIDATES if g in panel][:N_PROLIFERATION]
+    planted = planted_panel_effects()
     rows = []
     for name, gid, in_panel, marker in zip(
         genes["gene_name"], genes["gene_id"], genes["in_panel"], genes["is_marker"], strict=True
     ):
-        if name in LYMPHOCYTE_GENES:
-            kind = "lymphocyte"
-        elif name in prolif:
-            kind = "cellularity"
-        elif name == "PTEN":
-            kind = "tumour"
+        if name in planted:
+            kind, coef, icpt, sd = planted[name]
+            latent = LATENTS[kind]
         else:
             kind = "null"
-        if kind == "null":
             shift = rng.choice([-1, 1]) * rng.normal(1.9, 0.4) if rng.uniform() < NULL_DE_FRACTION else 0.0
             latent, coef, icpt, sd = "", 0.0, float(shift), float(rng.uniform(0.35, 0.7))
-        else:
-            latent, coef, icpt, sd = EFFECTS[kind]
-            if name == "CD19":  # B cells: a weaker, noisier link than the T-cell CD3 complex
-                coef, sd = coef * 0.75, sd * 1.3
         rows.append(
             {
                 "gene": name,
@@ -71,7 +92,7 @@ def planted_log2fc(
     patients: list[PatientPlan], effects: pd.DataFrame, rng: np.random.Generator
 ) -> pd.DataFrame:
     """Patients × genes planted tumour/normal log2 fold change (intercept + coefficient·z + noise)."""
-    z = {k: np.array([getattr(p, k) for p in patients]) for k in ("z_lymph", "z_cell", "z_tumour")}
+    z = {k: np.array([getattr(p, k) for p in patients]) for k in LATENTS.values()}
     lat = np.stack([z[k] if k else np.zeros(len(patients)) for k in effects["latent"]], axis=1)
     noise = rng.standard_normal(lat.shape) * effects["noise_sd"].to_numpy()[None, :]
     fc = effects["intercept"].to_numpy()[None, :] + effects["coefficient"].to_numpy()[None, :] * lat + noise
@@ -83,18 +104,29 @@ def planted_log2fc(
 
 
 def simulate_counts(
-    log2_expr: np.ndarray, length_bp: np.ndarray, library_size: float, rng: np.random.Generator
+    log2_expr: np.ndarray,
+    length_bp: np.ndarray,
+    library_size: float,
+    rng: np.random.Generator,
+    composition_log2: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Gamma-Poisson read counts: reads ∝ expression × gene length, summing to about ``library_size``."""
+    """Gamma-Poisson read counts: reads ∝ expression × gene length.
+
+    Library shares are taken relative to ``composition_log2`` (default: ``log2_expr`` itself, so reads sum to
+    about ``library_size``). Passing the sample's expression *without* its planted fold changes keeps the
+    planted genes from moving every other gene through library composition, so null genes stay null.
+    """
     weight = np.exp2(log2_expr) * length_bp
-    mu = library_size * weight / weight.sum()
+    ref = weight if composition_log2 is None else np.exp2(composition_log2) * length_bp
+    mu = library_size * weight / ref.sum()
     lam = rng.gamma(1.0 / DISPERSION, mu * DISPERSION)
     return rng.poisson(lam).astype(np.int64)
 
 
 def sample_log2_expr(
     base: np.ndarray, patient_offset: np.ndarray, log2fc: np.ndarray | None, rng: np.random.Generator
-) -> np.ndarray:
-    """log2 expression of one sample: gene base + patient baseline (+ fold change if tumour) + noise."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """log2 expression of one sample (gene base + patient baseline (+ fold change if tumour) + noise), and
+    the same without the fold change (its library composition reference)."""
     out = base + patient_offset + rng.normal(0, SAMPLE_SD, len(base))
-    return out + log2fc if log2fc is not None else out
+    return (out + log2fc if log2fc is not None else out), out

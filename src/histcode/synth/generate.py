@@ -25,6 +25,7 @@ from histcode.config import to_dict
 from histcode.synth.config import SynthConfig
 from histcode.synth.plan import COHORTS, SlidePlan, plan_cohorts
 from histcode.synth.rnaseq import PROJECT, simulate_rnaseq, write_rnaseq
+from histcode.synth.sites import site
 from histcode.synth.slidejob import SlideJob, job_cost, run_slide
 from histcode.synth.star import sample_sheet
 from histcode.synth.truth import region_table
@@ -122,6 +123,8 @@ def generate(cfg: SynthConfig, out_dir: Path) -> None:
             stain_jitter=cfg.stain_jitter,
             jpeg_quality=cfg.jpeg_quality,
             tile_px=cfg.tile_px,
+            adipose_fraction=cfg.adipose_fraction if s.cohort == TCGA else site(cfg.external_profile).adipose_normal,
+            adipose_tumour=site(cfg.train_profile if s.cohort == TCGA else cfg.external_profile).adipose_tumour,
         )
         for s in slides
     ]

@@ -16,7 +16,22 @@ from histcode import resources
 
 MARKERS: tuple[str, ...] = ("CD3D", "CD3E", "CD3G", "CD247", "CD19", "PTEN")
 LYMPHOCYTE_GENES: tuple[str, ...] = ("CD3D", "CD3E", "CD3G", "CD247", "CD19")
-PROLIFERATION_CANDIDATES: tuple[str, ...] = ("MYC", "CCND1", "EZH2", "MYCN", "CDK4", "TOP2A")
+# Planted driver-panel genes per morphology variable: (gene, direction of its tumour/normal change), weakest
+# first (effect strength grows along each list; histcode.synth.expression). All are in the top-200 panel;
+# directions alternate so the planted genes do not shift every other gene through library composition.
+PLANTED_PANEL: dict[str, tuple[tuple[str, int], ...]] = {
+    # down with lymphocytes: tumour-cell genes diluted by the infiltrate; up: immune genes
+    "lymphocyte": (("HLA-B", 1), ("B2M", -1), ("PRKCB", -1), ("IRF4", 1), ("CARD11", -1), ("CD79B", -1)),
+    "tumour": (
+        ("TBX3", 1), ("MYH11", -1), ("KLF5", 1), ("CDH11", -1), ("ELF3", 1),
+        ("FN1", -1), ("GATA3", 1), ("ERBB2", -1), ("FOXA1", 1), ("ESR1", -1),
+    ),
+    "nuclear_density": (
+        ("XPO1", 1), ("FANCD2", -1), ("POLQ", 1), ("BRCA1", -1), ("CDK12", 1), ("MYCN", -1), ("EZH2", 1),
+        ("CCND1", -1), ("MYC", 1),
+    ),
+    "necrosis": (("RHOA", 1), ("VHL", -1), ("NFKB2", 1), ("CASP8", -1), ("STAT3", 1), ("FLT4", -1), ("KDR", 1)),
+}
 
 
 def driver_panel(n: int = 200) -> list[str]:
@@ -81,6 +96,7 @@ def gene_table(n_background: int, rng: np.random.Generator) -> pd.DataFrame:
             "base_log2_tpm": base,
         }
     )
-    # Markers are well expressed in real breast tissue; keep them out of the low-count regime.
-    table.loc[table["is_marker"], "base_log2_tpm"] = rng.uniform(4.0, 6.0, size=int(table["is_marker"].sum()))
+    # Markers are well expressed in real breast tissue; keep them out of the low-count regime and above the
+    # upper quartile (so their planted changes do not move the FPKM-UQ normaliser of every other gene).
+    table.loc[table["is_marker"], "base_log2_tpm"] = rng.uniform(6.5, 8.0, size=int(table["is_marker"].sum()))
     return table

@@ -24,6 +24,7 @@ REGION_CODES: dict[str, int] = {
     "necrosis": 5,
     "pen_mark": 6,
     "blank": 7,
+    "adipose": 8,
 }
 REGION_DESCRIPTIONS: dict[str, str] = {
     "background": "glass outside the tissue",
@@ -34,21 +35,58 @@ REGION_DESCRIPTIONS: dict[str, str] = {
     "necrosis": "necrosis: pale granular eosin with nuclear debris and ghost nuclei",
     "pen_mark": "ink of a pen mark (over glass or tissue)",
     "blank": "artefact: tissue tear inside the section, bare glass",
+    "adipose": "fat: empty adipocytes (50-150 µm) outlined by thin eosin membranes (normal breast, often at the edge)",
 }
-TISSUE_CODES = (1, 2, 3, 4, 5)
+TISSUE_CODES = (1, 2, 3, 4, 5, 8)
 # The lymphocytic infiltrate is patchy in real tumours (inflamed vs excluded areas, lymphoid aggregates): dense
 # infiltrates are blobs of a smooth field with a correlation length of about one to two 128 µm tiles.
 INFLAMED_SIGMA_UM = 120.0
 
 
+# Bits of the ground-truth overlay map: artefacts over the tissue (which stays tissue under them), gland
+# lumens inside tumour (region code stays tumour) and the tumour bed (the tumour's envelope: tumour cells
+# with the stroma, lumens, necrosis and infiltrates between them, as a pathologist outlines a tumour).
+ARTEFACT_BITS: dict[str, int] = {"fold": 1, "bubble": 2, "out_of_focus": 4}
+OVERLAY_BITS: dict[str, int] = {**ARTEFACT_BITS, "lumen": 8, "tumour_bed": 16}
+# Share of the tumour envelope that tumour cells take, per architecture, at a typical tumour fraction: the
+# envelope grows so the tumour area still hits the planted tumour fraction.
+ARCH_SHARE: dict[str, float] = {"solid": 0.86, "nests": 0.55, "glands": 0.6, "cords": 0.5, "single_files": 0.4}
+
+
 @dataclass(frozen=True)
 class Layout:
     """``codes``: final (gh, gw) uint8 map; ``under``: codes beneath pen ink (for rendering);
-    ``angle``: (gh, gw) fibre orientation in radians."""
+    ``angle``: (gh, gw) fibre orientation in radians; ``lumen``: gland lumens inside tumour (bool, region
+    code stays tumour); ``artefacts``: uint8 bit map (``ARTEFACT_BITS``) of folds, bubbles, out-of-focus;
+    ``bed``: the tumour bed (bool; empty on normal slides)."""
 
     codes: np.ndarray
     under: np.ndarray
     angle: np.ndarray
+    lumen: np.ndarray | None = None
+    artefacts: np.ndarray | None = None
+    bed: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Artefacts:
+    """Which slide-level artefacts a slide carries."""
+
+    pen: bool = False
+    tear: bool = False
+    fold: bool = False
+    bubble: bool = False
+    out_of_focus: bool = False
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Tumour growth pattern (``ARCH_SHARE`` keys) and the clustering of its infiltrate/aggregates."""
+
+    pattern: str = "solid"
+    infiltrate_sigma_um: float = INFLAMED_SIGMA_UM
+    aggregate_radius_um: tuple[float, float] = (20.0, 50.0)
+    fibre_wave: float = 6.0
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -86,10 +124,12 @@ def _tissue(rng: np.random.Generator, shape: tuple[int, int], fill: float) -> np
     return tissue
 
 
-def inflamed_zones(rng: np.random.Generator, within: np.ndarray, fraction: float, cell_um: float) -> np.ndarray:
+def inflamed_zones(
+    rng: np.random.Generator, within: np.ndarray, fraction: float, cell_um: float, sigma_um: float = INFLAMED_SIGMA_UM
+) -> np.ndarray:
     """Blobs covering ``fraction`` of ``within``: the top of a smooth random field (always drawn, so the
     generator's random stream does not depend on the fraction)."""
-    field = smooth_field(rng, within.shape, INFLAMED_SIGMA_UM / cell_um)
+    field = smooth_field(rng, within.shape, sigma_um / cell_um)
     return _top_fraction(field, within, fraction)
 
 
@@ -98,6 +138,88 @@ def _disks(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray) -> np
     for (y, x), r in zip(centres, radii, strict=True):
         cv2.circle(out, (int(x), int(y)), max(1, int(r)), 1, -1)
     return out.astype(bool)
+
+
+def _tumour_pattern(
+    rng: np.random.Generator, env: np.ndarray, pattern: str, inside: float, cell_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tumour, lumen) cells inside the envelope ``env``: ``inside`` of it in the given growth pattern.
+
+    solid: sheets cut by thin desmoplastic strands; nests: islands 50-120 µm in stroma; glands: nests with a
+    central lumen (lumens count as tumour); cords / single files: a network of ridges, thinner for single
+    files. ``inside`` is capped by the envelope (at most 95 % of the tissue), so at very high tumour
+    fractions nests merge and single files thicken into cords.
+    """
+    shape = env.shape
+    strands = smooth_field(rng, shape, 1.1)
+    nest = smooth_field(rng, shape, float(rng.uniform(18, 35)) / cell_um)
+    ridge = -np.abs(smooth_field(rng, shape, float(rng.uniform(20, 45)) / cell_um))
+    lumen = np.zeros(shape, bool)
+    if pattern == "solid":
+        tum = _top_fraction(-strands, env, min(inside, 0.97))
+    elif pattern == "nests":
+        tum = _top_fraction(nest, env, inside)
+    elif pattern == "glands":
+        tum, lumen = _glands(rng, env, inside, cell_um)
+    else:  # cords and single files: the same ridges, thinner for single files (a wider envelope)
+        tum = _top_fraction(ridge, env, inside)
+    return tum, lumen
+
+
+def _glands(
+    rng: np.random.Generator, env: np.ndarray, inside: float, cell_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tubules: round glands (radius 25-60 µm) on a jittered lattice in the envelope, each a ring of tumour
+    epithelium around a lumen; where ``inside`` asks for more tumour than glands cover, solid nests fill in."""
+    radius = float(rng.uniform(25, 60)) / cell_um
+    spacing = 2.3 * radius
+    gh, gw = env.shape
+    gy, gx = np.mgrid[0 : int(gh / (0.866 * spacing)) + 2, 0 : int(gw / spacing) + 2].astype(float)
+    cy = (gy * 0.866 * spacing + rng.normal(0, 0.12 * spacing, gy.shape)).ravel()
+    cx = ((gx + 0.5 * (gy % 2)) * spacing + rng.normal(0, 0.12 * spacing, gx.shape)).ravel()
+    r = radius * rng.uniform(0.7, 1.15, cy.size)
+    keep_u = rng.uniform(size=cy.size)
+    fill = smooth_field(rng, env.shape, 3.0)
+    ok = (cy >= 0) & (cy < gh) & (cx >= 0) & (cx < gw)
+    ok[ok] &= env[cy[ok].astype(int), cx[ok].astype(int)]
+    cover = np.pi * radius**2 / (0.866 * spacing**2)  # share of the envelope a full lattice of glands covers
+    ok &= keep_u < min(1.0, inside / cover)
+    glands = _disks(env.shape, np.stack([cy[ok], cx[ok]], 1), r[ok]) & env
+    lumen = _disks(env.shape, np.stack([cy[ok], cx[ok]], 1), np.maximum(1.0, 0.5 * r[ok] - 0.5)) & glands
+    missing = inside * env.sum() - glands.sum()
+    if missing > 0:  # more tumour than the glands hold: solid nests between them
+        rest = env & ~ndimage.binary_dilation(glands)
+        glands |= _top_fraction(fill, rest, missing / max(rest.sum(), 1))
+    return glands, lumen
+
+
+def _fold(rng: np.random.Generator, tissue: np.ndarray, cell_um: float) -> np.ndarray:
+    """A tissue fold: a curved band 80-300 µm wide across the section, where the tissue lies double."""
+    gh, gw = tissue.shape
+    t = np.linspace(0, 1, 24)
+    ang = rng.uniform(0, np.pi)
+    c = np.array([gw, gh]) * rng.uniform(0.3, 0.7, 2)
+    length = max(gh, gw) * rng.uniform(0.4, 0.9)
+    bend = rng.normal(0, 0.12) * length
+    d, n = np.array([np.cos(ang), np.sin(ang)]), np.array([-np.sin(ang), np.cos(ang)])
+    pts = c + (t[:, None] - 0.5) * length * d + (4 * t * (1 - t))[:, None] * bend * n
+    out = np.zeros(tissue.shape, np.uint8)
+    width = max(2, int(rng.uniform(80, 300) / cell_um))
+    cv2.polylines(out, [np.round(pts).astype(np.int32)], False, 1, width)
+    return out.astype(bool) & tissue
+
+
+def _bubble(rng: np.random.Generator, shape: tuple[int, int], cell_um: float) -> np.ndarray:
+    """An air bubble under the coverslip: a disk 150-500 µm in radius, anywhere on the slide."""
+    gh, gw = shape
+    r = max(3.0, rng.uniform(150, 500) / cell_um)
+    return _disks(shape, np.array([[rng.uniform(0, gh), rng.uniform(0, gw)]]), np.array([r]))
+
+
+def _out_of_focus(rng: np.random.Generator, tissue: np.ndarray, cell_um: float) -> np.ndarray:
+    """Out-of-focus patches: smooth blobs (300-800 µm) over 8-25 % of the tissue."""
+    field = smooth_field(rng, tissue.shape, float(rng.uniform(150, 400)) / cell_um)
+    return _top_fraction(field, tissue, float(rng.uniform(0.08, 0.25)))
 
 
 def make_layout(
@@ -113,26 +235,36 @@ def make_layout(
     pen: bool,
     blank: bool,
     inflamed_fraction: float = 0.0,
+    arch: Architecture | None = None,
+    artefacts: Artefacts | None = None,
 ) -> Layout:
     """Region map for one slide. ``lymph_clusters_per_mm2`` counts small round aggregates per mm² of tumour
     (tumour slides) or of tissue (normal slides); ``inflamed_fraction`` is the share of the tumour and the
     stroma around it (tumour slides) or of the tissue (normal slides) taken over by dense lymphocytic
-    infiltrates (``lymphocyte_dense``)."""
+    infiltrates (``lymphocyte_dense``). ``arch`` sets the growth pattern and clustering; ``artefacts`` the
+    slide-level artefacts (``pen``/``blank`` are the pen mark and the tear)."""
+    arch = arch or Architecture()
+    art = artefacts or Artefacts()
     codes = np.zeros(shape, np.uint8)
     tissue = _tissue(rng, shape, tissue_fill)
     codes[tissue] = REGION_CODES["stroma"]
     mm2_per_cell = (cell_um / 1000.0) ** 2
     tum = np.zeros(shape, bool)
+    lumen = np.zeros(shape, bool)
+    env = np.zeros(shape, bool)
     if tumour:
-        tum = _top_fraction(smooth_field(rng, shape, min(shape) / 11), tissue, tumour_fraction)
-        strands = _top_fraction(smooth_field(rng, shape, 1.1), tum, 0.14)  # desmoplastic stroma in nests
-        tum &= ~strands
+        share = ARCH_SHARE[arch.pattern]
+        env_frac = min(0.95, tumour_fraction / share)
+        env = _top_fraction(smooth_field(rng, shape, min(shape) / 11), tissue, env_frac)
+        tum, lumen = _tumour_pattern(rng, env, arch.pattern, tumour_fraction / max(env_frac, 1e-6), cell_um)
         codes[tum] = REGION_CODES["tumour"]
-        interior = ndimage.binary_erosion(tum, iterations=3)
+        interior = ndimage.binary_erosion(env, iterations=3)
         nec = _top_fraction(
             smooth_field(rng, shape, 3.0), interior, necrosis_fraction * tum.sum() / max(interior.sum(), 1)
         )
         codes[nec] = REGION_CODES["necrosis"]
+        tum &= ~nec
+        lumen &= ~nec
     rest = tissue & ~tum & (codes != REGION_CODES["necrosis"])
     lobules = _top_fraction(smooth_field(rng, shape, 4.0), rest, 0.16 if tumour else 0.45)
     codes[lobules] = REGION_CODES["normal_epithelium"]
@@ -144,14 +276,15 @@ def make_layout(
     # infiltrate alone does not tell tumour from normal
     host_inf = ndimage.binary_dilation(tum, iterations=4) & tissue if tumour else tissue.copy()
     host_inf &= codes != REGION_CODES["necrosis"]
-    inflamed = inflamed_zones(rng, host_inf, inflamed_fraction, cell_um)
+    inflamed = inflamed_zones(rng, host_inf, inflamed_fraction, cell_um, arch.infiltrate_sigma_um)
     codes[inflamed] = REGION_CODES["lymphocyte_dense"]
     if n_clusters and host.any():
         cells = np.argwhere(host)
         centres = cells[rng.integers(0, len(cells), n_clusters)]
-        radii = rng.uniform(20, 50, n_clusters) / cell_um  # 40-100 µm aggregates (small TLS)
+        radii = rng.uniform(*arch.aggregate_radius_um, n_clusters) / cell_um  # small TLS
         agg = _disks(shape, centres, radii) & tissue & (codes != REGION_CODES["necrosis"])
         codes[agg] = REGION_CODES["lymphocyte_dense"]
+    lumen &= codes == REGION_CODES["tumour"]
     if blank and tissue.any():
         inner = ndimage.binary_erosion(tissue, iterations=6)
         cells = np.argwhere(inner if inner.any() else tissue)
@@ -160,6 +293,7 @@ def make_layout(
         tear = _disks(shape, np.array([[y, x]]), np.array([r]))
         tear &= smooth_field(rng, shape, 1.5) > -0.6
         codes[tear & tissue] = REGION_CODES["blank"]
+        lumen &= ~tear
     under = codes.copy()
     if pen:  # an arc of a circle drawn around the tissue, as pathologists mark regions
         gh, gw = shape
@@ -171,5 +305,15 @@ def make_layout(
         span = rng.uniform(50, 140)
         cv2.ellipse(ink, centre, axes, float(rng.uniform(0, 180)), start, start + span, 1, width)
         codes[ink.astype(bool)] = REGION_CODES["pen_mark"]
-    angle = np.pi * (0.5 + 0.5 * np.tanh(smooth_field(rng, shape, 6.0)))
-    return Layout(codes=codes, under=under, angle=angle.astype(np.float32))
+    angle = np.pi * (0.5 + 0.5 * np.tanh(smooth_field(rng, shape, arch.fibre_wave)))
+    bits = np.zeros(shape, np.uint8)
+    art_rng = np.random.default_rng(rng.integers(0, 2**63))  # artefacts never shift the rest of the stream
+    for name, on, draw in (
+        ("fold", art.fold, lambda: _fold(art_rng, tissue, cell_um)),
+        ("bubble", art.bubble, lambda: _bubble(art_rng, shape, cell_um)),
+        ("out_of_focus", art.out_of_focus, lambda: _out_of_focus(art_rng, tissue, cell_um)),
+    ):
+        if on:
+            bits[draw()] |= ARTEFACT_BITS[name]
+    bed = env & np.isin(under, TISSUE_CODES)
+    return Layout(codes=codes, under=under, angle=angle.astype(np.float32), lumen=lumen, artefacts=bits, bed=bed)

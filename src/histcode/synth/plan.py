@@ -11,8 +11,11 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtri
 
+from histcode.synth import sites
 from histcode.synth.config import SynthConfig
+from histcode.synth.sites import SiteProfile
 
 TCGA_TSS = (
     "A2",
@@ -37,13 +40,12 @@ COHORTS = ("tcga_synth", "cptac_synth")
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-TUMOUR_TIL_PER_MM2 = 200.0  # scattered TILs in tumour (stroma: 30 % of it), the same for every patient
 
 
 @dataclass(frozen=True)
 class PatientPlan:
-    """One patient. ``z_lymph``/``z_cell``/``z_tumour`` are the standardised latent factors that drive
-    both the tumour slide's morphology and the planted expression effects."""
+    """One patient. ``z_lymph``/``z_cell``/``z_tumour``/``z_necrosis`` are the standardised latent factors
+    that drive both the tumour slide's morphology and the planted expression effects."""
 
     cohort: str
     patient_id: str
@@ -51,6 +53,7 @@ class PatientPlan:
     z_lymph: float
     z_cell: float
     z_tumour: float
+    z_necrosis: float
     tumour_fraction: float
     necrosis_fraction: float
     til_per_mm2: float
@@ -59,6 +62,17 @@ class PatientPlan:
     lymph_clusters_per_mm2: float
     cellularity: float
     has_normal_rna: bool
+    site: str = "tcga"
+    # nuisance morphology (independent of the latents; ranges from the site profile)
+    architecture: str = "solid"
+    nuclear_scale: float = 1.0
+    pleomorphism: float = 0.14
+    fibre_amp: float = 1.0
+    fibre_wave: float = 6.0
+    fibroblast_keep: float = 0.45
+    infiltrate_sigma_um: float = 120.0
+    aggregate_radius_um: float = 35.0
+    fat_propensity: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -77,10 +91,13 @@ class SlidePlan:
     mpp: float
     width: int
     height: int
-    style: str  # stain/scanner style: "tcga" | "cptac"
+    style: str  # site profile name (stain, scanner, artefact rates): histcode.synth.sites
     pen: bool
     blank: bool
     seed: tuple[int, ...]
+    fold: bool = False
+    bubble: bool = False
+    out_of_focus: bool = False
 
     @property
     def sample_type(self) -> str:
@@ -97,16 +114,39 @@ def slide_seed(seed: int, cohort: str, index: int) -> tuple[int, ...]:
     return (seed, COHORTS.index(cohort), index)
 
 
+def _nuisance(site: SiteProfile, rng: np.random.Generator) -> dict[str, object]:
+    """Per-patient morphology that does not touch the expression (domain randomisation)."""
+    names = list(site.architecture)
+    w = np.array([site.architecture[k] for k in names], float)
+    return {
+        "architecture": names[int(rng.choice(len(names), p=w / w.sum()))],
+        "nuclear_scale": round(float(rng.uniform(*site.nuclear_scale)), 2),
+        "pleomorphism": round(float(rng.uniform(*site.pleomorphism)), 2),
+        "fibre_amp": float(rng.uniform(*site.fibre_amp)),
+        "fibre_wave": float(rng.uniform(*site.fibre_wave)),
+        "fibroblast_keep": float(rng.uniform(*site.fibroblast_keep)),
+        "til_per_mm2": float(np.exp(rng.uniform(*np.log(site.til_per_mm2)))),
+        "infiltrate_sigma_um": float(rng.uniform(*site.infiltrate_sigma_um)),
+        "aggregate_radius_um": float(rng.uniform(*site.aggregate_radius_um)),
+        "fat_propensity": float(rng.uniform()),
+    }
+
+
 def _patients(
     cfg: SynthConfig, cohort: str, n: int, rng: np.random.Generator, ids: list[str]
 ) -> list[PatientPlan]:
-    z = rng.standard_normal((n, 3))
+    site = sites.site(cfg.train_profile if cohort == COHORTS[0] else cfg.external_profile)
+    nuisance_rng = np.random.default_rng([cfg.seed, 99, COHORTS.index(cohort), 1])
+    shift = np.asarray(site.z_shift)
+    z = rng.standard_normal((n, 3)) + shift[:3]
     no_normal = (
         set(rng.choice(n, size=cfg.n_without_normal, replace=False)) if cohort == COHORTS[0] else set()
     )
     out = []
     for i in range(n):
         zl, zc, zt = (float(v) for v in z[i])
+        zn = float(ndtri(rng.uniform(1e-6, 1 - 1e-6))) + float(shift[3])
+        nuisance = _nuisance(site, nuisance_rng)
         out.append(
             PatientPlan(
                 cohort=cohort,
@@ -115,14 +155,17 @@ def _patients(
                 z_lymph=zl,
                 z_cell=zc,
                 z_tumour=zt,
+                z_necrosis=zn,
                 tumour_fraction=float(np.clip(0.52 + 0.14 * zt, 0.22, 0.82)),
-                necrosis_fraction=float(rng.uniform(0.02, 0.12)),
-                til_per_mm2=TUMOUR_TIL_PER_MM2,
+                necrosis_fraction=float(np.clip(0.06 * np.exp(0.8 * zn), 0.01, 0.3)),
+                til_per_mm2=float(nuisance.pop("til_per_mm2")),
                 inflamed_fraction=float(np.clip(0.05 * np.exp(0.9 * zl), 0.005, 0.3)),
                 normal_inflamed_fraction=float(rng.uniform(0.005, 0.05)),
                 lymph_clusters_per_mm2=float(1.6 * np.exp(0.8 * zl)),
                 cellularity=float(np.clip(0.62 + 0.13 * zc, 0.35, 0.9)),
                 has_normal_rna=i not in no_normal,
+                site=site.name,
+                **nuisance,  # type: ignore[arg-type]
             )
         )
     return out
@@ -160,8 +203,11 @@ def plan_cohorts(cfg: SynthConfig) -> tuple[list[PatientPlan], list[SlidePlan]]:
         n_40x = cfg.n_40x if tcga else 0
         svs = set(order[:n_svs].tolist())
         hi_res = set(order[n_svs : n_svs + n_40x].tolist())
-        pen = set(order[-1:].tolist()) | {i for i in range(n_slides) if rng.uniform() < 0.3}
-        blank = set(order[-2:-1].tolist()) | {i for i in range(n_slides) if rng.uniform() < 0.3}
+        site = sites.site(cfg.train_profile if tcga else cfg.external_profile)
+        pen = set(order[-1:].tolist()) | {i for i in range(n_slides) if rng.uniform() < site.p_pen}
+        blank = set(order[-2:-1].tolist()) | {i for i in range(n_slides) if rng.uniform() < site.p_tear}
+        art_rng = np.random.default_rng([cfg.seed, 99, COHORTS.index(cohort), 2])
+        art = art_rng.uniform(size=(n_slides, 3)) < [site.p_fold, site.p_bubble, site.p_out_of_focus]
         scale = 1.0 if tcga else cfg.external_slide_scale
         w20 = max(4 * cfg.tile_px, int(cfg.slide_width * scale) // cell_px20 * cell_px20)
         h20 = max(4 * cfg.tile_px, int(cfg.slide_height * scale) // cell_px20 * cell_px20)
@@ -192,10 +238,13 @@ def plan_cohorts(cfg: SynthConfig) -> tuple[list[PatientPlan], list[SlidePlan]]:
                     mpp=mpp,
                     width=w20 * f,
                     height=h20 * f,
-                    style="tcga" if tcga else "cptac",
+                    style=site.name,
                     pen=k in pen,
                     blank=k in blank,
                     seed=slide_seed(cfg.seed, cohort, k),
+                    fold=bool(art[k, 0]),
+                    bubble=bool(art[k, 1]),
+                    out_of_focus=bool(art[k, 2]),
                 )
             )
     return patients, slides

@@ -43,9 +43,10 @@ def simulate_rnaseq(seed: int, n_background: int, patients: list[PatientPlan]) -
         for tumour in (True, False):
             if not tumour and not p.has_normal_rna:
                 continue
-            log2 = ex.sample_log2_expr(base, offset, fc.loc[p.patient_id].to_numpy() if tumour else None, rng)
+            planted = fc.loc[p.patient_id].to_numpy() if tumour else None
+            log2, composition = ex.sample_log2_expr(base, offset, planted, rng)
             lib = float(rng.uniform(2e7, 6e7))
-            table = star_table(genes, ex.simulate_counts(log2, length, lib, rng), rng)
+            table = star_table(genes, ex.simulate_counts(log2, length, lib, rng, composition), rng)
             file_id, name = make_uuid(rng), f"{make_uuid(rng)}{STAR_SUFFIX}"
             meta = {
                 "File ID": file_id,

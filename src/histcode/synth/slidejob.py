@@ -13,17 +13,33 @@ from typing import Any
 import cv2
 import numpy as np
 
+from histcode.synth import sites
+from histcode.synth.adipose import add_adipose, membrane_lattice
 from histcode.synth.cells import Biology
-from histcode.synth.layout import REGION_CODES, TISSUE_CODES, make_layout
-from histcode.synth.plan import PatientPlan, SlidePlan
+from histcode.synth.layout import (
+    ARTEFACT_BITS,
+    OVERLAY_BITS,
+    REGION_CODES,
+    TISSUE_CODES,
+    Architecture,
+    Artefacts,
+    make_layout,
+)
+from histcode.synth.plan import COHORTS, PatientPlan, SlidePlan
 from histcode.synth.render import render_slide
 from histcode.synth.slidefile import ScannerStyle, write_aperio_svs, write_generic_tiff
 from histcode.synth.stain import sample_style
-from histcode.synth.truth import twin_path, write_lymphocyte_map, write_region_mask
+from histcode.synth.truth import (
+    twin_path,
+    write_lymphocyte_map,
+    write_overlay_map,
+    write_region_mask,
+    write_tumour_nuclei_map,
+)
 
-SCANNERS = {"tcga": ScannerStyle(256, 85, "SS1302"), "cptac": ScannerStyle(512, 78, "SS7391")}
 NORMAL_STROMA_TIL = 30.0  # lymphocytes per mm² of normal tissue
 NORMAL_CLUSTERS = 0.25  # aggregates per mm² of normal tissue
+ADIPOSE_STREAM = 8  # extra seed word of the fat stream (fat never shifts the rest of a slide's randomness)
 
 
 @dataclass(frozen=True)
@@ -37,16 +53,21 @@ class SlideJob:
     stain_jitter: float
     jpeg_quality: int
     tile_px: int
+    adipose_fraction: tuple[float, float] = (0.0, 0.0)  # range of the fat share of a normal slide's tissue
+    adipose_tumour: tuple[float, float] = (0.0, 0.0)  # the same for tumour slides
 
 
 def _biology(p: PatientPlan, tumour: bool) -> Biology:
+    common = dict(
+        cellularity=p.cellularity,
+        fibroblast_keep=p.fibroblast_keep,
+        fibre_amp=p.fibre_amp,
+        nuclear_scale=p.nuclear_scale,
+        pleomorphism=p.pleomorphism,
+    )
     if tumour:
-        return Biology(
-            cellularity=p.cellularity,
-            til_per_mm2=p.til_per_mm2,
-            stroma_til_per_mm2=0.3 * p.til_per_mm2,
-        )
-    return Biology(cellularity=p.cellularity, til_per_mm2=0.0, stroma_til_per_mm2=NORMAL_STROMA_TIL)
+        return Biology(til_per_mm2=p.til_per_mm2, stroma_til_per_mm2=0.3 * p.til_per_mm2, **common)
+    return Biology(til_per_mm2=0.0, stroma_til_per_mm2=NORMAL_STROMA_TIL, **common)
 
 
 def run_slide(job: SlideJob) -> dict[str, Any]:
@@ -81,8 +102,23 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         pen=s.pen,
         blank=s.blank,
         inflamed_fraction=p.inflamed_fraction if tumour else p.normal_inflamed_fraction,
+        arch=Architecture(
+            pattern=p.architecture,
+            infiltrate_sigma_um=p.infiltrate_sigma_um,
+            aggregate_radius_um=(0.6 * p.aggregate_radius_um, 1.4 * p.aggregate_radius_um),
+            fibre_wave=p.fibre_wave,
+        ),
+        artefacts=Artefacts(s.pen, s.blank, s.fold, s.bubble, s.out_of_focus),
     )
-    style = sample_style(rng, s.style, job.stain_jitter)
+    fat_rng = np.random.default_rng(np.random.SeedSequence([*s.seed, ADIPOSE_STREAM]))
+    lo, hi = job.adipose_tumour if tumour else job.adipose_fraction
+    fat_fraction = lo + (hi - lo) * p.fat_propensity  # the patient's fat share, within the site's range
+    layout = add_adipose(fat_rng, layout, fat_fraction, job.cell_um)
+    membranes = membrane_lattice(
+        fat_rng, layout.under == REGION_CODES["adipose"], cell_px=cell_px, mpp=s.mpp, width=s.width, height=s.height
+    )
+    site = sites.site(s.style)
+    style = sample_style(rng, site, job.stain_jitter)
     bio = _biology(p, tumour)
     image, stats = render_slide(
         layout,
@@ -94,12 +130,14 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         bio=bio,
         rng=rng,
         ink_density=float(rng.uniform(0.5, 0.9)),
+        membranes=membranes,
     )
-    base = SCANNERS[s.style]
+    train_site = s.cohort == COHORTS[0]
+    quality = int(rng.integers(site.jpeg_quality[0], site.jpeg_quality[1] + 1))
     scanner = ScannerStyle(
-        base.tile_px if s.style != "tcga" else job.tile_px,
-        min(base.jpeg_quality, job.jpeg_quality),
-        base.scanner_id,
+        job.tile_px if train_site else site.tile_px,
+        min(quality, job.jpeg_quality) if train_site else quality,
+        site.scanner_id,
     )
     path = job.slide_dir / s.file_name
     if s.fmt == "svs":
@@ -123,7 +161,34 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
         twin = str(tp.relative_to(job.gt_dir))
     write_region_mask(job.gt_dir, s.cohort, s.slide_id, layout.codes)
     write_lymphocyte_map(job.gt_dir, s.cohort, s.slide_id, stats.lymphocyte_counts)
-    return _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
+    write_tumour_nuclei_map(job.gt_dir, s.cohort, s.slide_id, stats.tumour_counts)
+    bits = layout.artefacts.copy() if layout.artefacts is not None else np.zeros_like(layout.codes)
+    lumen = layout.lumen if layout.lumen is not None else np.zeros(layout.codes.shape, bool)
+    bits[lumen] |= OVERLAY_BITS["lumen"]
+    bed = layout.bed if layout.bed is not None else np.zeros(layout.codes.shape, bool)
+    bits[bed] |= OVERLAY_BITS["tumour_bed"]
+    write_overlay_map(job.gt_dir, s.cohort, s.slide_id, bits)
+    row = _truth_row(s, p, layout.codes, cell_px, style, stats, levels, twin, tumour, bio)
+    solid = (layout.codes == REGION_CODES["tumour"]) & ~lumen  # tumour cells that can hold nuclei
+    mm2 = (cell_px * s.mpp / 1000.0) ** 2
+    row.update(
+        {
+            "tumour_nuclei_density": float(stats.tumour_counts[solid].sum() / (solid.sum() * mm2))
+            if tumour and solid.any()
+            else 0.0,
+            "lumen_fraction": float(lumen.sum() / max((layout.codes == REGION_CODES["tumour"]).sum(), 1)),
+            "tumour_share_of_bed": float((layout.codes[bed] == REGION_CODES["tumour"]).mean()) if bed.any() else 0.0,
+            "planted_adipose_fraction": fat_fraction,
+            "site": site.name,
+            "architecture": p.architecture if tumour else "",
+            "nuclear_scale": p.nuclear_scale,
+            "pleomorphism": p.pleomorphism,
+            "jpeg_quality": scanner.jpeg_quality,
+            "tile_px": scanner.tile_px,
+            **{f"has_{k}": bool((bits & b).any()) for k, b in ARTEFACT_BITS.items()},
+        }
+    )
+    return row
 
 
 def _truth_row(

@@ -8,6 +8,7 @@ per nucleus or pixel).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import zlib
 from dataclasses import dataclass
@@ -42,13 +43,21 @@ KINDS: dict[str, NucleusKind] = {
 }
 
 
-@functools.lru_cache(maxsize=16)
-def sprite_bank(kind: str, mpp: float) -> np.ndarray:
-    """(V, S, S) float32 haematoxylin concentration sprites for ``kind`` at ``mpp`` µm/px.
+@functools.lru_cache(maxsize=64)
+def sprite_bank(kind: str, mpp: float, scale: float = 1.0, harmonics: float | None = None) -> np.ndarray:
+    """(V, S, S) float32 haematoxylin concentration sprites for ``kind`` at ``mpp`` µm/px, with the radius
+    range multiplied by ``scale`` and (if given) the boundary irregularity set to ``harmonics`` (a patient's
+    nuclear size and pleomorphism; callers round them so banks are reused).
 
     Deterministic (fixed seed per kind), so every process builds the same bank.
     """
     spec = KINDS[kind]
+    if scale != 1.0 or harmonics is not None:
+        spec = dataclasses.replace(
+            spec,
+            radius_um=(spec.radius_um[0] * scale, spec.radius_um[1] * scale),
+            harmonics=spec.harmonics if harmonics is None else harmonics,
+        )
     rng = np.random.default_rng(zlib.crc32(kind.encode()))
     r_max_px = spec.radius_um[1] * spec.aspect[1] ** 0.5 * (1 + 2 * spec.harmonics) / mpp
     size = int(np.ceil(2 * r_max_px)) + 3

@@ -2,7 +2,8 @@
 
 Per-slide styles jitter the stain vectors, stain amounts, illumination and scanner blur so that slide
 colour varies more than the tumour/normal difference: colour alone must not give the label away, and
-stain normalisation has something real to correct. The CPTAC-like cohort draws from a shifted style.
+stain normalisation has something real to correct. Each site (histcode.synth.sites) has its own reference
+vectors, white point, blur range and spreads; the external site is shifted.
 """
 
 from __future__ import annotations
@@ -11,19 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Typical H&E optical-density vectors (RGB) as Macenko's method estimates them on TCGA slides.
-H_REF = np.array([0.5626, 0.7201, 0.4062])
-E_REF = np.array([0.2159, 0.8012, 0.5581])
-# Cohort style shifts: (H vector, E vector, mean illumination, JPEG tile px, blur µm).
-COHORT_STYLES: dict[str, dict[str, object]] = {
-    "tcga": {"h": H_REF, "e": E_REF, "i0": (242.0, 240.0, 244.0), "blur_um": 0.30},
-    "cptac": {
-        "h": np.array([0.50, 0.74, 0.46]),
-        "e": np.array([0.13, 0.86, 0.49]),
-        "i0": (248.0, 246.0, 250.0),
-        "blur_um": 0.45,
-    },
-}
+from histcode.synth.sites import SiteProfile
+
 INK_VECTORS = (np.array([0.85, 0.45, 0.10]), np.array([0.70, 0.25, 0.60]), np.array([0.60, 0.62, 0.58]))
 
 
@@ -53,22 +43,25 @@ class StainStyle:
         return np.array([self.h, self.e])
 
 
-def sample_style(rng: np.random.Generator, cohort_style: str, jitter: float = 1.0) -> StainStyle:
-    """Draw a slide style around the cohort's reference (``jitter`` scales every spread)."""
-    ref = COHORT_STYLES[cohort_style]
-    h = _unit(np.clip(np.asarray(ref["h"]) + rng.normal(0, 0.07 * jitter, 3), 0.02, None))
-    e = _unit(np.clip(np.asarray(ref["e"]) + rng.normal(0, 0.09 * jitter, 3), 0.02, None))
-    i0 = np.asarray(ref["i0"]) * (1 + rng.normal(0, 0.05 * jitter)) + rng.normal(0, 4.0 * jitter, 3)
-    thickness = np.exp(rng.normal(0, 0.3 * jitter))  # section thickness scales both stains
+def sample_style(rng: np.random.Generator, site: SiteProfile, jitter: float = 1.0) -> StainStyle:
+    """Draw a slide style around the site's reference stain and scanner (``jitter`` scales every stain
+    spread)."""
+    h = _unit(np.clip(np.asarray(site.h_ref) + rng.normal(0, site.stain_vector_sd[0] * jitter, 3), 0.02, None))
+    e = _unit(np.clip(np.asarray(site.e_ref) + rng.normal(0, site.stain_vector_sd[1] * jitter, 3), 0.02, None))
+    i0 = np.asarray(site.white_point) * (1 + rng.normal(0, 0.05 * jitter)) + rng.normal(
+        0, site.white_point_sd * jitter, 3
+    )
+    thickness = np.exp(rng.normal(0, site.thickness_sd * jitter))  # section thickness scales both stains
     region_e = np.exp(rng.normal(0, 0.25 * jitter, 8))
     region_h = np.exp(rng.normal(0, 0.25 * jitter, 8))
+    bias = np.exp(site.eosin_bias / 2)
     return StainStyle(
         h=tuple(float(x) for x in h),
         e=tuple(float(x) for x in e),
-        h_amount=float(thickness * np.exp(rng.normal(0, 0.42 * jitter))),
-        e_amount=float(thickness * np.exp(rng.normal(0, 0.42 * jitter))),
+        h_amount=float(thickness * np.exp(rng.normal(0, site.stain_amount_sd * jitter)) / bias),
+        e_amount=float(thickness * np.exp(rng.normal(0, site.stain_amount_sd * jitter)) * bias),
         i0=tuple(float(x) for x in np.clip(i0, 200, 255)),
-        blur_um=float(ref["blur_um"]) * float(rng.uniform(0.8, 1.3)),
+        blur_um=float(rng.uniform(*site.blur_um)),
         noise_sd=float(rng.uniform(1.5, 3.5)),
         ink=tuple(float(x) for x in INK_VECTORS[rng.integers(len(INK_VECTORS))]),
         region_e=tuple(float(x) for x in region_e),

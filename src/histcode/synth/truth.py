@@ -6,6 +6,8 @@ Layout under ``<out_dir>/ground_truth/``:
                                           [j·d, (j+1)·d) × [i·d, (i+1)·d), d = ``mask_downsample``
     lymphocytes/<cohort>/<slide_id>.png   uint16 number of lymphocyte nuclei (aggregates + scattered TILs)
                                           whose centre lies in each mask pixel (same grid as the mask)
+    nuclei/<cohort>/<slide_id>.png        uint16 number of tumour nuclei per mask pixel (nuclear density truth)
+    overlays/<cohort>/<slide_id>.png      uint8 bit map: 1 fold, 2 air bubble, 4 out of focus, 8 gland lumen
     slides.csv                            per-slide truth (patient, label, tumour fraction, lymphocyte
                                           density, stain matrix, mpp, mask_downsample, twin file, ...)
     patients.csv                          per-patient latent factors and planted morphology knobs
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.atomic import atomic_path
-from histcode.synth.layout import REGION_CODES, REGION_DESCRIPTIONS
+from histcode.synth.layout import OVERLAY_BITS, REGION_CODES, REGION_DESCRIPTIONS
 
 
 def region_codes() -> dict[str, int]:
@@ -50,6 +52,19 @@ def lymphocyte_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
     return Path(gt_dir) / "lymphocytes" / cohort / f"{slide_id}.png"
 
 
+def tumour_nuclei_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "nuclei" / cohort / f"{slide_id}.png"
+
+
+def overlay_map_path(gt_dir: Path, cohort: str, slide_id: str) -> Path:
+    return Path(gt_dir) / "overlays" / cohort / f"{slide_id}.png"
+
+
+def overlay_bits() -> dict[str, int]:
+    """Overlay name (fold, bubble, out_of_focus, lumen) → bit of the overlay maps."""
+    return dict(OVERLAY_BITS)
+
+
 def _write_png(path: Path, image: np.ndarray, what: str) -> None:
     ok, buf = cv2.imencode(".png", image)
     if not ok:  # pragma: no cover - OpenCV PNG encoding of uint8/uint16 does not fail
@@ -61,6 +76,27 @@ def _write_png(path: Path, image: np.ndarray, what: str) -> None:
 def write_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str, counts: np.ndarray) -> None:
     _write_png(lymphocyte_map_path(gt_dir, cohort, slide_id), counts.astype(np.uint16),
                f"the lymphocyte map of {slide_id}")
+
+
+def write_tumour_nuclei_map(gt_dir: Path, cohort: str, slide_id: str, counts: np.ndarray) -> None:
+    _write_png(tumour_nuclei_map_path(gt_dir, cohort, slide_id), counts.astype(np.uint16),
+               f"the tumour nuclei map of {slide_id}")
+
+
+def write_overlay_map(gt_dir: Path, cohort: str, slide_id: str, bits: np.ndarray) -> None:
+    _write_png(overlay_map_path(gt_dir, cohort, slide_id), bits.astype(np.uint8), f"the overlay map of {slide_id}")
+
+
+def read_tumour_nuclei_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
+    """(counts, downsample): tumour nuclei per mask pixel and the level-0 pixels per mask pixel."""
+    path = _require(tumour_nuclei_map_path(gt_dir, cohort, slide_id))
+    _, ds = read_region_mask(gt_dir, cohort, slide_id)
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int64), ds
+
+
+def read_overlay_map(gt_dir: Path, cohort: str, slide_id: str) -> np.ndarray:
+    """uint8 overlay bits per mask pixel (:func:`overlay_bits`: artefacts and gland lumens)."""
+    return cv2.imread(str(_require(overlay_map_path(gt_dir, cohort, slide_id))), cv2.IMREAD_UNCHANGED)
 
 
 def read_lymphocyte_map(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarray, float]:
@@ -99,7 +135,7 @@ def read_region_mask(gt_dir: Path, cohort: str, slide_id: str) -> tuple[np.ndarr
 
 
 def read_gene_effects(gt_dir: Path) -> pd.DataFrame:
-    """Per gene: ``gene, gene_id, effect (lymphocyte|cellularity|tumour|null), latent, coefficient,
+    """Per gene: ``gene, gene_id, effect (lymphocyte|nuclear_density|tumour|necrosis|null), latent, coefficient,
     intercept, noise_sd, in_panel``."""
     return pd.read_csv(
         _require(Path(gt_dir) / "gene_effects.csv"), keep_default_na=False, dtype={"latent": str}
@@ -107,7 +143,8 @@ def read_gene_effects(gt_dir: Path) -> pd.DataFrame:
 
 
 def read_patient_truth(gt_dir: Path) -> pd.DataFrame:
-    """Per patient latent factors (``z_lymph, z_cell, z_tumour``) and planted morphology knobs."""
+    """Per patient latent factors (``z_lymph, z_cell, z_tumour, z_necrosis``), planted morphology knobs and
+    the nuisance morphology (site, architecture, nuclear scale, ...)."""
     return pd.read_csv(_require(Path(gt_dir) / "patients.csv"))
 
 
