@@ -140,7 +140,14 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
             effects = read_gene_effects(paths.ground_truth)
         except (OSError, KeyError, ValueError) as exc:
             log.warning("no planted/null columns in methods.csv: %s", exc)
-    table = methods_table(pd.read_parquet(methods_path), n_random=cfg.n_random, seed=base_cfg.seed,
+    all_pred = pd.read_parquet(methods_path)
+    mil_path = methods_path.with_name(f"{cohort}_gene_mil.parquet")
+    if mil_path.exists():
+        mil = pd.read_parquet(mil_path)
+        if len(mil):  # the per-gene attention MIL, trained for the heatmap genes only
+            mil = mil.assign(method="gene_mil (heatmap genes)", y_true_label=pd.NA, p_label=np.nan)
+            all_pred = pd.concat([all_pred, mil[list(all_pred.columns)]], ignore_index=True)
+    table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
                           alternative=cfg.alternative, fdr=cfg.fdr, timing=timing, effects=effects)
     write_csv(fig_dir / "methods.csv", table)
     figures["methods"] = fig_dir / "methods.png"
