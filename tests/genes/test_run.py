@@ -78,3 +78,18 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     x = torch.from_numpy(result.design[:3].astype("float32"))
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model(x))
+    # the DE evidence is the held-out predictions; the gate promotes it, then refuses a deliberately worse one
+    from histcode.registry.gate import GateConfig
+    from histcode.registry.promotion import promote
+
+    gate = GateConfig(thresholds={"histcode-de": 2}, bootstrap=200, de_n_random=30)
+    first = promote("histcode-de", gate)
+    assert first.promote and first.details["n_genes_significant_bh"] >= 2, first.reason
+    assert client.get_model_version_by_alias("histcode-de", "champion").version == version.version
+    worse = make_params(toy_cohort["root"], method="paper/heads", methods=[], epochs=2, heatmap_genes=[])
+    run_train_de(worse)
+    second = promote("histcode-de", gate)
+    assert not second.promote and second.delta < 0, second.reason
+    assert client.get_model_version_by_alias("histcode-de", "champion").version == version.version
+    tags = client.get_model_version_by_alias("histcode-de", "challenger").tags
+    assert tags["gate.decision"] == "refused" and tags["evidence.kind"] == "de"
