@@ -56,3 +56,15 @@ def test_transform_is_fitted_on_training_patients_only() -> None:
     x1, x2 = s1.design(train, seed=0), s2.design(train, seed=0)
     np.testing.assert_allclose(x1[:7], x2[:7])
     assert not np.allclose(x1[7], x2[7])
+
+
+def test_centred_slides_keep_composition_under_a_slide_wide_shift() -> None:
+    b = bags()
+    shifted = list(b)
+    shifted[2] = shifted[2] + 3.0  # e.g. a stain/scanner offset of one slide
+    settings = SummarySettings(pca_dim=3, n_prototypes=2, center_slides=True)
+    ids = [f"p{i}" for i in range(8)]
+    x1 = summaries_from_bags(ids, b, settings, seed=0).design(np.ones(8, bool), seed=0)
+    x2 = summaries_from_bags(ids, shifted, settings, seed=0).design(np.ones(8, bool), seed=0)
+    np.testing.assert_allclose(x1[:, 3:], x2[:, 3:], atol=1e-6)  # quantiles and proportions
+    assert not np.allclose(x1[2, :3], x2[2, :3])  # the mean part carries the shift

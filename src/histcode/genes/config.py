@@ -20,7 +20,8 @@ class DEConfig:
     entry of ``methods`` plus ``method`` and the paper's ``paper/heads`` is cross-validated on the same folds
     and reported beside. Linear models choose their penalty by ``inner_folds``-fold CV inside each training
     fold. Summaries: ``summary_pca_dim`` components of the training tiles, their ``summary_quantiles``, the
-    proportions of ``n_prototypes`` k-means prototypes, from at most ``summary_max_tiles`` tiles per slide.
+    proportions of ``n_prototypes`` k-means prototypes, from at most ``summary_max_tiles`` tiles per slide
+    (``summary_center_slides``: of tiles minus their slide's mean, see ``histcode.genes.summaries``).
     """
 
     top_l: int = 100
@@ -50,6 +51,7 @@ class DEConfig:
     summary_quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     n_prototypes: int = 16
     summary_max_tiles: int = 2000
+    summary_center_slides: bool = False
 
     @property
     def all_methods(self) -> list[str]:

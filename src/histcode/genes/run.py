@@ -77,7 +77,8 @@ def load_summaries(cfg: DEConfig, inputs: DEInputs, feats_dir: Path, seed: int) 
     slides = inputs.slide_ids
     bags = [read_bag(feats_dir / f"{slides[p]}.h5")[0] for p in inputs.patient_ids]
     settings = SummarySettings(pca_dim=cfg.summary_pca_dim, quantiles=tuple(cfg.summary_quantiles),
-                               n_prototypes=cfg.n_prototypes, max_tiles=cfg.summary_max_tiles)
+                               n_prototypes=cfg.n_prototypes, max_tiles=cfg.summary_max_tiles,
+                               center_slides=cfg.summary_center_slides)
     return summaries_from_bags(inputs.patient_ids, bags, settings, seed)
 
 

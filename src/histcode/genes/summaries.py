@@ -25,12 +25,16 @@ from sklearn.decomposition import PCA
 
 @dataclass(frozen=True)
 class SummarySettings:
-    """``pca_dim`` components, ``quantiles`` of each, ``n_prototypes`` k-means centres, ``max_tiles`` per slide."""
+    """``pca_dim`` components, ``quantiles`` of each, ``n_prototypes`` k-means centres, ``max_tiles`` per slide.
+
+    ``center_slides``: quantiles and prototypes see each slide's tiles minus the slide's mean tile, so a
+    slide-wide shift (stain, scanner) moves only the mean part, not the tile composition."""
 
     pca_dim: int = 16
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     n_prototypes: int = 16
     max_tiles: int = 2000
+    center_slides: bool = False
 
 
 def slide_stats(features: np.ndarray, max_tiles: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -52,13 +56,14 @@ class SummaryTransform:
     pca: PCA
     kmeans: KMeans | None
     quantiles: tuple[float, ...]
+    center_slides: bool = False
 
     def project(self, x: np.ndarray) -> np.ndarray:
         return self.pca.transform((np.asarray(x, dtype=np.float64) - self.center) / self.scale)
 
     def row(self, mean: np.ndarray, tiles: np.ndarray) -> np.ndarray:
         """One slide's design row: projected mean, quantiles of projected tiles, prototype proportions."""
-        z = self.project(tiles)
+        z = self.project(tiles - mean if self.center_slides else tiles)
         parts = [self.project(mean[None, :])[0]]
         if self.quantiles:
             parts.append(np.quantile(z, self.quantiles, axis=0).reshape(-1))
@@ -88,7 +93,9 @@ class SlideSummaries:
     def fit(self, train: np.ndarray, seed: int) -> SummaryTransform:
         """Standardiser + PCA + k-means on the tiles of patients where ``train`` (P,) is True."""
         train = np.asarray(train, dtype=bool)
-        pool = np.concatenate([t for t, keep in zip(self.tiles, train, strict=True) if keep]).astype(np.float64)
+        c = self.settings.center_slides
+        pool = np.concatenate([t - m if c else t for t, m, keep in zip(self.tiles, self.means, train, strict=True)
+                               if keep]).astype(np.float64)
         center = pool.mean(axis=0)
         scale = pool.std(axis=0)
         scale = np.where(scale > 1e-8, scale, 1.0)
@@ -99,7 +106,7 @@ class SlideSummaries:
         k = min(self.settings.n_prototypes, len(pool))
         if self.settings.n_prototypes > 0 and k >= 2:
             km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(pca.transform(z))
-        return SummaryTransform(center, scale, pca, km, tuple(self.settings.quantiles))
+        return SummaryTransform(center, scale, pca, km, tuple(self.settings.quantiles), c)
 
     def transform(self, tf: SummaryTransform) -> np.ndarray:
         return np.stack([tf.row(m, t) for m, t in zip(self.means, self.tiles, strict=True)]).astype(np.float64)
