@@ -28,7 +28,7 @@ class GateConfig:
     """``promote`` section of params.yaml."""
 
     thresholds: dict[str, float] = field(
-        default_factory=lambda: {"histcode-encoder": 0.8, "histcode-mil": 0.8, "histcode-de": 0.05}
+        default_factory=lambda: {"histcode-encoder": 0.8, "histcode-mil": 0.8, "histcode-de": 3}
     )
     min_delta: float = 0.0
     min_prob_better: float = 0.9
