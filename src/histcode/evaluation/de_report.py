@@ -145,7 +145,7 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
     if mil_path.exists():
         mil = pd.read_parquet(mil_path)
         if len(mil):  # the per-gene attention MIL, trained for the heatmap genes only
-            mil = mil.assign(method="gene_mil (heatmap genes)", y_true_label=pd.NA, p_label=np.nan)
+            mil = mil.assign(method="gene_mil/heatmap_genes", y_true_label=pd.NA, p_label=np.nan)
             all_pred = pd.concat([all_pred, mil[list(all_pred.columns)]], ignore_index=True)
     table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
                           alternative=cfg.alternative, fdr=cfg.fdr, timing=timing, effects=effects)
