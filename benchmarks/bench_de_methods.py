@@ -81,7 +81,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "label": args.label, "cohort": data.cohort, "n_patients": len(data.inputs.patient_ids),
         "n_genes": len(data.targets.genes), "n_folds": data.fold_info["n_folds"], "encoder": cfg.encoder,
-        "load_inputs_s": round(load_s, 2), "seed": bcfg.seed, "cpu_count": torch.get_num_threads(),
+        "load_inputs_s": round(load_s, 2), "base_seed": bcfg.seed, "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(), "methods": table.round(4).to_dict("records"),
     }, indent=1))
 

@@ -163,7 +163,8 @@ def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
     b.bar(x, table["n_genes_significant_bh"], color="tab:green", label="genes > random (BH)")
     for i, p in enumerate(table["wilcoxon_p"]):
         b.annotate(f"p={p:.1g}", (i, table["n_genes_significant_bh"].iloc[i]), ha="center", va="bottom", fontsize=8)
-    b.set(ylabel="genes (count)", title="genes better than random after BH (overall Wilcoxon p)")
+    b.set(ylabel="genes (count)", title="genes better than random after BH (overall Wilcoxon p)",
+          ylim=(0, max(1.0, 1.15 * float(table["n_genes_significant_bh"].max()))))
     for ax in (a, b):
         ax.set_xticks(x, table["method"], rotation=30, ha="right")
         ax.legend(fontsize=8)
