@@ -42,6 +42,12 @@ def _cohort(root: Path, n: int = 40) -> dict:
     pred["y_true_label"] = pred["y_true_label"].astype("Int64")
     (data / "predictions/de").mkdir(parents=True)
     pred.to_parquet(data / "predictions/de/toy.parquet", index=False)
+    # train_de's per-method outputs: the registered method (= the predictions above) and a worse one
+    worse = pred.assign(y_pred_log10fc=rng.normal(0.5, 0.1, len(pred)))
+    pd.concat([pred.assign(method="summaries/rrr"), worse.assign(method="paper/heads")]).to_parquet(
+        data / "predictions/de/toy_methods.parquet", index=False)
+    pd.DataFrame({"method": ["summaries/rrr", "paper/heads"], "seconds": [1.5, 9.0]}).to_csv(
+        data / "predictions/de/toy_methods.csv", index=False)
     (data / "expression/toy").mkdir(parents=True)
     pd.DataFrame(log2).T.rename_axis("patient_id").to_parquet(data / "expression/toy/log2_fc.parquet")
     # per-gene attention for two slides (both the real CMU-1 slide): high where the planted lymphocytes are
@@ -123,6 +129,14 @@ def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path
                  "enrichment.csv", "truth_genes.csv", "truth_heatmaps.csv", "truth_planted_vs_null.png",
                  "truth_heatmaps.png", "truth_maps.png"):
         assert (fig / name).stat().st_size > 0, name
+    # every method on the same folds, scored the same way (with the planted/null truth)
+    methods = pd.read_csv(fig / "methods.csv").set_index("method")
+    assert list(methods.index) == ["summaries/rrr", "paper/heads"] and (fig / "methods.png").stat().st_size > 0
+    assert methods.loc["summaries/rrr", "wilcoxon_p"] == pytest.approx(m["wilcoxon_p"])
+    assert methods.loc["summaries/rrr", "n_genes_significant_bh"] == m["n_genes_significant_bh"]
+    assert methods.loc["paper/heads", "wilcoxon_p"] > 0.01 and methods.loc["paper/heads", "n_genes_significant_bh"] <= 1
+    assert methods.loc["summaries/rrr", "planted_pearson_mean"] > 0.8 and methods.loc["paper/heads", "seconds"] == 9.0
+    assert m["method.paper/heads.seconds"] == 9.0
     assert m["n_scatter_genes"] == 5  # PIK3CA MYC GATA3 CD3D CD19 present; PTEN etc. absent
     enr = pd.read_csv(fig / "enrichment.csv").set_index("gene_set")
     assert enr.loc["PLANTED", "k"] == 8 and enr.loc["PLANTED", "significant"]

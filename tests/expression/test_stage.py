@@ -37,7 +37,7 @@ def _cohort(root: Path, star_writer, genes) -> dict[str, float]:
                                   "TCGA-X", f"TCGA-ZZ-{pid}", f"TCGA-ZZ-{pid}-{code}", st]))
     (root / "slides.tsv").write_text("\n".join(slides) + "\n")
     (root / "rna.tsv").write_text("\n".join(rna) + "\n")
-    pc = 0.01
+    pc = 1.0  # expression.pseudo_count default (FPKM-UQ + 1)
     return {f"TCGA-ZZ-{p}": float(np.log10((t + pc) / (n + pc) + 1)) for p, (t, n) in values.items() if n}
 
 
@@ -79,7 +79,7 @@ def test_ingest_then_de_targets(tmp_path: Path, monkeypatch, star_writer, genes)
     metrics = json.loads(Path("reports/metrics/de_targets.json").read_text())
     assert metrics["pairs"] == 2 and metrics["panel_genes_missing"] == 1 and metrics == res.metrics
     run = mlflow.search_runs(experiment_names=["histcode/expression"], output_format="list")[0]
-    assert run.data.metrics["pairs"] == 2.0 and run.data.params["expression.pseudo_count"] == "0.01"
+    assert run.data.metrics["pairs"] == 2.0 and run.data.params["expression.pseudo_count"] == "1.0"
 
 
 def test_de_targets_validates_manifest_first(tmp_path: Path, monkeypatch) -> None:

@@ -25,7 +25,7 @@ def test_train_de_writes_contract_outputs_and_recovers_signal(toy_cohort, make_p
     merged = pred.merge(truth, on=["patient_id", "gene"])
     np.testing.assert_allclose(merged["y_true_log10fc"], merged["t"])
     per_gene = pd.read_csv(data / "predictions/de/toy_per_gene.csv").set_index("gene")
-    assert per_gene.loc["PLANT_A", "pearson_r"] > 0.8 and per_gene.loc["PLANT_B", "pearson_r"] > 0.8
+    assert per_gene.loc["PLANT_A", "pearson_r"] > 0.7 and per_gene.loc["PLANT_B", "pearson_r"] > 0.7
     assert abs(per_gene.loc["NULL_A", "pearson_r"]) < 0.5 and abs(per_gene.loc["NULL_B", "pearson_r"]) < 0.5
     assert "mil_pearson_r" in per_gene.columns and np.isfinite(per_gene.loc["CD3D", "mil_pearson_r"])
     folds = pd.read_csv(data / "predictions/de/toy_folds.csv")
@@ -39,7 +39,19 @@ def test_train_de_writes_contract_outputs_and_recovers_signal(toy_cohort, make_p
         np.testing.assert_array_equal(fa["coords"][:], ff["coords"][:])
         assert abs(fa["attention"][:].sum() - 1) < 1e-4 and fa.attrs["gene"] == "CD3D"
     ckpt = torch.load(data / "models/de/de_model.pt", weights_only=False)
-    assert ckpt["genes"] == ["PLANT_A", "PLANT_B", "NULL_A", "NULL_B", "CD3D"] and ckpt["in_dim"] == 12
+    # default method summaries/rrr: 6 PCs (D=6) + 3 quantiles of each + 16 prototype proportions
+    assert ckpt["genes"] == ["PLANT_A", "PLANT_B", "NULL_A", "NULL_B", "CD3D"] and ckpt["in_dim"] == 6 + 18 + 16
+    assert ckpt["method"] == "summaries/rrr" and ckpt["model_class"] == "LinearDEModel"
+    assert (data / "models/de/summary_transform.joblib").exists() and result.design.shape == (30, 40)
+    # every method on the same folds, the paper's beside the registered one
+    methods = pd.read_csv(data / "predictions/de/toy_methods.csv")
+    assert methods["method"].tolist()[:2] == ["summaries/rrr", "paper/heads"]
+    assert (methods["seconds"] > 0).all() and methods.set_index("method").loc["summaries/rrr", "pearson_r_median"] > 0.5
+    allp = pd.read_parquet(data / "predictions/de/toy_methods.parquet")
+    assert set(allp["method"]) == set(methods["method"]) and len(allp) == len(methods) * 30 * 5
+    assert (allp.groupby("patient_id")["fold"].nunique() == 1).all()
+    rrr = allp[allp["method"] == "summaries/rrr"].drop(columns="method").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rrr, pred)
     assert (data / "models/de/gene_mil/CD3D.pt").exists()
     assert result.metrics["n_patients"] == 30 and result.metrics["n_folds"] == 4
 
@@ -63,6 +75,21 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == 4
     model = load_model("histcode-de", alias="challenger")
-    x = torch.from_numpy(result.inputs.x[:3])
+    x = torch.from_numpy(result.design[:3].astype("float32"))
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model(x))
+    # the DE evidence is the held-out predictions; the gate promotes it, then refuses a deliberately worse one
+    from histcode.registry.gate import GateConfig
+    from histcode.registry.promotion import promote
+
+    gate = GateConfig(thresholds={"histcode-de": 2}, bootstrap=200, de_n_random=30)
+    first = promote("histcode-de", gate)
+    assert first.promote and first.details["n_genes_significant_bh"] >= 2, first.reason
+    assert client.get_model_version_by_alias("histcode-de", "champion").version == version.version
+    worse = make_params(toy_cohort["root"], method="paper/heads", methods=[], epochs=2, heatmap_genes=[])
+    run_train_de(worse)
+    second = promote("histcode-de", gate)
+    assert not second.promote and second.delta < 0, second.reason
+    assert client.get_model_version_by_alias("histcode-de", "champion").version == version.version
+    tags = client.get_model_version_by_alias("histcode-de", "challenger").tags
+    assert tags["gate.decision"] == "refused" and tags["evidence.kind"] == "de"

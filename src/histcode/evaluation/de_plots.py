@@ -73,8 +73,9 @@ def plot_scatter(pred: pd.DataFrame, genes: Sequence[str], per_gene: pd.DataFram
 
 
 def fc_level_table(per_gene: pd.DataFrame, level: pd.Series, n_bins: int) -> pd.DataFrame:
-    """Genes with their fold-change level (median |log2 fc|) and its quantile bin, beside accuracy and r."""
-    df = per_gene[["gene", "accuracy", "pearson_r"]].copy()
+    """Genes with their fold-change level (median |log2 fc|) and its quantile bin, beside (balanced) accuracy
+    and r."""
+    df = per_gene[["gene", "accuracy", "balanced_accuracy", "pearson_r"]].copy()
     df["fc_level"] = df["gene"].map(level).astype(np.float64)
     df = df[np.isfinite(df["fc_level"])]
     if not len(df):
@@ -87,15 +88,21 @@ def fc_level_table(per_gene: pd.DataFrame, level: pd.Series, n_bins: int) -> pd.
 
 
 def plot_fc_level(table: pd.DataFrame, path: Path) -> None:
-    """Box plots of per-gene accuracy (binary task) and Pearson r by fold-change-level bin."""
+    """Box plots of per-gene balanced accuracy (binary task; genes with both classes) and Pearson r by
+    fold-change-level bin, with the per-bin medians joined to show the trend (paper Fig. 7)."""
     order = list(dict.fromkeys(table.sort_values("fc_level")["fc_bin"]))
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, col, label in ((a, "accuracy", "accuracy (|log2 fc| > t task)"), (b, "pearson_r", "Pearson r")):
+    for ax, col, label, chance in ((a, "balanced_accuracy", "balanced accuracy (|log2 fc| > t task)", 0.5),
+                                   (b, "pearson_r", "held-out Pearson r", 0.0)):
         data = [table.loc[(table["fc_bin"] == o) & np.isfinite(table[col]), col].to_numpy() for o in order]
         ax.boxplot(data, tick_labels=order)
-        ax.set(xlabel="median |log2 fc| bin", ylabel=label)
+        meds = [np.median(d) if len(d) else np.nan for d in data]
+        ax.plot(range(1, len(order) + 1), meds, "o-", color="tab:red", label="bin median")
+        ax.axhline(chance, color="grey", lw=0.8, ls="--", label="chance")
+        ax.set(xlabel="median |log2 fc| of the gene (bin)", ylabel=label)
         ax.tick_params(axis="x", rotation=30)
-    fig.suptitle("fold-change level vs prediction accuracy (one point per gene)")
+        ax.legend(fontsize=8)
+    fig.suptitle("fold-change level vs prediction accuracy (one gene per point; paper Fig. 7)")
     _save(fig, path)
 
 
@@ -141,4 +148,25 @@ def plot_truth_maps(maps: dict[str, np.ndarray], path: Path, title: str) -> None
         ax.imshow(m, cmap="jet", vmin=0, vmax=1, interpolation="nearest")
         ax.set(title=name, xticks=[], yticks=[])
     fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
+    """Bars per method: median held-out r, and genes better than random after BH (with the overall p)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    x = np.arange(len(table))
+    a.bar(x, table["pearson_r_median"], color="tab:blue", label="all genes, median")
+    if "planted_pearson_mean" in table.columns:
+        a.plot(x, table["planted_pearson_mean"], "o", color="tab:red", label="planted genes, mean")
+    a.axhline(0, color="grey", lw=0.8, ls="--")
+    a.set(ylabel="held-out Pearson r", title="correlation")
+    b.bar(x, table["n_genes_significant_bh"], color="tab:green", label="genes > random (BH)")
+    for i, p in enumerate(table["wilcoxon_p"]):
+        b.annotate(f"p={p:.1g}", (i, table["n_genes_significant_bh"].iloc[i]), ha="center", va="bottom", fontsize=8)
+    b.set(ylabel="genes (count)", title="genes better than random after BH (overall Wilcoxon p)",
+          ylim=(0, max(1.0, 1.15 * float(table["n_genes_significant_bh"].max()))))
+    for ax in (a, b):
+        ax.set_xticks(x, table["method"], rotation=30, ha="right")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     _save(fig, path)

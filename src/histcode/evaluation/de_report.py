@@ -90,10 +90,11 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     if len(fc):
         figures["fc_level"] = fig_dir / "fc_level.png"
         de_plots.plot_fc_level(fc, figures["fc_level"])
-        ok = np.isfinite(fc["accuracy"]) & np.isfinite(fc["fc_level"])
-        if ok.sum() >= 3 and fc.loc[ok, "accuracy"].nunique() > 1:
-            metrics["fc_level_vs_accuracy_spearman"] = float(
-                stats.spearmanr(fc.loc[ok, "fc_level"], fc.loc[ok, "accuracy"]).statistic)
+        for col, key in (("balanced_accuracy", "fc_level_vs_balanced_accuracy_spearman"),
+                         ("pearson_r", "fc_level_vs_pearson_spearman")):
+            ok = np.isfinite(fc[col]) & np.isfinite(fc["fc_level"])
+            if ok.sum() >= 3 and fc.loc[ok, col].nunique() > 1:
+                metrics[key] = float(stats.spearmanr(fc.loc[ok, "fc_level"], fc.loc[ok, col]).statistic)
 
     if cfg.gene_sets is not None:
         selected = top_predicted(per_gene, cfg.top_genes)
@@ -113,11 +114,52 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
         metrics["n_gene_heatmaps"] = float((index["status"] == "ok").sum())
         metrics["n_gene_heatmaps_failed"] = float((index["status"] != "ok").sum())
 
+    methods_path = paths.de_predictions(cohort).with_name(f"{cohort}_methods.parquet")
+    if methods_path.exists():
+        metrics.update(_methods(methods_path, paths, cohort, base_cfg, cfg, fig_dir, figures))
+
     if base_cfg.cohort(cohort).synthetic:
         metrics.update(_truth(per_gene, baseline.pearson, dirs, sizes, paths, cohort, fig_dir, cfg))
 
     write_csv(fig_dir / "per_gene_stats.csv", per_gene)
     return DEEvaluation(metrics=metrics, per_gene=per_gene, figures=figures)
+
+
+def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig, cfg: EvaluateDEConfig,
+             fig_dir: Path, figures: dict[str, Path]) -> dict[str, float]:
+    """Every DE method of train_de on the same folds → methods.csv, methods.png and ``method.<name>.*`` metrics."""
+    from histcode.evaluation.de_methods import methods_table
+
+    timing_path = methods_path.with_suffix(".csv")
+    timing = pd.read_csv(timing_path) if timing_path.exists() else None
+    effects = None
+    if base_cfg.cohort(cohort).synthetic:
+        from histcode.synth.truth import read_gene_effects
+
+        try:
+            effects = read_gene_effects(paths.ground_truth)
+        except (OSError, KeyError, ValueError) as exc:
+            log.warning("no planted/null columns in methods.csv: %s", exc)
+    all_pred = pd.read_parquet(methods_path)
+    mil_path = methods_path.with_name(f"{cohort}_gene_mil.parquet")
+    if mil_path.exists():
+        mil = pd.read_parquet(mil_path)
+        if len(mil):  # the per-gene attention MIL, trained for the heatmap genes only
+            mil = mil.assign(method="gene_mil/heatmap_genes", y_true_label=pd.NA, p_label=np.nan)
+            all_pred = pd.concat([all_pred, mil[list(all_pred.columns)]], ignore_index=True)
+    table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
+                          alternative=cfg.alternative, fdr=cfg.fdr, timing=timing, effects=effects)
+    write_csv(fig_dir / "methods.csv", table)
+    figures["methods"] = fig_dir / "methods.png"
+    de_plots.plot_methods(table, figures["methods"], f"{cohort}: DE methods on the same patient folds "
+                          f"({int(table['n_genes'].max())} genes)")
+    out: dict[str, float] = {}
+    for row in table.to_dict("records"):
+        for key in ("pearson_r_median", "wilcoxon_p", "n_genes_significant_bh", "planted_pearson_mean",
+                    "null_abs_pearson_mean", "seconds"):
+            if key in row and row[key] is not None and np.isfinite(float(row[key])):
+                out[f"method.{row['method']}.{key}"] = float(row[key])
+    return out
 
 
 def _manifest(paths: Paths, cohort: str) -> dict[str, str]:

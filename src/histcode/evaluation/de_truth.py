@@ -46,7 +46,14 @@ def planted_vs_null(per_gene: pd.DataFrame, effects: pd.DataFrame, random_r: np.
         a = a[np.isfinite(a)]
         return float(np.median(a)) if a.size else float("nan")
 
+    rand = np.asarray(random_r, dtype=np.float64).ravel()
+    fin = [a[np.isfinite(a)] for a in (planted, null, rand)]
     out = {"truth.n_planted": float(len(planted)), "truth.n_null": float(len(null)),
+           "truth.planted_pearson_mean": float(fin[0].mean()) if fin[0].size else float("nan"),
+           "truth.planted_pearson_min": float(fin[0].min()) if fin[0].size else float("nan"),
+           "truth.n_planted_below_-0.1": float((fin[0] < -0.1).sum()),
+           "truth.null_abs_pearson_mean": float(np.abs(fin[1]).mean()) if fin[1].size else float("nan"),
+           "truth.random_abs_pearson_mean": float(np.abs(fin[2]).mean()) if fin[2].size else float("nan"),
            "truth.planted_pearson_median": med(planted), "truth.null_pearson_median": med(null),
            "truth.random_pearson_median": med(np.asarray(random_r, dtype=np.float64).ravel()),
            "truth.planted_vs_null_wilcoxon_p": p_pn, "truth.null_vs_random_wilcoxon_p": p_nr,

@@ -9,13 +9,16 @@ from pathlib import Path
 @dataclass(frozen=True)
 class ExpressionConfig:
     """value_column: STAR column used (FPKM-UQ, like HistCode's legacy HTSeq FPKM-UQ files).
-    pseudo_count: added to tumour and normal before the ratio (value units). log2_threshold: |log2 fc| above
-    it is label 1. intogen: compendium TSV (null = packaged release). markers: genes added to the panel.
-    gene_annotation: optional gene_id/gene_name table naming the ids of HTSeq-only cohorts.
+    pseudo_count: added to tumour and normal before the ratio (value units). Default 1, i.e.
+    fc = (FPKM-UQ_t + 1) / (FPKM-UQ_n + 1), the usual log-transform offset: the paper's target log10(fc + 1)
+    stays bounded for genes near zero in the normal (real TCGA-BRCA CDH10: log10(fc+1) 4.67 with 0.01, 2.68
+    with 1). log2_threshold: |log2 fc| above it is label 1. intogen: compendium TSV (null = packaged
+    release). markers: genes added to the panel. gene_annotation: optional gene_id/gene_name table naming
+    the ids of HTSeq-only cohorts.
     """
 
     value_column: str = "fpkm_uq_unstranded"
-    pseudo_count: float = 0.01
+    pseudo_count: float = 1.0
     log2_threshold: float = 1.5
     n_driver_genes: int = 200
     intogen: Path | None = None

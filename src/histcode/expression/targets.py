@@ -1,8 +1,9 @@
 """Fold-change targets per (patient, gene) from matched tumour/normal expression.
 
 fc = (tumour + pc) / (normal + pc), with pc = ``expression.pseudo_count`` (in the units of the value
-column, FPKM-UQ by default) so a gene silent in the normal gives a large finite fc instead of inf, and
-one silent in both gives fc = 1. Regression target: log10(fc + 1) (HistCode's transform, always ≥ 0);
+column, FPKM-UQ by default; default 1, i.e. FPKM-UQ + 1) so a gene silent in the normal gives a bounded
+fc instead of inf (a tiny pc such as 0.01 turns near-zero normals into huge, noise-driven fold changes),
+and one silent in both gives fc = 1. Regression target: log10(fc + 1) (HistCode's transform, always ≥ 0);
 binary label: |log2 fc| > ``expression.log2_threshold`` (differentially expressed, either direction).
 """
 

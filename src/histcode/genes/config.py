@@ -15,6 +15,13 @@ class DEConfig:
     ``mil_readout`` is how the per-gene MIL turns attention into a prediction (``abundance``: the heatmaps
     are identifiable, see ``histcode.genes.gene_mil``); ``mil_pca_dim`` > 0 projects tiles onto that many
     leading principal components of the training tiles, relative variance kept (0: raw features).
+
+    ``method`` (``<representation>/<model>``, ``histcode.genes.methods``) is the registered DE model; every
+    entry of ``methods`` plus ``method`` and the paper's ``paper/heads`` is cross-validated on the same folds
+    and reported beside. Linear models choose their penalty by ``inner_folds``-fold CV inside each training
+    fold. Summaries: ``summary_pca_dim`` components of the training tiles, their ``summary_quantiles``, the
+    proportions of ``n_prototypes`` k-means prototypes, from at most ``summary_max_tiles`` tiles per slide
+    (``summary_center_slides``: of tiles minus their slide's mean, see ``histcode.genes.summaries``).
     """
 
     top_l: int = 100
@@ -36,6 +43,20 @@ class DEConfig:
     mil_pca_dim: int = 0
     threads: int = 1
     progress: bool = True
+    method: str = "summaries/rrr"
+    methods: list[str] = field(default_factory=lambda: ["paper/heads", "paper/ridge", "summaries/ridge",
+                                                        "summaries/pls", "summaries/rrr"])
+    inner_folds: int = 4
+    summary_pca_dim: int = 16
+    summary_quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    n_prototypes: int = 16
+    summary_max_tiles: int = 2000
+    summary_center_slides: bool = False
+
+    @property
+    def all_methods(self) -> list[str]:
+        """The registered method first, then the paper's, then the rest of ``methods`` (no repeats)."""
+        return list(dict.fromkeys([self.method, "paper/heads", *self.methods]))
 
     def __post_init__(self) -> None:
         from histcode.config import ConfigError
@@ -44,6 +65,19 @@ class DEConfig:
                      "mil_max_tiles", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"de.{name}: must be >= 1, got {getattr(self, name)}")
+        from histcode.genes.methods import parse_method
+
+        for m in [self.method, *self.methods]:
+            try:
+                parse_method(m)
+            except ValueError as exc:
+                raise ConfigError(f"de.method(s): {exc}") from None
+        if self.inner_folds < 2:
+            raise ConfigError(f"de.inner_folds: nested CV needs >= 2 folds, got {self.inner_folds}")
+        if self.summary_pca_dim < 1 or self.n_prototypes < 0 or self.summary_max_tiles < 2:
+            raise ConfigError("de.summary_pca_dim >= 1, de.n_prototypes >= 0 and de.summary_max_tiles >= 2 required")
+        if any(not 0.0 <= q <= 1.0 for q in self.summary_quantiles):
+            raise ConfigError(f"de.summary_quantiles: must lie in [0, 1], got {self.summary_quantiles}")
         if self.mil_readout not in ("abundance", "embedding"):
             raise ConfigError(f"de.mil_readout: must be 'abundance' or 'embedding', got {self.mil_readout!r}")
         if self.mil_pca_dim < 0:

@@ -1,4 +1,5 @@
-"""Per-gene linear heads on the (2D,) top/bottom-tile inputs (issue 6 §4).
+"""Per-gene linear heads on the (2D,) top/bottom-tile inputs (issue 6 §4), and the registered form of the
+regularised linear DE models (``LinearDEModel``, issue 14).
 
 Both heads are one ``nn.Linear``: G outputs for regression (each gene its own weights, so the MSE separates
 per gene) and 2G logits for classification (a two-class softmax per gene). ``DEModel`` wraps them with the
@@ -80,6 +81,43 @@ class DEModel(nn.Module):
         z = self.standardise(x)
         reg = self.regression(z) * self.y_scale + self.y_mean
         prob = torch.softmax(self.classifier(z), dim=-1)[..., 1]
+        return reg, prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        reg, prob = self.predict(x)
+        return torch.stack([reg, prob], dim=-1)
+
+
+class LinearDEModel(nn.Module):
+    """A fitted regularised linear DE model (``histcode.genes.linear.LinearFit``) with the ``DEModel`` contract:
+    raw design rows x (B, F) → (B, G, 2), [..., 0] log10(fc+1) and [..., 1] P(|log2 fc| > threshold) under a
+    Normal(prediction, sigma²) per gene (``histcode.genes.linear.de_probability``)."""
+
+    def __init__(self, coef: Tensor, intercept: Tensor, x_mean: Tensor, x_scale: Tensor, y_mean: Tensor,
+                 y_scale: Tensor, genes: Sequence[str], log2_threshold: float) -> None:
+        super().__init__()
+        self.genes = [str(g) for g in genes]
+        if coef.shape != (x_mean.shape[0], len(self.genes)):
+            raise ValueError(f"coef {tuple(coef.shape)} does not match {x_mean.shape[0]} inputs × "
+                             f"{len(self.genes)} genes")
+        for name, t in (("coef", coef), ("intercept", intercept), ("x_mean", x_mean), ("x_scale", x_scale),
+                        ("y_mean", y_mean), ("y_scale", y_scale)):
+            self.register_buffer(name, torch.as_tensor(t, dtype=torch.float32))
+        self.log2_threshold = float(log2_threshold)
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.x_mean.shape[0])
+
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"LinearDEModel expects inputs (B, {self.in_dim}), got {tuple(x.shape)}")
+        z = (x.float() - self.x_mean) / self.x_scale
+        reg = (z @ self.coef + self.intercept) * self.y_scale + self.y_mean
+        hi = torch.log10(torch.tensor(2.0 ** self.log2_threshold + 1.0))
+        lo = torch.log10(torch.tensor(2.0 ** -self.log2_threshold + 1.0))
+        normal = torch.distributions.Normal(reg, self.y_scale.clamp(min=1e-6).expand_as(reg))
+        prob = 1.0 - normal.cdf(hi.expand_as(reg)) + normal.cdf(lo.expand_as(reg))
         return reg, prob
 
     def forward(self, x: Tensor) -> Tensor:

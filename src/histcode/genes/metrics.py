@@ -65,7 +65,7 @@ def per_gene_metrics(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
 def summarise(per_gene: pd.DataFrame) -> dict[str, float]:
     """Cohort-level numbers for MLflow/registry tags (medians are robust to a few failed genes)."""
     out: dict[str, float] = {"n_genes": float(len(per_gene))}
-    for col in ("pearson_r", "spearman_r", "accuracy", "auc", "mse"):
+    for col in ("pearson_r", "spearman_r", "accuracy", "balanced_accuracy", "auc", "mse"):
         vals = per_gene[col].to_numpy(dtype=np.float64)
         vals = vals[np.isfinite(vals)]
         out[f"{col}_median"] = float(np.median(vals)) if vals.size else float("nan")

@@ -1,10 +1,13 @@
-"""Stage ``train_de``: DE inputs → CV per-gene heads → per-gene MIL heatmaps → predictions and models.
+"""Stage ``train_de``: DE inputs → CV of every DE method on the same folds → per-gene MIL heatmaps → outputs.
 
-Outputs (DESIGN §4): ``predictions/de/<cohort>.parquet`` and ``<cohort>_per_gene.csv``; beside them the
+Outputs (DESIGN §4): ``predictions/de/<cohort>.parquet`` and ``<cohort>_per_gene.csv`` (the registered
+method ``de.method``); beside them every method's held-out predictions ``<cohort>_methods.parquet`` (column
+``method``) and their summary ``<cohort>_methods.csv`` (median/mean r, seconds, chosen penalties), the
 slide-choice record ``<cohort>_inputs.csv``, the per-gene MIL held-out predictions
 ``<cohort>_gene_mil.parquet`` and the fold of each patient ``<cohort>_folds.csv``; ``models/de/`` holds the
-final (all-patient) linear model and one MIL regressor per heatmap gene; per-gene attention goes to
-``attention_genes/<cohort>/<gene>/``.
+final (all-patient) model of ``de.method`` (``de_model.pt``; with ``summary_transform.joblib``, the fitted
+slide summariser, for a ``summaries`` method) and one MIL regressor per heatmap gene; per-gene attention goes
+to ``attention_genes/<cohort>/<gene>/``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from histcode.config import BaseConfig, to_dict
 from histcode.genes.config import DEConfig
 from histcode.genes.folds import load_split_table, patient_folds
 from histcode.genes.gene_mil_cv import GeneMILSettings, gene_mil_cv
-from histcode.genes.heads import DEModel
+from histcode.genes.heads import DEModel, LinearDEModel
 from histcode.genes.inputs import DEInputs, build_de_inputs, read_bag
+from histcode.genes.linear import LinearFit
+from histcode.genes.methods import MethodSettings, Representations, cross_validate_method, fit_final
 from histcode.genes.metrics import per_gene_metrics, summarise
+from histcode.genes.summaries import SlideSummaries, SummarySettings, summaries_from_bags
 from histcode.genes.targets import Targets, read_targets
-from histcode.genes.train import cross_validate, fit_de_model
 from histcode.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainDEResult:
-    model: DEModel
+    model: DEModel | LinearDEModel
     inputs: DEInputs
+    design: np.ndarray
+    methods: pd.DataFrame
     predictions: pd.DataFrame
     per_gene: pd.DataFrame
     gene_mil: pd.DataFrame
@@ -62,6 +69,17 @@ class DEData:
     y_cls: np.ndarray
     feats_dir: Path
     attn_dir: Path
+    summaries: SlideSummaries | None = None
+
+
+def load_summaries(cfg: DEConfig, inputs: DEInputs, feats_dir: Path, seed: int) -> SlideSummaries:
+    """All-tile summaries of each patient's DE slide (the same slide the paper inputs came from)."""
+    slides = inputs.slide_ids
+    bags = [read_bag(feats_dir / f"{slides[p]}.h5")[0] for p in inputs.patient_ids]
+    settings = SummarySettings(pca_dim=cfg.summary_pca_dim, quantiles=tuple(cfg.summary_quantiles),
+                               n_prototypes=cfg.n_prototypes, max_tiles=cfg.summary_max_tiles,
+                               center_slides=cfg.summary_center_slides)
+    return summaries_from_bags(inputs.patient_ids, bags, settings, seed)
 
 
 def load_de_data(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> DEData:
@@ -88,22 +106,48 @@ def load_de_data(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = No
     return DEData(cohort=cohort, targets=targets, inputs=inputs, folds=folds, fold_info=fold_info,
                   y_reg=targets.log10_fc.loc[ids].to_numpy(dtype=np.float64),
                   y_cls=targets.labels.loc[ids].to_numpy(dtype=np.float64, na_value=np.nan),
-                  feats_dir=feats_dir, attn_dir=attn_dir)
+                  feats_dir=feats_dir, attn_dir=attn_dir,
+                  summaries=load_summaries(cfg, inputs, feats_dir, base_cfg.seed)
+                  if any(m.startswith("summaries/") for m in cfg.all_methods) else None)
 
 
-def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> TrainDEResult:
-    """Run the whole stage for ``cohort`` (default ``base.train_cohort``) and write its outputs."""
+def linear_module(fit: LinearFit, genes: list[str], log2_threshold: float) -> LinearDEModel:
+    """The registered torch form of a fitted linear model."""
+    t = {k: torch.from_numpy(np.asarray(getattr(fit, k), dtype=np.float32))
+         for k in ("coef", "intercept", "x_mean", "x_scale", "y_mean", "y_scale")}
+    return LinearDEModel(genes=genes, log2_threshold=log2_threshold, **t).eval()
+
+
+def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
+             log2_threshold: float = 1.5) -> TrainDEResult:
+    """Run the whole stage for ``cohort`` (default ``base.train_cohort``) and write its outputs.
+
+    ``log2_threshold`` is ``expression.log2_threshold`` (the binary label), used by the linear models' P(DE).
+    """
     torch.set_num_threads(cfg.threads)
     data = load_de_data(cfg, base_cfg, cohort=cohort)
     cohort, targets, inputs, folds, fold_info = data.cohort, data.targets, data.inputs, data.folds, data.fold_info
     y_reg, y_cls, feats_dir = data.y_reg, data.y_cls, data.feats_dir
     paths = Paths.from_base(base_cfg)
     n_ok = len(inputs.patient_ids)
-    hp = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs, "seed": base_cfg.seed}
-    predictions, _ = cross_validate(inputs.x, y_reg, y_cls, inputs.patient_ids, targets.genes, folds,
-                                    progress=cfg.progress, **hp)
+    settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
+                              inner_folds=cfg.inner_folds, log2_threshold=log2_threshold, seed=base_cfg.seed)
+    reps = Representations(inputs.patient_ids, inputs.x, data.summaries)
+    frames, records = [], []
+    for method in cfg.all_methods:
+        pred_m, rec = cross_validate_method(method, reps, y_reg, y_cls, targets.genes, folds, settings)
+        summary = summarise(per_gene_metrics(pred_m.drop(columns="method")))
+        rec.update({k: summary[k] for k in ("pearson_r_median", "pearson_r_mean", "balanced_accuracy_mean")
+                    if k in summary})
+        log.info("DE method %s: median held-out r %.3f (%.1f s)", method, rec["pearson_r_median"], rec["seconds"])
+        frames.append(pred_m)
+        records.append(rec)
+    all_predictions = pd.concat(frames, ignore_index=True)
+    methods = pd.DataFrame.from_records(records)
+    predictions = frames[0].drop(columns="method")
     per_gene = per_gene_metrics(predictions)
-    model = fit_de_model(inputs.x, y_reg, y_cls, targets.genes, **hp)
+    fitted, transform, design = fit_final(cfg.method, reps, y_reg, y_cls, targets.genes, settings)
+    model = fitted if isinstance(fitted, DEModel) else linear_module(fitted, targets.genes, log2_threshold)
 
     slides = inputs.slide_ids
     mil_genes = [g for g in cfg.heatmap_genes if g in set(targets.genes)]
@@ -125,6 +169,8 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) 
                 columns={"pearson_r": "mil_pearson_r", "spearman_r": "mil_spearman_r"}), on="gene", how="left")
 
     metrics = summarise(per_gene)
+    for rec in records:
+        metrics[f"method.{rec['method']}.pearson_r_median"] = float(rec["pearson_r_median"])
     metrics.update({"n_patients": float(n_ok), "n_patients_excluded": float(len(inputs.table) - n_ok),
                     "n_folds": float(fold_info["n_folds"]), "n_patients_fold_assigned": float(fold_info["assigned"]),
                     "n_short_bags": float(inputs.table.get("short_bag", pd.Series(dtype=bool)).fillna(False)
@@ -140,6 +186,8 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) 
         "inputs": pred_dir / f"{cohort}_inputs.csv",
         "folds": pred_dir / f"{cohort}_folds.csv",
         "gene_mil": pred_dir / f"{cohort}_gene_mil.parquet",
+        "methods": pred_dir / f"{cohort}_methods.parquet",
+        "methods_table": pred_dir / f"{cohort}_methods.csv",
         "model": paths.models("de") / "de_model.pt",
     }
     write_parquet(out["predictions"], predictions, index=False)
@@ -147,12 +195,26 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) 
     write_csv(out["inputs"], inputs.table)
     write_csv(out["folds"], pd.DataFrame({"patient_id": list(folds), "fold": list(folds.values())}))
     write_parquet(out["gene_mil"], gene_mil, index=False)
+    write_parquet(out["methods"], all_predictions, index=False)
+    write_csv(out["methods_table"], methods)
     _save_torch(out["model"], {"state_dict": model.state_dict(), "genes": model.genes, "in_dim": model.in_dim,
-                               "config": to_dict(cfg), "cohort": cohort, "seed": base_cfg.seed})
+                               "method": cfg.method, "model_class": type(model).__name__,
+                               "log2_threshold": log2_threshold, "config": to_dict(cfg), "cohort": cohort,
+                               "seed": base_cfg.seed})
+    transform_path = paths.models("de") / "summary_transform.joblib"
+    if transform is not None:
+        import joblib
+
+        out["summary_transform"] = transform_path
+        with atomic_path(transform_path) as tmp:
+            joblib.dump(transform, tmp)
+    elif transform_path.exists():
+        transform_path.unlink()
     for gene, m in finals.items():
         _save_torch(paths.models("de") / "gene_mil" / f"{gene}.pt",
                     {"state_dict": m.state_dict(), "gene": gene, "in_dim": int(m.x_mean.numel()),
                      "hidden": cfg.mil_hidden, "attn_hidden": cfg.mil_attn_hidden, "readout": m.readout,
                      "pca_dim": m.pca_dim, "cohort": cohort})
-    return TrainDEResult(model=model, inputs=inputs, predictions=predictions, per_gene=per_gene,
+    return TrainDEResult(model=model, inputs=inputs, design=design, methods=methods, predictions=predictions,
+                         per_gene=per_gene,
                          gene_mil=gene_mil, metrics=metrics, outputs=out)

@@ -1,5 +1,6 @@
 """MLflow wrapper of ``train_de``: one run in experiment ``histcode/de``, nested runs per CV fold, per-gene
-metrics as an artifact, and the final DE model registered as ``histcode-de`` (alias ``challenger``)."""
+metrics and the per-method table as artifacts, and the final DE model registered as ``histcode-de`` (alias
+``challenger``) with its held-out predictions as ``de`` evidence for the promotion gate."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.config import base, load_params, section, to_dict
+from histcode.expression.config import ExpressionConfig
 from histcode.genes.config import DEConfig
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.run import TrainDEResult, train_de
@@ -21,6 +23,15 @@ REGISTERED_NAME = "histcode-de"
 TAGGED_METRICS = ("pearson_r_median", "spearman_r_median", "accuracy_mean", "auc_mean", "n_genes", "n_patients")
 
 
+def de_evidence(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Held-out predictions → registry evidence of kind ``de`` (rows with a missing true value dropped)."""
+    df = predictions.dropna(subset=["y_true_log10fc", "y_pred_log10fc"])
+    return pd.DataFrame({"id": df["patient_id"].astype(str) + "|" + df["gene"].astype(str),
+                         "patient_id": df["patient_id"].astype(str), "gene": df["gene"].astype(str),
+                         "fold": df["fold"].astype(int), "y_true": df["y_true_log10fc"],
+                         "y_pred": df["y_pred_log10fc"]})
+
+
 def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort: str | None = None,
                  register: bool = True) -> TrainDEResult:
     """Read ``base`` + ``de`` from params, train, log everything to MLflow and register the model."""
@@ -29,13 +40,14 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
     data = params if isinstance(params, dict) else load_params(params)
     base_cfg = base(data)
     cfg = section(DEConfig, "de", data)
+    log2_threshold = section(ExpressionConfig, "expression", data).log2_threshold if "expression" in data else 1.5
     cohort = cohort or base_cfg.train_cohort
     paths = Paths.from_base(base_cfg)
     inputs = [paths.expression(cohort), paths.features(cohort, cfg.encoder),
               paths.attention(cohort, cfg.attention_model), paths.splits(cohort)]
     with start_run("de", run_name=f"train_de-{cohort}", stage="train_de", cohort=cohort, inputs=inputs,
                    params={"de": to_dict(cfg), "base.seed": base_cfg.seed}):
-        result = train_de(cfg, base_cfg, cohort=cohort)
+        result = train_de(cfg, base_cfg, cohort=cohort, log2_threshold=log2_threshold)
         log_metrics(result.metrics)
         for fold, sub in result.predictions.groupby("fold"):
             with start_run("de", run_name=f"fold-{fold}", stage="train_de", cohort=cohort, nested=True,
@@ -43,7 +55,7 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                 fold_metrics = summarise(per_gene_metrics(sub))
                 fold_metrics["n_patients"] = float(sub["patient_id"].nunique())
                 log_metrics(fold_metrics)
-        for key in ("per_gene", "inputs", "folds"):
+        for key in ("per_gene", "inputs", "folds", "methods_table"):
             mlflow.log_artifact(str(result.outputs[key]), artifact_path="de")
         if register:
             from histcode.features.store import feature_set_identity
@@ -55,13 +67,12 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                 genes_file.write_text("\n".join(result.model.genes) + "\n")
                 mlflow.log_artifact(str(genes_file), artifact_path="de")
             mv = log_and_register(result.model, REGISTERED_NAME,
-                             input_example=np.asarray(result.inputs.x[:2], dtype=np.float32),
+                             input_example=np.asarray(result.design[:2], dtype=np.float32),
                              metrics={k: result.metrics[k] for k in TAGGED_METRICS if k in result.metrics},
-                             tags={"cohort": cohort, "per_gene_artifact": "de/" + result.outputs["per_gene"].name,
+                             tags={"cohort": cohort, "de.method": cfg.method,
+                                   "per_gene_artifact": "de/" + result.outputs["per_gene"].name,
                                    "encoder": cfg.encoder, **{k: v for k, v in feature_set_identity(
                                        paths.features(cohort, cfg.encoder)).items() if k != "encoder"},
                                    "output": "(B, G, 2): [..., 0] log10(fc+1), [..., 1] P(DE); genes in de/genes.txt"})
-            per_gene = pd.read_csv(result.outputs["per_gene"]).dropna(subset=["pearson_r"])
-            attach_evidence(REGISTERED_NAME, mv.version,
-                            pd.DataFrame({"id": per_gene["gene"], "score": per_gene["pearson_r"]}), kind="per_unit")
+            attach_evidence(REGISTERED_NAME, mv.version, de_evidence(result.predictions), kind="de")
     return result

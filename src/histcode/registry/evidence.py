@@ -3,7 +3,10 @@
 Two kinds:
 - ``binary``: one row per held-out slide, columns ``id, label, prob`` (metric: ROC-AUC);
 - ``per_unit``: one row per unit (e.g. gene), columns ``id, score`` (metric: mean score, e.g. held-out
-  Pearson per gene).
+  Pearson per gene);
+- ``de``: held-out DE predictions, one row per (patient, gene), columns ``id`` (``patient|gene``),
+  ``patient_id, gene, fold, y_true, y_pred`` (log10(fc+1)); the gate recomputes per-gene significance
+  against random and resamples patients (``histcode.registry.gate.decide_de``).
 The table is logged as an artifact of the version's training run and the version is tagged with where it is
 and its sha256. Evidence is written once per version and never replaced (a later, weaker experiment must not
 rewrite the record the gate promoted on); ``load_evidence`` refuses a table whose digest changed.
@@ -19,8 +22,9 @@ import pandas as pd
 
 from histcode.registry.models import RegistryError, _client
 
-Kind = Literal["binary", "per_unit"]
-COLUMNS: dict[str, tuple[str, ...]] = {"binary": ("id", "label", "prob"), "per_unit": ("id", "score")}
+Kind = Literal["binary", "per_unit", "de"]
+COLUMNS: dict[str, tuple[str, ...]] = {"binary": ("id", "label", "prob"), "per_unit": ("id", "score"),
+                                       "de": ("id", "patient_id", "gene", "fold", "y_true", "y_pred")}
 
 
 def _check(df: pd.DataFrame, kind: str, where: str) -> pd.DataFrame:
@@ -31,6 +35,9 @@ def _check(df: pd.DataFrame, kind: str, where: str) -> pd.DataFrame:
         raise RegistryError(f"{where}: evidence of kind {kind!r} lacks columns {missing}")
     out = df.loc[:, list(COLUMNS[kind])].copy()
     out["id"] = out["id"].astype(str)
+    if kind == "de":
+        out["patient_id"] = out["patient_id"].astype(str)
+        out["gene"] = out["gene"].astype(str)
     if out["id"].duplicated().any():
         raise RegistryError(f"{where}: duplicated ids in evidence, e.g. {out['id'][out['id'].duplicated()].iloc[0]}")
     if out.drop(columns="id").isna().any().any():
@@ -94,5 +101,5 @@ def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
         if want and sha256(local) != want:
             raise RegistryError(f"{name} v{version}: evidence {artifact} was modified after it was attached "
                                 "(sha256 mismatch); refusing to compare on it")
-        df = pd.read_csv(local, dtype={"id": str})
+        df = pd.read_csv(local, dtype={"id": str, "patient_id": str, "gene": str})
     return _check(df, kind, f"{name} v{version}"), kind

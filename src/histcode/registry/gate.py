@@ -4,6 +4,14 @@ champion on the same held-out units.
 Rules: with no champion the challenger is promoted when its metric passes the absolute threshold. With a
 champion it must also beat it: point difference >= ``min_delta`` and bootstrap probability of being better
 >= ``min_prob_better`` (pairs resampled jointly, so the comparison uses the same slides/genes).
+
+DE models (evidence kind ``de``: held-out predictions per patient and gene) follow a rule a user can read:
+the absolute threshold is the number of genes predicted significantly better than random (per-gene Wilcoxon
+against the random baseline, Benjamini–Hochberg at ``de_fdr``, as evaluate_de reports). Against a champion
+the challenger must have at least as many significant genes and a higher median held-out Pearson r over the
+genes that either model predicts better than random (most panel genes carry no signal, and a median over
+them only measures noise), with patients resampled jointly for both models (same patients, same genes) in
+the paired bootstrap.
 """
 
 from __future__ import annotations
@@ -20,13 +28,15 @@ class GateConfig:
     """``promote`` section of params.yaml."""
 
     thresholds: dict[str, float] = field(
-        default_factory=lambda: {"histcode-encoder": 0.8, "histcode-mil": 0.8, "histcode-de": 0.05}
+        default_factory=lambda: {"histcode-encoder": 0.8, "histcode-mil": 0.8, "histcode-de": 3}
     )
     min_delta: float = 0.0
     min_prob_better: float = 0.9
     min_overlap: float = 0.8
     bootstrap: int = 1000
     seed: int = 1337
+    de_fdr: float = 0.05
+    de_n_random: int = 100
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class Decision:
     delta_ci: tuple[float, float] | None = None
     prob_better: float | None = None
     n: int = 0
+    details: dict[str, float] = field(default_factory=dict)
 
     def as_tags(self) -> dict[str, str]:
         tags = {"gate.decision": "promoted" if self.promote else "refused", "gate.reason": self.reason,
@@ -50,11 +61,41 @@ class Decision:
             tags["gate.delta_ci"] = f"[{self.delta_ci[0]:.4g}, {self.delta_ci[1]:.4g}]"
         if self.prob_better is not None:
             tags["gate.prob_better"] = f"{self.prob_better:.4g}"
+        for key, value in self.details.items():
+            tags[f"gate.{key}"] = f"{value:.6g}"
         return tags
 
 
+def _de_matrices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``de`` evidence → truth (P, G), prediction (P, G), fold (P,) with patients and genes sorted."""
+    truth = df.pivot(index="patient_id", columns="gene", values="y_true").sort_index().sort_index(axis=1)
+    pred = df.pivot(index="patient_id", columns="gene", values="y_pred").loc[truth.index, truth.columns]
+    fold = df.groupby("patient_id")["fold"].first().loc[truth.index]
+    return truth.to_numpy(np.float64), pred.to_numpy(np.float64), fold.to_numpy()
+
+
+def de_median_r(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Median over genes (columns) of the held-out Pearson r (patients pooled over folds)."""
+    from histcode.evaluation.de_stats import columnwise_pearson
+
+    r = columnwise_pearson(truth, pred)
+    return float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
+
+
+def de_significant(df: pd.DataFrame, cfg: GateConfig) -> list[str]:
+    """Genes whose held-out correlations beat the random baseline after BH (``evaluate_de``'s test), sorted."""
+    from histcode.evaluation.de_stats import compare_to_random
+
+    long = df.rename(columns={"y_true": "y_true_log10fc", "y_pred": "y_pred_log10fc"})
+    table, _, _ = compare_to_random(long, n_random=cfg.de_n_random, seed=cfg.seed, alternative="greater",
+                                    fdr=cfg.de_fdr)
+    return sorted(table.loc[table["significant"], "gene"].astype(str))
+
+
 def metric(df: pd.DataFrame, kind: str) -> float:
-    """ROC-AUC for ``binary`` evidence, mean score for ``per_unit`` evidence."""
+    """ROC-AUC for ``binary`` evidence, mean score for ``per_unit`` evidence, median held-out r for ``de``."""
+    if kind == "de":
+        return de_median_r(*_de_matrices(df)[:2])
     if kind == "binary":
         return float(roc_auc_score(df["label"].to_numpy(), df["prob"].to_numpy()))
     return float(df["score"].mean())
@@ -89,6 +130,8 @@ def decide(
     champion: pd.DataFrame | None = None,
 ) -> Decision:
     """Decide whether ``challenger`` replaces ``champion`` (evidence tables of the same kind)."""
+    if kind == "de":
+        return decide_de(challenger, threshold, cfg, champion)
     chal_metric = metric(challenger, kind)
     if chal_metric < threshold:
         return Decision(False, f"challenger metric {chal_metric:.4f} below absolute threshold {threshold:.4f}",
@@ -119,3 +162,66 @@ def decide(
            f"needs delta >= {cfg.min_delta} and P(better) >= {cfg.min_prob_better}")
     )
     return Decision(better, reason, chal_metric, champ_metric, delta, ci, prob_better, len(merged))
+
+
+def de_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], n_boot: int,
+                 seed: int) -> np.ndarray:
+    """Bootstrap of median r(b) - median r(a) with the same resampled patients (rows) for both models."""
+    rng = np.random.default_rng(seed)
+    n = a[0].shape[0]
+    out = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if np.unique(idx).size < 3:
+            continue
+        out.append(de_median_r(b[0][idx], b[1][idx]) - de_median_r(a[0][idx], a[1][idx]))
+    boot = np.asarray(out, dtype=float)
+    return boot[np.isfinite(boot)]
+
+
+def decide_de(challenger: pd.DataFrame, threshold: float, cfg: GateConfig,
+              champion: pd.DataFrame | None = None) -> Decision:
+    """The DE rule (module docstring): genes better than random after BH, then a paired patient bootstrap of
+    the median r over the genes either model predicts better than random."""
+    sig = de_significant(challenger, cfg)
+    all_r = metric(challenger, "de")
+    n_patients = int(challenger["patient_id"].nunique())
+    details = {"n_genes_significant_bh": float(len(sig)), "median_r_all_genes": all_r,
+               "n_genes": float(challenger["gene"].nunique()), "n_patients": float(n_patients)}
+    head = f"{len(sig)} genes better than random after BH (needs >= {threshold:g}), median held-out r {all_r:.3f}"
+    if len(sig) < threshold:
+        return Decision(False, f"{head}: below the absolute rule", all_r, n=n_patients, details=details)
+    if champion is None:
+        return Decision(True, f"no champion; {head}: passes", all_r, n=n_patients, details=details)
+    shared = champion.merge(challenger[["id"]], on="id")
+    overlap = len(shared) / max(len(challenger), len(champion))
+    if overlap < cfg.min_overlap:
+        return Decision(False, f"only {overlap:.0%} of (patient, gene) pairs shared with the champion: not "
+                        "comparable", all_r, n=len(shared), details=details)
+    ids = set(shared["id"])
+    a = champion[champion["id"].isin(ids)]
+    b = challenger[challenger["id"].isin(ids)]
+    champ_sig = de_significant(a, cfg)
+    chal_sig = de_significant(b, cfg)
+    genes = sorted(set(champ_sig) | set(chal_sig))
+    ma, mb = _de_matrices(a[a["gene"].isin(genes)]), _de_matrices(b[b["gene"].isin(genes)])
+    if not np.allclose(ma[0], mb[0], equal_nan=True):
+        return Decision(False, "champion and challenger evidence disagree on the true fold changes", all_r,
+                        n=len(shared), details=details)
+    champ_r, chal_r = de_median_r(*ma[:2]), de_median_r(*mb[:2])
+    delta = chal_r - champ_r
+    boot = de_bootstrap(ma[:2], mb[:2], cfg.bootstrap, cfg.seed)
+    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))) if len(boot) else (delta, delta)
+    prob_better = float((boot > 0).mean()) if len(boot) else float(delta > 0)
+    details.update(n_genes_significant_bh=float(len(chal_sig)), champion_n_genes_significant_bh=float(len(champ_sig)),
+                   n_genes_compared=float(len(genes)))
+    better = (len(chal_sig) >= len(champ_sig) and delta >= cfg.min_delta and delta > 0
+              and prob_better >= cfg.min_prob_better)
+    reason = (f"challenger {len(chal_sig)} genes better than random vs champion {len(champ_sig)}; median r over "
+              f"the {len(genes)} genes either predicts better than random {chal_r:.4f} vs {champ_r:.4f} on the "
+              f"same {ma[0].shape[0]} patients: delta {delta:+.4f} (95% CI {ci[0]:+.4f}..{ci[1]:+.4f}), "
+              f"P(better) {prob_better:.2f}; "
+              + ("better by the required margin" if better else
+                 f"needs >= the champion's significant genes, delta >= {cfg.min_delta} and P(better) >= "
+                 f"{cfg.min_prob_better}"))
+    return Decision(better, reason, chal_r, champ_r, delta, ci, prob_better, int(ma[0].shape[0]), details)

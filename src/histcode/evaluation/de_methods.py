@@ -1,0 +1,42 @@
+"""Every DE method on the same folds, scored the same way (issue 14 §2): train_de's ``<cohort>_methods.parquet``.
+
+Per method: median/mean held-out Pearson, mean balanced accuracy of the binary task, the overall Wilcoxon
+rank-sum against the random baseline, the number of genes better than random after BH (``de_stats``), the
+training time, and for synthetic cohorts the planted/null numbers against the generator's truth.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from histcode.evaluation.de_stats import Alternative, compare_to_random
+from histcode.genes.metrics import per_gene_metrics, summarise
+
+
+def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative, fdr: float,
+                  timing: pd.DataFrame | None = None, effects: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per method (first-seen order). ``timing``: train_de's methods csv (method, seconds);
+    ``effects``: the generator's gene effects (gene, effect) for planted/null columns."""
+    from histcode.evaluation.de_truth import planted_vs_null
+
+    rows = []
+    for method, pred in all_pred.groupby("method", sort=False):
+        pred = pred.drop(columns="method")
+        per_gene = per_gene_metrics(pred)
+        _, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
+                                                 fdr=fdr)
+        s = summarise(per_gene)
+        row = {"method": method, "pearson_r_median": s["pearson_r_median"], "pearson_r_mean": s["pearson_r_mean"],
+               "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],
+               "n_genes_significant_bh": int(overall["n_genes_significant_bh"]), "n_genes": len(per_gene)}
+        if effects is not None:
+            _, truth = planted_vs_null(per_gene, effects, base.pearson)
+            row.update({k.removeprefix("truth."): v for k, v in truth.items()
+                        if k in ("truth.planted_pearson_mean", "truth.planted_pearson_min",
+                                 "truth.n_planted_below_-0.1", "truth.null_abs_pearson_mean",
+                                 "truth.random_abs_pearson_mean", "truth.n_planted")})
+        rows.append(row)
+    out = pd.DataFrame.from_records(rows)
+    if timing is not None and {"method", "seconds"} <= set(timing.columns):
+        out = out.merge(timing[["method", "seconds"]], on="method", how="left")
+    return out

@@ -1,0 +1,67 @@
+"""The DE promotion rule (kind ``de``): genes better than random after BH, median r, paired patient bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from histcode.registry.evidence import _check
+from histcode.registry.gate import GateConfig, de_significant, decide, metric
+
+CFG = GateConfig(bootstrap=300, seed=1, de_n_random=50)
+
+
+def de_evidence(noise: float, *, n_patients: int = 40, n_genes: int = 30, n_planted: int = 12,
+                seed: int = 0) -> pd.DataFrame:
+    """Held-out predictions: the first ``n_planted`` genes follow a patient latent (predicted with ``noise``),
+    the rest are pure noise; truth is identical for every call (seeded 123)."""
+    rng = np.random.default_rng(123)
+    z = rng.normal(size=(n_patients, 1))
+    truth = 0.5 + 0.2 * rng.normal(size=(n_patients, n_genes))
+    truth[:, :n_planted] = 0.5 + 0.3 * z + 0.05 * rng.normal(size=(n_patients, n_planted))
+    guess = 0.5 + 0.2 * np.random.default_rng(seed).normal(size=truth.shape)
+    guess[:, :n_planted] = 0.5 + 0.3 * z + noise * np.random.default_rng(seed + 1).normal(size=(n_patients,
+                                                                                                  n_planted))
+    pats = [f"P{i:03d}" for i in range(n_patients)]
+    genes = [f"G{j:02d}" for j in range(n_genes)]
+    rows = [{"id": f"{p}|{g}", "patient_id": p, "gene": g, "fold": i % 5, "y_true": truth[i, j],
+             "y_pred": guess[i, j]} for i, p in enumerate(pats) for j, g in enumerate(genes)]
+    return _check(pd.DataFrame(rows), "de", "test evidence")
+
+
+def test_de_metric_is_median_pearson_over_genes() -> None:
+    df = de_evidence(0.1)
+    truth = df.pivot(index="patient_id", columns="gene", values="y_true")
+    pred = df.pivot(index="patient_id", columns="gene", values="y_pred")
+    r = [np.corrcoef(truth[g], pred[g])[0, 1] for g in truth.columns]
+    assert metric(df, "de") == pytest.approx(float(np.median(r)))
+
+
+def test_first_de_champion_needs_significant_genes() -> None:
+    good = de_evidence(0.1)
+    assert {f"G{j:02d}" for j in range(12)} >= set(de_significant(good, CFG)) and len(de_significant(good, CFG)) >= 10
+    d = decide(good, "de", 5, CFG)
+    assert d.promote and "no champion" in d.reason and d.details["n_genes_significant_bh"] >= 10
+    noise_only = de_evidence(0.1, n_planted=0)
+    refused = decide(noise_only, "de", 5, CFG)
+    assert not refused.promote and "below the absolute rule" in refused.reason
+    assert refused.as_tags()["gate.decision"] == "refused" and "gate.n_genes_significant_bh" in refused.as_tags()
+
+
+def test_worse_de_challenger_refused_better_promoted() -> None:
+    champion = de_evidence(0.25, seed=3)
+    worse = de_evidence(0.6, seed=5)
+    better = de_evidence(0.05, seed=7)
+    d_worse = decide(worse, "de", 1, CFG, champion)
+    assert not d_worse.promote and d_worse.delta < 0 and d_worse.prob_better < 0.5
+    d_better = decide(better, "de", 1, CFG, champion)
+    assert d_better.promote and d_better.delta > 0 and d_better.prob_better >= 0.9
+    assert "same 40 patients" in d_better.reason
+
+
+def test_de_evidence_on_other_patients_is_not_comparable() -> None:
+    champion = de_evidence(0.2)
+    other = champion.assign(patient_id="X" + champion["patient_id"], id="X" + champion["id"])
+    d = decide(other, "de", 1, CFG, champion)
+    assert not d.promote and "not comparable" in d.reason
