@@ -21,6 +21,9 @@ WINDOW_UM = 160.0  # density window: about two adipocytes
 DENSITY_MIN = 0.3  # share of textured pixels in the window that makes it fat
 LATTICE_MIN_PX = 25  # textured components smaller than this are specks, not a membrane lattice
 RING_PX = 5  # textured pixels this close (5x5) to tissue or ink are its ragged border, not membranes
+OUTLINE_UM = 120.0  # closing scale of the lattice's outline: one adipocyte (50-150 µm) ...
+REACH_UM = 50.0  # ... which may extend a fat core by at most ~half an adipocyte (measured: more keeps the
+# blurred rim of a real out-of-focus scan, the DICOM test slide)
 
 
 def glass_rgb(rgb: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -56,8 +59,8 @@ def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: 
     od/chroma: from :func:`stain_od`; dense: pixels already tissue (or excluded), whose borders with glass
     would otherwise read as structure; seg_um: µm per pixel.
     """
-    k = np.ones((3, 3), np.uint8)
-    contrast = cv2.dilate(chroma, k) - cv2.erode(chroma, k)
+    k3 = np.ones((3, 3), np.uint8)
+    contrast = cv2.dilate(chroma, k3) - cv2.erode(chroma, k3)
     near_dense = cv2.dilate(dense.astype(np.uint8), np.ones((RING_PX, RING_PX), np.uint8)).astype(bool)
     flat = ~near_dense & (od < FAINT_MAX_OD)
     noise = float(np.percentile(contrast[flat], 10)) if flat.sum() >= 16 else 0.0
@@ -66,5 +69,21 @@ def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: 
         _n, labels, stats, _ = cv2.connectedComponentsWithStats(textured.astype(np.uint8), connectivity=8)
         textured = (stats[:, cv2.CC_STAT_AREA] >= LATTICE_MIN_PX)[labels] & textured
     w = window_px(seg_um)
-    density = cv2.blur(textured.astype(np.float32), (w, w), borderType=cv2.BORDER_CONSTANT)
-    return density >= DENSITY_MIN, textured
+    density = cv2.blur(textured.astype(np.float32), (w, w), borderType=cv2.BORDER_REFLECT)
+    core = density >= DENSITY_MIN
+    if not core.any():
+        return core, textured
+    # The window blurs the lattice's outline both ways: it dilutes fat within half a window of glass (fat at
+    # the edges of sections was lost; at the slide's border the window is mirrored, not padded with glass)
+    # and spills past the last membrane. The outline is therefore the lattice (with the tissue it adjoins)
+    # closed at adipocyte scale, less the pixel the 3x3 contrast adds outside each membrane, taken near a
+    # fat core.
+    k = max(3, round(OUTLINE_UM / seg_um))
+    k += 1 - k % 2
+    outline = cv2.morphologyEx((textured | dense).astype(np.uint8), cv2.MORPH_CLOSE,
+                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    outline = cv2.erode(outline, k3).astype(bool) | dense
+    r = max(3, round(REACH_UM / seg_um))
+    r += 1 - r % 2
+    reach = cv2.dilate(core.astype(np.uint8), np.ones((r, r), np.uint8)).astype(bool)
+    return reach & outline & ~dense, textured
