@@ -13,14 +13,26 @@ class MilConfig:
     trained on the same folds for the comparison table and the ROC/PR figure. ``encoder`` selects the
     feature set (``null`` = the first of ``extract.encoders``). ``test_frac`` must be ``null`` or
     ``1/n_folds``: every patient is in exactly one test fold, so the test share is fixed by ``n_folds``.
+    ``encoder_methods`` are also cross-validated on every other feature set of ``extract.encoders`` (the
+    encoder comparison); the per-method keys are ``inst_b``/``bag_weight``/``inst_loss`` (clam_sb),
+    ``top_s`` (mil_rnn), ``heads``/``landmarks`` (transmil).
     """
 
-    pooling: str = "gated_attention"
-    baselines: list[str] = field(default_factory=lambda: ["mean", "max"])
+    pooling: str = "clam_sb"
+    baselines: list[str] = field(
+        default_factory=lambda: ["clam_sb", "gated_attention", "abmil", "dsmil", "mil_rnn", "transmil", "mean", "max"]
+    )
     encoder: str | None = None
+    encoder_methods: list[str] = field(default_factory=lambda: ["clam_sb"])
     hidden: int = 512
     attn_hidden: int = 256
     dropout: float = 0.25
+    inst_b: int = 8
+    bag_weight: float = 0.7
+    inst_loss: str = "svm"
+    top_s: int = 10
+    heads: int = 8
+    landmarks: int = 256
     lr: float = 2e-4
     weight_decay: float = 1e-5
     max_epochs: int = 40

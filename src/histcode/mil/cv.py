@@ -31,13 +31,26 @@ def derive_seed(seed: int, *parts: object) -> int:
     return (seed * 1_000_003 + zlib.crc32("/".join(map(str, parts)).encode())) % (2**31 - 1)
 
 
+def method_settings(cfg: MilConfig) -> dict[str, object]:
+    """Architecture settings of every MIL method from the ``mil`` params (each method takes its own)."""
+    return {
+        "hidden": cfg.hidden,
+        "attn_hidden": cfg.attn_hidden,
+        "dropout": cfg.dropout,
+        "inst_b": cfg.inst_b,
+        "bag_weight": cfg.bag_weight,
+        "inst_loss": cfg.inst_loss,
+        "top_s": cfg.top_s,
+        "heads": cfg.heads,
+        "landmarks": cfg.landmarks,
+    }
+
+
 def new_model(
     pooling: str, in_dim: int, cfg: MilConfig, *, seed: int, meta: dict | None = None
 ) -> MilClassifier:
     torch.manual_seed(seed)
-    pool = create_pooling(
-        pooling, in_dim, hidden=cfg.hidden, attn_hidden=cfg.attn_hidden, dropout=cfg.dropout
-    )
+    pool = create_pooling(pooling, in_dim, **method_settings(cfg))
     return MilClassifier(pool, n_classes=2, meta=meta)
 
 

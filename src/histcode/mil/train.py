@@ -19,6 +19,8 @@ from histcode.mil.bags import BagCache, feature_stats, subsample
 from histcode.mil.model import MilClassifier
 
 Item = tuple[str, int]  # (slide_id, label)
+# training-time bag augmentation (tile dropout, feature noise, ...): (bag, rng) → bag, after subsampling
+BagTransform = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
 
 @dataclass
@@ -37,14 +39,18 @@ def train_one_epoch(
     rng: np.random.Generator,
     *,
     max_tiles: int,
+    transform: BagTransform | None = None,
 ) -> float:
-    """One pass over ``items`` in a seeded random order; returns the mean cross-entropy."""
+    """One pass over ``items`` in a seeded random order; returns the mean training loss (the method's:
+    cross-entropy, plus e.g. CLAM's instance loss). ``transform`` alters each sampled training bag."""
     model.train()
     total = 0.0
     for i in rng.permutation(len(items)):
         sid, label = items[i]
         bag = subsample(bags.get(sid), max_tiles, rng)
-        loss = F.cross_entropy(model(bag), torch.tensor([label]))
+        if transform is not None:
+            bag = transform(bag, rng)
+        loss = model.training_loss(bag, label)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,6 +90,7 @@ def fit(
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     standardise: bool = True,
+    transform: BagTransform | None = None,
 ) -> FitResult:
     """Train with Adam; stop when val loss has not improved for ``patience`` epochs (after ``min_epochs``).
 
@@ -99,7 +106,7 @@ def fit(
     history: list[dict[str, float]] = []
     bar = tqdm(range(1, max_epochs + 1), desc="mil epochs", leave=False, disable=not progress)
     for epoch in bar:
-        train_loss = train_one_epoch(model, bags, train, opt, rng, max_tiles=max_tiles)
+        train_loss = train_one_epoch(model, bags, train, opt, rng, max_tiles=max_tiles, transform=transform)
         row = {"epoch": float(epoch), "train_loss": train_loss}
         if val:
             val_loss, _ = evaluate(model, bags, val, chunk_tiles=chunk_tiles)
