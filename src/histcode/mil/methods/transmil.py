@@ -144,8 +144,9 @@ class TransMIL(Pooling):
         x = x + upd
         assert row is not None
         s = row[1 : n + 1]
-        w = F.relu(s)
-        w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(s, 1.0 / n)
+        w = F.relu(s.detach())
+        total = w.sum()
+        w = w / total if total > 0 else torch.full_like(w, 1.0 / n)
         return PoolOutput(pooled=self.norm(x[0]), scores=s, weights=w)
 
     def forward(self, h: Tensor) -> PoolOutput:
