@@ -46,6 +46,9 @@ class MilConfig:
     chunk_tiles: int = 8192  # rows per chunk for inference on big bags (streaming softmax)
     cache_mb: int = 2048  # in-memory bag cache budget; beyond it bags are re-read from h5
     threads: int = 2
+    workers: int = 2  # processes training CV folds in parallel (0 = in the stage's process)
+    baseline_max_epochs: int | None = None  # shorter schedule for the baselines (null = max_epochs)
+    baseline_patience: int | None = None
     progress: bool = True
 
     def poolings(self) -> list[str]:

@@ -7,6 +7,7 @@ epoch of the folds (no data left for early stopping, so the CV decides how long 
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ def run_fold(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FoldResult:
     """Train/early-stop/test one fold of one pooling; predictions hold the fold's test slides."""
+    t0 = time.perf_counter()
     parts = fold_patients(splits, fold)
     avail = set(bags.paths)
     train, val, test = (slide_items(manifest, parts[s], avail) for s in ("train", "val", "test"))
@@ -137,6 +139,7 @@ def run_fold(
             "n_train": float(len(train)),
             "n_val": float(len(val)),
             "n_test": float(len(test)),
+            "fit_s": time.perf_counter() - t0,
         }
     )
     return FoldResult(pooling, fold, preds, metrics, res.best_epoch, res.history, res.model)
