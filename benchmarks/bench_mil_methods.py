@@ -8,8 +8,8 @@ shaped like the demo's (24 patients, 48 slides, ~210 tiles/slide, 256-d, feature
 planted tumour direction in ``adco``, a weak one in ``random``), then runs the real ``train_mil`` stage
 on it with the demo's ``mil`` params (``--baselines`` to time a subset, e.g. today's three). Usage:
 
-    python benchmarks/bench_mil_methods.py memory --tiles 100000 --dim 1024 --out reports/benchmarks/mil_methods_memory.json
-    python benchmarks/bench_mil_methods.py cohort --seed 1 --work /tmp/milbench --out reports/benchmarks/mil_methods_cohort.json
+    python benchmarks/bench_mil_methods.py memory --tiles 100000 --dim 1024 --out benchmarks/results/mil_memory.json
+    python benchmarks/bench_mil_methods.py cohort --seed 1 --work /tmp/milbench --out benchmarks/results/mil_cohort.json
 """
 
 from __future__ import annotations
