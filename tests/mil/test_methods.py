@@ -165,6 +165,17 @@ def test_nystrom_row_chunks_equal_one_block(monkeypatch: pytest.MonkeyPatch) -> 
     torch.testing.assert_close(row_c, row, rtol=1e-5, atol=1e-6)
 
 
+def test_ppeg_is_the_sum_of_its_three_depthwise_convolutions() -> None:
+    ppeg = transmil_mod.PPEG(6)
+    x = torch.randn(1 + 25, 6)
+    grid = x[1:].T.reshape(1, 6, 5, 5)
+    ref = grid + sum(conv(grid) for conv in ppeg.convs)
+    with torch.no_grad():
+        out = ppeg(x, 5)
+        torch.testing.assert_close(out[1:], ref.flatten(2)[0].T, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out[0], x[0])
+
+
 def test_transmil_shapes_and_permutation_behaviour() -> None:
     model = _model("transmil", landmarks=32)
     bag = torch.randn(16, 5)  # a square: no padding tokens
