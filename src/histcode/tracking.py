@@ -41,6 +41,8 @@ def project_root() -> Path:
     """The DVC project root: ``DVC_ROOT`` inside DVC stages (the parent repo in ``dvc exp run --temp`` and queued
     experiments, whose stages run in a copy under ``.dvc/tmp/exps``), else the working directory."""
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+# MLflow 3's UI opens an experiment in model-training mode (runs table, compare view) with this tag
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -118,9 +120,13 @@ def setup(experiment: str) -> str:
     name = f"{EXPERIMENT_PREFIX}/{experiment}"
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        exp_id = mlflow.create_experiment(name, artifact_location=artifact_location(uri=uri))
+        exp_id = mlflow.create_experiment(
+            name, artifact_location=artifact_location(uri=uri), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     else:
         exp_id = exp.experiment_id
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # stores made before the tag existed
+            mlflow.MlflowClient().set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 

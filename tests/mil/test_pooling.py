@@ -91,8 +91,8 @@ def test_streamed_pooling_equals_full_bag(name: str, chunk: int) -> None:
 
 
 def test_factory_errors_name_the_valid_choices() -> None:
-    assert pooling_names() == ["gated_attention", "max", "mean"]
-    with pytest.raises(ValueError, match=r"unknown pooling 'attention'.*gated_attention.*mean"):
+    assert pooling_names() == ["abmil", "clam_sb", "dsmil", "gated_attention", "max", "mean", "mil_rnn", "transmil"]
+    with pytest.raises(ValueError, match=r"unknown MIL method 'attention'.*clam_sb.*transmil.*mil.baselines"):
         create_pooling("attention", 4)
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['hiden'\]"):
         create_pooling("mean", 4, hiden=3)

@@ -99,3 +99,16 @@ def test_standardisation_is_fitted_on_training_tiles_only(toy_cohort) -> None:
     streamed = res.model.predict_stream(bag.split(7))
     torch.testing.assert_close(streamed.prob, full.prob, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(streamed.weights, full.weights, rtol=1e-5, atol=1e-7)
+
+
+def test_folds_in_worker_processes_equal_folds_in_process(toy_cohort) -> None:
+    """Seeds derive from (method, fold): a fold trained in a spawned worker gives the in-process result."""
+    from histcode.mil.parallel import FoldRunner
+
+    manifest, bags, splits = _setup(toy_cohort)
+    cfg = MilConfig(**{**CFG.__dict__, "max_epochs": 4})
+    inline = FoldRunner(0).submit(bags, manifest, splits, 1, "dsmil", cfg, in_dim=16, seed=3).result()
+    with FoldRunner(1) as runner:
+        remote = runner.submit(bags, manifest, splits, 1, "dsmil", cfg, in_dim=16, seed=3).result()
+    pd.testing.assert_frame_equal(remote.predictions, inline.predictions)
+    assert remote.history == inline.history and remote.model is None

@@ -33,7 +33,7 @@ def primary_pooling(params: dict[str, Any], cfg: HeatmapConfig, paths: Paths) ->
     index = paths.models("mil") / "mil.json"
     if index.exists():
         return str(json.loads(index.read_text())["primary"])
-    return str((params.get("mil") or {}).get("pooling", "gated_attention"))
+    return str((params.get("mil") or {}).get("pooling", "clam_sb"))
 
 
 def choose_slides(preds: pd.DataFrame, manifest: pd.DataFrame, cfg: HeatmapConfig, pooling: str) -> list[str]:

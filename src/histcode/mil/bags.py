@@ -60,6 +60,17 @@ def iter_bag_chunks(path: str | Path, chunk_tiles: int) -> Iterator[Tensor]:
             yield torch.from_numpy(np.asarray(ds[start : start + chunk_tiles], dtype=np.float32))
 
 
+class BagChunks:
+    """A slide's features as row chunks that can be iterated more than once (each pass re-reads the h5):
+    what two-pass streamed methods (DSMIL) need; one-pass methods read the file once."""
+
+    def __init__(self, path: str | Path, chunk_tiles: int) -> None:
+        self.path, self.chunk_tiles = Path(path), chunk_tiles
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter_bag_chunks(self.path, self.chunk_tiles)
+
+
 def feature_paths(features_dir: str | Path, slide_ids: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
     """Map slide ids to their features h5; return (found, {missing slide_id: reason})."""
     features_dir = Path(features_dir)

@@ -16,6 +16,9 @@ class MilConfig:
     trained on the same folds for the comparison table and the ROC/PR figure. ``encoder`` selects the
     feature set (``null`` = the first of ``extract.encoders``). ``test_frac`` must be ``null`` or
     ``1/n_folds``: every patient is in exactly one test fold, so the test share is fixed by ``n_folds``.
+    ``encoder_methods`` are also cross-validated on every other feature set of ``extract.encoders`` (the
+    encoder comparison); the per-method keys are ``inst_b``/``bag_weight``/``inst_loss`` (clam_sb),
+    ``top_s`` (mil_rnn), ``heads``/``landmarks`` (transmil).
 
     Transfer to another site (training only, never at inference): ``tile_dropout`` drops this fraction of a
     bag's tiles per step (after the ``max_train_tiles`` subsample) so no few tiles decide a slide;
@@ -25,12 +28,21 @@ class MilConfig:
     (``fixed`` = 0.5); ``ece_bins`` equal-width bins for the calibration error.
     """
 
-    pooling: str = "gated_attention"
-    baselines: list[str] = field(default_factory=lambda: ["mean", "max"])
+    pooling: str = "clam_sb"
+    baselines: list[str] = field(
+        default_factory=lambda: ["clam_sb", "gated_attention", "abmil", "dsmil", "mil_rnn", "transmil", "mean", "max"]
+    )
     encoder: str | None = None
+    encoder_methods: list[str] = field(default_factory=lambda: ["clam_sb"])
     hidden: int = 512
     attn_hidden: int = 256
     dropout: float = 0.25
+    inst_b: int = 8
+    bag_weight: float = 0.7
+    inst_loss: str = "svm"
+    top_s: int = 10
+    heads: int = 8
+    landmarks: int = 256
     lr: float = 2e-4
     weight_decay: float = 1e-5
     max_epochs: int = 40
@@ -44,6 +56,9 @@ class MilConfig:
     chunk_tiles: int = 8192  # rows per chunk for inference on big bags (streaming softmax)
     cache_mb: int = 2048  # in-memory bag cache budget; beyond it bags are re-read from h5
     threads: int = 2
+    workers: int = 2  # processes training CV folds in parallel (0 = in the stage's process)
+    baseline_max_epochs: int | None = None  # shorter schedule for the baselines (null = max_epochs)
+    baseline_patience: int | None = None
     progress: bool = True
     tile_dropout: float = 0.0
     feature_noise: float = 0.0

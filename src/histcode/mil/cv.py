@@ -7,6 +7,7 @@ epoch of the folds (no data left for early stopping, so the CV decides how long 
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,13 +32,26 @@ def derive_seed(seed: int, *parts: object) -> int:
     return (seed * 1_000_003 + zlib.crc32("/".join(map(str, parts)).encode())) % (2**31 - 1)
 
 
+def method_settings(cfg: MilConfig) -> dict[str, object]:
+    """Architecture settings of every MIL method from the ``mil`` params (each method takes its own)."""
+    return {
+        "hidden": cfg.hidden,
+        "attn_hidden": cfg.attn_hidden,
+        "dropout": cfg.dropout,
+        "inst_b": cfg.inst_b,
+        "bag_weight": cfg.bag_weight,
+        "inst_loss": cfg.inst_loss,
+        "top_s": cfg.top_s,
+        "heads": cfg.heads,
+        "landmarks": cfg.landmarks,
+    }
+
+
 def new_model(
     pooling: str, in_dim: int, cfg: MilConfig, *, seed: int, meta: dict | None = None
 ) -> MilClassifier:
     torch.manual_seed(seed)
-    pool = create_pooling(
-        pooling, in_dim, hidden=cfg.hidden, attn_hidden=cfg.attn_hidden, dropout=cfg.dropout
-    )
+    pool = create_pooling(pooling, in_dim, **method_settings(cfg))
     return MilClassifier(pool, n_classes=2, meta=meta)
 
 
@@ -72,6 +86,7 @@ def run_fold(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FoldResult:
     """Train/early-stop/test one fold of one pooling; predictions hold the fold's test slides."""
+    t0 = time.perf_counter()
     parts = fold_patients(splits, fold)
     avail = set(bags.paths)
     train, val, test = (slide_items(manifest, parts[s], avail) for s in ("train", "val", "test"))
@@ -126,6 +141,7 @@ def run_fold(
             "n_train": float(len(train)),
             "n_val": float(len(val)),
             "n_test": float(len(test)),
+            "fit_s": time.perf_counter() - t0,
         }
     )
     return FoldResult(pooling, fold, preds, metrics, res.best_epoch, res.history, res.model)

@@ -47,17 +47,30 @@ class StageContext:
         return self.bags.paths
 
 
-def final_model(ctx: StageContext, pooling: str, *, epochs: int, held_out: pd.DataFrame) -> dict[str, Any]:
-    """Train, save to data/models/mil/<pooling>/, write attention for every slide; register if primary."""
+def final_model(
+    ctx: StageContext,
+    pooling: str,
+    *,
+    epochs: int,
+    held_out: pd.DataFrame,
+    params: dict[str, Any] | None = None,
+    cv_metrics: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Train, save to data/models/mil/<pooling>/, write attention for every slide; register if primary.
+
+    Its MLflow run ``<pooling>/<encoder>/final`` carries the method's params (plus ``epochs``) and, as
+    plain metrics, the CV held-out metrics that estimate how this model does (``cv_metrics``)."""
     out_dir = ctx.paths.models("mil") / pooling
     with tracking.start_run(
         "mil",
-        run_name=f"{pooling}/final",
+        run_name=f"{pooling}/{ctx.tags.get('encoder', '')}/final",
         stage="train_mil",
         nested=True,
         cohort=ctx.cohort,
+        params={**(params or {}), "epochs": epochs},
         tags={**ctx.tags, "pooling": pooling, "fold": "final"},
     ):
+        tracking.log_metrics({**(cv_metrics or {}), "epochs": float(epochs)})
         decision = decision_threshold(held_out, ctx.cfg)
         meta = {"pooling": pooling, "cohort": ctx.cohort, **ctx.tags, TAG: decision["threshold"]}
         model = train_final(

@@ -17,7 +17,7 @@ import pandas as pd
 from histcode.atomic import atomic_path
 from histcode.console import tqdm
 from histcode.mil.attention_store import read_attention  # noqa: F401  (re-export: the format's reader)
-from histcode.mil.bags import iter_bag_chunks
+from histcode.mil.bags import BagChunks
 from histcode.mil.model import MilClassifier, MilOutput
 
 
@@ -34,7 +34,7 @@ def predict_file(model: MilClassifier, path: str | Path, *, chunk_tiles: int = 8
             f"{path}: features have {d} dims but the MIL model expects {model.in_dim}; "
             "use the model trained on this encoder's features"
         )
-    return model.predict_stream(iter_bag_chunks(path, chunk_tiles))
+    return model.predict_stream(BagChunks(path, chunk_tiles))
 
 
 def write_attention(path: str | Path, coords: np.ndarray, out: MilOutput, attrs: dict[str, Any]) -> None:

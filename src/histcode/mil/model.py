@@ -1,4 +1,4 @@
-"""Slide classifier = pooling + linear head (softmax over tumour/normal), plus save/load.
+"""Slide classifier = MIL method (pooling) + linear head (softmax over tumour/normal), plus save/load.
 
 Only the pooling and the head train: tile features are precomputed by the frozen encoder. A saved model
 is ``model.pt`` (state dict + architecture spec, rebuilt by ``build_mil``) and a readable ``model.json``;
@@ -66,21 +66,23 @@ class MilClassifier(nn.Module):
             raise ValueError(f"expected a bag of shape (N, {self.in_dim}), got {tuple(bag.shape)}")
         return (bag.float() - self.x_mean) / self.x_scale
 
-    def _standardised(self, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
-        """Standardise chunk by chunk without keeping the raw chunk alive while the next one is read."""
-        it = iter(chunks)
-        while True:
-            try:
-                yield self._z(next(it))
-            except StopIteration:
-                return
+    def _standardised(self, chunks: Iterable[Tensor]) -> Iterable[Tensor]:
+        """Standardised chunks, re-iterable when ``chunks`` is (two-pass methods such as DSMIL)."""
+        if iter(chunks) is chunks:  # a one-shot iterator stays one
+            return _Standardised(self, chunks)._gen()
+        return _Standardised(self, chunks)
 
     def forward(self, bag: Tensor) -> Tensor:
-        return self.head(self.pooling(self._z(bag)).pooled).unsqueeze(0)
+        out = self.pooling(self._z(bag))
+        return self.pooling.bag_logits(out, self.head).unsqueeze(0)
+
+    def training_loss(self, bag: Tensor, label: int) -> Tensor:
+        """The method's training loss of one bag (cross-entropy, plus CLAM/DSMIL/MIL-RNN terms)."""
+        return self.pooling.loss(self.pooling(self._z(bag)), self.head, int(label))
 
     def forward_full(self, bag: Tensor) -> MilOutput:
         out = self.pooling(self._z(bag))
-        logits = self.head(out.pooled).unsqueeze(0)
+        logits = self.pooling.bag_logits(out, self.head).unsqueeze(0)
         return MilOutput(logits, torch.softmax(logits[0], 0), out.scores, out.weights)
 
     @torch.no_grad()
@@ -90,7 +92,7 @@ class MilClassifier(nn.Module):
         self.eval()
         try:
             out = self.pooling.forward_stream(self._standardised(chunks))
-            logits = self.head(out.pooled).unsqueeze(0)
+            logits = self.pooling.bag_logits(out, self.head).unsqueeze(0)
             return MilOutput(logits, torch.softmax(logits[0], 0), out.scores, out.weights)
         finally:
             self.train(was_training)
@@ -104,12 +106,28 @@ class MilClassifier(nn.Module):
         }
 
 
+class _Standardised:
+    """Chunks standardised lazily; iterating again re-reads the source (no raw chunk is kept alive)."""
+
+    def __init__(self, model: MilClassifier, chunks: Iterable[Tensor]) -> None:
+        self.model, self.chunks = model, chunks
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return self._gen()
+
+    def _gen(self) -> Iterator[Tensor]:
+        it = iter(self.chunks)
+        while True:
+            try:
+                yield self.model._z(next(it))
+            except StopIteration:
+                return
+
+
 def build_mil(spec: dict[str, Any], meta: dict[str, Any] | None = None) -> MilClassifier:
     """Rebuild a classifier from ``MilClassifier.spec()``."""
     spec = dict(spec)
-    pooling = create_pooling(
-        spec.pop("pooling"), spec.pop("in_dim"), **{k: v for k, v in spec.items() if k != "n_classes"}
-    )
+    pooling = create_pooling(spec.pop("pooling"), spec.pop("in_dim"), **spec)
     return MilClassifier(pooling, n_classes=int(spec.get("n_classes", 2)), meta=meta)
 
 

@@ -1,20 +1,26 @@
-"""Bag pooling modules (gated attention, mean, max) behind a name → class registry.
+"""MIL methods (bag poolings) behind a name → class registry: gated attention, ABMIL, mean, max here; CLAM-SB,
+DSMIL, MIL-RNN and TransMIL in ``histcode.mil.methods``.
 
 Every pooling first embeds each tile feature (``Linear → ReLU → Dropout``, CLAM's ``fc`` layer: 1024 → 512
 for the paper, smaller for the CPU demo) and then reduces the bag to one vector. All of them return the
 same ``PoolOutput`` (pooled vector, per-tile raw scores, per-tile weights summing to 1) so the classifier,
 attention export and heatmaps treat them alike. ``forward_stream`` reduces a bag given as chunks, so
-inference on a 100k-tile bag holds one chunk of activations at a time.
+inference on a 100k-tile bag holds one chunk of activations at a time (two passes over the chunks for
+methods that need a bag-level quantity first, e.g. DSMIL's critical instance: pass a re-iterable).
+
+A method whose prediction is more than ``head(pooled)`` (DSMIL, MIL-RNN) overrides ``bag_logits``; one with
+extra training terms (CLAM's instance loss, DSMIL's max-instance loss) overrides ``loss``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -25,6 +31,7 @@ class PoolOutput:
     pooled: Tensor
     scores: Tensor
     weights: Tensor
+    extra: dict[str, Tensor] = field(default_factory=dict)  # method-specific tensors its loss/logits need
 
 
 _POOLINGS: dict[str, type[Pooling]] = {}
@@ -48,12 +55,13 @@ def create_pooling(name: str, in_dim: int, **cfg: Any) -> Pooling:
     dropped, keys no pooling knows raise."""
     if name not in _POOLINGS:
         raise ValueError(
-            f"unknown pooling {name!r}; valid names: {pooling_names()} (params.yaml mil.pooling)"
+            f"unknown MIL method {name!r}; valid names: {pooling_names()} "
+            "(params.yaml mil.pooling / mil.baselines)"
         )
     known = {p for c in _POOLINGS.values() for p in inspect.signature(c.__init__).parameters} - {
         "self",
         "in_dim",
-    }
+    } | {"n_classes"}
     unknown = set(cfg) - known
     if unknown:
         raise ValueError(
@@ -93,7 +101,15 @@ class Pooling(nn.Module):
         raise TypeError(f"{type(self).__name__} must implement forward")
 
     def hparams(self) -> dict[str, Any]:
-        return {"hidden": self.out_dim, "dropout": float(self.embed[2].p)}
+        return {"hidden": int(self.embed[0].out_features), "dropout": float(self.embed[2].p)}
+
+    def bag_logits(self, out: PoolOutput, head: nn.Module) -> Tensor:
+        """(C,) slide logits; softmax of them is the prediction. Default: the linear head on the pooled vector."""
+        return head(out.pooled)  # type: ignore[no-any-return]
+
+    def loss(self, out: PoolOutput, head: nn.Module, label: int) -> Tensor:
+        """Training loss of one bag with slide label ``label``. Default: cross-entropy of ``bag_logits``."""
+        return F.cross_entropy(self.bag_logits(out, head).unsqueeze(0), torch.tensor([label]))
 
     @torch.no_grad()
     def forward_stream(self, chunks: Iterable[Tensor]) -> PoolOutput:
@@ -117,8 +133,34 @@ class Pooling(nn.Module):
         raise TypeError(f"{type(self).__name__} must implement streaming")
 
 
+class _AttentionStream(Pooling):
+    """Streaming softmax attention pooling for any ``score(e) → (N,)``: running max, normaliser and weighted
+    sum, rescaled when the max grows (the online softmax), so pooled = Σ softmax(s)_i e_i chunk by chunk."""
+
+    def score(self, e: Tensor) -> Tensor:
+        raise TypeError(f"{type(self).__name__} must implement score")
+
+    def _stream_update(self, state: dict[str, Any] | None, e: Tensor, offset: int) -> dict[str, Any]:
+        s = self.score(e)
+        m = s.max()
+        if state is None:
+            return {"scores": [s], "m": m, "z": torch.exp(s - m).sum(), "acc": torch.exp(s - m) @ e}
+        new_m = torch.maximum(state["m"], m)
+        scale = torch.exp(state["m"] - new_m)
+        p = torch.exp(s - new_m)
+        state["scores"].append(s)
+        state["z"] = state["z"] * scale + p.sum()
+        state["acc"] = state["acc"] * scale + p @ e
+        state["m"] = new_m
+        return state
+
+    def _stream_finish(self, state: dict[str, Any], n: int) -> PoolOutput:
+        s = torch.cat(state["scores"])
+        return PoolOutput(pooled=state["acc"] / state["z"], scores=s, weights=torch.softmax(s, dim=0))
+
+
 @register_pooling("gated_attention")
-class GatedAttentionPool(Pooling):
+class GatedAttentionPool(_AttentionStream):
     """Ilse et al. 2018 gated attention: a_i = softmax_i(wᵀ(tanh(V e_i) ⊙ sigm(U e_i))), z = Σ a_i e_i.
 
     e_i (N, hidden) are the embedded tiles; V, U: hidden → attn_hidden; w: attn_hidden → 1 (CLAM-small:
@@ -147,30 +189,42 @@ class GatedAttentionPool(Pooling):
         e = self.embed(_check_bag(h, self.in_dim))
         s = self.score(e)
         a = torch.softmax(s, dim=0)
-        return PoolOutput(pooled=a @ e, scores=s, weights=a)
+        return PoolOutput(pooled=a @ e, scores=s, weights=a, extra={"embedded": e})
 
-    def _stream_update(self, state: dict[str, Any] | None, e: Tensor, offset: int) -> dict[str, Any]:
+
+@register_pooling("abmil")
+class AttentionPool(_AttentionStream):
+    """Ilse, Tomczak & Welling 2018 (ABMIL, non-gated): a_i = softmax_i(wᵀ tanh(V e_i)), z = Σ a_i e_i.
+
+    The gate-free variant of ``gated_attention``: V: hidden → attn_hidden, w: attn_hidden → 1.
+    """
+
+    def __init__(
+        self, in_dim: int, *, hidden: int = 512, attn_hidden: int = 256, dropout: float = 0.0
+    ) -> None:
+        super().__init__(in_dim, hidden=hidden, dropout=dropout)
+        if attn_hidden <= 0:
+            raise ValueError(f"attn_hidden must be positive, got {attn_hidden}")
+        self.attn_hidden = attn_hidden
+        self.attn_v = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Dropout(dropout))
+        self.attn_w = nn.Linear(attn_hidden, 1)
+
+    def hparams(self) -> dict[str, Any]:
+        return {**super().hparams(), "attn_hidden": self.attn_hidden}
+
+    def score(self, e: Tensor) -> Tensor:
+        return self.attn_w(self.attn_v(e)).squeeze(-1)
+
+    def forward(self, h: Tensor) -> PoolOutput:
+        e = self.embed(_check_bag(h, self.in_dim))
         s = self.score(e)
-        m = s.max()
-        if state is None:
-            return {"scores": [s], "m": m, "z": torch.exp(s - m).sum(), "acc": torch.exp(s - m) @ e}
-        new_m = torch.maximum(state["m"], m)
-        scale = torch.exp(state["m"] - new_m)
-        p = torch.exp(s - new_m)
-        state["scores"].append(s)
-        state["z"] = state["z"] * scale + p.sum()
-        state["acc"] = state["acc"] * scale + p @ e
-        state["m"] = new_m
-        return state
-
-    def _stream_finish(self, state: dict[str, Any], n: int) -> PoolOutput:
-        s = torch.cat(state["scores"])
-        return PoolOutput(pooled=state["acc"] / state["z"], scores=s, weights=torch.softmax(s, dim=0))
+        a = torch.softmax(s, dim=0)
+        return PoolOutput(pooled=a @ e, scores=s, weights=a)
 
 
 @register_pooling("mean")
 class MeanPool(Pooling):
-    """z = mean_i e_i; every tile weighs 1/N (scores are zeros)."""
+    """Mean-pooling MIL baseline: z = mean_i e_i; every tile weighs 1/N (scores are zeros)."""
 
     def forward(self, h: Tensor) -> PoolOutput:
         e = self.embed(_check_bag(h, self.in_dim))
@@ -190,7 +244,9 @@ class MeanPool(Pooling):
 
 @register_pooling("max")
 class MaxPool(Pooling):
-    """z_k = max_i e_ik. A tile's score is the number of feature dimensions it wins (its share of z);
+    """Max-pooling MIL baseline (element-wise): z_k = max_i e_ik.
+
+    A tile's score is the number of feature dimensions it wins (its share of z);
     weights are those counts normalised to sum 1, which is what heatmaps of max pooling show."""
 
     def forward(self, h: Tensor) -> PoolOutput:
@@ -211,3 +267,6 @@ class MaxPool(Pooling):
     def _stream_finish(self, state: dict[str, Any], n: int) -> PoolOutput:
         counts = torch.bincount(state["idx"], minlength=n).to(state["max"].dtype)
         return PoolOutput(pooled=state["max"], scores=counts, weights=counts / counts.sum())
+
+
+from histcode.mil import methods as _methods  # noqa: E402,F401  (registers clam_sb, dsmil, mil_rnn, transmil)

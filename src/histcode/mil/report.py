@@ -88,3 +88,76 @@ def summary_for_plot(overall: dict[str, dict[str, float]]) -> dict[str, dict[str
         p: {k: v for k, v in m.items() if k.startswith(("auc", "average_precision"))}
         for p, m in overall.items()
     }
+
+
+TABLE_METRICS = ("accuracy", "auc", "balanced_accuracy")
+DECLARED_KEYS = ("auc", "accuracy", "balanced_accuracy")
+
+
+def table1(
+    preds: pd.DataFrame, primary: str, *, n_boot: int, seed: int, times: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """The paper's Table 1: one row per method (held-out slides of the CV), accuracy / AUC / balanced
+    accuracy with 95 % bootstrap CIs and the paired ΔAUC of ``primary`` (HistCode) minus the method, CI'd on
+    the same resamples. Rows in the order the methods appear in ``preds``."""
+    overall = pooled_metrics(preds, n_boot=n_boot, seed=seed)
+    deltas = comparisons(preds, primary, n_boot=n_boot, seed=seed)
+    rows = []
+    for method, m in overall.items():
+        row: dict[str, Any] = {"method": method, "n": int(m["n"])}
+        for key in TABLE_METRICS:
+            for suffix in ("", "_ci_low", "_ci_high"):
+                row[key + suffix] = m.get(key + suffix, float("nan"))
+        for k in ("delta", "ci_low", "ci_high"):
+            row[f"delta_auc_{k}" if k != "delta" else "delta_auc"] = (
+                0.0 if method == primary else deltas.get(f"delta_auc.{primary}_vs_{method}.{k}", float("nan"))
+            )
+        row["time_s"] = (times or {}).get(method, float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def declared_metrics(table: pd.DataFrame, primary: str, suffix: str = "") -> dict[str, float]:
+    """The few keys per method that go to the declared DVC metrics: ``<method><suffix>.auc|accuracy|
+    balanced_accuracy`` and ``.delta_auc`` (HistCode minus the method) for the others."""
+    out: dict[str, float] = {}
+    for row in table.to_dict("records"):
+        name = f"{row['method']}{suffix}"
+        for key in DECLARED_KEYS:
+            out[f"{name}.{key}"] = float(row[key])
+        if row["method"] != primary:
+            out[f"{name}.delta_auc"] = float(row["delta_auc"])
+    return out
+
+
+def _ci(row: dict[str, Any], key: str) -> str:
+    v, lo, hi = row[key], row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if v != v:
+        return "n/a"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo and hi == hi else f"{v:.3f}"
+
+
+def table_markdown(table: pd.DataFrame, primary: str, *, title: str, note: str = "") -> str:
+    """A Markdown rendering of ``table1`` (HistCode = ``primary`` first)."""
+    lines = [
+        f"### {title}",
+        "",
+        "| method | accuracy [95% CI] | AUC [95% CI] | balanced accuracy [95% CI] | ΔAUC vs HistCode [95% CI] "
+        "| train time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = sorted(table.to_dict("records"), key=lambda r: r["method"] != primary)
+    for row in rows:
+        name = f"**{row['method']}** (HistCode)" if row["method"] == primary else row["method"]
+        delta = (
+            "—"
+            if row["method"] == primary
+            else f"{row['delta_auc']:+.3f} [{row['delta_auc_ci_low']:+.3f}, {row['delta_auc_ci_high']:+.3f}]"
+        )
+        t = f"{row['time_s']:.0f}" if row["time_s"] == row["time_s"] else "n/a"
+        lines.append(
+            f"| {name} | {_ci(row, 'accuracy')} | {_ci(row, 'auc')} | {_ci(row, 'balanced_accuracy')} | {delta} | {t} |"
+        )
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,19 @@ import pandas as pd
 import torch
 
 from histcode import tracking
-from histcode.atomic import write_csv, write_json
+from histcode.atomic import write_csv, write_json, write_text
 from histcode.cohort.splits import make_patient_splits, save_splits
 from histcode.config import ConfigError, base, load_params, section, to_dict
 from histcode.evaluation.classification_plots import plot_roc_pr
 from histcode.mil import report
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
-from histcode.mil.cv import PRED_COLUMNS, FoldResult, final_epochs, run_fold
+from histcode.mil.cv import PRED_COLUMNS, FoldResult, final_epochs, new_model
 from histcode.mil.decision import TAG, cv_calibration
 from histcode.mil.external import read_manifest
 from histcode.mil.final import StageContext, final_model
 from histcode.mil.model import INDEX_FILE
+from histcode.mil.parallel import FoldRunner
 from histcode.paths import Paths
 from histcode.seeding import seed_everything
 
@@ -53,22 +55,29 @@ def encoder_version(encoder_dir: Path) -> str:
     return encoder_dir_version(encoder_dir)
 
 
-def _fold_run(ctx: StageContext, splits: pd.DataFrame, fold: int, pooling: str) -> FoldResult:
-    """One CV fold in a nested MLflow run: per-epoch losses (one batch write) and held-out metrics."""
+def method_params(ctx: StageContext, method: str) -> dict[str, Any]:
+    """What a (method, encoder) run is: its architecture spec plus the training settings, as MLflow params."""
+    cfg = ctx.cfg
+    spec = new_model(method, ctx.in_dim, cfg, seed=0).spec()
+    train = {k: getattr(cfg, k) for k in ("lr", "weight_decay", "max_epochs", "min_epochs", "patience",
+                                          "max_train_tiles", "n_folds", "val_frac")}
+    return {**spec, **train, "encoder": ctx.tags["encoder"], "cohort": ctx.cohort}
+
+
+def _log_fold(ctx: StageContext, res: FoldResult, params: dict[str, Any]) -> None:
+    """One CV fold as a nested MLflow run: params, per-epoch losses (one batch write), held-out metrics."""
     import mlflow
     from mlflow.entities import Metric
 
     with tracking.start_run(
         "mil",
-        run_name=f"{pooling}/fold{fold}",
+        run_name=f"{res.pooling}/{ctx.tags['encoder']}/fold{res.fold}",
         stage="train_mil",
         nested=True,
         cohort=ctx.cohort,
-        tags={**ctx.tags, "pooling": pooling, "fold": str(fold)},
+        params={**params, "fold": res.fold},
+        tags={**ctx.tags, "pooling": res.pooling, "fold": str(res.fold)},
     ) as run:
-        res = run_fold(
-            ctx.manifest, ctx.bags, splits, fold, pooling, ctx.cfg, in_dim=ctx.in_dim, seed=ctx.seed
-        )
         now = int(time.time() * 1000)
         history = [
             Metric(k, float(v), now, int(row["epoch"]))
@@ -79,7 +88,81 @@ def _fold_run(ctx: StageContext, splits: pd.DataFrame, fold: int, pooling: str) 
         for i in range(0, len(history), 1000):
             mlflow.MlflowClient().log_batch(run.info.run_id, metrics=history[i : i + 1000])
         tracking.log_metrics({k: v for k, v in res.metrics.items() if k != "threshold"})
-    return res
+
+
+def method_context(ctx: StageContext, method: str) -> StageContext:
+    """The context a method trains in: baselines (not the primary method) get ``baseline_max_epochs`` /
+    ``baseline_patience`` when set, HistCode and the encoder comparison the full schedule."""
+    cfg = ctx.cfg
+    if method == cfg.pooling:
+        return ctx
+    changes = {}
+    if cfg.baseline_max_epochs:
+        changes["max_epochs"] = min(cfg.max_epochs, cfg.baseline_max_epochs)
+        changes["min_epochs"] = min(cfg.min_epochs, changes["max_epochs"])
+    if cfg.baseline_patience:
+        changes["patience"] = min(cfg.patience, cfg.baseline_patience)
+    return replace(ctx, cfg=replace(cfg, **changes)) if changes else ctx
+
+
+def submit_method(runner: FoldRunner, ctx: StageContext, splits: pd.DataFrame, method: str) -> list[Any]:
+    """Queue every CV fold of one (method, encoder); returns their futures in fold order."""
+    mctx = method_context(ctx, method)
+    return [
+        runner.submit(mctx.bags, mctx.manifest, splits, k, method, mctx.cfg, in_dim=mctx.in_dim, seed=mctx.seed)
+        for k in range(mctx.cfg.n_folds)
+    ]
+
+
+def run_method(
+    ctx: StageContext, method: str, futures: list[Any], *, final: bool
+) -> tuple[pd.DataFrame, list[dict[str, float]], dict[str, Any]]:
+    """Collect the CV of one (method, encoder) into its own MLflow run (params + plain held-out metrics,
+    the compare view's row), fold runs under it, and with ``final`` the final model
+    (``<method>/<encoder>/final``). Returns (held-out predictions, fold metrics, info incl. ``time_s``)."""
+    ctx = method_context(ctx, method)
+    cfg, encoder = ctx.cfg, ctx.tags["encoder"]
+    params = method_params(ctx, method)
+    with tracking.start_run(
+        "mil",
+        run_name=f"{method}/{encoder}",
+        stage="train_mil",
+        nested=True,
+        cohort=ctx.cohort,
+        params=params,
+        tags={**ctx.tags, "pooling": method, "fold": "cv"},
+    ):
+        folds = [f.result() for f in futures]
+        for res in folds:
+            _log_fold(ctx, res, params)
+        held_out = pd.concat([f.predictions for f in folds], ignore_index=True)
+        cv = report.pooled_metrics(held_out, n_boot=cfg.bootstrap, seed=ctx.seed)[method]
+        cv_metrics = {k: v for k, v in cv.items() if k.split("_ci_")[0] in report.SUMMARY_KEYS}
+        tracking.log_metrics(cv_metrics)
+        info: dict[str, Any] = {"epochs": final_epochs(folds, cfg)}
+        t_final = time.perf_counter()
+        if final:
+            info.update(final_model(ctx, method, epochs=info["epochs"], held_out=held_out,
+                                    params=params, cv_metrics=cv_metrics))
+        # the method's own compute: its folds (wherever they ran) + final model, attention export, registry
+        info["time_s"] = sum(f.metrics.get("fit_s", 0.0) for f in folds) + time.perf_counter() - t_final
+        tracking.log_metrics({"time_s": info["time_s"]})
+    log.info("train_mil: %s/%s AUC %.3f (%.0f s)", method, encoder, cv.get("auc", float("nan")), info["time_s"])
+    return held_out, [f.metrics for f in folds], info
+
+
+def other_encoder_context(ctx: StageContext, encoder: str) -> StageContext | None:
+    """The stage context on another feature set of the same slides (same splits); None when it has none."""
+    fdir = ctx.paths.features(ctx.cohort, encoder)
+    try:
+        fpaths, failures = usable_bags(fdir, list(ctx.manifest["slide_id"]), cohort=ctx.cohort,
+                                       who=f"train_mil ({encoder})")
+    except FileNotFoundError as exc:
+        log.warning("train_mil: encoder %s skipped: %s", encoder, exc)
+        return None
+    ctx.failures.update({sid: f"{encoder} features: {why}" for sid, why in failures.items()})
+    return replace(ctx, bags=BagCache(fpaths, ctx.cfg.cache_mb), in_dim=bag_shape(next(iter(fpaths.values())))[1],
+                   tags={"encoder": encoder}, failures={})
 
 
 def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
@@ -127,7 +210,9 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
     ctx, splits, fdir = prepare(params)
     cfg, paths = ctx.cfg, ctx.paths
     torch.set_num_threads(max(1, cfg.threads))
-    all_preds, fold_metrics, final_info = [], {}, {}
+    all_preds, fold_metrics, final_info, times = [], {}, {}, {}
+    others = [e for e in extract_encoders(params) if e != ctx.tags["encoder"]]
+    encoder_preds: dict[str, list[pd.DataFrame]] = {}
     with tracking.start_run(
         "mil",
         run_name=f"train_mil/{ctx.cohort}",
@@ -139,16 +224,29 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
     ):
         import mlflow
 
-        for pooling in cfg.poolings():
-            folds = [_fold_run(ctx, splits, k, pooling) for k in range(cfg.n_folds)]
-            held_out = pd.concat([f.predictions for f in folds], ignore_index=True)
-            all_preds.append(held_out)
-            fold_metrics[pooling] = [f.metrics for f in folds]
-            final_info[pooling] = final_model(
-                ctx, pooling, epochs=final_epochs(folds, cfg), held_out=held_out
-            )
+        with FoldRunner(cfg.workers, threads=1) as runner:
+            # queue every fold first (HistCode's, the baselines', the other encoders'), then collect in order
+            queued = [(ctx, m, submit_method(runner, ctx, splits, m)) for m in cfg.poolings()]
+            for encoder in others:  # the encoder comparison: same folds, CV only
+                octx = other_encoder_context(ctx, encoder)
+                if octx is not None:
+                    queued += [(octx, m, submit_method(runner, octx, splits, m)) for m in cfg.encoder_methods]
+            for mctx, method, futures in queued:
+                encoder = mctx.tags["encoder"]
+                primary = mctx is ctx
+                held_out, folds, info = run_method(mctx, method, futures, final=primary)
+                if primary:
+                    all_preds.append(held_out)
+                    fold_metrics[method] = folds
+                    times[method] = info.pop("time_s")
+                    final_info[method] = info
+                else:
+                    encoder_preds.setdefault(encoder, []).append(held_out)
+                    times[f"{method}/{encoder}"] = info["time_s"]
         metrics = write_reports(
-            pd.concat(all_preds, ignore_index=True), fold_metrics, cfg, paths, ctx.cohort, seed=ctx.seed
+            pd.concat(all_preds, ignore_index=True), fold_metrics, cfg, paths, ctx.cohort, seed=ctx.seed,
+            times=times, encoder_preds={e: pd.concat(p, ignore_index=True) for e, p in encoder_preds.items()},
+            encoder=ctx.tags["encoder"],
         )
         preds = pd.concat(all_preds, ignore_index=True)
         reliability = paths.figures("mil") / "reliability.png"
@@ -168,6 +266,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         )
         tracking.log_metrics(metrics, paths.metrics("mil"))
         mlflow.log_artifact(str(paths.figures("mil") / "roc_pr.png"))
+        mlflow.log_artifact(str(table_dir(paths) / "table1.md"))
     write_json(
         paths.models("mil") / INDEX_FILE,
         {"primary": cfg.pooling, "cohort": ctx.cohort, **ctx.tags, "models": final_info},
@@ -179,6 +278,15 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
     return metrics
 
 
+def extract_encoders(params: dict[str, Any]) -> list[str]:
+    return [str(e) for e in ((params.get("extract") or {}).get("encoders") or [])]
+
+
+def table_dir(paths: Paths) -> Path:
+    """reports/mil/: Table 1 as Markdown and its full detail (CIs, folds) as JSON (not declared metrics)."""
+    return paths.reports_dir / "mil"
+
+
 def write_reports(
     preds: pd.DataFrame,
     fold_metrics: dict[str, list[dict[str, float]]],
@@ -187,18 +295,51 @@ def write_reports(
     cohort: str,
     *,
     seed: int,
+    times: dict[str, float] | None = None,
+    encoder_preds: dict[str, pd.DataFrame] | None = None,
+    encoder: str = "",
 ) -> dict[str, Any]:
-    """Held-out predictions CSV, the flat metrics dict, ROC/PR CSVs and the ROC+PR figure."""
+    """Held-out predictions CSV, Table 1 (declared metrics: a few keys per method; reports/mil/: Markdown +
+    detail JSON with CIs and folds), ROC/PR CSVs (one per method) and the ROC+PR figure."""
     write_csv(paths.mil_predictions(cohort), preds[PRED_COLUMNS])
-    overall = report.pooled_metrics(preds, n_boot=cfg.bootstrap, seed=seed)
+    times = times or {}
+    table = report.table1(preds, cfg.pooling, n_boot=cfg.bootstrap, seed=seed, times=times)
     metrics: dict[str, Any] = {"primary_pooling": cfg.pooling, "cohort": cohort}
-    metrics.update(report.flat_metrics(overall, fold_metrics))
-    metrics.update(report.comparisons(preds, cfg.pooling, n_boot=cfg.bootstrap, seed=seed))
+    metrics.update(report.declared_metrics(table, cfg.pooling))
+    title = (f"Table 1 — {cohort}, {encoder} features: held-out slides of patient-level {cfg.n_folds}-fold CV "
+             f"(n = {int(table['n'].max())})")
+    md = report.table_markdown(table, cfg.pooling, title=title,
+                               note="95 % percentile-bootstrap CIs over slides; ΔAUC = HistCode − method on the "
+                                    f"same slides (paired bootstrap); train time = seconds of the {cfg.n_folds} CV "
+                                    "fits + final model, summed (folds run in parallel processes).")
+    detail: dict[str, Any] = {
+        "table1": table.to_dict("records"),
+        "folds": report.flat_metrics(report.pooled_metrics(preds, n_boot=cfg.bootstrap, seed=seed), fold_metrics),
+        "comparisons": report.comparisons(preds, cfg.pooling, n_boot=cfg.bootstrap, seed=seed),
+    }
+    for enc, epreds in (encoder_preds or {}).items():
+        # the encoder comparison of the primary encoder's methods on the same folds (paper Fig. 6)
+        mine = preds[preds["pooling"].isin(epreds["pooling"].unique())]
+        both = pd.concat([mine.assign(pooling=mine["pooling"] + f"/{encoder}"),
+                          epreds.assign(pooling=epreds["pooling"] + f"/{enc}")], ignore_index=True)
+        ref_method = cfg.pooling if cfg.pooling in set(epreds["pooling"]) else str(epreds["pooling"].iloc[0])
+        ref = f"{ref_method}/{encoder}"
+        etimes = {**{f"{k}/{encoder}": v for k, v in times.items()}, **times}
+        etable = report.table1(both, ref, n_boot=cfg.bootstrap, seed=seed, times=etimes)
+        other = etable[etable["method"].str.endswith(f"/{enc}")]
+        metrics.update(report.declared_metrics(other, ref))
+        detail[f"encoder_{enc}"] = etable.to_dict("records")
+        md += "\n" + report.table_markdown(
+            etable, ref, title=f"Encoder comparison — {encoder} vs {enc} features, same folds",
+            note=f"ΔAUC = {ref} − row (paired bootstrap on the same slides).")
+    write_text(table_dir(paths) / "table1.md", md)
+    write_json(table_dir(paths) / "table1.json", detail)
     roc, pr = report.curves(preds)
     for pooling, sub in roc.groupby("pooling", sort=False):  # one file per line of DVC's ROC/PR plots
         write_csv(paths.plots("mil_roc") / f"{pooling}.csv", sub.drop(columns="pooling"))
     for pooling, sub in pr.groupby("pooling", sort=False):
         write_csv(paths.plots("mil_pr") / f"{pooling}.csv", sub.drop(columns="pooling"))
+    overall = report.pooled_metrics(preds, n_boot=cfg.bootstrap, seed=seed)
     plot_roc_pr(
         roc,
         pr,

@@ -20,6 +20,8 @@ from histcode.mil.bags import BagCache, feature_stats, subsample
 from histcode.mil.model import MilClassifier
 
 Item = tuple[str, int]  # (slide_id, label)
+# training-time bag augmentation (tile dropout, feature noise, ...): (bag, rng) → bag, after subsampling
+BagTransform = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
 
 @dataclass
@@ -40,16 +42,20 @@ def train_one_epoch(
     max_tiles: int,
     tile_dropout: float = 0.0,
     feature_noise: float = 0.0,
+    transform: BagTransform | None = None,
 ) -> float:
-    """One pass over ``items`` in a seeded random order; returns the mean cross-entropy. ``tile_dropout`` /
-    ``feature_noise``: see ``augment_bag`` (noise in units of the model's standardisation scale)."""
+    """One pass over ``items`` in a seeded random order; returns the mean training loss (the method's:
+    cross-entropy, plus e.g. CLAM's instance loss). ``tile_dropout`` / ``feature_noise``: see ``augment_bag``
+    (noise in units of the model's standardisation scale); ``transform`` then alters each sampled bag."""
     model.train()
     total = 0.0
     for i in rng.permutation(len(items)):
         sid, label = items[i]
         bag = subsample(bags.get(sid), max_tiles, rng)
         bag = augment_bag(bag, rng, tile_dropout=tile_dropout, feature_noise=feature_noise, scale=model.x_scale)
-        loss = F.cross_entropy(model(bag), torch.tensor([label]))
+        if transform is not None:
+            bag = transform(bag, rng)
+        loss = model.training_loss(bag, label)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,6 +97,7 @@ def fit(
     standardise: bool = True,
     tile_dropout: float = 0.0,
     feature_noise: float = 0.0,
+    transform: BagTransform | None = None,
 ) -> FitResult:
     """Train with Adam; stop when val loss has not improved for ``patience`` epochs (after ``min_epochs``).
 
@@ -106,9 +113,8 @@ def fit(
     history: list[dict[str, float]] = []
     bar = tqdm(range(1, max_epochs + 1), desc="mil epochs", leave=False, disable=not progress)
     for epoch in bar:
-        train_loss = train_one_epoch(
-            model, bags, train, opt, rng, max_tiles=max_tiles, tile_dropout=tile_dropout, feature_noise=feature_noise
-        )
+        train_loss = train_one_epoch(model, bags, train, opt, rng, max_tiles=max_tiles, tile_dropout=tile_dropout,
+                                     feature_noise=feature_noise, transform=transform)
         row = {"epoch": float(epoch), "train_loss": train_loss}
         if val:
             val_loss, _ = evaluate(model, bags, val, chunk_tiles=chunk_tiles)
