@@ -21,6 +21,8 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "tile": ("n_slides", "n_done", "n_failed", "n_tiles", "tissue_area_mm2"),
     "pretrain": ("epochs_done", "steps", "final_loss", "tiles_per_s"),
     "extract": ("n_slides", "tiles", "tiles_per_s", "*/slides_failed"),
+    # Table 1's AUC column, one key per method (CIs, accuracy, ΔAUC, calibration: reports/mil/table1.md)
+    "mil": ("*.auc",),
     "mil_attention": ("*.mean_top_k_precision", "*.mean_iou"),
     "de_targets": ("patients", "pairs", "target_genes", "de_label_rate"),
     "de": ("n_genes", "pearson_r_median", "random_pearson_median", "wilcoxon_p", "n_genes_significant_bh",
@@ -46,10 +48,11 @@ def table_path(metrics_json: str | Path) -> tuple[str, Path] | None:
 
 
 def table(family: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The declared subset of ``metrics`` for ``family`` (numbers only, in TABLE_KEYS order)."""
+    """The declared subset of ``metrics`` for ``family`` (numbers only, in TABLE_KEYS order). A ``*`` stands
+    for one name part: ``*.auc`` matches ``clam_sb.auc``, not ``clam_sb.fold0.auc``."""
     out: dict[str, Any] = {}
     for pattern in TABLE_KEYS[family]:
-        for key in sorted(k for k in metrics if fnmatchcase(k, pattern)):
+        for key in sorted(k for k in metrics if fnmatchcase(k, pattern) and k.count(".") == pattern.count(".")):
             v = metrics[key]
             if isinstance(v, int | float) and not isinstance(v, bool):
                 out[key] = round(float(v), 4) if isinstance(v, float) else v
