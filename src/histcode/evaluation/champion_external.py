@@ -191,12 +191,7 @@ def evaluate_external(
     bcfg = base(params)
     bcfg.cohort(cohort)  # unknown cohort → clear error
     paths = Paths.from_base(bcfg)
-    mil_cfg = section(MilConfig, "mil", params)
-    progress = mil_cfg.progress if progress is None else progress
-    subset = read_calibration_subset(calibration) if calibration else None
-    torch.set_num_threads(max(1, mil_cfg.threads))
-    run_params: dict[str, Any] = {"alias": alias, "recalibration": recalibration if subset is not None else "none"}
-    if model is None:
+    if model is None:  # the promoted pair, checked before any work: its MIL must be trained on its encoder
         enc_mv, mil_mv = get_version(ENCODER, alias), get_version(MIL, alias)
         expected = str(mil_mv.tags.get("encoder_version", ""))
         if expected != f"{ENCODER}/{enc_mv.version}":
@@ -204,6 +199,12 @@ def evaluate_external(
                                 f"but {ENCODER}@{alias} is v{enc_mv.version}: not a consistent pair; run "
                                 "`make promote` (it moves encoder and MIL together) or pass an alias naming a "
                                 "matching pair")
+    mil_cfg = section(MilConfig, "mil", params)
+    progress = mil_cfg.progress if progress is None else progress
+    subset = read_calibration_subset(calibration) if calibration else None
+    torch.set_num_threads(max(1, mil_cfg.threads))
+    run_params: dict[str, Any] = {"alias": alias, "recalibration": recalibration if subset is not None else "none"}
+    if model is None:
         _ensure_inputs(params, cohort, paths)
         fdir = _features_for(params, cohort, paths, enc_mv, alias, progress)
         ref, version = model_uri(MIL, alias), mil_mv
