@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -243,7 +244,30 @@ def start_run(
     with mlflow.start_run(run_name=run_name, nested=nested, tags=all_tags) as run:
         if params:
             mlflow.log_params(flatten(params))
+        for path in inputs or []:
+            log_dataset(path)
         yield run
+
+
+def log_dataset(path: str | Path, context: str = "input") -> None:
+    """Record ``path`` (a manifest, a tile or feature set) as an MLflow dataset input of the active run: its
+    name, location and a content digest (``dvc_hash``), so the UI's Datasets column shows what a run read."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    p = Path(path)
+    if not p.exists():
+        return
+    name = "/".join(p.resolve().parts[-2:])  # e.g. tcga_synth/adco, tcga_synth/slides.csv
+    try:
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local-file source
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(p.resolve()))
+        ds = MetaDataset(source, name=name, digest=dvc_hash([p])[:16])
+        mlflow.log_input(ds, context=context)
+    except Exception as exc:  # lineage display only: never fail a stage over it
+        log.warning("could not log dataset %s to MLflow: %s", p, exc)
 
 
 def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = None, step: int | None = None) -> None:

@@ -77,7 +77,8 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
                     cfg,
                     title=f"{sid} ({pooling})",
                 )
-                mlflow.log_artifact(out["heatmap"], artifact_path=f"heatmaps/{sid}")
+                for artifact in out.values():  # heatmap, top/bottom galleries, QuPath GeoJSON
+                    mlflow.log_artifact(str(artifact), artifact_path=f"heatmaps/{sid}")
                 rows.append({"slide_id": sid, "status": "ok", "reason": ""})
             except Exception as exc:  # one bad slide never stops the others
                 log.warning("heatmap of %s failed: %s", sid, exc)
