@@ -74,9 +74,27 @@ def _builtin() -> None:
 
         return ("de", {"in_dim": m.in_dim, "genes": list(m.genes)}, {}) if isinstance(m, DEModel) else None
 
+    def de_linear_build(arch: dict[str, Any], meta: dict[str, Any]) -> nn.Module:
+        import torch
+
+        from histcode.genes.heads import LinearDEModel
+
+        f, g = int(arch["in_dim"]), len(arch["genes"])
+        z = torch.zeros  # shapes only: load_state_dict fills the fitted buffers
+        return LinearDEModel(z(f, g), z(g), z(f), torch.ones(f), z(g), torch.ones(g), [str(x) for x in arch["genes"]],
+                             float(arch["log2_threshold"]))
+
+    def de_linear_describe(m: nn.Module) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+        from histcode.genes.heads import LinearDEModel
+
+        if not isinstance(m, LinearDEModel):
+            return None
+        return ("de_linear", {"in_dim": m.in_dim, "genes": list(m.genes), "log2_threshold": m.log2_threshold}, {})
+
     register_kind("mil", mil_build, mil_describe)
     register_kind("encoder", enc_build, enc_describe)
     register_kind("de", de_build, de_describe)
+    register_kind("de_linear", de_linear_build, de_linear_describe)
 
 
 def sha256(path: str | Path) -> str:
