@@ -170,11 +170,12 @@ def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: floa
     return tissue, holes, owner
 
 
-def _saturation(rgb: np.ndarray, cfg: TileConfig, excluded: np.ndarray) -> tuple[np.ndarray, float]:
+def _saturation(rgb: np.ndarray, cfg: TileConfig, excluded: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Median-blurred saturation (excluded pixels zeroed) and its threshold: Otsu, never below
     ``sthresh`` (a blank slide's noise never becomes tissue)."""
     sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
-    sat = np.where(excluded, 0, sat).astype(np.uint8)
+    if excluded is not None:
+        sat = np.where(excluded, 0, sat).astype(np.uint8)
     if cfg.median_blur > 1:
         sat = cv2.medianBlur(sat, cfg.median_blur)
     threshold = float(cfg.sthresh)
@@ -266,13 +267,7 @@ def _segment_clam(rgb: np.ndarray, downsample: float, cfg: TileConfig, min_t: fl
                   min_h: float) -> TissueMask:
     """CLAM's ``WholeSlideImage.segmentTissue`` (its MORPH_CLOSE anchor included), with the ``sthresh``
     floor under Otsu so a blank slide stays empty."""
-    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
-    if cfg.median_blur > 1:
-        sat = cv2.medianBlur(sat, cfg.median_blur)
-    threshold = float(cfg.sthresh)
-    if cfg.use_otsu and sat.max() > sat.min():
-        otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        threshold = max(float(otsu), float(cfg.sthresh))
+    sat, threshold = _saturation(rgb, cfg)
     binary = (sat > threshold).astype(np.uint8)
     if cfg.close > 0:
         binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((cfg.close, cfg.close), np.uint8))
