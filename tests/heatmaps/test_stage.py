@@ -130,6 +130,15 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
     assert metrics["mean.mean_top_k_precision"] == 0.5  # uniform attention = chance (tumour share)
     assert json.loads(Path("reports/metrics/mil_attention.json").read_text()) == metrics
     assert metrics["truth_evaluated"] == 1
+    # the heatmap run carries every picture and the QuPath GeoJSON as artifacts (MLflow UI: one place to look)
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("histcode/mil")
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.`histcode.stage` = 'heatmaps'")
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, f"heatmaps/{SLIDES[0]}")}
+    assert logged == {f"heatmaps/{SLIDES[0]}/{n}" for n in ("heatmap.png", "top_tiles.png", "bottom_tiles.png",
+                                                            "tiles.geojson")}
 
     # a listed slide whose file is missing is reported, the others still render
     params["heatmaps"]["slides"] = [SLIDES[2], SLIDES[0]]
