@@ -28,7 +28,8 @@ def _bad(tmp_path: Path, section: str, key: str, value: object, drop: str | None
      "params.yaml:tile: unknown key(s) ['tile_pxx']; valid: ['a_h', 'a_t'"),
     ("tile.py", "tile", "tile_px", "256px", None, "params.yaml:tile.tile_px: expected int, got str '256px'"),
     ("train_mil.py", "mil", "pooling", "attention", None,
-     "params.yaml: mil.pooling: 'attention' is not a registered pooling; valid: ['gated_attention'"),
+     "params.yaml: mil.pooling: 'attention' is not a registered pooling; valid: ['abmil', 'clam_sb', 'dsmil', "
+     "'gated_attention', 'max', 'mean', 'mil_rnn', 'transmil']"),
 ])
 def test_one_line_with_file_key_and_valid_values(tmp_path: Path, script: str, section: str, key: str,
                                                  value: object, drop: str | None, expected: str) -> None:
@@ -39,9 +40,10 @@ def test_one_line_with_file_key_and_valid_values(tmp_path: Path, script: str, se
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_TRACKING_URI":
                                f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith(f"error: {params}") and expected in lines[0]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"{script.removesuffix('.py')}: error: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr  # "<stage>: error: <file>:<key>: ..."
+    message = lines[0].split(": error: ", 1)[1]
+    assert message.startswith(str(params)) and expected in message
 
 
 def test_pooling_names_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,10 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "extract": ("n_slides", "tiles", "tiles_per_s", "*/slides_failed"),
     # Table 1's AUC column, one key per method (CIs, accuracy, ΔAUC, calibration: reports/mil/table1.md)
     "mil": ("*.auc",),
-    "mil_attention": ("*.mean_top_k_precision", "*.mean_iou"),
+    # attention vs the truth: HistCode's model, gated attention, and mean pooling's chance level (every method:
+    # reports/metrics/mil_attention.json)
+    "mil_attention": ("clam_sb.mean_top_k_precision", "clam_sb.mean_iou", "gated_attention.mean_top_k_precision",
+                      "gated_attention.mean_iou", "mean.mean_iou"),
     "de_targets": ("patients", "pairs", "target_genes", "de_label_rate"),
     "de": ("n_genes", "pearson_r_median", "random_pearson_median", "wilcoxon_p", "n_genes_significant_bh",
            "auc_median"),

@@ -123,7 +123,10 @@ def test_outputs_follow_the_contracts(stage_run: tuple[Path, dict]) -> None:
             assert table[pooling]["delta_auc_ci_low"] <= delta <= table[pooling]["delta_auc_ci_high"]
     assert set(metrics) == {"primary_pooling", "cohort", "n_slides", "n_failed", "n_patients"} | {
         f"{m}.{k}" for m in [*METHODS, "clam_sb/random"] for k in ("auc", "accuracy", "balanced_accuracy")
-    } | {f"{m}.delta_auc" for m in [*METHODS[1:], "clam_sb/random"]}
+    } | {f"{m}.delta_auc" for m in [*METHODS[1:], "clam_sb/random"]} | {  # + each final model's threshold/calibration
+        f"{m}.{k}" for m in METHODS for k in ("decision_threshold", "accuracy_at_threshold",
+                                              "balanced_accuracy_at_threshold", "brier", "ece", "ece_bins")
+    }
     assert metrics["clam_sb.auc"] > 0.9 and metrics["clam_sb/random.auc"] < metrics["clam_sb.auc"]
     md = (root / "reports/mil/table1.md").read_text()
     assert "| **clam_sb** (HistCode) |" in md and "| dsmil |" in md and "clam_sb/random" in md
