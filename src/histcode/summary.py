@@ -58,9 +58,12 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
                          f"balanced acc {_ci(sub, 'balanced_accuracy')}")
     att = _load(metrics / "mil_attention.json")
     if att:
-        shown = {k: v for k, v in att.items() if isinstance(v, int | float) and ("precision" in k or "iou" in k)}
-        if shown:
-            lines.append("attention vs truth: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(shown.items())[:4]))
+        primary = str(mil.get("primary_pooling", "")) if mil else ""
+        keys = {"mean_top_k_precision": "top-k precision", "mean_iou": "Otsu IoU"}
+        shown = {label: att[f"{primary}.{k}"] for k, label in keys.items() if f"{primary}.{k}" in att}
+        if shown:  # the registered model's attention against the tumour bed (every method: mil_attention.json)
+            lines.append(f"attention vs truth ({primary}, tumour bed): "
+                         + ", ".join(f"{label} {v:.3f}" for label, v in shown.items()))
     de = _load(metrics / "de.json")
     if de:
         lines.append(

@@ -47,6 +47,16 @@ def test_summary_only_configured_cohorts_and_writer_keys(reports: Path) -> None:
     assert "pretrain: final loss 1.25, epochs 7, steps 70, tiles/s 50" in text
 
 
+def test_summary_attention_line_is_the_registered_models(reports: Path) -> None:
+    m = reports / "metrics"
+    _write(m / "mil.json", {"primary_pooling": "clam_sb", "clam_sb.auc": 0.98, "abmil.auc": 0.95})
+    _write(m / "mil_attention.json", {"abmil.mean_iou": 0.1, "abmil.mean_top_k_precision": 0.2,
+                                      "clam_sb.mean_iou": 0.527, "clam_sb.mean_top_k_precision": 1.0,
+                                      "clam_sb.mean_iou_cells": 0.4})
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("attention")]
+    assert line == "attention vs truth (clam_sb, tumour bed): top-k precision 1.000, Otsu IoU 0.527"
+
+
 def test_summary_external_only_when_evaluated_here(reports: Path) -> None:
     m = reports / "metrics"
     lines = summary_lines(reports, reports / "figures", COHORTS)
