@@ -54,3 +54,28 @@ def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert {"tiles/process_list.csv", "tiles/failures.json"} <= failures
     stain_exp = client.get_experiment_by_name("histcode/stain")
     assert client.search_runs([stain_exp.experiment_id])[0].data.metrics["n_fit_tiles"] == 6
+
+
+def test_complete_cohort_returns_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_writer) -> None:
+    """Issue 18: on complete outputs with the same settings the stage returns the recorded metrics without a new
+    MLflow run; a changed setting (another tile digest) does the work again."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    manifests = tmp_path / "data" / "manifests" / "demo"
+    manifests.mkdir(parents=True)
+    manifest_writer(manifests / "slides.csv", [("cmu1", CMU1, "")])
+    params = {
+        "base": {"seed": 7, "train_cohort": "demo", "cohorts": {
+            "demo": {"kind": "barcode", "source_dir": "src", "slide_dir": "src"}}},
+        "tile": {"workers": 0},
+    }
+    first = run_tile("demo", params, progress=False)
+    exp = mlflow.MlflowClient().get_experiment_by_name("histcode/tile")
+    n_runs = len(mlflow.MlflowClient().search_runs([exp.experiment_id]))
+    assert run_tile("demo", params, progress=False) == first
+    assert len(mlflow.MlflowClient().search_runs([exp.experiment_id])) == n_runs  # nothing redone, no new run
+    params["tile"]["tissue_threshold"] = 0.25
+    run_tile("demo", params, progress=False)
+    assert len(mlflow.MlflowClient().search_runs([exp.experiment_id])) == n_runs + 1

@@ -5,6 +5,8 @@ Shared by ``pipelines/tile.py``, ``pipelines/stain_ref.py`` and the ``histcode t
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from histcode.config import DEFAULT_PARAMS, base, load_params, section, to_dict
 from histcode.paths import Paths
 from histcode.slides.config import StainConfig, TileConfig
 
+log = logging.getLogger(__name__)
 MASKS_LOGGED = 4  # mask PNGs attached to each cohort's MLflow run
 
 
@@ -40,8 +43,7 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
              shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict[str, float]:
     """Tile ``cohort`` into ``data/tiles/<cohort>``; MLflow experiment ``tile`` run with counts, failures and
     a few mask images; metrics also to ``reports/metrics/tile/<cohort>.json``."""
-    from histcode import tracking
-    from histcode.slides.tiling import tile_cohort
+    from histcode.slides.tiling import nothing_to_do, tile_cohort
 
     data = params if isinstance(params, dict) else load_params(params)
     base_cfg = base(data)
@@ -49,6 +51,15 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
     cfg = section(TileConfig, "tile", data)
     paths = Paths.from_base(base_cfg)
     slides_csv = paths.slides_csv(cohort)
+    recorded = paths.metrics(f"tile/{cohort}")
+    if shard == (0, 1) and recorded.is_file() and nothing_to_do(slides_csv, paths.tiles(cohort), cfg):
+        metrics = cohort_metrics(paths.process_list(cohort))
+        if json.loads(recorded.read_text()) == metrics:  # complete and already reported: nothing to redo
+            log.info("tile %s: all %d slides already tiled with these settings; nothing to do", cohort,
+                     metrics["n_slides"])
+            return metrics
+    from histcode import tracking
+
     run_params = {"tile": to_dict(cfg), "shard": f"{shard[0]}/{shard[1]}",
                   "default_mpp": cohort_cfg.default_mpp}
     with tracking.start_run("tile", run_name=f"tile-{cohort}", stage="tile", cohort=cohort, params=run_params,

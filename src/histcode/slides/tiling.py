@@ -198,6 +198,20 @@ def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *,
                           default_mpp=default_mpp)
 
 
+def nothing_to_do(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig,
+                  shard: tuple[int, int] = (0, 1)) -> bool:
+    """True when every slide of the shard already has a complete output for this config: a rerun would only
+    redo bookkeeping, so the stage can return at once (no pool, no MLflow run)."""
+    out = Path(out_dir)
+    if not (out / "process_list.csv").is_file() or not Path(slides_csv).is_file():
+        return False
+    manifest = read_manifest(slides_csv)
+    digest = config_digest(cfg)
+    i, n = shard
+    ids = manifest["slide_id"].iloc[i::n]
+    return len(ids) > 0 and all(completed(out, sid, digest) is not None for sid in ids)
+
+
 def _tile_rows(manifest: pd.DataFrame, rows: pd.DataFrame, out: Path, cfg: TileConfig, *, workers: int | None,
                shard: tuple[int, int], progress: bool, default_mpp: float | None) -> list[SlideResult]:
     """Tile ``rows`` (one shard of ``manifest``) under the shard's lock."""
