@@ -82,3 +82,11 @@ def test_one_external_evaluation_command() -> None:
                          env=env, timeout=120).stdout
     assert "evaluate-external" in out and "eval-external " not in out.replace("evaluate-external", "")
     assert "evaluate-external --cohort $(EXTERNAL)" in MAKEFILE
+
+
+def test_python_bytecode_is_not_part_of_stage_code_hashes() -> None:
+    """A clone's own __pycache__ must not make `dvc status` report every stage's code as changed."""
+    dvc = Path(sys.executable).with_name("dvc")
+    out = subprocess.run([str(dvc), "check-ignore", "src/histcode/slides/__pycache__/mask.cpython-311.pyc",
+                          "src/histcode/slides/mask.py"], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == ["src/histcode/slides/__pycache__/mask.cpython-311.pyc"], out.stdout + out.stderr
