@@ -134,11 +134,37 @@ class Pooling(nn.Module):
 
 
 class _AttentionStream(Pooling):
-    """Streaming softmax attention pooling for any ``score(e) → (N,)``: running max, normaliser and weighted
-    sum, rescaled when the max grows (the online softmax), so pooled = Σ softmax(s)_i e_i chunk by chunk."""
+    """Attention pooling a = softmax(wᵀ(tanh(V e) [⊙ σ(U e)])), z = Σ a e, gated or not (``gated``), with
+    streaming by the online softmax: running max, normaliser and weighted sum, rescaled when the max grows,
+    so pooled = Σ softmax(s)_i e_i chunk by chunk. V (and U): hidden → attn_hidden; w: attn_hidden → 1."""
+
+    gated: bool = False
+
+    def __init__(
+        self, in_dim: int, *, hidden: int = 512, attn_hidden: int = 256, dropout: float = 0.0
+    ) -> None:
+        super().__init__(in_dim, hidden=hidden, dropout=dropout)
+        if attn_hidden <= 0:
+            raise ValueError(f"attn_hidden must be positive, got {attn_hidden}")
+        self.attn_hidden = attn_hidden
+        self.attn_v = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Dropout(dropout))
+        if self.gated:  # created between V and w: the seeded initialisation stays what it was
+            self.attn_u = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Sigmoid(), nn.Dropout(dropout))
+        self.attn_w = nn.Linear(attn_hidden, 1)
+
+    def hparams(self) -> dict[str, Any]:
+        return {**super().hparams(), "attn_hidden": self.attn_hidden}
 
     def score(self, e: Tensor) -> Tensor:
-        raise TypeError(f"{type(self).__name__} must implement score")
+        """(N, hidden) → (N,) raw attention scores."""
+        v = self.attn_v(e)
+        return self.attn_w(v * self.attn_u(e) if self.gated else v).squeeze(-1)
+
+    def forward(self, h: Tensor) -> PoolOutput:
+        e = self.embed(_check_bag(h, self.in_dim))
+        s = self.score(e)
+        a = torch.softmax(s, dim=0)
+        return PoolOutput(pooled=a @ e, scores=s, weights=a, extra={"embedded": e})
 
     def _stream_update(self, state: dict[str, Any] | None, e: Tensor, offset: int) -> dict[str, Any]:
         s = self.score(e)
@@ -167,29 +193,7 @@ class GatedAttentionPool(_AttentionStream):
     1024 → 512, attention 512 → 256 → 1). ``scores`` are the pre-softmax values wᵀ(...).
     """
 
-    def __init__(
-        self, in_dim: int, *, hidden: int = 512, attn_hidden: int = 256, dropout: float = 0.0
-    ) -> None:
-        super().__init__(in_dim, hidden=hidden, dropout=dropout)
-        if attn_hidden <= 0:
-            raise ValueError(f"attn_hidden must be positive, got {attn_hidden}")
-        self.attn_hidden = attn_hidden
-        self.attn_v = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Dropout(dropout))
-        self.attn_u = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Sigmoid(), nn.Dropout(dropout))
-        self.attn_w = nn.Linear(attn_hidden, 1)
-
-    def hparams(self) -> dict[str, Any]:
-        return {**super().hparams(), "attn_hidden": self.attn_hidden}
-
-    def score(self, e: Tensor) -> Tensor:
-        """(N, hidden) → (N,) raw attention scores."""
-        return self.attn_w(self.attn_v(e) * self.attn_u(e)).squeeze(-1)
-
-    def forward(self, h: Tensor) -> PoolOutput:
-        e = self.embed(_check_bag(h, self.in_dim))
-        s = self.score(e)
-        a = torch.softmax(s, dim=0)
-        return PoolOutput(pooled=a @ e, scores=s, weights=a, extra={"embedded": e})
+    gated = True
 
 
 @register_pooling("abmil")
@@ -198,28 +202,6 @@ class AttentionPool(_AttentionStream):
 
     The gate-free variant of ``gated_attention``: V: hidden → attn_hidden, w: attn_hidden → 1.
     """
-
-    def __init__(
-        self, in_dim: int, *, hidden: int = 512, attn_hidden: int = 256, dropout: float = 0.0
-    ) -> None:
-        super().__init__(in_dim, hidden=hidden, dropout=dropout)
-        if attn_hidden <= 0:
-            raise ValueError(f"attn_hidden must be positive, got {attn_hidden}")
-        self.attn_hidden = attn_hidden
-        self.attn_v = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Dropout(dropout))
-        self.attn_w = nn.Linear(attn_hidden, 1)
-
-    def hparams(self) -> dict[str, Any]:
-        return {**super().hparams(), "attn_hidden": self.attn_hidden}
-
-    def score(self, e: Tensor) -> Tensor:
-        return self.attn_w(self.attn_v(e)).squeeze(-1)
-
-    def forward(self, h: Tensor) -> PoolOutput:
-        e = self.embed(_check_bag(h, self.in_dim))
-        s = self.score(e)
-        a = torch.softmax(s, dim=0)
-        return PoolOutput(pooled=a @ e, scores=s, weights=a)
 
 
 @register_pooling("mean")
