@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,14 +36,13 @@ from histcode import tracking
 from histcode.atomic import write_csv
 from histcode.config import base, load_params, section
 from histcode.paths import Paths
-from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri
+from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri, parse_model_uri, version_of
 
 log = logging.getLogger(__name__)
 
 ENCODER = "histcode-encoder"
 MIL = "histcode-mil"
 THRESHOLD_TAG = "decision_threshold"
-_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
 def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
@@ -101,17 +99,6 @@ def _features_for(params: dict[str, Any], cohort: str, paths: Paths, enc_mv: Any
         run_extract(run_params, cohort=cohort, encoders=[feature_set], progress=progress,
                     out_root=paths.external_features(cohort), stain_reference=stain)
     return paths.external_features(cohort) / feature_set
-
-
-def _registered_version(uri: str) -> Any | None:
-    m = _URI.match(uri)
-    if not m:
-        return None
-    if m.group("alias"):
-        return get_version(m.group("name"), m.group("alias"))
-    from histcode.registry.models import _client
-
-    return _client().get_model_version(m.group("name"), m.group("version"))
 
 
 def model_threshold(ref: str, model: Any, version: Any | None = None) -> tuple[float, str]:
@@ -213,7 +200,8 @@ def evaluate_external(
         tags = {"encoder_uri": f"models:/{ENCODER}/{enc_mv.version}", "mil_uri": f"models:/{MIL}/{mil_mv.version}"}
     else:
         ref = str(model)
-        version = _registered_version(ref)
+        parsed = parse_model_uri(ref)
+        version = version_of(parsed) if parsed is not None else None
         mil = load_mil(ref)
         from histcode.mil.stage import encoder_name
 

@@ -8,7 +8,6 @@ is ``model.pt`` (state dict + architecture spec, rebuilt by ``build_mil``) and a
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,17 +140,15 @@ def save_mil(model: MilClassifier, out_dir: str | Path) -> Path:
     return path
 
 
-_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
-
-
 def load_mil(dir_or_uri: str | Path) -> MilClassifier:
     """Load a MIL classifier from a model dir, its ``model.pt``, ``data/models/mil`` (primary pooling) or
     a registry URI ``models:/<name>@<alias>`` / ``models:/<name>/<version>``. Returned in eval mode."""
-    text = str(dir_or_uri)
-    m = _URI.match(text)
-    if m:
-        return _load_registered(text, m.group("name"), m.group("alias"), m.group("version"))
-    path = Path(text)
+    from histcode.registry.models import load_model_uri, parse_model_uri
+
+    ref = parse_model_uri(dir_or_uri)
+    if ref is not None:  # through the registry's verified loader (sha256 checked, no pickle)
+        return load_model_uri(ref).eval()  # type: ignore[no-any-return]
+    path = Path(dir_or_uri)
     if path.is_dir() and not (path / MODEL_FILE).exists() and (path / INDEX_FILE).exists():
         primary = json.loads((path / INDEX_FILE).read_text())["primary"]
         path = path / primary
@@ -166,9 +163,3 @@ def load_mil(dir_or_uri: str | Path) -> MilClassifier:
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
-
-def _load_registered(uri: str, name: str, alias: str | None, version: str | None) -> MilClassifier:
-    """Through the registry's verified loader (sha256 checked, no pickle)."""
-    from histcode.registry import load_model
-
-    return load_model(name, alias=alias or "champion", version=version).eval()  # type: ignore[no-any-return]

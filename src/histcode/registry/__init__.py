@@ -4,20 +4,28 @@ from histcode.registry.models import (
     CHALLENGER,
     CHAMPION,
     MODEL_NAMES,
+    ModelRef,
     RegistryError,
     get_version,
     load_model,
+    load_model_uri,
     log_and_register,
     model_uri,
+    parse_model_uri,
+    version_of,
 )
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "MODEL_NAMES",
+    "ModelRef",
     "RegistryError",
     "get_version",
     "load_model",
+    "load_model_uri",
     "log_and_register",
     "model_uri",
+    "parse_model_uri",
+    "version_of",
 ]

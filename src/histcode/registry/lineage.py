@@ -50,14 +50,13 @@ def encoder_dir_version(encoder_dir: Path) -> str:
 
 def encoder_of_uri(uri: str) -> str:
     """Registry reference of the encoder behind a features file's ``encoder_uri`` attribute."""
-    if uri.startswith("models:/"):
-        ref = uri[len("models:/"):]
-        if "@" in ref:
-            from histcode.registry.models import get_version
+    from histcode.registry.models import get_version, parse_model_uri
 
-            name, alias = ref.split("@", 1)
-            return f"{name}/{get_version(name, alias).version}"
-        return ref
+    ref = parse_model_uri(uri)
+    if ref is not None:
+        if ref.alias is not None:
+            return f"{ref.name}/{get_version(ref.name, ref.alias).version}"
+        return f"{ref.name}/{ref.version}" if ref.version is not None else ref.name
     head = uri.split(":", 1)[0]
     if head in ("random", "imagenet"):
         return f"{BASELINE}/{head}"

@@ -10,6 +10,8 @@ deprecated and never used.
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,36 @@ def _client() -> Any:
 
 def model_uri(name: str, alias: str = CHAMPION) -> str:
     return f"models:/{name}@{alias}"
+
+
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The parts of a registry URI: ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or ``models:/<name>``."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+
+def parse_model_uri(uri: str | Path) -> ModelRef | None:
+    """The one parser of ``models:/`` URIs; None for anything else (a local path)."""
+    m = _MODEL_URI.match(str(uri))
+    return ModelRef(m.group("name"), m.group("alias"), m.group("version")) if m else None
+
+
+def version_of(ref: ModelRef) -> Any:
+    """The ``ModelVersion`` a reference names (a bare name means its champion)."""
+    if ref.version is not None:
+        return _client().get_model_version(ref.name, ref.version)
+    return get_version(ref.name, ref.alias or CHAMPION)
+
+
+def load_model_uri(ref: ModelRef) -> Any:
+    """``load_model`` for a parsed ``models:/`` URI (a bare name loads its champion)."""
+    return load_model(ref.name, alias=ref.alias or CHAMPION, version=ref.version)
 
 
 def log_and_register(

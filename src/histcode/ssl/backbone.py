@@ -136,17 +136,8 @@ def load_encoder(source: str | Path) -> nn.Module:
 
     Returns the module in eval mode on CPU; input (B, 3, H, W) float [0, 1] → (B, D).
     """
-    text = str(source)
-    if text.startswith("models:/"):
-        from histcode.registry import load_model
+    from histcode.registry.models import load_model_uri, parse_model_uri
 
-        ref = text[len("models:/"):]
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            model = load_model(name, alias=alias)
-        else:
-            name, _, version = ref.partition("/")
-            model = load_model(name, version=version)
-    else:
-        model = _load_local(Path(source))
+    ref = parse_model_uri(source)
+    model = load_model_uri(ref) if ref is not None else _load_local(Path(source))
     return model.eval()
