@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from bench_mil import write_bag  # the 100k-tile bag of the MIL memory benchmark (this folder is on sys.path)
 
 _CHILD = r"""
 import json, re, sys, time, torch
@@ -51,15 +52,6 @@ print(json.dumps({"peak_mb": status("VmHWM") - before, "seconds": time.perf_coun
 """
 
 PAPER = {"hidden": 512, "attn_hidden": 256, "dropout": 0.0, "heads": 8, "landmarks": 256}
-
-
-def write_bag(path: Path, n: int, d: int) -> None:
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        ds = f.create_dataset("features", (n, d), np.float16, chunks=(min(n, 4096), d))
-        for s in range(0, n, 8192):
-            ds[s : s + 8192] = rng.standard_normal((min(8192, n - s), d), dtype=np.float32)
-        f["coords"] = np.zeros((n, 2), np.int32)
 
 
 def memory(args: argparse.Namespace) -> dict:

@@ -41,3 +41,24 @@ def make_evidence():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def tiny_classifier():  # type: ignore[no-untyped-def]
     return TinyClassifier
+
+
+def _promote_and_load(mv, make_evidence, tiny_classifier, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Attach evidence to a registered ``tiny_classifier(7)`` version, promote it through the gate, load the
+    champion back and check it computes what was registered (the round trip every store must support)."""
+    from histcode.registry import CHAMPION, get_version, load_model
+    from histcode.registry.evidence import attach_evidence
+    from histcode.registry.gate import GateConfig
+    from histcode.registry.promotion import promote
+
+    attach_evidence("histcode-mil", mv.version, make_evidence(0.3), kind="binary")
+    decision = promote("histcode-mil", GateConfig(thresholds={"histcode-mil": 0.7}, bootstrap=100))
+    assert decision.promote
+    assert str(get_version("histcode-mil", CHAMPION).version) == str(mv.version)
+    model = load_model("histcode-mil", CHAMPION)
+    torch.testing.assert_close(model(torch.from_numpy(x)), tiny_classifier(7)(torch.from_numpy(x)))
+
+
+@pytest.fixture
+def promote_and_load():  # type: ignore[no-untyped-def]
+    return _promote_and_load

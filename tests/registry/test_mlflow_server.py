@@ -12,13 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from histcode import tracking
-from histcode.registry import CHAMPION, get_version, load_model, log_and_register
-from histcode.registry.evidence import attach_evidence
-from histcode.registry.gate import GateConfig
-from histcode.registry.promotion import promote
+from histcode.registry import log_and_register
 
 
 def _free_port() -> int:
@@ -64,15 +60,10 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
             proc.kill()
 
 
-def test_register_promote_load_over_http(server: str, make_evidence, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_register_promote_load_over_http(server: str, make_evidence, tiny_classifier, promote_and_load) -> None:  # type: ignore[no-untyped-def]
     assert tracking.tracking_uri() == server
     x = np.random.default_rng(1).normal(size=(2, 4)).astype("float32")
     with tracking.start_run("mil", run_name="server-fit", stage="train_mil"):
         mv = log_and_register(tiny_classifier(7), "histcode-mil", input_example=x)
-    attach_evidence("histcode-mil", mv.version, make_evidence(0.3), kind="binary")
-    decision = promote("histcode-mil", GateConfig(thresholds={"histcode-mil": 0.7}, bootstrap=100))
-    assert decision.promote
-    assert str(get_version("histcode-mil", CHAMPION).version) == str(mv.version)
-    model = load_model("histcode-mil", CHAMPION)
-    torch.testing.assert_close(model(torch.from_numpy(x)), tiny_classifier(7)(torch.from_numpy(x)))
+    promote_and_load(mv, make_evidence, tiny_classifier, x)
     assert not (Path.cwd() / "mlruns").exists(), "the client must not create a local store when a server is used"

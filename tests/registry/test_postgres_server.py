@@ -14,13 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from histcode import server, tracking
-from histcode.registry import CHAMPION, get_version, load_model, log_and_register
-from histcode.registry.evidence import attach_evidence
-from histcode.registry.gate import GateConfig
-from histcode.registry.promotion import promote
+from histcode.registry import log_and_register
 
 try:
     server.pg_bindir()
@@ -46,7 +42,7 @@ def project(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_PG, reason="PostgreSQL binaries absent (apt-get install -y postgresql; .ci/run does)")
 def test_postgres_server_stage_register_promote_load(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     make_evidence, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
+                                                     make_evidence, tiny_classifier, promote_and_load) -> None:  # type: ignore[no-untyped-def]
     state = server.start(project, port=server.free_port())
     assert state.tracking_uri.startswith("http://127.0.0.1:")
     assert (project / ".server" / "pg" / "data" / "PG_VERSION").exists()
@@ -57,12 +53,7 @@ def test_postgres_server_stage_register_promote_load(project: Path, monkeypatch:
     with tracking.start_run("mil", run_name="server-fit", stage="train_mil", params={"lr": 0.01}) as run:
         tracking.log_metrics({"auc": 0.8}, project / "reports" / "mil.json")
         mv = log_and_register(tiny_classifier(7), "histcode-mil", input_example=x)
-    attach_evidence("histcode-mil", mv.version, make_evidence(0.3), kind="binary")
-    decision = promote("histcode-mil", GateConfig(thresholds={"histcode-mil": 0.7}, bootstrap=100))
-    assert decision.promote
-    assert str(get_version("histcode-mil", CHAMPION).version) == str(mv.version)
-    model = load_model("histcode-mil", CHAMPION)
-    torch.testing.assert_close(model(torch.from_numpy(x)), tiny_classifier(7)(torch.from_numpy(x)))
+    promote_and_load(mv, make_evidence, tiny_classifier, x)
 
     # the run and the model live in PostgreSQL and the server's artifact root, nothing in a local store
     import mlflow
