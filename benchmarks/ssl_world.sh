@@ -3,7 +3,7 @@
 #   benchmarks/ssl_world.sh DIR SEED [N_PATIENTS] [N_EXTERNAL] [EXTRA_PARAMS_YAML]
 # DIR gets a copy of params.yaml (shrunk, seed SEED) and runs synth → ingest → tile (both cohorts) → stain_ref →
 # pretrain (AdCo, SimCLR) → extract (adco, random, simclr; both cohorts) → train_mil (AdCo features) →
-# eval-external of that model on cptac_synth, with this checkout's src/ and pipelines/ (each step skipped when
+# evaluate-external of that model on cptac_synth, with this checkout's src/ and pipelines/ (each step skipped when
 # its output exists). EXTRA_PARAMS_YAML (optional) is merged last (e.g. synth site profiles). With EXT_SEED set,
 # the external cohort comes from a second synth run with that seed (another seed than training). Then, in DIR:
 #   python $ROOT/benchmarks/probe_features.py --encoders adco simclr random --mil --figure ssl_value.png
@@ -61,5 +61,5 @@ done
 [ -d data/models/encoder_simclr ] || { step pretrain simclr; $P/pretrain.py --no-progress --method simclr --out data/models/encoder_simclr; }
 for c in tcga_synth cptac_synth; do step extract $c; $P/extract.py --cohort $c --no-progress; done
 [ -f data/models/mil/mil.json ] || { step train_mil; $P/train_mil.py; }
-step eval-external; "$PY" -m histcode.cli eval-external --cohort cptac_synth --model data/models/mil
+step evaluate-external; "$PY" -m histcode.cli evaluate-external --cohort cptac_synth --model data/models/mil
 step done
