@@ -64,7 +64,7 @@ def main() -> None:
         print(f"{method}: {rec['seconds']:.1f} s", flush=True)
     effects = None
     if bcfg.cohort(data.cohort).synthetic:
-        from histcode.synth.truth import read_gene_effects
+        from histcode.io.truth import read_gene_effects
 
         effects = read_gene_effects(Paths.from_base(bcfg).ground_truth)
     table = methods_table(pd.concat(frames, ignore_index=True), n_random=args.n_random, seed=bcfg.seed,

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from histcode.atomic import write_json
-from histcode.synth import SynthConfig, generate, truth
+from histcode.io import truth
+from histcode.synth import SynthConfig, generate
 from histcode.synth.layout import TISSUE_CODES
 
 ROOT = Path(__file__).resolve().parents[1]

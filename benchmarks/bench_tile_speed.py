@@ -30,13 +30,13 @@ import numpy as np
 import yaml
 
 from histcode.atomic import write_json
+from histcode.io.truth import read_slide_truth
 from histcode.slides.config import TileConfig
 from histcode.slides.coords import read_coords
 from histcode.slides.job import tile_slide
 from histcode.slides.reader import SlideReader
 from histcode.synth.config import SynthConfig
 from histcode.synth.generate import generate
-from histcode.synth.truth import read_slide_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.atomic import write_json
+from histcode.io.truth import read_region_mask, read_slide_truth, tile_region_fractions
 from histcode.slides.config import TileConfig
 from histcode.slides.grid import grid_coords
 from histcode.slides.job import segment_slide, select_coords
@@ -37,7 +38,6 @@ from histcode.slides.reader import SlideReader
 from histcode.synth.config import SynthConfig
 from histcode.synth.generate import generate
 from histcode.synth.layout import TISSUE_CODES
-from histcode.synth.truth import read_region_mask, read_slide_truth, tile_region_fractions
 
 ROOT = Path(__file__).resolve().parents[1]
 CMU1 = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"

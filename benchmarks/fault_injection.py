@@ -404,8 +404,8 @@ def _feature_project(ws: Path, n: int = 3) -> dict[str, Any]:
 
 @case("fixed", "disk full (ENOSPC) during extraction")
 def disk_full(ws: Path) -> Row:
-    from histcode.features import store
     from histcode.features.stage import run_extract
+    from histcode.io import features as store
     from histcode.preflight import OutputError
 
     params = _feature_project(ws)

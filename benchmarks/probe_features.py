@@ -37,7 +37,7 @@ TUMOUR, TISSUE = 3, (1, 2, 3, 4, 5, 8)
 def tile_labels(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarray, size: int,
                 min_frac: float) -> np.ndarray:
     """Per tile: 1 tumour, 0 tumour-free tissue, -1 mixed or mostly background (excluded)."""
-    from histcode.synth.truth import read_region_mask
+    from histcode.io.truth import read_region_mask
 
     mask, ds = read_region_mask(gt_dir, cohort, slide_id)
     out = np.full(len(coords), -1, dtype=np.int64)
@@ -67,7 +67,7 @@ def lymphocyte_labels(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarr
 
 
 def load(features_dir: Path, gt_dir: Path, cohort: str, min_frac: float, task: str = "tumour") -> pd.DataFrame:
-    from histcode.features.store import read_features
+    from histcode.io.features import read_features
 
     truth = pd.read_csv(gt_dir / "slides.csv")
     truth = truth[truth["cohort"] == cohort].set_index("slide_id")
@@ -198,7 +198,7 @@ def mil_compare(params: dict, cohort: str, encoders: list[str], reference: str) 
 
     from histcode.cohort.splits import make_patient_splits
     from histcode.config import base, section
-    from histcode.evaluation.classification import classification_metrics, paired_delta
+    from histcode.metrics.classification import classification_metrics, paired_delta
     from histcode.mil.bags import BagCache, bag_shape, usable_bags
     from histcode.mil.config import MilConfig
     from histcode.mil.cv import run_fold

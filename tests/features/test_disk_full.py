@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from histcode.features import store
 from histcode.features.stage import run_extract
+from histcode.io import features as store
 from histcode.preflight import OutputError
 
 PARAMS = {

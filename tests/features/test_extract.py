@@ -13,7 +13,7 @@ import torch
 
 from histcode.features.extract import shard
 from histcode.features.stage import run_extract
-from histcode.features.store import read_features
+from histcode.io.features import read_features
 from histcode.slides.coords import read_coords
 from histcode.slides.reader import SlideReader
 from histcode.ssl.backbone import create_encoder

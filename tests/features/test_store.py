@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from histcode.features.store import FeaturesError, FeatureWriter, read_features, write_features
+from histcode.io.features import FeaturesError, FeatureWriter, read_features, write_features
 
 ATTRS = {"encoder": "adco", "encoder_uri": "/models/encoder", "dim": 4, "tile_px": 256, "target_mpp": 0.5}
 

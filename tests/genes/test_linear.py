@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy import stats
 
-from histcode.evaluation.de_stats import columnwise_pearson
 from histcode.genes.heads import LinearDEModel
 from histcode.genes.linear import LINEAR_MODELS, de_probability, fit_linear, rank_project, ridge_coefs
+from histcode.metrics.de_stats import columnwise_pearson
 
 
 def low_rank_cohort(n: int = 60, f: int = 40, g: int = 12, n_planted: int = 6, seed: int = 0):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histcode.heatmaps.canvas import box_fractions, normalise_scores, paint, tile_boxes
 from histcode.heatmaps.gallery import ranked_tiles, render_gallery
 from histcode.heatmaps.geojson import tiles_geojson, write_geojson
 from histcode.heatmaps.render import overlay, read_thumbnail, render_heatmap
+from histcode.metrics.canvas import box_fractions, normalise_scores, paint, tile_boxes
 
 from .conftest import PATCH, grid_coords
 
@@ -23,7 +23,7 @@ def test_percentile_normalisation_is_rank_based() -> None:
     assert normalise_scores(np.array([3.0])).tolist() == [1.0]
     from scipy.stats import rankdata
 
-    from histcode.heatmaps.canvas import average_ranks
+    from histcode.metrics.canvas import average_ranks
 
     many = np.random.default_rng(0).integers(0, 50, 2000).astype(float)  # many ties
     np.testing.assert_array_equal(average_ranks(many), rankdata(many, method="average"))

@@ -84,14 +84,14 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
     Path("data/predictions/mil").mkdir(parents=True)
     pd.DataFrame(preds).to_csv("data/predictions/mil/toy.csv", index=False)
 
-    fake = types.ModuleType("histcode.synth.truth")  # the generator's reader API, on hand-made masks
+    fake = types.ModuleType("histcode.io.truth")  # the generator's reader API, on hand-made masks
     fake.region_codes = lambda: {"background": 0, "normal_epithelium": 2, "tumour": 3}
     fake.read_region_mask = lambda gt, cohort, sid: (
         (truth_mask() if sid.endswith("1-01Z-00-DX1") else truth_mask()[:, ::-1].copy()),
         16.0,
     )
     fake.read_tumour_bed = lambda gt, cohort, sid: (fake.read_region_mask(gt, cohort, sid)[0] == 3, 16.0)
-    monkeypatch.setitem(sys.modules, "histcode.synth.truth", fake)
+    monkeypatch.setitem(sys.modules, "histcode.io.truth", fake)
 
     params = {
         "base": {

@@ -14,7 +14,7 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from histcode.evaluation.classification import classification_metrics
+from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import read_bag
 from histcode.mil.external import evaluate_cohort
 from histcode.mil.model import build_mil, load_mil
@@ -195,7 +195,7 @@ def test_external_hook_reports_every_slide_and_failures(stage_run: tuple[Path, d
 def test_decision_threshold_is_chosen_on_held_out_predictions_and_stored(stage_run: tuple[Path, dict]) -> None:
     from sklearn.metrics import brier_score_loss
 
-    from histcode.evaluation.threshold import choose_threshold
+    from histcode.metrics.threshold import choose_threshold
     from histcode.registry import get_version
 
     root, metrics = stage_run

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from histcode.io.truth import read_region_mask, read_slide_truth, tile_region_fractions, twin_path
 from histcode.slides.config import TileConfig
 from histcode.slides.coords import read_coords
 from histcode.slides.grid import grid_coords
@@ -15,7 +16,6 @@ from histcode.slides.tiling import tile_cohort
 from histcode.synth.config import SynthConfig
 from histcode.synth.generate import generate
 from histcode.synth.layout import TISSUE_CODES
-from histcode.synth.truth import read_region_mask, read_slide_truth, tile_region_fractions, twin_path
 
 TISSUE, PEN, BLANK = list(TISSUE_CODES), 6, 7
 CFG = TileConfig()

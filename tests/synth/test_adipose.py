@@ -11,9 +11,11 @@ import tifffile
 from scipy import ndimage
 
 from histcode.config import ConfigError
-from histcode.synth import SynthConfig, truth
+from histcode.io import truth
+from histcode.io.truth import REGION_CODES
+from histcode.synth import SynthConfig
 from histcode.synth.adipose import ADIPOSE, adipose_region, membrane_lattice
-from histcode.synth.layout import REGION_CODES, TISSUE_CODES, make_layout
+from histcode.synth.layout import TISSUE_CODES, make_layout
 from histcode.synth.sites import site
 
 CELL_UM = 8.0

@@ -15,7 +15,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from histcode.synth import SynthConfig, generate, truth
+from histcode.io import truth
+from histcode.synth import SynthConfig, generate
 from histcode.synth.layout import TISSUE_CODES
 
 TILE = 256

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histcode.synth import SynthConfig, generate, truth
+from histcode.io import truth
+from histcode.synth import SynthConfig, generate
 
 RC = truth.region_codes()
 

@@ -9,7 +9,7 @@ import openslide
 import pytest
 import tifffile
 
-from histcode.synth import truth
+from histcode.io import truth
 from histcode.synth.layout import TISSUE_CODES
 
 

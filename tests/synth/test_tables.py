@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histcode.synth import truth
+from histcode.io import truth
 from histcode.synth.genes import MARKERS, driver_panel
 from histcode.synth.star import GENE_MODEL_LINE, SHEET_COLUMNS, STAR_COLUMNS, SUMMARY_ROWS, read_star
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histcode.synth import truth
+from histcode.io import truth
 from histcode.synth.genes import LYMPHOCYTE_GENES
 from histcode.synth.layout import TISSUE_CODES
 

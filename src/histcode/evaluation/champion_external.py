@@ -131,8 +131,8 @@ def external_metrics(
     recalibration: str = "platt",
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics dict (flat, ``*_ci_low/high``) and the reliability curves {label: (y, prob)} of ``preds``."""
-    from histcode.evaluation.calibration import calibration_metrics, recalibrated_metrics, split_calibration
-    from histcode.evaluation.classification import classification_metrics
+    from histcode.metrics.calibration import calibration_metrics, recalibrated_metrics, split_calibration
+    from histcode.metrics.classification import classification_metrics
 
     y, p = preds["label"].to_numpy(), preds["prob_tumor"].to_numpy()
     out: dict[str, Any] = dict(classification_metrics(y, p, n_boot=n_boot, seed=seed, threshold=threshold))
@@ -169,7 +169,7 @@ def evaluate_external(
     ``progress`` None follows ``mil.progress``."""
     import torch
 
-    from histcode.evaluation.calibration import plot_reliability, read_calibration_subset
+    from histcode.metrics.calibration import plot_reliability, read_calibration_subset
     from histcode.mil.config import MilConfig
     from histcode.mil.external import evaluate_cohort
     from histcode.mil.model import load_mil
@@ -238,8 +238,8 @@ def evaluate_external(
                                title=f"{title}\nreliability (threshold {threshold:.3g} from {source})")
         mlflow.log_artifact(str(png), artifact_path="figures")
         if preds["label"].nunique() == 2:
-            from histcode.evaluation.classification import roc_pr_curves
-            from histcode.evaluation.classification_plots import plot_roc_pr
+            from histcode.metrics.classification import roc_pr_curves
+            from histcode.metrics.classification_plots import plot_roc_pr
 
             roc, pr = roc_pr_curves(preds["label"].to_numpy(), preds["prob_tumor"].to_numpy(), label=cohort)
             png = plot_roc_pr(roc, pr, figures / f"{cohort}_roc_pr.png", summary={cohort: metrics}, title=title)

@@ -39,7 +39,7 @@ def render_gene_heatmaps(dirs: Mapping[str, Path], slide_paths: Mapping[str, str
     reason, png)."""
     from histcode.heatmaps.gallery import render_gallery
     from histcode.heatmaps.render import read_thumbnail, render_heatmap
-    from histcode.mil.attention_store import read_attention
+    from histcode.io.attention import read_attention
 
     rows = []
     thumbs: dict[str, tuple] = {}

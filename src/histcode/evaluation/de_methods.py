@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from histcode.evaluation.de_stats import Alternative, compare_to_random
 from histcode.genes.metrics import per_gene_metrics, summarise
+from histcode.metrics.de_stats import Alternative, compare_to_random
 
 
 def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative, fdr: float,

@@ -21,9 +21,9 @@ from histcode.config import BaseConfig
 from histcode.evaluation import de_plots
 from histcode.evaluation.de_config import EvaluateDEConfig
 from histcode.evaluation.de_heatmaps import gene_dirs, patch_sizes, render_gene_heatmaps
-from histcode.evaluation.de_stats import compare_to_random
 from histcode.evaluation.enrichment import hypergeometric_enrichment, read_gmt, top_predicted
 from histcode.genes.metrics import check_predictions, per_gene_metrics, summarise
+from histcode.metrics.de_stats import compare_to_random
 from histcode.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
     timing = pd.read_csv(timing_path) if timing_path.exists() else None
     effects = None
     if base_cfg.cohort(cohort).synthetic:
-        from histcode.synth.truth import read_gene_effects
+        from histcode.io.truth import read_gene_effects
 
         try:
             effects = read_gene_effects(paths.ground_truth)
@@ -179,7 +179,7 @@ def _truth(per_gene: pd.DataFrame, random_r: np.ndarray, dirs: dict[str, Path], 
            paths: Paths, cohort: str, fig_dir: Path, cfg: EvaluateDEConfig) -> dict[str, float]:
     """Planted-vs-null and heatmap-vs-lymphocyte numbers from the generator's ground truth."""
     from histcode.evaluation.de_truth import heatmap_truth, planted_vs_null
-    from histcode.synth.truth import read_gene_effects
+    from histcode.io.truth import read_gene_effects
 
     genes, out = planted_vs_null(per_gene, read_gene_effects(paths.ground_truth), random_r)
     write_csv(fig_dir / "truth_genes.csv", genes)

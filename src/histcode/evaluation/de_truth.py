@@ -1,4 +1,4 @@
-"""Synthetic cohorts only: DE results against the generator's ground truth (``histcode.synth.truth``).
+"""Synthetic cohorts only: DE results against the generator's ground truth (``histcode.io.truth``).
 
 1. Planted vs null genes: held-out Pearson of genes with a planted morphology effect (lymphocyte,
    cellularity, tumour) vs genes without (null), a one-sided Wilcoxon rank-sum (planted > null), and
@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from histcode.evaluation.de_stats import wilcoxon
+from histcode.metrics.de_stats import wilcoxon
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ def tile_truth(gt_dir: Path, cohort: str, slide_id: str, coords: np.ndarray, pat
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per tile: lymphocyte density (nuclei per mm² of tile, from the generator's lymphocyte map) and whether
     most of the tile is tumour or lymphocyte aggregate (region mask)."""
-    from histcode.heatmaps.canvas import box_fractions, tile_boxes
-    from histcode.synth.truth import read_lymphocyte_map, read_region_mask, read_slide_truth, region_codes
+    from histcode.io.truth import read_lymphocyte_map, read_region_mask, read_slide_truth, region_codes
+    from histcode.metrics.canvas import box_fractions, tile_boxes
 
     counts, ds = read_lymphocyte_map(gt_dir, cohort, slide_id)
     mask, _ = read_region_mask(gt_dir, cohort, slide_id)
@@ -132,7 +132,7 @@ def heatmap_truth(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, patc
     (``truth.reference.lymph_*``) say how much of the overlap a tumour heatmap alone would give.
     A slide that cannot be evaluated is listed with its error and left out of the means.
     """
-    from histcode.mil.attention_store import read_attention
+    from histcode.io.attention import read_attention
 
     sources = dict(gene_dirs)
     slides = sorted({h5.stem for folder in gene_dirs.values() for h5 in Path(folder).glob("*.h5")})
@@ -184,7 +184,7 @@ def truth_maps(gene_dirs: Mapping[str, Path], gt_dir: Path, cohort: str, slide_i
     percentile ranks (NaN where there is no tile), for ``de_plots.plot_truth_maps``."""
     from scipy.stats import rankdata
 
-    from histcode.mil.attention_store import read_attention
+    from histcode.io.attention import read_attention
 
     sources = {g: Path(d) / f"{slide_id}.h5" for g, d in gene_dirs.items()}
     if reference_dir is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from histcode.evaluation.de_stats import bh
+from histcode.metrics.de_stats import bh
 
 
 def read_gmt(path: str | Path) -> dict[str, list[str]]:

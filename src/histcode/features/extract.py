@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from histcode.features.config import ExtractConfig
-from histcode.features.store import FeatureWriter, trident_coords_attrs
+from histcode.io.features import FeatureWriter, trident_coords_attrs
 from histcode.preflight import disk_full, is_disk_full
 from histcode.ssl.slide_tiles import SlideTileDataset, SlideTiles, TileCollate, worker_init
 

@@ -2,7 +2,7 @@
 
 ``extract.sources.<name>: <folder>`` where the folder holds TRIDENT ``<slide>.h5`` files, or CLAM's
 ``h5_files/`` / ``pt_files/``: the extract stage converts each slide's file (read by
-``histcode.features.store.read_foreign_features``, the format owner) into ``features/<cohort>/<name>/
+``histcode.io.features.read_foreign_features``, the format owner) into ``features/<cohort>/<name>/
 <slide_id>.h5`` with our attrs, so MIL, DE, heatmaps and the registry read it like any extracted set. A
 cohort slide without a file in the folder is recorded in ``failures.csv`` and skipped.
 """
@@ -52,7 +52,7 @@ def import_feature_set(name: str, folder: Path, manifest: pd.DataFrame, out_dir:
     """Convert the folder's file of every manifest slide (``slide_id``, ``path``, optional ``mpp``) into
     ``out_dir/<slide_id>.h5``; one outcome per slide; an error if no slide had a usable file."""
     from histcode.features.foundation import file_digest
-    from histcode.features.store import (
+    from histcode.io.features import (
         FeaturesError,
         read_foreign_features,
         trident_coords_attrs,

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from histcode.console import tqdm
+from histcode.io.attention import read_attention
+from histcode.io.features import feature_shape, read_features
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +57,14 @@ def _mean_pair(features: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.
 
 def read_bag(features_h5: Path, *, as_stored: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Features (N, D) (float32, or the stored dtype with ``as_stored``) and coords (N, 2) of one slide,
-    read with ``histcode.features.store.read_features`` (which checks the DESIGN §4 layout)."""
-    from histcode.features.store import read_features
-
+    read with ``histcode.io.features.read_features`` (which checks the DESIGN §4 layout)."""
     feats, coords, _ = read_features(features_h5)
     return (feats if as_stored else np.asarray(feats, dtype=np.float32)), np.asarray(coords)
 
 
-def read_attention(attention_h5: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``attention_raw`` (N,) float64 and ``coords`` (N, 2) of one slide (DESIGN §4 attention contract)."""
-    with h5py.File(attention_h5, "r") as fh:
-        for key in ("attention_raw", "coords"):
-            if key not in fh:
-                raise KeyError(f"{attention_h5}: dataset {key!r} missing; re-run train_mil to export attention")
-        return fh["attention_raw"][:].astype(np.float64).reshape(-1), fh["coords"][:]
-
-
 def n_tiles(features_h5: Path) -> int:
     """Number of tiles in a features file without loading it."""
-    with h5py.File(features_h5, "r") as fh:
-        return int(fh["features"].shape[0])
+    return feature_shape(features_h5)[0]
 
 
 @dataclass(frozen=True)
@@ -116,7 +105,8 @@ def _candidates(slide_ids: list[str], features_dir: Path, attention_dir: Path) -
 def load_patient_input(features_h5: Path, attention_h5: Path, top_l: int, bottom_l: int) -> tuple[np.ndarray, dict]:
     """One slide's (2D,) input plus a record of tile counts; raises ValueError naming the files on mismatch."""
     feats, coords = read_bag(features_h5, as_stored=True)  # only 2l rows are cast, not the whole bag
-    attn, attn_coords = read_attention(attention_h5)
+    attn_coords, raw, _, _ = read_attention(attention_h5)
+    attn = raw.astype(np.float64).reshape(-1)
     if feats.shape[0] != attn.shape[0] or not np.array_equal(np.asarray(coords), np.asarray(attn_coords)):
         raise ValueError(
             f"{attention_h5}: tiles differ from {features_h5} ({attn.shape[0]} vs {feats.shape[0]} tiles or "

@@ -72,7 +72,7 @@ def rank_project(x: np.ndarray, coef: np.ndarray, ranks: list[int]) -> dict[int,
 
 def pooled_pearson(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Per-column Pearson r of (N, G) arrays; -inf where undefined (a constant prediction is never chosen)."""
-    from histcode.evaluation.de_stats import columnwise_pearson
+    from histcode.metrics.de_stats import columnwise_pearson
 
     r = columnwise_pearson(y, pred)
     return np.where(np.isfinite(r), r, -np.inf)

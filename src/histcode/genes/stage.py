@@ -58,7 +58,7 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
         for key in ("per_gene", "inputs", "folds", "methods_table"):
             mlflow.log_artifact(str(result.outputs[key]), artifact_path="de")
         if register:
-            from histcode.features.store import feature_set_identity
+            from histcode.io.features import feature_set_identity
             from histcode.registry import log_and_register
             from histcode.registry.evidence import attach_evidence
 

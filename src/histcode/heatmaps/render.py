@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from histcode.atomic import atomic_path
-from histcode.heatmaps.canvas import normalise_scores, paint, tile_boxes
+from histcode.metrics.canvas import normalise_scores, paint, tile_boxes
 
 
 def read_thumbnail(slide_path: str | Path, max_px: int) -> tuple[np.ndarray, tuple[float, float]]:

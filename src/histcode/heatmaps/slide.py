@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from histcode.heatmaps.canvas import normalise_scores
 from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.gallery import render_gallery
 from histcode.heatmaps.geojson import write_geojson
 from histcode.heatmaps.render import read_thumbnail, render_heatmap
+from histcode.metrics.canvas import normalise_scores
 
 
 def render_slide(
@@ -23,7 +23,7 @@ def render_slide(
     title: str = "",
 ) -> dict[str, str]:
     """Render ``out_dir/{heatmap.png, top_tiles.png, bottom_tiles.png[, tiles.geojson]}``; returns paths."""
-    from histcode.mil.attention_store import read_attention
+    from histcode.io.attention import read_attention
     from histcode.slides.coords import read_coords
 
     coords, raw, attn, _ = read_attention(attention_h5)

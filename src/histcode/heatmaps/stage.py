@@ -100,7 +100,7 @@ def _truth(
     manifest: pd.DataFrame, paths: Paths, cohort: str, cfg: HeatmapConfig, out_root: Path
 ) -> dict[str, float]:
     """Attention vs the generator's tumour bed (and tumour cells) for every tumour slide and exported pooling."""
-    from histcode.evaluation.attention_truth import evaluate_attention_truth
+    from histcode.heatmaps.attention_truth import evaluate_attention_truth
     from histcode.slides.coords import read_coords
 
     tumour = sorted(manifest.loc[manifest["label"] == 1, "slide_id"])

@@ -13,22 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor
 
+from histcode.io.features import checked_shape, feature_shape, iter_feature_chunks, read_features
+
 log = logging.getLogger(__name__)
-
-
-def _read_features_h5(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    with h5py.File(path, "r") as f:
-        if "features" not in f or "coords" not in f:
-            raise ValueError(
-                f"{path}: not a features file (needs datasets 'features' and 'coords'); "
-                "rerun `dvc repro extract`"
-            )
-        return f["features"][()], f["coords"][()], dict(f.attrs)
 
 
 def read_bag(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -36,28 +27,18 @@ def read_bag(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: features file missing; run `dvc repro extract`")
-    try:
-        from histcode.features.store import read_features
-    except ImportError:
-        return _read_features_h5(path)
     return read_features(path)
 
 
 def bag_shape(path: str | Path) -> tuple[int, int]:
     """(N, D) without reading the data."""
-    with h5py.File(path, "r") as f:
-        n, d = f["features"].shape
-    return int(n), int(d)
+    return feature_shape(path)
 
 
 def iter_bag_chunks(path: str | Path, chunk_tiles: int) -> Iterator[Tensor]:
     """Yield float32 (≤chunk_tiles, D) row blocks of a slide's ``features`` dataset."""
-    if chunk_tiles <= 0:
-        raise ValueError(f"chunk_tiles must be positive, got {chunk_tiles}")
-    with h5py.File(path, "r") as f:
-        ds = f["features"]
-        for start in range(0, ds.shape[0], chunk_tiles):
-            yield torch.from_numpy(np.asarray(ds[start : start + chunk_tiles], dtype=np.float32))
+    for block in iter_feature_chunks(path, chunk_tiles):
+        yield torch.from_numpy(block)
 
 
 class BagChunks:
@@ -154,12 +135,7 @@ def validate_bags(paths: dict[str, Path]) -> tuple[dict[str, Path], dict[str, st
     bad: dict[str, str] = {}
     for sid, p in paths.items():
         try:
-            with h5py.File(p, "r") as f:
-                if "features" not in f or "coords" not in f:
-                    raise ValueError("needs datasets 'features' and 'coords'; rerun `dvc repro extract`")
-                n, d = f["features"].shape
-                if f["coords"].shape != (n, 2):
-                    raise ValueError(f"features {(n, d)} and coords {f['coords'].shape} do not match")
+            n, d = checked_shape(p)
             if n == 0:
                 raise ValueError("no tiles (the slide had no tissue tiles)")
             shapes[sid] = (int(n), int(d))

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from histcode.cohort.splits import fold_patients
-from histcode.evaluation.classification import classification_metrics
+from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import BagCache
 from histcode.mil.config import MilConfig
 from histcode.mil.model import MilClassifier

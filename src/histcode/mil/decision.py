@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 
 from histcode.atomic import write_json
-from histcode.evaluation.calibration import calibration_metrics, plot_reliability
-from histcode.evaluation.threshold import choose_threshold
+from histcode.metrics.calibration import calibration_metrics, plot_reliability
+from histcode.metrics.threshold import choose_threshold
 from histcode.mil.config import MilConfig
 
 log = logging.getLogger(__name__)

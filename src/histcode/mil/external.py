@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from histcode.evaluation.classification import classification_metrics
+from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import feature_paths
 from histcode.mil.cv import PRED_COLUMNS
 from histcode.mil.inference import predict_slides

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 import pandas as pd
 
-from histcode.atomic import atomic_path
 from histcode.console import tqdm
-from histcode.mil.attention_store import read_attention  # noqa: F401  (re-export: the format's reader)
+from histcode.io.attention import write_attention
+from histcode.io.features import read_feature_coords
 from histcode.mil.bags import BagChunks
 from histcode.mil.model import MilClassifier, MilOutput
 
@@ -37,18 +36,6 @@ def predict_file(model: MilClassifier, path: str | Path, *, chunk_tiles: int = 8
     return model.predict_stream(BagChunks(path, chunk_tiles))
 
 
-def write_attention(path: str | Path, coords: np.ndarray, out: MilOutput, attrs: dict[str, Any]) -> None:
-    """Write one slide's attention h5 atomically."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("coords", data=np.asarray(coords, dtype=np.int32))
-        f.create_dataset("attention_raw", data=out.scores.numpy().astype(np.float32))
-        f.create_dataset("attention", data=out.weights.numpy().astype(np.float32))
-        for k, v in attrs.items():
-            if v is not None:
-                f.attrs[k] = v
-        f.attrs["prob_tumor"] = float(out.prob[1])
-
-
 def predict_slides(
     model: MilClassifier,
     paths: dict[str, Path],
@@ -66,14 +53,15 @@ def predict_slides(
         try:
             out = predict_file(model, path, chunk_tiles=chunk_tiles)
             if attention_dir is not None:
-                with h5py.File(path, "r") as f:
-                    coords = f["coords"][()]
+                coords = read_feature_coords(path)
                 if len(coords) != out.weights.shape[0]:
                     raise ValueError(f"{path}: {len(coords)} coords but {out.weights.shape[0]} feature rows")
                 write_attention(
                     Path(attention_dir) / f"{sid}.h5",
                     coords,
-                    out,
+                    out.scores.numpy(),
+                    out.weights.numpy(),
+                    float(out.prob[1]),
                     {**(attrs or {}), "slide_id": sid, "features_file": str(path)},
                 )
             rows.append((sid, float(out.prob[1]), int(out.weights.shape[0])))

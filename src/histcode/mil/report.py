@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from histcode.evaluation.classification import classification_metrics, paired_delta, roc_pr_curves
+from histcode.metrics.classification import classification_metrics, paired_delta, roc_pr_curves
 
 FOLD_KEYS = ("accuracy", "balanced_accuracy", "auc")
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "auc", "average_precision")

@@ -22,7 +22,7 @@ from histcode import tracking
 from histcode.atomic import write_csv, write_json, write_text
 from histcode.cohort.splits import make_patient_splits, save_splits
 from histcode.config import ConfigError, base, load_params, section, to_dict
-from histcode.evaluation.classification_plots import plot_roc_pr
+from histcode.metrics.classification_plots import plot_roc_pr
 from histcode.mil import report
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
@@ -180,7 +180,7 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
         paths.splits(cohort),
         meta={"seed": bcfg.seed, "val_frac": cfg.val_frac, "cohort": cohort, "made_by": "train_mil"},
     )
-    from histcode.features.store import feature_set_identity
+    from histcode.io.features import feature_set_identity
     from histcode.registry.lineage import features_lineage
 
     # lineage from the features themselves: which encoder (registered version or baseline) and which weights

@@ -76,7 +76,7 @@ def _de_matrices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def de_median_r(truth: np.ndarray, pred: np.ndarray) -> float:
     """Median over genes (columns) of the held-out Pearson r (patients pooled over folds)."""
-    from histcode.evaluation.de_stats import columnwise_pearson
+    from histcode.metrics.de_stats import columnwise_pearson
 
     r = columnwise_pearson(truth, pred)
     return float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
@@ -84,7 +84,7 @@ def de_median_r(truth: np.ndarray, pred: np.ndarray) -> float:
 
 def de_significant(df: pd.DataFrame, cfg: GateConfig) -> list[str]:
     """Genes whose held-out correlations beat the random baseline after BH (``evaluate_de``'s test), sorted."""
-    from histcode.evaluation.de_stats import compare_to_random
+    from histcode.metrics.de_stats import compare_to_random
 
     long = df.rename(columns={"y_true": "y_true_log10fc", "y_pred": "y_pred_log10fc"})
     table, _, _ = compare_to_random(long, n_random=cfg.de_n_random, seed=cfg.seed, alternative="greater",

@@ -67,7 +67,7 @@ def encoder_of_uri(uri: str) -> str:
 
 def features_lineage(feature_files: list[Path]) -> dict[str, str]:
     """{encoder_version, encoder_uri, encoder_fingerprint} of a feature set (its first readable file)."""
-    from histcode.features.store import FeaturesError, read_attrs
+    from histcode.io.features import FeaturesError, read_attrs
 
     for path in feature_files:
         try:

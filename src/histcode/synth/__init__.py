@@ -1,6 +1,6 @@
 """Synthetic cohort generator: real GDC/OpenSlide formats with planted, documented ground truth.
 
-``generate(SynthConfig.tiny(), out_dir)`` writes a test cohort in seconds; ``histcode.synth.truth``
+``generate(SynthConfig.tiny(), out_dir)`` writes a test cohort in seconds; ``histcode.io.truth``
 reads the ground truth (evaluation only). See docs/synthetic_cohort.md.
 """
 

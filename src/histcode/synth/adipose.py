@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from histcode.synth.layout import REGION_CODES, Layout, smooth_field
+from histcode.io.truth import REGION_CODES
+from histcode.synth.layout import Layout, smooth_field
 
 ADIPOSE = REGION_CODES["adipose"]
 CELL_DIAMETER_UM = (70.0, 110.0)  # per-slide mean adipocyte size; jitter spreads cells over ~50-150 µm

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from histcode.synth.layout import REGION_CODES as RC
+from histcode.io.truth import REGION_CODES as RC
 from histcode.synth.sprites import KINDS, N_ANGLES
 
 

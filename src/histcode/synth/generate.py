@@ -1,5 +1,5 @@
 """``generate(cfg, out_dir)``: write both synthetic cohorts and their ground truth (layout in
-docs/synthetic_cohort.md and :mod:`histcode.synth.truth`).
+docs/synthetic_cohort.md and :mod:`histcode.io.truth`).
 
 Slides render in a process pool (``cfg.workers``); sheets, RNA-seq files and truth tables are cheap
 and written by the parent. Every file is written atomically; ``ground_truth/manifest.json`` is written
@@ -22,13 +22,13 @@ import pandas as pd
 from histcode.atomic import write_csv, write_json
 from histcode.config import to_dict
 from histcode.console import tqdm
+from histcode.io.truth import region_table
 from histcode.synth.config import SynthConfig
 from histcode.synth.plan import COHORTS, SlidePlan, plan_cohorts
 from histcode.synth.rnaseq import PROJECT, simulate_rnaseq, write_rnaseq
 from histcode.synth.sites import site
 from histcode.synth.slidejob import SlideJob, job_cost, run_slide
 from histcode.synth.star import sample_sheet
-from histcode.synth.truth import region_table
 
 log = logging.getLogger(__name__)
 TCGA, CPTAC = COHORTS

@@ -14,40 +14,14 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-# Region codes of the ground-truth masks (documented in docs/synthetic_cohort.md).
-REGION_CODES: dict[str, int] = {
-    "background": 0,
-    "stroma": 1,
-    "normal_epithelium": 2,
-    "tumour": 3,
-    "lymphocyte_dense": 4,
-    "necrosis": 5,
-    "pen_mark": 6,
-    "blank": 7,
-    "adipose": 8,
-}
-REGION_DESCRIPTIONS: dict[str, str] = {
-    "background": "glass outside the tissue",
-    "stroma": "fibrous stroma with sparse elongated fibroblast nuclei (incl. desmoplastic strands in tumour)",
-    "normal_epithelium": "normal lobules: glands with lumens lined by small regular epithelial nuclei",
-    "tumour": "invasive tumour: sheets of large pleomorphic hyperchromatic nuclei",
-    "lymphocyte_dense": "lymphocyte aggregate: dense small dark round nuclei",
-    "necrosis": "necrosis: pale granular eosin with nuclear debris and ghost nuclei",
-    "pen_mark": "ink of a pen mark (over glass or tissue)",
-    "blank": "artefact: tissue tear inside the section, bare glass",
-    "adipose": "fat: empty adipocytes (50-150 µm) outlined by thin eosin membranes (normal breast, often at the edge)",
-}
+from histcode.io.truth import ARTEFACT_BITS, REGION_CODES
+
 TISSUE_CODES = (1, 2, 3, 4, 5, 8)
 # The lymphocytic infiltrate is patchy in real tumours (inflamed vs excluded areas, lymphoid aggregates): dense
 # infiltrates are blobs of a smooth field with a correlation length of about one to two 128 µm tiles.
 INFLAMED_SIGMA_UM = 120.0
 
 
-# Bits of the ground-truth overlay map: artefacts over the tissue (which stays tissue under them), gland
-# lumens inside tumour (region code stays tumour) and the tumour bed (the tumour's envelope: tumour cells
-# with the stroma, lumens, necrosis and infiltrates between them, as a pathologist outlines a tumour).
-ARTEFACT_BITS: dict[str, int] = {"fold": 1, "bubble": 2, "out_of_focus": 4}
-OVERLAY_BITS: dict[str, int] = {**ARTEFACT_BITS, "lumen": 8, "tumour_bed": 16}
 # Share of the tumour envelope that tumour cells take, per architecture, at a typical tumour fraction: the
 # envelope grows so the tumour area still hits the planted tumour fraction.
 ARCH_SHARE: dict[str, float] = {"solid": 0.86, "nests": 0.55, "glands": 0.6, "cords": 0.5, "single_files": 0.4}

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from histcode.io.truth import ARTEFACT_BITS
+from histcode.io.truth import REGION_CODES as RC
 from histcode.synth.adipose import Membranes
 from histcode.synth.cells import Biology, Glands, Nuclei, place_glands, place_nuclei
-from histcode.synth.layout import ARTEFACT_BITS, Layout
-from histcode.synth.layout import REGION_CODES as RC
+from histcode.synth.layout import Layout
 from histcode.synth.sprites import sprite_bank, stamp
 from histcode.synth.stain import StainStyle
 from histcode.synth.textures import TILE, tiled_bank, window

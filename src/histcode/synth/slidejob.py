@@ -13,13 +13,20 @@ from typing import Any
 import cv2
 import numpy as np
 
+from histcode.io.truth import (
+    ARTEFACT_BITS,
+    OVERLAY_BITS,
+    REGION_CODES,
+    twin_path,
+    write_lymphocyte_map,
+    write_overlay_map,
+    write_region_mask,
+    write_tumour_nuclei_map,
+)
 from histcode.synth import sites
 from histcode.synth.adipose import add_adipose, membrane_lattice
 from histcode.synth.cells import Biology
 from histcode.synth.layout import (
-    ARTEFACT_BITS,
-    OVERLAY_BITS,
-    REGION_CODES,
     TISSUE_CODES,
     Architecture,
     Artefacts,
@@ -29,13 +36,6 @@ from histcode.synth.plan import COHORTS, PatientPlan, SlidePlan
 from histcode.synth.render import render_slide
 from histcode.synth.slidefile import ScannerStyle, write_aperio_svs, write_generic_tiff
 from histcode.synth.stain import sample_style
-from histcode.synth.truth import (
-    twin_path,
-    write_lymphocyte_map,
-    write_overlay_map,
-    write_region_mask,
-    write_tumour_nuclei_map,
-)
 
 NORMAL_STROMA_TIL = 30.0  # lymphocytes per mm² of normal tissue
 NORMAL_CLUSTERS = 0.25  # aggregates per mm² of normal tissue

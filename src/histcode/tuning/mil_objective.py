@@ -18,7 +18,7 @@ import pandas as pd
 
 from histcode.cohort.splits import load_splits
 from histcode.config import BaseConfig, ConfigError
-from histcode.evaluation.classification import classification_metrics
+from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import run_fold

@@ -1,7 +1,7 @@
-"""Does the tumour model's attention find the tumour? Compare a slide's tile attention with a truth region.
+"""Does the tumour model's attention find the tumour? Score a slide's tile attention against a truth region.
 
-Used only for synthetic cohorts (the generator's truth maps; the pipeline never reads them otherwise). The
-target is the **tumour bed** (``histcode.synth.truth.read_tumour_bed``): the tumour region as a pathologist
+Plain arrays in, numbers out; ``histcode.heatmaps.attention_truth`` reads the files. The target is the
+**tumour bed** (``histcode.io.truth.read_tumour_bed``): the tumour region as a pathologist
 outlines it. Tumour cells fill only 40-60 % of the bed in nests, glands and cords, so scoring a heatmap
 against the cell-level tumour code caps its IoU far below 1 even for a perfect tumour-region heatmap; those
 cell-level numbers are still reported, with the suffix ``_cells``.
@@ -13,12 +13,9 @@ cell-level numbers are still reported, with the suffix ``_cells``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
-from histcode.heatmaps.canvas import box_fractions, normalise_scores, paint, tile_boxes
+from histcode.metrics.canvas import box_fractions, normalise_scores, paint, tile_boxes
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -95,50 +92,3 @@ def attention_truth_metrics(
 
 
 CELL_KEYS = ("top_k_precision", "iou", "tumour_tile_fraction")  # also reported against tumour cells
-
-
-def evaluate_attention_truth(
-    attention_dir: Path,
-    gt_dir: Path,
-    cohort: str,
-    slide_ids: list[str],
-    patch_sizes: dict[str, float],
-    *,
-    top_k: int = 20,
-    threshold: str | float = "otsu",
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per-slide metrics (DataFrame) and their means for ``slide_ids`` (tumour slides of a synthetic cohort).
-
-    Scores against the tumour bed (``top_k_precision``, ``iou``, ``tumour_tile_fraction``) and, beside it,
-    against the tumour-cell code of the region mask (the same names with ``_cells``). Reads the generator's
-    truth through ``histcode.synth.truth``; a slide that fails gets its reason in the ``error`` column and is
-    left out of the means.
-    """
-    from histcode.mil.attention_store import read_attention
-    from histcode.synth.truth import read_region_mask, read_tumour_bed, region_codes
-
-    codes = region_codes()
-    if "tumour" not in codes:
-        raise ValueError(f"synthetic region codes {sorted(codes)} have no 'tumour' region")
-    rows = []
-    for sid in slide_ids:
-        try:
-            coords, raw, _, _ = read_attention(Path(attention_dir) / f"{sid}.h5")
-            bed, ds = read_tumour_bed(gt_dir, cohort, sid)
-            mask, _ = read_region_mask(gt_dir, cohort, sid)
-            row: dict[str, float | str] = {"slide_id": sid}
-            for suffix, region in (("", bed), ("_cells", mask == codes["tumour"])):
-                m = attention_truth_metrics(coords, raw, patch_sizes[sid], region, ds, top_k=top_k, threshold=threshold)
-                row.update(m if not suffix else {f"{c}{suffix}": m[c] for c in CELL_KEYS})
-            rows.append({**row, "error": ""})
-        except (OSError, ValueError, KeyError) as exc:
-            rows.append({"slide_id": sid, "error": f"{type(exc).__name__}: {exc}"})
-    df = pd.DataFrame(rows)
-    ok = df[df["error"] == ""] if "error" in df else df
-    summary = {
-        f"mean_{c}": float(ok[c].mean())
-        for c in (*CELL_KEYS, *(f"{k}_cells" for k in CELL_KEYS))
-        if c in ok and len(ok)
-    }
-    summary.update({"n_slides": float(len(ok)), "n_failed": float(len(df) - len(ok)), "top_k": float(top_k)})
-    return df, summary

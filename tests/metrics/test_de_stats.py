@@ -7,7 +7,8 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from histcode.evaluation.de_stats import (
+from histcode.genes.metrics import per_gene_metrics
+from histcode.metrics.de_stats import (
     bh,
     columnwise_pearson,
     columnwise_spearman,
@@ -16,7 +17,6 @@ from histcode.evaluation.de_stats import (
     random_predictions,
     wilcoxon,
 )
-from histcode.genes.metrics import per_gene_metrics
 
 
 def _ab(seed: int = 0):

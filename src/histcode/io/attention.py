@@ -2,8 +2,8 @@
 importing torch (0.65 GB and seconds of start-up for a file of a few arrays).
 
 ``attention/<cohort>/<pooling>/<slide_id>.h5``: ``coords`` int32 (N, 2), ``attention_raw`` (N,) pre-softmax
-scores and ``attention`` (N,) weights summing to 1, in the tile order of the features file; the writer is
-``histcode.mil.inference.write_attention`` (it takes the model's output tensors).
+scores and ``attention`` (N,) weights summing to 1, in the tile order of the features file; attrs carry the
+slide's ``prob_tumor`` and the writer's provenance (slide id, features file, pooling, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from histcode.atomic import atomic_path
 
 
 def read_attention(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -25,3 +27,19 @@ def read_attention(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
             if key not in f:
                 raise KeyError(f"{path}: dataset {key!r} missing; re-run train_mil to export attention")
         return f["coords"][()], f["attention_raw"][()], f["attention"][()], dict(f.attrs)
+
+
+def write_attention(
+    path: str | Path, coords: np.ndarray, scores: np.ndarray, weights: np.ndarray, prob_tumor: float,
+    attrs: dict[str, Any],
+) -> None:
+    """Write one slide's attention h5 atomically: coords int32, ``attention_raw``/``attention`` float32; attrs
+    that are None are left out."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("coords", data=np.asarray(coords, dtype=np.int32))
+        f.create_dataset("attention_raw", data=np.asarray(scores).astype(np.float32))
+        f.create_dataset("attention", data=np.asarray(weights).astype(np.float32))
+        for k, v in attrs.items():
+            if v is not None:
+                f.attrs[k] = v
+        f.attrs["prob_tumor"] = float(prob_tumor)

@@ -1,4 +1,4 @@
-"""Read (and write) the synthetic ground truth. Only evaluation of synthetic cohorts may read it.
+"""The synthetic ground truth's files: the generator writes them, evaluation of synthetic cohorts reads them.
 
 Layout under ``<out_dir>/ground_truth/``:
     region_codes.csv                      code, name, description
@@ -27,7 +27,36 @@ import numpy as np
 import pandas as pd
 
 from histcode.atomic import atomic_path
-from histcode.synth.layout import OVERLAY_BITS, REGION_CODES, REGION_DESCRIPTIONS
+
+# Region codes of the ground-truth masks (documented in docs/synthetic_cohort.md).
+REGION_CODES: dict[str, int] = {
+    "background": 0,
+    "stroma": 1,
+    "normal_epithelium": 2,
+    "tumour": 3,
+    "lymphocyte_dense": 4,
+    "necrosis": 5,
+    "pen_mark": 6,
+    "blank": 7,
+    "adipose": 8,
+}
+REGION_DESCRIPTIONS: dict[str, str] = {
+    "background": "glass outside the tissue",
+    "stroma": "fibrous stroma with sparse elongated fibroblast nuclei (incl. desmoplastic strands in tumour)",
+    "normal_epithelium": "normal lobules: glands with lumens lined by small regular epithelial nuclei",
+    "tumour": "invasive tumour: sheets of large pleomorphic hyperchromatic nuclei",
+    "lymphocyte_dense": "lymphocyte aggregate: dense small dark round nuclei",
+    "necrosis": "necrosis: pale granular eosin with nuclear debris and ghost nuclei",
+    "pen_mark": "ink of a pen mark (over glass or tissue)",
+    "blank": "artefact: tissue tear inside the section, bare glass",
+    "adipose": "fat: empty adipocytes (50-150 µm) outlined by thin eosin membranes (normal breast, often at the edge)",
+}
+
+# Bits of the ground-truth overlay map: artefacts over the tissue (which stays tissue under them), gland
+# lumens inside tumour (region code stays tumour) and the tumour bed (the tumour's envelope: tumour cells
+# with the stroma, lumens, necrosis and infiltrates between them, as a pathologist outlines a tumour).
+ARTEFACT_BITS: dict[str, int] = {"fold": 1, "bubble": 2, "out_of_focus": 4}
+OVERLAY_BITS: dict[str, int] = {**ARTEFACT_BITS, "lumen": 8, "tumour_bed": 16}
 
 
 def region_codes() -> dict[str, int]:

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from histcode.evaluation.classification import (
+from histcode.metrics.classification import (
     bootstrap_indices,
     classification_metrics,
     paired_delta,

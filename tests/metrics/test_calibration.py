@@ -8,7 +8,7 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import balanced_accuracy_score, brier_score_loss, roc_curve
 
-from histcode.evaluation.calibration import (
+from histcode.metrics.calibration import (
     calibration_metrics,
     expected_calibration_error,
     fit_recalibrator,
@@ -17,7 +17,7 @@ from histcode.evaluation.calibration import (
     reliability_table,
     split_calibration,
 )
-from histcode.evaluation.threshold import choose_threshold, youden_j
+from histcode.metrics.threshold import choose_threshold, youden_j
 
 
 def _scores(seed: int, n: int = 200, sep: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -258,3 +259,46 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
             return {k: _plain(v) for k, v in fh.attrs.items()}
     except OSError as exc:
         raise FeaturesError(f"{path}: unreadable HDF5 ({exc}); delete it and re-run extraction.") from exc
+
+
+def feature_shape(path: str | Path) -> tuple[int, int]:
+    """(N, D) of a features file without reading the data."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        n, d = f["features"].shape
+    return int(n), int(d)
+
+
+def checked_shape(path: str | Path) -> tuple[int, int]:
+    """(N, D) from the headers only, after checking both datasets exist and their rows match (ValueError; an
+    unreadable file raises OSError)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "features" not in f or "coords" not in f:
+            raise ValueError("needs datasets 'features' and 'coords'; rerun `dvc repro extract`")
+        n, d = f["features"].shape
+        if f["coords"].shape != (n, 2):
+            raise ValueError(f"features {(n, d)} and coords {f['coords'].shape} do not match")
+    return int(n), int(d)
+
+
+def iter_feature_chunks(path: str | Path, chunk_tiles: int) -> Iterator[np.ndarray]:
+    """Yield float32 (≤chunk_tiles, D) row blocks of a file's ``features`` dataset (bounded memory)."""
+    import h5py
+
+    if chunk_tiles <= 0:
+        raise ValueError(f"chunk_tiles must be positive, got {chunk_tiles}")
+    with h5py.File(path, "r") as f:
+        ds = f["features"]
+        for start in range(0, ds.shape[0], chunk_tiles):
+            yield np.asarray(ds[start : start + chunk_tiles], dtype=np.float32)
+
+
+def read_feature_coords(path: str | Path) -> np.ndarray:
+    """The ``coords`` dataset (N, 2) as stored, without reading the features."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f["coords"][()]

@@ -11,13 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histcode.evaluation.attention_truth import (
-    attention_truth_metrics,
-    evaluate_attention_truth,
-    otsu_threshold,
-    selected_tiles,
-)
-from histcode.synth.truth import overlay_bits, region_codes, write_overlay_map, write_region_mask
+from histcode.heatmaps.attention_truth import evaluate_attention_truth
+from histcode.io.truth import overlay_bits, region_codes, write_overlay_map, write_region_mask
+from histcode.metrics.attention_truth import attention_truth_metrics, otsu_threshold, selected_tiles
 
 
 def layout() -> tuple[np.ndarray, np.ndarray]:
