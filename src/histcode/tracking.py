@@ -283,3 +283,70 @@ def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = Non
         declared = tables.table_path(json_path)
         if declared is not None:  # the few keys `dvc metrics show` lists (paper table); all keys stay in json_path
             write_json(declared[1], tables.table(declared[0], metrics))
+
+
+# The registry's door to MLflow: histcode.registry reaches mlflow only through the functions below.
+
+
+def client() -> Any:
+    """An ``MlflowClient`` on the project's tracking store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient()
+
+
+def active_run() -> Any:
+    """The active MLflow run, or None."""
+    import mlflow
+
+    return mlflow.active_run()
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    """Log ``text`` as the artifact ``artifact_file`` of the active run."""
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """Log one local file as an artifact of the active run (under ``artifact_path``)."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def download_artifacts(**kwargs: Any) -> str:
+    """``mlflow.artifacts.download_artifacts`` (artifact_uri= or run_id= + artifact_path=, dst_path=)."""
+    import mlflow
+
+    return str(mlflow.artifacts.download_artifacts(**kwargs))
+
+
+def model_version_by_alias(mlflow_client: Any, name: str, alias: str) -> Any | None:
+    """The ``ModelVersion`` behind ``name@alias``, or None when the registry has none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def log_pyfunc_model(name: str, *, python_model: str, artifacts: dict[str, str], input_example: Any, output: Any,
+                     pip_requirements: list[str], registered_model_name: str) -> Any:
+    """Log a pyfunc "model from code" in the active run (signature inferred from ``input_example`` → ``output``)
+    and register it as a new version of ``registered_model_name``; returns MLflow's ``ModelInfo``."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=python_model,
+        artifacts=artifacts,
+        signature=infer_signature(input_example, output),
+        pip_requirements=pip_requirements,
+        registered_model_name=registered_model_name,
+        await_registration_for=60,
+    )

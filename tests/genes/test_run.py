@@ -63,6 +63,7 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     result = run_train_de(params)
     import mlflow
 
+    from histcode.genes.heads import de_from_stored
     from histcode.registry import load_model
 
     client = mlflow.MlflowClient()
@@ -74,7 +75,7 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     assert {"de/toy_per_gene.csv", "de/toy_inputs.csv", "de/genes.txt"} <= arts
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == 4
-    model = load_model("histcode-de", alias="challenger")
+    model = de_from_stored(load_model("histcode-de", alias="challenger"))
     x = torch.from_numpy(result.design[:3].astype("float32"))
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model(x))

@@ -46,6 +46,7 @@ def tiny_classifier():  # type: ignore[no-untyped-def]
 def _promote_and_load(mv, make_evidence, tiny_classifier, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     """Attach evidence to a registered ``tiny_classifier(7)`` version, promote it through the gate, load the
     champion back and check it computes what was registered (the round trip every store must support)."""
+    from histcode.mil.model import mil_from_stored
     from histcode.registry import CHAMPION, get_version, load_model
     from histcode.registry.evidence import attach_evidence
     from histcode.registry.gate import GateConfig
@@ -55,7 +56,7 @@ def _promote_and_load(mv, make_evidence, tiny_classifier, x: np.ndarray) -> None
     decision = promote("histcode-mil", GateConfig(thresholds={"histcode-mil": 0.7}, bootstrap=100))
     assert decision.promote
     assert str(get_version("histcode-mil", CHAMPION).version) == str(mv.version)
-    model = load_model("histcode-mil", CHAMPION)
+    model = mil_from_stored(load_model("histcode-mil", CHAMPION))
     torch.testing.assert_close(model(torch.from_numpy(x)), tiny_classifier(7)(torch.from_numpy(x)))
 
 

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from histcode import tracking
+from histcode.mil.model import mil_from_stored
 from histcode.registry import CHAMPION, RegistryError, get_version, load_model, log_and_register
 from histcode.registry.evidence import EvidenceExists, attach_evidence, load_evidence
 from histcode.registry.gate import GateConfig
@@ -50,7 +51,7 @@ def test_evidence_written_once_and_tamper_evident(store: Path, make_evidence, ti
 
 def test_tampered_weights_refused_in_one_line(store: Path, make_evidence, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
     v = _register("histcode-mil", 3, 0.3, make_evidence, tiny_classifier)
-    model = load_model("histcode-mil", "challenger")
+    model = mil_from_stored(load_model("histcode-mil", "challenger"))
     torch.testing.assert_close(model(torch.from_numpy(X)), tiny_classifier(3)(torch.from_numpy(X)))
     # MLflow's own loader (UI, `mlflow models`) still works: pyfunc from code over the state dict
     pyfunc = mlflow.pyfunc.load_model("models:/histcode-mil@challenger")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from histcode import tracking
+from histcode.mil.model import mil_from_stored
 from histcode.registry import CHALLENGER, CHAMPION, RegistryError, get_version, load_model, log_and_register
 from histcode.registry.evidence import attach_evidence
 from histcode.registry.gate import GateConfig
@@ -46,6 +47,6 @@ def test_register_promote_load(store: Path, make_evidence, tiny_classifier) -> N
     d = promote("histcode-mil", CFG)
     assert d.promote and str(get_version("histcode-mil", CHAMPION).version) == better
 
-    model = load_model("histcode-mil", CHAMPION)
+    model = mil_from_stored(load_model("histcode-mil", CHAMPION))
     expected = tiny_classifier(3)(torch.from_numpy(X))
     torch.testing.assert_close(model(torch.from_numpy(X)), expected)

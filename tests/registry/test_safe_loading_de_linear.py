@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from histcode.genes.heads import LinearDEModel
-from histcode.registry.safe_model import build_from_files, write_model_files
+from histcode.genes.heads import LinearDEModel, de_from_stored
+from histcode.registry.safe_model import read_model_files, write_model_files
 
 
 def test_linear_de_model_round_trips_through_safetensors(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_linear_de_model_round_trips_through_safetensors(tmp_path: Path) -> None
                           torch.rand(f, generator=g) + 0.5, torch.randn(n, generator=g),
                           torch.rand(n, generator=g) + 0.5, ["PTEN", "MYC", "CD3D"], 1.5)
     files = write_model_files(model, tmp_path)
-    back = build_from_files(files["weights.safetensors"], files["spec.json"])
+    back = de_from_stored(read_model_files(files["weights.safetensors"], files["spec.json"]))
     x = torch.randn(4, f, generator=g)
     for a, b in zip(model.predict(x), back.predict(x), strict=True):
         torch.testing.assert_close(a, b)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from histcode import tracking
+from histcode.mil.model import mil_from_stored
 from histcode.registry import CHAMPION, load_model, log_and_register
 
 
@@ -41,7 +42,7 @@ def test_moved_project_loads_champion(tmp_path: Path, monkeypatch: pytest.Monkey
     shutil.rmtree(old)  # the project moved: nothing may still point at the old place
     monkeypatch.chdir(new)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    model = load_model("histcode-mil", CHAMPION)
+    model = mil_from_stored(load_model("histcode-mil", CHAMPION))
     torch.testing.assert_close(model(torch.from_numpy(x)), linear4(3)(torch.from_numpy(x)))
     # and new runs of the moved project keep writing into its own store
     with tracking.start_run("mil", run_name="after-move", stage="train_mil") as run:

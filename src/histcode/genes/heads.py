@@ -10,9 +10,13 @@ predictions in log10(fc+1) units.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from histcode.registry.safe_model import StoredModel
 
 
 def _zero_linear(in_dim: int, out_dim: int) -> nn.Linear:
@@ -71,6 +75,10 @@ class DEModel(nn.Module):
     def in_dim(self) -> int:
         return int(self.x_mean.shape[0])
 
+    def registry_spec(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(kind, arch, meta) the registry stores beside the weights (``de_from_stored`` rebuilds from them)."""
+        return "de", {"in_dim": self.in_dim, "genes": list(self.genes)}, {}
+
     def standardise(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"DEModel expects inputs (B, {self.in_dim}), got {tuple(x.shape)}")
@@ -109,6 +117,11 @@ class LinearDEModel(nn.Module):
     def in_dim(self) -> int:
         return int(self.x_mean.shape[0])
 
+    def registry_spec(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(kind, arch, meta) the registry stores beside the buffers (``de_from_stored`` rebuilds from them)."""
+        arch = {"in_dim": self.in_dim, "genes": list(self.genes), "log2_threshold": self.log2_threshold}
+        return "de_linear", arch, {}
+
     def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"LinearDEModel expects inputs (B, {self.in_dim}), got {tuple(x.shape)}")
@@ -123,3 +136,18 @@ class LinearDEModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         reg, prob = self.predict(x)
         return torch.stack([reg, prob], dim=-1)
+
+
+def de_from_stored(stored: StoredModel) -> DEModel | LinearDEModel:
+    """The DE model (``de``: trained heads; ``de_linear``: a fitted linear model) of a registered version
+    (``histcode.registry.load_model``), in eval mode."""
+    arch = stored.arch
+    genes = [str(g) for g in arch["genes"]]
+    if stored.kind == "de_linear":
+        f, g = int(arch["in_dim"]), len(genes)
+        z = torch.zeros  # shapes only: load_state_dict fills the fitted buffers
+        model: nn.Module = LinearDEModel(z(f, g), z(g), z(f), torch.ones(f), z(g), torch.ones(g), genes,
+                                         float(arch["log2_threshold"]))
+    else:
+        model = DEModel(int(arch["in_dim"]), genes)
+    return stored.load_into(model, ("de", "de_linear"))  # type: ignore[return-value]

@@ -11,13 +11,16 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from histcode.atomic import atomic_path, write_json
 from histcode.mil.pooling import Pooling, create_pooling
+
+if TYPE_CHECKING:
+    from histcode.registry.safe_model import StoredModel
 
 MODEL_FILE = "model.pt"
 INDEX_FILE = "mil.json"  # in data/models/mil/: names the primary pooling's sub-directory
@@ -104,6 +107,10 @@ class MilClassifier(nn.Module):
             **self.pooling.hparams(),
         }
 
+    def registry_spec(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(kind, arch, meta) the registry stores beside the weights (``mil_from_stored`` rebuilds from them)."""
+        return "mil", self.spec(), dict(self.meta)
+
 
 class _Standardised:
     """Chunks standardised lazily; iterating again re-reads the source (no raw chunk is kept alive)."""
@@ -130,6 +137,11 @@ def build_mil(spec: dict[str, Any], meta: dict[str, Any] | None = None) -> MilCl
     return MilClassifier(pooling, n_classes=int(spec.get("n_classes", 2)), meta=meta)
 
 
+def mil_from_stored(stored: StoredModel) -> MilClassifier:
+    """The MIL classifier of a registered version (``histcode.registry.load_model``), in eval mode."""
+    return stored.load_into(build_mil(stored.arch, meta=stored.meta), "mil")  # type: ignore[return-value]
+
+
 def save_mil(model: MilClassifier, out_dir: str | Path) -> Path:
     """Write ``out_dir/model.pt`` and ``out_dir/model.json`` atomically; return the ``.pt`` path."""
     out_dir = Path(out_dir)
@@ -147,7 +159,7 @@ def load_mil(dir_or_uri: str | Path) -> MilClassifier:
 
     ref = parse_model_uri(dir_or_uri)
     if ref is not None:  # through the registry's verified loader (sha256 checked, no pickle)
-        return load_model_uri(ref).eval()  # type: ignore[no-any-return]
+        return mil_from_stored(load_model_uri(ref))
     path = Path(dir_or_uri)
     if path.is_dir() and not (path / MODEL_FILE).exists() and (path / INDEX_FILE).exists():
         primary = json.loads((path / INDEX_FILE).read_text())["primary"]

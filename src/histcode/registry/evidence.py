@@ -20,6 +20,7 @@ from typing import Literal
 
 import pandas as pd
 
+from histcode import tracking
 from histcode.registry.models import RegistryError, _client
 
 Kind = Literal["binary", "per_unit", "de"]
@@ -82,8 +83,6 @@ def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Ki
 
 def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
     """The evidence table and its kind for a version; ``RegistryError`` if none was attached."""
-    import mlflow
-
     from histcode.registry.safe_model import sha256
 
     client = _client()
@@ -96,7 +95,7 @@ def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
             "(training stages attach evidence when they register a model)."
         )
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=artifact, dst_path=tmp)
+        local = tracking.download_artifacts(run_id=mv.run_id, artifact_path=artifact, dst_path=tmp)
         want = mv.tags.get("evidence.sha256")
         if want and sha256(local) != want:
             raise RegistryError(f"{name} v{version}: evidence {artifact} was modified after it was attached "

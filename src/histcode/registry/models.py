@@ -2,7 +2,8 @@
 
 Models are stored as data (``safe_model``: safetensors weights + a JSON architecture spec), logged as an
 MLflow pyfunc "model from code" so the UI and ``mlflow models`` load them, and tagged with each file's
-sha256; ``load_model`` verifies the digests and rebuilds the module without unpickling anything.
+sha256; ``load_model`` verifies the digests and returns the tensors and spec without unpickling anything (the
+package that owns the model kind builds the module).
 New versions get the alias ``challenger``; only the promotion gate moves ``champion``. Registry stages are
 deprecated and never used.
 """
@@ -13,11 +14,14 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from histcode import __version__, tracking
+
+if TYPE_CHECKING:
+    from histcode.registry.safe_model import StoredModel
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +35,7 @@ class RegistryError(RuntimeError):
 
 
 def _client() -> Any:
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    return mlflow.MlflowClient()
+    return tracking.client()
 
 
 def model_uri(name: str, alias: str = CHAMPION) -> str:
@@ -66,7 +67,7 @@ def version_of(ref: ModelRef) -> Any:
     return get_version(ref.name, ref.alias or CHAMPION)
 
 
-def load_model_uri(ref: ModelRef) -> Any:
+def load_model_uri(ref: ModelRef) -> StoredModel:
     """``load_model`` for a parsed ``models:/`` URI (a bare name loads its champion)."""
     return load_model(ref.name, alias=ref.alias or CHAMPION, version=ref.version)
 
@@ -90,13 +91,11 @@ def log_and_register(
     """
     import tempfile
 
-    import mlflow
     import torch
-    from mlflow.models import infer_signature
 
     from histcode.registry import pyfunc_model, safe_model
 
-    run = mlflow.active_run()
+    run = tracking.active_run()
     if run is None:
         raise RegistryError(f"log_and_register({name!r}) must be called inside an active MLflow run.")
     was_training = model.training
@@ -107,25 +106,25 @@ def log_and_register(
         out = out[0]
     if isinstance(out, dict):
         out = next(iter(out.values()))
-    signature = infer_signature(np.asarray(input_example), out.detach().float().cpu().numpy())
+    output = out.detach().float().cpu().numpy()
     model.train(was_training)
     artifact_name = name.replace("histcode-", "")
     digests: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = safe_model.write_model_files(model, tmp)
         digests.update({k: safe_model.sha256(v) for k, v in files.items()})
-        info = mlflow.pyfunc.log_model(
-            name=artifact_name,
+        info = tracking.log_pyfunc_model(
+            artifact_name,
             python_model=pyfunc_model.__file__,
             artifacts={"weights": str(files[safe_model.WEIGHTS_FILE]), "spec": str(files[safe_model.SPEC_FILE])},
-            signature=signature,
+            input_example=np.asarray(input_example),
+            output=output,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"histcode=={__version__}",
                               "safetensors"],
             registered_model_name=name,
-            await_registration_for=60,
         )
     for key, path in (extra_artifacts or {}).items():
-        mlflow.log_artifact(str(path), artifact_path=f"{artifact_name}_extra/{key}")
+        tracking.log_artifact(path, artifact_path=f"{artifact_name}_extra/{key}")
         digests[f"extra/{key}/{Path(path).name}"] = safe_model.sha256(path)
     version = str(info.registered_model_version)
     client = _client()
@@ -153,25 +152,20 @@ def log_and_register(
 
 def get_version(name: str, alias: str = CHAMPION) -> Any:
     """The ``ModelVersion`` behind ``name@alias``; ``RegistryError`` with the fix if there is none."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client()
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
+    mv = tracking.model_version_by_alias(_client(), name, alias)
+    if mv is None:
         hint = (
             "run `dvc repro` (or the stage that trains it) to register a challenger"
             if alias == CHALLENGER
             else "run `make promote` after `dvc repro` to promote a challenger to champion"
         )
-        raise RegistryError(f"no model version {name}@{alias} in {tracking.tracking_uri()}: {hint}.") from exc
+        raise RegistryError(f"no model version {name}@{alias} in {tracking.tracking_uri()}: {hint}.")
+    return mv
 
 
 def download_verified(name: str, version: str | int, dst: str | Path) -> dict[str, Path]:
     """Download ``name`` v``version``'s model files into ``dst`` and check them against the registered
     sha256 tags; returns {file key: local path} (weights, spec and any ``extra/<key>/<file>``)."""
-    import mlflow
-
     from histcode.registry import safe_model
 
     client = _client()
@@ -181,13 +175,13 @@ def download_verified(name: str, version: str | int, dst: str | Path) -> dict[st
     if not digests:
         raise RegistryError(f"{where} has no sha256 tags: it was registered before safe loading (a pickle); "
                             "retrain it with `dvc repro` and promote the new version")
-    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+    root = Path(tracking.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
     files = {safe_model.WEIGHTS_FILE: root / "artifacts" / safe_model.WEIGHTS_FILE,
              safe_model.SPEC_FILE: root / "artifacts" / safe_model.SPEC_FILE}
     extras = [k for k in digests if k.startswith("extra/")]
     if extras:
         artifact_name = mv.tags.get("artifact_path", name.replace("histcode-", ""))
-        extra_root = Path(mlflow.artifacts.download_artifacts(
+        extra_root = Path(tracking.download_artifacts(
             run_id=mv.run_id, artifact_path=f"{artifact_name}_extra", dst_path=str(Path(dst) / "extra")))
         files.update({k: extra_root / k.removeprefix("extra/") for k in extras})
     for key, path in files.items():
@@ -200,9 +194,10 @@ def download_verified(name: str, version: str | int, dst: str | Path) -> dict[st
     return files
 
 
-def load_model(name: str, alias: str = CHAMPION, *, version: str | int | None = None) -> Any:
-    """Load ``models:/<name>@<alias>`` (or ``/<version>``) as a PyTorch module in eval mode, after checking
-    every file against its registered sha256 (``RegistryError``, one line, on any mismatch)."""
+def load_model(name: str, alias: str = CHAMPION, *, version: str | int | None = None) -> StoredModel:
+    """Read ``models:/<name>@<alias>`` (or ``/<version>``) as a ``StoredModel`` (kind, arch, meta, tensors),
+    after checking every file against its registered sha256 (``RegistryError``, one line, on any mismatch);
+    the package that owns the kind builds the module from it."""
     import tempfile
 
     from histcode.registry import safe_model
@@ -212,6 +207,6 @@ def load_model(name: str, alias: str = CHAMPION, *, version: str | int | None = 
     with tempfile.TemporaryDirectory() as tmp:
         files = download_verified(name, version, tmp)
         try:
-            return safe_model.build_from_files(files[safe_model.WEIGHTS_FILE], files[safe_model.SPEC_FILE])
+            return safe_model.read_model_files(files[safe_model.WEIGHTS_FILE], files[safe_model.SPEC_FILE])
         except safe_model.IntegrityError as exc:
             raise RegistryError(f"{name} v{version}: {exc}") from exc

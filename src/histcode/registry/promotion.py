@@ -52,8 +52,6 @@ def _decide(name: str, cfg: GateConfig) -> tuple[Decision, Any, Any] | None:
 
 def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: GateConfig) -> None:
     """Record the decision (version tags + a run in ``promotion``) and move ``champion`` if promoted."""
-    import mlflow
-
     client = _client()
     if decision.reason.startswith(f"version {challenger.version} is already champion"):
         return
@@ -75,8 +73,8 @@ def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: G
                            delta_ci_low=decision.delta_ci[0] if decision.delta_ci else 0.0,
                            delta_ci_high=decision.delta_ci[1] if decision.delta_ci else 0.0,
                            prob_better=decision.prob_better or 0.0)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
-        mlflow.log_text(decision.reason, "decision.txt")
+        tracking.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
+        tracking.log_text(decision.reason, "decision.txt")
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, challenger.version)
         if champion is not None:

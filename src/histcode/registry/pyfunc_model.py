@@ -3,22 +3,36 @@
 MLflow stores this file with each version instead of a pickle; ``mlflow.pyfunc.load_model`` (the UI,
 ``mlflow models predict/serve``) runs it, and it rebuilds the model from ``spec.json`` + safetensors
 weights with the project's own code. ``histcode`` itself never runs it: ``registry.load_model`` checks the
-registered sha256 digests and builds the module directly.
+registered sha256 digests and the package that owns the model kind builds the module.
+
+This file runs outside the project's layers (inside MLflow's loader), so it names each kind's builder in a
+fixed table and imports it by name, leaving the registry package free of the model packages.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import mlflow
 from mlflow.pyfunc import PythonModel
 
+# kind → (module, builder): the project's own code, never a name read from the artifact
+BUILDERS = {
+    "mil": ("histcode.mil.model", "mil_from_stored"),
+    "encoder": ("histcode.ssl.backbone", "encoder_from_stored"),
+    "de": ("histcode.genes.heads", "de_from_stored"),
+    "de_linear": ("histcode.genes.heads", "de_from_stored"),
+}
+
 
 class StateDictModel(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
-        from histcode.registry.safe_model import build_from_files
+        from histcode.registry.safe_model import read_model_files
 
-        self.model = build_from_files(context.artifacts["weights"], context.artifacts["spec"])
+        stored = read_model_files(context.artifacts["weights"], context.artifacts["spec"])
+        module, builder = BUILDERS[stored.kind]
+        self.model = getattr(importlib.import_module(module), builder)(stored)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # no hints: MLflow
         # would derive a (wrong) signature from them; the logged signature comes from the real tensors

@@ -11,10 +11,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from histcode.registry.safe_model import StoredModel
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,10 @@ class TruncatedEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).mean(dim=(2, 3))
 
+    def registry_spec(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(kind, arch, meta) the registry stores beside the weights (``encoder_from_stored`` rebuilds from them)."""
+        return "encoder", {"backbone": self.name, "dim": self.dim}, {}
+
 
 def create_encoder(name: str, *, pretrained_weights: str | Path | None = None) -> TruncatedEncoder:
     """Build encoder ``name`` (see ``BACKBONES``); optionally load ImageNet weights from a LOCAL file.
@@ -93,6 +100,11 @@ def create_encoder(name: str, *, pretrained_weights: str | Path | None = None) -
     if channels != spec.dim:  # guards the registry against timm changes
         raise RuntimeError(f"{name}: timm {spec.timm_name} stage {spec.out_index} gives {channels}-d, not {spec.dim}")
     return TruncatedEncoder(trunk, dim=spec.dim, name=name)
+
+
+def encoder_from_stored(stored: StoredModel) -> TruncatedEncoder:
+    """The encoder of a registered version (``histcode.registry.load_model``), in eval mode."""
+    return stored.load_into(create_encoder(str(stored.arch["backbone"])), "encoder")  # type: ignore[return-value]
 
 
 def save_encoder(encoder: TruncatedEncoder, out_dir: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -139,5 +151,5 @@ def load_encoder(source: str | Path) -> nn.Module:
     from histcode.registry.models import load_model_uri, parse_model_uri
 
     ref = parse_model_uri(source)
-    model = load_model_uri(ref) if ref is not None else _load_local(Path(source))
+    model = encoder_from_stored(load_model_uri(ref)) if ref is not None else _load_local(Path(source))
     return model.eval()
