@@ -34,7 +34,7 @@ def _setup(params: str, cohort: str | None, encoder: str, max_tiles: int) -> tup
     from histcode.features.config import ExtractConfig
     from histcode.features.encoders import resolve_encoder
     from histcode.paths import Paths
-    from histcode.ssl.slide_tiles import collect_slides
+    from histcode.slides.tile_dataset import collect_slides
 
     raw = load_params(params)
     bcfg = base(raw)
@@ -62,7 +62,7 @@ def _loader(cfg: Any, slides: list[Any], normalize: Any = None) -> Any:
     from torch.utils.data import DataLoader
 
     from histcode.features.extract import _RangeSampler, _slide_batches
-    from histcode.ssl.slide_tiles import SlideTileDataset, TileCollate, worker_init
+    from histcode.slides.tile_dataset import SlideTileDataset, TileCollate, worker_init
 
     ds = SlideTileDataset(slides, out_px=cfg.input_px)
     return DataLoader(ds, batch_sampler=_RangeSampler(_slide_batches(ds, cfg.batch_size)),

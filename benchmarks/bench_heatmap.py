@@ -77,7 +77,7 @@ def write_slide(path: Path, w: int, h: int, seed: int = 0) -> np.ndarray:
 
 
 def write_inputs(root: Path, w: int, h: int) -> dict[str, Path]:
-    from histcode.slides.coords import write_coords
+    from histcode.io.coords import write_coords
 
     root.mkdir(parents=True, exist_ok=True)
     slide, coords_h5, attn_h5 = root / "big.tiff", root / "big_coords.h5", root / "big_attention.h5"

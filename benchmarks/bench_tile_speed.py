@@ -30,9 +30,9 @@ import numpy as np
 import yaml
 
 from histcode.atomic import write_json
+from histcode.io.coords import read_coords
 from histcode.io.truth import read_slide_truth
 from histcode.slides.config import TileConfig
-from histcode.slides.coords import read_coords
 from histcode.slides.job import tile_slide
 from histcode.slides.reader import SlideReader
 from histcode.synth.config import SynthConfig

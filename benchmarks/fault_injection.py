@@ -376,7 +376,7 @@ case("fixed", "params mil.pooling: attention")(_config_case("train_mil.py", "mil
 
 # ---------------------------------------------------------------- features --------------------------------
 def _feature_project(ws: Path, n: int = 3) -> dict[str, Any]:
-    from histcode.slides.coords import write_coords
+    from histcode.io.coords import write_coords
     from histcode.slides.reader import SlideReader
 
     rows = []

@@ -198,17 +198,17 @@ def mil_compare(params: dict, cohort: str, encoders: list[str], reference: str) 
 
     from histcode.cohort.splits import make_patient_splits
     from histcode.config import base, section
+    from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
     from histcode.metrics.classification import classification_metrics, paired_delta
     from histcode.mil.bags import BagCache, bag_shape, usable_bags
     from histcode.mil.config import MilConfig
     from histcode.mil.cv import run_fold
-    from histcode.mil.external import read_manifest
     from histcode.paths import Paths
 
     bcfg, cfg = base(params), section(MilConfig, "mil", params)
     paths = Paths.from_base(bcfg)
     torch.set_num_threads(max(1, cfg.threads))
-    manifest = read_manifest(paths.slides_csv(cohort))
+    manifest = read_manifest(paths.slides_csv(cohort), columns=LABELLED_COLUMNS, labelled=True)
     bags = {e: usable_bags(paths.features(cohort, e), list(manifest["slide_id"]), cohort=cohort, who="probe")[0]
             for e in encoders}
     common = set.intersection(*(set(b) for b in bags.values()))

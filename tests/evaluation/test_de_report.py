@@ -14,8 +14,8 @@ from histcode.config import base, section
 from histcode.evaluation.de_config import EvaluateDEConfig
 from histcode.evaluation.de_report import evaluate_de
 from histcode.evaluation.de_stage import run_evaluate_de
+from histcode.io.coords import write_coords
 from histcode.io.truth import write_lymphocyte_map, write_region_mask
-from histcode.slides.coords import write_coords
 
 SLIDE = Path(__file__).resolve().parents[1] / "data" / "CMU-1-Small-Region.svs"  # 2220 x 2967, 0.499 µm/px
 PLANTED = ["PIK3CA", "MYC", "GATA3", "CD3D", "CD19", "P1", "P2", "P3"]

@@ -41,7 +41,7 @@ def _coords_for(path: Path) -> tuple[np.ndarray, dict]:
 def synth_project(synth_slides: list[Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                   monkeypatch: pytest.MonkeyPatch) -> Path:
     """cwd = a project with 3 synthetic slides: manifest, coords files; MLflow store in the session temp."""
-    from histcode.slides.coords import write_coords
+    from histcode.io.coords import write_coords
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp()}/ssl_features_mlflow.db")

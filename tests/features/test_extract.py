@@ -13,11 +13,11 @@ import torch
 
 from histcode.features.extract import shard
 from histcode.features.stage import run_extract
+from histcode.io.coords import read_coords
 from histcode.io.features import read_features
-from histcode.slides.coords import read_coords
 from histcode.slides.reader import SlideReader
+from histcode.slides.tile_dataset import SlideTiles
 from histcode.ssl.backbone import create_encoder
-from histcode.ssl.slide_tiles import SlideTiles
 
 PARAMS = {
     "base": {"seed": 11, "train_cohort": "synth",
@@ -61,7 +61,7 @@ def test_bad_slides_are_reported_and_the_rest_complete(synth_project: Path) -> N
     corrupt = Path(slides["path"][1])  # truncated file: opening fails in the worker
     corrupt.write_bytes(corrupt.read_bytes()[:2048])
     coords, attrs = read_coords(synth_project / f"data/tiles/synth/{ids[2]}.h5")
-    from histcode.slides.coords import write_coords
+    from histcode.io.coords import write_coords
 
     coords[0] = (10**7, 10**7)  # one corrupt tile read (outside the slide) in an otherwise good slide
     write_coords(synth_project / f"data/tiles/synth/{ids[2]}.h5", coords, attrs)

@@ -15,8 +15,8 @@ import yaml
 
 from histcode.features.foundation import build_trunk, file_digest, tiny_variant
 from histcode.features.stage import run_extract
+from histcode.io.coords import read_coords
 from histcode.io.features import read_coords_attrs, read_features, read_foreign_features
-from histcode.slides.coords import read_coords
 from histcode.slides.reader import SlideReader
 
 from .test_extract import PARAMS, _slide_ids

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from histcode.slides.coords import write_coords
+from histcode.io.coords import write_coords
 
 from .conftest import PATCH, grid_coords, truth_mask, write_slide
 

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from histcode.slides.coords import CoordsError, read_coords, write_coords
+from histcode.io.coords import CoordsError, read_coords, write_coords
 
 CLAM_H5 = Path(__file__).resolve().parents[1] / "data" / "clam_TCGA-63-7022-01A-01-BS1.h5"
 

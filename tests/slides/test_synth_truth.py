@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from histcode.io.coords import read_coords
 from histcode.io.truth import read_region_mask, read_slide_truth, tile_region_fractions, twin_path
 from histcode.slides.config import TileConfig
-from histcode.slides.coords import read_coords
 from histcode.slides.grid import grid_coords
 from histcode.slides.job import segment_slide
 from histcode.slides.reader import SlideReader

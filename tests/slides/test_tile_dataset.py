@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from histcode.ssl.slide_tiles import TileCollate
+from histcode.slides.tile_dataset import TileCollate
 
 
 def test_collate_normalises_and_keeps_errors() -> None:

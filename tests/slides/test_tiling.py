@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from histcode.io.coords import read_coords
 from histcode.slides.config import TileConfig
-from histcode.slides.coords import read_coords
 from histcode.slides.grid import grid_coords
 from histcode.slides.reader import SlideReader
 from histcode.slides.tiling import SlideJob, parse_shard, run_jobs, tile_cohort

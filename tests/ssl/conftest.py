@@ -23,7 +23,7 @@ def tiff_project(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monke
     """tmp project root (cwd) with data/manifests/tiny/slides.csv and data/tiles/tiny/<slide>.h5.
 
     The MLflow sqlite store lives in the session's base temp dir (creating one costs seconds)."""
-    from histcode.slides.coords import write_coords
+    from histcode.io.coords import write_coords
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp()}/ssl_features_mlflow.db")

@@ -55,7 +55,7 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
 
 DDP_SCRIPT = """
 import sys, torch
-from histcode.ssl import distributed as D
+from histcode import distributed as D
 from histcode.ssl.config import PretrainConfig
 from histcode.ssl.data import TensorTiles
 from histcode.ssl.trainer import fit

@@ -70,7 +70,7 @@ def render_gene_heatmaps(dirs: Mapping[str, Path], slide_paths: Mapping[str, str
 
 def patch_sizes(coords_h5: Mapping[str, Path]) -> dict[str, float]:
     """slide → level-0 patch size from the tile coords files (slides without one are left out)."""
-    from histcode.slides.coords import read_coords
+    from histcode.io.coords import read_coords
 
     out = {}
     for sid, path in coords_h5.items():

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from histcode.features.config import ExtractConfig
 from histcode.io.features import FeatureWriter, trident_coords_attrs
 from histcode.preflight import disk_full, is_disk_full
-from histcode.ssl.slide_tiles import SlideTileDataset, SlideTiles, TileCollate, worker_init
+from histcode.slides.tile_dataset import SlideTileDataset, SlideTiles, TileCollate, worker_init
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from histcode import distributed as D
 from histcode.config import base, load_params, section, to_dict
 from histcode.features.config import ExtractConfig
 from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
@@ -22,8 +23,7 @@ from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, 
 from histcode.features.imported import is_feature_folder
 from histcode.paths import Paths
 from histcode.preflight import ensure_writable, require_items
-from histcode.ssl import distributed as D
-from histcode.ssl.slide_tiles import collect_slides
+from histcode.slides.tile_dataset import collect_slides
 
 log = logging.getLogger(__name__)
 

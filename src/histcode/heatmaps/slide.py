@@ -24,7 +24,7 @@ def render_slide(
 ) -> dict[str, str]:
     """Render ``out_dir/{heatmap.png, top_tiles.png, bottom_tiles.png[, tiles.geojson]}``; returns paths."""
     from histcode.io.attention import read_attention
-    from histcode.slides.coords import read_coords
+    from histcode.io.coords import read_coords
 
     coords, raw, attn, _ = read_attention(attention_h5)
     tile_coords, tattrs = read_coords(coords_h5)

@@ -101,7 +101,7 @@ def _truth(
 ) -> dict[str, float]:
     """Attention vs the generator's tumour bed (and tumour cells) for every tumour slide and exported pooling."""
     from histcode.heatmaps.attention_truth import evaluate_attention_truth
-    from histcode.slides.coords import read_coords
+    from histcode.io.coords import read_coords
 
     tumour = sorted(manifest.loc[manifest["label"] == 1, "slide_id"])
     patch = {}

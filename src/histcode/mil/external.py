@@ -11,29 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import feature_paths
 from histcode.mil.cv import PRED_COLUMNS
 from histcode.mil.inference import predict_slides
 from histcode.mil.model import MilClassifier
-
-
-def read_manifest(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """The canonical slides.csv (DESIGN §3) with slide_id/patient_id as str and label as int."""
-    df = (
-        manifest.copy()
-        if isinstance(manifest, pd.DataFrame)
-        else pd.read_csv(manifest, dtype={"slide_id": str, "patient_id": str})
-    )
-    where = "manifest" if isinstance(manifest, pd.DataFrame) else str(manifest)
-    missing = {"slide_id", "patient_id", "label"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{where}: missing column(s) {sorted(missing)}; expected the slides.csv of ingest")
-    if df["label"].isna().any():
-        raise ValueError(
-            f"{where}: empty label for slide(s) {list(df.loc[df['label'].isna(), 'slide_id'][:5])}"
-        )
-    return df.astype({"slide_id": str, "patient_id": str, "label": int})
 
 
 def evaluate_cohort(
@@ -47,7 +30,7 @@ def evaluate_cohort(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predictions for every slide (``fold`` -1, ``split`` "external") and metrics with bootstrap CIs."""
-    df = read_manifest(manifest)
+    df = read_manifest(manifest, columns=LABELLED_COLUMNS, labelled=True)
     paths, failures = feature_paths(features_dir, list(df["slide_id"]))
     probs, failed = predict_slides(model, paths, chunk_tiles=chunk_tiles, progress=progress)
     failures.update(failed)

@@ -22,13 +22,13 @@ from histcode import tracking
 from histcode.atomic import write_csv, write_json, write_text
 from histcode.cohort.splits import make_patient_splits, save_splits
 from histcode.config import ConfigError, base, load_params, section, to_dict
+from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification_plots import plot_roc_pr
 from histcode.mil import report
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import PRED_COLUMNS, FoldResult, final_epochs, new_model
 from histcode.mil.decision import TAG, cv_calibration
-from histcode.mil.external import read_manifest
 from histcode.mil.final import StageContext, final_model
 from histcode.mil.model import INDEX_FILE
 from histcode.mil.parallel import FoldRunner
@@ -170,7 +170,7 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
     bcfg, cfg = base(params), section(MilConfig, "mil", params)
     paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
     encoder = encoder_name(params, cfg)
-    manifest = read_manifest(paths.slides_csv(cohort))
+    manifest = read_manifest(paths.slides_csv(cohort), columns=LABELLED_COLUMNS, labelled=True)
     fdir = paths.features(cohort, encoder)
     fpaths, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="train_mil")
     usable = manifest[manifest["slide_id"].isin(fpaths)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import numpy as np
 
 from histcode import __version__
 from histcode.config import to_dict
+from histcode.io.coords import CoordsError, read_coords, write_coords
 from histcode.slides.config import TileConfig
-from histcode.slides.coords import CoordsError, read_coords, write_coords
 from histcode.slides.grid import contour_grid_tiles, select_tiles, tile_size_level0
 from histcode.slides.mask import TissueMask, segment_tissue
 from histcode.slides.reader import SlideError, SlideReader
@@ -178,15 +177,6 @@ def run_slide(path: str, slide_id: str, out_dir: str, cfg: TileConfig, mpp_overr
         reason = str(exc) if isinstance(exc, SlideError) else f"{path}: {type(exc).__name__}: {exc}"
         res = SlideResult(slide=slide_id, status="failed", n_tiles=0, reason=reason)
     return dataclasses.replace(res, seconds=time.perf_counter() - t0)
-
-
-def valid_mpp(value: Any) -> float | None:
-    """A manifest ``mpp`` cell → positive float, or None when empty/invalid."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
 
 
 def tile_area_mm2(n_tiles: int, size: int | None, mpp: float | None) -> float:

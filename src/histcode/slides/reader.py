@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import numpy as np
+
+from histcode.io.manifest import valid_mpp
 
 # µm/px of a 1x objective; objective power P gives about 10/P µm/px (20x ≈ 0.5, 40x ≈ 0.25).
 MPP_AT_1X = 10.0
@@ -22,14 +23,6 @@ _STRIP = 2048  # level pixels per strip side when downscaling big levels (2048: 
 
 class SlideError(Exception):
     """A slide cannot be opened, resolved or read; the message names the file and the fix."""
-
-
-def _valid_mpp(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
 
 
 def _sniff(path: Path) -> str | None:
@@ -150,17 +143,17 @@ class SlideReader:
 
     def _resolve_mpp(self) -> tuple[float, str]:
         props = self._slide.properties
-        mx, my = _valid_mpp(props.get("openslide.mpp-x")), _valid_mpp(props.get("openslide.mpp-y"))
+        mx, my = valid_mpp(props.get("openslide.mpp-x")), valid_mpp(props.get("openslide.mpp-y"))
         if mx is not None or my is not None:
             vals = [v for v in (mx, my) if v is not None]
             return float(sum(vals) / len(vals)), "openslide.mpp"
-        power = _valid_mpp(props.get("openslide.objective-power"))
+        power = valid_mpp(props.get("openslide.objective-power"))
         if power is not None:
             return MPP_AT_1X / power, "objective-power"
-        override = _valid_mpp(self._mpp_override)
+        override = valid_mpp(self._mpp_override)
         if override is not None:
             return override, "manifest"
-        default = _valid_mpp(self._default_mpp)
+        default = valid_mpp(self._default_mpp)
         if default is not None:
             return default, "default_mpp"
         raise SlideError(

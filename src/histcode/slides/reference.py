@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from histcode.slides.coords import read_coords
+from histcode.io.coords import read_coords
+from histcode.io.manifest import read_manifest
 from histcode.slides.reader import SlideReader
 from histcode.slides.stain import StainNormalizer, create_normalizer
-from histcode.slides.tiling import read_manifest
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def sample_tiles(tiles_dir: str | Path, slides_csv: str | Path, n: int, seed: in
     done_ids = sorted(done.loc[done["status"] == "done", "slide"])
     if not done_ids:
         raise ValueError(f"{plist}: no slide was tiled successfully; fix the failures listed there first.")
-    manifest = read_manifest(slides_csv).set_index("slide_id")
+    manifest = read_manifest(slides_csv, sort=True).set_index("slide_id")
     rng = np.random.default_rng(seed)
     per_slide = math.ceil(n / len(done_ids))
     picked: list[TileRef] = []

@@ -52,14 +52,6 @@ class SlideFailure:
     reason: str
 
 
-def _float_or_none(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) and f > 0 else None
-
-
 def collect_slides(cohort: str, *, paths: Paths, default_mpp: float | None = None,
                    slide_ids: list[str] | None = None) -> tuple[list[SlideTiles], list[SlideFailure]]:
     """Pair the cohort manifest with its coords files; slides without usable coords become failures.
@@ -67,17 +59,10 @@ def collect_slides(cohort: str, *, paths: Paths, default_mpp: float | None = Non
     Reads ``data/manifests/<cohort>/slides.csv`` (slide_id, path, ..., mpp) and ``data/tiles/<cohort>/
     <slide_id>.h5`` (DESIGN §4). Slides with zero tiles are skipped silently (nothing to embed).
     """
-    import pandas as pd
+    from histcode.io.coords import read_coords
+    from histcode.io.manifest import read_manifest, valid_mpp
 
-    from histcode.slides.coords import read_coords
-
-    manifest = paths.slides_csv(cohort)
-    if not manifest.exists():
-        raise FileNotFoundError(f"{manifest}: slide manifest not found; run `dvc repro ingest@{cohort}` first.")
-    df = pd.read_csv(manifest, dtype={"slide_id": str})
-    missing = {"slide_id", "path"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{manifest}: missing column(s) {sorted(missing)}; re-run ingest for {cohort}.")
+    df = read_manifest(paths.slides_csv(cohort))
     if slide_ids is not None:
         df = df[df["slide_id"].isin(set(slide_ids))]
     slides: list[SlideTiles] = []
@@ -95,7 +80,7 @@ def collect_slides(cohort: str, *, paths: Paths, default_mpp: float | None = Non
         if coords.shape[0] == 0:
             continue
         slides.append(SlideTiles(sid, Path(str(row.path)), coords, int(patch), attrs,
-                                 mpp=_float_or_none(getattr(row, "mpp", None)), default_mpp=default_mpp))
+                                 mpp=valid_mpp(row.mpp), default_mpp=default_mpp))
     return slides, failures
 
 

@@ -22,13 +22,13 @@ import pandas as pd
 
 from histcode.atomic import write_csv
 from histcode.console import tqdm
+from histcode.io.manifest import read_manifest, valid_mpp
 from histcode.preflight import ensure_writable, exclusive, require_items
 from histcode.slides.config import TileConfig
-from histcode.slides.job import SlideResult, completed, config_digest, run_slide, seg_downsample, valid_mpp
+from histcode.slides.job import SlideResult, completed, config_digest, run_slide, seg_downsample
 
 PROCESS_LIST_COLUMNS = ["slide", "status", "n_tiles", "reason", "mpp", "mpp_source", "tile_size_level0",
                         "tissue_area_mm2"]
-MANIFEST_COLUMNS = ("slide_id", "path")
 # Cost model that decides whether a process pool pays (measured on the 2-core dev machine, 1f1d905):
 SPAWN_COST_S = 1.5  # a spawned worker's start-up: interpreter plus OpenCV/OpenSlide/h5py imports
 SLIDE_COST_S = 0.12  # per slide besides decoding: open, mask, tile grid, coords + QC PNG writes
@@ -59,38 +59,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise ValueError(f"--shard {text!r}: need 0 <= i < n (shards are 0-based)")
     return i, n
-
-
-def read_manifest(slides_csv: str | Path) -> pd.DataFrame:
-    """The cohort's ``slides.csv`` (DESIGN §3), sorted by slide_id, with paths resolved.
-
-    Relative paths are taken from the working directory (the project root, where DVC runs); failing
-    that, from the manifest's folder.
-    """
-    slides_csv = Path(slides_csv)
-    if not slides_csv.exists():
-        raise FileNotFoundError(f"{slides_csv}: slide manifest not found; run the ingest stage first.")
-    df = pd.read_csv(slides_csv, dtype={"slide_id": str, "path": str}, keep_default_na=False)
-    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{slides_csv}: manifest lacks column(s) {missing}; columns: {list(df.columns)}")
-    dup = df["slide_id"][df["slide_id"].duplicated()].tolist()
-    if dup:
-        raise ValueError(f"{slides_csv}: duplicate slide_id(s) {dup[:5]}; slide ids must be unique.")
-    bad = [s for s in df["slide_id"] if not s or "/" in s or s.startswith(".")]
-    if bad:
-        raise ValueError(f"{slides_csv}: slide_id(s) {bad[:5]} cannot be file names (empty, '/' or leading '.').")
-
-    def resolve(p: str) -> str:
-        path = Path(p)
-        if path.is_absolute() or path.exists() or not (slides_csv.parent / path).exists():
-            return str(path)
-        return str(slides_csv.parent / path)
-
-    df = df.assign(path=df["path"].map(resolve))
-    if "mpp" not in df.columns:
-        df = df.assign(mpp="")
-    return df.sort_values("slide_id", kind="stable").reset_index(drop=True)
 
 
 def _run_pool(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> list[SlideJob]:
@@ -186,7 +154,7 @@ def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *,
     a pool is started only when the work pays for it (:func:`plan_workers`).
     """
     out = Path(out_dir)
-    manifest = read_manifest(slides_csv)
+    manifest = read_manifest(slides_csv, sort=True)
     require_items(len(manifest), what="slides in the manifest", where=slides_csv,
                   fix="check the cohort's slide sheet/folder and rerun ingest")
     i, n = shard
@@ -205,7 +173,7 @@ def nothing_to_do(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig,
     out = Path(out_dir)
     if not (out / "process_list.csv").is_file() or not Path(slides_csv).is_file():
         return False
-    manifest = read_manifest(slides_csv)
+    manifest = read_manifest(slides_csv, sort=True)
     digest = config_digest(cfg)
     i, n = shard
     ids = manifest["slide_id"].iloc[i::n]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from histcode.ssl import distributed as D
+from histcode import distributed as D
 from histcode.ssl.adco import AdCoLoss, AdversarialBank
 from histcode.ssl.config import PretrainConfig
 from histcode.ssl.heads import ProjectedEncoder, ProjectionHead, momentum_update

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from histcode import distributed as D
 from histcode.config import base, load_params, section, to_dict
 from histcode.paths import Paths
 from histcode.preflight import EmptyCohortError, ensure_writable
-from histcode.ssl import distributed as D
+from histcode.slides.tile_dataset import SlideTileDataset, collect_slides
 from histcode.ssl.config import PretrainConfig
-from histcode.ssl.slide_tiles import SlideTileDataset, collect_slides
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from histcode import distributed as D
 from histcode.config import to_dict
 from histcode.seeding import seed_everything
-from histcode.ssl import distributed as D
+from histcode.slides.tile_dataset import TileCollate, worker_init
 from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.backbone import create_encoder
 from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
@@ -35,7 +36,6 @@ from histcode.ssl.config import (
 )
 from histcode.ssl.data import EpochBatchSampler
 from histcode.ssl.methods import AdCoMethod, SimCLRMethod, build_method
-from histcode.ssl.slide_tiles import TileCollate, worker_init
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import pandas as pd
 
 from histcode.cohort.splits import load_splits
 from histcode.config import BaseConfig, ConfigError
+from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import run_fold
-from histcode.mil.external import read_manifest
 from histcode.mil.stage import encoder_name
 from histcode.paths import Paths
 from histcode.tuning.objective import FoldOutcome
@@ -58,7 +58,7 @@ def load_mil_data(params: dict[str, Any], bcfg: BaseConfig, cfg: MilConfig) -> M
     manifest_csv = paths.slides_csv(cohort)
     if not manifest_csv.exists():
         raise FileNotFoundError(f"{manifest_csv}: slides manifest missing; run `dvc repro ingest@{cohort}`")
-    manifest = read_manifest(manifest_csv)
+    manifest = read_manifest(manifest_csv, columns=LABELLED_COLUMNS, labelled=True)
     fdir = paths.features(cohort, encoder)
     ok, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="tune mil")
     splits = load_splits(paths.splits(cohort))
