@@ -11,9 +11,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
+
+from histcode.io.attention import read_attention_attrs
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ def pick_slides(folder: Path, n: int) -> list[str]:
     """The ``n`` slide ids with the highest ``y_true_log10fc`` attribute (ties: slide id)."""
     vals = []
     for h5 in sorted(folder.glob("*.h5")):
-        with h5py.File(h5, "r") as fh:
-            vals.append((-float(fh.attrs.get("y_true_log10fc", np.nan)), h5.stem))
+        vals.append((-float(read_attention_attrs(h5).get("y_true_log10fc", np.nan)), h5.stem))
     vals.sort(key=lambda t: (np.nan_to_num(t[0], nan=np.inf), t[1]))
     return [sid for _, sid in vals[:n]]
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from histcode.features.config import ExtractConfig
-from histcode.io.features import FeatureWriter, trident_coords_attrs
+from histcode.io.features import FeaturesError, FeatureWriter, read_attrs, trident_coords_attrs
 from histcode.preflight import disk_full, is_disk_full
 from histcode.slides.tile_dataset import SlideTileDataset, SlideTiles, TileCollate, worker_init
 
@@ -48,11 +48,8 @@ def is_finished(path: Path, fingerprint: str) -> bool:
     if not path.exists():
         return False
     try:
-        import h5py
-
-        with h5py.File(path, "r") as fh:
-            return str(fh.attrs.get("encoder_fingerprint", "")) == fingerprint
-    except OSError:
+        return str(read_attrs(path).get("encoder_fingerprint", "")) == fingerprint
+    except FeaturesError:
         return False
 
 

@@ -13,13 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from histcode.atomic import atomic_path
 from histcode.console import tqdm
 from histcode.genes.gene_mil import GeneAttentionMIL, fit_gene_mil, subsample
+from histcode.io.attention import write_attention
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +35,6 @@ class GeneMILSettings:
     max_tiles: int = 512
     readout: str = "abundance"
     pca_dim: int = 0
-
-
-def write_gene_attention(path: Path, coords: np.ndarray, scores: np.ndarray, weights: np.ndarray,
-                         attrs: Mapping[str, object]) -> None:
-    """One slide's per-gene attention, written atomically in the DESIGN §4 attention layout."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
-        fh.create_dataset("coords", data=np.asarray(coords, dtype=np.int32))
-        fh.create_dataset("attention_raw", data=np.asarray(scores, dtype=np.float32))
-        fh.create_dataset("attention", data=np.asarray(weights, dtype=np.float32))
-        for k, v in attrs.items():
-            fh.attrs[k] = v
 
 
 def gene_mil_cv(
@@ -91,7 +79,7 @@ def gene_mil_cv(
                     continue
                 feats, coords = read_bag(slides[p])
                 pred, scores, weights = model.attend(feats)
-                write_gene_attention(out_dir(gene) / f"{slides[p]}.h5", coords, scores, weights, {
+                write_attention(out_dir(gene) / f"{slides[p]}.h5", coords, scores, weights, {
                     "gene": gene, "fold": k, "patient_id": p, "slide_id": slides[p], "model": "gene_attention_mil",
                     "y_pred_log10fc": pred, "y_true_log10fc": float(y[i]),
                 })

@@ -8,6 +8,7 @@ slide's ``prob_tumor`` and the writer's provenance (slide id, features file, poo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,18 @@ def read_attention(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
         return f["coords"][()], f["attention_raw"][()], f["attention"][()], dict(f.attrs)
 
 
+def read_attention_attrs(path: str | Path) -> dict[str, Any]:
+    """Only the attributes of an attention file (slide probability, fold, per-gene truth), not the arrays."""
+    with h5py.File(path, "r") as f:
+        return dict(f.attrs)
+
+
 def write_attention(
-    path: str | Path, coords: np.ndarray, scores: np.ndarray, weights: np.ndarray, prob_tumor: float,
-    attrs: dict[str, Any],
+    path: str | Path, coords: np.ndarray, scores: np.ndarray, weights: np.ndarray, attrs: Mapping[str, Any], *,
+    prob_tumor: float | None = None,
 ) -> None:
     """Write one slide's attention h5 atomically: coords int32, ``attention_raw``/``attention`` float32; attrs
-    that are None are left out."""
+    that are None are left out; ``prob_tumor`` (the tumour model's slide probability) when given."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("coords", data=np.asarray(coords, dtype=np.int32))
         f.create_dataset("attention_raw", data=np.asarray(scores).astype(np.float32))
@@ -42,4 +49,5 @@ def write_attention(
         for k, v in attrs.items():
             if v is not None:
                 f.attrs[k] = v
-        f.attrs["prob_tumor"] = float(prob_tumor)
+        if prob_tumor is not None:
+            f.attrs["prob_tumor"] = float(prob_tumor)

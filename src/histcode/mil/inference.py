@@ -10,24 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
 import pandas as pd
 
 from histcode.console import tqdm
 from histcode.io.attention import write_attention
-from histcode.io.features import read_feature_coords
+from histcode.io.features import feature_shape, read_feature_coords
 from histcode.mil.bags import BagChunks
 from histcode.mil.model import MilClassifier, MilOutput
 
 
 def predict_file(model: MilClassifier, path: str | Path, *, chunk_tiles: int = 8192) -> MilOutput:
     """Predict one slide from its features h5 without loading the whole bag."""
-    with h5py.File(path, "r") as f:
-        if "features" not in f:
-            raise ValueError(
-                f"{path}: no 'features' dataset; not a features file (rerun `dvc repro extract`)"
-            )
-        d = f["features"].shape[1]
+    try:
+        _, d = feature_shape(path)
+    except KeyError:
+        raise ValueError(f"{path}: no 'features' dataset; not a features file (rerun `dvc repro extract`)") from None
     if d != model.in_dim:
         raise ValueError(
             f"{path}: features have {d} dims but the MIL model expects {model.in_dim}; "
@@ -61,8 +58,8 @@ def predict_slides(
                     coords,
                     out.scores.numpy(),
                     out.weights.numpy(),
-                    float(out.prob[1]),
                     {**(attrs or {}), "slide_id": sid, "features_file": str(path)},
+                    prob_tumor=float(out.prob[1]),
                 )
             rows.append((sid, float(out.prob[1]), int(out.weights.shape[0])))
         except (OSError, ValueError, KeyError) as exc:
