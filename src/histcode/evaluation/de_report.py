@@ -23,6 +23,7 @@ from histcode.evaluation.de_config import EvaluateDEConfig
 from histcode.evaluation.de_heatmaps import gene_dirs, patch_sizes, render_gene_heatmaps
 from histcode.evaluation.enrichment import hypergeometric_enrichment, read_gmt, top_predicted
 from histcode.genes.metrics import check_predictions, per_gene_metrics, summarise
+from histcode.io.manifest import read_manifest
 from histcode.metrics.de_stats import compare_to_random
 from histcode.paths import Paths
 
@@ -167,7 +168,7 @@ def _manifest(paths: Paths, cohort: str) -> dict[str, str]:
     if not path.exists():
         log.warning("%s missing: per-gene heatmaps need slide paths; none rendered", path)
         return {}
-    df = pd.read_csv(path, dtype={"slide_id": str})
+    df = read_manifest(path)
     return dict(zip(df["slide_id"], df["path"].astype(str), strict=True))
 
 

@@ -21,6 +21,7 @@ from histcode.features.config import ExtractConfig
 from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
 from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
 from histcode.features.imported import is_feature_folder
+from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 from histcode.preflight import ensure_writable, require_items
 from histcode.slides.tile_dataset import collect_slides
@@ -60,7 +61,7 @@ def _import(name: str, folder: Path, paths: Paths, cohort: str, out_dir: Path, c
     """Convert a TRIDENT/CLAM folder into feature set ``name`` (``histcode.features.imported``)."""
     from histcode.features.imported import import_feature_set
 
-    manifest = pd.read_csv(paths.slides_csv(cohort), dtype={"slide_id": str})
+    manifest = read_manifest(paths.slides_csv(cohort))
     outcomes = import_feature_set(name, folder, manifest, out_dir, cohort=cohort, dtype=cfg.dtype)
     _write_failures(out_dir, outcomes, dataclasses.replace(info, world_size=1))
     counts = pd.Series([o.status for o in outcomes]).value_counts().to_dict()

@@ -33,6 +33,7 @@ from histcode.genes.methods import MethodSettings, Representations, cross_valida
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.summaries import SlideSummaries, SummarySettings, summaries_from_bags
 from histcode.genes.targets import Targets, read_targets
+from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,7 @@ def load_de_data(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = No
     cohort = cohort or base_cfg.train_cohort
     paths = Paths.from_base(base_cfg)
     targets = read_targets(paths.expression(cohort))
-    manifest_path = paths.slides_csv(cohort)
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path}: missing; run `dvc repro ingest@{cohort}` first")
-    manifest = pd.read_csv(manifest_path, dtype={"slide_id": str, "patient_id": str})
+    manifest = read_manifest(paths.slides_csv(cohort))
     feats_dir = paths.features(cohort, cfg.encoder)
     attn_dir = paths.attention(cohort, cfg.attention_model)
     inputs = build_de_inputs(manifest, list(targets.log10_fc.index), feats_dir, attn_dir,

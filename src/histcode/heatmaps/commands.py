@@ -20,12 +20,11 @@ def register(app: typer.Typer) -> None:
         """Attention heatmap on the thumbnail + highest/lowest-attention tile galleries (+ GeoJSON)."""
         import dataclasses
 
-        import pandas as pd
-
         from histcode.config import base, load_params, section
         from histcode.heatmaps.config import HeatmapConfig
         from histcode.heatmaps.slide import render_slide
         from histcode.heatmaps.stage import primary_pooling
+        from histcode.io.manifest import read_manifest
         from histcode.paths import Paths
 
         p = load_params(params)
@@ -34,7 +33,7 @@ def register(app: typer.Typer) -> None:
         paths = Paths.from_base(bcfg)
         cohort = cohort or bcfg.train_cohort
         pooling = pooling or primary_pooling(p, cfg, paths)
-        manifest = pd.read_csv(paths.slides_csv(cohort), dtype={"slide_id": str}).set_index("slide_id")
+        manifest = read_manifest(paths.slides_csv(cohort)).set_index("slide_id")
         if slide not in manifest.index:
             raise typer.BadParameter(f"{slide!r} is not in {paths.slides_csv(cohort)}")
         files = render_slide(

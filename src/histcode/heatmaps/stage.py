@@ -22,6 +22,7 @@ from histcode.config import base, load_params, section
 from histcode.console import tqdm
 from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.slide import render_slide
+from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
     bcfg, cfg = base(params), section(HeatmapConfig, "heatmaps", params)
     paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
     pooling = primary_pooling(params, cfg, paths)
-    manifest = pd.read_csv(paths.slides_csv(cohort), dtype={"slide_id": str, "patient_id": str})
+    manifest = read_manifest(paths.slides_csv(cohort))
     preds = pd.read_csv(paths.mil_predictions(cohort), dtype={"slide_id": str, "patient_id": str})
     out_root = paths.figures("heatmaps")
     slide_path = manifest.set_index("slide_id")["path"]
