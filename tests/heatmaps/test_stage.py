@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import h5py
@@ -84,14 +82,15 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
     Path("data/predictions/mil").mkdir(parents=True)
     pd.DataFrame(preds).to_csv("data/predictions/mil/toy.csv", index=False)
 
-    fake = types.ModuleType("histcode.io.truth")  # the generator's reader API, on hand-made masks
-    fake.region_codes = lambda: {"background": 0, "normal_epithelium": 2, "tumour": 3}
-    fake.read_region_mask = lambda gt, cohort, sid: (
-        (truth_mask() if sid.endswith("1-01Z-00-DX1") else truth_mask()[:, ::-1].copy()),
-        16.0,
-    )
-    fake.read_tumour_bed = lambda gt, cohort, sid: (fake.read_region_mask(gt, cohort, sid)[0] == 3, 16.0)
-    monkeypatch.setitem(sys.modules, "histcode.io.truth", fake)
+    from histcode.heatmaps import attention_truth  # the truth readers it uses, on hand-made masks
+
+    def read_region_mask(gt: Path, cohort: str, sid: str) -> tuple[np.ndarray, float]:
+        return (truth_mask() if sid.endswith("1-01Z-00-DX1") else truth_mask()[:, ::-1].copy()), 16.0
+
+    monkeypatch.setattr(attention_truth, "region_codes", lambda: {"background": 0, "normal_epithelium": 2, "tumour": 3})
+    monkeypatch.setattr(attention_truth, "read_region_mask", read_region_mask)
+    monkeypatch.setattr(attention_truth, "read_tumour_bed",
+                        lambda gt, cohort, sid: (read_region_mask(gt, cohort, sid)[0] == 3, 16.0))
 
     params = {
         "base": {
