@@ -37,11 +37,10 @@ from histcode.atomic import write_csv
 from histcode.config import base, load_params, section
 from histcode.paths import Paths
 from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri, parse_model_uri, version_of
+from histcode.registry.names import ENCODER, MIL
 
 log = logging.getLogger(__name__)
 
-ENCODER = "histcode-encoder"
-MIL = "histcode-mil"
 THRESHOLD_TAG = "decision_threshold"
 
 

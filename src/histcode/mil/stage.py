@@ -36,7 +36,6 @@ from histcode.paths import Paths
 from histcode.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-ENCODER_NAME = "histcode-encoder"
 
 
 def encoder_name(params: dict[str, Any], cfg: MilConfig) -> str:

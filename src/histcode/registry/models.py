@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-MODEL_NAMES = ("histcode-encoder", "histcode-mil", "histcode-de")
 
 
 class RegistryError(RuntimeError):
