@@ -38,8 +38,9 @@ TINY = {
     "promote": {"thresholds": {"histcode-encoder": 0.0, "histcode-mil": 0.0, "histcode-de": -1.0}, "bootstrap": 50},
 }
 
-# stages whose own deps/params change with mil.pooling; train_de/evaluate_de follow once train_mil's outs change
-MIL_DIRECT = {"train_mil", "heatmaps", "tune_mil"}
+# stages whose own deps/params change with mil.pooling (train_de through de.attention_model: null = mil.pooling);
+# evaluate_de follows once train_de's outs change
+MIL_DIRECT = {"train_mil", "heatmaps", "tune_mil", "train_de"}
 
 
 def _merge(dst: dict, src: dict) -> dict:

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from histcode.config import base, load_params, section, to_dict
-from histcode.expression.config import ExpressionConfig
-from histcode.genes.config import DEConfig
+from histcode.config import ProjectConfig, base, load_params, to_dict
+from histcode.genes.config import de_config
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.run import TrainDEResult, train_de
 from histcode.paths import Paths
@@ -39,8 +38,8 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
 
     data = params if isinstance(params, dict) else load_params(params)
     base_cfg = base(data)
-    cfg = section(DEConfig, "de", data)
-    log2_threshold = section(ExpressionConfig, "expression", data).log2_threshold if "expression" in data else 1.5
+    cfg = de_config(data)
+    log2_threshold = ProjectConfig.load(data).de_log2_threshold
     cohort = cohort or base_cfg.train_cohort
     paths = Paths.from_base(base_cfg)
     inputs = [paths.expression(cohort), paths.features(cohort, cfg.encoder),
