@@ -135,6 +135,19 @@ def test_eval_external_needs_a_champion_then_reports_metrics(project: tuple[Path
     assert _changed_stages(proj, env) == set()  # external validation never touches DVC-owned outputs
 
 
+def test_summary_reads_the_real_outputs_by_their_declared_keys(project: tuple[Path, dict[str, str]]) -> None:
+    """Every metrics file summary reads holds its declared keys (histcode.tables.METRICS_FILES)."""
+    from histcode.summary import summary_lines
+
+    proj, _ = project
+    problems: list[str] = []
+    text = "\n".join(summary_lines(proj / "reports", proj / "reports/figures", None, problems))
+    assert problems == []
+    for line in ("tiles  tcga_synth:", "pretrain: final loss", "  clam_sb ", "attention vs truth (clam_sb",
+                 "differential expression (", "external cptac_synth: AUC"):
+        assert line in text, line
+
+
 def test_second_repro_is_noop_and_pooling_change_reruns_only_mil_and_downstream(
     project: tuple[Path, dict[str, str]],
 ) -> None:
