@@ -27,7 +27,8 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
 def _base_modules() -> set[str]:
-    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers")
     names = [[m.strip() for m in layer.split(":")] for layer in layers]
     first = next(i for i, layer in enumerate(names) if "histcode.tracking" in layer)
     return {"histcode", *(m for layer in names[first:] for m in layer)}
