@@ -191,3 +191,73 @@ class BaseConfig:
 def base(params: dict[str, Any] | str | Path = DEFAULT_PARAMS) -> BaseConfig:
     """The ``base`` section."""
     return section(BaseConfig, "base", params)
+
+
+# The defaults of the keys other sections follow; their owners' dataclasses (MilConfig.pooling,
+# ExpressionConfig.log2_threshold) default to these too, so a section left out resolves like a section written.
+DEFAULT_POOLING = "clam_sb"
+DEFAULT_LOG2_THRESHOLD = 1.5
+
+
+def _lookup(params: dict[str, Any], dotted: str, tp: Any, default: Any) -> Any:
+    """``params[a][b]...`` checked against ``tp`` (file and key named when wrong); ``default`` if absent or null."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return default
+        node = node[part]
+    path = getattr(params, "path", None)
+    return _coerce(node, tp, f"{path}:{dotted}" if path is not None else dotted)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectConfig:
+    """The params keys whose ``null`` means another section's value, resolved once for every consumer.
+
+    Each stage still reads its own section into its own dataclass (and logs that section as written); the
+    keys below are read only through here, so a change of the upstream key moves every consumer with it:
+
+    - ``mil.encoder``: null = ``extract.encoders[0]`` (train_mil, the MIL tuner, external validation);
+    - ``heatmaps.pooling``: null = the trained MIL's primary pooling, else ``mil.pooling``;
+    - ``tune.mil.pooling``: null = ``mil.pooling``;
+    - ``de.attention_model``: null = ``mil.pooling`` (the tumour model whose attention chooses DE tiles);
+    - ``expression.log2_threshold``: the binary DE label, also the linear DE models' P(DE) (train_de).
+    """
+
+    mil_pooling: str = DEFAULT_POOLING
+    extract_encoders: tuple[str, ...] = ()
+    mil_encoder: str | None = None  # None: neither mil.encoder nor extract.encoders is set
+    heatmaps_pooling: str | None = None  # as written; see heatmap_pooling()
+    tune_mil_pooling: str = DEFAULT_POOLING
+    de_attention_model: str = DEFAULT_POOLING
+    de_log2_threshold: float = DEFAULT_LOG2_THRESHOLD
+
+    @classmethod
+    def load(cls, params: dict[str, Any] | str | Path = DEFAULT_PARAMS) -> ProjectConfig:
+        """Resolve the cross-section defaults of a params file (or an already-loaded mapping)."""
+        data = params if isinstance(params, dict) else load_params(params)
+        pooling = _lookup(data, "mil.pooling", str, DEFAULT_POOLING)
+        encoders = tuple(_lookup(data, "extract.encoders", list[str], []))
+        return cls(
+            mil_pooling=pooling,
+            extract_encoders=encoders,
+            mil_encoder=_lookup(data, "mil.encoder", str, None) or (encoders[0] if encoders else None),
+            heatmaps_pooling=_lookup(data, "heatmaps.pooling", str, None) or None,
+            tune_mil_pooling=_lookup(data, "tune.mil.pooling", str, None) or pooling,
+            de_attention_model=_lookup(data, "de.attention_model", str, None) or pooling,
+            de_log2_threshold=_lookup(data, "expression.log2_threshold", float, DEFAULT_LOG2_THRESHOLD),
+        )
+
+    def require_mil_encoder(self) -> str:
+        """The feature set MIL trains on (``mil.encoder``, null = ``extract.encoders[0]``)."""
+        if self.mil_encoder is None:
+            raise ConfigError("params: set mil.encoder or extract.encoders (the feature set MIL trains on)")
+        return self.mil_encoder
+
+    def comparison_encoders(self) -> list[str]:
+        """Every other ``extract.encoders`` feature set: train_mil's encoder comparison on the same folds."""
+        return [e for e in self.extract_encoders if e != self.mil_encoder]
+
+    def heatmap_pooling(self, trained_primary: str | None) -> str:
+        """``heatmaps.pooling``; null = ``trained_primary`` (data/models/mil/mil.json), else ``mil.pooling``."""
+        return self.heatmaps_pooling or trained_primary or self.mil_pooling

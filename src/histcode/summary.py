@@ -2,7 +2,8 @@
 
 Only what belongs to this workspace's configuration: cohorts named in ``params.yaml`` (``base.cohorts``), and
 external results only when ``make eval-cptac`` ran here after the current MIL results (its JSON is not a
-pipeline output and is never committed). Keys are read through the writers' constants.
+pipeline output and is never committed). Files and keys are those declared in ``histcode.tables.METRICS_FILES``
+(the writer, ``tracking.log_metrics``, checks the same declaration).
 """
 
 from __future__ import annotations
@@ -13,9 +14,40 @@ from typing import Any
 
 import typer
 
+from histcode.tables import METRICS_FILES, MetricsFile
 
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+
+class _Declared(dict):  # type: ignore[type-arg]
+    """A metrics file read through its declaration: reading a key it does not declare is a bug (KeyError)."""
+
+    def __init__(self, spec: MetricsFile, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.spec = spec
+
+    def _check(self, key: str) -> str:
+        if not self.spec.declares(key):
+            raise KeyError(f"summary reads {key!r}, not declared for {self.spec.name} in histcode.tables.METRICS_FILES")
+        return key
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(self._check(key))
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self._check(str(key)))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(self._check(key), default)
+
+
+def _load(reports: Path, family: str, cohort: str = "", problems: list[str] | None = None) -> _Declared:
+    """The ``family`` metrics file (``histcode.tables.METRICS_FILES``; {} when absent); a required key it lacks
+    is recorded in ``problems`` (a file of an older version, or a writer that drifted)."""
+    spec = METRICS_FILES[family]
+    path = spec.path(reports, cohort)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if data and spec.missing(data) and problems is not None:
+        problems.append(f"{path}: no key for {spec.missing(data)}; rerun its stage")
+    return _Declared(spec, data)
 
 
 def _ci(m: dict[str, Any], key: str) -> str:
@@ -25,46 +57,48 @@ def _ci(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else f"{m[key]:.3f}"
 
 
-def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None = None) -> list[str]:
+def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None = None,
+                  problems: list[str] | None = None) -> list[str]:
     """Human-readable lines summarising tiling, pretraining, MIL, DE and external validation.
 
     ``cohorts`` maps configured cohort names to their role (train/external); None shows every cohort found.
+    Files and keys are those of ``histcode.tables.METRICS_FILES``; a required key a file lacks goes to
+    ``problems`` (when given) and to a closing warning line.
     """
-    from histcode.ssl.config import METRIC_EPOCHS_DONE, METRIC_FINAL_LOSS, METRIC_STEPS, METRIC_TILES_PER_S
+    problems = [] if problems is None else problems
 
     def configured(name: str, role: str | None = None) -> bool:
         return cohorts is None or (name in cohorts and (role is None or cohorts[name] == role))
 
     lines: list[str] = []
     metrics = reports / "metrics"
-    for tile_json in sorted((metrics / "tile").glob("*.json")):
+    for tile_json in sorted(METRICS_FILES["tile"].path(reports, "*").parent.glob("*.json")):
         if not configured(tile_json.stem):
             continue
-        t = _load(tile_json)
+        t = _load(reports, "tile", tile_json.stem, problems)
         lines.append(f"tiles  {tile_json.stem}: {t.get('n_tiles', 0)} tiles from {t.get('n_done', 0)}/"
                      f"{t.get('n_slides', 0)} slides ({t.get('n_failed', 0)} failed)")
-    pre = _load(metrics / "pretrain.json")
+    pre = _load(reports, "pretrain", problems=problems)
     if pre:
-        labels = {METRIC_FINAL_LOSS: "final loss", METRIC_EPOCHS_DONE: "epochs", METRIC_STEPS: "steps",
-                  METRIC_TILES_PER_S: "tiles/s"}
+        labels = {"final_loss": "final loss", "epochs_done": "epochs", "steps": "steps", "tiles_per_s": "tiles/s"}
         lines.append("pretrain: " + ", ".join(f"{label} {pre[k]:.4g}" for k, label in labels.items() if k in pre))
-    mil = _load(metrics / "mil.json")
+    mil = _load(reports, "mil", problems=problems)
     if mil:
-        lines.append("tumour vs normal (patient-level CV, held-out slides, 95% bootstrap CI):")
+        lines.append("tumour vs normal (patient-level CV, held-out slides; 95% bootstrap CIs: reports/mil/table1.md):")
         poolings = sorted({k.split(".")[0] for k in mil if k.endswith(".auc")})
         for p in poolings:
-            sub = {k.split(".", 1)[1]: v for k, v in mil.items() if k.startswith(p + ".") and k.count(".") == 1}
+            sub = {key: mil[f"{p}.{key}"] for key in ("auc", "accuracy", "balanced_accuracy") if f"{p}.{key}" in mil}
             lines.append(f"  {p:16s} AUC {_ci(sub, 'auc')}  accuracy {_ci(sub, 'accuracy')}  "
                          f"balanced acc {_ci(sub, 'balanced_accuracy')}")
-    att = _load(metrics / "mil_attention.json")
+    att = _load(reports, "mil_attention", problems=problems)
     if att:
         primary = str(mil.get("primary_pooling", "")) if mil else ""
         keys = {"mean_top_k_precision": "top-k precision", "mean_iou": "Otsu IoU"}
-        shown = {label: att[f"{primary}.{k}"] for k, label in keys.items() if f"{primary}.{k}" in att}
+        shown = {label: att[f"{primary}.{k}"] for k, label in keys.items() if primary and f"{primary}.{k}" in att}
         if shown:  # the registered model's attention against the tumour bed (every method: mil_attention.json)
             lines.append(f"attention vs truth ({primary}, tumour bed): "
                          + ", ".join(f"{label} {v:.3f}" for label, v in shown.items()))
-    de = _load(metrics / "de.json")
+    de = _load(reports, "de", problems=problems)
     if de:
         lines.append(
             f"differential expression ({int(de.get('n_genes', 0))} genes, {int(de.get('n_patients', 0))} patients): "
@@ -79,30 +113,31 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
                 f"{de['truth.null_pearson_median']:.3f} (Wilcoxon p={de['truth.planted_vs_null_wilcoxon_p']:.3g})"
             )
         heat = sorted(k.split(".")[1] for k in de if k.startswith("truth.") and k.endswith(".lymph_auc"))
-        if heat:
+        genes = [g for g in heat if g != "reference"]
+        if genes:  # truth.reference: the tumour model's attention scored the same way (what a heatmap must beat)
             lines.append("  per-gene heatmaps vs lymphocyte truth, AUC: " + ", ".join(
-                f"{g} {de[f'truth.{g}.lymph_auc']:.2f}" for g in heat))
-        genes = [k.split(".", 1)[1] for k in de if k.startswith("pearson_r.")]
-        if genes:
-            lines.append("  " + ", ".join(f"{g} r={de['pearson_r.' + g]:.2f}" for g in genes))
-    mil_json = metrics / "mil.json"
+                f"{g} {de[f'truth.{g}.lymph_auc']:.2f}" for g in genes)
+                + (f" (tumour-model attention {de['truth.reference.lymph_auc']:.2f})" if "reference" in heat else ""))
+        scatter = [k.split(".", 1)[1] for k in de if k.startswith("pearson_r.")]
+        if scatter:
+            lines.append("  " + ", ".join(f"{g} r={de['pearson_r.' + g]:.2f}" for g in scatter))
+    mil_json = METRICS_FILES["mil"].path(reports)
+    eval_head, _, eval_tail = METRICS_FILES["eval"].path(reports, "{cohort}").name.partition("{cohort}")
     externals = [n for n, role in (cohorts or {}).items() if role == "external"] if cohorts is not None else sorted(
-        {p.stem.removeprefix("eval_").removeprefix("mil_external_") for p in
-         [*metrics.glob("eval_*.json"), *metrics.glob("mil_external_*.json")]})
+        p.name.removeprefix(eval_head).removesuffix(eval_tail) for p in metrics.glob(f"{eval_head}*{eval_tail}"))
     for cohort in externals:
-        ext = metrics / f"eval_{cohort}.json"
-        if not ext.exists():
-            ext = metrics / f"mil_external_{cohort}.json"
+        ext = METRICS_FILES["eval"].path(reports, cohort)
         if not ext.exists():
             lines.append(f"external {cohort}: not evaluated in this workspace (`make eval-cptac EXTERNAL={cohort}`)")
         elif mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
             lines.append(f"external {cohort}: stale ({ext} predates the current MIL results): rerun "
                          f"`make eval-cptac EXTERNAL={cohort}`")
         else:
-            e = _load(ext)
+            e = _load(reports, "eval", cohort, problems)
             lines.append(f"external {cohort}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}")
     lines.append(f"heatmaps: {figures / 'heatmaps'}   DE figures: {figures / 'de'}")
     lines.append("MLflow UI: `make ui` then open http://127.0.0.1:5000 ; external validation: `make eval-cptac`")
+    lines += [f"warning: {p}" for p in problems]
     return lines
 
 

@@ -8,6 +8,7 @@ stage's row stays readable (< 200 columns). Keys are ``fnmatch`` patterns over t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,58 @@ def table(family: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(v, int | float) and not isinstance(v, bool):
                 out[key] = round(float(v), 4) if isinstance(v, float) else v
     return out
+
+
+@dataclass(frozen=True)
+class MetricsFile:
+    """A stage's metrics file as readers besides DVC use it (``histcode summary``): its name under
+    ``reports/metrics/`` (``{cohort}``: one file per cohort) and its keys, ``fnmatch`` patterns as above."""
+
+    name: str
+    required: tuple[str, ...]  # every run of the stage writes these
+    optional: tuple[str, ...] = ()  # some runs only (synthetic truth, scatter genes, bootstrap CIs)
+
+    def path(self, reports_dir: str | Path, cohort: str = "") -> Path:
+        return Path(reports_dir) / METRICS_DIR / f"{self.name.format(cohort=cohort)}.json"
+
+    def declares(self, key: str) -> bool:
+        return any(_matches(key, p) for p in (*self.required, *self.optional))
+
+    def missing(self, metrics: Mapping[str, Any]) -> list[str]:
+        """The required patterns no key of ``metrics`` matches."""
+        return [p for p in self.required if not any(_matches(k, p) for k in metrics)]
+
+
+def _matches(key: str, pattern: str) -> bool:
+    return fnmatchcase(key, pattern) and key.count(".") == pattern.count(".")
+
+
+# The one declaration of what the stages write and summary reads (the writer, ``tracking.log_metrics``, warns
+# when a required key is missing; ``histcode.summary`` reads no key that is not declared here).
+METRICS_FILES: dict[str, MetricsFile] = {
+    "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles")),
+    "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),
+    "mil": MetricsFile("mil", ("primary_pooling", "*.auc", "*.accuracy", "*.balanced_accuracy")),
+    "mil_attention": MetricsFile("mil_attention", ("n_rendered", "n_failed", "truth_evaluated"),
+                                 ("*.mean_top_k_precision", "*.mean_iou")),
+    "de": MetricsFile("de", ("n_genes", "n_patients", "pearson_r_median", "random_pearson_median", "wilcoxon_p",
+                             "n_genes_significant_bh"),
+                      ("truth.planted_pearson_median", "truth.null_pearson_median", "truth.planted_vs_null_wilcoxon_p",
+                       "truth.*.lymph_auc", "pearson_r.*")),
+    "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
+                        ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high")),
+}
+
+
+def metrics_file_of(json_path: str | Path) -> MetricsFile | None:
+    """The declaration a ``reports/metrics/...json`` path is written under (None: not declared)."""
+    p = Path(json_path)
+    if METRICS_DIR not in p.parts:
+        return None
+    rel = Path(*p.parts[len(p.parts) - 1 - p.parts[::-1].index(METRICS_DIR) + 1:]).with_suffix("").as_posix()
+    for f in METRICS_FILES.values():
+        head, _, tail = f.name.partition("{cohort}")
+        if rel == f.name or ("{cohort}" in f.name and rel.startswith(head) and rel.endswith(tail)
+                             and "/" not in rel[len(head):len(rel) - len(tail)] and len(rel) > len(head) + len(tail)):
+            return f
+    return None

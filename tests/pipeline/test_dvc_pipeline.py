@@ -38,8 +38,9 @@ TINY = {
     "promote": {"thresholds": {"histcode-encoder": 0.0, "histcode-mil": 0.0, "histcode-de": -1.0}, "bootstrap": 50},
 }
 
-# stages whose own deps/params change with mil.pooling; train_de/evaluate_de follow once train_mil's outs change
-MIL_DIRECT = {"train_mil", "heatmaps", "tune_mil"}
+# stages whose own deps/params change with mil.pooling (train_de through de.attention_model: null = mil.pooling);
+# evaluate_de follows once train_de's outs change
+MIL_DIRECT = {"train_mil", "heatmaps", "tune_mil", "train_de"}
 
 
 def _merge(dst: dict, src: dict) -> dict:
@@ -132,6 +133,19 @@ def test_eval_external_needs_a_champion_then_reports_metrics(project: tuple[Path
     assert len(list((proj / "data/features/cptac_synth/adco").glob("*.h5"))) == 4
     assert not list((proj / "data/external/cptac_synth/features/encoder-v1").glob("*.h5"))
     assert _changed_stages(proj, env) == set()  # external validation never touches DVC-owned outputs
+
+
+def test_summary_reads_the_real_outputs_by_their_declared_keys(project: tuple[Path, dict[str, str]]) -> None:
+    """Every metrics file summary reads holds its declared keys (histcode.tables.METRICS_FILES)."""
+    from histcode.summary import summary_lines
+
+    proj, _ = project
+    problems: list[str] = []
+    text = "\n".join(summary_lines(proj / "reports", proj / "reports/figures", None, problems))
+    assert problems == []
+    for line in ("tiles  tcga_synth:", "pretrain: final loss", "  clam_sb ", "attention vs truth (clam_sb",
+                 "differential expression (", "external cptac_synth: AUC"):
+        assert line in text, line
 
 
 def test_second_repro_is_noop_and_pooling_change_reruns_only_mil_and_downstream(

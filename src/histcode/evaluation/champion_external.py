@@ -34,14 +34,13 @@ import pandas as pd
 
 from histcode import tracking
 from histcode.atomic import write_csv
-from histcode.config import base, load_params, section
+from histcode.config import ProjectConfig, base, load_params, section
 from histcode.paths import Paths
 from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri, parse_model_uri, version_of
+from histcode.registry.names import ENCODER, MIL
 
 log = logging.getLogger(__name__)
 
-ENCODER = "histcode-encoder"
-MIL = "histcode-mil"
 THRESHOLD_TAG = "decision_threshold"
 
 
@@ -203,9 +202,7 @@ def evaluate_external(
         parsed = parse_model_uri(ref)
         version = version_of(parsed) if parsed is not None else None
         mil = load_mil(ref)
-        from histcode.mil.stage import encoder_name
-
-        encoder = str(mil.meta.get("encoder") or encoder_name(params, mil_cfg))
+        encoder = str(mil.meta.get("encoder") or ProjectConfig.load(params).require_mil_encoder())
         fdir = Path(features_dir) if features_dir else paths.features(cohort, encoder)
         run_params.update(model=ref, encoder=encoder)
         tags = {"mil_uri": ref}

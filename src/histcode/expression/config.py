@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from histcode.config import DEFAULT_LOG2_THRESHOLD
+
 
 @dataclass(frozen=True)
 class ExpressionConfig:
@@ -19,7 +21,7 @@ class ExpressionConfig:
 
     value_column: str = "fpkm_uq_unstranded"
     pseudo_count: float = 1.0
-    log2_threshold: float = 1.5
+    log2_threshold: float = DEFAULT_LOG2_THRESHOLD
     n_driver_genes: int = 200
     intogen: Path | None = None
     markers: list[str] = field(default_factory=lambda: ["CD3D", "CD3E", "CD3G", "CD247", "CD19", "PTEN"])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from histcode.config import ProjectConfig, section
 
 
 @dataclass(frozen=True)
@@ -11,7 +14,8 @@ class DEConfig:
     """Per-gene DE models: inputs from top/bottom-l attention tiles, linear heads, per-gene attention MIL.
 
     ``encoder`` names the features folder (data/features/<cohort>/<encoder>/) and ``attention_model`` the
-    attention folder of the tumour-diagnosis MIL model (data/attention/<cohort>/<attention_model>/).
+    attention folder of the tumour-diagnosis MIL model (data/attention/<cohort>/<attention_model>/; null =
+    ``mil.pooling``, resolved by ``histcode.config.ProjectConfig``: read the section with ``de_config``).
     ``mil_readout`` is how the per-gene MIL turns attention into a prediction (``abundance``: the heatmaps
     are identifiable, see ``histcode.genes.gene_mil``); ``mil_pca_dim`` > 0 projects tiles onto that many
     leading principal components of the training tiles, relative variance kept (0: raw features).
@@ -33,7 +37,7 @@ class DEConfig:
     heatmap_genes: list[str] = field(default_factory=lambda: ["CD3D", "CD247", "CD19", "PTEN"])
     mil_epochs: int = 30
     encoder: str = "adco"
-    attention_model: str = "gated_attention"
+    attention_model: str | None = None
     mil_lr: float = 0.0005
     mil_weight_decay: float = 0.0001
     mil_hidden: int = 128
@@ -90,3 +94,8 @@ class DEConfig:
         for name in ("weight_decay", "mil_weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"de.{name}: must be >= 0, got {getattr(self, name)}")
+
+
+def de_config(params: dict[str, Any] | str | Path = "params.yaml") -> DEConfig:
+    """The ``de`` section with ``attention_model`` resolved (null = ``mil.pooling``)."""
+    return replace(section(DEConfig, "de", params), attention_model=ProjectConfig.load(params).de_attention_model)

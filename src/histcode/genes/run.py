@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from histcode.atomic import atomic_path, write_csv, write_parquet
-from histcode.config import BaseConfig, to_dict
+from histcode.config import DEFAULT_LOG2_THRESHOLD, BaseConfig, ConfigError, to_dict
 from histcode.genes.config import DEConfig
 from histcode.genes.folds import load_split_table, patient_folds
 from histcode.genes.gene_mil_cv import GeneMILSettings, gene_mil_cv
@@ -85,6 +85,9 @@ def load_summaries(cfg: DEConfig, inputs: DEInputs, feats_dir: Path, seed: int) 
 
 def load_de_data(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> DEData:
     """Targets, top/bottom-l attention embeddings and patient folds of ``cohort`` (train_de and Optuna)."""
+    if cfg.attention_model is None:
+        raise ConfigError("de.attention_model: null (= mil.pooling) is resolved by histcode.genes.config.de_config; "
+                          "read the de section with it")
     cohort = cohort or base_cfg.train_cohort
     paths = Paths.from_base(base_cfg)
     targets = read_targets(paths.expression(cohort))
@@ -117,7 +120,7 @@ def linear_module(fit: LinearFit, genes: list[str], log2_threshold: float) -> Li
 
 
 def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
-             log2_threshold: float = 1.5) -> TrainDEResult:
+             log2_threshold: float = DEFAULT_LOG2_THRESHOLD) -> TrainDEResult:
     """Run the whole stage for ``cohort`` (default ``base.train_cohort``) and write its outputs.
 
     ``log2_threshold`` is ``expression.log2_threshold`` (the binary label), used by the linear models' P(DE).

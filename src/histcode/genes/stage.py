@@ -11,15 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from histcode.config import base, load_params, section, to_dict
-from histcode.expression.config import ExpressionConfig
-from histcode.genes.config import DEConfig
+from histcode.config import ProjectConfig, base, load_params, to_dict
+from histcode.genes.config import de_config
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.run import TrainDEResult, train_de
 from histcode.paths import Paths
+from histcode.registry.names import DE
 from histcode.tracking import log_metrics, start_run
 
-REGISTERED_NAME = "histcode-de"
 TAGGED_METRICS = ("pearson_r_median", "spearman_r_median", "accuracy_mean", "auc_mean", "n_genes", "n_patients")
 
 
@@ -39,8 +38,8 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
 
     data = params if isinstance(params, dict) else load_params(params)
     base_cfg = base(data)
-    cfg = section(DEConfig, "de", data)
-    log2_threshold = section(ExpressionConfig, "expression", data).log2_threshold if "expression" in data else 1.5
+    cfg = de_config(data)
+    log2_threshold = ProjectConfig.load(data).de_log2_threshold
     cohort = cohort or base_cfg.train_cohort
     paths = Paths.from_base(base_cfg)
     inputs = [paths.expression(cohort), paths.features(cohort, cfg.encoder),
@@ -66,7 +65,7 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                 genes_file = Path(tmp) / "genes.txt"
                 genes_file.write_text("\n".join(result.model.genes) + "\n")
                 mlflow.log_artifact(str(genes_file), artifact_path="de")
-            mv = log_and_register(result.model, REGISTERED_NAME,
+            mv = log_and_register(result.model, DE,
                              input_example=np.asarray(result.design[:2], dtype=np.float32),
                              metrics={k: result.metrics[k] for k in TAGGED_METRICS if k in result.metrics},
                              tags={"cohort": cohort, "de.method": cfg.method,
@@ -74,5 +73,5 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                                    "encoder": cfg.encoder, **{k: v for k, v in feature_set_identity(
                                        paths.features(cohort, cfg.encoder)).items() if k != "encoder"},
                                    "output": "(B, G, 2): [..., 0] log10(fc+1), [..., 1] P(DE); genes in de/genes.txt"})
-            attach_evidence(REGISTERED_NAME, mv.version, de_evidence(result.predictions), kind="de")
+            attach_evidence(DE, mv.version, de_evidence(result.predictions), kind="de")
     return result

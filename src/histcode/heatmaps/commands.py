@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         cfg = dataclasses.replace(section(HeatmapConfig, "heatmaps", p), geojson=geojson)
         paths = Paths.from_base(bcfg)
         cohort = cohort or bcfg.train_cohort
-        pooling = pooling or primary_pooling(p, cfg, paths)
+        pooling = pooling or primary_pooling(p, paths)
         manifest = read_manifest(paths.slides_csv(cohort)).set_index("slide_id")
         if slide not in manifest.index:
             raise typer.BadParameter(f"{slide!r} is not in {paths.slides_csv(cohort)}")

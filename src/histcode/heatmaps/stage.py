@@ -18,7 +18,7 @@ import pandas as pd
 
 from histcode import tracking
 from histcode.atomic import write_csv, write_json
-from histcode.config import base, load_params, section
+from histcode.config import ProjectConfig, base, load_params, section
 from histcode.console import tqdm
 from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.slide import render_slide
@@ -28,13 +28,12 @@ from histcode.paths import Paths
 log = logging.getLogger(__name__)
 
 
-def primary_pooling(params: dict[str, Any], cfg: HeatmapConfig, paths: Paths) -> str:
-    if cfg.pooling:
-        return cfg.pooling
-    index = paths.models("mil") / "mil.json"
-    if index.exists():
-        return str(json.loads(index.read_text())["primary"])
-    return str((params.get("mil") or {}).get("pooling", "clam_sb"))
+def primary_pooling(params: dict[str, Any], paths: Paths) -> str:
+    """Whose attention is drawn: ``heatmaps.pooling``, null = the trained MIL's primary, else ``mil.pooling``."""
+    project = ProjectConfig.load(params)
+    index = paths.models("mil") / "mil.json"  # mil.model.INDEX_FILE (no torch import here)
+    trained = str(json.loads(index.read_text())["primary"]) if not project.heatmaps_pooling and index.exists() else None
+    return project.heatmap_pooling(trained)
 
 
 def choose_slides(preds: pd.DataFrame, manifest: pd.DataFrame, cfg: HeatmapConfig, pooling: str) -> list[str]:
@@ -52,7 +51,7 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
     params = load_params(params_path)
     bcfg, cfg = base(params), section(HeatmapConfig, "heatmaps", params)
     paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
-    pooling = primary_pooling(params, cfg, paths)
+    pooling = primary_pooling(params, paths)
     manifest = read_manifest(paths.slides_csv(cohort))
     preds = pd.read_csv(paths.mil_predictions(cohort), dtype={"slide_id": str, "patient_id": str})
     out_root = paths.figures("heatmaps")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from histcode.config import ConfigError
+from histcode.config import DEFAULT_POOLING, ConfigError
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class MilConfig:
     (``fixed`` = 0.5); ``ece_bins`` equal-width bins for the calibration error.
     """
 
-    pooling: str = "clam_sb"
+    pooling: str = DEFAULT_POOLING
     baselines: list[str] = field(
         default_factory=lambda: ["clam_sb", "gated_attention", "abmil", "dsmil", "mil_rnn", "transmil", "mean", "max"]
     )

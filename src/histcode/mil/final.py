@@ -23,8 +23,8 @@ from histcode.mil.decision import TAG, decision_threshold, write_threshold
 from histcode.mil.inference import predict_slides
 from histcode.mil.model import MilClassifier, save_mil
 from histcode.paths import Paths
+from histcode.registry.names import ENCODER, MIL
 
-REGISTERED_NAME = "histcode-mil"
 log = logging.getLogger(__name__)
 
 
@@ -113,15 +113,15 @@ def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) ->
     cv = report.pooled_metrics(held_out, n_boot=0, seed=ctx.seed)[pooling]
     mv = log_and_register(
         model,
-        REGISTERED_NAME,
+        MIL,
         input_example=example,
         metrics={f"cv_{k}": cv[k] for k in report.SUMMARY_KEYS if cv[k] == cv[k]},
         tags={**ctx.tags, "pooling": pooling, "cohort": ctx.cohort, TAG: f"{model.meta[TAG]:.6g}"},
     )
     evidence = held_out.rename(columns={"slide_id": "id", "prob_tumor": "prob"})[["id", "label", "prob"]]
-    attach_evidence(REGISTERED_NAME, mv.version, evidence, kind="binary")
+    attach_evidence(MIL, mv.version, evidence, kind="binary")
     encoder_name, _, encoder_version = str(ctx.tags.get("encoder_version", "")).partition("/")
-    if encoder_name == "histcode-encoder" and encoder_version.isdigit():
+    if encoder_name == ENCODER and encoder_version.isdigit():
         # the encoder is judged by what it is for: held-out tumour diagnosis from its features, by the first
         # MIL model trained on them; later MIL experiments never rewrite that record
         if has_evidence(encoder_name, encoder_version):
@@ -129,5 +129,5 @@ def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) ->
                      mv.version)
         else:
             attach_evidence(encoder_name, encoder_version, evidence, kind="binary",
-                            source=f"{REGISTERED_NAME}/{mv.version}")
+                            source=f"{MIL}/{mv.version}")
     return str(mv.version)

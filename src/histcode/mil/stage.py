@@ -21,7 +21,7 @@ import torch
 from histcode import tracking
 from histcode.atomic import write_csv, write_json, write_text
 from histcode.cohort.splits import make_patient_splits, save_splits
-from histcode.config import ConfigError, base, load_params, section, to_dict
+from histcode.config import ProjectConfig, base, load_params, section, to_dict
 from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification_plots import plot_roc_pr
 from histcode.mil import report
@@ -36,16 +36,6 @@ from histcode.paths import Paths
 from histcode.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-ENCODER_NAME = "histcode-encoder"
-
-
-def encoder_name(params: dict[str, Any], cfg: MilConfig) -> str:
-    if cfg.encoder:
-        return cfg.encoder
-    encoders = (params.get("extract") or {}).get("encoders") or []
-    if not encoders:
-        raise ConfigError("params: set mil.encoder or extract.encoders (the feature set MIL trains on)")
-    return str(encoders[0])
 
 
 def encoder_version(encoder_dir: Path) -> str:
@@ -169,7 +159,7 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
     """Configs, manifest, usable feature files (bad ones recorded), saved splits → (context, splits, dir)."""
     bcfg, cfg = base(params), section(MilConfig, "mil", params)
     paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
-    encoder = encoder_name(params, cfg)
+    encoder = ProjectConfig.load(params).require_mil_encoder()
     manifest = read_manifest(paths.slides_csv(cohort), columns=LABELLED_COLUMNS, labelled=True)
     fdir = paths.features(cohort, encoder)
     fpaths, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="train_mil")
@@ -211,7 +201,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
     cfg, paths = ctx.cfg, ctx.paths
     torch.set_num_threads(max(1, cfg.threads))
     all_preds, fold_metrics, final_info, times = [], {}, {}, {}
-    others = [e for e in extract_encoders(params) if e != ctx.tags["encoder"]]
+    others = ProjectConfig.load(params).comparison_encoders()
     encoder_preds: dict[str, list[pd.DataFrame]] = {}
     with tracking.start_run(
         "mil",
@@ -276,10 +266,6 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         pd.DataFrame(sorted(ctx.failures.items()), columns=["slide_id", "reason"]),
     )
     return metrics
-
-
-def extract_encoders(params: dict[str, Any]) -> list[str]:
-    return [str(e) for e in ((params.get("extract") or {}).get("encoders") or [])]
 
 
 def table_dir(paths: Paths) -> Path:

@@ -3,7 +3,6 @@
 from histcode.registry.models import (
     CHALLENGER,
     CHAMPION,
-    MODEL_NAMES,
     ModelRef,
     RegistryError,
     get_version,
@@ -14,6 +13,7 @@ from histcode.registry.models import (
     parse_model_uri,
     version_of,
 )
+from histcode.registry.names import MODEL_NAMES
 
 __all__ = [
     "CHALLENGER",

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         """Promote each model's @challenger to @champion when held-out evidence says it is better."""
         from histcode.config import section
         from histcode.registry.gate import GateConfig
-        from histcode.registry.models import MODEL_NAMES
+        from histcode.registry.names import MODEL_NAMES
         from histcode.registry.promotion import promote, promote_all
 
         cfg = section(GateConfig, "promote", params)

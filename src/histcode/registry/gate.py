@@ -22,13 +22,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from histcode.registry.names import DE, ENCODER, MIL
+
 
 @dataclass(frozen=True)
 class GateConfig:
     """``promote`` section of params.yaml."""
 
     thresholds: dict[str, float] = field(
-        default_factory=lambda: {"histcode-encoder": 0.8, "histcode-mil": 0.8, "histcode-de": 3}
+        default_factory=lambda: {ENCODER: 0.8, MIL: 0.8, DE: 3}
     )
     min_delta: float = 0.0
     min_prob_better: float = 0.9

@@ -11,9 +11,10 @@ import json
 import logging
 from pathlib import Path
 
+from histcode.registry.names import ENCODER
+
 log = logging.getLogger(__name__)
 
-ENCODER_NAME = "histcode-encoder"
 VERSION_KEYS = ("registered_version", "model_version", "registry_version", "version")
 BASELINE = "baseline"
 
@@ -31,7 +32,7 @@ def encoder_dir_version(encoder_dir: Path) -> str:
             continue
         if not isinstance(data, dict):
             continue
-        name = data.get("registered_name") or ENCODER_NAME
+        name = data.get("registered_name") or ENCODER
         for key in VERSION_KEYS:
             if data.get(key) not in (None, ""):
                 return f"{name}/{data[key]}"

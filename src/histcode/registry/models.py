@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-MODEL_NAMES = ("histcode-encoder", "histcode-mil", "histcode-de")
 
 
 class RegistryError(RuntimeError):

@@ -14,11 +14,11 @@ from histcode import tracking
 from histcode.registry.evidence import load_evidence
 from histcode.registry.gate import Decision, GateConfig, decide
 from histcode.registry.models import CHALLENGER, CHAMPION, RegistryError, _client, get_version
+from histcode.registry.names import ENCODER, MIL
 
 log = logging.getLogger(__name__)
 
 
-ENCODER, MIL = "histcode-encoder", "histcode-mil"
 
 
 def _optional(name: str, alias: str) -> Any:

@@ -21,12 +21,12 @@ from histcode import distributed as D
 from histcode.config import base, load_params, section, to_dict
 from histcode.paths import Paths
 from histcode.preflight import EmptyCohortError, ensure_writable
+from histcode.registry.names import ENCODER
 from histcode.slides.tile_dataset import SlideTileDataset, collect_slides
 from histcode.ssl.config import PretrainConfig
 
 log = logging.getLogger(__name__)
 
-ENCODER_MODEL_NAME = "histcode-encoder"
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
             example = np.random.default_rng(seed).random((2, 3, cfg.input_px, cfg.input_px), dtype=np.float32)
             # the stain reference is part of the model: features are only comparable under the same one
             extra = {"stain": paths.stain_reference} if cfg.stain else {}
-            mv = log_and_register(encoder, ENCODER_MODEL_NAME, input_example=example,
+            mv = log_and_register(encoder, ENCODER, input_example=example,
                                   metrics={"final_loss": metrics["final_loss"]},
                                   tags={"method": cfg.method, "backbone": cfg.backbone,
                                         "stain_reference": "extra/stain/" + paths.stain_reference.name

@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from histcode.cohort.splits import load_splits
-from histcode.config import BaseConfig, ConfigError
+from histcode.config import BaseConfig, ConfigError, ProjectConfig
 from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import run_fold
-from histcode.mil.stage import encoder_name
 from histcode.paths import Paths
 from histcode.tuning.objective import FoldOutcome
 
@@ -54,7 +53,7 @@ class MilData:
 def load_mil_data(params: dict[str, Any], bcfg: BaseConfig, cfg: MilConfig) -> MilData:
     """Manifest, feature bags and splits of ``base.train_cohort``; unreadable bags are recorded and skipped."""
     paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
-    encoder = encoder_name(params, cfg)
+    encoder = ProjectConfig.load(params).require_mil_encoder()
     manifest_csv = paths.slides_csv(cohort)
     if not manifest_csv.exists():
         raise FileNotFoundError(f"{manifest_csv}: slides manifest missing; run `dvc repro ingest@{cohort}`")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from histcode import tracking
-from histcode.config import base, load_params, section, to_dict
+from histcode.config import ProjectConfig, base, load_params, section, to_dict
 from histcode.paths import Paths
 from histcode.seeding import seed_everything
 from histcode.tuning.best import best_section, dvc_set_command, write_best
@@ -150,7 +150,7 @@ def run_tune_mil(
     torch.set_num_threads(max(1, mcfg.threads))
     data = load_mil_data(params, bcfg, mcfg)
     folds = trial_folds(data.n_folds, settings.folds)
-    pooling = settings.pooling or mcfg.pooling
+    pooling = ProjectConfig.load(params).tune_mil_pooling
     if settings.objective == "val_loss" and not (data.splits["split"] == "val").any():
         raise ValueError(f"{Paths.from_base(bcfg).splits(data.cohort)}: no validation patients, so objective "
                          "val_loss is undefined; set mil.val_frac > 0 and rerun train_mil, or use objective auc")
@@ -183,7 +183,7 @@ def run_tune_de(
     """Tune the ``de`` section's head training (lr, weight_decay, epochs) on train_de's inputs and folds."""
     import torch
 
-    from histcode.genes.config import DEConfig
+    from histcode.genes.config import DEConfig, de_config
     from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
     from histcode.tuning.mil_objective import trial_folds
 
@@ -193,7 +193,7 @@ def run_tune_de(
     settings = _with_overrides(tcfg.de, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
     seed_everything(bcfg.seed)
     torch.set_num_threads(max(1, dcfg.threads))
-    data = load_de_data(bcfg, dcfg, cohort)
+    data = load_de_data(bcfg, de_config(params), cohort)  # attention_model resolved; dcfg stays as written
     return _run_study(
         family="de",
         tcfg=tcfg,
