@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from histcode import __version__, tracking
+from histcode.errors import HistcodeError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ CHAMPION = "champion"
 MODEL_NAMES = ("histcode-encoder", "histcode-mil", "histcode-de")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(HistcodeError, RuntimeError):
     """A registered model or alias is missing, with the command that creates it."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from histcode.errors import HistcodeError
+
 # µm/px of a 1x objective; objective power P gives about 10/P µm/px (20x ≈ 0.5, 40x ≈ 0.25).
 MPP_AT_1X = 10.0
 # Largest level (in pixels) read whole by ``read_level``; bigger reads go through ``read_downsampled``.
@@ -20,7 +22,7 @@ MAX_LEVEL_PIXELS = 120_000_000
 _STRIP = 2048  # level pixels per strip side when downscaling big levels (2048: thumbnail of a 100k slide < 300 MB)
 
 
-class SlideError(Exception):
+class SlideError(HistcodeError):
     """A slide cannot be opened, resolved or read; the message names the file and the fix."""
 
 
