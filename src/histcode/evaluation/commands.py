@@ -35,14 +35,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""
         from histcode.evaluation.champion_external import evaluate_external
-        from histcode.registry.models import RegistryError
 
-        try:
-            m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
-                                  recalibration=recalibration, progress=progress)
-        except RegistryError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
+                              recalibration=recalibration, progress=progress)
 
         def ci(k: str) -> str:
             return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
