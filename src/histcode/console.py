@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from histcode.errors import HistcodeError
@@ -48,6 +48,17 @@ def one_line_errors(prog: str) -> Iterator[None]:
     except HistcodeError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def summary_line(title: str, metrics: Mapping[str, Any], family: str | None = None) -> str:
+    """A stage's result as one readable line: its paper-table keys (histcode.tables) as ``key=value``; what every
+    stage command prints, so it names only keys its metrics have (it cannot drift from the writer)."""
+    from histcode import tables
+
+    shown = tables.table(family, metrics) if family in tables.TABLE_KEYS else {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
+    return f"{title}: " + (", ".join(parts) if parts else "no numeric results")
 
 
 class LogProgress:

@@ -147,6 +147,12 @@ def test_progress_is_a_bar_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     bar.close()
 
 
+def test_summary_line_is_the_stage_table() -> None:
+    line = console.summary_line("tile tcga", {"n_slides": 48, "n_done": 47, "n_failed": 1, "n_tiles": 10143,
+                                              "tissue_area_mm2": 160.385408, "tiles_per_slide_min": 200}, "tile")
+    assert line == "tile tcga: n_slides=48, n_done=47, n_failed=1, n_tiles=10143, tissue_area_mm2=160.4"
+
+
 def _root_logger_calls(path: Path) -> list[str]:
     bad = []
     for node in ast.walk(ast.parse(path.read_text())):

@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sample sheets / barcodes / CPTAC CSV → data/manifests/<cohort>/{slides,rnaseq,failures}.csv."""
         from histcode.cohort.stage import run_ingest
+        from histcode.console import summary_line
 
         result = run_ingest(cohort, params)
-        c = result.counts
-        typer.echo(f"{cohort}: {c['slides']} slides ({c['slides_tumour']} tumour, {c['slides_normal']} normal), "
-                   f"{c['failures']} excluded (see {result.out_dir / 'failures.csv'})")
+        typer.echo(f"{summary_line(f'ingest {cohort}', result.counts, 'ingest')} (excluded: "
+                   f"{result.out_dir / 'failures.csv'})")

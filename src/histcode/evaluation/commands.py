@@ -14,12 +14,10 @@ def register(app: typer.Typer) -> None:
         cohort: str | None = typer.Option(None, help="cohort (default base.train_cohort)"),
     ) -> None:
         """Per-gene correlations vs random baseline (Wilcoxon + BH), plots, enrichment, synthetic truth."""
+        from histcode.console import summary_line
         from histcode.evaluation.de_stage import run_evaluate_de
 
-        m = run_evaluate_de(params, cohort=cohort).metrics
-        typer.echo(f"DE evaluation: median Pearson {m['pearson_r_median']:.3f} vs random "
-                   f"{m['random_pearson_median']:.3f} (Wilcoxon p={m['wilcoxon_p']:.2g}), "
-                   f"{int(m['n_genes_significant_bh'])} genes significant after BH")
+        typer.echo(summary_line("evaluate_de", run_evaluate_de(params, cohort=cohort).metrics, "de"))
 
     @app.command("evaluate-external")
     def evaluate_external_cmd(
@@ -42,10 +40,11 @@ def register(app: typer.Typer) -> None:
         def ci(k: str) -> str:
             return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
 
+        models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
+                  else f"model {m['model']}")  # --model: no registered encoder/MIL pair
         typer.echo(f"{cohort}: {int(m.get('n', 0))} slides, AUC {ci('auc')}, accuracy {ci('accuracy')}, "
                    f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
-                   f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; "
-                   f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}; "
+                   f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
                    f"metrics in reports/metrics/eval_{cohort}.json")
         if "recalibrated_accuracy" in m:
             typer.echo(f"{m['recalibration']} recalibration on {int(m['n_calibration'])} slides: accuracy "

@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
 
         Sharded over GPUs: ``torchrun --nproc_per_node N pipelines/extract.py --cohort NAME``; rerunning skips
         slides already extracted."""
+        from histcode.console import summary_line
         from histcode.features.stage import run_extract
 
         metrics = run_extract(params, cohort=cohort, encoders=encoder or None, progress=progress)
-        for key, value in sorted(metrics.items()):
-            typer.echo(f"{key}: {value}")
+        typer.echo(summary_line(f"extract {cohort}", metrics, "extract"))

@@ -15,11 +15,12 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="progress bars"),
     ) -> None:
         """Attention heatmaps of the configured slides (+ attention vs truth on synthetic cohorts)."""
+        from histcode.console import summary_line
         from histcode.heatmaps.stage import run_heatmaps
 
         m = run_heatmaps(params, progress=progress)
-        typer.echo(f"heatmaps: {int(m['n_rendered'])} rendered, {int(m['n_failed'])} failed (index.csv in "
-                   "reports/figures/heatmaps; attention vs truth in reports/metrics/mil_attention.json)")
+        typer.echo(f"{summary_line('heatmaps', m, 'mil_attention')} (rendered {m['n_rendered']}, failed "
+                   f"{m['n_failed']}: reports/figures/heatmaps/index.csv)")
 
     @app.command("heatmap")
     def heatmap_cmd(

@@ -13,14 +13,12 @@ def register(app: typer.Typer) -> None:
         params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, mil)."),
     ) -> None:
         """Patient-level CV of gated-attention/mean/max MIL, final models, registry, attention export."""
+        from histcode.console import summary_line
         from histcode.mil.stage import run_train_mil
 
         metrics = run_train_mil(params)
-        primary = metrics["primary_pooling"]
-        typer.echo(
-            f"{primary}: AUC {metrics[f'{primary}.auc']:.3f} "
-            f"[{metrics[f'{primary}.auc_ci_low']:.3f}, {metrics[f'{primary}.auc_ci_high']:.3f}]"
-        )
+        typer.echo(f"{summary_line('train_mil (held-out AUC)', metrics, 'mil')}; primary "
+                   f"{metrics['primary_pooling']}, Table 1 with CIs in reports/mil/table1.md")
 
     @app.command("eval-external", hidden=True)  # deprecated alias: one job, one command (evaluate-external)
     def eval_external_cmd(

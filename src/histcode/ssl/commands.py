@@ -23,10 +23,11 @@ def register(app: typer.Typer) -> None:
         By default a run resumes its epoch checkpoint (a persisted DVC output) when it belongs to the same
         config. Many GPUs/nodes: ``torchrun --nproc_per_node N pipelines/pretrain.py``; the SimCLR baseline:
         ``--method simclr --out data/models/encoder_simclr``."""
+        from histcode.console import summary_line
         from histcode.ssl.stage import run_pretrain
 
         mode: bool | str = False if restart else (True if resume else "auto")
         result = run_pretrain(params, resume=mode, method=method, out_dir=out, progress=progress)
-        if result.metrics:
-            typer.echo(f"encoder → {result.out_dir} (loss {result.metrics['final_loss']:.3f}, "
-                       f"{result.metrics['tiles_per_s']:.0f} tiles/s, version {result.model_version})")
+        if result.metrics:  # rank 0 (the others return no metrics)
+            typer.echo(f"{summary_line('pretrain', result.metrics, 'pretrain')} → {result.out_dir} "
+                       f"(registered version {result.model_version})")
