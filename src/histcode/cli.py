@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "histcode.ssl.commands",
     "extract": "histcode.features.commands",
     "train-mil": "histcode.mil.commands",
-    "eval-external": "histcode.mil.commands",  # deprecated alias of evaluate-external (hidden)
+    "eval-external": "histcode.evaluation.commands",  # deprecated alias of evaluate-external (hidden)
     "heatmaps": "histcode.heatmaps.commands",
     "heatmap": "histcode.heatmaps.commands",
     "de-targets": "histcode.expression.commands",
