@@ -45,6 +45,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src pipelines tests benchmarks
+	PYTHONPATH=src $(BIN)/lint-imports
 
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \

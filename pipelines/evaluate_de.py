@@ -1,26 +1,9 @@
-"""DVC stage ``evaluate_de``: DE statistics vs random baseline, plots, enrichment (params ``evaluate_de``)."""
+"""DVC stage ``evaluate_de``: DE statistics vs random baseline, plots, enrichment (``evaluate_de``).
 
-from __future__ import annotations
+The options and their help are the command's (``histcode.cli.STAGES``): ``python pipelines/evaluate_de.py --help``.
+"""
 
-import argparse
-import logging
-
-from histcode.console import one_line_errors, setup_logging, summary_line
-from histcode.evaluation.de_stage import run_evaluate_de
-
-log = logging.getLogger("histcode.pipelines.evaluate_de")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (sections base, evaluate_de)")
-    parser.add_argument("--cohort", default=None, help="cohort to evaluate (default base.train_cohort)")
-    args = parser.parse_args(argv)
-    setup_logging()
-    result = run_evaluate_de(args.params, cohort=args.cohort)
-    log.info("%s", summary_line("evaluate_de", result.metrics, "de"))
-
+from histcode.cli import run_stage
 
 if __name__ == "__main__":
-    with one_line_errors("evaluate_de"):
-        main()
+    run_stage("evaluate_de")

@@ -1,34 +1,9 @@
-"""DVC stage ``ingest``: one cohort's inputs → validated manifests (params sections ``base``, ``ingest``)."""
+"""DVC stage ``ingest``: one cohort's inputs → validated manifests (params ``base``, ``ingest``).
 
-from __future__ import annotations
+The options and their help are the command's (``histcode.cli.STAGES``): ``python pipelines/ingest.py --help``.
+"""
 
-import argparse
-import logging
-import sys
-
-from histcode.cohort.stage import run_ingest
-from histcode.cohort.tables import IngestError
-from histcode.cohort.validation import ValidationError
-from histcode.config import ConfigError
-from histcode.console import one_line_errors, setup_logging, summary_line
-
-log = logging.getLogger("histcode.pipelines.ingest")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (sections base, ingest)")
-    parser.add_argument("--cohort", required=True, help="cohort name under base.cohorts")
-    args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        result = run_ingest(args.cohort, args.params)
-    except (ValidationError, IngestError, ConfigError) as exc:  # readable report, no traceback
-        log.error("%s", exc)
-        sys.exit(1)
-    log.info("%s", summary_line(f"ingest {args.cohort}", result.counts, "ingest"))
-
+from histcode.cli import run_stage
 
 if __name__ == "__main__":
-    with one_line_errors("ingest"):
-        main()
+    run_stage("ingest")

@@ -1,24 +1,9 @@
-"""DVC stage `synth`: params `synth` section → histcode.synth.generate → data/synthetic (synth.out_dir)."""
+"""DVC stage ``synth``: params ``synth`` → data/synthetic (synth.out_dir).
 
-from __future__ import annotations
+The options and their help are the command's (``histcode.cli.STAGES``): ``python pipelines/synth.py --help``.
+"""
 
-import argparse
-from pathlib import Path
-
-from histcode.console import one_line_errors, setup_logging
-from histcode.synth import SynthConfig, generate
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--out", type=Path, default=None, help="override synth.out_dir")
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = SynthConfig.from_params(args.params)
-    generate(cfg, args.out or cfg.out_dir)
-
+from histcode.cli import run_stage
 
 if __name__ == "__main__":
-    with one_line_errors("synth"):
-        main()
+    run_stage("synth")

@@ -1,26 +1,9 @@
-"""DVC stage ``train_mil``: patient-level CV of MIL poolings, final model, registry, attention export."""
+"""DVC stage ``train_mil``: patient-level CV of the MIL poolings, final model, registry, attention export (``mil``).
 
-from __future__ import annotations
+The options and their help are the command's (``histcode.cli.STAGES``): ``python pipelines/train_mil.py --help``.
+"""
 
-import argparse
-import logging
-
-from histcode.console import one_line_errors, setup_logging
-from histcode.mil.stage import run_train_mil
-
-log = logging.getLogger("histcode.pipelines.train_mil")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    setup_logging()
-    metrics = run_train_mil(args.params)
-    primary = metrics["primary_pooling"]
-    log.info("train_mil: %s held-out AUC %.3f", primary, metrics[f"{primary}.auc"])
-
+from histcode.cli import run_stage
 
 if __name__ == "__main__":
-    with one_line_errors("train_mil"):
-        main()
+    run_stage("train_mil")

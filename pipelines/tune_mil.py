@@ -1,24 +1,9 @@
-"""DVC stage ``tune_mil``: Optuna sweep of the ``mil`` section → reports/tune/mil_best.yaml + metrics."""
+"""DVC stage ``tune_mil``: Optuna sweep of the ``mil`` section → reports/tune/mil_best.yaml + metrics.
 
-from __future__ import annotations
+The options and their help are the command's (``histcode.cli.STAGES``): ``python pipelines/tune_mil.py --help``.
+"""
 
-import argparse
-
-from histcode.console import one_line_errors, setup_logging
-from histcode.tuning.stage import run_tune_mil
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    setup_logging()
-    result = run_tune_mil(args.params)
-    s = result.summary
-    print(f"tune_mil: best {s.objective} {s.best_value:.4f} (trial {s.best_trial}) → {result.best_path}")
-    print(f"apply with:\n  {result.command}")
-
+from histcode.cli import run_stage
 
 if __name__ == "__main__":
-    with one_line_errors("tune_mil"):
-        main()
+    run_stage("tune_mil")

@@ -1,55 +1,94 @@
-"""The ``histcode`` command line: one sub-command per pipeline step, for interactive use.
+"""The ``histcode`` command line: the one face of every pipeline stage and tool.
 
-Each package contributes its commands through a light ``commands.py`` module exposing
-``register(app)``; heavy imports (torch, openslide, mlflow) happen inside the commands, so ``histcode
---help`` stays fast.
+``COMMANDS`` maps each command to the light ``commands.py`` module that defines it (options, help, printed
+result) through ``register(app)``; only the module of the command being run is imported (all of them for
+``--help``), and heavy imports (torch, openslide, mlflow) happen inside the commands, so ``histcode --help``
+and a stage on complete outputs start fast. ``STAGES`` maps each DVC stage to its command: the stage's entry
+script ``pipelines/<stage>.py`` is ``run_stage("<stage>")``, so DVC and a user run the same options and the
+same error handling (a user error is one line ``<prog>: error: <message>``, exit status 2).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
 app = typer.Typer(help="HistCode: WSI self-supervised learning → tumour diagnosis and driver-gene expression.",
                   no_args_is_help=True, add_completion=False)
 
-COMMAND_MODULES = (
-    "histcode.synth.commands",
-    "histcode.cohort.commands",
-    "histcode.slides.commands",
-    "histcode.ssl.commands",
-    "histcode.features.commands",
-    "histcode.mil.commands",
-    "histcode.heatmaps.commands",
-    "histcode.expression.commands",
-    "histcode.genes.commands",
-    "histcode.evaluation.commands",
-    "histcode.registry.commands",
-    "histcode.tuning.commands",
-    "histcode.summary",
-    "histcode.server",
-)
+# command → the module whose ``register(app)`` defines it (one module may define several commands)
+COMMANDS: dict[str, str] = {
+    "synth": "histcode.synth.commands",
+    "ingest": "histcode.cohort.commands",
+    "tile": "histcode.slides.commands",
+    "stain-ref": "histcode.slides.commands",
+    "pretrain": "histcode.ssl.commands",
+    "extract": "histcode.features.commands",
+    "train-mil": "histcode.mil.commands",
+    "eval-external": "histcode.evaluation.commands",  # deprecated alias of evaluate-external (hidden)
+    "heatmaps": "histcode.heatmaps.commands",
+    "heatmap": "histcode.heatmaps.commands",
+    "de-targets": "histcode.expression.commands",
+    "train-de": "histcode.genes.commands",
+    "evaluate-de": "histcode.evaluation.commands",
+    "evaluate-external": "histcode.evaluation.commands",
+    "promote": "histcode.registry.commands",
+    "tune": "histcode.tuning.commands",
+    "summary": "histcode.summary",
+    "server": "histcode.server",
+}
+
+# DVC stage (dvc.yaml, pipelines/<stage>.py) → the command words that run it
+STAGES: dict[str, tuple[str, ...]] = {
+    "synth": ("synth",),
+    "ingest": ("ingest",),
+    "tile": ("tile",),
+    "stain_ref": ("stain-ref",),
+    "pretrain": ("pretrain",),
+    "extract": ("extract",),
+    "train_mil": ("train-mil",),
+    "heatmaps": ("heatmaps",),
+    "de_targets": ("de-targets",),
+    "train_de": ("train-de",),
+    "evaluate_de": ("evaluate-de",),
+    "tune_mil": ("tune", "mil"),
+}
 
 
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # package not present in this build
-                continue
-            raise
-        module.register(app)
+@app.callback()
+def _root() -> None:
+    """HistCode: WSI self-supervised learning → tumour diagnosis and driver-gene expression."""
 
 
-def main() -> None:
+_registered: set[str] = set()
+
+
+def register(args: list[str]) -> None:
+    """Register the module of the command named in ``args`` (every module when none is: ``--help``)."""
+    name = next((a for a in args if not a.startswith("-")), None)
+    modules = [COMMANDS[name]] if name in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module in modules:
+        if module not in _registered:
+            importlib.import_module(module).register(app)
+            _registered.add(module)
+
+
+def main(argv: list[str] | None = None, prog: str = "histcode") -> None:
+    """Run ``histcode <argv>``; a user error (``HistcodeError``) ends it with one line naming ``prog``."""
     from histcode.console import one_line_errors, setup_logging
 
+    args = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
-    _register_all()
-    with one_line_errors("histcode"):  # bad params / unknown model or alias: one line, no traceback
-        app()
+    register(args)
+    with one_line_errors(prog):  # bad params / unknown model or alias: one line, no traceback
+        app(args=args, prog_name="histcode")
+
+
+def run_stage(stage: str, argv: list[str] | None = None) -> None:
+    """The DVC stage ``stage`` (``pipelines/<stage>.py``): its command with the script's arguments."""
+    main([*STAGES[stage], *(sys.argv[1:] if argv is None else argv)], prog=stage)
 
 
 if __name__ == "__main__":

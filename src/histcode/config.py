@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from histcode.errors import HistcodeError
+
 T = TypeVar("T")
 
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(HistcodeError, ValueError):
     """A params file is missing a section/key or holds a value of the wrong type."""
 
 

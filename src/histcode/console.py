@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from histcode.errors import HistcodeError
+
 log = logging.getLogger(__name__)
 
 LOG_EVERY_S = 15.0  # long loops (tiles, steps) log at most this often when not on a terminal
@@ -36,27 +38,21 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix (bad params, missing model/alias, unwritable folder, bad sheet, bad
-    server state): their message already names the file/key/model and the fix, so they print as one line,
-    never a traceback. The one list lives in ``histcode.errors``."""
-    from histcode.errors import user_error_types
-
-    return user_error_types()
-
-
 @contextlib.contextmanager
 def one_line_errors(prog: str) -> Iterator[None]:
-    """Run a command/stage; a user error prints ``<prog>: error: <message>`` and exits with status 2."""
+    """Run a command/stage; a user error (any ``histcode.errors.HistcodeError``: bad params, missing model or
+    alias, unwritable folder, bad sheet, bad server state) prints ``<prog>: error: <message>`` and exits with
+    status 2. The message already names the file/key/model and the fix, so no traceback."""
     try:
         yield
-    except user_errors() as exc:
+    except HistcodeError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def summary_line(title: str, metrics: Mapping[str, Any], family: str | None = None) -> str:
-    """A stage's result as one readable line: its paper-table keys (histcode.tables) as ``key=value``."""
+    """A stage's result as one readable line: its paper-table keys (histcode.tables) as ``key=value``; what every
+    stage command prints, so it names only keys its metrics have (it cannot drift from the writer)."""
     from histcode import tables
 
     shown = tables.table(family, metrics) if family in tables.TABLE_KEYS else {

@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from histcode.errors import HistcodeError
 
-class OutputError(RuntimeError):
+
+class OutputError(HistcodeError, RuntimeError):
     """An output folder cannot be written, is in use, or its disk is full."""
 
 
@@ -89,7 +91,7 @@ def _size(n: float) -> str:
     return f"{n / 2**10:.1f} KiB"
 
 
-class EmptyCohortError(RuntimeError):
+class EmptyCohortError(HistcodeError, RuntimeError):
     """A stage was given a cohort with nothing in it, or every item of it failed."""
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import typer
 
+from histcode.errors import HistcodeError
+
 log = logging.getLogger(__name__)
 
 STATE_DIR = Path(".server")
@@ -33,7 +35,7 @@ DB_NAME = "mlflow"
 DB_USER = "histcode"
 
 
-class ServerError(RuntimeError):
+class ServerError(HistcodeError, RuntimeError):
     """The tracking server or its database could not be started/stopped (message says why and the fix)."""
 
 

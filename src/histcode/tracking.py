@@ -354,3 +354,67 @@ def log_pyfunc_model(name: str, *, python_model: str, artifacts: dict[str, str],
         registered_model_name=registered_model_name,
         await_registration_for=60,
     )
+
+
+def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
+    """Attach a directory's files to the active run (under ``artifact_path``)."""
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+
+def log_dict(data: Mapping[str, Any], name: str) -> None:
+    """Attach ``data`` as a JSON/YAML artifact file ``name`` to the active run."""
+    import mlflow
+
+    mlflow.log_dict(dict(data), name)
+
+
+def log_image(image: Any, name: str) -> None:
+    """Attach an image array (H, W, 3 uint8) as the PNG artifact ``name`` to the active run."""
+    import mlflow
+
+    mlflow.log_image(image, name)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Add params to the active run."""
+    import mlflow
+
+    mlflow.log_params(dict(params))
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Set tags on the active run."""
+    import mlflow
+
+    mlflow.set_tags(dict(tags))
+
+
+def log_step(metrics: Mapping[str, float], step: int) -> None:
+    """One step of a training curve on the active run: every value as given (NaN included), no JSON file."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_history(run_id: str, history: list[Mapping[str, float]], step_key: str = "epoch") -> None:
+    """A finished curve (one dict per step, its step under ``step_key``) written to run ``run_id`` in batches."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(row[step_key])) for row in history for k, v in row.items()
+               if k != step_key]
+    client = mlflow.MlflowClient()
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def terminate_run(run_id: str, status: str) -> None:
+    """Mark a finished run ``status`` (e.g. ``KILLED`` for a pruned trial)."""
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(run_id, status=status)

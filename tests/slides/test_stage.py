@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from histcode.slides.stage import run_stain_ref, run_tile
 from histcode.slides.stain import MacenkoNormalizer, load_normalizer
 
-CMU1 = Path(__file__).resolve().parents[1] / "data" / "CMU-1-Small-Region.svs"
+ROOT = Path(__file__).resolve().parents[2]
+CMU1 = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
+HEAVY = ("mlflow", "torch", "great_expectations", "matplotlib")  # issue 18: only where used
 
 
 def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_writer) -> None:
@@ -76,6 +82,14 @@ def test_complete_cohort_returns_at_once(tmp_path: Path, monkeypatch: pytest.Mon
     n_runs = len(mlflow.MlflowClient().search_runs([exp.experiment_id]))
     assert run_tile("demo", params, progress=False) == first
     assert len(mlflow.MlflowClient().search_runs([exp.experiment_id])) == n_runs  # nothing redone, no new run
+    # the stage's own face (pipelines/tile.py = histcode tile) on the complete cohort: no heavy import, no run
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = ("import sys\nfrom histcode.cli import run_stage\ntry:\n    run_stage('tile', ['--cohort', 'demo'])\n"
+            "except SystemExit as done:\n    print(done.code, sorted(m for m in HEAVY if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code.replace("HEAVY", repr(HEAVY))], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert out.stdout.split("\n")[-2] == "0 []", out.stdout + out.stderr
+    assert len(mlflow.MlflowClient().search_runs([exp.experiment_id])) == n_runs
     params["tile"]["tissue_threshold"] = 0.25
     run_tile("demo", params, progress=False)
     assert len(mlflow.MlflowClient().search_runs([exp.experiment_id])) == n_runs + 1

@@ -1,11 +1,11 @@
-"""`pipelines/synth.py` writes to synth.out_dir from params; `histcode synth` is registered."""
+"""The synth stage (`pipelines/synth.py` = `histcode synth`) writes to synth.out_dir from params."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -35,10 +35,12 @@ def test_pipeline_script_uses_params_out_dir(tmp_path: Path) -> None:
             }
         )
     )
-    spec = importlib.util.spec_from_file_location("synth_stage", ROOT / "pipelines" / "synth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--params", str(params)])
+    from histcode.cli import run_stage
+
+    assert (ROOT / "pipelines" / "synth.py").read_text().rstrip().endswith('run_stage("synth")')
+    with pytest.raises(SystemExit) as done:
+        run_stage("synth", ["--params", str(params)])
+    assert done.value.code == 0
     manifest = json.loads((out / "ground_truth" / "manifest.json").read_text())
     assert manifest["n_slides"] == 6 and manifest["config"]["seed"] == 5
     assert len(list((out / "tcga_synth" / "slides").iterdir())) == 4
@@ -51,7 +53,7 @@ def test_cli_registers_synth_command() -> None:
     from histcode import cli
     from histcode.synth import commands
 
-    assert "histcode.synth.commands" in cli.COMMAND_MODULES
+    assert cli.COMMANDS["synth"] == "histcode.synth.commands" and cli.STAGES["synth"] == ("synth",)
     app = typer.Typer()
     commands.register(app)
     app.command("noop")(lambda: None)  # a second command keeps typer in multi-command mode

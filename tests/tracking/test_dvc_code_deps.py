@@ -4,9 +4,10 @@ A stage's entry is read from its ``cmd``: ``python pipelines/<x>.py`` is that sc
 hands over to the CLI with ``run_stage("<stage>")``, the command ``histcode.cli.STAGES`` names for it);
 ``histcode <command>`` / ``python -m histcode.cli <command>`` is the function of ``histcode.cli.COMMANDS``'
 module that defines the command. From there every ``histcode.*`` import is followed, lazy ones inside
-functions included. The base layers (``histcode.tracking`` and below in the import-linter layers of
-pyproject.toml, and the ``histcode`` package itself) are used by every stage and, by the convention of
-dvc.yaml, not listed; nor is a package ``__init__`` that holds only its docstring.
+functions included. The base layers (``histcode.prologue``, the stage prologue every stage runs, and below in
+the import-linter layers of pyproject.toml), the dispatcher ``histcode.cli`` and the ``histcode`` package itself
+are used by every stage and, by the convention of dvc.yaml, not listed; nor is a package ``__init__`` that
+holds only its docstring.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def _base_modules() -> set[str]:
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     layers = next(c["layers"] for c in contracts if c["type"] == "layers")
     names = [[m.strip() for m in layer.split(":")] for layer in layers]
-    first = next(i for i, layer in enumerate(names) if "histcode.tracking" in layer)
-    return {"histcode", *(m for layer in names[first:] for m in layer)}
+    first = next(i for i, layer in enumerate(names) if "histcode.prologue" in layer)
+    return {"histcode", "histcode.cli", *(m for layer in names[first:] for m in layer)}
 
 
 BASE = _base_modules()

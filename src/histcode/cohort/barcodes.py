@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from histcode.errors import HistcodeError
+
 PATIENT_PATTERN = r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}"
 SAMPLE_PATTERN = PATIENT_PATTERN + r"-\d{2}[A-Z]"
 #: a patient id alone, e.g. ``TCGA-51-4079``
@@ -59,7 +61,7 @@ SAMPLE_TYPE_CODES: dict[str, str] = {
 GDC_SAMPLE_TYPES: frozenset[str] = frozenset(SAMPLE_TYPE_CODES.values())
 
 
-class BarcodeError(ValueError):
+class BarcodeError(HistcodeError, ValueError):
     """A string holds no TCGA barcode, or one with an unknown sample type code."""
 
 

@@ -15,15 +15,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sample sheets / barcodes / CPTAC CSV → data/manifests/<cohort>/{slides,rnaseq,failures}.csv."""
         from histcode.cohort.stage import run_ingest
-        from histcode.cohort.tables import IngestError
-        from histcode.cohort.validation import ValidationError
-        from histcode.config import ConfigError
+        from histcode.console import summary_line
 
-        try:
-            result = run_ingest(cohort, params)
-        except (ValidationError, IngestError, ConfigError) as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(code=1) from None
-        c = result.counts
-        typer.echo(f"{cohort}: {c['slides']} slides ({c['slides_tumour']} tumour, {c['slides_normal']} normal), "
-                   f"{c['failures']} excluded (see {result.out_dir / 'failures.csv'})")
+        result = run_ingest(cohort, params)
+        typer.echo(f"{summary_line(f'ingest {cohort}', result.counts, 'ingest')} (excluded: "
+                   f"{result.out_dir / 'failures.csv'})")

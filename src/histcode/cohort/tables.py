@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from histcode.errors import HistcodeError
 
-class IngestError(ValueError):
+
+class IngestError(HistcodeError, ValueError):
     """An input table or directory cannot be read at all (missing, unparsable, wrong delimiter)."""
 
 

@@ -18,11 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from histcode.errors import HistcodeError
+
 MAX_ROWS_IN_MESSAGE = 10
 MAX_ROWS_IN_REPORT = 200
 
 
-class ValidationError(ValueError):
+class ValidationError(HistcodeError, ValueError):
     """A table failed one or more expectations; ``report`` holds the structured result."""
 
     def __init__(self, message: str, report: dict[str, Any]) -> None:

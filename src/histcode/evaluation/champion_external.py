@@ -34,8 +34,9 @@ import pandas as pd
 
 from histcode import tracking
 from histcode.atomic import write_csv
-from histcode.config import ProjectConfig, base, load_params, section
+from histcode.config import ProjectConfig, section
 from histcode.paths import Paths
+from histcode.prologue import open_stage
 from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri, parse_model_uri, version_of
 from histcode.registry.names import ENCODER, MIL
 
@@ -173,10 +174,9 @@ def evaluate_external(
     from histcode.mil.external import evaluate_cohort
     from histcode.mil.model import load_mil
 
-    params = load_params(params_path)
-    bcfg = base(params)
+    stage = open_stage("eval_external", params_path)
+    params, bcfg, paths = stage.params, stage.base, stage.paths
     bcfg.cohort(cohort)  # unknown cohort → clear error
-    paths = Paths.from_base(bcfg)
     if model is None:  # the promoted pair, checked before any work: its MIL must be trained on its encoder
         enc_mv, mil_mv = get_version(ENCODER, alias), get_version(MIL, alias)
         expected = str(mil_mv.tags.get("encoder_version", ""))
@@ -208,13 +208,11 @@ def evaluate_external(
         tags = {"mil_uri": ref}
     threshold, source = model_threshold(ref, mil, version)
     pooling = str(mil.meta.get("pooling", mil.pooling.name))
-    with tracking.start_run(
-        "external", run_name=f"eval-{cohort}", stage="eval_external", cohort=cohort,
+    with stage.run(
+        "external", run_name=f"eval-{cohort}", metrics=f"eval_{cohort}", cohort=cohort,
         inputs=[fdir, paths.slides_csv(cohort)], params={**run_params, THRESHOLD_TAG: threshold},
         tags={**tags, "pooling": pooling, "threshold_source": source},
-    ):
-        import mlflow
-
+    ) as run:
         preds, scored = evaluate_cohort(fdir, paths.slides_csv(cohort), mil, n_boot=0, seed=bcfg.seed,
                                         chunk_tiles=mil_cfg.chunk_tiles, progress=progress)
         if preds.empty:
@@ -228,12 +226,12 @@ def evaluate_external(
             if key in run_params:
                 metrics[key] = float(run_params[key])
         write_csv(paths.mil_predictions(cohort), preds)
-        mlflow.log_artifact(str(paths.mil_predictions(cohort)), artifact_path="predictions")
+        tracking.log_artifact(paths.mil_predictions(cohort), artifact_path="predictions")
         figures = paths.figures("external")
         title = f"{cohort}: {ref}"
         png = plot_reliability(curves, figures / f"{cohort}_reliability.png", n_bins=mil_cfg.ece_bins,
                                title=f"{title}\nreliability (threshold {threshold:.3g} from {source})")
-        mlflow.log_artifact(str(png), artifact_path="figures")
+        tracking.log_artifact(png, artifact_path="figures")
         if preds["label"].nunique() == 2:
             from histcode.metrics.classification import roc_pr_curves
             from histcode.metrics.classification_plots import plot_roc_pr
@@ -241,6 +239,6 @@ def evaluate_external(
             roc, pr = roc_pr_curves(preds["label"].to_numpy(), preds["prob_tumor"].to_numpy(), label=cohort)
             png = plot_roc_pr(roc, pr, figures / f"{cohort}_roc_pr.png", summary={cohort: metrics}, title=title)
             write_csv(paths.plots(f"eval_{cohort}_roc.csv"), roc)
-            mlflow.log_artifact(str(png), artifact_path="figures")
-        tracking.log_metrics(metrics, paths.metrics(f"eval_{cohort}"))
+            tracking.log_artifact(png, artifact_path="figures")
+        run.metrics = metrics
     return metrics

@@ -1,4 +1,5 @@
-"""``histcode evaluate-de``: the evaluate_de stage from the command line (heavy imports inside)."""
+"""``histcode evaluate-de`` (the evaluate_de stage), ``histcode evaluate-external`` and its deprecated alias
+``eval-external`` (heavy imports inside)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ def register(app: typer.Typer) -> None:
         cohort: str | None = typer.Option(None, help="cohort (default base.train_cohort)"),
     ) -> None:
         """Per-gene correlations vs random baseline (Wilcoxon + BH), plots, enrichment, synthetic truth."""
+        from histcode.console import summary_line
         from histcode.evaluation.de_stage import run_evaluate_de
 
-        m = run_evaluate_de(params, cohort=cohort).metrics
-        typer.echo(f"DE evaluation: median Pearson {m['pearson_r_median']:.3f} vs random "
-                   f"{m['random_pearson_median']:.3f} (Wilcoxon p={m['wilcoxon_p']:.2g}), "
-                   f"{int(m['n_genes_significant_bh'])} genes significant after BH")
+        typer.echo(summary_line("evaluate_de", run_evaluate_de(params, cohort=cohort).metrics, "de"))
 
     @app.command("evaluate-external")
     def evaluate_external_cmd(
@@ -35,24 +34,40 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""
         from histcode.evaluation.champion_external import evaluate_external
-        from histcode.registry.models import RegistryError
 
-        try:
-            m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
-                                  recalibration=recalibration, progress=progress)
-        except RegistryError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+        m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
+                              recalibration=recalibration, progress=progress)
 
         def ci(k: str) -> str:
             return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
 
+        models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
+                  else f"model {m['model']}")  # --model: no registered encoder/MIL pair
         typer.echo(f"{cohort}: {int(m.get('n', 0))} slides, AUC {ci('auc')}, accuracy {ci('accuracy')}, "
                    f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
-                   f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; "
-                   f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}; "
+                   f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
                    f"metrics in reports/metrics/eval_{cohort}.json")
         if "recalibrated_accuracy" in m:
             typer.echo(f"{m['recalibration']} recalibration on {int(m['n_calibration'])} slides: accuracy "
                        f"{m['test_accuracy_at_threshold']:.3f} → {m['recalibrated_accuracy']:.3f} on "
                        f"{int(m['n_test'])} test slides")
+
+    @app.command("eval-external", hidden=True)  # deprecated alias: one job, one command (evaluate-external)
+    def eval_external_cmd(
+        cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
+        model: str = typer.Option("models:/histcode-mil@champion", help="registry URI or model directory"),
+        params: Path = typer.Option(Path("params.yaml")),
+        calibration: Path | None = typer.Option(None, help="CSV slide_id/patient_id[,label] for recalibration"),
+        recalibration: str = typer.Option("platt", help="platt | isotonic"),
+    ) -> None:
+        """Deprecated alias of ``histcode evaluate-external --model M`` (one workflow, one metrics file)."""
+        typer.echo("warning: `histcode eval-external` is deprecated and will be removed; use `histcode "
+                   f"evaluate-external --cohort {cohort} --model {model}`.", err=True)
+        from histcode.evaluation.champion_external import evaluate_external
+
+        m = evaluate_external(params, cohort, model=model, calibration=calibration, recalibration=recalibration)
+        typer.echo(
+            f"{cohort}: n={int(m.get('n', 0))} AUC {m.get('auc', float('nan')):.3f} "
+            f"accuracy {m.get('accuracy', float('nan')):.3f} at threshold {m['threshold']:.3g} "
+            f"ECE {m['ece']:.3f} failed {int(m['n_failed'])}; metrics in reports/metrics/eval_{cohort}.json"
+        )

@@ -6,29 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from histcode.config import base, load_params, section, to_dict
+from histcode import tracking
+from histcode.config import to_dict
 from histcode.evaluation.de_config import EvaluateDEConfig
 from histcode.evaluation.de_report import DEEvaluation, evaluate_de
-from histcode.paths import Paths
-from histcode.tracking import log_metrics, start_run
+from histcode.prologue import open_stage
 
 
 def run_evaluate_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort: str | None = None
                     ) -> DEEvaluation:
-    import mlflow
-
-    data = params if isinstance(params, dict) else load_params(params)
-    base_cfg = base(data)
-    cfg = section(EvaluateDEConfig, "evaluate_de", data)
+    stage = open_stage("evaluate_de", params, EvaluateDEConfig)
+    base_cfg, cfg, paths = stage.base, stage.cfg, stage.paths
     cohort = cohort or base_cfg.train_cohort
-    paths = Paths.from_base(base_cfg)
-    with start_run("de", run_name=f"evaluate_de-{cohort}", stage="evaluate_de", cohort=cohort,
+    with stage.run("de", run_name=f"evaluate_de-{cohort}", metrics="de", cohort=cohort,
                    inputs=[paths.de_predictions(cohort), paths.data_dir / "attention_genes" / cohort],
-                   params={"evaluate_de": to_dict(cfg), "base.seed": base_cfg.seed}):
+                   params={"evaluate_de": to_dict(cfg), "base.seed": base_cfg.seed}) as run:
         result = evaluate_de(cfg, base_cfg, cohort=cohort)
-        log_metrics(result.metrics, paths.metrics("de"))
+        run.metrics = result.metrics
         fig_dir = paths.figures("de")
         if fig_dir.is_dir():
-            mlflow.log_artifacts(str(fig_dir), artifact_path="figures/de")
-        mlflow.log_artifact(str(paths.plots("de_pearson_hist.csv")), artifact_path="plots")
+            tracking.log_artifacts(fig_dir, artifact_path="figures/de")
+        tracking.log_artifact(paths.plots("de_pearson_hist.csv"), artifact_path="plots")
     return result

@@ -18,6 +18,7 @@ import pandas as pd
 
 from histcode.atomic import write_csv, write_parquet
 from histcode.cohort.barcodes import NORMAL, TUMOUR
+from histcode.errors import HistcodeError
 from histcode.expression.config import ExpressionConfig
 from histcode.expression.genes import map_symbols, read_gene_annotation
 from histcode.expression.matrix import load_expression, sample_key
@@ -32,7 +33,7 @@ OUTPUTS = {"pairs": "pairs.csv", "excluded": "excluded_patients.csv", "log10_fc"
            "read_failures": "read_failures.csv"}
 
 
-class TargetsError(ValueError):
+class TargetsError(HistcodeError, ValueError):
     """The cohort yields no usable targets (no matched pairs, no panel gene in the files)."""
 
     def __init__(self, message: str, pairing: Pairing | None = None) -> None:

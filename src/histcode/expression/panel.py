@@ -14,11 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from histcode import resources
+from histcode.errors import HistcodeError
 
 PANEL_COLUMNS = ["gene", "source", "rank", "mutations", "in_histcode"]
 
 
-class PanelError(ValueError):
+class PanelError(HistcodeError, ValueError):
     """The IntOGen compendium or HistCode gene list cannot be used."""
 
 

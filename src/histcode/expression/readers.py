@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.cohort.files import STAR_COLUMNS
+from histcode.errors import HistcodeError
 
 ENSG_RE = re.compile(r"^(?P<id>ENSG\d{11})(?:\.\d+)?(?P<par>_PAR_Y)?$")
 PAR_SUFFIX = "_PAR_Y"
@@ -24,7 +25,7 @@ HTSEQ_SPECIAL_PREFIX = "__"
 VALUE_COLUMNS = STAR_COLUMNS[3:]
 
 
-class ExpressionFileError(ValueError):
+class ExpressionFileError(HistcodeError, ValueError):
     """An RNA-seq file is malformed or holds values that cannot be used (NaN, negative, unknown ids)."""
 
 

@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 
 from histcode.atomic import write_csv
-from histcode.config import DEFAULT_PARAMS, base, load_params, section, to_dict
+from histcode.config import DEFAULT_PARAMS, to_dict
 from histcode.expression.build import OUTPUTS, DETargets, TargetsError, make_de_targets, write_de_targets
 from histcode.expression.config import ExpressionConfig
-from histcode.paths import Paths
+from histcode.prologue import open_stage
 
 
 def load_rnaseq_manifest(path: Path, *, tcga: bool, report: list[dict[str, Any]] | None = None) -> pd.DataFrame:
@@ -29,19 +29,15 @@ def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, coho
     """Build and write the DE targets of ``cohort`` (default ``base.train_cohort``)."""
     from histcode import tracking
 
-    data = params if isinstance(params, dict) else load_params(params)
-    base_cfg = base(data)
-    name = cohort or base_cfg.train_cohort
-    cohort_cfg = base_cfg.cohort(name)
-    cfg = section(ExpressionConfig, "expression", data)
-    paths = Paths.from_base(base_cfg)
+    stage = open_stage("de_targets", params, ExpressionConfig, "expression")
+    cfg, paths = stage.cfg, stage.paths
+    name = cohort or stage.base.train_cohort
+    cohort_cfg = stage.base.cohort(name)
     manifest_path = paths.rnaseq_csv(name)
     out_dir = paths.expression(name)
     manifest = load_rnaseq_manifest(manifest_path, tcga=cohort_cfg.kind in ("gdc", "barcode"))
-    with tracking.start_run("expression", run_name=f"de_targets-{name}", stage="de_targets", cohort=name,
-                            params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)]):
-        import mlflow
-
+    with stage.run("expression", run_name=f"de_targets-{name}", metrics="de_targets", cohort=name,
+                   params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)]) as run:
         try:
             slides_csv = paths.slides_csv(name)
             slide_patients = (pd.read_csv(slides_csv, dtype=str)["patient_id"].dropna().tolist()
@@ -53,7 +49,7 @@ def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, coho
             raise
         written = write_de_targets(result, out_dir)
         for key in ("pairs", "excluded", "panel", "read_failures"):
-            mlflow.log_artifact(str(written[key]), artifact_path="expression")
-        mlflow.log_dict(result.overlap, "expression/histcode_overlap.json")
-        tracking.log_metrics(result.metrics, paths.metrics("de_targets"))
+            tracking.log_artifact(written[key], artifact_path="expression")
+        tracking.log_dict(result.overlap, "expression/histcode_overlap.json")
+        run.metrics = result.metrics
     return result

@@ -11,18 +11,17 @@ def register(app: typer.Typer) -> None:
     @app.command("extract")
     def extract(
         cohort: str = typer.Option(..., "--cohort", help="cohort name under base.cohorts in params.yaml"),
-        encoder: list[str] | None = typer.Option(None, "--encoder", help="encoder name(s); default extract.encoders"),
-        params: Path = typer.Option(Path("params.yaml"), "--params", help="params file"),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        encoder: list[str] | None = typer.Option(None, "--encoder", help="encoder name (repeatable); default "
+                                                 "extract.encoders"),
+        params: Path = typer.Option(Path("params.yaml"), "--params", help="params file (sections base, extract)"),
+        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="default extract.progress"),
     ) -> None:
-        """data/tiles/<cohort> → data/features/<cohort>/<encoder>/<slide_id>.h5 (+ failures.csv)."""
-        from histcode.config import ConfigError
+        """data/tiles/<cohort> → data/features/<cohort>/<encoder>/<slide_id>.h5 (+ failures.csv).
+
+        Sharded over GPUs: ``torchrun --nproc_per_node N pipelines/extract.py --cohort NAME``; rerunning skips
+        slides already extracted."""
+        from histcode.console import summary_line
         from histcode.features.stage import run_extract
 
-        try:
-            metrics = run_extract(params, cohort=cohort, encoders=encoder or None, progress=progress)
-        except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(code=1) from None
-        for key, value in sorted(metrics.items()):
-            typer.echo(f"{key}: {value}")
+        metrics = run_extract(params, cohort=cohort, encoders=encoder or None, progress=progress)
+        typer.echo(summary_line(f"extract {cohort}", metrics, "extract"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from histcode.errors import HistcodeError
 from histcode.features.config import ExtractConfig
 from histcode.paths import Paths
 from histcode.ssl.backbone import create_encoder, encoder_meta, load_encoder
@@ -21,7 +22,7 @@ BASELINES = ("random", "simclr", "imagenet")  # extract.baseline_max_tiles subsa
 DEFAULT_BACKBONE = "resnet18_trunc"
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(HistcodeError, RuntimeError):
     """An optional baseline cannot be built here (e.g. no local ImageNet weights): skip it, don't fail."""
 
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from histcode.errors import HistcodeError
+
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 OPENAI_CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 HOPTIMUS = ((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517))
@@ -255,6 +257,10 @@ class FoundationEncoder(nn.Module):
 
 # ---- weights: a local file, a local folder or the offline Hugging Face cache; never a download ----
 
+class WeightsMissing(HistcodeError, FileNotFoundError):
+    """A foundation model's weights are not on this machine; the message says how to obtain them."""
+
+
 def missing_weights_message(spec: FoundationSpec, tried: str | None) -> str:
     where = f"{tried} is neither a weight file nor a folder with {'/'.join(spec.weight_files)}; " if tried else ""
     return (f"{spec.name}: no local weights for {spec.official}: {where}{spec.obtain}, then set "
@@ -264,7 +270,8 @@ def missing_weights_message(spec: FoundationSpec, tried: str | None) -> str:
 
 def locate_weights(spec: FoundationSpec, source: str | None) -> Path:
     """The weight file of ``spec``: ``source`` (a file, or a folder holding one of ``weight_files``), else the
-    offline Hugging Face cache; a one-line ``FileNotFoundError`` naming the model and how to obtain it."""
+    offline Hugging Face cache; a one-line ``WeightsMissing`` (a ``FileNotFoundError``) naming the model and how
+    to obtain it."""
     if source:
         p = Path(source).expanduser()
         if p.is_file():
@@ -272,7 +279,7 @@ def locate_weights(spec: FoundationSpec, source: str | None) -> Path:
         for name in spec.weight_files if p.is_dir() else ():
             if (p / name).is_file():
                 return p / name
-        raise FileNotFoundError(missing_weights_message(spec, source))
+        raise WeightsMissing(missing_weights_message(spec, source))
     if spec.hf_repo:
         try:
             from huggingface_hub import try_to_load_from_cache
@@ -282,7 +289,7 @@ def locate_weights(spec: FoundationSpec, source: str | None) -> Path:
             hit = try_to_load_from_cache(spec.hf_repo, name)  # cache lookup only: no network
             if isinstance(hit, str) and Path(hit).is_file():
                 return Path(hit)
-    raise FileNotFoundError(missing_weights_message(spec, None))
+    raise WeightsMissing(missing_weights_message(spec, None))
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from histcode import distributed as D
-from histcode.config import base, load_params, section, to_dict
+from histcode.config import to_dict
 from histcode.features.config import ExtractConfig
 from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
 from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
@@ -24,6 +24,7 @@ from histcode.features.imported import is_feature_folder
 from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 from histcode.preflight import ensure_writable, require_items
+from histcode.prologue import open_stage
 from histcode.slides.tile_dataset import collect_slides
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,11 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
 
     from histcode import tracking
 
-    raw = params if isinstance(params, dict) else load_params(params)
-    bcfg = base(raw)
-    cfg = section(ExtractConfig, "extract", raw)
+    stage = open_stage("extract", params, ExtractConfig)
+    bcfg, cfg, paths = stage.base, stage.cfg, stage.paths
     if progress is not None:
         cfg = dataclasses.replace(cfg, progress=progress)
     names = encoders or cfg.encoders
-    paths = Paths.from_base(bcfg)
     info = D.init_distributed("auto")
     torch.set_num_threads(max(1, cfg.threads))
     slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
@@ -108,11 +107,13 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
         if name in FOUNDATION:
             locate_weights(FOUNDATION[name], cfg.sources.get(name))
     metrics: dict[str, Any] = {"n_slides": len(slides) + len(coord_failures), "world_size": info.world_size}
-    run_ctx = (tracking.start_run("extract", run_name=f"extract-{cohort}", stage="extract", cohort=cohort,
-                                  params={**to_dict(cfg), "encoders": names}, inputs=[paths.tiles(cohort)])
+    # the stage's DVC metrics file only for the stage itself, not for out_root (external) runs
+    run_ctx = (stage.run("extract", run_name=f"extract-{cohort}", cohort=cohort, inputs=[paths.tiles(cohort)],
+                         params={**to_dict(cfg), "encoders": names},
+                         metrics=f"extract/{cohort}" if out_root is None else None)
                if info.is_main else contextlib.nullcontext())
     try:
-        with run_ctx:
+        with run_ctx as run:
             jobs = []
             identity: dict[str, str] = {}
             for name in names:
@@ -135,9 +136,7 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                                        input_px=enc.input_px, max_tiles=sub, seed=bcfg.seed))
                 identity.update({f"encoder.{name}.uri": enc.uri, f"encoder.{name}.fingerprint": jobs[-1].identity})
             if info.is_main and identity:
-                import mlflow
-
-                mlflow.log_params(identity)
+                tracking.log_params(identity)
             outcomes, stats = extract_slides(mine, jobs, cfg=cfg, device=info.device, normalize=normalize,
                                              extra_attrs={"cohort": cohort, "stain": "reference" if cfg.stain
                                                           else "none"})
@@ -154,8 +153,7 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                     metrics[f"{job.name}/slides_{status}"] = int(counts.get(status, 0))
                 metrics[f"{job.name}/dim"] = job.dim
             if info.is_main:
-                # the stage's DVC metrics file only for the stage itself, not for out_root (external) runs
-                tracking.log_metrics(metrics, paths.metrics(f"extract/{cohort}") if out_root is None else None)
+                run.metrics = metrics
     finally:
         D.cleanup()
     return metrics

@@ -15,8 +15,7 @@ def register(app: typer.Typer) -> None:
         no_register: bool = typer.Option(False, "--no-register", help="skip MLflow model registration"),
     ) -> None:
         """Train per-gene DE models (CV by patient) and per-gene attention MIL for the heatmap genes."""
+        from histcode.console import summary_line
         from histcode.genes.stage import run_train_de
 
-        result = run_train_de(params, cohort=cohort, register=not no_register)
-        typer.echo(f"DE: {int(result.metrics['n_patients'])} patients, {int(result.metrics['n_genes'])} genes, "
-                   f"median held-out Pearson {result.metrics['pearson_r_median']:.3f}")
+        typer.echo(summary_line("train_de", run_train_de(params, cohort=cohort, register=not no_register).metrics))

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from histcode.config import ProjectConfig, base, load_params, to_dict
-from histcode.genes.config import de_config
+from histcode import tracking
+from histcode.config import ProjectConfig, to_dict
+from histcode.genes.config import DEConfig, de_config
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.run import TrainDEResult, train_de
-from histcode.paths import Paths
+from histcode.prologue import open_stage
 from histcode.registry.names import DE
-from histcode.tracking import log_metrics, start_run
 
 TAGGED_METRICS = ("pearson_r_median", "spearman_r_median", "accuracy_mean", "auc_mean", "n_genes", "n_patients")
 
@@ -34,28 +34,25 @@ def de_evidence(predictions: pd.DataFrame) -> pd.DataFrame:
 def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort: str | None = None,
                  register: bool = True) -> TrainDEResult:
     """Read ``base`` + ``de`` from params, train, log everything to MLflow and register the model."""
-    import mlflow
-
-    data = params if isinstance(params, dict) else load_params(params)
-    base_cfg = base(data)
+    stage = open_stage("train_de", params, DEConfig, "de")
+    data, base_cfg, paths = stage.params, stage.base, stage.paths
     cfg = de_config(data)
     log2_threshold = ProjectConfig.load(data).de_log2_threshold
     cohort = cohort or base_cfg.train_cohort
-    paths = Paths.from_base(base_cfg)
     inputs = [paths.expression(cohort), paths.features(cohort, cfg.encoder),
               paths.attention(cohort, cfg.attention_model), paths.splits(cohort)]
-    with start_run("de", run_name=f"train_de-{cohort}", stage="train_de", cohort=cohort, inputs=inputs,
-                   params={"de": to_dict(cfg), "base.seed": base_cfg.seed}):
+    with stage.run("de", run_name=f"train_de-{cohort}", cohort=cohort, inputs=inputs,
+                   params={"de": to_dict(cfg), "base.seed": base_cfg.seed}) as run:
         result = train_de(cfg, base_cfg, cohort=cohort, log2_threshold=log2_threshold)
-        log_metrics(result.metrics)
+        run.metrics = result.metrics  # MLflow only: train_de declares no metrics file
         for fold, sub in result.predictions.groupby("fold"):
-            with start_run("de", run_name=f"fold-{fold}", stage="train_de", cohort=cohort, nested=True,
-                           tags={"fold": str(fold)}):
+            with tracking.start_run("de", run_name=f"fold-{fold}", stage="train_de", cohort=cohort, nested=True,
+                                    tags={"fold": str(fold)}):
                 fold_metrics = summarise(per_gene_metrics(sub))
                 fold_metrics["n_patients"] = float(sub["patient_id"].nunique())
-                log_metrics(fold_metrics)
+                tracking.log_metrics(fold_metrics)
         for key in ("per_gene", "inputs", "folds", "methods_table"):
-            mlflow.log_artifact(str(result.outputs[key]), artifact_path="de")
+            tracking.log_artifact(result.outputs[key], artifact_path="de")
         if register:
             from histcode.io.features import feature_set_identity
             from histcode.registry import log_and_register
@@ -64,7 +61,7 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
             with tempfile.TemporaryDirectory() as tmp:
                 genes_file = Path(tmp) / "genes.txt"
                 genes_file.write_text("\n".join(result.model.genes) + "\n")
-                mlflow.log_artifact(str(genes_file), artifact_path="de")
+                tracking.log_artifact(genes_file, artifact_path="de")
             mv = log_and_register(result.model, DE,
                              input_example=np.asarray(result.design[:2], dtype=np.float32),
                              metrics={k: result.metrics[k] for k in TAGGED_METRICS if k in result.metrics},

@@ -1,4 +1,5 @@
-"""CLI: ``histcode heatmap --slide ID`` renders one slide's attention heatmap, galleries and GeoJSON."""
+"""CLI: ``histcode heatmaps`` (the heatmaps stage) and ``histcode heatmap --slide ID`` (one slide's attention
+heatmap, galleries and GeoJSON)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    @app.command("heatmaps")
+    def heatmaps_cmd(
+        params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, heatmaps, mil)."),
+        progress: bool = typer.Option(True, help="progress bars"),
+    ) -> None:
+        """Attention heatmaps of the configured slides (+ attention vs truth on synthetic cohorts)."""
+        from histcode.console import summary_line
+        from histcode.heatmaps.stage import run_heatmaps
+
+        m = run_heatmaps(params, progress=progress)
+        typer.echo(f"{summary_line('heatmaps', m, 'mil_attention')} (rendered {m['n_rendered']}, failed "
+                   f"{m['n_failed']}: reports/figures/heatmaps/index.csv)")
+
     @app.command("heatmap")
     def heatmap_cmd(
         slide: str = typer.Option(..., help="slide_id from the cohort manifest"),
@@ -20,19 +34,17 @@ def register(app: typer.Typer) -> None:
         """Attention heatmap on the thumbnail + highest/lowest-attention tile galleries (+ GeoJSON)."""
         import dataclasses
 
-        from histcode.config import base, load_params, section
         from histcode.heatmaps.config import HeatmapConfig
         from histcode.heatmaps.slide import render_slide
         from histcode.heatmaps.stage import primary_pooling
         from histcode.io.manifest import read_manifest
-        from histcode.paths import Paths
+        from histcode.prologue import open_stage
 
-        p = load_params(params)
-        bcfg = base(p)
-        cfg = dataclasses.replace(section(HeatmapConfig, "heatmaps", p), geojson=geojson)
-        paths = Paths.from_base(bcfg)
-        cohort = cohort or bcfg.train_cohort
-        pooling = pooling or primary_pooling(p, paths)
+        stage = open_stage("heatmaps", params, HeatmapConfig)
+        cfg = dataclasses.replace(stage.cfg, geojson=geojson)
+        paths = stage.paths
+        cohort = cohort or stage.base.train_cohort
+        pooling = pooling or primary_pooling(stage.params, paths)
         manifest = read_manifest(paths.slides_csv(cohort)).set_index("slide_id")
         if slide not in manifest.index:
             raise typer.BadParameter(f"{slide!r} is not in {paths.slides_csv(cohort)}")

@@ -18,12 +18,13 @@ import pandas as pd
 
 from histcode import tracking
 from histcode.atomic import write_csv, write_json
-from histcode.config import ProjectConfig, base, load_params, section
+from histcode.config import ProjectConfig
 from histcode.console import tqdm
 from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.slide import render_slide
 from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
+from histcode.prologue import open_stage
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +49,23 @@ def choose_slides(preds: pd.DataFrame, manifest: pd.DataFrame, cfg: HeatmapConfi
 
 
 def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = True) -> dict[str, Any]:
-    params = load_params(params_path)
-    bcfg, cfg = base(params), section(HeatmapConfig, "heatmaps", params)
-    paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
-    pooling = primary_pooling(params, paths)
+    stage = open_stage("heatmaps", params_path, HeatmapConfig)
+    bcfg, cfg, paths = stage.base, stage.cfg, stage.paths
+    cohort = bcfg.train_cohort
+    pooling = primary_pooling(stage.params, paths)
     manifest = read_manifest(paths.slides_csv(cohort))
     preds = pd.read_csv(paths.mil_predictions(cohort), dtype={"slide_id": str, "patient_id": str})
     out_root = paths.figures("heatmaps")
     slide_path = manifest.set_index("slide_id")["path"]
     rows = []
-    with tracking.start_run(
+    with stage.run(
         "mil",
         run_name=f"heatmaps/{cohort}",
-        stage="heatmaps",
+        metrics="mil_attention",
         cohort=cohort,
         params={"heatmaps": {k: str(v) for k, v in vars(cfg).items()}},
         tags={"pooling": pooling},
-    ):
-        import mlflow
-
+    ) as run:
         for sid in tqdm(choose_slides(preds, manifest, cfg, pooling), desc="heatmaps", disable=not progress):
             try:
                 out = render_slide(
@@ -78,7 +77,7 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
                     title=f"{sid} ({pooling})",
                 )
                 for artifact in out.values():  # heatmap, top/bottom galleries, QuPath GeoJSON
-                    mlflow.log_artifact(str(artifact), artifact_path=f"heatmaps/{sid}")
+                    tracking.log_artifact(artifact, artifact_path=f"heatmaps/{sid}")
                 rows.append({"slide_id": sid, "status": "ok", "reason": ""})
             except Exception as exc:  # one bad slide never stops the others
                 log.warning("heatmap of %s failed: %s", sid, exc)
@@ -92,7 +91,7 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
         metrics["truth_evaluated"] = int(synthetic)  # real cohorts have no masks: the file says so
         if synthetic:
             metrics.update(_truth(manifest, paths, cohort, cfg, out_root))
-        tracking.log_metrics(metrics, paths.metrics("mil_attention"))
+        run.metrics = metrics
     return metrics
 
 

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from histcode.atomic import atomic_path
+from histcode.errors import HistcodeError
 
 CLAM_KEYS = ("patch_size", "patch_level", "downsample", "level_dim")
 HISTCODE_KEYS = ("target_mpp", "tile_px", "slide_mpp", "tissue_threshold", "histcode_version")
 REQUIRED_WRITE_KEYS = (*CLAM_KEYS, "target_mpp", "tile_px", "slide_mpp")
 
 
-class CoordsError(ValueError):
+class CoordsError(HistcodeError, ValueError):
     """A coords file is missing, malformed or lacks required attributes."""
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from histcode.errors import HistcodeError
+
 REQUIRED_ATTRS = ("encoder", "encoder_uri", "dim", "tile_px", "target_mpp")
 
 
-class FeaturesError(ValueError):
+class FeaturesError(HistcodeError, ValueError):
     """A features file is missing, malformed or lacks required attributes."""
 
 

@@ -6,5 +6,5 @@ Modules in data-flow order: ``pooling`` (gated attention / mean / max, ``create_
 ``inference`` (streamed prediction, attention files), ``report``, ``decision`` (threshold from the CV held-out
 predictions, CV calibration), ``final`` + ``stage`` (the train_mil DVC stage), ``external`` (scoring a cohort;
 the workflow is ``histcode.evaluation.champion_external``). Attention vs synthetic truth:
-``evaluation.attention_truth``.
+``heatmaps.attention_truth`` (scored by ``metrics.attention_truth``).
 """

@@ -93,10 +93,8 @@ def final_model(
         )
         ctx.failures.update({sid: f"attention ({pooling}): {why}" for sid, why in failed.items()})
         info: dict[str, Any] = {"dir": str(out_dir), "epochs": epochs, TAG: decision["threshold"]}
-        import mlflow
-
-        mlflow.log_params({TAG: decision["threshold"], "decision_threshold_method": decision["method"]})
-        mlflow.log_artifact(str(write_threshold(out_dir, decision)))
+        tracking.log_params({TAG: decision["threshold"], "decision_threshold_method": decision["method"]})
+        tracking.log_artifact(write_threshold(out_dir, decision))
         if pooling == ctx.cfg.pooling:
             info["registered_version"] = model.meta["registered_version"] = register(ctx, model, held_out)
         save_mil(model, out_dir)

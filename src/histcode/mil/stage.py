@@ -21,7 +21,7 @@ import torch
 from histcode import tracking
 from histcode.atomic import write_csv, write_json, write_text
 from histcode.cohort.splits import make_patient_splits, save_splits
-from histcode.config import ProjectConfig, base, load_params, section, to_dict
+from histcode.config import ProjectConfig, to_dict
 from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification_plots import plot_roc_pr
 from histcode.mil import report
@@ -33,7 +33,7 @@ from histcode.mil.final import StageContext, final_model
 from histcode.mil.model import INDEX_FILE
 from histcode.mil.parallel import FoldRunner
 from histcode.paths import Paths
-from histcode.seeding import seed_everything
+from histcode.prologue import Stage, open_stage
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,6 @@ def method_params(ctx: StageContext, method: str) -> dict[str, Any]:
 
 def _log_fold(ctx: StageContext, res: FoldResult, params: dict[str, Any]) -> None:
     """One CV fold as a nested MLflow run: params, per-epoch losses (one batch write), held-out metrics."""
-    import mlflow
-    from mlflow.entities import Metric
-
     with tracking.start_run(
         "mil",
         run_name=f"{res.pooling}/{ctx.tags['encoder']}/fold{res.fold}",
@@ -68,15 +65,7 @@ def _log_fold(ctx: StageContext, res: FoldResult, params: dict[str, Any]) -> Non
         params={**params, "fold": res.fold},
         tags={**ctx.tags, "pooling": res.pooling, "fold": str(res.fold)},
     ) as run:
-        now = int(time.time() * 1000)
-        history = [
-            Metric(k, float(v), now, int(row["epoch"]))
-            for row in res.history
-            for k, v in row.items()
-            if k != "epoch"
-        ]
-        for i in range(0, len(history), 1000):
-            mlflow.MlflowClient().log_batch(run.info.run_id, metrics=history[i : i + 1000])
+        tracking.log_history(run.info.run_id, res.history, step_key="epoch")
         tracking.log_metrics({k: v for k, v in res.metrics.items() if k != "threshold"})
 
 
@@ -155,11 +144,11 @@ def other_encoder_context(ctx: StageContext, encoder: str) -> StageContext | Non
                    tags={"encoder": encoder}, failures={})
 
 
-def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
-    """Configs, manifest, usable feature files (bad ones recorded), saved splits → (context, splits, dir)."""
-    bcfg, cfg = base(params), section(MilConfig, "mil", params)
-    paths, cohort = Paths.from_base(bcfg), bcfg.train_cohort
-    encoder = ProjectConfig.load(params).require_mil_encoder()
+def prepare(stage: Stage) -> tuple[StageContext, pd.DataFrame, Path]:
+    """Manifest, usable feature files (bad ones recorded), saved splits → (context, splits, dir)."""
+    bcfg, cfg, paths = stage.base, stage.cfg, stage.paths
+    cohort = bcfg.train_cohort
+    encoder = ProjectConfig.load(stage.params).require_mil_encoder()
     manifest = read_manifest(paths.slides_csv(cohort), columns=LABELLED_COLUMNS, labelled=True)
     fdir = paths.features(cohort, encoder)
     fpaths, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="train_mil")
@@ -195,25 +184,23 @@ def prepare(params: dict[str, Any]) -> tuple[StageContext, pd.DataFrame, Path]:
 
 def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
     """Run the whole stage from a params file; returns the metrics dict of reports/metrics/mil.json."""
-    params = load_params(params_path)
-    seed_everything(base(params).seed)
-    ctx, splits, fdir = prepare(params)
+    stage = open_stage("train_mil", params_path, MilConfig, "mil", seed=True)
+    params = stage.params
+    ctx, splits, fdir = prepare(stage)
     cfg, paths = ctx.cfg, ctx.paths
     torch.set_num_threads(max(1, cfg.threads))
     all_preds, fold_metrics, final_info, times = [], {}, {}, {}
     others = ProjectConfig.load(params).comparison_encoders()
     encoder_preds: dict[str, list[pd.DataFrame]] = {}
-    with tracking.start_run(
+    with stage.run(
         "mil",
         run_name=f"train_mil/{ctx.cohort}",
-        stage="train_mil",
+        metrics="mil",
         cohort=ctx.cohort,
         params={**to_dict(cfg), "encoder": ctx.tags["encoder"]},
         tags=ctx.tags,
         inputs=[fdir, paths.slides_csv(ctx.cohort)],
-    ):
-        import mlflow
-
+    ) as run:
         with FoldRunner(cfg.workers, threads=1) as runner:
             # queue every fold first (HistCode's, the baselines', the other encoders'), then collect in order
             queued = [(ctx, m, submit_method(runner, ctx, splits, m)) for m in cfg.poolings()]
@@ -246,7 +233,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
                 title=f"{ctx.cohort}: held-out slides, {cfg.n_folds}-fold CV (out-of-fold P)",
             )
         )
-        mlflow.log_artifact(str(reliability))
+        tracking.log_artifact(reliability)
         metrics.update(
             {
                 "n_slides": float(len(ctx.feature_files)),
@@ -254,9 +241,9 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
                 "n_patients": float(ctx.manifest["patient_id"].nunique()),
             }
         )
-        tracking.log_metrics(metrics, paths.metrics("mil"))
-        mlflow.log_artifact(str(paths.figures("mil") / "roc_pr.png"))
-        mlflow.log_artifact(str(table_dir(paths) / "table1.md"))
+        run.metrics = metrics
+        tracking.log_artifact(paths.figures("mil") / "roc_pr.png")
+        tracking.log_artifact(table_dir(paths) / "table1.md")
     write_json(
         paths.models("mil") / INDEX_FILE,
         {"primary": cfg.pooling, "cohort": ctx.cohort, **ctx.tags, "models": final_info},

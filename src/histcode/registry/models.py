@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from histcode import __version__, tracking
+from histcode.errors import HistcodeError
 
 if TYPE_CHECKING:
     from histcode.registry.safe_model import StoredModel
@@ -29,7 +30,7 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(HistcodeError, RuntimeError):
     """A registered model or alias is missing, with the command that creates it."""
 
 

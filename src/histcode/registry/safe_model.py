@@ -19,12 +19,14 @@ from typing import Any
 
 from torch import nn
 
+from histcode.errors import HistcodeError
+
 FORMAT = "histcode-model/1"
 WEIGHTS_FILE = "weights.safetensors"
 SPEC_FILE = "spec.json"
 
 
-class IntegrityError(RuntimeError):
+class IntegrityError(HistcodeError, RuntimeError):
     """A model file does not match the digest recorded when it was registered."""
 
 

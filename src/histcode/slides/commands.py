@@ -17,19 +17,19 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="Show the per-cohort progress bar."),
     ) -> None:
         """Segment tissue and write tile coords + mask PNGs for a cohort (resumes, skips complete slides)."""
+        from histcode.console import summary_line
         from histcode.slides.stage import run_tile
         from histcode.slides.tiling import parse_shard
 
         metrics = run_tile(cohort, params, workers=workers, shard=parse_shard(shard), progress=progress)
-        typer.echo(f"tile {cohort}: {metrics['n_done']} slides tiled, {metrics['n_failed']} failed, "
-                   f"{metrics['n_tiles']} tiles (see process_list.csv)")
+        typer.echo(summary_line(f"tile {cohort}", metrics, "tile"))
 
     @app.command("stain-ref")
     def stain_ref_cmd(
         params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, stain)."),
     ) -> None:
         """Fit the stain normaliser on train-cohort tiles → data/stain/reference.json."""
+        from histcode.console import summary_line
         from histcode.slides.stage import run_stain_ref
 
-        metrics = run_stain_ref(params)
-        typer.echo(f"stain reference fitted on {metrics['n_fit_tiles']} tiles")
+        typer.echo(summary_line("stain_ref", run_stain_ref(params)))

@@ -12,6 +12,7 @@ from types import TracebackType
 
 import numpy as np
 
+from histcode.errors import HistcodeError
 from histcode.io.manifest import valid_mpp
 
 # µm/px of a 1x objective; objective power P gives about 10/P µm/px (20x ≈ 0.5, 40x ≈ 0.25).
@@ -21,7 +22,7 @@ MAX_LEVEL_PIXELS = 120_000_000
 _STRIP = 2048  # level pixels per strip side when downscaling big levels (2048: thumbnail of a 100k slide < 300 MB)
 
 
-class SlideError(Exception):
+class SlideError(HistcodeError):
     """A slide cannot be opened, resolved or read; the message names the file and the fix."""
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from histcode.config import DEFAULT_PARAMS, base, load_params, section, to_dict
-from histcode.paths import Paths
+from histcode.config import DEFAULT_PARAMS, to_dict
+from histcode.prologue import open_stage
 from histcode.slides.config import StainConfig, TileConfig
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,9 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
     a few mask images; metrics also to ``reports/metrics/tile/<cohort>.json``."""
     from histcode.slides.tiling import nothing_to_do, tile_cohort
 
-    data = params if isinstance(params, dict) else load_params(params)
-    base_cfg = base(data)
-    cohort_cfg = base_cfg.cohort(cohort)
-    cfg = section(TileConfig, "tile", data)
-    paths = Paths.from_base(base_cfg)
+    stage = open_stage("tile", params, TileConfig)
+    cfg, paths = stage.cfg, stage.paths
+    cohort_cfg = stage.base.cohort(cohort)
     slides_csv = paths.slides_csv(cohort)
     recorded = paths.metrics(f"tile/{cohort}")
     if shard == (0, 1) and recorded.is_file() and nothing_to_do(slides_csv, paths.tiles(cohort), cfg):
@@ -62,21 +60,19 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
 
     run_params = {"tile": to_dict(cfg), "shard": f"{shard[0]}/{shard[1]}",
                   "default_mpp": cohort_cfg.default_mpp}
-    with tracking.start_run("tile", run_name=f"tile-{cohort}", stage="tile", cohort=cohort, params=run_params,
-                            inputs=[slides_csv]):
-        import mlflow
-
+    with stage.run("tile", run_name=f"tile-{cohort}", metrics=f"tile/{cohort}", cohort=cohort, params=run_params,
+                   inputs=[slides_csv]) as run:
         results = tile_cohort(slides_csv, paths.tiles(cohort), cfg, workers=workers, shard=shard,
                               progress=progress, default_mpp=cohort_cfg.default_mpp)
         plist = paths.process_list(cohort)
         metrics = cohort_metrics(plist)
-        mlflow.log_artifact(str(plist), artifact_path="tiles")
+        tracking.log_artifact(plist, artifact_path="tiles")
         failures = {r.slide: r.reason for r in results if r.status != "done"}
         if failures:
-            mlflow.log_dict(failures, "tiles/failures.json")
+            tracking.log_dict(failures, "tiles/failures.json")
         for r in [r for r in results if r.status == "done"][:MASKS_LOGGED]:
-            mlflow.log_artifact(str(paths.mask_png(cohort, r.slide)), artifact_path="masks")
-        tracking.log_metrics(metrics, paths.metrics(f"tile/{cohort}"))
+            tracking.log_artifact(paths.mask_png(cohort, r.slide), artifact_path="masks")
+        run.metrics = metrics
     return metrics
 
 
@@ -86,24 +82,18 @@ def run_stain_ref(params: str | Path | dict[str, Any] = DEFAULT_PARAMS) -> dict[
     from histcode.slides.reference import fit_reference
     from histcode.slides.stain import save_normalizer
 
-    data = params if isinstance(params, dict) else load_params(params)
-    base_cfg = base(data)
-    cfg = section(StainConfig, "stain", data)
-    paths = Paths.from_base(base_cfg)
-    cohort = base_cfg.train_cohort
-    with tracking.start_run("stain", run_name=f"stain_ref-{cohort}", stage="stain_ref", cohort=cohort,
-                            params={"stain": to_dict(cfg), "seed": base_cfg.seed},
-                            inputs=[paths.process_list(cohort)]):
-        import mlflow
-
+    stage = open_stage("stain_ref", params, StainConfig, "stain")
+    cfg, paths = stage.cfg, stage.paths
+    cohort = stage.base.train_cohort
+    with stage.run("stain", run_name=f"stain_ref-{cohort}", cohort=cohort,
+                   params={"stain": to_dict(cfg), "seed": stage.seed}, inputs=[paths.process_list(cohort)]) as run:
         norm, tiles = fit_reference(cfg.method, paths.tiles(cohort), paths.slides_csv(cohort), cfg.fit_tiles,
-                                    base_cfg.seed)
+                                    stage.seed)
         save_normalizer(norm, paths.stain_reference)
-        mlflow.log_artifact(str(paths.stain_reference), artifact_path="stain")
+        tracking.log_artifact(paths.stain_reference, artifact_path="stain")
         if len(tiles):
-            mlflow.log_image(preview(norm, tiles), "stain/preview.png")
-        metrics = {"n_fit_tiles": len(tiles)}
-        tracking.log_metrics(metrics)
+            tracking.log_image(preview(norm, tiles), "stain/preview.png")
+        run.metrics = metrics = {"n_fit_tiles": len(tiles)}
     return metrics
 
 

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from histcode import distributed as D
-from histcode.config import base, load_params, section, to_dict
+from histcode.config import to_dict
 from histcode.paths import Paths
 from histcode.preflight import EmptyCohortError, ensure_writable
+from histcode.prologue import Stage, open_stage
 from histcode.registry.names import ENCODER
 from histcode.slides.tile_dataset import SlideTileDataset, collect_slides
 from histcode.ssl.config import PretrainConfig
@@ -61,16 +62,14 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
                  method: str | None = None, out_dir: str | Path | None = None, progress: bool | None = None,
                  register: bool | None = None) -> PretrainResult:
     """Run the stage; ``method``/``out_dir`` override params (e.g. the SimCLR baseline next to AdCo)."""
-    raw = params if isinstance(params, dict) else load_params(params)
-    bcfg = base(raw)
-    cfg = section(PretrainConfig, "pretrain", raw)
+    stage = open_stage("pretrain", params, PretrainConfig)
+    bcfg, cfg, paths = stage.base, stage.cfg, stage.paths
     overrides: dict[str, Any] = {}
     if method is not None:
         overrides["method"] = method
     if progress is not None:
         overrides["progress"] = progress
     cfg = dataclasses.replace(cfg, **overrides)
-    paths = Paths.from_base(bcfg)
     cohort = bcfg.train_cohort
     out = Path(out_dir) if out_dir else paths.models("encoder")
     slides, failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
@@ -87,7 +86,7 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
     ckpt = paths.checkpoints("pretrain") / f"{cfg.method}.pt"
     try:
         if info.is_main:
-            return _tracked(cfg, bcfg.seed, dataset, normalize, info, ckpt, resume, out, paths, cohort,
+            return _tracked(stage, cfg, dataset, normalize, info, ckpt, resume, out, cohort,
                             failures, register if register is not None else cfg.method == "adco")
         from histcode.ssl.trainer import fit
 
@@ -98,10 +97,9 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
         D.cleanup()
 
 
-def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normalize: Any, info: D.DistInfo,
-             ckpt: Path, resume: bool | str, out: Path, paths: Paths, cohort: str, failures: list[Any],
+def _tracked(stage: Stage, cfg: PretrainConfig, dataset: SlideTileDataset, normalize: Any, info: D.DistInfo,
+             ckpt: Path, resume: bool | str, out: Path, cohort: str, failures: list[Any],
              register: bool) -> PretrainResult:
-    import mlflow
     import pandas as pd
 
     from histcode import tracking
@@ -110,12 +108,14 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
     from histcode.ssl.trainer import fit
 
     def on_log(metrics: dict[str, float], step: int) -> None:
-        mlflow.log_metrics({f"train/{k}": float(v) for k, v in metrics.items()}, step=step)
+        tracking.log_step({f"train/{k}": v for k, v in metrics.items()}, step=step)
 
+    seed, paths = stage.seed, stage.paths
     inputs = [paths.tiles(cohort)] + ([paths.stain_reference] if cfg.stain else [])
-    with tracking.start_run("pretrain", run_name=f"{cfg.method}-{cfg.backbone}", stage="pretrain",
-                            params={**to_dict(cfg), "seed": seed, "world_size": info.world_size},
-                            cohort=cohort, inputs=inputs) as run:
+    with stage.run("pretrain", run_name=f"{cfg.method}-{cfg.backbone}", metrics="pretrain",
+                   params={**to_dict(cfg), "seed": seed, "world_size": info.world_size},
+                   cohort=cohort, inputs=inputs) as stage_run:
+        run = stage_run.run
         result = fit(cfg, dataset, dataset.n_tiles, seed=seed, checkpoint=ckpt, resume=resume,
                      normalize=normalize, on_log=on_log, dist_info=info, data_key=data_key(dataset, cfg, paths))
         encoder = result.encoder.to(device="cpu", memory_format=torch.contiguous_format).eval()
@@ -125,8 +125,8 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
                                     "run_id": run.info.run_id, "cohort": cohort, "config": to_dict(cfg)})
         loss_csv = paths.plots("pretrain_loss.csv")
         write_csv(loss_csv, pd.DataFrame([{"step": int(h["step"]), "loss": h["loss"]} for h in result.history]))
-        tracking.log_metrics(metrics, paths.metrics("pretrain"))
-        mlflow.log_artifact(str(loss_csv))
+        stage_run.metrics = metrics
+        tracking.log_artifact(loss_csv)
         version = None
         if register:
             from histcode.registry import log_and_register
@@ -142,6 +142,6 @@ def _tracked(cfg: PretrainConfig, seed: int, dataset: SlideTileDataset, normaliz
                                   extra_artifacts=extra)
             version = str(mv.version)
         else:
-            mlflow.log_artifacts(str(out), artifact_path=f"encoder_{cfg.method}")
+            tracking.log_artifacts(out, artifact_path=f"encoder_{cfg.method}")
     log.info("pretrain %s: %s → %s", cfg.method, {k: round(v, 4) for k, v in metrics.items()}, out)
     return PretrainResult(out, metrics, version)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from histcode import distributed as D
 from histcode.config import to_dict
+from histcode.errors import HistcodeError
 from histcode.seeding import seed_everything
 from histcode.slides.tile_dataset import TileCollate, worker_init
 from histcode.ssl.augment import AugmentConfig, HEAugment
@@ -215,7 +216,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
 
 
-class TileReadError(RuntimeError):
+class TileReadError(HistcodeError, RuntimeError):
     """Too many tiles could not be read: an encoder trained on the rest (or on blanks) is not registered."""
 
 

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         out_dir: Path | None = typer.Option(None, "--out", help="output folder (default: synth.out_dir)"),
         workers: int | None = typer.Option(None, "--workers", help="override synth.workers"),
         tiny: bool = typer.Option(False, "--tiny", help="the few-second test cohort instead of params"),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="default synth.progress"),
     ) -> None:
         """Write the TCGA-like and CPTAC-like synthetic cohorts and their ground truth."""
         import dataclasses
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         from histcode.synth import SynthConfig, generate
 
         cfg = SynthConfig.tiny() if tiny else SynthConfig.from_params(params)
-        changes: dict[str, object] = {"progress": progress}
+        changes: dict[str, object] = {} if progress is None else {"progress": progress}
         if workers is not None:
             changes["workers"] = workers
         cfg = dataclasses.replace(cfg, **changes)

@@ -55,7 +55,6 @@ class CvObjective:
     experiment: str = "tune"
 
     def __call__(self, trial: Any) -> float:
-        import mlflow
         import optuna
 
         values = suggest(trial, self.space, self.target, where=f"tune ({self.stage})")
@@ -100,19 +99,17 @@ class CvObjective:
                         )
                     extra = self.extras(outcomes) if self.extras else {}
                     tracking.log_metrics({self.objective: value, **extra})
-                    mlflow.set_tag("optuna.state", "COMPLETE")
+                    tracking.set_tags({"optuna.state": "COMPLETE"})
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", msg[:1000])
-                mlflow.set_tag("optuna.state", "FAIL")
-                mlflow.set_tag("error", msg[:5000])
+                tracking.set_tags({"optuna.state": "FAIL", "error": msg[:5000]})
                 log.warning("tune: trial %d failed: %s", trial.number, msg)
                 raise
             if pruned_at is not None:
-                mlflow.set_tag("optuna.state", "PRUNED")
-                mlflow.set_tag("optuna.pruned_at_fold", str(self.folds[pruned_at]))
+                tracking.set_tags({"optuna.state": "PRUNED", "optuna.pruned_at_fold": str(self.folds[pruned_at])})
         if pruned_at is not None:
-            mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+            tracking.terminate_run(run.info.run_id, status="KILLED")
             raise optuna.TrialPruned(
                 f"trial {trial.number}: running {self.objective} {running:.4f} after fold {self.folds[pruned_at]} "
                 f"is worse than the median of earlier trials"

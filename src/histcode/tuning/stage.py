@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from histcode import tracking
-from histcode.config import ProjectConfig, base, load_params, section, to_dict
-from histcode.paths import Paths
-from histcode.seeding import seed_everything
+from histcode.config import ProjectConfig, section, to_dict
+from histcode.prologue import Stage, open_stage
 from histcode.tuning.best import best_section, dvc_set_command, write_best
 from histcode.tuning.config import DeTuneConfig, MilTuneConfig, TuneConfig
 from histcode.tuning.objective import CvObjective, FoldEvaluator, FoldOutcome, Score
@@ -52,6 +51,7 @@ def _with_overrides(settings: S, **overrides: Any) -> S:
 
 
 def _run_study(
+    stage: Stage,
     *,
     family: str,
     tcfg: TuneConfig,
@@ -61,14 +61,12 @@ def _run_study(
     evaluate_fold: FoldEvaluator,
     score: Score,
     folds: list[int],
-    seed: int,
-    paths: Paths,
     cohort: str,
     inputs: list[Path],
     extras: Callable[[list[FoldOutcome]], dict[str, float]] | None = None,
     tags: dict[str, str] | None = None,
 ) -> TuneResult:
-    stage = f"tune_{family}"
+    seed, paths = stage.seed, stage.paths
     objective = settings.objective
     study = open_study(settings, tcfg.storage_dir, seed=seed, direction=settings.direction)
     cv = CvObjective(
@@ -79,22 +77,20 @@ def _run_study(
         score=score,
         folds=folds,
         objective=objective,
-        stage=stage,
+        stage=stage.name,
         cohort=cohort,
         tags=dict(tags or {}),
         extras=extras,
     )
-    with tracking.start_run(
+    with stage.run(
         "tune",
-        run_name=f"{stage}/{cohort}",
-        stage=stage,
+        run_name=f"{stage.name}/{cohort}",
+        metrics=stage.name,
         cohort=cohort,
         inputs=inputs,
         params={f"tune.{family}": to_dict(settings), family: to_dict(current), "base.seed": seed},
         tags={**(tags or {}), "optuna.study": settings.study, "objective": objective},
     ) as parent:
-        import mlflow
-
         study.optimize(cv, n_trials=settings.n_trials, timeout=settings.timeout_s, catch=CAUGHT)
         summary = summarize(study, objective)
         command = dvc_set_command(family, summary.best_params)
@@ -111,14 +107,14 @@ def _run_study(
                 f"{summary.n_pruned} pruned, {summary.n_failed} failed"
             ),
         )
-        metrics_path = paths.metrics(stage)
-        tracking.log_metrics(summary.metrics(), metrics_path)
-        mlflow.set_tags({"best_trial": str(summary.best_trial), "best_run_id": str(summary.best_run_id),
-                         "apply_command": command[:5000]})
-        mlflow.log_artifact(str(best_path), artifact_path="tune")
+        metrics_path = paths.metrics(stage.name)
+        parent.metrics = summary.metrics()
+        tracking.set_tags({"best_trial": str(summary.best_trial), "best_run_id": str(summary.best_run_id),
+                           "apply_command": command[:5000]})
+        tracking.log_artifact(best_path, artifact_path="tune")
     log.info("tune %s: best %s %.4f (trial %d); apply with:\n  %s", family, objective, summary.best_value,
              summary.best_trial, command)
-    return TuneResult(summary, best_path, metrics_path, command, parent.info.run_id)
+    return TuneResult(summary, best_path, metrics_path, command, parent.run_id)
 
 
 def run_tune_mil(
@@ -142,19 +138,19 @@ def run_tune_mil(
         trial_folds,
     )
 
-    params = params_path if isinstance(params_path, dict) else load_params(params_path)
-    bcfg, mcfg = base(params), section(MilConfig, "mil", params)
+    stage = open_stage("tune_mil", params_path, MilConfig, "mil", seed=True)
+    params, bcfg, mcfg = stage.params, stage.base, stage.cfg
     tcfg = _tune_config(params)
     settings = _with_overrides(tcfg.mil, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
-    seed_everything(bcfg.seed)
     torch.set_num_threads(max(1, mcfg.threads))
     data = load_mil_data(params, bcfg, mcfg)
     folds = trial_folds(data.n_folds, settings.folds)
     pooling = ProjectConfig.load(params).tune_mil_pooling
     if settings.objective == "val_loss" and not (data.splits["split"] == "val").any():
-        raise ValueError(f"{Paths.from_base(bcfg).splits(data.cohort)}: no validation patients, so objective "
+        raise ValueError(f"{stage.paths.splits(data.cohort)}: no validation patients, so objective "
                          "val_loss is undefined; set mil.val_frac > 0 and rerun train_mil, or use objective auc")
     return _run_study(
+        stage,
         family="mil",
         tcfg=tcfg,
         settings=settings,
@@ -163,8 +159,6 @@ def run_tune_mil(
         evaluate_fold=evaluate_fold or mil_fold_evaluator(data, seed=bcfg.seed),
         score=mil_score(settings.objective),
         folds=folds,
-        seed=bcfg.seed,
-        paths=Paths.from_base(bcfg),
         cohort=data.cohort,
         inputs=data.inputs,
         extras=pooled_metrics,
@@ -187,14 +181,14 @@ def run_tune_de(
     from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
     from histcode.tuning.mil_objective import trial_folds
 
-    params = params_path if isinstance(params_path, dict) else load_params(params_path)
-    bcfg, dcfg = base(params), section(DEConfig, "de", params)
+    stage = open_stage("tune_de", params_path, DEConfig, "de", seed=True)
+    params, bcfg, dcfg = stage.params, stage.base, stage.cfg
     tcfg = _tune_config(params)
     settings = _with_overrides(tcfg.de, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
-    seed_everything(bcfg.seed)
     torch.set_num_threads(max(1, dcfg.threads))
     data = load_de_data(bcfg, de_config(params), cohort)  # attention_model resolved; dcfg stays as written
     return _run_study(
+        stage,
         family="de",
         tcfg=tcfg,
         settings=settings,
@@ -203,8 +197,6 @@ def run_tune_de(
         evaluate_fold=de_fold_evaluator(data, seed=bcfg.seed),
         score=de_score(settings.objective),
         folds=[data.fold_ids[i] for i in trial_folds(len(data.fold_ids), settings.folds, "tune.de.folds")],
-        seed=bcfg.seed,
-        paths=Paths.from_base(bcfg),
         cohort=data.cohort,
         inputs=data.inputs,
     )

@@ -1,0 +1,59 @@
+"""Issue 11 item 3: one face per stage. Every DVC stage is one entry of the CLI's stage table, its script only
+calls it, its command is registered by the module the table names, and every user error shares one root."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import typer
+import yaml
+
+from histcode import cli
+from histcode.errors import HistcodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_dvc_stage_is_one_table_entry_and_its_script_only_calls_it() -> None:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(cli.STAGES)
+    for name, stage in stages.items():
+        cmd = stage.get("do", stage)["cmd"]
+        assert cmd.startswith(f"python pipelines/{name}.py"), cmd
+        tree = ast.parse((ROOT / "pipelines" / f"{name}.py").read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        assert [ast.unparse(c) for c in calls] == [f"run_stage('{name}')"], name
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)], name
+
+
+def test_each_command_is_defined_by_the_module_the_table_names() -> None:
+    for word, module in cli.COMMANDS.items():
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        importlib.import_module(module).register(app)
+        assert word in typer.main.get_command(app).commands, (word, module)  # type: ignore[attr-defined]
+    for words in cli.STAGES.values():
+        assert words[0] in cli.COMMANDS
+
+
+def _error_classes() -> list[type]:
+    found = []
+    for path in sorted((ROOT / "src" / "histcode").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(
+                    ast.unparse(b).endswith(("Error", "Exception", "Unavailable", "Exists", "Missing"))
+                    for b in node.bases):
+                found.append(getattr(importlib.import_module(module), node.name))
+    return found
+
+
+def test_every_user_error_has_the_one_root() -> None:
+    errors = [c for c in _error_classes() if c is not HistcodeError]
+    assert len(errors) >= 18  # ConfigError, RegistryError, SlideError, ... (a new one must join the root too)
+    assert [c.__qualname__ for c in errors if not issubclass(c, HistcodeError)] == []
+    from histcode.config import ConfigError
+
+    assert issubclass(ConfigError, ValueError)  # the builtin base stays: existing `except ValueError` still work
