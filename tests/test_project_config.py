@@ -56,6 +56,7 @@ def test_every_consumer_follows_the_upstream_keys(tmp_path: Path) -> None:
     from histcode.mil.config import MilConfig
     from histcode.mil.stage import prepare
     from histcode.paths import Paths
+    from histcode.prologue import open_stage
     from histcode.tuning.mil_objective import load_mil_data
 
     params = _params(tmp_path, mil={"pooling": "gated_attention"}, extract={"encoders": ["random", "adco"]})
@@ -73,7 +74,7 @@ def test_every_consumer_follows_the_upstream_keys(tmp_path: Path) -> None:
     pd.DataFrame({"slide_id": ["s1"], "patient_id": ["p1"], "label": [1]}).to_csv(paths.slides_csv(cohort))
     wanted = str(paths.features(cohort, "random"))
     with pytest.raises(FileNotFoundError, match=re.escape(wanted)):
-        prepare(params)
+        prepare(open_stage("train_mil", params, MilConfig, "mil"))
     with pytest.raises(FileNotFoundError, match=re.escape(wanted)):
         load_mil_data(params, base(params), section(MilConfig, "mil", params))
 
