@@ -54,7 +54,7 @@ class SiteProfile:
     infiltrate_sigma_um: Range = (70.0, 180.0)  # correlation length of dense infiltrates (clustering)
     aggregate_radius_um: Range = (15.0, 55.0)
     adipose_normal: Range = (0.0, 0.7)  # fat share of a normal slide's tissue (overridden at the training site)
-    adipose_tumour: Range = (0.0, 0.05)  # fat share of a tumour slide's tissue
+    adipose_tumour: Range = (0.0, 0.25)  # fat share of a tumour slide's tissue
     # --- artefacts, per slide probability
     p_pen: float = 0.3
     p_tear: float = 0.3
