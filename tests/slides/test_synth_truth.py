@@ -89,8 +89,8 @@ def test_pen_and_blank_areas_yield_no_tiles(synth: dict) -> None:
         glassy += int((frac[:, 0] >= 0.5).sum())
         n += len(frac)
     # the mask is segmented at ~64x (a tile is a few mask pixels), so a ragged edge can tip a tile that is
-    # just under half tissue; such tiles stay rare (4 of 310 on the tiny cohort since the wider planted morphology)
-    assert glassy / n <= 0.015, (glassy, n)
+    # just under half tissue; such tiles stay rare
+    assert glassy / n <= 0.01, (glassy, n)
 
 
 def test_40x_slide_matches_its_20x_twin(synth: dict) -> None:

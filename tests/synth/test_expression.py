@@ -81,33 +81,3 @@ def test_pten_down_and_null_genes_unlinked(demo_rna) -> None:
     r = np.array([np.corrcoef(fc[g], z["z_lymph"])[0, 1] for g in null])
     assert np.abs(np.nanmean(r)) < 0.1 and np.nanmean(np.abs(r) > 0.6) < 0.02
     assert 0.05 < (eff.loc[null, "intercept"] != 0).mean() < 0.3  # some image-independent DE genes
-
-
-def test_planted_links_learnable_not_deterministic_and_stronger_slopes_better() -> None:
-    """Population ceiling (200 patients, observed FPKM-UQ log2 fold change with pseudo-count 1): every planted
-    gene tracks its latent clearly but not perfectly, stronger slopes are tracked better (the paper's fold
-    change vs accuracy trend, Fig. 7), and null genes track none of the latents."""
-    cfg = SynthConfig.tiny(n_patients=200, n_without_normal=0, n_genes_background=20)
-    patients, _ = plan_cohorts(cfg)
-    rna = simulate_rnaseq(cfg.seed, cfg.n_genes_background, patients)
-    t, n = {}, {}
-    for meta, table in rna.samples:
-        side = t if meta["Sample Type"] == "Primary Tumor" else n
-        side[str(meta["Case ID"])] = table["fpkm_uq_unstranded"].to_numpy()[4:]
-    cases = sorted(n)
-    fc = pd.DataFrame([np.log2((t[c] + 1) / (n[c] + 1)) for c in cases], index=cases,
-                      columns=rna.genes["gene_name"])
-    z = pd.DataFrame([p.__dict__ for p in patients if p.cohort == "tcga_synth"]).set_index("patient_id").loc[cases]
-    eff = rna.effects.set_index("gene")
-    planted = eff[eff["effect"] != "null"]
-    r = pd.Series({g: np.corrcoef(fc[g], z[lat])[0, 1] * np.sign(planted.loc[g, "coefficient"])
-                   for g, lat in planted["latent"].items()})
-    assert ((r > 0.5) & (r < 0.97)).all(), r[(r <= 0.5) | (r >= 0.97)]
-    panel = planted[planted["in_panel"] & ~planted["is_marker"]]
-    assert np.corrcoef(panel["coefficient"].abs(), r[panel.index])[0, 1] > 0.5
-    null = eff.index[eff["effect"] == "null"]
-    r_null = np.array([[np.corrcoef(fc[g], z[k])[0, 1] for k in ("z_lymph", "z_cell", "z_tumour", "z_necrosis")]
-                       for g in null])
-    # the FPKM-UQ normaliser moves a little with planted genes near the upper quartile (measured: mean null r per
-    # latent within ±0.05 at 200 patients), far below the chance level of 13-21 pairs (mean |r| ≈ 0.2)
-    assert np.abs(r_null).mean() < 0.1 and (np.abs(r_null.mean(axis=0)) < 0.07).all()

@@ -78,10 +78,11 @@ def test_every_planted_link_is_recoverable_from_the_truth_maps(link_cohort: Path
                    for g, k in planted["effect"].items()})
     by_kind = r.groupby(planted["effect"]).mean()
     # every gene goes the planted way; each morphology variable carries its genes clearly
-    assert (r > 0.4).all(), r[r <= 0.4]
-    assert (by_kind > 0.7).all(), by_kind
-    # (stronger slopes → better predicted is checked on the observed fold changes, where the counting noise
-    # is: tests/synth/test_expression.py; on the planted log2 FC every gene is near the top here)
+    assert (r > 0.3).all(), r[r <= 0.3]
+    assert (by_kind > 0.6).all(), by_kind
+    # stronger planted slopes are better recovered (the paper's fold change vs accuracy trend)
+    panel = planted[planted["in_panel"] & ~planted["is_marker"]]
+    assert np.corrcoef(panel["coefficient"].abs(), r[panel.index])[0, 1] > 0.3
     # null genes carry none of it
     null = eff.index[eff["effect"] == "null"]
     r_null = np.array([[abs(np.corrcoef(fc[g], m[k])[0, 1]) for k in m.columns] for g in null])

@@ -51,7 +51,7 @@ def test_masks_match_slides_and_labels(tiny_cohort: Path) -> None:
         if r.label == 0:
             assert codes["tumour"] not in present and codes["necrosis"] not in present
         else:
-            assert 0.02 < r.tumour_fraction < 0.95 and r.lymphocyte_density > 0
+            assert 0.1 < r.tumour_fraction < 0.9 and r.lymphocyte_density > 0
     assert {
         codes[k] for k in ("background", "stroma", "tumour", "normal_epithelium", "pen_mark", "blank")
     } <= seen
@@ -121,7 +121,7 @@ def test_gene_effects_and_planted_fold_changes(tiny_cohort: Path) -> None:
     assert len(planted) >= 30 and planted.groupby("effect").size().min() >= 6
     panel = planted[planted["in_panel"] & ~planted["is_marker"]]
     # effect sizes spread, and a larger mean fold change comes with a larger slope (better predicted)
-    assert panel["coefficient"].abs().max() > 2 * panel["coefficient"].abs().min()
+    assert panel["coefficient"].abs().max() > 3 * panel["coefficient"].abs().min()
     assert np.corrcoef(panel["intercept"].abs(), panel["coefficient"].abs())[0, 1] > 0.99
     assert (eff.loc[eff["effect"] == "null", "coefficient"] == 0).all()
     assert (eff["noise_sd"] > 0).all()  # no gene is a deterministic function of the latent factors

@@ -33,13 +33,13 @@ MARKER_EFFECTS: dict[str, tuple[float, float, float]] = {
 # Panel genes: effect strength s spread evenly over [S_MIN, S_MAX] within each kind (in the listed order), so
 # the |mean log2 FC| (S_ICPT0 + S_ICPT·s) grows with the slope (s): genes with a larger fold change are better
 # predicted, as in the paper (Fig. 7). The noise sd is the same for every planted panel gene.
-S_MIN, S_MAX = 0.6, 1.4
-S_ICPT0, S_ICPT = 0.2, 1.3
-PANEL_NOISE_SD = 0.3
+S_MIN, S_MAX = 0.35, 1.3
+S_ICPT0, S_ICPT = 0.3, 1.6
+PANEL_NOISE_SD = 0.4
 NULL_DE_FRACTION = 0.15  # null genes with a constant (image-independent) tumour shift
 PATIENT_SD = 0.35  # patient baseline shared by both samples (cancels in the fold change)
-SAMPLE_SD = 0.1  # sample-level biological noise
-DISPERSION = 0.02  # negative-binomial dispersion of the counts (biological CV ≈ 0.14)
+SAMPLE_SD = 0.15  # sample-level biological noise
+DISPERSION = 0.03  # negative-binomial dispersion of the counts
 
 
 def planted_panel_effects() -> dict[str, tuple[str, float, float, float]]:

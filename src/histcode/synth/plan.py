@@ -132,20 +132,6 @@ def _nuisance(site: SiteProfile, rng: np.random.Generator) -> dict[str, object]:
     }
 
 
-def latent_morphology(z_lymph: float, z_cell: float, z_tumour: float, z_necrosis: float) -> dict[str, float]:
-    """The tumour slide's planted morphology from the patient's latents (docs/synthetic_cohort.md, "Planted
-    biology"). The ranges are wide, as in TCGA-BRCA (tumour purity 0.15-0.88, necrosis up to 50 % of the tumour,
-    infiltrates up to 50 %, cellularity 0.25-0.95), so the latents are the largest source of variation between
-    tumour slides and a reader can learn them from a few dozen slides despite nuisance morphology and stain."""
-    return {
-        "tumour_fraction": float(np.clip(0.5 + 0.18 * z_tumour, 0.15, 0.88)),
-        "necrosis_fraction": float(np.clip(0.1 * np.exp(1.0 * z_necrosis), 0.01, 0.5)),
-        "inflamed_fraction": float(np.clip(0.08 * np.exp(1.1 * z_lymph), 0.005, 0.5)),
-        "lymph_clusters_per_mm2": float(1.6 * np.exp(1.0 * z_lymph)),
-        "cellularity": float(np.clip(0.6 + 0.2 * z_cell, 0.25, 0.95)),
-    }
-
-
 def _patients(
     cfg: SynthConfig, cohort: str, n: int, rng: np.random.Generator, ids: list[str]
 ) -> list[PatientPlan]:
@@ -170,9 +156,13 @@ def _patients(
                 z_cell=zc,
                 z_tumour=zt,
                 z_necrosis=zn,
-                **latent_morphology(zl, zc, zt, zn),
+                tumour_fraction=float(np.clip(0.52 + 0.14 * zt, 0.22, 0.82)),
+                necrosis_fraction=float(np.clip(0.06 * np.exp(0.8 * zn), 0.01, 0.3)),
                 til_per_mm2=float(nuisance.pop("til_per_mm2")),
+                inflamed_fraction=float(np.clip(0.05 * np.exp(0.9 * zl), 0.005, 0.3)),
                 normal_inflamed_fraction=float(rng.uniform(0.005, 0.05)),
+                lymph_clusters_per_mm2=float(1.6 * np.exp(0.8 * zl)),
+                cellularity=float(np.clip(0.62 + 0.13 * zc, 0.35, 0.9)),
                 has_normal_rna=i not in no_normal,
                 site=site.name,
                 **nuisance,  # type: ignore[arg-type]

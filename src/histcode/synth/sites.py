@@ -42,12 +42,12 @@ class SiteProfile:
     # --- case mix: mean shift of the standard-normal latents (z_lymph, z_cell, z_tumour, z_necrosis)
     z_shift: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     # --- morphology, per patient (nuisance: independent of the latents)
-    nuclear_scale: Range = (0.9, 1.12)  # tumour nucleus radius multiplier
+    nuclear_scale: Range = (0.85, 1.2)  # tumour nucleus radius multiplier
     pleomorphism: Range = (0.06, 0.24)  # boundary irregularity (harmonic amplitude) of tumour nuclei
     architecture: dict[str, float] = field(
         default_factory=lambda: {"solid": 0.3, "nests": 0.3, "glands": 0.2, "cords": 0.12, "single_files": 0.08}
     )
-    fibre_amp: Range = (0.75, 1.3)  # collagen fibre contrast multiplier
+    fibre_amp: Range = (0.6, 1.5)  # collagen fibre contrast multiplier
     fibre_wave: Range = (3.0, 10.0)  # correlation length of fibre orientation (grid cells): wavy ↔ straight
     fibroblast_keep: Range = (0.25, 0.7)  # share of the fibroblast point process kept in stroma
     til_per_mm2: Range = (100.0, 350.0)  # scattered TILs in tumour (stroma 30 % of it)
