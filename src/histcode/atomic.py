@@ -40,6 +40,23 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def save_torch(path: str | Path, obj: Any) -> None:
+    """``torch.save`` atomically and reproducibly: saved to a file, torch names the zip's root folder after the
+    file, so a random temp name made every save differ; saved to a buffer, the root is always ``archive``."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 

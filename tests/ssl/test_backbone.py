@@ -58,3 +58,19 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(again(x), enc(x), rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match="not an encoder directory"):
         load_encoder(tmp_path / "missing")
+
+
+def test_saved_encoder_is_byte_identical_across_saves(tmp_path: Path) -> None:
+    """Same weights → same file bytes (DVC hashes it; torch names the zip root after the file it saves to, so a
+    save through a random temp name used to differ every time)."""
+    import hashlib
+
+    torch.manual_seed(0)
+    enc = create_encoder("resnet10t_trunc")
+    digests = set()
+    for i in range(2):
+        out = save_encoder(enc, tmp_path / f"enc{i}", meta={"seed": 0})
+        digests.add(hashlib.sha256((out / "encoder.pt").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    loaded = torch.load(tmp_path / "enc0" / "encoder.pt", map_location="cpu", weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in enc.state_dict().items())

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from histcode.atomic import atomic_path, write_csv, write_parquet
+from histcode.atomic import atomic_path, save_torch, write_csv, write_parquet
 from histcode.config import DEFAULT_LOG2_THRESHOLD, BaseConfig, ConfigError, to_dict
 from histcode.genes.config import DEConfig
 from histcode.genes.folds import load_split_table, patient_folds
@@ -53,8 +53,7 @@ class TrainDEResult:
 
 
 def _save_torch(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch(path, obj)
 
 
 @dataclass

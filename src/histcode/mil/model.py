@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from histcode.atomic import atomic_path, write_json
+from histcode.atomic import save_torch, write_json
 from histcode.mil.pooling import Pooling, create_pooling
 
 if TYPE_CHECKING:
@@ -146,8 +146,7 @@ def save_mil(model: MilClassifier, out_dir: str | Path) -> Path:
     """Write ``out_dir/model.pt`` and ``out_dir/model.json`` atomically; return the ``.pt`` path."""
     out_dir = Path(out_dir)
     path = out_dir / MODEL_FILE
-    with atomic_path(path) as tmp:
-        torch.save({"spec": model.spec(), "meta": model.meta, "state_dict": model.state_dict()}, tmp)
+    save_torch(path, {"spec": model.spec(), "meta": model.meta, "state_dict": model.state_dict()})
     write_json(out_dir / "model.json", {"spec": model.spec(), "meta": model.meta})
     return path
 

@@ -109,13 +109,12 @@ def encoder_from_stored(stored: StoredModel) -> TruncatedEncoder:
 
 def save_encoder(encoder: TruncatedEncoder, out_dir: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write ``encoder.pt`` (state dict) and ``encoder.json`` (architecture + provenance) atomically."""
-    from histcode.atomic import atomic_path, write_json
+    from histcode.atomic import save_torch, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    with atomic_path(out / ENCODER_WEIGHTS) as tmp:
-        torch.save(state, tmp)
+    save_torch(out / ENCODER_WEIGHTS, state)
     write_json(out / ENCODER_META, {**(meta or {}), "backbone": encoder.name, "dim": encoder.dim})
     return out
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from histcode.atomic import atomic_path
+from histcode.atomic import save_torch
 
 # Keys that may differ between the interrupted and the resumed run without changing the maths.
 OPERATIONAL_KEYS = frozenset({"workers", "threads", "progress", "log_every", "max_bad_tile_frac"})
@@ -33,9 +33,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file beside ``path`` then rename (adds the RNG state)."""
-    with atomic_path(path) as tmp:
-        torch.save({**state, "rng": rng_state()}, tmp)
+    """``torch.save`` atomically and byte-reproducibly (adds the RNG state)."""
+    save_torch(path, {**state, "rng": rng_state()})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
