@@ -402,19 +402,16 @@ def log_history(run_id: str, history: list[Mapping[str, float]], step_key: str =
     """A finished curve (one dict per step, its step under ``step_key``) written to run ``run_id`` in batches."""
     import time
 
-    import mlflow
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     metrics = [Metric(k, float(v), now, int(row[step_key])) for row in history for k, v in row.items()
                if k != step_key]
-    client = mlflow.MlflowClient()
+    mlflow_client = client()
     for i in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        mlflow_client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
 def terminate_run(run_id: str, status: str) -> None:
     """Mark a finished run ``status`` (e.g. ``KILLED`` for a pruned trial)."""
-    import mlflow
-
-    mlflow.MlflowClient().set_terminated(run_id, status=status)
+    client().set_terminated(run_id, status=status)

@@ -21,7 +21,7 @@ from typing import Literal
 import pandas as pd
 
 from histcode import tracking
-from histcode.registry.models import RegistryError, _client
+from histcode.registry.models import RegistryError
 
 Kind = Literal["binary", "per_unit", "de"]
 COLUMNS: dict[str, tuple[str, ...]] = {"binary": ("id", "label", "prob"), "per_unit": ("id", "score"),
@@ -51,7 +51,7 @@ class EvidenceExists(RegistryError):
 
 
 def has_evidence(name: str, version: str | int) -> bool:
-    return "evidence.kind" in _client().get_model_version(name, str(version)).tags
+    return "evidence.kind" in tracking.client().get_model_version(name, str(version)).tags
 
 
 def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Kind,
@@ -62,7 +62,7 @@ def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Ki
     whose held-out predictions judge an encoder)."""
     from histcode.registry.safe_model import sha256
 
-    client = _client()
+    client = tracking.client()
     mv = client.get_model_version(name, str(version))
     if "evidence.kind" in mv.tags:
         raise EvidenceExists(f"{name} v{version} already has evidence ({mv.tags.get('evidence.source', 'itself')}); "
@@ -85,7 +85,7 @@ def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
     """The evidence table and its kind for a version; ``RegistryError`` if none was attached."""
     from histcode.registry.safe_model import sha256
 
-    client = _client()
+    client = tracking.client()
     mv = client.get_model_version(name, str(version))
     kind = mv.tags.get("evidence.kind")
     artifact = mv.tags.get("evidence.artifact")

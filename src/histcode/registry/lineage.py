@@ -38,9 +38,9 @@ def encoder_dir_version(encoder_dir: Path) -> str:
                 return f"{name}/{data[key]}"
         if data.get("run_id"):
             try:
-                from histcode.registry.models import _client
+                from histcode import tracking
 
-                found = _client().search_model_versions(f"name='{name}' and run_id='{data['run_id']}'")
+                found = tracking.client().search_model_versions(f"name='{name}' and run_id='{data['run_id']}'")
             except Exception as exc:  # registry unreachable: the tag says unknown, training goes on
                 log.warning("encoder version lookup failed: %s", exc)
                 found = []

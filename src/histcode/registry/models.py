@@ -34,10 +34,6 @@ class RegistryError(HistcodeError, RuntimeError):
     """A registered model or alias is missing, with the command that creates it."""
 
 
-def _client() -> Any:
-    return tracking.client()
-
-
 def model_uri(name: str, alias: str = CHAMPION) -> str:
     return f"models:/{name}@{alias}"
 
@@ -63,7 +59,7 @@ def parse_model_uri(uri: str | Path) -> ModelRef | None:
 def version_of(ref: ModelRef) -> Any:
     """The ``ModelVersion`` a reference names (a bare name means its champion)."""
     if ref.version is not None:
-        return _client().get_model_version(ref.name, ref.version)
+        return tracking.client().get_model_version(ref.name, ref.version)
     return get_version(ref.name, ref.alias or CHAMPION)
 
 
@@ -127,7 +123,7 @@ def log_and_register(
         tracking.log_artifact(path, artifact_path=f"{artifact_name}_extra/{key}")
         digests[f"extra/{key}/{Path(path).name}"] = safe_model.sha256(path)
     version = str(info.registered_model_version)
-    client = _client()
+    client = tracking.client()
     run_tags = dict(client.get_run(run.info.run_id).data.tags)
     parent = run_tags.get("mlflow.parentRunId")
     if parent and not run_tags.get("dvc_data_hash"):  # nested final-model runs: the parent saw the inputs
@@ -152,7 +148,7 @@ def log_and_register(
 
 def get_version(name: str, alias: str = CHAMPION) -> Any:
     """The ``ModelVersion`` behind ``name@alias``; ``RegistryError`` with the fix if there is none."""
-    mv = tracking.model_version_by_alias(_client(), name, alias)
+    mv = tracking.model_version_by_alias(tracking.client(), name, alias)
     if mv is None:
         hint = (
             "run `dvc repro` (or the stage that trains it) to register a challenger"
@@ -168,7 +164,7 @@ def download_verified(name: str, version: str | int, dst: str | Path) -> dict[st
     sha256 tags; returns {file key: local path} (weights, spec and any ``extra/<key>/<file>``)."""
     from histcode.registry import safe_model
 
-    client = _client()
+    client = tracking.client()
     mv = client.get_model_version(name, str(version))
     where = f"{name} v{version}"
     digests = {k.removeprefix("sha256."): v for k, v in mv.tags.items() if k.startswith("sha256.")}

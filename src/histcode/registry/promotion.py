@@ -13,7 +13,7 @@ from typing import Any
 from histcode import tracking
 from histcode.registry.evidence import load_evidence
 from histcode.registry.gate import Decision, GateConfig, decide
-from histcode.registry.models import CHALLENGER, CHAMPION, RegistryError, _client, get_version
+from histcode.registry.models import CHALLENGER, CHAMPION, RegistryError, get_version
 from histcode.registry.names import ENCODER, MIL
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _decide(name: str, cfg: GateConfig) -> tuple[Decision, Any, Any] | None:
 
 def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: GateConfig) -> None:
     """Record the decision (version tags + a run in ``promotion``) and move ``champion`` if promoted."""
-    client = _client()
+    client = tracking.client()
     if decision.reason.startswith(f"version {challenger.version} is already champion"):
         return
     for key, value in decision.as_tags().items():
