@@ -15,6 +15,7 @@ import numpy as np
 
 from histcode.atomic import atomic_path
 from histcode.errors import HistcodeError
+from histcode.io.h5attrs import plain
 
 CLAM_KEYS = ("patch_size", "patch_level", "downsample", "level_dim")
 HISTCODE_KEYS = ("target_mpp", "tile_px", "slide_mpp", "tissue_threshold", "histcode_version")
@@ -23,19 +24,6 @@ REQUIRED_WRITE_KEYS = (*CLAM_KEYS, "target_mpp", "tile_px", "slide_mpp")
 
 class CoordsError(HistcodeError, ValueError):
     """A coords file is missing, malformed or lacks required attributes."""
-
-
-def _plain(value: Any) -> Any:
-    """h5py attribute value → plain Python (numpy scalars → int/float, arrays → lists, bytes → str)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def write_coords(path: str | Path, coords: np.ndarray, attrs: dict[str, Any]) -> None:
@@ -79,8 +67,8 @@ def read_coords(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
                                   "coords file, re-run tiling.")
             ds = fh["coords"]
             coords = np.asarray(ds[()])
-            attrs = {k: _plain(v) for k, v in fh.attrs.items()}
-            attrs.update({k: _plain(v) for k, v in ds.attrs.items()})
+            attrs = {k: plain(v) for k, v in fh.attrs.items()}
+            attrs.update({k: plain(v) for k, v in ds.attrs.items()})
     except OSError as exc:
         raise CoordsError(f"{path}: unreadable HDF5 ({exc}); delete it and re-run tiling.") from exc
     if coords.size == 0:

@@ -23,22 +23,13 @@ from typing import Any
 import numpy as np
 
 from histcode.errors import HistcodeError
+from histcode.io.h5attrs import plain
 
 REQUIRED_ATTRS = ("encoder", "encoder_uri", "dim", "tile_px", "target_mpp")
 
 
 class FeaturesError(HistcodeError, ValueError):
     """A features file is missing, malformed or lacks required attributes."""
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
 
 
 def trident_coords_attrs(name: str, *, patch_size_level0: int, tile_px: int, target_mpp: float,
@@ -160,7 +151,7 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
                                     "delete it and re-run extraction.")
             feats = np.asarray(fh["features"][()])
             coords = np.asarray(fh["coords"][()]).astype(np.int32, copy=False)
-            attrs = {k: _plain(v) for k, v in fh.attrs.items()}
+            attrs = {k: plain(v) for k, v in fh.attrs.items()}
     except OSError as exc:
         raise FeaturesError(f"{path}: unreadable HDF5 ({exc}); delete it and re-run extraction.") from exc
     if feats.ndim != 2 or coords.shape != (feats.shape[0], 2):
@@ -175,7 +166,7 @@ def read_coords_attrs(path: str | Path) -> dict[str, Any]:
     import h5py
 
     with h5py.File(path, "r") as fh:
-        return {k: _plain(v) for k, v in fh["coords"].attrs.items()} if "coords" in fh else {}
+        return {k: plain(v) for k, v in fh["coords"].attrs.items()} if "coords" in fh else {}
 
 
 def _clam_coords_for(pt: Path) -> Path | None:
@@ -211,7 +202,7 @@ def read_foreign_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
                                     f"{path.stem}.h5 (or patches/{path.stem}.h5) beside pt_files/.")
             with h5py.File(src, "r") as fh:
                 coords = np.asarray(fh["coords"][()])
-                attrs.update({k: _plain(v) for k, v in fh["coords"].attrs.items()})
+                attrs.update({k: plain(v) for k, v in fh["coords"].attrs.items()})
             attrs["format"] = "clam_pt"
         else:
             with h5py.File(path, "r") as fh:
@@ -220,8 +211,8 @@ def read_foreign_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
                                         f"and 'coords', has {sorted(fh.keys())}).")
                 feats = np.asarray(fh["features"][()], dtype=np.float32)
                 coords = np.asarray(fh["coords"][()])
-                attrs.update({k: _plain(v) for k, v in fh["coords"].attrs.items()})
-                attrs.update({f"file_{k}": _plain(v) for k, v in fh.attrs.items()})
+                attrs.update({k: plain(v) for k, v in fh["coords"].attrs.items()})
+                attrs.update({f"file_{k}": plain(v) for k, v in fh.attrs.items()})
             attrs["format"] = "trident" if "patch_size_level0" in attrs else "clam_h5"
     except OSError as exc:
         raise FeaturesError(f"{path}: unreadable ({exc}).") from exc
@@ -245,7 +236,7 @@ def feature_set_identity(features_dir: str | Path) -> dict[str, str]:
     for path in sorted(Path(features_dir).glob("*.h5")):
         try:
             with h5py.File(path, "r") as fh:
-                return {k: str(_plain(fh.attrs[k])) for k in ("encoder", "encoder_uri", "encoder_fingerprint")
+                return {k: str(plain(fh.attrs[k])) for k in ("encoder", "encoder_uri", "encoder_fingerprint")
                         if k in fh.attrs}
         except OSError:
             continue
@@ -258,7 +249,7 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 
     try:
         with h5py.File(path, "r") as fh:
-            return {k: _plain(v) for k, v in fh.attrs.items()}
+            return {k: plain(v) for k, v in fh.attrs.items()}
     except OSError as exc:
         raise FeaturesError(f"{path}: unreadable HDF5 ({exc}); delete it and re-run extraction.") from exc
 
