@@ -13,7 +13,7 @@ import pandas as pd
 
 from histcode import tracking
 from histcode.config import ProjectConfig, to_dict
-from histcode.genes.config import DEConfig, de_config
+from histcode.genes.config import de_config
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.run import TrainDEResult, train_de
 from histcode.prologue import open_stage
@@ -34,7 +34,7 @@ def de_evidence(predictions: pd.DataFrame) -> pd.DataFrame:
 def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort: str | None = None,
                  register: bool = True) -> TrainDEResult:
     """Read ``base`` + ``de`` from params, train, log everything to MLflow and register the model."""
-    stage = open_stage("train_de", params, DEConfig, "de")
+    stage = open_stage("train_de", params)  # the de section is typed by de_config (attention_model resolved)
     data, base_cfg, paths = stage.params, stage.base, stage.paths
     cfg = de_config(data)
     log2_threshold = ProjectConfig.load(data).de_log2_threshold
