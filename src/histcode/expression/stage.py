@@ -11,6 +11,7 @@ from histcode.atomic import write_csv
 from histcode.config import DEFAULT_PARAMS, to_dict
 from histcode.expression.build import OUTPUTS, DETargets, TargetsError, make_de_targets, write_de_targets
 from histcode.expression.config import ExpressionConfig
+from histcode.io.manifest import read_manifest
 from histcode.prologue import open_stage
 
 
@@ -40,8 +41,8 @@ def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, coho
                    params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)]) as run:
         try:
             slides_csv = paths.slides_csv(name)
-            slide_patients = (pd.read_csv(slides_csv, dtype=str)["patient_id"].dropna().tolist()
-                              if slides_csv.is_file() else [])
+            slide_patients = ([p for p in read_manifest(slides_csv, columns=("slide_id", "patient_id"))["patient_id"]
+                               if p] if slides_csv.is_file() else [])
             result = make_de_targets(manifest, cfg, source=str(manifest_path), slide_patients=slide_patients)
         except TargetsError as exc:
             if exc.pairing is not None:
