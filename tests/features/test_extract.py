@@ -138,3 +138,30 @@ def test_real_aperio_slide_extracts_like_direct_reads(tmp_path: Path) -> None:
         ref = enc(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).numpy()
     np.testing.assert_allclose(feats, ref, rtol=1e-4, atol=1e-5)
     assert attrs["patch_size"] == 512 and attrs["input_px"] == 64
+
+
+def test_stain_normalisation_on_the_device_gives_the_workers_tiles(tmp_path: Path) -> None:
+    """On a GPU the normaliser runs on the batch after the transfer (benchmarks/bench_gpu.py: the CPU workers
+    were the bound); forced here on the CPU, it must give the same features as normalising in the workers."""
+    from histcode.features.config import ExtractConfig
+    from histcode.features.extract import EncoderJob, extract_slides
+    from histcode.slides.stain import MacenkoNormalizer
+
+    svs = Path(__file__).parents[1] / "data" / "CMU-1-Small-Region.svs"
+    coords = np.array([[0, 0], [512, 512], [1024, 1024], [1536, 2048], [1700, 2400]], dtype=np.int32)
+    slide = SlideTiles("CMU-1", svs, coords, 512, {"tile_px": 256, "target_mpp": 0.5})
+    norm = MacenkoNormalizer(he_ref=((0.65, 0.07), (0.70, 0.99), (0.29, 0.11)), max_c_ref=(1.2, 0.8))
+    torch.manual_seed(0)
+    enc = create_encoder("resnet18_trunc").eval()
+    cfg = ExtractConfig(input_px=64, batch_size=2, workers=1, threads=1, dtype="float32", bf16=False, stain=True,
+                        progress=False)
+    feats = {}
+    for where in (False, True):
+        out_dir = tmp_path / str(where)
+        extract_slides([slide], [EncoderJob("r", enc, "random:test", 256, out_dir, "f0")], cfg=cfg,
+                       device=torch.device("cpu"), normalize=norm.transform_batch, stain_on_device=where)
+        feats[where] = read_features(out_dir / "CMU-1.h5")[0]
+    extract_slides([slide], [EncoderJob("r", enc, "random:test", 256, tmp_path / "raw", "f0")], cfg=cfg,
+                   device=torch.device("cpu"))
+    np.testing.assert_array_equal(feats[True], feats[False])
+    assert not np.allclose(feats[True], read_features(tmp_path / "raw" / "CMU-1.h5")[0], atol=1e-3)  # it did stain

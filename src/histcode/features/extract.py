@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader
 from histcode.features.config import ExtractConfig
 from histcode.io.features import FeaturesError, FeatureWriter, read_attrs, trident_coords_attrs
 from histcode.preflight import disk_full, is_disk_full
-from histcode.slides.tile_dataset import SlideTileDataset, SlideTiles, TileCollate, worker_init
+from histcode.slides.tile_dataset import (
+    SlideTileDataset,
+    SlideTiles,
+    TileCollate,
+    normalize_on_device,
+    normalize_uint8,
+    worker_init,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +143,13 @@ class _Sink:
 
 def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: ExtractConfig, device: torch.device,
                    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   extra_attrs: dict[str, Any] | None = None) -> tuple[dict[str, list[SlideOutcome]], dict[str, float]]:
+                   extra_attrs: dict[str, Any] | None = None,
+                   stain_on_device: bool | None = None) -> tuple[dict[str, list[SlideOutcome]], dict[str, float]]:
     """Embed every tile of ``slides`` with every encoder of ``jobs`` in ONE pass over the pixels (tiles are
-    read and normalised once); returns per-encoder, per-slide outcomes and speed."""
+    read and normalised once); returns per-encoder, per-slide outcomes and speed.
+
+    ``stain_on_device`` (None: on accelerators, see ``normalize_on_device``) runs ``normalize`` on the batch
+    after the transfer instead of in the loader workers; both give the same uint8 tiles."""
     outcomes: dict[str, list[SlideOutcome]] = {j.name: [] for j in jobs}
     todo: list[SlideTiles] = []
     pending: list[list[int]] = []  # job indices that still need each slide of ``todo``
@@ -164,8 +175,11 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     read_px = max([cfg.input_px] + [j.input_px for j in jobs])  # read once, at the largest size any encoder wants
     dataset = SlideTileDataset(todo, out_px=read_px)
     ranges = _slide_batches(dataset, cfg.batch_size)
+    on_device = normalize_on_device(device, normalize) if stain_on_device is None else \
+        bool(stain_on_device and normalize is not None)
     loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=cfg.workers,
-                        collate_fn=TileCollate(normalize), worker_init_fn=worker_init if cfg.workers else None,
+                        collate_fn=TileCollate(None if on_device else normalize),
+                        worker_init_fn=worker_init if cfg.workers else None,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
     from histcode.console import interactive, tqdm
 
@@ -203,7 +217,10 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
                 bar.update(b - a)
                 if not ok.any():
                     continue
-                x = tiles[torch.from_numpy(ok)].to(device, non_blocking=True).float().div_(255.0)
+                x = tiles[torch.from_numpy(ok)].to(device, non_blocking=True)
+                if on_device and normalize is not None:
+                    x = normalize_uint8(x, normalize)
+                x = x.float().div_(255.0)
                 x = x.contiguous(memory_format=fmt)
                 lo, hi = a - int(dataset.offsets[s]), b - int(dataset.offsets[s])
                 coords = todo[s].coords[lo:hi][ok]

@@ -50,7 +50,7 @@ def estimate_stains(od: torch.Tensor, *, alpha: float = 1.0,
     mean = odw.sum(-1) / nf[:, None]  # (B, 3)
     second = (odw @ od.transpose(1, 2)) / nf[:, None, None]  # E[od od^T] over tissue (B, 3, 3)
     cov = (second - mean[:, :, None] * mean[:, None, :]) * (nf / (n - 1).clamp(min=1))[:, None, None]
-    cov = cov.double() + torch.eye(3, dtype=torch.float64) * 1e-9  # well defined on empty/flat tiles
+    cov = cov.double() + torch.eye(3, dtype=torch.float64, device=od.device) * 1e-9  # well defined on empty/flat tiles
     _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
     plane = vecs[:, :, 1:3].to(od.dtype)  # (B, 3, 2): second and first principal directions
     flip = torch.where(plane[:, :, 1].sum(1) < 0, -1.0, 1.0).to(od.dtype)  # leading vector into +OD
@@ -107,8 +107,8 @@ class MacenkoNormalizer:
         _, conc, n = estimate_stains(od, alpha=self.alpha, beta=self.beta)
         max_c = row_quantile(conc, 0.99)
         ok = (n >= MIN_TISSUE_PX) & (max_c > 1e-6).all(dim=1) & torch.isfinite(max_c).all(dim=1)
-        scale = self.max_c_ref.float()[None] / max_c.clamp(min=1e-6)  # (B, 2)
-        mix = self.he_ref.float()[None] * scale[:, None, :]  # reference vectors x rescaling (B, 3, 2)
+        scale = self.max_c_ref.to(x.device, torch.float32)[None] / max_c.clamp(min=1e-6)  # (B, 2), any device
+        mix = self.he_ref.to(x.device, torch.float32)[None] * scale[:, None, :]  # ref vectors x rescaling (B, 3, 2)
         out = torch.bmm(mix, conc).neg_().exp_().mul_(IO / 255.0)  # Io·exp(-HE_ref·C') in [0, 1] units
         return restore_dtype(out.reshape(b, 3, hgt, wid), x, ok)
 

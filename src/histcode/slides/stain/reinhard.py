@@ -35,14 +35,14 @@ _EPS = 1.0 / 255.0
 def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
     """(B, 3, N) RGB in [0, 1] → (B, 3, N) lαβ."""
     dt = rgb01.dtype
-    lms = (_RGB2LMS.to(dt) @ rgb01).clamp(min=_EPS)
-    return _LMS2LAB.to(dt) @ torch.log10(lms)
+    lms = (_RGB2LMS.to(rgb01.device, dt) @ rgb01).clamp(min=_EPS)
+    return _LMS2LAB.to(rgb01.device, dt) @ torch.log10(lms)
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """(B, 3, N) lαβ → (B, 3, N) RGB (unclipped)."""
     dt = lab.dtype
-    return _LMS2RGB.to(dt) @ torch.pow(10.0, _LAB2RGB.to(dt) @ lab)
+    return _LMS2RGB.to(lab.device, dt) @ torch.pow(10.0, _LAB2RGB.to(lab.device, dt) @ lab)
 
 
 def _tissue_stats(rgb01: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,8 +86,8 @@ class ReinhardNormalizer:
         mean, std, n = _tissue_stats(rgb, self.beta)
         ok = (n >= MIN_TISSUE_PX) & (std > 1e-6).all(dim=1)
         lab = rgb_to_lab(rgb)
-        scale = self.std_ref.float()[None] / std.clamp(min=1e-6)
-        lab = (lab - mean[..., None]) * scale[..., None] + self.mean_ref.float()[None, :, None]
+        scale = self.std_ref.to(x.device, torch.float32)[None] / std.clamp(min=1e-6)  # any device
+        lab = (lab - mean[..., None]) * scale[..., None] + self.mean_ref.to(x.device, torch.float32)[None, :, None]
         out = lab_to_rgb(lab).reshape(b, 3, hgt, wid)
         return restore_dtype(out, x, ok)
 
