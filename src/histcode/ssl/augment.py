@@ -13,6 +13,7 @@ sites (histcode.synth.sites) vary exactly these between cohorts.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 from torchvision.ops import roi_align
+
+log = logging.getLogger(__name__)
 
 # Stain vectors (rows: haematoxylin, eosin, DAB) in optical-density space (Ruifrok & Johnston).
 RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
@@ -124,14 +127,30 @@ def jpeg_compress(x: torch.Tensor, g: torch.Generator, quality: tuple[int, int],
     sel = torch.nonzero(_mask(g, b, p)).flatten()
     if len(sel) == 0:
         return x
-    u8 = (x[sel].clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    u8 = (x[sel].clamp(0, 1) * 255).round().to(torch.uint8)
     out = x.clone()
     for qual in q[sel].unique().tolist():  # one batched encode/decode per distinct quality
         idx = torch.nonzero(q[sel] == qual).flatten()
-        data = encode_jpeg([u8[i] for i in idx.tolist()], quality=int(qual))
-        dec = decode_jpeg(data, mode=ImageReadMode.RGB)
+        dec = _jpeg_roundtrip([u8[i] for i in idx.tolist()], int(qual))
         out[sel[idx]] = torch.stack(dec).to(x.device, x.dtype) / 255.0
     return out
+
+
+_GPU_JPEG_FAILED: list[str] = []
+
+
+def _jpeg_roundtrip(images: list[torch.Tensor], quality: int) -> list[torch.Tensor]:
+    """Encode + decode uint8 (3, H, W) images; on a GPU with nvJPEG (torchvision) where they are, so the
+    training step does not wait for a CPU round trip; elsewhere (or if nvJPEG is missing: one warning) on the CPU."""
+    dev = images[0].device
+    if dev.type == "cuda" and not _GPU_JPEG_FAILED:
+        try:
+            data = [d.cpu() for d in encode_jpeg(images, quality=quality)]  # the decoder reads bytes from the host
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=dev)
+        except (RuntimeError, NotImplementedError, TypeError) as exc:
+            _GPU_JPEG_FAILED.append(f"{type(exc).__name__}: {exc}")
+            log.warning("JPEG augmentation on the GPU failed (%s); using the CPU codec", _GPU_JPEG_FAILED[0])
+    return decode_jpeg(encode_jpeg([im.cpu() for im in images], quality=quality), mode=ImageReadMode.RGB)
 
 
 def color_jitter(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig) -> torch.Tensor:
