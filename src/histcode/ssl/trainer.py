@@ -24,7 +24,7 @@ from histcode import distributed as D
 from histcode.config import to_dict
 from histcode.errors import HistcodeError
 from histcode.seeding import seed_everything
-from histcode.slides.tile_dataset import TileCollate, worker_init
+from histcode.slides.tile_dataset import TileCollate, normalize_on_device, normalize_uint8, worker_init
 from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.backbone import create_encoder
 from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
@@ -128,9 +128,11 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         log.info("resumed %s at epoch %d step %d", ckpt_path, start_epoch, step)
     start_step = step
     net: nn.Module = method.net
-    if info.world_size > 1:
+    if D.is_distributed():  # any process group, a one-rank NCCL group included (benchmarks/bench_gpu.py)
         net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if dev.type == "cuda" else None)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=TileCollate(normalize),
+    stain_on_device = normalize_on_device(dev, normalize)  # workers only read and resize then
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+                        collate_fn=TileCollate(None if stain_on_device else normalize),
                         worker_init_fn=worker_init if cfg.workers else None, persistent_workers=cfg.workers > 0,
                         pin_memory=dev.type == "cuda")
     augment = HEAugment(AugmentConfig(out_px=cfg.input_px, hed_sigma=cfg.hed_sigma,
@@ -141,7 +143,10 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
     def views(raw: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = raw.to(dev, non_blocking=True).float().div_(255.0)
+        x = raw.to(dev, non_blocking=True)
+        if stain_on_device and normalize is not None:
+            x = normalize_uint8(x, normalize)
+        x = x.float().div_(255.0)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return (augment(x, g).contiguous(memory_format=fmt), augment(x, g).contiguous(memory_format=fmt))
 
