@@ -48,6 +48,7 @@ lint: setup
 	PYTHONPATH=src $(BIN)/lint-imports
 
 ui: setup
+	$(BIN)/histcode server flush
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 	  --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(PORT) --workers 1
 

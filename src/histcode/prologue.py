@@ -49,13 +49,14 @@ class Stage:
     @contextlib.contextmanager
     def run(self, experiment: str, *, run_name: str, metrics: str | None = None, cohort: str | None = None,
             params: Mapping[str, Any] | None = None, inputs: list[str | Path] | None = None,
-            tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
+            tags: Mapping[str, str] | None = None, defer: bool = False) -> Iterator[StageRun]:
         """Open the stage's MLflow run (tagged with its name); on a clean exit its ``metrics`` go to MLflow and,
-        when ``metrics`` names one, to ``reports/metrics/<metrics>.json``."""
+        when ``metrics`` names one, to ``reports/metrics/<metrics>.json``. ``defer``: a light stage records the
+        run and returns; a detached process logs it (``tracking.start_run``)."""
         from histcode import tracking
 
         with tracking.start_run(experiment, run_name=run_name, stage=self.name, cohort=cohort, params=params,
-                                inputs=inputs, tags=tags) as run:
+                                inputs=inputs, tags=tags, defer=defer) as run:
             current = StageRun(run)
             yield current
             if current.metrics is not None:

@@ -250,3 +250,11 @@ def register(app: typer.Typer) -> None:
             typer.echo("no server running: `make server` starts one")
             raise typer.Exit(1)
         typer.echo(f"running: MLFLOW_TRACKING_URI={state.tracking_uri} (PostgreSQL on 127.0.0.1:{state.pg_port})")
+
+    @server_app.command("flush")
+    def flush_cmd() -> None:
+        """Log deferred runs of light stages (``tile``) into the project's store now; ``make ui`` runs it first."""
+        from histcode import tracking
+
+        n = tracking.replay_spool()
+        typer.echo(f"{n} deferred MLflow run(s) logged" if n else "no deferred MLflow runs pending")

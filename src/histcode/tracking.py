@@ -11,20 +11,23 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from histcode import __version__, tables
+from histcode import __version__, run_spool, tables
 from histcode.atomic import write_json
 
 MLRUNS_DIR = Path("mlruns")
 EXPERIMENT_PREFIX = "histcode"
 ARTIFACTS_DIR = "artifacts"  # next to the sqlite db: <store>/artifacts/<experiment id>/...
 EXP_NAME_TAG = "dvc.exp_name"
+SPOOL_DIR = "spool"  # deferred runs waiting for replay, beside the sqlite db (histcode.run_spool)
 
 log = logging.getLogger(__name__)
 
@@ -233,14 +236,28 @@ def start_run(
     inputs: list[str | Path] | None = None,
     nested: bool = False,
     tags: Mapping[str, str] | None = None,
+    defer: bool = False,
 ) -> Iterator[Any]:
-    """Start an MLflow run with the project's tags and params logged; nested runs inherit the experiment."""
-    import mlflow
+    """Start an MLflow run with the project's tags and params logged; nested runs inherit the experiment.
 
-    if not nested:
-        setup(experiment)
+    ``defer``: record the run to the spool and replay it in a detached process when the block ends (light
+    stages: no mlflow import on their path; ``histcode.run_spool``). Only with the project's local store, and
+    never when ``HISTCODE_MLFLOW_SYNC=1``; the run then has no id inside the block.
+    """
     all_tags = run_tags(stage=stage, cohort=cohort, inputs=inputs)
     all_tags.update(tags or {})
+    uri = tracking_uri()
+    root = spool_root(uri)
+    if defer and not nested and root is not None and run_spool.deferral_allowed():
+        with _deferred_run(root, uri, experiment, run_name, all_tags, params, inputs) as run:
+            yield run
+        return
+    import mlflow
+
+    if root is not None and not nested:
+        replay_spool(root)  # earlier deferred runs first: nothing lost, order kept
+    if not nested:
+        setup(experiment)
     with mlflow.start_run(run_name=run_name, nested=nested, tags=all_tags) as run:
         if params:
             mlflow.log_params(flatten(params))
@@ -249,35 +266,154 @@ def start_run(
         yield run
 
 
-def log_dataset(path: str | Path, context: str = "input") -> None:
-    """Record ``path`` (a manifest, a tile or feature set) as an MLflow dataset input of the active run: its
-    name, location and a content digest (``dvc_hash``), so the UI's Datasets column shows what a run read."""
+_SPOOL: run_spool.SpoolRecorder | None = None  # the deferred run being recorded in this process, if any
+
+
+class DeferredRun:
+    """Stands in for MLflow's ``ActiveRun`` inside a deferred run: MLflow gives the id only at replay."""
+
+    def __init__(self, record: run_spool.SpoolRecorder) -> None:
+        self.record = record
+
+    @property
+    def info(self) -> Any:
+        raise RuntimeError("a deferred MLflow run has no run id until it is replayed; open it with defer=False "
+                           "where the id is needed")
+
+
+def spool_root(uri: str | None = None) -> Path | None:
+    """Where deferred runs of a local sqlite store wait (``<store>/spool``); None for a tracking server."""
+    store = local_store(uri or tracking_uri())
+    return store / SPOOL_DIR if store is not None else None
+
+
+@contextlib.contextmanager
+def _deferred_run(root: Path, uri: str, experiment: str, run_name: str, tags: dict[str, str],
+                  params: Mapping[str, Any] | None, inputs: list[str | Path] | None) -> Iterator[DeferredRun]:
+    global _SPOOL
+    context = {"mlflow.source.name": sys.argv[0] if sys.argv else "", "mlflow.source.type": "LOCAL",
+               "mlflow.user": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"}
+    rec = run_spool.SpoolRecorder(root, experiment, run_name, uri, {**context, **tags}, flatten(params or {}))
+    for p in inputs or []:
+        if Path(p).exists():
+            rec.inputs.append({"path": str(Path(p).resolve()), "name": _dataset_name(p),
+                               "digest": dvc_hash([p])[:16]})
+    _SPOOL, status = rec, "FAILED"
+    try:
+        yield DeferredRun(rec)
+        status = "FINISHED"
+    finally:
+        _SPOOL = None
+        rec.finish(status)
+        _launch_replayer(root)
+
+
+def _launch_replayer(root: Path) -> None:
+    """A detached process replays the spool; if it dies, the next synchronous run or client replays instead."""
+    code = "import sys, pathlib; from histcode.tracking import replay_spool; replay_spool(pathlib.Path(sys.argv[1]))"
+    with open(root / "replay.log", "ab") as err:
+        subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, cwd=project_root())
+
+
+def replay_spool(root: Path | None = None) -> int:
+    """Replay every complete deferred run under ``root`` (default: the project store's spool) as a real MLflow
+    run with its recorded times and status, oldest first; returns how many. A run that fails to replay stays
+    for the next call (with a warning)."""
+    root = root if root is not None else spool_root()
+    if root is None or not run_spool.pending(root):  # the common case costs a directory listing
+        return 0
+    done = 0
+    with run_spool.locked(root):
+        for run_dir in run_spool.pending(root):
+            try:
+                _replay_one(run_dir)
+            except Exception as exc:
+                log.warning("could not replay the deferred MLflow run %s (%s: %s); it stays for the next replay",
+                            run_dir, type(exc).__name__, exc)
+                continue
+            (run_dir / run_spool.RECORD).unlink()  # first: a half-deleted folder is never replayed twice
+            shutil.rmtree(run_dir, ignore_errors=True)
+            done += 1
+    return done
+
+
+def _replay_one(run_dir: Path) -> None:
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    rec = run_spool.read_record(run_dir)
+    mlflow.set_tracking_uri(rec["tracking_uri"])
+    mlflow_client = mlflow.MlflowClient()
+    started = run_dir / "replaying.txt"  # a replay that died half-way: drop its run, then start over
+    if started.exists():
+        with contextlib.suppress(Exception):
+            mlflow_client.delete_run(started.read_text().strip())
+    exp_id = setup(rec["experiment"])
+    run = mlflow_client.create_run(exp_id, start_time=rec["start_ms"], tags=rec["tags"], run_name=rec["run_name"])
+    run_id = run.info.run_id
+    started.write_text(run_id)
+    params = [Param(k, v) for k, v in rec["params"].items()]
+    for i in range(0, len(params), 100):
+        mlflow_client.log_batch(run_id, params=params[i : i + 100])
+    metrics = [Metric(k, float(v), rec["end_ms"], 0) for k, v in rec["metrics"].items()]
+    for i in range(0, len(metrics), 1000):
+        mlflow_client.log_batch(run_id, metrics=metrics[i : i + 1000])
+    if rec["inputs"]:
+        with mlflow.start_run(run_id=run_id):
+            for item in rec["inputs"]:
+                _log_input(item["path"], item["name"], item["digest"], "input")
+    for art in rec["artifacts"]:
+        mlflow_client.log_artifact(run_id, str(run_dir / art["file"]), artifact_path=art["artifact_path"])
+    mlflow_client.set_terminated(run_id, status=rec["status"], end_time=rec["end_ms"])
+
+
+def _dataset_name(path: str | Path) -> str:
+    return "/".join(Path(path).resolve().parts[-2:])  # e.g. tcga_synth/adco, tcga_synth/slides.csv
+
+
+def _log_input(path: str, name: str, digest: str, context: str) -> None:
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    p = Path(path)
-    if not p.exists():
-        return
-    name = "/".join(p.resolve().parts[-2:])  # e.g. tcga_synth/adco, tcga_synth/slides.csv
     try:
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local-file source
             warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(str(p.resolve()))
-        ds = MetaDataset(source, name=name, digest=dvc_hash([p])[:16])
-        mlflow.log_input(ds, context=context)
+            source = resolve_dataset_source(path)
+        mlflow.log_input(MetaDataset(source, name=name, digest=digest), context=context)
     except Exception as exc:  # lineage display only: never fail a stage over it
-        log.warning("could not log dataset %s to MLflow: %s", p, exc)
+        log.warning("could not log dataset %s to MLflow: %s", path, exc)
+
+
+def _spooled(what: str) -> run_spool.SpoolRecorder | None:
+    """The deferred run being recorded, if any (``what`` names the call, for calls a spool cannot take)."""
+    if _SPOOL is not None and what:
+        raise RuntimeError(f"tracking.{what} is not available in a deferred MLflow run; open it with defer=False")
+    return _SPOOL
+
+
+def log_dataset(path: str | Path, context: str = "input") -> None:
+    """Record ``path`` (a manifest, a tile or feature set) as an MLflow dataset input of the active run: its
+    name, location and a content digest (``dvc_hash``), so the UI's Datasets column shows what a run read."""
+    p = Path(path)
+    if not p.exists():
+        return
+    _log_input(str(p.resolve()), _dataset_name(p), dvc_hash([p])[:16], context)
 
 
 def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = None, step: int | None = None) -> None:
     """Log metrics to the active MLflow run and (when given) to the stage's metrics JSON: one dict, twice; its
     paper-table keys also go to ``reports/tables/`` (the declared DVC metrics, see ``histcode.tables``)."""
-    import mlflow
-
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v}
-    if mlflow.active_run() is not None and numeric:
-        mlflow.log_metrics(numeric, step=step)
+    spool = _spooled("log_metrics(step=...)" if step is not None else "")
+    if spool is not None:
+        spool.metrics.update(numeric)
+    elif numeric:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.log_metrics(numeric, step=step)
     if json_path is not None:
         write_json(json_path, dict(metrics))
         declared = tables.table_path(json_path)
@@ -293,15 +429,20 @@ def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = Non
 
 
 def client() -> Any:
-    """An ``MlflowClient`` on the project's tracking store."""
+    """An ``MlflowClient`` on the project's tracking store (deferred runs replayed first)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    root = spool_root(uri)
+    if root is not None:
+        replay_spool(root)
+    mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient()
 
 
 def active_run() -> Any:
     """The active MLflow run, or None."""
+    _spooled("active_run")
     import mlflow
 
     return mlflow.active_run()
@@ -309,6 +450,10 @@ def active_run() -> Any:
 
 def log_text(text: str, artifact_file: str) -> None:
     """Log ``text`` as the artifact ``artifact_file`` of the active run."""
+    spool = _spooled("")
+    if spool is not None:
+        spool.add_bytes(text.encode(), artifact_file)
+        return
     import mlflow
 
     mlflow.log_text(text, artifact_file)
@@ -316,6 +461,10 @@ def log_text(text: str, artifact_file: str) -> None:
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     """Log one local file as an artifact of the active run (under ``artifact_path``)."""
+    spool = _spooled("")
+    if spool is not None:
+        spool.add_file(path, artifact_path)
+        return
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
@@ -342,6 +491,7 @@ def log_pyfunc_model(name: str, *, python_model: str, artifacts: dict[str, str],
                      pip_requirements: list[str], registered_model_name: str) -> Any:
     """Log a pyfunc "model from code" in the active run (signature inferred from ``input_example`` → ``output``)
     and register it as a new version of ``registered_model_name``; returns MLflow's ``ModelInfo``."""
+    _spooled("log_pyfunc_model")
     import mlflow
     from mlflow.models import infer_signature
 
@@ -358,6 +508,13 @@ def log_pyfunc_model(name: str, *, python_model: str, artifacts: dict[str, str],
 
 def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
     """Attach a directory's files to the active run (under ``artifact_path``)."""
+    spool = _spooled("")
+    if spool is not None:
+        for f in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+            sub = str(f.parent.relative_to(directory))
+            parts = [x for x in (artifact_path, None if sub == "." else sub) if x]
+            spool.add_file(f, "/".join(parts) or None)
+        return
     import mlflow
 
     mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
@@ -365,6 +522,15 @@ def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> No
 
 def log_dict(data: Mapping[str, Any], name: str) -> None:
     """Attach ``data`` as a JSON/YAML artifact file ``name`` to the active run."""
+    spool = _spooled("")
+    if spool is not None:
+        if name.endswith((".yaml", ".yml")):
+            import yaml
+
+            spool.add_bytes(yaml.safe_dump(dict(data)).encode(), name)
+        else:
+            spool.add_bytes(json.dumps(dict(data), indent=2).encode(), name)
+        return
     import mlflow
 
     mlflow.log_dict(dict(data), name)
@@ -372,6 +538,16 @@ def log_dict(data: Mapping[str, Any], name: str) -> None:
 
 def log_image(image: Any, name: str) -> None:
     """Attach an image array (H, W, 3 uint8) as the PNG artifact ``name`` to the active run."""
+    spool = _spooled("")
+    if spool is not None:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        spool.add_bytes(buf.getvalue(), name)
+        return
     import mlflow
 
     mlflow.log_image(image, name)
@@ -379,6 +555,10 @@ def log_image(image: Any, name: str) -> None:
 
 def log_params(params: Mapping[str, Any]) -> None:
     """Add params to the active run."""
+    spool = _spooled("")
+    if spool is not None:
+        spool.params.update(run_spool.plain(params))
+        return
     import mlflow
 
     mlflow.log_params(dict(params))
@@ -386,6 +566,10 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def set_tags(tags: Mapping[str, str]) -> None:
     """Set tags on the active run."""
+    spool = _spooled("")
+    if spool is not None:
+        spool.tags.update({str(k): str(v) for k, v in tags.items()})
+        return
     import mlflow
 
     mlflow.set_tags(dict(tags))
@@ -393,6 +577,7 @@ def set_tags(tags: Mapping[str, str]) -> None:
 
 def log_step(metrics: Mapping[str, float], step: int) -> None:
     """One step of a training curve on the active run: every value as given (NaN included), no JSON file."""
+    _spooled("log_step")
     import mlflow
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)

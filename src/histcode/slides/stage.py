@@ -61,7 +61,7 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
     run_params = {"tile": to_dict(cfg), "shard": f"{shard[0]}/{shard[1]}",
                   "default_mpp": cohort_cfg.default_mpp}
     with stage.run("tile", run_name=f"tile-{cohort}", metrics=f"tile/{cohort}", cohort=cohort, params=run_params,
-                   inputs=[slides_csv]) as run:
+                   inputs=[slides_csv], defer=True) as run:  # no mlflow import on tiling's path (issue 18)
         results = tile_cohort(slides_csv, paths.tiles(cohort), cfg, workers=workers, shard=shard,
                               progress=progress, default_mpp=cohort_cfg.default_mpp)
         plist = paths.process_list(cohort)
