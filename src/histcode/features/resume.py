@@ -128,8 +128,8 @@ def _version(package: str) -> str:
 
 
 def write_key(out_dir: Path, key: str, identity: str, input_px: int) -> None:
-    """Record that encoder sources with ``key`` have fingerprint ``identity`` and are fed ``input_px`` tiles
-    (written by every full run)."""
+    """Record that encoder sources with ``key`` have fingerprint ``identity`` and want ``input_px`` tiles (0:
+    ``extract.input_px``); written by every full run."""
     from histcode.atomic import write_json
 
     write_json(out_dir / KEY_FILE, {"key": key, "encoder_fingerprint": identity, "input_px": int(input_px)})

@@ -208,7 +208,7 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
                 metrics[f"{job.name}/dim"] = job.dim
                 key = keys[job.name]
                 if info.is_main and key not in (None, resume.UNAVAILABLE):  # lets the next run decide without torch
-                    resume.write_key(job.out_dir, key, job.identity, job.input_px or cfg.input_px)
+                    resume.write_key(job.out_dir, key, job.identity, job.input_px)
             if info.is_main:
                 run.metrics = metrics
     finally:
