@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from histcode.stamps import stage_specs  # noqa: E402  (the project's reading of dvc.yaml)
+from histcode.stamps import STAMP_DIR, stage_specs  # noqa: E402  (the project's reading of dvc.yaml)
 
 
 def stage_commands() -> dict[str, tuple[str, list[str]]]:
@@ -86,6 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="interleaved rounds over all stages")
     parser.add_argument("--stage", action="append", help="only these stages (repeatable; default all)")
+    parser.add_argument("--without-stamps", action="store_true", help="remove each stage's stamp before running it, "
+                        "so the stage's own check decides (tile, extract: the per-slide resume check)")
     parser.add_argument("--settle", action="store_true", help="first run every command once, unmeasured (records "
                         "the stamps of a workspace made by another code version)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_stage_startup.json")
@@ -103,6 +105,8 @@ def main() -> None:
     for r in range(args.runs):
         for name in names:
             cmd, outs = stages[name]
+            if args.without_stamps:
+                (ROOT / STAMP_DIR / f"{name}.json").unlink(missing_ok=True)
             res = time_command(cmd, outs)
             runs[name].append(res)
             print(f"round {r + 1}/{args.runs} {name:<22} {res['wall_s']:6.2f} s wall {res['cpu_s']:6.2f} s CPU "
@@ -120,6 +124,7 @@ def main() -> None:
         for name, rs in runs.items()
     }
     result = {"what": "each dvc.yaml stage command on complete outputs (nothing to do)", "runs": args.runs,
+              "stamps": not args.without_stamps,
               "cpu_count": os.cpu_count(), "load_avg_1m_end": round(os.getloadavg()[0], 2),
               "python": sys.version.split()[0], "stages": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
