@@ -148,7 +148,7 @@ def known_identity(out_dir: Path, key: str) -> tuple[str, int] | None:
 
 def same_report(recorded: Mapping[str, Any], metrics: Mapping[str, Any], names: list[str]) -> bool:
     """Whether a stage's recorded metrics describe these outputs: the same keys (encoders), the same cohort size
-    and every slide of every encoder accounted for as done, skipped or partial (a later run fixed no failure)."""
+    and, per encoder, as many slides done, skipped or partial as are finished now (else they are rewritten)."""
     if set(recorded) != set(metrics) or recorded.get("n_slides") != metrics.get("n_slides"):
         return False
     return all(sum(int(recorded.get(f"{n}/slides_{s}", 0)) for s in ("done", "skipped", "partial"))
