@@ -34,7 +34,7 @@ def _setup(params: str, cohort: str | None, encoder: str, max_tiles: int) -> tup
     from histcode.features.config import ExtractConfig
     from histcode.features.encoders import resolve_encoder
     from histcode.paths import Paths
-    from histcode.slides.tile_dataset import collect_slides
+    from histcode.slides.cohort_tiles import collect_slides
 
     raw = load_params(params)
     bcfg = base(raw)

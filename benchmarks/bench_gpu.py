@@ -125,8 +125,8 @@ def load_cohort(cohort_dir: Path, n_tiles: int) -> tuple[list[Any], Callable[...
     """The carried slides with their coords, each slide's coords repeated so all together give ``n_tiles``."""
     from histcode.io.coords import read_coords
     from histcode.io.manifest import read_manifest, valid_mpp
+    from histcode.slides.cohort_tiles import SlideTiles
     from histcode.slides.stain import load_normalizer
-    from histcode.slides.tile_dataset import SlideTiles
 
     df = read_manifest(cohort_dir / "slides.csv")
     slides = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
 
@@ -81,9 +82,33 @@ def main(argv: list[str] | None = None, prog: str = "histcode") -> None:
 
     args = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
+    stamp = _stage_stamp(args)
+    if stamp is not None and stamp.current():  # a DVC stage command with nothing to do: say so, import nothing
+        print(f"{stamp.spec.name}: up to date (same params, dependencies and outputs as its last completed run; "
+              f"{stamp.path}); nothing to do")
+        return
+    if stamp is not None:
+        stamp.clear()
     register(args)
-    with one_line_errors(prog):  # bad params / unknown model or alias: one line, no traceback
-        app(args=args, prog_name="histcode")
+    try:
+        with one_line_errors(prog):  # bad params / unknown model or alias: one line, no traceback
+            app(args=args, prog_name="histcode")
+    except SystemExit as exc:  # typer ends a command with SystemExit(0)
+        if stamp is not None and not exc.code:
+            stamp.record()
+        raise
+    if stamp is not None:
+        stamp.record()
+
+
+def _stage_stamp(args: list[str]) -> Any:
+    """The stamp (``histcode.stamps``) when ``args`` run a DVC stage exactly as ``dvc.yaml`` does, else None."""
+    for stage, words in STAGES.items():
+        if tuple(args[:len(words)]) == words:
+            from histcode import stamps
+
+            return stamps.for_command(stage, args[len(words):])
+    return None
 
 
 def run_stage(stage: str, argv: list[str] | None = None) -> None:

@@ -415,14 +415,20 @@ def log_metrics(metrics: Mapping[str, float], json_path: str | Path | None = Non
         if mlflow.active_run() is not None:
             mlflow.log_metrics(numeric, step=step)
     if json_path is not None:
-        write_json(json_path, dict(metrics))
-        declared = tables.table_path(json_path)
-        if declared is not None:  # the few keys `dvc metrics show` lists (paper table); all keys stay in json_path
-            write_json(declared[1], tables.table(declared[0], metrics))
-        spec = tables.metrics_file_of(json_path)
-        if spec is not None and spec.missing(metrics):  # what `histcode summary` reads (histcode.tables)
-            log.warning("%s: no key for %s (declared in histcode.tables.METRICS_FILES)", json_path,
-                        spec.missing(metrics))
+        write_metrics(metrics, json_path)
+
+
+def write_metrics(metrics: Mapping[str, Any], json_path: str | Path) -> None:
+    """The DVC half of ``log_metrics``: the stage's metrics JSON and its paper-table keys, no MLflow (a stage
+    that found nothing to do still owes DVC its declared metrics files)."""
+    write_json(json_path, dict(metrics))
+    declared = tables.table_path(json_path)
+    if declared is not None:  # the few keys `dvc metrics show` lists (paper table); all keys stay in json_path
+        write_json(declared[1], tables.table(declared[0], metrics))
+    spec = tables.metrics_file_of(json_path)
+    if spec is not None and spec.missing(metrics):  # what `histcode summary` reads (histcode.tables)
+        log.warning("%s: no key for %s (declared in histcode.tables.METRICS_FILES)", json_path,
+                    spec.missing(metrics))
 
 
 # The registry's door to MLflow: histcode.registry reaches mlflow only through the functions below.

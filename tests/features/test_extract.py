@@ -15,8 +15,8 @@ from histcode.features.extract import shard
 from histcode.features.stage import run_extract
 from histcode.io.coords import read_coords
 from histcode.io.features import read_features
+from histcode.slides.cohort_tiles import SlideTiles
 from histcode.slides.reader import SlideReader
-from histcode.slides.tile_dataset import SlideTiles
 from histcode.ssl.backbone import create_encoder
 
 PARAMS = {

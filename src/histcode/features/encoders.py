@@ -12,6 +12,7 @@ from torch import nn
 
 from histcode.errors import HistcodeError
 from histcode.features.config import ExtractConfig
+from histcode.features.resume import default_source
 from histcode.paths import Paths
 from histcode.ssl.backbone import create_encoder, encoder_meta, load_encoder
 
@@ -47,10 +48,6 @@ def fingerprint(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _default_source(name: str, paths: Paths) -> str:
-    return str(paths.models("encoder" if name == "adco" else f"encoder_{name}"))
-
-
 def _trained(name: str, source: str) -> nn.Module:
     meta = encoder_meta(source)
     if meta and meta.get("method") not in (None, name) and name in ("adco", "simclr"):
@@ -72,7 +69,7 @@ def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -
         return NamedEncoder(name=name, module=module, uri=f"{spec.official}:{weights.resolve()}", dim=module.dim,
                             fingerprint=file_digest(weights), input_px=spec.resize_px)
     if name in cfg.sources or name in ("adco", "simclr"):
-        source = cfg.sources.get(name, _default_source(name, paths))
+        source = cfg.sources.get(name, default_source(name, paths))
         if not source.startswith("models:/") and not Path(source).exists():
             raise FileNotFoundError(f"{source}: encoder {name!r} not found; run `dvc repro pretrain` (SimCLR: "
                                     "`python pipelines/pretrain.py --method simclr --out data/models/encoder_simclr`)"
@@ -87,7 +84,7 @@ def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -
         module = create_encoder(cfg.imagenet_backbone, pretrained_weights=weights)
         uri = f"imagenet:{cfg.imagenet_backbone}:{Path(weights).resolve()}"
     elif name == "random":
-        adco_meta = encoder_meta(cfg.sources.get("adco", _default_source("adco", paths)))
+        adco_meta = encoder_meta(cfg.sources.get("adco", default_source("adco", paths)))
         backbone = cfg.backbone or adco_meta.get("backbone") or DEFAULT_BACKBONE
         with torch.random.fork_rng():
             torch.manual_seed(seed)

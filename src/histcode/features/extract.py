@@ -2,8 +2,9 @@
 bf16/channels_last inference in the main process, one streamed ``.h5`` per slide.
 
 One DataLoader serves all of a rank's slides (batches never cross a slide), so workers stay busy across
-slide boundaries. A missing slide, a corrupt file or too many bad tiles fail that slide only; finished
-slides are skipped on rerun (resume) because files only appear once complete.
+slide boundaries. A missing slide, a corrupt file or too many bad tiles fail that slide only; a slide whose
+file records the same encoder, settings and tiles (``histcode.features.resume``) is skipped on rerun (resume):
+files only appear once complete.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from histcode.features.config import ExtractConfig
-from histcode.io.features import FeaturesError, FeatureWriter, read_attrs, trident_coords_attrs
+from histcode.features.resume import expected_attrs, finished
+from histcode.io.features import FeatureWriter, trident_coords_attrs
 from histcode.preflight import disk_full, is_disk_full
+from histcode.slides.cohort_tiles import SlideTiles
 from histcode.slides.tile_dataset import (
     SlideTileDataset,
-    SlideTiles,
     TileCollate,
     normalize_on_device,
     normalize_uint8,
@@ -48,16 +50,6 @@ def shard(slides: list[SlideTiles], rank: int, world_size: int) -> list[SlideTil
     """Round-robin over slides sorted by id (stable across ranks and reruns)."""
     ordered = sorted(slides, key=lambda s: s.slide_id)
     return ordered[rank::world_size]
-
-
-def is_finished(path: Path, fingerprint: str) -> bool:
-    """A complete features file of the same encoder weights exists (resume skips it)."""
-    if not path.exists():
-        return False
-    try:
-        return str(read_attrs(path).get("encoder_fingerprint", "")) == fingerprint
-    except FeaturesError:
-        return False
 
 
 def _slide_batches(dataset: SlideTileDataset, batch_size: int) -> list[tuple[int, int, int]]:
@@ -93,6 +85,7 @@ class EncoderJob:
     input_px: int = 0  # tile side this encoder is fed (0: extract.input_px); the encoder resizes from there
     max_tiles: int = 0  # > 0: embed a seeded subsample of at most this many tiles per slide (baselines)
     seed: int = 0
+    settings: str = ""  # histcode.features.resume.settings_digest: the settings that change the numbers
 
     @property
     def identity(self) -> str:
@@ -119,6 +112,7 @@ class _Sink:
     def __init__(self, job: EncoderJob, slide: SlideTiles, cfg: ExtractConfig, extra: dict[str, Any]) -> None:
         self.keep = subsample_rows(slide.slide_id, slide.n, job.max_tiles, job.seed)
         attrs = {"encoder": job.name, "encoder_uri": job.uri, "encoder_fingerprint": job.identity, "dim": job.dim,
+                 "extract_settings": job.settings, "tile_config_digest": slide.attrs.get("tile_config_digest"),
                  "tile_px": slide.attrs.get("tile_px"),
                  "target_mpp": slide.attrs.get("target_mpp"), "patch_size": slide.patch_size,
                  "input_px": job.input_px or cfg.input_px, "n_tiles_slide": slide.n,
@@ -156,7 +150,7 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     for s in slides:
         need = []
         for i, j in enumerate(jobs):
-            if is_finished(j.out_dir / f"{s.slide_id}.h5", j.identity):
+            if finished(j.out_dir / f"{s.slide_id}.h5", expected_attrs(j.identity, j.settings, s.attrs, s.n)):
                 outcomes[j.name].append(SlideOutcome(s.slide_id, "skipped", s.n, 0, "already extracted"))
             else:
                 need.append(i)

@@ -2,37 +2,40 @@
 
 Output ``data/features/<cohort>/<encoder>/`` holds ``<slide_id>.h5`` and ``failures.csv`` (slides that
 failed or lost tiles, with the reason); metrics go to ``reports/metrics/extract/<cohort>.json`` and an
-MLflow run in ``histcode/extract``. Under ``torchrun`` slides are sharded over ranks.
+MLflow run in ``histcode/extract``. Under ``torchrun`` slides are sharded over ranks. A cohort whose every slide
+is already finished for the current encoders, settings and tiles (``histcode.features.resume``) returns before
+torch is imported, with no MLflow run: nothing was done, so nothing is logged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from histcode import distributed as D
 from histcode.config import to_dict
+from histcode.features import resume
 from histcode.features.config import ExtractConfig
-from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
-from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, outcomes_frame, shard
-from histcode.features.imported import is_feature_folder
-from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
-from histcode.preflight import ensure_writable, require_items
-from histcode.prologue import open_stage
-from histcode.slides.tile_dataset import collect_slides
+from histcode.prologue import Stage, open_stage
+
+if TYPE_CHECKING:  # torch-importing modules load only when there is work (see run_extract)
+    from histcode import distributed as D
+    from histcode.features.extract import SlideOutcome
 
 log = logging.getLogger(__name__)
 
 
 def _write_failures(out_dir: Path, outcomes: list[SlideOutcome], info: D.DistInfo) -> None:
     """Each rank writes its part; rank 0 merges them into ``failures.csv``."""
+    import pandas as pd
+
+    from histcode import distributed as D
     from histcode.atomic import write_csv
+    from histcode.features.extract import outcomes_frame
 
     bad = [o for o in outcomes if o.status in ("failed", "partial")]
     part = out_dir / (f".failures.rank{info.rank}.csv" if info.world_size > 1 else "failures.csv")
@@ -48,6 +51,8 @@ def _write_failures(out_dir: Path, outcomes: list[SlideOutcome], info: D.DistInf
 
 
 def _gather_outcomes(outcomes: list[SlideOutcome]) -> list[SlideOutcome]:
+    from histcode import distributed as D
+
     if not D.is_distributed():
         return outcomes
     import torch.distributed as dist
@@ -60,7 +65,10 @@ def _gather_outcomes(outcomes: list[SlideOutcome]) -> list[SlideOutcome]:
 def _import(name: str, folder: Path, paths: Paths, cohort: str, out_dir: Path, cfg: ExtractConfig,
             info: D.DistInfo) -> dict[str, int]:
     """Convert a TRIDENT/CLAM folder into feature set ``name`` (``histcode.features.imported``)."""
+    import pandas as pd
+
     from histcode.features.imported import import_feature_set
+    from histcode.io.manifest import read_manifest
 
     manifest = read_manifest(paths.slides_csv(cohort))
     outcomes = import_feature_set(name, folder, manifest, out_dir, cohort=cohort, dtype=cfg.dtype)
@@ -78,15 +86,57 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
     (external validation with registry encoders must not modify a stage's outputs). ``stain_reference``:
     the reference that travels with a registered encoder, instead of ``data/stain/reference.json``.
     """
-    import torch
-
-    from histcode import tracking
-
     stage = open_stage("extract", params, ExtractConfig)
-    bcfg, cfg, paths = stage.base, stage.cfg, stage.paths
+    cfg = stage.cfg
     if progress is not None:
         cfg = dataclasses.replace(cfg, progress=progress)
     names = encoders or cfg.encoders
+    if out_root is None and stain_reference is None:
+        done = _nothing_to_do(stage, cfg, cohort, names)
+        if done is not None:
+            return done
+    return _extract(stage, cfg, cohort, names, out_root, stain_reference)
+
+
+def _nothing_to_do(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str]) -> dict[str, Any] | None:
+    """The metrics of a cohort already complete for these encoders, settings and tiles (every slide skipped),
+    else None. Its metrics files are rewritten only when they do not describe these outputs (e.g. removed by
+    ``dvc repro --force``); no MLflow run: a run that did nothing would only bury the one that did the work."""
+    from histcode import tables, tracking
+
+    paths = stage.paths
+    metrics = resume.complete_metrics(cohort, names, cfg, paths, seed=stage.seed,
+                                      default_mpp=stage.base.cohort(cohort).default_mpp)
+    if metrics is None:
+        return None
+    recorded = paths.metrics(f"extract/{cohort}")
+    declared = tables.table_path(recorded)
+    try:
+        current = recorded.is_file() and (declared is None or declared[1].is_file()) and resume.same_report(
+            json.loads(recorded.read_text()), metrics, names)
+    except ValueError:
+        current = False
+    if not current:
+        tracking.write_metrics(metrics, recorded)
+    log.info("extract %s: all %d slides already extracted by %s with these settings; nothing to do", cohort,
+             metrics["n_slides"], ", ".join(names))
+    return metrics
+
+
+def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], out_root: Path | None,
+             stain_reference: Path | None) -> dict[str, Any]:
+    import pandas as pd
+    import torch
+
+    from histcode import distributed as D
+    from histcode import tracking
+    from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
+    from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, shard
+    from histcode.features.imported import is_feature_folder
+    from histcode.preflight import ensure_writable, require_items
+    from histcode.slides.cohort_tiles import collect_slides
+
+    bcfg, paths = stage.base, stage.paths
     info = D.init_distributed("auto")
     torch.set_num_threads(max(1, cfg.threads))
     slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
@@ -116,6 +166,7 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
         with run_ctx as run:
             jobs = []
             identity: dict[str, str] = {}
+            keys: dict[str, str | None] = {}
             for name in names:
                 out_dir = Path(out_root) / name if out_root is not None else paths.features(cohort, name)
                 source = cfg.sources.get(name, "")
@@ -125,6 +176,7 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                         metrics.update({f"{name}/{k}": v for k, v in done.items()})
                         identity[f"encoder.{name}.uri"] = f"import:{Path(source).resolve()}"
                     continue
+                key = resume.source_key(name, cfg, paths, seed=bcfg.seed)  # before the files are loaded
                 try:
                     enc = resolve_encoder(name, cfg, paths, seed=bcfg.seed)
                 except EncoderUnavailable as exc:
@@ -132,8 +184,10 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                     metrics[f"{name}/skipped"] = 1
                     continue
                 sub = cfg.baseline_max_tiles if name in BASELINES else 0
+                settings = resume.settings_digest(cfg, enc.input_px, stain_reference or paths.stain_reference)
                 jobs.append(EncoderJob(enc.name, enc.module, enc.uri, enc.dim, out_dir, enc.fingerprint,
-                                       input_px=enc.input_px, max_tiles=sub, seed=bcfg.seed))
+                                       input_px=enc.input_px, max_tiles=sub, seed=bcfg.seed, settings=settings))
+                keys[name] = key
                 identity.update({f"encoder.{name}.uri": enc.uri, f"encoder.{name}.fingerprint": jobs[-1].identity})
             if info.is_main and identity:
                 tracking.log_params(identity)
@@ -152,6 +206,9 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
                 for status in ("done", "skipped", "partial", "failed"):
                     metrics[f"{job.name}/slides_{status}"] = int(counts.get(status, 0))
                 metrics[f"{job.name}/dim"] = job.dim
+                key = keys[job.name]
+                if info.is_main and key not in (None, resume.UNAVAILABLE):  # lets the next run decide without torch
+                    resume.write_key(job.out_dir, key, job.identity, job.input_px)
             if info.is_main:
                 run.metrics = metrics
     finally:

@@ -23,7 +23,8 @@ from histcode.paths import Paths
 from histcode.preflight import EmptyCohortError, ensure_writable
 from histcode.prologue import Stage, open_stage
 from histcode.registry.names import ENCODER
-from histcode.slides.tile_dataset import SlideTileDataset, collect_slides
+from histcode.slides.cohort_tiles import collect_slides
+from histcode.slides.tile_dataset import SlideTileDataset
 from histcode.ssl.config import PretrainConfig
 
 log = logging.getLogger(__name__)
