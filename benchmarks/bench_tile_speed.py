@@ -139,20 +139,31 @@ def main() -> None:
     ap.add_argument("--clam-dir", type=Path)
     ap.add_argument("--clam-python", type=Path)
     ap.add_argument("--print-commands", action="store_true")
+    ap.add_argument("--big", help="WxH: time one large slide instead (e.g. 100000x80000)")
     ap.add_argument("--out", default="benchmarks/results/bench_tile_speed.json")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     work = args.work or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     cohort = args.cohort
-    if cohort is None:
+    if args.big:  # one large JPEG pyramid (bench_heatmap's 100k × 80k px slide at 0.25 µm/px)
+        from bench_heatmap import write_slide
+
+        w, h = (int(v) for v in args.big.lower().split("x"))
+        big = work / "big" / "big.tiff"
+        if not big.exists():
+            big.parent.mkdir(parents=True, exist_ok=True)
+            write_slide(big, w, h)
+        slides = [big]
+    elif cohort is None:
         cohort = work / "synth"
         if not (cohort / "ground_truth" / "slides.csv").exists():
             generate(SynthConfig(seed=args.seed, n_patients=args.n_synth // 2 + 1, n_patients_external=1,
                                  n_without_normal=0, n_40x=0, workers=1, progress=False), cohort)
-    truth = read_slide_truth(cohort / "ground_truth")
-    synth = [cohort / r.cohort / "slides" / r.file_name for r in truth.itertuples() if r.mpp == 0.5]
-    slides = [CMU1, *synth[: args.n_synth]]
+    if not args.big:
+        truth = read_slide_truth(cohort / "ground_truth")
+        synth = [cohort / r.cohort / "slides" / r.file_name for r in truth.itertuples() if r.mpp == 0.5]
+        slides = [CMU1, *synth[: args.n_synth]]
     have_clam = bool(args.clam_dir and args.clam_python and (args.clam_dir / "create_patches_fp.py").exists())
     if not have_clam:
         print("CLAM not found (--clam-dir/--clam-python): timing histcode only.")
