@@ -42,8 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_tissue import CLAM_PRESET, CMU1, footprint, iou  # noqa: E402
 
+# CLAM tiles at level 0; a 20x-equivalent 256-px tile on a 0.25 µm/px (40x) scan is 512 level-0 px
+CLAM_PATCH = {"cohort": 256, "big": 512}
 
-def prepare(work: Path, slides: list[Path], clam_dir: Path | None) -> tuple[list[str], list[str] | None]:
+
+def prepare(work: Path, slides: list[Path], clam_dir: Path | None,
+            clam_patch: int = 256) -> tuple[list[str], list[str] | None]:
     """Project folder (params, manifest) and CLAM preset; returns the histcode and CLAM command lines."""
     src = work / "slides"
     src.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,8 @@ def prepare(work: Path, slides: list[Path], clam_dir: Path | None) -> tuple[list
     if clam_dir is not None:
         (clam_dir / "presets" / "histcode_bench_tiny_otsu.csv").write_text(CLAM_PRESET)
         clam = [str(clam_dir), "create_patches_fp.py", "--source", str(src), "--save_dir", str(work / "clam"),
-                "--patch_size", "256", "--seg", "--patch", "--preset", "histcode_bench_tiny_otsu.csv"]
+                "--patch_size", str(clam_patch), "--step_size", str(clam_patch), "--seg", "--patch",
+                "--preset", "histcode_bench_tiny_otsu.csv"]
     return ours, clam
 
 
@@ -84,7 +89,7 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return sec
 
 
-def agreement(work: Path, slides: list[Path]) -> dict[str, float]:
+def agreement(work: Path, slides: list[Path], clam_patch: int = 256) -> dict[str, float]:
     """Mean/min area IoU and count ratio of histcode's tiles (from the timed run) vs CLAM's, and of the CLAM
     preset (in-process) vs CLAM's."""
     out: dict[str, list[float]] = {"iou_default": [], "iou_clam_preset": [], "count_ratio_default": []}
@@ -93,12 +98,12 @@ def agreement(work: Path, slides: list[Path]) -> dict[str, float]:
         ref = h5py.File(h5)["coords"][:] if h5.exists() else np.zeros((0, 2), int)
         ours, attrs = read_coords(work / "data" / "tiles" / "bench" / f"{p.stem}.h5")
         w, h = attrs["level_dim"]
-        out["iou_default"].append(iou(footprint(ours, attrs["patch_size"], w, h), footprint(ref, 256, w, h)))
+        out["iou_default"].append(iou(footprint(ours, attrs["patch_size"], w, h), footprint(ref, clam_patch, w, h)))
         out["count_ratio_default"].append(len(ours) / max(len(ref), 1))
         res = tile_slide(p, p.stem, work / "preset", TileConfig.clam())
         pre, _ = read_coords(work / "preset" / f"{p.stem}.h5")
         out["iou_clam_preset"].append(iou(footprint(pre, res.tile_size_level0 or 256, w, h),
-                                          footprint(ref, 256, w, h)))
+                                          footprint(ref, clam_patch, w, h)))
     return {**{f"{k}_mean": float(np.mean(v)) for k, v in out.items()},
             **{f"{k}_min": float(np.min(v)) for k, v in out.items()}}
 
@@ -167,7 +172,8 @@ def main() -> None:
     have_clam = bool(args.clam_dir and args.clam_python and (args.clam_dir / "create_patches_fp.py").exists())
     if not have_clam:
         print("CLAM not found (--clam-dir/--clam-python): timing histcode only.")
-    ours, clam = prepare(work, slides, args.clam_dir if have_clam else None)
+    clam_patch = CLAM_PATCH["big" if args.big else "cohort"]
+    ours, clam = prepare(work, slides, args.clam_dir if have_clam else None, clam_patch)
     clam_cmd = clam_command(clam, args.clam_python) if clam else None
     if args.print_commands:
         print(f"cd {work}\nhistcode: {shlex.join(ours)}")
@@ -183,7 +189,8 @@ def main() -> None:
               "histcode_median_s": float(np.median(t_ours))}
     if t_clam:
         result.update(clam_s=t_clam, clam_median_s=float(np.median(t_clam)),
-                      speedup_vs_clam=float(np.median(t_clam) / np.median(t_ours)), **agreement(work, slides))
+                      speedup_vs_clam=float(np.median(t_clam) / np.median(t_ours)),
+                      **agreement(work, slides, clam_patch))
     bound = decode_bound(slides, work)
     ratios = [b["tile_vs_read"] for b in bound]
     result.update(per_slide_decode_bound=bound, tile_vs_read_median=float(np.median(ratios)),
