@@ -7,8 +7,10 @@ against the cell-level tumour code caps its IoU far below 1 even for a perfect t
 cell-level numbers are still reported, with the suffix ``_cells``.
 - top-k precision: share of the k highest-attention tiles that lie in the region (≥ ``min_fraction`` of the
   tile's mask footprint); chance level is the region's share of all tiles (``tumour_tile_fraction``);
-- IoU at mask resolution between the thresholded heatmap (tiles whose score passes an Otsu threshold on
-  the raw scores, or a fixed percentile-normalised threshold) and the region pixels of the tiled area.
+- IoU at mask resolution between the thresholded heatmap and the region pixels of the tiled area. The
+  heatmap is the one the figures show (``histcode.metrics.heatmap_values``: attention scale, then spatial
+  smoothing over the tiles); its tiles pass an Otsu threshold or a fixed percentile-normalised one.
+  Top-k precision ranks the model's own raw scores (the tiles the galleries show), never the smoothed map.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from histcode.metrics.canvas import box_fractions, normalise_scores, paint, tile_boxes
+from histcode.metrics.heatmap_values import heatmap_values
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -53,11 +56,15 @@ def attention_truth_metrics(
     top_k: int = 20,
     threshold: str | float = "otsu",
     min_fraction: float = 0.5,
+    weights: np.ndarray | None = None,
+    scale: str = "raw",
+    smooth_tiles: float = 0.0,
 ) -> dict[str, float]:
     """Top-k precision and heatmap IoU of one slide against one truth region.
 
-    coords (N, 2) level-0 tile corners; scores (N,) (raw attention: the ranking and Otsu use it as is);
-    truth (H, W) boolean region (e.g. the tumour bed) at ``downsample`` level-0 px per mask px.
+    coords (N, 2) level-0 tile corners; scores (N,) raw attention (the top-k ranking uses it as is); the
+    thresholded heatmap is ``heatmap_values(coords, scores, weights, ..., scale, smooth_tiles)``; truth (H, W)
+    boolean region (e.g. the tumour bed) at ``downsample`` level-0 px per mask px.
     """
     coords = np.asarray(coords).reshape(-1, 2)
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -75,7 +82,9 @@ def attention_truth_metrics(
     # constant scores (mean pooling) rank nothing: report the expectation under random tie-breaking
     precision = float(in_tumour[top].mean()) if s.max() > s.min() else float(in_tumour.mean())
     _, tiled = paint(boxes, np.ones(len(s)), truth.shape)
-    sel = selected_tiles(s, threshold)
+    sel = selected_tiles(
+        heatmap_values(coords, s, weights, patch_size_level0, scale=scale, smooth_tiles=smooth_tiles), threshold
+    )
     _, pred = paint(boxes[sel], np.ones(int(sel.sum())), truth.shape)
     tiled_truth = truth & (tiled > 0)
     pred_px = pred > 0
