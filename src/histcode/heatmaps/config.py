@@ -10,8 +10,11 @@ class HeatmapConfig:
     """Which slides to render and how.
 
     ``slides``: a number N (the N train-cohort tumour slides with the highest held-out P(tumour)) or a list
-    of slide ids. ``pooling``: whose attention (null = ``mil.pooling``). ``truth_*``: attention-vs-truth
-    evaluation, run for synthetic cohorts only (top-k precision, IoU at an Otsu or fixed threshold).
+    of slide ids. ``pooling``: whose attention (null = ``mil.pooling``). ``scale`` and ``smooth_tiles``: the
+    map the heatmap shows and the truth check thresholds (``histcode.metrics.heatmap_values``: attention scale
+    raw | weights | percentile, then a Gaussian of σ = ``smooth_tiles`` tile sides over the tile centres; 0 =
+    none); ``normalise`` then maps it to colours. ``truth_*``: attention-vs-truth evaluation, run for synthetic
+    cohorts only (top-k precision of the raw attention, IoU of the heatmap at an Otsu or fixed threshold).
     """
 
     slides: int | list[str] = 4
@@ -25,3 +28,14 @@ class HeatmapConfig:
     geojson: bool = True
     truth_top_k: int = 20
     truth_threshold: str | float = "otsu"
+    scale: str = "raw"
+    smooth_tiles: float = 1.0
+
+    def __post_init__(self) -> None:
+        from histcode.config import ConfigError
+        from histcode.metrics.heatmap_values import SCALES
+
+        if self.scale not in SCALES:
+            raise ConfigError(f"heatmaps.scale: {self.scale!r} is not one of {list(SCALES)}")
+        if not float(self.smooth_tiles) >= 0:
+            raise ConfigError(f"heatmaps.smooth_tiles: {self.smooth_tiles!r} must be >= 0 (tile sides; 0 = none)")
