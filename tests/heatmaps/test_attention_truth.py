@@ -13,7 +13,7 @@ import pytest
 
 from histcode.heatmaps.attention_truth import evaluate_attention_truth
 from histcode.io.truth import overlay_bits, region_codes, write_overlay_map, write_region_mask
-from histcode.metrics.attention_truth import attention_truth_metrics, otsu_threshold, selected_tiles
+from histcode.metrics.attention_truth import attention_truth_metrics, otsu_threshold, rank_auc, selected_tiles
 
 
 def layout() -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +124,19 @@ def test_metrics_match_a_level0_reference(threshold: float) -> None:
     assert m["top_k_precision"] == pytest.approx(precision)
     assert m["iou"] == pytest.approx(iou)
     assert m["tumour_tile_fraction"] == pytest.approx(share)
+    from sklearn.metrics import roc_auc_score
+
+    in_region = np.array([truth[y // 16 : (y + 256) // 16, x // 16 : (x + 256) // 16].mean() >= 0.5 for x, y in coords])
+    assert m["auc"] == pytest.approx(roc_auc_score(in_region, scores))
+
+
+def test_rank_auc_against_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    s, y = rng.integers(0, 6, 300).astype(float), rng.random(300) < 0.7  # many ties
+    assert rank_auc(s, y) == pytest.approx(roc_auc_score(y, s))
+    assert rank_auc([1.0, 2.0, 3.0], [False, True, True]) == 1.0 and np.isnan(rank_auc([1.0, 2.0], [True, True]))
 
 
 def write_truth(gt: Path, slides: dict[str, np.ndarray], *, bed_column: bool = True) -> None:
@@ -168,6 +181,7 @@ def test_evaluate_scores_against_the_tumour_bed_and_reports_cells_beside_it(tmp_
     assert summary["mean_iou"] == 0.5 and summary["mean_iou_cells"] == pytest.approx(0.5 * 96 / 256)
     assert summary["mean_tumour_tile_fraction"] == 0.5 and summary["mean_tumour_tile_fraction_cells"] == 0.0
     assert summary["n_slides"] == 2 and summary["n_failed"] == 2
+    assert per.loc["s1", "auc"] == 1.0 and per.loc["s2", "auc"] == 0.0 and summary["mean_auc"] == 0.5
 
     write_truth(gt, {"s1": bed}, bed_column=False)  # a cohort generated before the bed was recorded
     df, summary = evaluate_attention_truth(att, gt, "c", ["s1"], {"s1": 256.0})

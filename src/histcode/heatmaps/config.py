@@ -29,7 +29,7 @@ class HeatmapConfig:
     truth_top_k: int = 20
     truth_threshold: str | float = "otsu"
     scale: str = "raw"
-    smooth_tiles: float = 1.0
+    smooth_tiles: float = 0.0
 
     def __post_init__(self) -> None:
         from histcode.config import ConfigError

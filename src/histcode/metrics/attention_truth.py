@@ -7,6 +7,9 @@ against the cell-level tumour code caps its IoU far below 1 even for a perfect t
 cell-level numbers are still reported, with the suffix ``_cells``.
 - top-k precision: share of the k highest-attention tiles that lie in the region (≥ ``min_fraction`` of the
   tile's mask footprint); chance level is the region's share of all tiles (``tumour_tile_fraction``);
+- AUC: threshold-free, how well the raw attention ranks region tiles above the other tiles (Mann-Whitney;
+  NaN when a slide has tiles of one kind only). It bounds what any threshold of the map can reach: a map whose
+  ranking mixes the region with the rest cannot be thresholded into the region;
 - IoU at mask resolution between the thresholded heatmap and the region pixels of the tiled area. The
   heatmap is the one the figures show (``histcode.metrics.heatmap_values``: attention scale, then spatial
   smoothing over the tiles); its tiles pass an Otsu threshold or a fixed percentile-normalised one.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from histcode.metrics.canvas import box_fractions, normalise_scores, paint, tile_boxes
+from histcode.metrics.canvas import average_ranks, box_fractions, normalise_scores, paint, tile_boxes
 from histcode.metrics.heatmap_values import heatmap_values
 
 
@@ -34,6 +37,16 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
     between = w0 * w1 * (m0 - m1) ** 2
     return float(edges[1:][int(np.argmax(between[:-1]))])
+
+
+def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for ``positive`` vs the rest (ties count half; NaN without both classes)."""
+    pos = np.asarray(positive, dtype=bool).ravel()
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = average_ranks(np.asarray(scores, dtype=np.float64).ravel())
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def selected_tiles(scores: np.ndarray, threshold: str | float = "otsu") -> np.ndarray:
@@ -94,10 +107,11 @@ def attention_truth_metrics(
         "top_k_precision": precision,
         "k": float(k),
         "iou": iou,
+        "auc": rank_auc(s, in_tumour),
         "tumour_tile_fraction": float(in_tumour.mean()),
         "selected_fraction": float(sel.mean()),
         "n_tiles": float(len(s)),
     }
 
 
-CELL_KEYS = ("top_k_precision", "iou", "tumour_tile_fraction")  # also reported against tumour cells
+CELL_KEYS = ("top_k_precision", "iou", "auc", "tumour_tile_fraction")  # also reported against tumour cells
