@@ -58,8 +58,8 @@ def render_heatmap(
     coords (N, 2) level-0 top-left (x, y) of tiles of ``patch_size_level0`` px; scores (N,) any scale
     (normalised by ``normalise``); only tile areas (tissue) are coloured. ``thumbnail`` = a precomputed
     ``read_thumbnail`` result (to render several score sets of one slide without re-reading it). ``region``
-    (N,) boolean: tiles whose outline is drawn on both panels (e.g. the thresholded map the truth check
-    scores), named ``region_label`` in the legend.
+    (N,) boolean: tiles whose outline is drawn on the heatmap panel (e.g. the thresholded map the truth check
+    scores), named ``region_label`` in the legend; the slide panel stays clean for reading the tissue.
     """
     import matplotlib
 
@@ -91,8 +91,7 @@ def render_heatmap(
             raise ValueError(f"{slide_path}: {len(region)} region flags for {len(scores)} tiles")
         _, inside = paint(boxes[region], np.ones(int(region.sum())), thumb.shape[:2])
         if inside.any() and not inside.all():
-            for ax in axes:
-                ax.contour(inside > 0, levels=[0.5], colors="white", linewidths=1.2)
+            axes[1].contour(inside > 0, levels=[0.5], colors="white", linewidths=1.2)
             axes[1].plot([], [], color="white", lw=1.2, label=region_label)
             axes[1].legend(loc="lower right", fontsize=8, facecolor="0.3", labelcolor="white", framealpha=0.8)
     for ax in axes:

@@ -59,7 +59,7 @@ def render_slide(
                 label=f"{cfg.normalise} of {cfg.scale} attention{smooth}",
                 thumbnail=thumb,
                 region=selected_tiles(values, threshold),
-                region_label=f"{threshold} threshold" if threshold == "otsu" else f"≥ {threshold} percentile",
+                region_label="above the Otsu threshold" if threshold == "otsu" else f"≥ {threshold} (percentile)",
             )
         )
     }
