@@ -14,6 +14,8 @@ from histcode.metrics.attention_truth import selected_tiles
 from histcode.metrics.canvas import normalise_scores
 from histcode.metrics.heatmap_values import heatmap_values
 
+_THRESHOLD_NAMES = {"otsu": "above the Otsu threshold", "kittler": "above the minimum-error threshold"}
+
 
 def render_slide(
     slide_path: str | Path,
@@ -59,7 +61,7 @@ def render_slide(
                 label=f"{cfg.normalise} of {cfg.scale} attention{smooth}",
                 thumbnail=thumb,
                 region=selected_tiles(values, threshold),
-                region_label="above the Otsu threshold" if threshold == "otsu" else f"≥ {threshold} (percentile)",
+                region_label=_THRESHOLD_NAMES.get(str(threshold), f"≥ {threshold} (percentile)"),
             )
         )
     }
