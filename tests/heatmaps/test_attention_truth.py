@@ -13,7 +13,13 @@ import pytest
 
 from histcode.heatmaps.attention_truth import evaluate_attention_truth
 from histcode.io.truth import overlay_bits, region_codes, write_overlay_map, write_region_mask
-from histcode.metrics.attention_truth import attention_truth_metrics, otsu_threshold, selected_tiles
+from histcode.metrics.attention_truth import (
+    attention_truth_metrics,
+    kittler_threshold,
+    otsu_threshold,
+    rank_auc,
+    selected_tiles,
+)
 
 
 def layout() -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +75,48 @@ def test_otsu_splits_two_modes() -> None:
     t = otsu_threshold(v)
     assert -2.5 < t < 1.5
     assert selected_tiles(v).sum() == 100
-    with pytest.raises(ValueError, match="threshold must be 'otsu' or a number"):
+    with pytest.raises(ValueError, match=r"threshold must be one of \['otsu', 'kittler'\] or a number"):
         selected_tiles(v, "mean")
+
+
+def kittler_reference(v: np.ndarray, bins: int = 256) -> float:
+    """Kittler-Illingworth written out cut by cut (the textbook loop) over the same histogram; a class of one
+    bin has zero variance (J = -inf: the criterion's known degenerate cut) and is skipped, up to rounding."""
+    hist, edges = np.histogram(v, bins=bins)
+    c, p = (edges[:-1] + edges[1:]) / 2, hist / hist.sum()
+    best, t = np.inf, None
+    for k in range(1, bins):
+        p1, p2 = p[:k].sum(), p[k:].sum()
+        if p1 <= 0 or p2 <= 0:
+            continue
+        m1, m2 = (p[:k] * c[:k]).sum() / p1, (p[k:] * c[k:]).sum() / p2
+        v1, v2 = (p[:k] * (c[:k] - m1) ** 2).sum() / p1, (p[k:] * (c[k:] - m2) ** 2).sum() / p2
+        if v1 > 1e-12 * c.var() and v2 > 1e-12 * c.var():
+            j = p1 * np.log(v1) + p2 * np.log(v2) - 2 * (p1 * np.log(p1) + p2 * np.log(p2))
+            if j < best:
+                best, t = j, edges[k]
+    return float(t)
+
+
+def test_kittler_keeps_a_large_broad_class_whole_where_otsu_cuts_it() -> None:
+    """200 tiles tight at 0, 800 spread over [2, 10] (a bed holding most tiles): the minimum-error cut falls
+    below the broad class and keeps it whole (plus at most the far tail of the tight one); Otsu (equal variances)
+    cuts the broad class near its middle."""
+    rng = np.random.default_rng(1)
+    v = np.r_[rng.normal(0, 0.2, 200), rng.uniform(2, 10, 800)]
+    ki = selected_tiles(v, "kittler")
+    assert kittler_threshold(v) < 2.0 and ki[200:].all() and ki[:200].sum() <= 4
+    assert 4.0 < otsu_threshold(v) < 6.0 and 400 < selected_tiles(v, "otsu").sum() < 600
+    for seed in range(5):  # the vectorised criterion picks the same cut as the loop
+        w = np.exp(np.random.default_rng(seed).normal(0, 1 + seed, 300))
+        assert kittler_threshold(w) == pytest.approx(kittler_reference(w))
+    # here the highest score sits alone in the last bin: rounding leaves that class a tiny positive variance
+    # instead of 0, which a bare `> 0` test takes for the best cut of all (ln of it is hugely negative) and
+    # selects that one tile
+    rng = np.random.default_rng(32)
+    w = np.r_[rng.uniform(-4.0, -3.99, 6), rng.normal(0, 1, 200)]
+    assert kittler_threshold(w) == pytest.approx(kittler_reference(w)) and selected_tiles(w, "kittler").sum() == 199
+    assert kittler_threshold(np.r_[np.zeros(5), np.ones(5)]) == otsu_threshold(np.r_[np.zeros(5), np.ones(5)])
 
 
 def test_perfect_region_heatmap_is_perfect_against_the_bed_not_the_cells() -> None:
@@ -124,6 +170,19 @@ def test_metrics_match_a_level0_reference(threshold: float) -> None:
     assert m["top_k_precision"] == pytest.approx(precision)
     assert m["iou"] == pytest.approx(iou)
     assert m["tumour_tile_fraction"] == pytest.approx(share)
+    from sklearn.metrics import roc_auc_score
+
+    in_region = np.array([truth[y // 16 : (y + 256) // 16, x // 16 : (x + 256) // 16].mean() >= 0.5 for x, y in coords])
+    assert m["auc"] == pytest.approx(roc_auc_score(in_region, scores))
+
+
+def test_rank_auc_against_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    s, y = rng.integers(0, 6, 300).astype(float), rng.random(300) < 0.7  # many ties
+    assert rank_auc(s, y) == pytest.approx(roc_auc_score(y, s))
+    assert rank_auc([1.0, 2.0, 3.0], [False, True, True]) == 1.0 and np.isnan(rank_auc([1.0, 2.0], [True, True]))
 
 
 def write_truth(gt: Path, slides: dict[str, np.ndarray], *, bed_column: bool = True) -> None:
@@ -168,7 +227,24 @@ def test_evaluate_scores_against_the_tumour_bed_and_reports_cells_beside_it(tmp_
     assert summary["mean_iou"] == 0.5 and summary["mean_iou_cells"] == pytest.approx(0.5 * 96 / 256)
     assert summary["mean_tumour_tile_fraction"] == 0.5 and summary["mean_tumour_tile_fraction_cells"] == 0.0
     assert summary["n_slides"] == 2 and summary["n_failed"] == 2
+    assert per.loc["s1", "auc"] == 1.0 and per.loc["s2", "auc"] == 0.0 and summary["mean_auc"] == 0.5
 
     write_truth(gt, {"s1": bed}, bed_column=False)  # a cohort generated before the bed was recorded
     df, summary = evaluate_attention_truth(att, gt, "c", ["s1"], {"s1": 256.0})
     assert "regenerate it with `histcode synth`" in df["error"][0] and summary["n_slides"] == 0
+
+
+def test_heatmap_config_names_a_bad_scale_smoothing_or_threshold() -> None:
+    from histcode.config import ConfigError
+    from histcode.heatmaps.config import HeatmapConfig
+
+    assert HeatmapConfig(truth_threshold="kittler", smooth_tiles=1.5).scale == "raw"
+    assert HeatmapConfig(truth_threshold=0.8).truth_threshold == 0.8
+    for bad, msg in (
+        ({"scale": "log"}, "heatmaps.scale: 'log' is not one of"),
+        ({"smooth_tiles": -1}, "heatmaps.smooth_tiles: -1 must be >= 0"),
+        ({"truth_threshold": "li"}, "heatmaps.truth_threshold: 'li' is not one of"),
+        ({"truth_threshold": 1.5}, r"or a number in \[0, 1\]"),
+    ):
+        with pytest.raises(ConfigError, match=msg):
+            HeatmapConfig(**bad)

@@ -66,6 +66,15 @@ def test_render_heatmap_on_a_slide(slide_file: Path, tmp_path: Path) -> None:
     assert img.shape[1] > 600 and img.shape[0] > 200
     with pytest.raises(ValueError, match="24 tile coords but 3 scores"):
         render_heatmap(slide_file, coords, scores[:3], PATCH, tmp_path / "x.png")
+    # the thresholded region is outlined in white on the heatmap panel only
+    plain = np.asarray(Image.open(render_heatmap(slide_file, coords, scores, PATCH, tmp_path / "p.png",
+                                                 thumb_max_px=256)))
+    lined = np.asarray(Image.open(render_heatmap(slide_file, coords, scores, PATCH, tmp_path / "r.png",
+                                                 thumb_max_px=256, region=coords[:, 0] < 1024)))
+    changed = np.any(plain != lined, axis=2)
+    assert changed[:, : plain.shape[1] // 2].sum() == 0 and changed[:, plain.shape[1] // 2 :].sum() > 100
+    with pytest.raises(ValueError, match="3 region flags for 24 tiles"):
+        render_heatmap(slide_file, coords, scores, PATCH, tmp_path / "y.png", region=np.ones(3, bool))
 
 
 def test_galleries_show_the_extreme_tiles(slide_file: Path, tmp_path: Path) -> None:

@@ -124,11 +124,17 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
         }
         gj = json.loads((d / "tiles.geojson").read_text())
         assert len(gj["features"]) == len(coords)
+        assert set(gj["features"][0]["properties"]["measurements"]) == {
+            "attention", "attention_raw", "attention_percentile", "heatmap"
+        }
     assert metrics["gated_attention.mean_top_k_precision"] == 1.0
     assert metrics["gated_attention.mean_iou"] == 1.0 and metrics["gated_attention.mean_iou_cells"] == 1.0
     assert metrics["mean.mean_top_k_precision"] == 0.5  # uniform attention = chance (tumour share)
     assert json.loads(Path("reports/metrics/mil_attention.json").read_text()) == metrics
     assert metrics["truth_evaluated"] == 1
+    assert metrics["gated_attention.mean_auc"] == 1.0 and metrics["mean.mean_auc"] == 0.5
+    settings = json.loads(Path("reports/figures/heatmaps/attention_truth_settings.json").read_text())
+    assert (settings["scale"], settings["smooth_tiles"], settings["threshold"]) == ("raw", 0.0, "otsu")
     # the heatmap run carries every picture and the QuPath GeoJSON as artifacts (MLflow UI: one place to look)
     import mlflow
 

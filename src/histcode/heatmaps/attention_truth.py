@@ -24,13 +24,16 @@ def evaluate_attention_truth(
     *,
     top_k: int = 20,
     threshold: str | float = "otsu",
+    scale: str = "raw",
+    smooth_tiles: float = 0.0,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-slide metrics (DataFrame) and their means for ``slide_ids`` (tumour slides of a synthetic cohort).
 
     Scores against the tumour bed (``top_k_precision``, ``iou``, ``tumour_tile_fraction``) and, beside it,
     against the tumour-cell code of the region mask (the same names with ``_cells``). Reads the generator's
-    truth through ``histcode.io.truth``; a slide that fails gets its reason in the ``error`` column and is
-    left out of the means.
+    truth through ``histcode.io.truth``. The thresholded map is the heatmap's (``scale``, ``smooth_tiles``:
+    ``histcode.metrics.heatmap_values``); top-k ranks the raw attention. A slide that fails gets its reason in
+    the ``error`` column and is left out of the means.
     """
     codes = region_codes()
     if "tumour" not in codes:
@@ -38,12 +41,15 @@ def evaluate_attention_truth(
     rows = []
     for sid in slide_ids:
         try:
-            coords, raw, _, _ = read_attention(Path(attention_dir) / f"{sid}.h5")
+            coords, raw, weights, _ = read_attention(Path(attention_dir) / f"{sid}.h5")
             bed, ds = read_tumour_bed(gt_dir, cohort, sid)
             mask, _ = read_region_mask(gt_dir, cohort, sid)
             row: dict[str, float | str] = {"slide_id": sid}
             for suffix, region in (("", bed), ("_cells", mask == codes["tumour"])):
-                m = attention_truth_metrics(coords, raw, patch_sizes[sid], region, ds, top_k=top_k, threshold=threshold)
+                m = attention_truth_metrics(
+                    coords, raw, patch_sizes[sid], region, ds, top_k=top_k, threshold=threshold, weights=weights,
+                    scale=scale, smooth_tiles=smooth_tiles,
+                )
                 row.update(m if not suffix else {f"{c}{suffix}": m[c] for c in CELL_KEYS})
             rows.append({**row, "error": ""})
         except (OSError, ValueError, KeyError) as exc:

@@ -10,8 +10,12 @@ class HeatmapConfig:
     """Which slides to render and how.
 
     ``slides``: a number N (the N train-cohort tumour slides with the highest held-out P(tumour)) or a list
-    of slide ids. ``pooling``: whose attention (null = ``mil.pooling``). ``truth_*``: attention-vs-truth
-    evaluation, run for synthetic cohorts only (top-k precision, IoU at an Otsu or fixed threshold).
+    of slide ids. ``pooling``: whose attention (null = ``mil.pooling``). ``scale`` and ``smooth_tiles``: the
+    map the heatmap shows and the truth check thresholds (``histcode.metrics.heatmap_values``: attention scale
+    raw | weights | percentile, then a Gaussian of σ = ``smooth_tiles`` tile sides over the tile centres; 0 =
+    none); ``normalise`` then maps it to colours. ``truth_*``: attention-vs-truth evaluation, run for synthetic
+    cohorts only (top-k precision of the raw attention, IoU of the heatmap at an automatic threshold, ``otsu``
+    or ``kittler`` (minimum error), or a fixed one in [0, 1] on the percentile scale; the PNG outlines it).
     """
 
     slides: int | list[str] = 4
@@ -25,3 +29,20 @@ class HeatmapConfig:
     geojson: bool = True
     truth_top_k: int = 20
     truth_threshold: str | float = "otsu"
+    scale: str = "raw"
+    smooth_tiles: float = 0.0
+
+    def __post_init__(self) -> None:
+        from histcode.config import ConfigError
+        from histcode.metrics.attention_truth import AUTO_THRESHOLDS
+        from histcode.metrics.heatmap_values import SCALES
+
+        if self.scale not in SCALES:
+            raise ConfigError(f"heatmaps.scale: {self.scale!r} is not one of {list(SCALES)}")
+        if not float(self.smooth_tiles) >= 0:
+            raise ConfigError(f"heatmaps.smooth_tiles: {self.smooth_tiles!r} must be >= 0 (tile sides; 0 = none)")
+        t = self.truth_threshold
+        if not (t in AUTO_THRESHOLDS or (not isinstance(t, (str, bool)) and 0 <= float(t) <= 1)):
+            raise ConfigError(
+                f"heatmaps.truth_threshold: {t!r} is not one of {list(AUTO_THRESHOLDS)} or a number in [0, 1]"
+            )

@@ -50,12 +50,16 @@ def render_heatmap(
     normalise: str = "percentile",
     label: str = "attention percentile",
     thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None,
+    region: np.ndarray | None = None,
+    region_label: str = "thresholded region",
 ) -> Path:
     """Write a two-panel PNG (thumbnail | heatmap overlay + colour bar) of per-tile ``scores``.
 
     coords (N, 2) level-0 top-left (x, y) of tiles of ``patch_size_level0`` px; scores (N,) any scale
     (normalised by ``normalise``); only tile areas (tissue) are coloured. ``thumbnail`` = a precomputed
-    ``read_thumbnail`` result (to render several score sets of one slide without re-reading it).
+    ``read_thumbnail`` result (to render several score sets of one slide without re-reading it). ``region``
+    (N,) boolean: tiles whose outline is drawn on the heatmap panel (e.g. the thresholded map the truth check
+    scores), named ``region_label`` in the legend; the slide panel stays clean for reading the tissue.
     """
     import matplotlib
 
@@ -81,6 +85,15 @@ def render_heatmap(
     axes[0].set_title("slide")
     axes[1].imshow(blended)
     axes[1].set_title(f"{len(scores)} tiles")
+    if region is not None:
+        region = np.asarray(region, dtype=bool).ravel()
+        if len(region) != len(scores):
+            raise ValueError(f"{slide_path}: {len(region)} region flags for {len(scores)} tiles")
+        _, inside = paint(boxes[region], np.ones(int(region.sum())), thumb.shape[:2])
+        if inside.any() and not inside.all():
+            axes[1].contour(inside > 0, levels=[0.5], colors="white", linewidths=1.2)
+            axes[1].plot([], [], color="white", lw=1.2, label=region_label)
+            axes[1].legend(loc="lower right", fontsize=8, facecolor="0.3", labelcolor="white", framealpha=0.8)
     for ax in axes:
         ax.set_axis_off()
     fig.colorbar(

@@ -10,7 +10,11 @@ from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.gallery import render_gallery
 from histcode.heatmaps.geojson import write_geojson
 from histcode.heatmaps.render import read_thumbnail, render_heatmap
+from histcode.metrics.attention_truth import selected_tiles
 from histcode.metrics.canvas import normalise_scores
+from histcode.metrics.heatmap_values import heatmap_values
+
+_THRESHOLD_NAMES = {"otsu": "above the Otsu threshold", "kittler": "above the minimum-error threshold"}
 
 
 def render_slide(
@@ -38,19 +42,26 @@ def render_slide(
         )
     out_dir = Path(out_dir)
     thumb = read_thumbnail(slide_path, cfg.thumb_max_px)
+    # the map the truth check scores: same scale, smoothing and threshold (histcode.metrics.attention_truth)
+    values = heatmap_values(coords, raw, attn, float(patch), scale=cfg.scale, smooth_tiles=cfg.smooth_tiles)
+    smooth = f", smoothed σ = {cfg.smooth_tiles:g} tiles" if cfg.smooth_tiles else ""
+    threshold = cfg.truth_threshold
     out = {
         "heatmap": str(
             render_heatmap(
                 slide_path,
                 coords,
-                raw,
+                values,
                 float(patch),
                 out_dir / "heatmap.png",
                 title=title,
                 alpha=cfg.alpha,
                 cmap=cfg.cmap,
                 normalise=cfg.normalise,
+                label=f"{cfg.normalise} of {cfg.scale} attention{smooth}",
                 thumbnail=thumb,
+                region=selected_tiles(values, threshold),
+                region_label=_THRESHOLD_NAMES.get(str(threshold), f"≥ {threshold} (percentile)"),
             )
         )
     }
@@ -74,7 +85,12 @@ def render_slide(
                 out_dir / "tiles.geojson",
                 coords,
                 int(patch),
-                {"attention": attn, "attention_raw": raw, "attention_percentile": normalise_scores(raw)},
+                {
+                    "attention": attn,
+                    "attention_raw": raw,
+                    "attention_percentile": normalise_scores(raw),
+                    "heatmap": values,
+                },
             )
         )
     return out

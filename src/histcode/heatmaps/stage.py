@@ -121,6 +121,8 @@ def _truth(
             patch,
             top_k=cfg.truth_top_k,
             threshold=cfg.truth_threshold,
+            scale=cfg.scale,
+            smooth_tiles=cfg.smooth_tiles,
         )
         write_csv(out_root / f"attention_truth_{pdir.name}.csv", df)
         out.update({f"{pdir.name}.{k}": v for k, v in summary.items()})
@@ -129,6 +131,9 @@ def _truth(
         {
             "top_k": cfg.truth_top_k,
             "threshold": cfg.truth_threshold,
+            "scale": cfg.scale,
+            "smooth_tiles": cfg.smooth_tiles,
+            "top_k_ranks": "raw attention (unsmoothed)",
             "truth": "tumour bed (overlay bit 16)",
             "truth_cells": "tumour-cell region code (metrics *_cells)",
         },
