@@ -291,8 +291,7 @@ def spool_root(uri: str | None = None) -> Path | None:
 def _deferred_run(root: Path, uri: str, experiment: str, run_name: str, tags: dict[str, str],
                   params: Mapping[str, Any] | None, inputs: list[str | Path] | None) -> Iterator[DeferredRun]:
     global _SPOOL
-    context = {"mlflow.source.name": sys.argv[0] if sys.argv else "", "mlflow.source.type": "LOCAL",
-               "mlflow.user": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"}
+    context = _mlflow_context_tags(tags.get("git_commit", ""))
     rec = run_spool.SpoolRecorder(root, experiment, run_name, uri, {**context, **tags}, flatten(params or {}))
     for p in inputs or []:
         if Path(p).exists():
@@ -306,6 +305,25 @@ def _deferred_run(root: Path, uri: str, experiment: str, run_name: str, tags: di
         _SPOOL = None
         rec.finish(status)
         _launch_replayer(root)
+
+
+def _mlflow_context_tags(commit: str) -> dict[str, str]:
+    """The tags MLflow's own run context would set (user, source file, git commit and branch), so a replayed
+    run reads in the UI as a synchronous one does ("Created by", "Source ... branch · commit")."""
+    import getpass
+
+    tags = {"mlflow.source.name": sys.argv[0] if sys.argv else "", "mlflow.source.type": "LOCAL"}
+    with contextlib.suppress(Exception):
+        tags["mlflow.user"] = getpass.getuser()
+    sha = commit.removesuffix("-dirty")
+    if sha and sha != "unknown":
+        tags["mlflow.source.git.commit"] = sha
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+            if branch and branch != "HEAD":
+                tags["mlflow.source.git.branch"] = branch
+    return tags
 
 
 def _launch_replayer(root: Path) -> None:

@@ -60,7 +60,7 @@ print(json.dumps(sorted(m for m in ("mlflow", "torch") if m in sys.modules)))
     assert run.data.params["tile.px"] == "256" and run.data.metrics == {"n_tiles": 32.0}
     tags = run.data.tags
     assert tags["histcode.stage"] == "tile" and tags["cohort"] == "demo" and tags["extra"] == "yes"
-    assert tags["dvc_data_hash"] and tags["mlflow.source.type"] == "LOCAL"
+    assert tags["dvc_data_hash"] and tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
     c = tracking.client()
     arts = {a.path for d in ("masks", "tiles", "stain") for a in c.list_artifacts(run.info.run_id, d)}
     assert arts == {"masks/mask.png", "tiles/failures.json", "stain/preview.png"}
