@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from histcode.features.foundation import build_trunk, file_digest, tiny_variant
+from histcode.features.foundation import build_trunk, tiny_variant
+from histcode.features.resume import file_digest
 from histcode.features.stage import run_extract
 from histcode.io.coords import read_coords
 from histcode.io.features import read_coords_attrs, read_features, read_foreign_features

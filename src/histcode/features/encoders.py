@@ -61,7 +61,8 @@ def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -
 
     A registered foundation model needs its weights locally (``extract.sources.<name>``: file or folder, else
     the offline Hugging Face cache); without them a one-line ``FileNotFoundError`` says how to obtain them."""
-    from histcode.features.foundation import FOUNDATION, create_foundation, file_digest
+    from histcode.features.foundation import FOUNDATION, create_foundation
+    from histcode.features.resume import file_digest
 
     if name in FOUNDATION:
         module, weights = create_foundation(name, source=cfg.sources.get(name))

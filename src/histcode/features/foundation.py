@@ -10,7 +10,6 @@ of any size and applies the model's own resize / crop / mean-std, so extraction 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,15 +350,6 @@ def load_weights(trunk: nn.Module, spec: FoundationSpec, path: Path) -> None:
     if missing or unexpected:
         raise ValueError(f"{path}: not {spec.official} weights in timm layout (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]}, {len(missing)}/{len(unexpected)} in all); {spec.obtain}.")
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of the weight file (first 16 hex): the encoder's identity in feature files and MLflow."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def create_foundation(name: str, *, source: str | None = None) -> tuple[FoundationEncoder, Path]:

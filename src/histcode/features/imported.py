@@ -51,7 +51,7 @@ def import_feature_set(name: str, folder: Path, manifest: pd.DataFrame, out_dir:
                        dtype: str = "float16") -> list[SlideOutcome]:
     """Convert the folder's file of every manifest slide (``slide_id``, ``path``, optional ``mpp``) into
     ``out_dir/<slide_id>.h5``; one outcome per slide; an error if no slide had a usable file."""
-    from histcode.features.foundation import file_digest
+    from histcode.features.resume import file_digest
     from histcode.io.features import (
         FeaturesError,
         read_foreign_features,

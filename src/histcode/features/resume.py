@@ -47,6 +47,7 @@ def _digest(data: Any) -> str:
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a file (first 16 hex): an encoder's weights or sources, a stain reference (no torch here)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
