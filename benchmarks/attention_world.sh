@@ -12,26 +12,12 @@ PY=${PY:-/work/main/.venv/bin/python}
 ENCODER=${ENCODER:-$ROOT/data/models/encoder}
 mkdir -p "$DIR"; cd "$DIR"
 export PYTHONPATH=$ROOT/src MPLBACKEND=Agg PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-"$PY" - "$ROOT/params.yaml" "$SEED" "$NP" <<'PYEOF'
-import sys, yaml
-src, seed, n_p = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-p = yaml.safe_load(open(src))
-def merge(d, s):
-    for k, v in s.items():
-        if isinstance(v, dict) and isinstance(d.get(k), dict):
-            merge(d[k], v)
-        else:
-            d[k] = v
-    return d
-merge(p, {
-    "base": {"seed": seed},
-    "synth": {"seed": seed, "n_patients": n_p, "n_patients_external": 2, "workers": 1, "progress": False},
-    "tile": {"workers": 1},
-    "extract": {"encoders": ["adco"], "workers": 1, "threads": 1, "progress": False},
-    "mil": {"bootstrap": 200, "progress": False, "workers": 1},
-})
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-PYEOF
+"$PY" "$ROOT/benchmarks/derive_params.py" "$ROOT/params.yaml" params.yaml "
+base: {seed: $SEED}
+synth: {seed: $SEED, n_patients: $NP, n_patients_external: 2, workers: 1, progress: false}
+tile: {workers: 1}
+extract: {encoders: [adco], workers: 1, threads: 1, progress: false}
+mil: {bootstrap: 200, progress: false, workers: 1}"
 P="nice -n 15 $PY $ROOT/pipelines"
 step() { echo "$(date -u +%H:%M:%S) $*"; }
 [ -d data/synthetic ] || { step synth; $P/synth.py --params params.yaml; }

@@ -14,41 +14,21 @@ PY=${PY:-/work/main/.venv/bin/python}
 mkdir -p "$DIR"
 cd "$DIR"
 export PYTHONPATH=$ROOT/src MPLBACKEND=Agg PYTHONHASHSEED=0
-"$PY" - "$ROOT/params.yaml" "$SEED" "$NP" "$NE" "$EXTRA" <<'PYEOF'
-import sys, yaml
-src, seed, n_p, n_e, extra = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-p = yaml.safe_load(open(src))
-def merge(d, s):
-    for k, v in s.items():
-        if isinstance(v, dict) and isinstance(d.get(k), dict):
-            merge(d[k], v)
-        else:
-            d[k] = v
-    return d
-merge(p, {
-    "base": {"seed": seed},
-    "synth": {"seed": seed, "n_patients": n_p, "n_patients_external": n_e, "slide_width": 3072,
-              "slide_height": 2560, "n_genes_background": 40, "workers": 1, "progress": False},
-    "tile": {"workers": 1},
-    "pretrain": {"workers": 0, "threads": 1, "progress": False},
-    "extract": {"encoders": ["adco", "random", "simclr"], "workers": 0, "threads": 1, "progress": False},
-    "mil": {"baselines": [], "bootstrap": 200, "progress": False},
-})
-if extra:
-    merge(p, yaml.safe_load(open(extra)))
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-PYEOF
+"$PY" "$ROOT/benchmarks/derive_params.py" "$ROOT/params.yaml" params.yaml "
+base: {seed: $SEED}
+synth: {seed: $SEED, n_patients: $NP, n_patients_external: $NE, slide_width: 3072, slide_height: 2560,
+        n_genes_background: 40, workers: 1, progress: false}
+tile: {workers: 1}
+pretrain: {workers: 0, threads: 1, progress: false}
+extract: {encoders: [adco, random, simclr], workers: 0, threads: 1, progress: false}
+mil: {baselines: [], bootstrap: 200, progress: false}" "$EXTRA"
 P="$PY $ROOT/pipelines"
 step() { echo "$(date -u +%H:%M:%S) $*"; }
 [ -d data/synthetic ] || { step synth; $P/synth.py --params params.yaml; }
 if [ -n "${EXT_SEED:-}" ] && [ ! -d data/synthetic_ext ]; then
   step "synth external seed $EXT_SEED"
-  "$PY" - "$EXT_SEED" <<'PYEOF'
-import sys, yaml
-p = yaml.safe_load(open("params.yaml"))
-p["synth"].update(seed=int(sys.argv[1]), n_patients=2, n_without_normal=0)
-yaml.safe_dump(p, open("params_ext.yaml", "w"), sort_keys=False)
-PYEOF
+  "$PY" "$ROOT/benchmarks/derive_params.py" params.yaml params_ext.yaml \
+    "synth: {seed: $EXT_SEED, n_patients: 2, n_without_normal: 0}"
   $P/synth.py --params params_ext.yaml --out data/synthetic_ext
   rm -rf data/synthetic/cptac_synth && cp -r data/synthetic_ext/cptac_synth data/synthetic/cptac_synth
 fi
