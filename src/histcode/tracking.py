@@ -329,9 +329,13 @@ def _mlflow_context_tags(commit: str) -> dict[str, str]:
 def _launch_replayer(root: Path) -> None:
     """A detached process replays the spool; if it dies, the next synchronous run or client replays instead."""
     code = "import sys, pathlib; from histcode.tracking import replay_spool; replay_spool(pathlib.Path(sys.argv[1]))"
-    with open(root / "replay.log", "ab") as err:
-        subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, cwd=project_root())
+    try:
+        with open(root / "replay.log", "ab") as err:
+            subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, cwd=project_root())
+    except OSError as exc:  # the stage's work is done: its run waits in the spool for the next replay
+        log.warning("could not start the MLflow replay process (%s); the run stays in %s until the next stage, "
+                    "`histcode server flush` or `make ui` logs it", exc, root)
 
 
 def replay_spool(root: Path | None = None) -> int:

@@ -120,3 +120,16 @@ def test_sync_env_and_servers_never_defer(store: Path, monkeypatch: pytest.Monke
         tracking.log_image(np.zeros((2, 2, 3), np.uint8), "x/p.png")
     assert run_spool.pending(store / tracking.SPOOL_DIR) == []
     assert tracking.spool_root("http://mlflow.example:5000") is None  # a team server: logged synchronously
+
+
+def test_a_replayer_that_cannot_start_leaves_the_run_in_the_spool(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise OSError("no such interpreter")
+
+    with monkeypatch.context() as m:
+        m.setattr(tracking.subprocess, "Popen", no_process)
+        with tracking.start_run("tile", run_name="kept", stage="tile", defer=True):
+            tracking.log_metrics({"n_tiles": 3})
+    assert len(run_spool.pending(store / tracking.SPOOL_DIR)) == 1  # the stage did not fail; the run waits
+    (run,) = _runs("tile")  # the next client replays it
+    assert run.info.run_name == "kept" and run.data.metrics == {"n_tiles": 3.0}
