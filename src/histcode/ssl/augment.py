@@ -147,7 +147,7 @@ def _jpeg_roundtrip(images: list[torch.Tensor], quality: int) -> list[torch.Tens
         try:
             data = [d.cpu() for d in encode_jpeg(images, quality=quality)]  # the decoder reads bytes from the host
             return decode_jpeg(data, mode=ImageReadMode.RGB, device=dev)
-        except (RuntimeError, TypeError) as exc:  # NotImplementedError is a RuntimeError
+        except (RuntimeError, TypeError) as exc:  # a codec without CUDA support raises a RuntimeError subclass
             _GPU_JPEG_FAILED.append(f"{type(exc).__name__}: {exc}")
             log.warning("JPEG augmentation on the GPU failed (%s); using the CPU codec", _GPU_JPEG_FAILED[0])
     return decode_jpeg(encode_jpeg([im.cpu() for im in images], quality=quality), mode=ImageReadMode.RGB)
