@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,26 +108,13 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / RECORD).read_text())
 
 
-_HELD: set[Path] = set()
-
-
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
-    """Exclusive lock over replays of ``root`` (re-entrant within a process)."""
-    key = root.resolve()
-    if key in _HELD:
-        yield
-        return
+    """Exclusive lock over replays of ``root`` (one replayer at a time, across processes)."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        _HELD.add(key)
         try:
             yield
         finally:
-            _HELD.discard(key)
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def plain(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): v for k, v in params.items()}

@@ -115,11 +115,12 @@ def relocate_store(db: Path) -> int:
     return changed
 
 
-def setup(experiment: str) -> str:
-    """Point MLflow at the project store and select experiment ``histcode/<experiment>``; return its id."""
+def setup(experiment: str, uri: str | None = None) -> str:
+    """Point MLflow at ``uri`` (default: the project store) and select experiment ``histcode/<experiment>``;
+    return its id."""
     import mlflow
 
-    uri = tracking_uri()
+    uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)  # note: MLflow 3 also exports MLFLOW_TRACKING_URI here
     name = f"{EXPERIMENT_PREFIX}/{experiment}"
     exp = mlflow.get_experiment_by_name(name)
@@ -257,7 +258,7 @@ def start_run(
     if root is not None and not nested:
         replay_spool(root)  # earlier deferred runs first: nothing lost, order kept
     if not nested:
-        setup(experiment)
+        setup(experiment, uri)
     with mlflow.start_run(run_name=run_name, nested=nested, tags=all_tags) as run:
         if params:
             mlflow.log_params(flatten(params))
@@ -365,13 +366,12 @@ def _replay_one(run_dir: Path) -> None:
     from mlflow.entities import Metric, Param
 
     rec = run_spool.read_record(run_dir)
-    mlflow.set_tracking_uri(rec["tracking_uri"])
+    exp_id = setup(rec["experiment"], rec["tracking_uri"])  # the store the run was recorded for
     mlflow_client = mlflow.MlflowClient()
     started = run_dir / "replaying.txt"  # a replay that died half-way: drop its run, then start over
     if started.exists():
         with contextlib.suppress(Exception):
             mlflow_client.delete_run(started.read_text().strip())
-    exp_id = setup(rec["experiment"])
     run = mlflow_client.create_run(exp_id, start_time=rec["start_ms"], tags=rec["tags"], run_name=rec["run_name"])
     run_id = run.info.run_id
     started.write_text(run_id)
@@ -585,7 +585,7 @@ def log_params(params: Mapping[str, Any]) -> None:
     """Add params to the active run."""
     spool = _spooled("")
     if spool is not None:
-        spool.params.update(run_spool.plain(params))
+        spool.params.update({str(k): v for k, v in params.items()})
         return
     import mlflow
 
