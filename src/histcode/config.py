@@ -35,13 +35,21 @@ class Params(dict):  # type: ignore[type-arg]
 yaml.SafeDumper.add_representer(Params, yaml.SafeDumper.represent_dict)  # dumps like the plain mapping it is
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when built in: ~5x faster, same values
+
+
+def yaml_load(text: str | typing.IO[str]) -> Any:
+    """``yaml.safe_load`` through libyaml when available (every stage command reads params.yaml at start-up)."""
+    return yaml.load(text, Loader=_LOADER)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Read a params YAML file into a dict (raises ``ConfigError`` naming the file)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found; run from the project root or pass --params.")
     with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yaml_load(fh) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections.")
     out = Params(data)

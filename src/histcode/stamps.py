@@ -78,10 +78,10 @@ class StageSpec:
 
 def stage_specs(root: Path) -> dict[str, StageSpec]:
     """Every stage of ``root/dvc.yaml`` with ``foreach`` expanded over ``params.yaml`` (``name@key``)."""
-    import yaml
+    from histcode.config import yaml_load
 
-    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
-    params = yaml.safe_load((root / DEFAULT_PARAMS).read_text()) or {}
+    dvc = yaml_load((root / "dvc.yaml").read_text())
+    params = yaml_load((root / DEFAULT_PARAMS).read_text()) or {}
     specs: dict[str, StageSpec] = {}
     for name, spec in (dvc.get("stages") or {}).items():
         if "foreach" in spec:
@@ -149,9 +149,9 @@ def _param(params: dict[str, Any], dotted: str) -> Any:
 
 def evidence(spec: StageSpec, root: Path) -> dict[str, Any]:
     """What a stamp compares: declared params' values, deps' and outs' (size, mtime) digests."""
-    import yaml
+    from histcode.config import yaml_load
 
-    params = yaml.safe_load((root / DEFAULT_PARAMS).read_text()) or {}
+    params = yaml_load((root / DEFAULT_PARAMS).read_text()) or {}
     return {"stage": spec.name, "cmd": spec.cmd, "params": {k: _param(params, k) for k in spec.params},
             "deps": _digest(root, spec.deps), "outs": _digest(root, spec.outs)}
 

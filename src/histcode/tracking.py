@@ -174,9 +174,9 @@ def _dvc_lock_hashes() -> dict[str, str]:
     out: dict[str, str] = {}
     lock = Path("dvc.lock")
     if lock.exists():
-        import yaml
+        from histcode.config import yaml_load
 
-        data = yaml.safe_load(lock.read_text()) or {}
+        data = yaml_load(lock.read_text()) or {}
         for stage in (data.get("stages") or {}).values():
             for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
                 if "md5" in entry:
@@ -184,9 +184,9 @@ def _dvc_lock_hashes() -> dict[str, str]:
     for dvcfile in [*Path(".").glob("*.dvc"), *Path("data").glob("*.dvc")]:  # e.g. data/raw.dvc (real cohorts)
         if not dvcfile.is_file():  # the .dvc/ config directory also matches the pattern
             continue
-        import yaml
+        from histcode.config import yaml_load
 
-        data = yaml.safe_load(dvcfile.read_text()) or {}
+        data = yaml_load(dvcfile.read_text()) or {}
         for entry in data.get("outs") or []:
             if "md5" in entry:  # paths in a .dvc file are relative to its folder
                 out[str(dvcfile.parent / str(entry["path"])).rstrip("/")] = entry["md5"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from histcode.io.manifest import LABELLED_COLUMNS, read_manifest, valid_mpp
+from histcode.io.manifest import LABELLED_COLUMNS, read_manifest, read_manifest_rows, valid_mpp
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -38,6 +38,9 @@ def test_relative_paths_fall_back_to_the_manifest_folder(tmp_path: Path, monkeyp
     assert df["path"].tolist() == [str(root / "slides" / "b.svs"), "here.svs", "/abs/c.svs"]
     assert df["mpp"].tolist() == ["0.25", "", ""] and [valid_mpp(v) for v in df["mpp"]] == [0.25, None, None]
     assert read_manifest(csv, sort=True)["slide_id"].tolist() == ["a", "b", "c"]
+    rows = read_manifest_rows(csv)  # the pandas-free reader tiling uses gives the same cells
+    assert [(r.slide_id, r.path, r.mpp) for r in rows] == list(zip(df["slide_id"], df["path"], df["mpp"], strict=True))
+    assert [r.slide_id for r in read_manifest_rows(csv, sort=True)] == ["a", "b", "c"]
     lab = read_manifest(csv, columns=LABELLED_COLUMNS, labelled=True)
     assert lab["label"].dtype.kind == "i" and lab["patient_id"].tolist() == ["p2", "p1", "p1"]
 
@@ -46,6 +49,7 @@ def test_manifest_without_mpp_gets_an_empty_column(tmp_path: Path) -> None:
     csv = _write(tmp_path / "slides.csv", [{"slide_id": "007", "path": "/x.svs"}])
     df = read_manifest(csv)
     assert df["slide_id"].tolist() == ["007"] and df["mpp"].tolist() == [""]  # ids stay str (leading zeros)
+    assert read_manifest_rows(csv)[0][::2] == ("007", "")
 
 
 @pytest.mark.parametrize(("rows", "kwargs", "match"), [
@@ -60,8 +64,14 @@ def test_errors_name_the_file(tmp_path: Path, rows: list[dict], kwargs: dict, ma
     with pytest.raises(ValueError, match=match) as err:
         read_manifest(csv, **kwargs)
     assert str(csv) in str(err.value)
+    if not kwargs:  # the pandas-free reader refuses the same files with the same message
+        with pytest.raises(ValueError, match=match) as err:
+            read_manifest_rows(csv)
+        assert str(csv) in str(err.value)
     with pytest.raises(FileNotFoundError, match="slide manifest not found"):
         read_manifest(tmp_path / "missing.csv")
+    with pytest.raises(FileNotFoundError, match="slide manifest not found"):
+        read_manifest_rows(tmp_path / "missing.csv")
 
 
 def test_a_frame_is_checked_the_same_way() -> None:

@@ -197,3 +197,42 @@ def test_pool_only_when_the_work_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tiling, "job_seconds", lambda job: 4.0)  # e.g. 100k-px slides
     assert tiling.plan_workers(jobs, 2) == 2 and tiling.plan_workers(jobs, 0) == 0
     assert tiling.plan_workers(jobs[:1], 2) == 0
+
+
+def test_threads_give_the_sequential_outputs(tmp_path: Path, manifest_writer, scene_slide: Path) -> None:
+    """Small cohorts tile on threads (no process start-up): same files, byte for byte, as one by one."""
+    rows = [("a", CMU1, ""), ("b", scene_slide, ""), ("c", DICOM, "")]
+    csv = manifest_writer(tmp_path / "slides.csv", rows)
+    seq, thr = tmp_path / "seq", tmp_path / "thr"
+    tile_cohort(csv, seq, CFG, workers=0, progress=False)
+    got = tile_cohort(csv, thr, CFG, workers=2, progress=False)
+    assert [r.slide for r in got] == ["a", "b", "c"] and _tree(thr) == _tree(seq)
+
+
+def test_run_jobs_overlaps_slides_on_threads() -> None:
+    import threading
+    import time
+
+    from histcode.slides.job import SlideResult
+
+    live, peak, lock = [0], [0], threading.Lock()
+
+    class Job:
+        def __init__(self, sid: str) -> None:
+            self.slide_id = sid
+
+        def run(self) -> SlideResult:
+            with lock:
+                live[0] += 1
+                peak[0] = max(peak[0], live[0])
+            time.sleep(0.05)
+            with lock:
+                live[0] -= 1
+            return SlideResult(slide=self.slide_id, status="done", n_tiles=1)
+
+    got: list[str] = []
+    run_jobs([Job(f"s{i}") for i in range(4)], 0, lambda r: got.append(r.slide), threads=2)  # type: ignore[list-item]
+    assert sorted(got) == ["s0", "s1", "s2", "s3"] and peak[0] == 2
+    peak[0] = 0
+    run_jobs([Job(f"s{i}") for i in range(3)], 0, lambda r: got.append(r.slide))  # type: ignore[list-item]
+    assert peak[0] == 1

@@ -11,7 +11,8 @@ def register(app: typer.Typer) -> None:
     @app.command("tile")
     def tile_cmd(
         cohort: str = typer.Option(..., "--cohort", "-c", help="Cohort name under base.cohorts."),
-        workers: int = typer.Option(None, help="Slide processes (default tile.workers; 0 = in-process)."),
+        workers: int = typer.Option(None, help="Slides at once: threads, or processes when the work pays for them "
+                                    "(default tile.workers; 0 = one by one)."),
         shard: str = typer.Option("0/1", help="Job-array shard i/n (0-based): every n-th slide from i."),
         params: Path = typer.Option(Path("params.yaml"), help="params file (sections base, tile)."),
         progress: bool = typer.Option(True, help="Show the per-cohort progress bar."),

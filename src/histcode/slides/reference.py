@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from histcode.io.coords import read_coords
 from histcode.io.manifest import read_manifest
+from histcode.slides.process_list import read_process_list
 from histcode.slides.reader import SlideReader
 from histcode.slides.stain import StainNormalizer, create_normalizer
 
@@ -36,8 +36,7 @@ def sample_tiles(tiles_dir: str | Path, slides_csv: str | Path, n: int, seed: in
     plist = tiles_dir / "process_list.csv"
     if not plist.exists():
         raise FileNotFoundError(f"{plist}: no process list; run the tile stage for this cohort first.")
-    done = pd.read_csv(plist, dtype={"slide": str}, keep_default_na=False)
-    done_ids = sorted(done.loc[done["status"] == "done", "slide"])
+    done_ids = sorted(r["slide"] for r in read_process_list(plist) if r["status"] == "done")
     if not done_ids:
         raise ValueError(f"{plist}: no slide was tiled successfully; fix the failures listed there first.")
     manifest = read_manifest(slides_csv, sort=True).set_index("slide_id")

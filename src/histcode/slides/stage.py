@@ -11,32 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from histcode.config import DEFAULT_PARAMS, to_dict
 from histcode.prologue import open_stage
 from histcode.slides.config import StainConfig, TileConfig
+from histcode.slides.process_list import cohort_metrics
 
 log = logging.getLogger(__name__)
 MASKS_LOGGED = 4  # mask PNGs attached to each cohort's MLflow run
-
-
-def cohort_metrics(process_list: Path) -> dict[str, float]:
-    """Numeric cohort summary from ``process_list.csv`` (covers every shard written so far)."""
-    df = pd.read_csv(process_list, dtype={"slide": str}, keep_default_na=False)
-    done = df[df["status"] == "done"]
-    tiles = done["n_tiles"].astype(int)
-    area = pd.to_numeric(done["tissue_area_mm2"], errors="coerce").fillna(0.0)
-    return {
-        "n_slides": len(df),
-        "n_done": len(done),
-        "n_failed": len(df) - len(done),
-        "n_tiles": int(tiles.sum()),
-        "tiles_per_slide_mean": float(tiles.mean()) if len(done) else 0.0,
-        "tiles_per_slide_min": int(tiles.min()) if len(done) else 0,
-        "tiles_per_slide_max": int(tiles.max()) if len(done) else 0,
-        "tissue_area_mm2": float(area.sum()),
-    }
 
 
 def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, workers: int | None = None,

@@ -7,28 +7,22 @@ even one that crashes its worker process, is recorded as failed with its reason;
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from histcode.atomic import write_csv
 from histcode.console import tqdm
-from histcode.io.manifest import read_manifest, valid_mpp
+from histcode.io.manifest import ManifestRow, read_manifest_rows, valid_mpp
 from histcode.preflight import ensure_writable, exclusive, require_items
 from histcode.slides.config import TileConfig
 from histcode.slides.job import SlideResult, completed, config_digest, run_slide, seg_downsample
+from histcode.slides.process_list import update_process_list
 
-PROCESS_LIST_COLUMNS = ["slide", "status", "n_tiles", "reason", "mpp", "mpp_source", "tile_size_level0",
-                        "tissue_area_mm2"]
 # Cost model that decides whether a process pool pays (measured on the 2-core dev machine, 1f1d905):
 SPAWN_COST_S = 1.5  # a spawned worker's start-up: interpreter plus OpenCV/OpenSlide/h5py imports
 SLIDE_COST_S = 0.12  # per slide besides decoding: open, mask, tile grid, coords + QC PNG writes
@@ -91,8 +85,9 @@ def job_seconds(job: SlideJob) -> float:
 
 
 def plan_workers(jobs: list[SlideJob], max_workers: int) -> int:
-    """Processes that pay for this work: 0 (in-process) unless ``SPAWN_COST_S + total / n`` beats the
-    in-process total by ``POOL_GAIN``; never more than ``max_workers``, the CPUs or the slides."""
+    """Processes that pay for this work: 0 (in-process, on threads) unless ``SPAWN_COST_S + total / n`` beats
+    the in-process total by ``POOL_GAIN``; never more than ``max_workers``, the CPUs or the slides. A process
+    pool also isolates a slide whose decoder crashes, which matters most in the large cohorts that use it."""
     limit = min(max_workers, os.cpu_count() or 1, len(jobs))
     if limit < 2:
         return 0
@@ -100,11 +95,19 @@ def plan_workers(jobs: list[SlideJob], max_workers: int) -> int:
     return limit if SPAWN_COST_S + total / limit <= POOL_GAIN * total else 0
 
 
-def run_jobs(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> None:
-    """Run every job (in-process when workers == 0); a slide that kills its worker is isolated and failed."""
+def run_jobs(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None], *,
+             threads: int = 1) -> None:
+    """Run every job: in-process when workers == 0 (on ``threads`` threads: OpenSlide and OpenCV release the
+    GIL, so slides overlap without a process's start-up), else in a process pool, where a slide that kills its
+    worker is isolated and failed."""
     if workers <= 0:
-        for job in jobs:
-            on_result(job.run())
+        if threads <= 1 or len(jobs) < 2:
+            for job in jobs:
+                on_result(job.run())
+            return
+        with ThreadPoolExecutor(max_workers=min(threads, len(jobs))) as pool:
+            for fut in as_completed([pool.submit(job.run) for job in jobs]):
+                on_result(fut.result())
         return
     broken = _run_pool(jobs, min(workers, max(1, len(jobs))), on_result)
     for job in sorted(broken, key=lambda j: j.slide_id):  # a crash breaks every in-flight job: retry alone
@@ -114,47 +117,17 @@ def run_jobs(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResul
                 "aborted: the file is probably corrupt); re-download it or remove it from the cohort.")))
 
 
-@contextlib.contextmanager
-def _locked(path: Path, enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def update_process_list(path: Path, results: list[SlideResult], manifest_ids: set[str], *,
-                        shared: bool) -> pd.DataFrame:
-    """Merge this run's rows into ``process_list.csv`` (rows of other shards kept, slides no longer in
-    the manifest dropped), sorted by slide; written atomically, under a file lock when ``shared``."""
-    new = pd.DataFrame([r.row() for r in results], columns=PROCESS_LIST_COLUMNS)
-    with _locked(path.parent / ".process_list.lock", shared):
-        if path.exists():
-            old = pd.read_csv(path, dtype={"slide": str, "reason": str, "mpp_source": str},
-                              keep_default_na=False)
-            old = old[~old["slide"].isin(new["slide"]) & old["slide"].isin(manifest_ids)]
-            new = pd.concat([old[PROCESS_LIST_COLUMNS], new], ignore_index=True) if len(old) else new
-        new = new.sort_values("slide", kind="stable").reset_index(drop=True)
-        write_csv(path, new)
-    return new
-
-
 def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *, workers: int | None = None,
                 shard: tuple[int, int] = (0, 1), progress: bool = True,
                 default_mpp: float | None = None) -> list[SlideResult]:
     """Tile every slide of a manifest (or one shard of it) into ``out_dir``; return this run's results.
 
     Writes ``<out_dir>/<slide_id>.h5``, ``<out_dir>/masks/<slide_id>.png`` and merges the rows into
-    ``<out_dir>/process_list.csv``. workers: the most processes (default ``cfg.workers``; 0 = in-process);
-    a pool is started only when the work pays for it (:func:`plan_workers`).
+    ``<out_dir>/process_list.csv``. workers: the most slides at once (default ``cfg.workers``; 0 = one by one):
+    threads in this process, or a process pool when the work pays for its start-up (:func:`plan_workers`).
     """
     out = Path(out_dir)
-    manifest = read_manifest(slides_csv, sort=True)
+    manifest = read_manifest_rows(slides_csv, sort=True)
     require_items(len(manifest), what="slides in the manifest", where=slides_csv,
                   fix="check the cohort's slide sheet/folder and rerun ingest")
     i, n = shard
@@ -162,7 +135,7 @@ def tile_cohort(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig, *,
         raise ValueError(f"shard {shard}: need 0 <= i < n")
     ensure_writable(out, what="tiles")  # before any slide: a read-only folder fails in one line, not at the end
     with exclusive(out.parent / f"{out.name}.shard{i}of{n}", who=f"histcode tile (shard {i}/{n})"):
-        return _tile_rows(manifest, manifest.iloc[i::n], out, cfg, workers=workers, shard=shard, progress=progress,
+        return _tile_rows(manifest, manifest[i::n], out, cfg, workers=workers, shard=shard, progress=progress,
                           default_mpp=default_mpp)
 
 
@@ -173,14 +146,14 @@ def nothing_to_do(slides_csv: str | Path, out_dir: str | Path, cfg: TileConfig,
     out = Path(out_dir)
     if not (out / "process_list.csv").is_file() or not Path(slides_csv).is_file():
         return False
-    manifest = read_manifest(slides_csv, sort=True)
+    manifest = read_manifest_rows(slides_csv, sort=True)
     digest = config_digest(cfg)
     i, n = shard
-    ids = manifest["slide_id"].iloc[i::n]
+    ids = [r.slide_id for r in manifest[i::n]]
     return len(ids) > 0 and all(completed(out, sid, digest) is not None for sid in ids)
 
 
-def _tile_rows(manifest: pd.DataFrame, rows: pd.DataFrame, out: Path, cfg: TileConfig, *, workers: int | None,
+def _tile_rows(manifest: list[ManifestRow], rows: list[ManifestRow], out: Path, cfg: TileConfig, *, workers: int | None,
                shard: tuple[int, int], progress: bool, default_mpp: float | None) -> list[SlideResult]:
     """Tile ``rows`` (one shard of ``manifest``) under the shard's lock."""
     _, n = shard
@@ -188,7 +161,7 @@ def _tile_rows(manifest: pd.DataFrame, rows: pd.DataFrame, out: Path, cfg: TileC
     digest = config_digest(cfg)
     results: dict[str, SlideResult] = {}
     jobs: list[SlideJob] = []
-    for rec in rows.itertuples(index=False):
+    for rec in rows:
         prev = completed(out, rec.slide_id, digest)
         if prev is not None:
             results[rec.slide_id] = prev
@@ -204,11 +177,13 @@ def _tile_rows(manifest: pd.DataFrame, rows: pd.DataFrame, out: Path, cfg: TileC
         bar.set_postfix(failed=sum(r.status != "done" for r in results.values()))
 
     try:
-        run_jobs(jobs, plan_workers(jobs, workers) if workers > 0 else 0, on_result)
+        procs = plan_workers(jobs, workers) if workers > 0 else 0
+        run_jobs(jobs, procs, on_result, threads=0 if procs else min(workers, os.cpu_count() or 1))
     finally:
         bar.close()
-    ordered = [results[s] for s in rows["slide_id"] if s in results]
-    update_process_list(out / "process_list.csv", ordered, set(manifest["slide_id"]), shared=n > 1)
+    ordered = [results[r.slide_id] for r in rows if r.slide_id in results]
+    update_process_list(out / "process_list.csv", [r.row() for r in ordered], {r.slide_id for r in manifest},
+                        shared=n > 1)
     return ordered
 
 
