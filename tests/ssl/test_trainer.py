@@ -121,9 +121,14 @@ def test_auto_resume_restarts_on_other_config_or_data(tmp_path: Path) -> None:
     cfg = PretrainConfig(**{**SMALL, "epochs": 1})
     first = fit(cfg, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", data_key="tiles-v1")
     again = fit(cfg, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", resume="auto", data_key="tiles-v1")
-    assert again.history == first.history and again.metrics["tiles_per_s"] == 0  # resumed: no tile trained
+    assert again.history == first.history and again.metrics["resumed_at_epoch"] == 1  # resumed: no tile trained
+    # ... and its metrics are those of the run that trained the encoder, not the ~0 s of the resumed call
+    assert again.metrics["seconds_this_call"] < first.metrics["seconds"]
+    a, f = again.metrics, first.metrics  # the checkpoint's clock stops before its own save
+    assert 0 < a["seconds"] <= f["seconds"] and a["tiles_per_s"] >= f["tiles_per_s"] > 0
+    assert a["seconds"] * a["tiles_per_s"] == pytest.approx(f["seconds"] * f["tiles_per_s"])  # the same tiles
     other = fit(cfg, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", resume="auto", data_key="tiles-v2")
-    assert other.metrics["tiles_per_s"] > 0 and other.history == first.history  # retrained from epoch 1
+    assert other.metrics["resumed_at_epoch"] == 0 and other.history == first.history  # retrained from epoch 1
     changed = PretrainConfig(**{**SMALL, "epochs": 1, "bank_tau": 0.05})
     assert fit(changed, ds, ds.n_tiles, seed=3, checkpoint=tmp_path / "c.pt", resume="auto",
-               data_key="tiles-v2").metrics["tiles_per_s"] > 0
+               data_key="tiles-v2").metrics["resumed_at_epoch"] == 0

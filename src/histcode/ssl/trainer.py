@@ -107,6 +107,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total=total, warmup=cfg.warmup_epochs * steps_per_epoch))
     start_epoch, step, history = 0, 0, []
+    prior_seconds, prior_tiles = 0.0, 0  # training time and tiles of the calls before a resume
     ckpt_path = Path(checkpoint) if checkpoint else None
     state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.exists() else None
     if state is not None and resume == "auto":  # the DVC stage: continue the same run, restart a changed one
@@ -124,6 +125,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        prior_seconds, prior_tiles = float(state.get("train_seconds", 0.0)), int(state.get("train_tiles", 0))
         set_rng_state(state["rng"])
         log.info("resumed %s at epoch %d step %d", ckpt_path, start_epoch, step)
     start_step = step
@@ -206,17 +208,23 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                 "config": to_dict(cfg), "seed": seed, "data_key": data_key, "world_size": info.world_size,
                 "epoch": epoch + 1,
                 "step": step, "method": method.state_dict(), "method_optim": method.optimizer_state(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history})
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
+                "train_seconds": prior_seconds + time.perf_counter() - t_start,
+                "train_tiles": prior_tiles + tiles_done})
         D.barrier()
         if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
             break
     # BN running stats are per rank under DDP; share rank 0's (parameters and bank are in sync already)
     _broadcast(method, params=False)
     seconds = time.perf_counter() - t_start
+    # throughput and time of the whole training run, resumed calls included: a resume of a finished run (a DVC
+    # rerun after a code edit) reports the run that trained the encoder, not the ~0 s of this call
+    run_seconds, run_tiles = prior_seconds + seconds, prior_tiles + tiles_done
     metrics = {METRIC_FINAL_LOSS: history[-1]["loss"] if history else float("nan"), METRIC_STEPS: float(step),
                METRIC_EPOCHS_DONE: float(start_epoch + done_epochs),
-               METRIC_TILES_PER_S: tiles_done / max(seconds, 1e-9),
-               "seconds": seconds, "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
+               METRIC_TILES_PER_S: run_tiles / run_seconds if run_seconds > 0 else float("nan"),
+               "seconds": run_seconds, "seconds_this_call": seconds, "resumed_at_epoch": float(start_epoch),
+               "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
                "steps_per_epoch": float(steps_per_epoch)}
     return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
 
