@@ -42,3 +42,37 @@ def test_pretrain_stage_writes_encoder_metrics_and_registers(tiff_project: Path)
     assert run.data.params["method"] == "adco" and "train/loss" in run.data.metrics
     assert run.data.tags["histcode.stage"] == "pretrain"
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/loss")) == 8
+
+
+def test_rerun_of_a_finished_run_changes_nothing(tiff_project: Path) -> None:
+    """A DVC rerun (resume="auto") of a finished pretraining: no new MLflow run and the same output bytes, with
+    the outputs left in place or deleted first (as DVC does); a new run id in encoder.json would make DVC rerun
+    every later stage. A checkpoint that does not name the run that trained it is resumed under a new run."""
+    import shutil
+
+    import mlflow
+
+    from histcode.atomic import save_torch
+    from histcode.ssl.checkpoint import load_checkpoint
+
+    first = run_pretrain(PARAMS)
+    enc = tiff_project / "data" / "models" / "encoder"
+    outs = [enc / "encoder.pt", enc / "encoder.json", tiff_project / "reports" / "metrics" / "pretrain.json",
+            tiff_project / "reports" / "plots" / "pretrain_loss.csv"]
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in outs}
+    n_runs = len(mlflow.search_runs(search_all_experiments=True))
+    again = run_pretrain(PARAMS, resume="auto")
+    assert again.metrics == first.metrics and again.model_version == first.model_version
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in outs} == before  # untouched
+    shutil.rmtree(enc)
+    for p in outs[2:]:
+        p.unlink()
+    run_pretrain(PARAMS, resume="auto")
+    assert {p: p.read_bytes() for p in outs} == {p: b for p, (b, _) in before.items()}  # rebuilt, same bytes
+    assert len(mlflow.search_runs(search_all_experiments=True)) == n_runs
+    ckpt = tiff_project / "data" / "checkpoints" / "pretrain" / "adco.pt"
+    state = load_checkpoint(ckpt)
+    save_torch(ckpt, {k: v for k, v in state.items() if k != "final"})  # as written before this round
+    resumed = run_pretrain(PARAMS, resume="auto")
+    assert len(mlflow.search_runs(search_all_experiments=True)) == n_runs + 1
+    assert resumed.metrics["resumed_at_epoch"] == 2 and (enc / "encoder.pt").read_bytes() == before[outs[0]][0]

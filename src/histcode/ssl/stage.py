@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,78 @@ def data_key(dataset: SlideTileDataset, cfg: PretrainConfig, paths: Paths) -> st
     return h.hexdigest()
 
 
+def encoder_meta(cfg: PretrainConfig, seed: int, run_id: str, cohort: str) -> dict[str, Any]:
+    """``encoder.json``'s provenance: ``run_id`` is the MLflow run that finished training the weights."""
+    return {"method": cfg.method, "input_px": cfg.input_px, "seed": seed, "run_id": run_id, "cohort": cohort,
+            "config": to_dict(cfg)}
+
+
+def replay_finished(cfg: PretrainConfig, ckpt: Path, out: Path, key: str, seed: int, cohort: str,
+                    paths: Paths) -> PretrainResult | None:
+    """The stage's outputs rebuilt from a *finished* checkpoint of this config and data that recorded the run
+    which trained it, with no new MLflow run; None when there is training (or registering) to do.
+
+    A DVC rerun after a code edit deletes the outputs and used to resume the finished checkpoint under a new run:
+    same weights, but a new ``run_id`` in encoder.json, so DVC reran every later stage. Files whose content is
+    already right are left untouched (their stamps stay valid)."""
+    import json
+
+    import pandas as pd
+
+    from histcode import tracking
+    from histcode.atomic import write_csv
+    from histcode.ssl.backbone import ENCODER_META, ENCODER_WEIGHTS, create_encoder, save_encoder
+    from histcode.ssl.checkpoint import check_compatible, load_checkpoint
+    from histcode.ssl.methods import build_method
+
+    if not ckpt.is_file():
+        return None
+    try:
+        state = load_checkpoint(ckpt)
+        final = state.get("final")
+        if final is None or state.get("epoch", 0) < cfg.epochs or state.get("data_key") != key:
+            return None
+        check_compatible(ckpt, state["config"], to_dict(cfg))
+        tracking.client().get_run(final["run_id"])  # the run (and its registered version) must still exist
+    except Exception as exc:  # anything unexpected (a wiped store, another config): do the work
+        log.info("pretrain: not replaying %s (%s)", ckpt, exc)
+        return None
+    method = build_method(create_encoder(cfg.backbone), cfg)
+    method.load_state_dict(state["method"])
+    encoder = method.encoder.to(device="cpu", memory_format=torch.contiguous_format).eval()
+    meta = {**encoder_meta(cfg, seed, final["run_id"], cohort), "backbone": encoder.name, "dim": encoder.dim}
+    try:
+        saved = torch.load(out / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
+        trained = encoder.state_dict()
+        same = (json.loads((out / ENCODER_META).read_text()) == meta and saved.keys() == trained.keys()
+                and all(torch.equal(saved[k], trained[k]) for k in saved))
+    except (OSError, ValueError, RuntimeError):
+        same = False
+    if not same:
+        save_encoder(encoder, out, encoder_meta(cfg, seed, final["run_id"], cohort))
+    metrics = {k: float(v) for k, v in final["metrics"].items()}
+    metrics_path = paths.metrics("pretrain")
+    if not metrics_path.is_file() or json.loads(metrics_path.read_text()) != metrics:
+        tracking.write_metrics(metrics, metrics_path)
+    loss_csv = paths.plots("pretrain_loss.csv")
+    loss = pd.DataFrame([{"step": int(h["step"]), "loss": h["loss"]} for h in state["history"]])
+    if not loss_csv.is_file() or not pd.read_csv(loss_csv).equals(loss):
+        write_csv(loss_csv, loss)
+    log.info("pretrain: the checkpoint %s finished training in run %s (same config and data): outputs %s, "
+             "no new run", ckpt, final["run_id"], "unchanged" if same else "rewritten from it")
+    return PretrainResult(out, metrics, final.get("version"))
+
+
+def record_final(ckpt: Path, run_id: str, version: str | None, metrics: dict[str, float]) -> None:
+    """Write into a finished checkpoint the run that trained it, its registered version and metrics, which
+    :func:`replay_finished` reuses (the checkpoint's other contents, its RNG state included, are unchanged)."""
+    from histcode.atomic import save_torch
+    from histcode.ssl.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ckpt)
+    save_torch(ckpt, {**state, "final": {"run_id": run_id, "version": version, "metrics": dict(metrics)}})
+
+
 def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume: bool | str = False,
                  method: str | None = None, out_dir: str | Path | None = None, progress: bool | None = None,
                  register: bool | None = None) -> PretrainResult:
@@ -82,9 +155,13 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
     for f in failures:
         log.warning("pretrain: skipping slide %s (%s): %s", f.slide_id, f.stage, f.reason)
     dataset = SlideTileDataset(slides, out_px=cfg.read_px)
+    ckpt = paths.checkpoints("pretrain") / f"{cfg.method}.pt"
+    if resume == "auto" and out == paths.models("encoder") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        done = replay_finished(cfg, ckpt, out, data_key(dataset, cfg, paths), bcfg.seed, cohort, paths)
+        if done is not None:
+            return done
     normalize = load_stain(cfg, paths)
     info = D.init_distributed("auto")
-    ckpt = paths.checkpoints("pretrain") / f"{cfg.method}.pt"
     try:
         if info.is_main:
             return _tracked(stage, cfg, dataset, normalize, info, ckpt, resume, out, cohort,
@@ -122,8 +199,7 @@ def _tracked(stage: Stage, cfg: PretrainConfig, dataset: SlideTileDataset, norma
         encoder = result.encoder.to(device="cpu", memory_format=torch.contiguous_format).eval()
         metrics = {**result.metrics, "n_slides": float(len(dataset.slides)), "n_tiles": float(len(dataset)),
                    "slides_failed": float(len(failures)), "world_size": float(info.world_size)}
-        save_encoder(encoder, out, {"method": cfg.method, "input_px": cfg.input_px, "seed": seed,
-                                    "run_id": run.info.run_id, "cohort": cohort, "config": to_dict(cfg)})
+        save_encoder(encoder, out, encoder_meta(cfg, seed, run.info.run_id, cohort))
         loss_csv = paths.plots("pretrain_loss.csv")
         write_csv(loss_csv, pd.DataFrame([{"step": int(h["step"]), "loss": h["loss"]} for h in result.history]))
         stage_run.metrics = metrics
@@ -144,5 +220,7 @@ def _tracked(stage: Stage, cfg: PretrainConfig, dataset: SlideTileDataset, norma
             version = str(mv.version)
         else:
             tracking.log_artifacts(out, artifact_path=f"encoder_{cfg.method}")
+        if ckpt.is_file() and metrics["epochs_done"] >= cfg.epochs:
+            record_final(ckpt, run.info.run_id, version, metrics)
     log.info("pretrain %s: %s → %s", cfg.method, {k: round(v, 4) for k, v in metrics.items()}, out)
     return PretrainResult(out, metrics, version)
