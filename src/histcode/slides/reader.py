@@ -46,13 +46,11 @@ def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
     Transparent pixels are outside the scanned area (or beyond the slide bounds) and become white,
     which the tissue mask treats as background.
     """
-    import cv2
-
-    rgba = np.ascontiguousarray(rgba)
-    if cv2.minMaxLoc(cv2.extractChannel(rgba, 3))[0] == 255:  # opaque: OpenCV's channel drop, 6x numpy's copy
-        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
     rgb = rgba[..., :3]
-    a = rgba[..., 3:4].astype(np.uint16)
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha[..., None].astype(np.uint16)
     out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)
 
@@ -174,14 +172,21 @@ class SlideReader:
                 best = i
         return best
 
-    def _read_rgba(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
+    def _read_rgb(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
+        """(h, w, 3) uint8 RGB of a region, composited on white where OpenSlide reports transparency.
+
+        Opaque regions (the usual case) drop alpha in Pillow's C code, 3x faster than a numpy copy and, unlike
+        OpenCV's threaded conversion, safe in forked DataLoader workers (OpenCV's thread pool deadlocks after a
+        fork once the parent has used it)."""
         try:
             region = self._slide.read_region((int(x), int(y)), int(level), (int(w), int(h)))
         except Exception as exc:  # OpenSlideError on corrupt tiles, MemoryError, decoder errors
             raise SlideError(f"{self.path}: reading region x={x} y={y} level={level} size={w}x{h} failed "
                              f"({type(exc).__name__}: {exc}); the file is probably corrupt or truncated; "
                              "re-download it.") from exc
-        return np.asarray(region)
+        if region.mode == "RGBA" and region.getextrema()[3][0] == 255:
+            return np.array(region.convert("RGB"))  # a writable copy, as callers expect
+        return _rgba_to_rgb(np.asarray(region))
 
     def read_tile(self, x: int, y: int, size_level0: int, out_px: int) -> np.ndarray:
         """Read the level-0 square (x, y, size_level0) as (out_px, out_px, 3) uint8 RGB.
@@ -199,7 +204,7 @@ class SlideReader:
         level = self.best_level(size_level0 / out_px)
         ds = self.level_downsamples[level]
         side = max(1, round(size_level0 / ds))
-        rgb = _rgba_to_rgb(self._read_rgba(x, y, level, side, side))
+        rgb = self._read_rgb(x, y, level, side, side)
         if side != out_px:
             import cv2
 
@@ -215,7 +220,7 @@ class SlideReader:
         if w * h > MAX_LEVEL_PIXELS:
             raise SlideError(f"{self.path}: level {level} is {w}x{h} px, too large to read whole; use "
                              "read_downsampled() or a lower-resolution level.")
-        return _rgba_to_rgb(self._read_rgba(0, 0, level, w, h))
+        return self._read_rgb(0, 0, level, w, h)
 
     def read_downsampled(self, downsample: float) -> tuple[np.ndarray, float]:
         """The whole slide at about ``downsample`` x: ((H, W, 3) uint8 RGB, exact downsample used).
@@ -240,7 +245,7 @@ class SlideReader:
                 sw, sh = min(step, lw - lx), min(step, lh - ly)
                 pw, ph = -(-sw // factor) * factor, -(-sh // factor) * factor
                 x0, y0 = round(lx * lds), round(ly * lds)
-                rgb = _rgba_to_rgb(self._read_rgba(x0, y0, level, sw, sh))
+                rgb = self._read_rgb(x0, y0, level, sw, sh)
                 if (pw, ph) != (sw, sh):  # pad the slide's edge with white to a whole number of blocks
                     padded = np.full((ph, pw, 3), 255, np.uint8)
                     padded[:sh, :sw] = rgb
