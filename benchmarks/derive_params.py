@@ -8,19 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-
-def merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Nested dicts merge key by key; any other value (lists included) replaces the old one."""
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            merge(into[key], value)
-        else:
-            into[key] = value
-    return into
+from histcode.config import merge_params
 
 
 def main(argv: list[str]) -> None:
@@ -28,10 +19,10 @@ def main(argv: list[str]) -> None:
         sys.exit(__doc__)
     src, out, overrides, *extra = argv
     params = yaml.safe_load(Path(src).read_text()) or {}
-    merge(params, yaml.safe_load(overrides) or {})
+    merge_params(params, yaml.safe_load(overrides) or {})
     for path in extra:
         if path:
-            merge(params, yaml.safe_load(Path(path).read_text()) or {})
+            merge_params(params, yaml.safe_load(Path(path).read_text()) or {})
     Path(out).write_text(yaml.safe_dump(params, sort_keys=False))
 
 

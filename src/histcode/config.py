@@ -43,6 +43,17 @@ def yaml_load(text: str | typing.IO[str]) -> Any:
     return yaml.load(text, Loader=_LOADER)
 
 
+def merge_params(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Layer ``new`` over ``into`` in place: nested sections merge key by key, any other value (lists included)
+    replaces the old one (how derived params files and test projects override params.yaml)."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge_params(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Read a params YAML file into a dict (raises ``ConfigError`` naming the file)."""
     path = Path(path)

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from histcode.config import merge_params
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -43,15 +45,6 @@ TINY = {
 MIL_DIRECT = {"train_mil", "heatmaps", "tune_mil", "train_de"}
 
 
-def _merge(dst: dict, src: dict) -> dict:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = v
-    return dst
-
-
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> str:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -72,7 +65,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         shutil.copy(ROOT / name, proj / name)
     for name in ("src", "pipelines"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = _merge(yaml.safe_load((proj / "params.yaml").read_text()), TINY)
+    params = merge_params(yaml.safe_load((proj / "params.yaml").read_text()), TINY)
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", DVC_NO_ANALYTICS="1", MPLBACKEND="Agg",

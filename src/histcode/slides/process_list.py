@@ -56,18 +56,15 @@ def _locked(path: Path, enabled: bool) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def update_process_list(path: Path, rows: list[dict[str, Any]], manifest_ids: set[str], *,
-                        shared: bool) -> list[dict[str, Any]]:
+def update_process_list(path: Path, rows: list[dict[str, Any]], manifest_ids: set[str], *, shared: bool) -> None:
     """Merge this run's rows into the file (rows of other shards kept, slides no longer in the manifest
     dropped), sorted by slide; written atomically, under a file lock when ``shared``."""
     with _locked(path.parent / ".process_list.lock", shared):
-        merged: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
         if path.exists():
             new_ids = {r["slide"] for r in rows}
-            merged = [r for r in read_process_list(path) if r["slide"] not in new_ids and r["slide"] in manifest_ids]
-        merged = sorted([*merged, *rows], key=lambda r: r["slide"])
-        write_text(path, _render(merged))
-    return merged
+            kept = [r for r in read_process_list(path) if r["slide"] not in new_ids and r["slide"] in manifest_ids]
+        write_text(path, _render(sorted([*kept, *rows], key=lambda r: r["slide"])))
 
 
 def cohort_metrics(path: str | Path) -> dict[str, float]:
