@@ -154,6 +154,29 @@ def test_iterative_pinv_and_nystrom_reproduce_exact_attention() -> None:
     torch.testing.assert_close(row, a[:, 0].mean(0), rtol=1e-3, atol=1e-4)
 
 
+def test_exact_attention_up_to_exact_max_then_nystrom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between m and exact_max tokens the layer computes exact softmax attention (no pseudo-inverse); past
+    exact_max it switches to Nyström, and an old model (exact_max None) keeps the m cut-off."""
+    torch.manual_seed(3)
+    att = NystromAttention(8, heads=2, landmarks=4, exact_max=12).eval()
+    assert NystromAttention(8, heads=2, landmarks=4).exact_max == 4
+    calls = []
+    monkeypatch.setattr(transmil_mod, "iterative_pinv", lambda x, iters: calls.append(x.shape) or torch.linalg.pinv(x))
+    with torch.no_grad():
+        att.res_conv.weight.zero_()
+        x = torch.randn(12, 8)
+        out, row = att(x, cls_row=True)
+        q, k, v = att.to_qkv(x).view(12, 3, 2, 4).permute(1, 2, 0, 3)
+        a = torch.softmax(q @ k.transpose(-1, -2) / 2.0, -1)
+        torch.testing.assert_close(out, att.to_out((a @ v).permute(1, 0, 2).reshape(12, 8)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(row, a[:, 0].mean(0), rtol=1e-5, atol=1e-6)
+        assert calls == []
+        att(torch.randn(13, 8))
+    assert calls == [(2, 4, 4)]
+    model = _model("transmil", landmarks=4)
+    assert model.pooling.hparams()["exact_max"] == 4
+
+
 def test_nystrom_row_chunks_equal_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
     att = NystromAttention(8, heads=2, landmarks=4).eval()
     x = torch.randn(37, 8)

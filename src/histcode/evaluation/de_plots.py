@@ -11,15 +11,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from histcode.atomic import atomic_path
+from histcode.atomic import save_figure
 
 matplotlib.use("Agg")
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def pearson_hist_table(pearson_r: np.ndarray, n_bins: int) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histcode.atomic import atomic_path
+from histcode.atomic import save_figure
 
 
 def ranked_tiles(scores: np.ndarray, k: int, *, highest: bool = True) -> np.ndarray:
@@ -53,7 +53,4 @@ def render_gallery(
     fig.suptitle(title or f"{'highest' if highest else 'lowest'} {idx.size} tiles")
     fig.tight_layout()
     out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=100)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histcode.atomic import atomic_path
+from histcode.atomic import save_figure
 from histcode.metrics.canvas import normalise_scores, paint, tile_boxes
 
 
@@ -102,7 +102,4 @@ def render_heatmap(
     if title:
         fig.suptitle(title)
     out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=max(100, int(w / (fig_w / 2) * 1.0)), format="png")
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=max(100, int(w / (fig_w / 2) * 1.0)))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from histcode.atomic import atomic_path
+from histcode.atomic import save_figure
 
 
 def plot_roc_pr(
@@ -52,7 +52,4 @@ def plot_roc_pr(
         fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120, format=out_png.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=120)

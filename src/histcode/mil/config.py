@@ -18,7 +18,8 @@ class MilConfig:
     ``1/n_folds``: every patient is in exactly one test fold, so the test share is fixed by ``n_folds``.
     ``encoder_methods`` are also cross-validated on every other feature set of ``extract.encoders`` (the
     encoder comparison); the per-method keys are ``inst_b``/``bag_weight``/``inst_loss`` (clam_sb),
-    ``top_s`` (mil_rnn), ``heads``/``landmarks`` (transmil).
+    ``top_s`` (mil_rnn), ``heads``/``landmarks``/``exact_max`` (transmil: exact attention up to that many
+    tokens, Nyström beyond).
 
     Transfer to another site (training only, never at inference): ``tile_dropout`` drops this fraction of a
     bag's tiles per step (after the ``max_train_tiles`` subsample) so no few tiles decide a slide;
@@ -43,6 +44,7 @@ class MilConfig:
     top_s: int = 10
     heads: int = 8
     landmarks: int = 256
+    exact_max: int = 1024
     lr: float = 2e-4
     weight_decay: float = 1e-5
     max_epochs: int = 40

@@ -44,6 +44,7 @@ def method_settings(cfg: MilConfig) -> dict[str, object]:
         "top_s": cfg.top_s,
         "heads": cfg.heads,
         "landmarks": cfg.landmarks,
+        "exact_max": cfg.exact_max,
     }
 
 

@@ -9,9 +9,12 @@ Nyström attention (Xiong et al., AAAI 2021): with m landmarks q̃, k̃ (means o
 queries/keys), softmax(QKᵀ)V ≈ softmax(Q k̃ᵀ) · pinv(softmax(q̃ k̃ᵀ)) · softmax(q̃ Kᵀ) V, the pseudo-inverse
 by 6 Newton–Schulz-type iterations (Razavi et al. 2014), plus a depthwise convolution of V along the
 sequence (kernel 33) as residual. Memory is O(N·m) and, computed here in row chunks, O(chunk·m) beyond the
-(N, hidden) activations: a 100k-tile bag runs on a CPU. With N ≤ m the exact softmax attention is used
-(which the approximation reproduces there). Tile ``scores`` are the last layer's class-token attention to
-each tile (head mean, the Nyström row), ``weights`` its positive part normalised.
+(N, hidden) activations: a 100k-tile bag runs on a CPU. Up to ``exact_max`` tokens the exact softmax
+attention is used instead: the approximation only exists to avoid the O(N²) matrix, and below about 4·m
+tokens that matrix is cheaper than Nyström's own m × m pseudo-inverse (a demo bag of 230 tiles, padded to
+257 tokens, cost 24× the exact attention's time through the m = 256 Nyström path; at 1,024 tokens 2.3×).
+Tile ``scores`` are the last layer's class-token attention to each tile (head mean, the Nyström row),
+``weights`` its positive part normalised.
 The model is order-aware (PPEG): tiles come in the features file's row-major tile-grid order.
 """
 
@@ -53,11 +56,12 @@ class NystromAttention(nn.Module):
     """Multi-head Nyström self-attention over a (n, dim) sequence (see module docstring)."""
 
     def __init__(self, dim: int, *, heads: int = 8, landmarks: int = 256, pinv_iters: int = 6,
-                 residual_kernel: int = 33, dropout: float = 0.0) -> None:
+                 residual_kernel: int = 33, dropout: float = 0.0, exact_max: int | None = None) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"hidden ({dim}) must be divisible by the {heads} attention heads")
         self.heads, self.d, self.m, self.pinv_iters = heads, dim // heads, landmarks, pinv_iters
+        self.exact_max = landmarks if exact_max is None else max(int(exact_max), landmarks)
         self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.to_out = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout))
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
@@ -69,7 +73,7 @@ class NystromAttention(nn.Module):
         q, k, v = self.to_qkv(x).view(n, 3, self.heads, self.d).permute(1, 2, 0, 3)
         q = q * self.d**-0.5
         row = None
-        if n <= self.m:  # exact attention
+        if n <= self.exact_max:  # exact attention
             attn = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
             out = attn @ v
             row = attn[:, 0].mean(0) if cls_row else None
@@ -121,20 +125,24 @@ class PPEG(nn.Module):
 
 @register_pooling("transmil")
 class TransMIL(Pooling):
-    """TransMIL (see module docstring). ``heads`` divides ``hidden``; ``landmarks`` = m of Nyström."""
+    """TransMIL (see module docstring). ``heads`` divides ``hidden``; ``landmarks`` = m of Nyström;
+    ``exact_max``: exact attention up to this many tokens (None = m, the behaviour of models saved before
+    it existed)."""
 
     def __init__(self, in_dim: int, *, hidden: int = 512, dropout: float = 0.0, heads: int = 8,
-                 landmarks: int = 256) -> None:
+                 landmarks: int = 256, exact_max: int | None = None) -> None:
         super().__init__(in_dim, hidden=hidden, dropout=dropout)
         self.heads, self.landmarks = heads, landmarks
+        self.exact_max = landmarks if exact_max is None else max(int(exact_max), landmarks)
         self.cls_token = nn.Parameter(torch.randn(1, hidden) * 0.02)
         self.norm1, self.norm2, self.norm = nn.LayerNorm(hidden), nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-        self.attn1 = NystromAttention(hidden, heads=heads, landmarks=landmarks, dropout=dropout)
-        self.attn2 = NystromAttention(hidden, heads=heads, landmarks=landmarks, dropout=dropout)
+        nys = {"heads": heads, "landmarks": landmarks, "dropout": dropout, "exact_max": self.exact_max}
+        self.attn1 = NystromAttention(hidden, **nys)
+        self.attn2 = NystromAttention(hidden, **nys)
         self.ppeg = PPEG(hidden)
 
     def hparams(self) -> dict[str, Any]:
-        return {**super().hparams(), "heads": self.heads, "landmarks": self.landmarks}
+        return {**super().hparams(), "heads": self.heads, "landmarks": self.landmarks, "exact_max": self.exact_max}
 
     def encode(self, e: Tensor) -> PoolOutput:
         """(N, hidden) embedded tiles → class-token vector and class-token attention to each tile."""
