@@ -70,7 +70,26 @@ def test_complete_cohort_returns_without_torch_or_mlflow(synth_project: Path) ->
     assert json.loads(out.stdout.strip().splitlines()[-1])["mlflow"] is False
     again = json.loads(report.read_text())
     assert (again["random/slides_skipped"], again["mine/slides_skipped"], again["n_slides"]) == (3, 3, 3)
-    assert again["mine/dim"] == first["mine/dim"] and again["tiles"] == 0
+    assert again["mine/dim"] == first["mine/dim"]
+    # the speed is the run's that embedded these files (a resumed run used to publish 0 tiles/s), and says so
+    assert first["tiles"] > 0 and first["tiles_this_call"] == first["tiles"]
+    for key in ("tiles", "seconds", "tiles_per_s", "embeddings_per_s"):
+        assert again[key] == first[key], key
+    assert again["tiles_this_call"] == 0
+
+
+def test_speed_of_a_resumed_run_only_for_the_same_encoders(tmp_path: Path) -> None:
+    from histcode.features import throughput
+
+    stats = {"tiles": 120.0, "seconds": 2.0, "tiles_per_s": 60.0, "embeddings_per_s": 90.0}
+    ids = {"adco": "f1", "random": "f2-sub64s1"}
+    made = throughput.speed_metrics("c", ids, stats, 2.5, root=tmp_path)
+    assert made == {**stats, "tiles_this_call": 120.0, "seconds_this_call": 2.5}
+    resumed = throughput.speed_metrics("c", dict(reversed(ids.items())), {"tiles": 0.0}, 0.1, root=tmp_path)
+    assert resumed == {**stats, "tiles_this_call": 0.0, "seconds_this_call": 0.1}
+    other = throughput.speed_metrics("c", {**ids, "adco": "f3"}, {"tiles": 0.0}, 0.1, root=tmp_path)
+    assert other["tiles_per_s"] == 0.0 and other["tiles"] == 0.0  # retrained weights: that speed is not theirs
+    assert throughput.speed_metrics("other", ids, {"tiles": 0.0}, 0.1, root=tmp_path)["seconds"] == 0.0
 
 
 def test_changed_encoder_settings_or_tiles_redo_the_work(synth_project: Path) -> None:

@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from histcode.features import throughput
 from histcode.features.config import ExtractConfig
 from histcode.io.features import FeaturesError, read_attrs
 from histcode.paths import Paths
@@ -170,6 +171,7 @@ def complete_metrics(cohort: str, names: list[str], cfg: ExtractConfig, paths: P
         return None  # the full run says what is wrong
     metrics: dict[str, Any] = {"n_slides": len(slides) + len(coord_failures), "world_size": 1}
     counts: dict[str, Any] = {}
+    identities: dict[str, str] = {}
     for name in names:
         out_dir = paths.features(cohort, name)
         key = source_key(name, cfg, paths, seed=seed)
@@ -180,6 +182,7 @@ def complete_metrics(cohort: str, names: list[str], cfg: ExtractConfig, paths: P
         if known is None or not (out_dir / "failures.csv").is_file():
             return None
         identity, input_px = known
+        identities[name] = identity
         settings = settings_digest(cfg, input_px, paths.stain_reference)
         dims = set()
         for s in slides:
@@ -192,5 +195,6 @@ def complete_metrics(cohort: str, names: list[str], cfg: ExtractConfig, paths: P
         counts.update({f"{name}/slides_done": 0, f"{name}/slides_skipped": len(slides),
                        f"{name}/slides_partial": 0, f"{name}/slides_failed": len(coord_failures),
                        f"{name}/dim": dims.pop()})
-    metrics.update(tiles=0.0, tiles_per_s=0.0, embeddings_per_s=0.0, seconds=0.0, **counts)
+    metrics.update(**throughput.speed_metrics(cohort, identities, {"tiles": 0.0}, 0.0,
+                                              root=throughput.record_root(paths)), **counts)
     return metrics

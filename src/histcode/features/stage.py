@@ -13,11 +13,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from histcode.config import to_dict
-from histcode.features import resume
+from histcode.features import resume, throughput
 from histcode.features.config import ExtractConfig
 from histcode.paths import Paths
 from histcode.prologue import Stage, open_stage
@@ -136,6 +137,7 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
     from histcode.preflight import ensure_writable, require_items
     from histcode.slides.cohort_tiles import collect_slides
 
+    t_call = time.perf_counter()
     bcfg, paths = stage.base, stage.paths
     info = D.init_distributed("auto")
     torch.set_num_threads(max(1, cfg.threads))
@@ -194,8 +196,13 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
             outcomes, stats = extract_slides(mine, jobs, cfg=cfg, device=info.device, normalize=normalize,
                                              extra_attrs={"cohort": cohort, "stain": "reference" if cfg.stain
                                                           else "none"})
-            metrics.update(tiles=stats["tiles"], tiles_per_s=stats["tiles_per_s"],
-                           embeddings_per_s=stats["embeddings_per_s"], seconds=stats["seconds"])
+            if out_root is None:  # the DVC-owned features: a run that embedded nothing reports the run that did
+                metrics.update(throughput.speed_metrics(cohort, {j.name: j.identity for j in jobs}, stats,
+                                                        time.perf_counter() - t_call,
+                                                        root=throughput.record_root(paths)))
+            else:
+                metrics.update({k: stats[k] for k in throughput.SPEED_KEYS}, tiles_this_call=stats["tiles"],
+                               seconds_this_call=stats["seconds"])
             for job in jobs:
                 mine_out = outcomes[job.name]
                 if info.is_main:
