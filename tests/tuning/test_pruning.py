@@ -81,3 +81,45 @@ def test_best_file_keeps_untuned_keys(pruned_study) -> None:
     cfg = section(MilConfig, "mil", yaml.safe_load(result.best_path.read_text()))
     assert cfg.dropout == 0.0 and cfg.lr == result.summary.best_params["lr"]
     assert (cfg.hidden, cfg.max_epochs, cfg.bootstrap) == (16, 6, 50)  # from params, not the trial defaults
+
+
+class _Handle:
+    """A fold submitted to a fake pool: evaluated when its result is asked for; records cancellation."""
+
+    def __init__(self, cfg: MilConfig, fold: int, log: list[tuple[float, int, str]]) -> None:
+        self.cfg, self.fold, self.log = cfg, fold, log
+
+    def result(self) -> FoldOutcome:
+        self.log.append((self.cfg.dropout, self.fold, "result"))
+        return fake_fold(self.cfg, self.fold)
+
+    def cancel(self) -> bool:
+        self.log.append((self.cfg.dropout, self.fold, "cancel"))
+        return True
+
+
+def test_parallel_folds_give_the_same_study_and_cancel_a_pruned_trials_rest(
+        pruned_study, tmp_path_factory: pytest.TempPathFactory, fresh_mlflow) -> None:
+    """Folds submitted at once (``mil.workers``) are reported in fold order: the same trials, states and values
+    as fold by fold; a pruned trial's later folds are cancelled, never waited for."""
+    import histcode.tuning.mil_objective as mil_objective
+
+    _, serial, params = pruned_study
+    root = tmp_path_factory.mktemp("tune_prune_parallel")
+    mp = pytest.MonkeyPatch()
+    try:
+        use_project(root, fresh_mlflow, mp)
+        log: list[tuple[float, int, str]] = []
+        mp.setattr(mil_objective, "mil_fold_submitter",
+                   lambda data, runner, seed: lambda cfg, fold: _Handle(cfg, fold, log))
+        run_tune_mil(params)
+        study = optuna.load_study(study_name="tune_mil", storage=f"sqlite:///{root / 'optuna/tune_mil.db'}")
+    finally:
+        mp.undo()
+    assert [(t.state, t.params, t.value, t.intermediate_values) for t in study.trials] == \
+           [(t.state, t.params, t.value, t.intermediate_values) for t in serial.trials]
+    pruned = {t.params["dropout"] for t in study.trials if t.state == optuna.trial.TrialState.PRUNED}
+    assert pruned == {0.5}
+    asked = [(d, f) for d, f, what in log if what == "result"]
+    assert (0.5, 1) not in asked and (0.5, 2) not in asked  # never waited for
+    assert (0.5, 1, "cancel") in log and (0.5, 2, "cancel") in log

@@ -9,6 +9,7 @@ ROC-AUC (folds whose test set holds one class are skipped); ``val_loss``: mean b
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification import classification_metrics
 from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
-from histcode.mil.cv import run_fold
+from histcode.mil.cv import FoldResult, run_fold
+from histcode.mil.parallel import FoldRunner
 from histcode.paths import Paths
 from histcode.tuning.objective import FoldOutcome
 
@@ -89,16 +91,45 @@ def trial_folds(n_available: int, wanted: int | None, where: str = "tune.mil.fol
     return list(range(wanted))
 
 
+def _outcome(fold: int, res: FoldResult) -> FoldOutcome:
+    metrics = {k: float(res.metrics[k]) for k in FOLD_METRICS if k in res.metrics}
+    metrics["val_loss"] = float(res.metrics["best_val_loss"])
+    return FoldOutcome(fold, metrics, res.predictions)
+
+
 def mil_fold_evaluator(data: MilData, *, seed: int):
     """``(cfg, fold) -> FoldOutcome``: ``run_fold`` of the trial config (its ``pooling``) on one saved fold."""
 
     def evaluate(cfg: MilConfig, fold: int) -> FoldOutcome:
-        res = run_fold(data.manifest, data.bags, data.splits, fold, cfg.pooling, cfg, in_dim=data.in_dim, seed=seed)
-        metrics = {k: float(res.metrics[k]) for k in FOLD_METRICS if k in res.metrics}
-        metrics["val_loss"] = float(res.metrics["best_val_loss"])
-        return FoldOutcome(fold, metrics, res.predictions)
+        return _outcome(fold, run_fold(data.manifest, data.bags, data.splits, fold, cfg.pooling, cfg,
+                                       in_dim=data.in_dim, seed=seed))
 
     return evaluate
+
+
+@dataclass
+class _MilHandle:
+    fold: int
+    future: Future[FoldResult]
+
+    def result(self) -> FoldOutcome:
+        return _outcome(self.fold, self.future.result())
+
+    def cancel(self) -> bool:
+        return self.future.cancel()
+
+
+def mil_fold_submitter(data: MilData, runner: FoldRunner, *, seed: int):
+    """``(cfg, fold) -> handle``: the fold trained by train_mil's worker processes (``mil.workers``); seeds derive
+    from (pooling, fold), so the outcome equals ``mil_fold_evaluator``'s."""
+
+    def submit(cfg: MilConfig, fold: int) -> _MilHandle:
+        fut = runner.submit(data.bags, data.manifest, data.splits, fold, cfg.pooling, cfg, in_dim=data.in_dim,
+                            seed=seed)
+        assert isinstance(fut, Future), "mil_fold_submitter needs a runner with workers"
+        return _MilHandle(fold, fut)
+
+    return submit
 
 
 def mil_score(objective: str):

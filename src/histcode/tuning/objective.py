@@ -1,5 +1,9 @@
 """A cross-validated Optuna objective: one trial = one config evaluated fold by fold, pruned early.
 
+Folds may be trained in parallel (``submit_fold``: all of a trial's folds are submitted at once to worker
+processes); their outcomes are still reported in fold order, so pruning and every number are the same as
+fold by fold, and a pruned trial's folds that have not started are cancelled.
+
 After each fold the running objective (over the folds done so far) is reported to Optuna at step = the
 fold's position; the study's MedianPruner then stops a trial that is already worse than the median of
 earlier trials at that step. Every trial is a nested MLflow run (params = the drawn values, metrics per
@@ -13,7 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from histcode import tracking
 from histcode.tuning.config import ParamSpec
@@ -33,6 +37,17 @@ class FoldOutcome:
 
 
 FoldEvaluator = Callable[[Any, int], FoldOutcome]  # (trial config, fold id) -> outcome
+
+
+class FoldHandle(Protocol):
+    """A fold submitted to run elsewhere (a future)."""
+
+    def result(self) -> FoldOutcome: ...
+
+    def cancel(self) -> bool: ...
+
+
+FoldSubmitter = Callable[[Any, int], FoldHandle]  # (trial config, fold id) -> handle, started at once
 Score = Callable[[list[FoldOutcome]], float]  # outcomes so far -> objective value (NaN = undefined yet)
 
 
@@ -53,6 +68,7 @@ class CvObjective:
     tags: dict[str, str] = field(default_factory=dict)
     extras: Callable[[list[FoldOutcome]], dict[str, float]] | None = None
     experiment: str = "tune"
+    submit_fold: FoldSubmitter | None = None  # parallel folds; None: evaluate_fold in this process
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -77,9 +93,10 @@ class CvObjective:
             tags=tags,
         ) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            handles = [self.submit_fold(cfg, f) for f in self.folds] if self.submit_fold else None
             try:
                 for step, fold in enumerate(self.folds):
-                    out = self.evaluate_fold(cfg, fold)
+                    out = handles[step].result() if handles else self.evaluate_fold(cfg, fold)
                     outcomes.append(out)
                     tracking.log_metrics({f"fold.{k}": v for k, v in out.metrics.items()}, step=fold)
                     running = self.score(outcomes)
@@ -106,6 +123,9 @@ class CvObjective:
                 tracking.set_tags({"optuna.state": "FAIL", "error": msg[:5000]})
                 log.warning("tune: trial %d failed: %s", trial.number, msg)
                 raise
+            finally:
+                for h in handles or []:
+                    h.cancel()  # a pruned or failed trial's folds that have not started
             if pruned_at is not None:
                 tracking.set_tags({"optuna.state": "PRUNED", "optuna.pruned_at_fold": str(self.folds[pruned_at])})
         if pruned_at is not None:

@@ -20,7 +20,7 @@ from histcode.config import ProjectConfig, section, to_dict
 from histcode.prologue import Stage, open_stage
 from histcode.tuning.best import best_section, dvc_set_command, write_best
 from histcode.tuning.config import DeTuneConfig, MilTuneConfig, TuneConfig
-from histcode.tuning.objective import CvObjective, FoldEvaluator, FoldOutcome, Score
+from histcode.tuning.objective import CvObjective, FoldEvaluator, FoldOutcome, FoldSubmitter, Score
 from histcode.tuning.space import overlay
 from histcode.tuning.study import StudySummary, open_study, summarize
 
@@ -65,6 +65,7 @@ def _run_study(
     inputs: list[Path],
     extras: Callable[[list[FoldOutcome]], dict[str, float]] | None = None,
     tags: dict[str, str] | None = None,
+    submit_fold: FoldSubmitter | None = None,
 ) -> TuneResult:
     seed, paths = stage.seed, stage.paths
     objective = settings.objective
@@ -81,6 +82,7 @@ def _run_study(
         cohort=cohort,
         tags=dict(tags or {}),
         extras=extras,
+        submit_fold=submit_fold,
     )
     with stage.run(
         "tune",
@@ -129,10 +131,12 @@ def run_tune_mil(
     import torch
 
     from histcode.mil.config import MilConfig
+    from histcode.mil.parallel import FoldRunner
     from histcode.tuning.mil_objective import (
         TRIAL_DEFAULTS,
         load_mil_data,
         mil_fold_evaluator,
+        mil_fold_submitter,
         mil_score,
         pooled_metrics,
         trial_folds,
@@ -149,21 +153,25 @@ def run_tune_mil(
     if settings.objective == "val_loss" and not (data.splits["split"] == "val").any():
         raise ValueError(f"{stage.paths.splits(data.cohort)}: no validation patients, so objective "
                          "val_loss is undefined; set mil.val_frac > 0 and rerun train_mil, or use objective auc")
-    return _run_study(
-        stage,
-        family="mil",
-        tcfg=tcfg,
-        settings=settings,
-        current=mcfg,
-        trial_layers=[TRIAL_DEFAULTS, {"pooling": pooling}, settings.fixed],  # the drawn values come last
-        evaluate_fold=evaluate_fold or mil_fold_evaluator(data, seed=bcfg.seed),
-        score=mil_score(settings.objective),
-        folds=folds,
-        cohort=data.cohort,
-        inputs=data.inputs,
-        extras=pooled_metrics,
-        tags={"pooling": pooling, "encoder": data.encoder},
-    )
+    # a trial's folds train at once in train_mil's worker processes (mil.workers; same numbers as one by one)
+    workers = min(mcfg.workers, len(folds)) if evaluate_fold is None and len(folds) > 1 else 0
+    with FoldRunner(workers, threads=max(1, mcfg.threads)) as runner:
+        return _run_study(
+            stage,
+            family="mil",
+            tcfg=tcfg,
+            settings=settings,
+            current=mcfg,
+            trial_layers=[TRIAL_DEFAULTS, {"pooling": pooling}, settings.fixed],  # the drawn values come last
+            evaluate_fold=evaluate_fold or mil_fold_evaluator(data, seed=bcfg.seed),
+            score=mil_score(settings.objective),
+            folds=folds,
+            cohort=data.cohort,
+            inputs=data.inputs,
+            extras=pooled_metrics,
+            tags={"pooling": pooling, "encoder": data.encoder},
+            submit_fold=mil_fold_submitter(data, runner, seed=bcfg.seed) if workers else None,
+        )
 
 
 def run_tune_de(
