@@ -92,7 +92,8 @@ def params_dict(root: Path, cohort: str = "toy", **de: object) -> dict:
     """A params mapping for the toy cohort (fast training settings unless overridden)."""
     de_section = {"top_l": 5, "bottom_l": 5, "epochs": 150, "lr": 0.01, "weight_decay": 0.1, "n_folds": 4,
                   "heatmap_genes": ["CD3D"], "mil_epochs": 3, "mil_hidden": 16, "mil_attn_hidden": 8,
-                  "mil_lr": 0.005, "attention_model": "gated_attention", "progress": False, **de}
+                  "mil_lr": 0.005, "attention_model": "gated_attention", "progress": False, "mil_workers": 0,
+                  **de}
     return {
         "base": {"seed": 7, "data_dir": str(root / "data"), "reports_dir": str(root / "reports"),
                  "train_cohort": cohort,

@@ -56,6 +56,31 @@ def test_train_de_writes_contract_outputs_and_recovers_signal(toy_cohort, make_p
     assert result.metrics["n_patients"] == 30 and result.metrics["n_folds"] == 4
 
 
+def test_gene_mil_fits_in_worker_processes_write_the_same_files(toy_cohort, make_params):
+    """de.mil_workers fits the per-gene MIL models (genes x folds + finals) at once in spawned processes; every
+    fit is seeded by (gene, fold), so predictions, attention files and final models equal the one-by-one run."""
+    data = toy_cohort["data"]
+
+    def run(workers: int) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, torch.Tensor]]:
+        params = make_params(toy_cohort["root"], methods=[], heatmap_genes=["CD3D", "PLANT_A"], mil_workers=workers)
+        train_de(section(DEConfig, "de", params), base(params))
+        per_gene = pd.read_csv(data / "predictions/de/toy_per_gene.csv")
+        att = {}
+        for f in sorted((data / "attention_genes" / toy_cohort["cohort"]).rglob("*.h5")):
+            with h5py.File(f, "r") as fh:
+                att[str(f.relative_to(data))] = fh["attention_raw"][:]
+        final = torch.load(data / "models/de/gene_mil/PLANT_A.pt", weights_only=False)
+        return per_gene, att, final
+
+    one_by_one, parallel = run(0), run(2)
+    pd.testing.assert_frame_equal(parallel[0], one_by_one[0])
+    assert parallel[1].keys() == one_by_one[1].keys() and len(parallel[1]) == 60
+    for key, scores in one_by_one[1].items():
+        np.testing.assert_array_equal(parallel[1][key], scores)
+    state_a, state_b = one_by_one[2]["state_dict"], parallel[2]["state_dict"]
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
 def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)

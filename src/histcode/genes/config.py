@@ -46,6 +46,7 @@ class DEConfig:
     mil_readout: Literal["abundance", "embedding"] = "abundance"
     mil_pca_dim: int = 0
     threads: int = 1
+    mil_workers: int = 2  # processes fitting the per-gene MIL models (0 = in the stage's process)
     progress: bool = True
     method: str = "summaries/rrr"
     methods: list[str] = field(default_factory=lambda: ["paper/heads", "paper/ridge", "summaries/ridge",
@@ -69,6 +70,8 @@ class DEConfig:
                      "mil_max_tiles", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"de.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.mil_workers < 0:
+            raise ConfigError(f"de.mil_workers: must be >= 0, got {self.mil_workers}")
         from histcode.genes.methods import parse_method
 
         for m in [self.method, *self.methods]:

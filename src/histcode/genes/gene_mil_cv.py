@@ -4,14 +4,21 @@ For each heatmap gene and fold k, a ``GeneAttentionMIL`` trains on the other fol
 for each held-out patient's slide, ``attention_genes/<cohort>/<gene>/<slide_id>.h5`` with the DESIGN §4
 attention layout (``coords``, ``attention_raw``, ``attention``) plus attrs naming gene, fold and the
 prediction. So every heatmap comes from a model that never saw that patient.
+
+The fits (genes × folds, plus one final model per gene) are independent and seeded by (gene, fold): with
+``workers`` they run at once in spawned processes of ``threads`` torch threads each (one bag per step is too
+small to use more threads), and the stage writes the same files as fitting them one by one.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +44,30 @@ class GeneMILSettings:
     pca_dim: int = 0
 
 
+FINAL = -1  # fold id of the model fitted on every patient
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _fit(bags: list[np.ndarray], y: np.ndarray, gene: str, settings: GeneMILSettings, seed: int) -> GeneAttentionMIL:
+    kw: dict[str, Any] = {k: v for k, v in asdict(settings).items() if k != "max_tiles"}
+    return fit_gene_mil(bags, y, gene=gene, seed=seed, **kw)
+
+
+class _Now:
+    """A fit run in this process when its result is asked for (``workers`` 0)."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def result(self) -> GeneAttentionMIL:
+        return _fit(*self.args)
+
+
 def gene_mil_cv(
     genes: Sequence[str],
     targets: pd.DataFrame,
@@ -48,6 +79,8 @@ def gene_mil_cv(
     settings: GeneMILSettings,
     seed: int,
     progress: bool = True,
+    workers: int = 0,
+    threads: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, GeneAttentionMIL]]:
     """Held-out per-gene MIL predictions (patient_id, gene, fold, slide_id, y_true_log10fc, y_pred_log10fc)
     and one final model per gene trained on every patient.
@@ -65,28 +98,35 @@ def gene_mil_cv(
         feats, _ = read_bag(slides[p])
         train_bags[p] = feats[subsample(len(feats), settings.max_tiles, rng)].astype(np.float16)
     fold_ids = sorted({int(folds[p]) for p in patients})
-    rows, finals = [], {}
-    for gi, gene in enumerate(genes):
-        y = targets.loc[patients, gene].to_numpy(dtype=np.float64)
-        for k in tqdm(fold_ids, desc=f"gene MIL {gene}", disable=not progress):
-            train = [i for i, p in enumerate(patients) if folds[p] != k]
-            model = fit_gene_mil([train_bags[patients[i]] for i in train], y[train], gene=gene,
-                                 hidden=settings.hidden, attn_hidden=settings.attn_hidden, lr=settings.lr,
-                                 weight_decay=settings.weight_decay, epochs=settings.epochs,
-                                 seed=seed + 1000 * gi + k, readout=settings.readout, pca_dim=settings.pca_dim)
-            for i, p in enumerate(patients):
-                if folds[p] != k:
-                    continue
-                feats, coords = read_bag(slides[p])
-                pred, scores, weights = model.attend(feats)
-                write_attention(out_dir(gene) / f"{slides[p]}.h5", coords, scores, weights, {
-                    "gene": gene, "fold": k, "patient_id": p, "slide_id": slides[p], "model": "gene_attention_mil",
-                    "y_pred_log10fc": pred, "y_true_log10fc": float(y[i]),
-                })
-                rows.append({"patient_id": p, "gene": gene, "fold": k, "slide_id": slides[p],
-                             "y_true_log10fc": float(y[i]), "y_pred_log10fc": pred})
-        finals[gene] = fit_gene_mil([train_bags[p] for p in patients], y, gene=gene, hidden=settings.hidden,
-                                    attn_hidden=settings.attn_hidden, lr=settings.lr,
-                                    weight_decay=settings.weight_decay, epochs=settings.epochs,
-                                    seed=seed + 1000 * gi + 999, readout=settings.readout, pca_dim=settings.pca_dim)
+    pool = (ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                initargs=(threads,)) if workers > 0 else None)
+    fits: dict[tuple[str, int], Future[GeneAttentionMIL] | _Now] = {}
+    try:
+        for gi, gene in enumerate(genes):  # every fit submitted at once; consumed below in the serial order
+            y = targets.loc[patients, gene].to_numpy(dtype=np.float64)
+            for k in [*fold_ids, FINAL]:
+                train = [i for i, p in enumerate(patients) if folds[p] != k]
+                args = ([train_bags[patients[i]] for i in train], y[train], gene, settings,
+                        seed + 1000 * gi + (999 if k == FINAL else k))
+                fits[gene, k] = pool.submit(_fit, *args) if pool is not None else _Now(*args)
+        rows, finals = [], {}
+        for gene in genes:
+            y = targets.loc[patients, gene].to_numpy(dtype=np.float64)
+            for k in tqdm(fold_ids, desc=f"gene MIL {gene}", disable=not progress):
+                model = fits[gene, k].result()
+                for i, p in enumerate(patients):
+                    if folds[p] != k:
+                        continue
+                    feats, coords = read_bag(slides[p])
+                    pred, scores, weights = model.attend(feats)
+                    write_attention(out_dir(gene) / f"{slides[p]}.h5", coords, scores, weights, {
+                        "gene": gene, "fold": k, "patient_id": p, "slide_id": slides[p],
+                        "model": "gene_attention_mil", "y_pred_log10fc": pred, "y_true_log10fc": float(y[i]),
+                    })
+                    rows.append({"patient_id": p, "gene": gene, "fold": k, "slide_id": slides[p],
+                                 "y_true_log10fc": float(y[i]), "y_pred_log10fc": pred})
+            finals[gene] = fits[gene, FINAL].result()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return pd.DataFrame.from_records(rows, columns=cols), finals

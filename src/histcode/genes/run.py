@@ -160,7 +160,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
     gene_mil, finals = gene_mil_cv(
         mil_genes, targets.log10_fc, slides, folds, lambda sid: read_bag(feats_dir / f"{sid}.h5"),
         lambda gene: paths.gene_attention(cohort, gene), settings=settings, seed=base_cfg.seed,
-        progress=cfg.progress,
+        progress=cfg.progress, workers=cfg.mil_workers, threads=cfg.threads,
     )
     if len(gene_mil):
         mil_metrics = per_gene_metrics(gene_mil.assign(y_true_label=pd.NA, p_label=np.nan))
