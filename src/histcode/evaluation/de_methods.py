@@ -10,11 +10,12 @@ from __future__ import annotations
 import pandas as pd
 
 from histcode.genes.metrics import per_gene_metrics, summarise
-from histcode.metrics.de_stats import Alternative, compare_to_random
+from histcode.metrics.de_stats import Alternative, GeneTest, compare_to_random
 
 
 def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative, fdr: float,
-                  timing: pd.DataFrame | None = None, effects: pd.DataFrame | None = None) -> pd.DataFrame:
+                  gene_test: GeneTest = "pooled", timing: pd.DataFrame | None = None,
+                  effects: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per method (first-seen order). ``timing``: train_de's methods csv (method, seconds);
     ``effects``: the generator's gene effects (gene, effect) for planted/null columns."""
     from histcode.evaluation.de_truth import planted_vs_null
@@ -24,7 +25,7 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
         pred = pred.drop(columns="method")
         per_gene = per_gene_metrics(pred)
         _, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
-                                                 fdr=fdr)
+                                             fdr=fdr, gene_test=gene_test)
         s = summarise(per_gene)
         row = {"method": method, "pearson_r_median": s["pearson_r_median"], "pearson_r_mean": s["pearson_r_mean"],
                "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],

@@ -6,8 +6,9 @@ champion it must also beat it: point difference >= ``min_delta`` and bootstrap p
 >= ``min_prob_better`` (pairs resampled jointly, so the comparison uses the same slides/genes).
 
 DE models (evidence kind ``de``: held-out predictions per patient and gene) follow a rule a user can read:
-the absolute threshold is the number of genes predicted significantly better than random (per-gene Wilcoxon
-against the random baseline, Benjamini–Hochberg at ``de_fdr``, as evaluate_de reports). Against a champion
+the absolute threshold is the number of genes predicted significantly better than random (``de_gene_test``:
+by default each gene's pooled held-out Pearson r against the null of a random prediction, Benjamini–Hochberg
+at ``de_fdr``, as evaluate_de reports; ``folds`` for the per-fold Wilcoxon). Against a champion
 the challenger must have at least as many significant genes and a higher median held-out Pearson r over the
 genes that either model predicts better than random (most panel genes carry no signal, and a median over
 them only measures noise), with patients resampled jointly for both models (same patients, same genes) in
@@ -17,6 +18,7 @@ the paired bootstrap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,11 @@ class GateConfig:
     seed: int = 1337
     de_fdr: float = 0.05
     de_n_random: int = 100
+    de_gene_test: Literal["pooled", "folds"] = "pooled"
+
+    def __post_init__(self) -> None:
+        if self.de_gene_test not in ("pooled", "folds"):
+            raise ValueError(f"promote.de_gene_test: 'pooled' or 'folds', got {self.de_gene_test!r}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ def de_significant(df: pd.DataFrame, cfg: GateConfig) -> list[str]:
 
     long = df.rename(columns={"y_true": "y_true_log10fc", "y_pred": "y_pred_log10fc"})
     table, _, _ = compare_to_random(long, n_random=cfg.de_n_random, seed=cfg.seed, alternative="greater",
-                                    fdr=cfg.de_fdr)
+                                    fdr=cfg.de_fdr, gene_test=cfg.de_gene_test)
     return sorted(table.loc[table["significant"], "gene"].astype(str))
 
 
