@@ -144,6 +144,9 @@ def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path
     assert m["truth.n_planted"] == 8 and m["truth.n_null"] == 8
     assert m["truth.planted_pearson_median"] > 0.8 and abs(m["truth.null_pearson_median"]) < 0.4
     assert m["truth.planted_vs_null_wilcoxon_p"] < 1e-3
+    # discoveries split by the truth: they add up to the BH count, and the null genes give none here
+    assert m["truth.n_significant_planted"] + m["truth.n_significant_null"] == m["n_genes_significant_bh"]
+    assert m["truth.n_significant_null"] == 0 and methods.loc["summaries/rrr", "n_significant_null"] == 0
     # 3 of 8 tile columns hold the lymphocytes (threshold between the two column densities)
     assert m["truth.CD3D.lymph_top_k_precision"] == 1.0 and m["truth.CD3D.lymph_chance"] == pytest.approx(3 / 8)
     assert m["truth.CD3D.lymph_auc"] == 1.0 and m["truth.CD3D.lymph_spearman"] > 0.7

@@ -24,18 +24,22 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
     for method, pred in all_pred.groupby("method", sort=False):
         pred = pred.drop(columns="method")
         per_gene = per_gene_metrics(pred)
-        _, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
-                                             fdr=fdr, gene_test=gene_test)
+        table, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
+                                                 fdr=fdr, gene_test=gene_test)
         s = summarise(per_gene)
         row = {"method": method, "pearson_r_median": s["pearson_r_median"], "pearson_r_mean": s["pearson_r_mean"],
                "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],
-               "n_genes_significant_bh": int(overall["n_genes_significant_bh"]), "n_genes": len(per_gene)}
+               "n_genes_significant_bh": int(overall["n_genes_significant_bh"]), "n_genes": len(per_gene),
+               "gene_test": gene_test,
+               "n_genes_significant_bh_folds": int(overall["n_genes_significant_bh_folds"])}
         if effects is not None:
-            _, truth = planted_vs_null(per_gene, effects, base.pearson)
+            _, truth = planted_vs_null(per_gene.merge(table[["gene", "significant"]], on="gene", how="left"),
+                                       effects, base.pearson)
             row.update({k.removeprefix("truth."): v for k, v in truth.items()
                         if k in ("truth.planted_pearson_mean", "truth.planted_pearson_min",
                                  "truth.n_planted_below_-0.1", "truth.null_abs_pearson_mean",
-                                 "truth.random_abs_pearson_mean", "truth.n_planted")})
+                                 "truth.random_abs_pearson_mean", "truth.n_planted",
+                                 "truth.n_significant_planted", "truth.n_significant_null")})
         rows.append(row)
     out = pd.DataFrame.from_records(rows)
     if timing is not None and {"method", "seconds"} <= set(timing.columns):

@@ -161,7 +161,9 @@ def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
     b.bar(x, table["n_genes_significant_bh"], color="tab:green", label="genes > random (BH)")
     for i, p in enumerate(table["wilcoxon_p"]):
         b.annotate(f"p={p:.1g}", (i, table["n_genes_significant_bh"].iloc[i]), ha="center", va="bottom", fontsize=8)
-    b.set(ylabel="genes (count)", title="genes better than random after BH (overall Wilcoxon p)",
+    test = str(table["gene_test"].iloc[0]) if "gene_test" in table.columns else "pooled"
+    how = "pooled held-out r vs random" if test == "pooled" else "per-fold Wilcoxon vs random"
+    b.set(ylabel="genes (count)", title=f"genes better than random after BH ({how})\nlabels: overall Wilcoxon p",
           ylim=(0, max(1.0, 1.15 * float(table["n_genes_significant_bh"].max()))))
     for ax in (a, b):
         ax.set_xticks(x, table["method"], rotation=30, ha="right")

@@ -30,7 +30,9 @@ def planted_vs_null(per_gene: pd.DataFrame, effects: pd.DataFrame, random_r: np.
                     column: str = "pearson_r") -> tuple[pd.DataFrame, dict[str, float]]:
     """Join per-gene r with the planted effect kind; summary numbers for planted, null and random genes.
 
-    random_r (R, G) random-baseline correlations of the same genes (any order; pooled as one sample).
+    random_r (R, G) random-baseline correlations of the same genes (any order; pooled as one sample). When
+    ``per_gene`` has the ``significant`` column (better than random after BH), the discoveries are split into
+    planted genes and null genes (false discoveries).
     """
     eff = effects[["gene", "effect"]].drop_duplicates("gene")
     df = per_gene[["gene", column]].merge(eff, on="gene", how="left")
@@ -60,6 +62,10 @@ def planted_vs_null(per_gene: pd.DataFrame, effects: pd.DataFrame, random_r: np.
            "truth.planted_vs_random_wilcoxon_p": p_pr}
     for kind, sub in df[df["planted"]].groupby("effect"):
         out[f"truth.{kind}_pearson_median"] = med(sub[column].to_numpy(np.float64))
+    if "significant" in per_gene.columns:
+        sig = df["gene"].isin(per_gene.loc[per_gene["significant"].fillna(False).astype(bool), "gene"])
+        out["truth.n_significant_planted"] = float((sig & df["planted"]).sum())
+        out["truth.n_significant_null"] = float((sig & (df["effect"] == "null")).sum())
     return df, out
 
 
