@@ -30,7 +30,7 @@ def main() -> None:
     from histcode.evaluation.de_methods import methods_table
     from histcode.evaluation.de_plots import plot_methods
     from histcode.expression.config import ExpressionConfig
-    from histcode.genes.config import DEConfig
+    from histcode.genes.config import de_config
     from histcode.genes.methods import MethodSettings, Representations, cross_validate_method
     from histcode.genes.run import load_de_data
     from histcode.paths import Paths
@@ -46,7 +46,7 @@ def main() -> None:
 
     params = load_params(args.params)
     params["de"] = {**params["de"], "method": args.methods[0], "methods": args.methods, "progress": False}
-    cfg, bcfg = section(DEConfig, "de", params), base(params)
+    cfg, bcfg = de_config(params), base(params)  # de.attention_model null resolved to mil.pooling
     thr = section(ExpressionConfig, "expression", params).log2_threshold
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()

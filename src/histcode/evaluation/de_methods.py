@@ -14,7 +14,7 @@ from histcode.metrics.de_stats import Alternative, GeneTest, compare_to_random
 
 
 def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative, fdr: float,
-                  gene_test: GeneTest = "pooled", timing: pd.DataFrame | None = None,
+                  gene_test: GeneTest = "pooled", n_permutations: int = 10_000, timing: pd.DataFrame | None = None,
                   effects: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per method (first-seen order). ``timing``: train_de's methods csv (method, seconds);
     ``effects``: the generator's gene effects (gene, effect) for planted/null columns."""
@@ -25,7 +25,7 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
         pred = pred.drop(columns="method")
         per_gene = per_gene_metrics(pred)
         table, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
-                                                 fdr=fdr, gene_test=gene_test)
+                                                 fdr=fdr, gene_test=gene_test, n_permutations=n_permutations)
         s = summarise(per_gene)
         row = {"method": method, "pearson_r_median": s["pearson_r_median"], "pearson_r_mean": s["pearson_r_mean"],
                "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],

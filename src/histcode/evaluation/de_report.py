@@ -67,7 +67,8 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     per_gene = per_gene_metrics(pred)
     table, overall, baseline = compare_to_random(pred, n_random=cfg.n_random, seed=base_cfg.seed,
                                                  alternative=cfg.alternative, fdr=cfg.fdr,
-                                                 progress=cfg.progress, gene_test=cfg.gene_test)
+                                                 progress=cfg.progress, gene_test=cfg.gene_test,
+                                                 n_permutations=cfg.n_permutations)
     per_gene = per_gene.merge(table.drop(columns="pearson_r_pooled"), on="gene", how="left")
     metrics: dict[str, float] = {**summarise(per_gene), **overall,
                                  "n_patients": float(pred["patient_id"].nunique()),
@@ -149,7 +150,8 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
             mil = mil.assign(method="gene_mil/heatmap_genes", y_true_label=pd.NA, p_label=np.nan)
             all_pred = pd.concat([all_pred, mil[list(all_pred.columns)]], ignore_index=True)
     table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
-                          alternative=cfg.alternative, fdr=cfg.fdr, gene_test=cfg.gene_test, timing=timing,
+                          alternative=cfg.alternative, fdr=cfg.fdr, gene_test=cfg.gene_test,
+                          n_permutations=cfg.n_permutations, timing=timing,
                           effects=effects)
     write_csv(fig_dir / "methods.csv", table)
     figures["methods"] = fig_dir / "methods.png"

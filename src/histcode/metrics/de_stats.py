@@ -7,9 +7,11 @@
 - Overall test: Wilcoxon rank-sum of the G pooled model correlations vs the G × n_random random ones.
 - Per gene, two tests, Benjamini–Hochberg across genes (``gene_test`` chooses which one marks a gene
   significant):
-  - ``pooled`` (default): the gene's pooled held-out Pearson r against the exact null of a random prediction,
-    i.e. of a prediction independent of the truth (Student t with n − 2 degrees of freedom; the random
-    baseline's draws follow it, a test checks). One correlation over all n patients.
+  - ``pooled`` (default): the gene's pooled held-out Pearson r over all n patients against a permutation null:
+    the model's own predictions shuffled across patients (``n_permutations``, the same permutations for every
+    gene), i.e. a random prediction with the model's distribution of values. Unlike the Student-t test of r,
+    it holds when a few patients carry extreme fold changes and predictions (at 13 patients the t test called a
+    null gene at r 0.88 significant, p 3e-5, on a development cohort).
   - ``folds``: Wilcoxon rank-sum of the gene's K per-fold correlations vs its K × n_random per-fold random
     correlations (same patients, same sample size per correlation). With K = 5 folds its smallest attainable
     p is ~6e-5, reached only when all five fold correlations exceed every random one; with ~4 patients per
@@ -78,20 +80,25 @@ def draw_range(y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def pearson_test(r: np.ndarray, n: np.ndarray, alternative: Alternative = "greater") -> np.ndarray:
-    """p-values of Pearson correlations ``r`` from ``n`` pairs against r = 0 (Student t, n − 2 df), vectorised;
-    the same numbers as ``scipy.stats.pearsonr``. NaN where r is NaN or n < 3."""
-    r, n = np.asarray(r, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    df = n - 2
-    with np.errstate(all="ignore"):
-        t = r * np.sqrt(df / np.clip(1.0 - r * r, 1e-300, None))
-        if alternative == "greater":
-            p = stats.t.sf(t, df)
-        elif alternative == "less":
-            p = stats.t.cdf(t, df)
-        else:
-            p = np.minimum(1.0, 2 * stats.t.sf(np.abs(t), df))
-    return np.where(np.isfinite(r) & (n >= 3), p, np.nan)
+def permutation_pearson(y: np.ndarray, yhat: np.ndarray, n_permutations: int, seed: int,
+                        alternative: Alternative = "greater") -> np.ndarray:
+    """Per column of (P, G) truth and prediction: the permutation p-value of the Pearson r, rows of ``yhat``
+    shuffled (one permutation applied to every column), p = (1 + #{r_perm at least as extreme}) / (1 + B).
+    NaN where the observed r is undefined."""
+    y, yhat = np.asarray(y, dtype=np.float64), np.asarray(yhat, dtype=np.float64)
+    obs = columnwise_pearson(y, yhat)
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(obs.shape)
+    for _ in range(n_permutations):
+        r = columnwise_pearson(y, yhat[rng.permutation(len(yhat))])
+        with np.errstate(invalid="ignore"):
+            if alternative == "greater":
+                hits += r >= obs - 1e-12
+            elif alternative == "less":
+                hits += r <= obs + 1e-12
+            else:
+                hits += np.abs(r) >= np.abs(obs) - 1e-12
+    return np.where(np.isfinite(obs), (1.0 + hits) / (1.0 + n_permutations), np.nan)
 
 
 def random_predictions(y_true: np.ndarray, rng: np.random.Generator,
@@ -167,8 +174,8 @@ def bh(pvalues: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compare_to_random(pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative,
-                      fdr: float, progress: bool = False,
-                      gene_test: GeneTest = "pooled") -> tuple[pd.DataFrame, dict[str, float], RandomBaseline]:
+                      fdr: float, progress: bool = False, gene_test: GeneTest = "pooled",
+                      n_permutations: int = 10_000) -> tuple[pd.DataFrame, dict[str, float], RandomBaseline]:
     """Per-gene table (model vs random correlations; pooled-r test p/q and per-fold Wilcoxon p/q; ``significant``
     after BH by ``gene_test``) and the overall Wilcoxon numbers."""
     if gene_test not in ("pooled", "folds"):
@@ -178,7 +185,6 @@ def compare_to_random(pred: pd.DataFrame, *, n_random: int, seed: int, alternati
     base = random_baseline(y, f, n_random, seed, progress=progress)
     model_fold = np.stack([columnwise_pearson(y[f == k], yhat[f == k]) for k in base.folds])  # (K, G)
     pooled_r = columnwise_pearson(y, yhat)
-    n_pairs = (np.isfinite(y) & np.isfinite(yhat)).sum(axis=0)
     rows = []
     for j, gene in enumerate(truth.columns):
         stat, p = wilcoxon(model_fold[:, j], base.fold_pearson[:, :, j], alternative)
@@ -191,7 +197,7 @@ def compare_to_random(pred: pd.DataFrame, *, n_random: int, seed: int, alternati
                      "wilcoxon_stat": stat, "wilcoxon_p": p})
     table = pd.DataFrame.from_records(rows)
     table["wilcoxon_q"], fold_rej = bh(table["wilcoxon_p"].to_numpy(), fdr)
-    table["pearson_p"] = pearson_test(pooled_r, n_pairs, alternative)
+    table["pearson_p"] = permutation_pearson(y, yhat, n_permutations, seed, alternative)
     table["pearson_q"], pooled_rej = bh(table["pearson_p"].to_numpy(), fdr)
     table["significant"] = pooled_rej if gene_test == "pooled" else fold_rej
     stat, p = wilcoxon(pooled_r, base.pearson, alternative)

@@ -7,7 +7,8 @@ champion it must also beat it: point difference >= ``min_delta`` and bootstrap p
 
 DE models (evidence kind ``de``: held-out predictions per patient and gene) follow a rule a user can read:
 the absolute threshold is the number of genes predicted significantly better than random (``de_gene_test``:
-by default each gene's pooled held-out Pearson r against the null of a random prediction, Benjamini–Hochberg
+by default each gene's pooled held-out Pearson r against ``de_n_permutations`` shuffles of its predictions
+across patients, Benjamini–Hochberg
 at ``de_fdr``, as evaluate_de reports; ``folds`` for the per-fold Wilcoxon). Against a champion
 the challenger must have at least as many significant genes and a higher median held-out Pearson r over the
 genes that either model predicts better than random (most panel genes carry no signal, and a median over
@@ -42,6 +43,7 @@ class GateConfig:
     de_fdr: float = 0.05
     de_n_random: int = 100
     de_gene_test: Literal["pooled", "folds"] = "pooled"
+    de_n_permutations: int = 10_000
 
     def __post_init__(self) -> None:
         if self.de_gene_test not in ("pooled", "folds"):
@@ -97,7 +99,8 @@ def de_significant(df: pd.DataFrame, cfg: GateConfig) -> list[str]:
 
     long = df.rename(columns={"y_true": "y_true_log10fc", "y_pred": "y_pred_log10fc"})
     table, _, _ = compare_to_random(long, n_random=cfg.de_n_random, seed=cfg.seed, alternative="greater",
-                                    fdr=cfg.de_fdr, gene_test=cfg.de_gene_test)
+                                    fdr=cfg.de_fdr, gene_test=cfg.de_gene_test,
+                                    n_permutations=cfg.de_n_permutations)
     return sorted(table.loc[table["significant"], "gene"].astype(str))
 
 
