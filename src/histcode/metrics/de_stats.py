@@ -197,8 +197,8 @@ def compare_to_random(pred: pd.DataFrame, *, n_random: int, seed: int, alternati
                      "wilcoxon_stat": stat, "wilcoxon_p": p})
     table = pd.DataFrame.from_records(rows)
     table["wilcoxon_q"], fold_rej = bh(table["wilcoxon_p"].to_numpy(), fdr)
-    table["pearson_p"] = permutation_pearson(y, yhat, n_permutations, seed, alternative)
-    table["pearson_q"], pooled_rej = bh(table["pearson_p"].to_numpy(), fdr)
+    table["permutation_p"] = permutation_pearson(y, yhat, n_permutations, seed, alternative)
+    table["permutation_q"], pooled_rej = bh(table["permutation_p"].to_numpy(), fdr)
     table["significant"] = pooled_rej if gene_test == "pooled" else fold_rej
     stat, p = wilcoxon(pooled_r, base.pearson, alternative)
     overall = {"wilcoxon_stat": stat, "wilcoxon_p": p,
