@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from histcode.paths import Paths
 
 RECORD_DIR = Path(".histcode") / "extract"
 SPEED_KEYS = ("tiles", "seconds", "tiles_per_s", "embeddings_per_s")
 
 
-def record_root(paths: Any) -> Path:
+def record_root(paths: Paths) -> Path:
     """The project root the records live under: the folder holding ``data_dir`` (the working directory when
     ``data_dir`` is the usual relative ``data``)."""
     return Path(paths.data_dir).absolute().parent
