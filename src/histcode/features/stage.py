@@ -105,11 +105,13 @@ def _nothing_to_do(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[st
     ``dvc repro --force``); no MLflow run: a run that did nothing would only bury the one that did the work."""
     from histcode import tables, tracking
 
+    t0 = time.perf_counter()
     paths = stage.paths
     metrics = resume.complete_metrics(cohort, names, cfg, paths, seed=stage.seed,
                                       default_mpp=stage.base.cohort(cohort).default_mpp)
     if metrics is None:
         return None
+    metrics["seconds_this_call"] = time.perf_counter() - t0
     recorded = paths.metrics(f"extract/{cohort}")
     declared = tables.table_path(recorded)
     try:
