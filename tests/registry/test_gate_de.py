@@ -43,6 +43,9 @@ def test_first_de_champion_needs_significant_genes() -> None:
     assert {f"G{j:02d}" for j in range(12)} >= set(de_significant(good, CFG)) and len(de_significant(good, CFG)) >= 10
     d = decide(good, "de", 5, CFG)
     assert d.promote and "no champion" in d.reason and d.details["n_genes_significant_bh"] >= 10
+    sig = de_significant(good, CFG)  # the reason names them and their median r, beside the all-gene median
+    assert ", ".join(sig[:8]) in d.reason and "more (their median r" in d.reason
+    assert d.details["median_r_significant_genes"] > d.details["median_r_all_genes"]
     noise_only = de_evidence(0.1, n_planted=0)
     refused = decide(noise_only, "de", 5, CFG)
     assert not refused.promote and "below the absolute rule" in refused.reason

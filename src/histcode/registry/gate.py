@@ -200,7 +200,14 @@ def decide_de(challenger: pd.DataFrame, threshold: float, cfg: GateConfig,
     n_patients = int(challenger["patient_id"].nunique())
     details = {"n_genes_significant_bh": float(len(sig)), "median_r_all_genes": all_r,
                "n_genes": float(challenger["gene"].nunique()), "n_patients": float(n_patients)}
-    head = f"{len(sig)} genes better than random after BH (needs >= {threshold:g}), median held-out r {all_r:.3f}"
+    named = ""
+    if sig:
+        truth, pred, _ = _de_matrices(challenger[challenger["gene"].isin(sig)])
+        shown = ", ".join(sig[:8]) + (f" and {len(sig) - 8} more" if len(sig) > 8 else "")
+        named = f": {shown} (their median r {de_median_r(truth, pred):.3f})"
+        details["median_r_significant_genes"] = de_median_r(truth, pred)
+    head = (f"{len(sig)} genes better than random after BH (needs >= {threshold:g}){named}; median held-out r "
+            f"over all {challenger['gene'].nunique()} genes {all_r:.3f}")
     if len(sig) < threshold:
         return Decision(False, f"{head}: below the absolute rule", all_r, n=n_patients, details=details)
     if champion is None:
