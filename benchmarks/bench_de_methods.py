@@ -5,6 +5,10 @@ tiles with its per-gene heads, all-tile summaries with nested-CV ridge / elastic
 ridge / per-gene heads) on one cohort's DE inputs and folds, exactly as train_de cross-validates them, and
 scores each as evaluate_de does (Wilcoxon vs random, BH, planted/null genes of a synthetic cohort).
 ``seconds`` is the wall time of the cross-validation (all folds, nested CV included; inputs read once).
+With ``--null-shuffles B`` each method's cross-validation is also re-run on B target shuffles
+(``histcode.genes.null``) and the per-gene tests are compared: discoveries after BH of the ``pooled`` and
+``cv_null`` tests, how many of them are null genes, and null genes' share with p < 0.05 (a calibrated test
+gives ~5 %); ``null_seconds`` is the time of the B shuffles.
 
     cd <project with data/> && python benchmarks/bench_de_methods.py --params params.yaml \\
         --out benchmarks/results/bench_de_methods.json
@@ -25,6 +29,28 @@ DEFAULT_METHODS = ["paper/heads", "paper/ridge", "summaries/heads", "summaries/r
                    "summaries/pls", "summaries/rrr"]
 
 
+def test_calibration(all_pred: pd.DataFrame, nulls: dict[str, pd.DataFrame], effects: pd.DataFrame,
+                     n_random: int, seed: int) -> pd.DataFrame:
+    """Per method and per-gene test (pooled, cv_null): BH discoveries, of them null genes, null genes' p<0.05."""
+    from histcode.metrics.de_stats import compare_to_random
+
+    null_genes = set(effects.loc[effects["effect"] == "null", "gene"].astype(str))
+    rows = []
+    for method, pred in all_pred.groupby("method", sort=False):
+        table, _, _ = compare_to_random(pred.drop(columns="method"), n_random=n_random, seed=seed,
+                                        alternative="greater", fdr=0.05, gene_test="cv_null",
+                                        cv_null=nulls[str(method)])
+        is_null = table["gene"].astype(str).isin(null_genes)
+        row = {"method": method}
+        for test, p in (("pooled", "permutation"), ("cv_null", "cv_null")):
+            sig = table[f"{p}_q"] <= 0.05
+            row[f"{test}_discoveries"] = int(sig.sum())
+            row[f"{test}_null_discoveries"] = int((sig & is_null).sum())
+            row[f"{test}_null_p05_rate"] = float((table.loc[is_null, f"{p}_p"] < 0.05).mean())
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
 def main() -> None:
     from histcode.config import base, load_params, section
     from histcode.evaluation.de_methods import methods_table
@@ -32,6 +58,7 @@ def main() -> None:
     from histcode.expression.config import ExpressionConfig
     from histcode.genes.config import de_config
     from histcode.genes.methods import MethodSettings, Representations, cross_validate_method
+    from histcode.genes.null import shuffled_cv_null
     from histcode.genes.run import load_de_data
     from histcode.paths import Paths
 
@@ -41,6 +68,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--n-random", type=int, default=100)
     ap.add_argument("--label", default="", help="what the cohort is (recorded in the json)")
+    ap.add_argument("--null-shuffles", type=int, default=0, help="target shuffles per method for the cv_null test")
     ap.add_argument("--out", default="benchmarks/results/bench_de_methods.json")
     args = ap.parse_args()
 
@@ -55,10 +83,16 @@ def main() -> None:
     settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
                               inner_folds=cfg.inner_folds, log2_threshold=thr, seed=bcfg.seed)
     reps = Representations(data.inputs.patient_ids, data.inputs.x, data.summaries)
-    frames, records = [], []
+    frames, records, nulls = [], [], {}
     for method in args.methods:
         pred, rec = cross_validate_method(method, reps, data.y_reg, data.y_cls, data.targets.genes, data.folds,
                                           settings)
+        if args.null_shuffles:
+            t1 = time.perf_counter()
+            nulls[method] = shuffled_cv_null(method, reps, data.y_reg, data.y_cls, data.targets.genes, data.folds,
+                                             settings, n_shuffles=args.null_shuffles, seed=bcfg.seed
+                                             ).drop(columns="method")
+            rec["null_seconds"] = time.perf_counter() - t1
         frames.append(pred)
         records.append(rec)
         print(f"{method}: {rec['seconds']:.1f} s", flush=True)
@@ -67,9 +101,15 @@ def main() -> None:
         from histcode.io.truth import read_gene_effects
 
         effects = read_gene_effects(Paths.from_base(bcfg).ground_truth)
-    table = methods_table(pd.concat(frames, ignore_index=True), n_random=args.n_random, seed=bcfg.seed,
-                          alternative="greater", fdr=0.05, timing=pd.DataFrame.from_records(records),
-                          effects=effects)
+    all_pred = pd.concat(frames, ignore_index=True)
+    timing = pd.DataFrame.from_records(records)
+    table = methods_table(all_pred, n_random=args.n_random, seed=bcfg.seed, alternative="greater", fdr=0.05,
+                          timing=timing, effects=effects, nulls=nulls,
+                          gene_test="cv_null" if nulls else "pooled")
+    if nulls:
+        table = table.merge(timing[["method", "null_seconds"]], on="method", how="left")
+        if effects is not None:
+            table = table.merge(test_calibration(all_pred, nulls, effects, args.n_random, bcfg.seed), on="method")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
@@ -81,7 +121,8 @@ def main() -> None:
     out.write_text(json.dumps({
         "label": args.label, "cohort": data.cohort, "n_patients": len(data.inputs.patient_ids),
         "n_genes": len(data.targets.genes), "n_folds": data.fold_info["n_folds"], "encoder": cfg.encoder,
-        "load_inputs_s": round(load_s, 2), "base_seed": bcfg.seed, "torch_threads": torch.get_num_threads(),
+        "load_inputs_s": round(load_s, 2), "null_shuffles": args.null_shuffles, "base_seed": bcfg.seed,
+        "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(), "methods": table.round(4).to_dict("records"),
     }, indent=1))
 

@@ -163,6 +163,26 @@ def test_evaluate_de_reports_statistics_figures_and_truth(cohort, tmp_path: Path
     assert (fig / "heatmap_CD3D_TCGA-AA-0002-01Z-00-DX1.png").stat().st_size > 10_000
 
 
+def test_cv_null_gene_test_judges_the_method_with_a_null_and_names_the_fix_without_one(cohort, tmp_path: Path):
+    params = _params(tmp_path, cohort["gmt"])
+    params["evaluate_de"].update(gene_test="cv_null", heatmap_slides=0)
+    null_path = tmp_path / "data/predictions/de/toy_cv_null.parquet"
+    with pytest.raises(FileNotFoundError, match="null_shuffles > 0"):
+        evaluate_de(section(EvaluateDEConfig, "evaluate_de", params), base(params))
+    rng = np.random.default_rng(1)  # a wide null: only the planted genes' r (~0.95) lie beyond it
+    pd.DataFrame([{"method": "summaries/rrr", "shuffle": b, "gene": g, "pearson_r": rng.uniform(-0.8, 0.8)}
+                  for b in range(10) for g in PLANTED + NULL]).to_parquet(null_path, index=False)
+    res = evaluate_de(section(EvaluateDEConfig, "evaluate_de", params), base(params))
+    pg = res.per_gene.set_index("gene")
+    assert (pg.loc[PLANTED, "cv_null_p"] == 1 / 161).all() and pg.loc[PLANTED, "significant"].all()
+    assert not pg.loc[NULL, "significant"].any()
+    assert res.metrics["n_genes_significant_bh"] == res.metrics["n_genes_significant_bh_cv_null"] == 8
+    methods = pd.read_csv(tmp_path / "reports/figures/de/methods.csv").set_index("method")
+    # the method without a null is judged by the pooled test, and its row says so
+    assert methods["gene_test"].to_dict() == {"summaries/rrr": "cv_null", "paper/heads": "pooled"}
+    assert methods.loc["summaries/rrr", "n_genes_significant_bh_cv_null"] == 8
+
+
 def test_run_evaluate_de_writes_metrics_json_and_mlflow(cohort, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)

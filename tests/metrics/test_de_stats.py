@@ -14,6 +14,7 @@ from histcode.metrics.de_stats import (
     columnwise_spearman,
     compare_to_random,
     permutation_pearson,
+    pooled_null_pvalues,
     random_baseline,
     random_predictions,
     wilcoxon,
@@ -200,3 +201,40 @@ def _pair(r: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     b = b - b.mean() - (b @ a / n) * a
     b /= b.std()
     return a, r * a + np.sqrt(1 - r * r) * b
+
+
+def test_cv_null_p_values_pool_the_null_over_genes_as_a_brute_force_count():
+    """p = (1 + #null at least as extreme, over every shuffle and gene) / (1 + #null); NaN nulls are skipped."""
+    rng = np.random.default_rng(4)
+    null = rng.uniform(-0.9, 0.9, (7, 5))
+    null[2, 3] = np.nan
+    obs = np.array([0.95, 0.1, -0.5, np.nan, null[0, 0]])
+    flat = null[np.isfinite(null)]
+    for alt, hit in (("greater", lambda o: flat >= o), ("less", lambda o: flat <= o),
+                     ("two-sided", lambda o: np.abs(flat) >= abs(o))):
+        want = [(1 + hit(o).sum()) / (1 + flat.size) if np.isfinite(o) else np.nan for o in obs]
+        np.testing.assert_allclose(pooled_null_pvalues(obs, null, alt), want)
+    assert pooled_null_pvalues(obs, null)[0] == pytest.approx(1 / 35)  # above every null value: the smallest p
+    with pytest.raises(ValueError, match="no finite"):
+        pooled_null_pvalues(obs, np.full((2, 2), np.nan))
+
+
+def test_compare_to_random_cv_null_test_needs_the_null_and_marks_significance_by_it():
+    df = _pred_frame(1)
+    with pytest.raises(ValueError, match="null_shuffles"):
+        compare_to_random(df, n_random=5, seed=5, alternative="greater", fdr=0.05, gene_test="cv_null")
+    genes = list(dict.fromkeys(df["gene"]))
+    rng = np.random.default_rng(0)
+    null = pd.DataFrame([{"shuffle": b, "gene": g, "pearson_r": rng.uniform(-0.5, 0.5)} for b in range(20)
+                         for g in genes])
+    table, overall, _ = compare_to_random(df, n_random=5, seed=5, alternative="greater", fdr=0.05,
+                                          gene_test="cv_null", n_permutations=200, cv_null=null)
+    want = pooled_null_pvalues(table["pearson_r_pooled"].to_numpy(),
+                               null.pivot(index="shuffle", columns="gene", values="pearson_r")[genes].to_numpy())
+    np.testing.assert_allclose(table["cv_null_p"], want)
+    np.testing.assert_allclose(table["cv_null_q"], multipletests(want, method="fdr_bh")[1])
+    np.testing.assert_array_equal(table["significant"], table["cv_null_q"] <= 0.05)
+    assert overall["n_genes_significant_bh"] == overall["n_genes_significant_bh_cv_null"] == table["significant"].sum()
+    with pytest.raises(ValueError, match="lacks 1 evaluated genes"):
+        compare_to_random(df, n_random=5, seed=5, alternative="greater", fdr=0.05, gene_test="cv_null",
+                          cv_null=null[null["gene"] != genes[0]])

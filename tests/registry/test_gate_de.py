@@ -68,3 +68,35 @@ def test_de_evidence_on_other_patients_is_not_comparable() -> None:
     other = champion.assign(patient_id="X" + champion["patient_id"], id="X" + champion["id"])
     d = decide(other, "de", 1, CFG, champion)
     assert not d.promote and "not comparable" in d.reason
+
+
+def _null(df: pd.DataFrame, n_shuffles: int = 10, seed: int = 0) -> pd.DataFrame:
+    """A CV null stand-in: correlations of the truth with predictions whose patients are shuffled."""
+    truth = df.pivot(index="patient_id", columns="gene", values="y_true")
+    pred = df.pivot(index="patient_id", columns="gene", values="y_pred")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(n_shuffles):
+        shuffled = pred.to_numpy()[rng.permutation(len(pred))]
+        for j, g in enumerate(truth.columns):
+            rows.append({"shuffle": b, "gene": g, "pearson_r": np.corrcoef(truth[g], shuffled[:, j])[0, 1]})
+    return pd.DataFrame(rows)
+
+
+def test_cv_null_gene_test_judges_with_the_versions_null_and_refuses_a_version_without_one() -> None:
+    cfg = GateConfig(bootstrap=300, seed=1, de_n_random=50, de_gene_test="cv_null")
+    good = de_evidence(0.1)
+    sig = de_significant(good, cfg, _null(good))
+    assert set(sig) <= {f"G{j:02d}" for j in range(12)} and len(sig) >= 10
+    d = decide(good, "de", 5, cfg, challenger_null=_null(good))
+    assert d.promote and d.details["n_genes_significant_bh"] == len(sig)
+    missing = decide(good, "de", 5, cfg)
+    assert not missing.promote and "challenger has no CV null" in missing.reason
+    assert "promote.de_gene_test: pooled" in missing.reason
+    champion, better = de_evidence(0.25, seed=3), de_evidence(0.05, seed=7)
+    old_champion = decide(better, "de", 1, cfg, champion, challenger_null=_null(better))
+    assert not old_champion.promote and "champion has no CV null" in old_champion.reason
+    both = decide(better, "de", 1, cfg, champion, challenger_null=_null(better), champion_null=_null(champion))
+    assert "no CV null" not in both.reason and both.delta > 0  # compared, each judged by its own null
+    assert both.details["champion_n_genes_significant_bh"] == len(de_significant(champion, cfg, _null(champion)))
+    assert both.details["n_genes_significant_bh"] == len(de_significant(better, cfg, _null(better)))

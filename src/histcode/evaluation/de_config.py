@@ -18,8 +18,9 @@ class EvaluateDEConfig:
     best-predicted genes tested for enrichment; ``fc_bins`` the quantile bins of fold-change level.
     ``gene_test`` is the per-gene test that marks a gene significantly better than random after BH at ``fdr``
     (``histcode.metrics.de_stats``): ``pooled`` (its held-out Pearson r over all patients against
-    ``n_permutations`` shuffles of the predictions across patients) or ``folds`` (Wilcoxon of its per-fold
-    correlations; both are reported).
+    ``n_permutations`` shuffles of the predictions across patients), ``cv_null`` (against the registered
+    method's cross-validation re-run on shuffled targets, train_de's ``de.null_shuffles``) or ``folds``
+    (Wilcoxon of its per-fold correlations); all that can be computed are reported.
     Synthetic cohorts only: per-gene heatmaps are scored against the generator's lymphocyte map, a tile
     being lymphocyte-rich at ``truth_min_density`` lymphocytes/mm², with the attention of the tumour model
     ``truth_reference`` (null: none) scored the same way as the reference.
@@ -30,7 +31,7 @@ class EvaluateDEConfig:
     gene_sets: Path | None = None
     top_genes: int = 20
     alternative: Literal["two-sided", "greater", "less"] = "greater"
-    gene_test: Literal["pooled", "folds"] = "pooled"
+    gene_test: Literal["pooled", "cv_null", "folds"] = "pooled"
     n_permutations: int = 10_000
     scatter_genes: list[str] = field(
         default_factory=lambda: ["PIK3CA", "MYC", "PTEN", "GATA3", "CD3D", "CD3E", "CD3G", "CD247", "CD19"])
@@ -44,8 +45,8 @@ class EvaluateDEConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.gene_test not in ("pooled", "folds"):
-            raise ConfigError(f"evaluate_de.gene_test: 'pooled' or 'folds', got {self.gene_test!r}")
+        if self.gene_test not in ("pooled", "cv_null", "folds"):
+            raise ConfigError(f"evaluate_de.gene_test: 'pooled', 'cv_null' or 'folds', got {self.gene_test!r}")
         if self.n_permutations < 100:
             raise ConfigError(f"evaluate_de.n_permutations: need >= 100, got {self.n_permutations}")
         if self.n_random < 2:

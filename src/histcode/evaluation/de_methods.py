@@ -15,23 +15,29 @@ from histcode.metrics.de_stats import Alternative, GeneTest, compare_to_random
 
 def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative, fdr: float,
                   gene_test: GeneTest = "pooled", n_permutations: int = 10_000, timing: pd.DataFrame | None = None,
-                  effects: pd.DataFrame | None = None) -> pd.DataFrame:
+                  effects: pd.DataFrame | None = None, nulls: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per method (first-seen order). ``timing``: train_de's methods csv (method, seconds);
-    ``effects``: the generator's gene effects (gene, effect) for planted/null columns."""
+    ``effects``: the generator's gene effects (gene, effect) for planted/null columns; ``nulls``: the CV null
+    of the methods that have one (``gene_test: cv_null`` judges those; the others by ``pooled``, as the
+    row's ``gene_test`` says)."""
     from histcode.evaluation.de_truth import planted_vs_null
 
     rows = []
     for method, pred in all_pred.groupby("method", sort=False):
         pred = pred.drop(columns="method")
         per_gene = per_gene_metrics(pred)
+        null = (nulls or {}).get(str(method))
+        test = "pooled" if gene_test == "cv_null" and null is None else gene_test
         table, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
-                                                 fdr=fdr, gene_test=gene_test, n_permutations=n_permutations)
+                                                 fdr=fdr, gene_test=test, n_permutations=n_permutations,
+                                                 cv_null=null)
         s = summarise(per_gene)
         row = {"method": method, "pearson_r_median": s["pearson_r_median"], "pearson_r_mean": s["pearson_r_mean"],
                "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],
                "n_genes_significant_bh": int(overall["n_genes_significant_bh"]), "n_genes": len(per_gene),
-               "gene_test": gene_test,
-               "n_genes_significant_bh_folds": int(overall["n_genes_significant_bh_folds"])}
+               "gene_test": test,
+               "n_genes_significant_bh_folds": int(overall["n_genes_significant_bh_folds"]),
+               "n_genes_significant_bh_cv_null": overall.get("n_genes_significant_bh_cv_null", float("nan"))}
         if effects is not None:
             _, truth = planted_vs_null(per_gene.merge(table[["gene", "significant"]], on="gene", how="left"),
                                        effects, base.pearson)

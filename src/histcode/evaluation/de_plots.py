@@ -149,6 +149,11 @@ def plot_truth_maps(maps: dict[str, np.ndarray], path: Path, title: str) -> None
     _save(fig, path)
 
 
+TEST_NAMES = {"pooled": "pooled held-out r vs shuffled predictions",
+              "cv_null": "pooled held-out r vs the CV re-run on shuffled targets",
+              "folds": "per-fold Wilcoxon vs random"}
+
+
 def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
     """Bars per method: median held-out r, and genes better than random after BH (with the overall p)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
@@ -160,10 +165,12 @@ def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
     a.set(ylabel="held-out Pearson r", title="correlation")
     b.bar(x, table["n_genes_significant_bh"], color="tab:green", label="genes > random (BH); bar label: overall "
           "Wilcoxon p vs random")
+    tests = table["gene_test"].astype(str) if "gene_test" in table.columns else pd.Series(["pooled"] * len(table))
+    mixed = tests.nunique() > 1
     for i, p in enumerate(table["wilcoxon_p"]):
-        b.annotate(f"p={p:.1g}", (i, table["n_genes_significant_bh"].iloc[i]), ha="center", va="bottom", fontsize=8)
-    test = str(table["gene_test"].iloc[0]) if "gene_test" in table.columns else "pooled"
-    how = "pooled held-out r vs shuffled predictions" if test == "pooled" else "per-fold Wilcoxon vs random"
+        b.annotate(f"p={p:.1g}" + (f"\n{tests.iloc[i]}" if mixed else ""),
+                   (i, table["n_genes_significant_bh"].iloc[i]), ha="center", va="bottom", fontsize=8)
+    how = ("per-gene test under each bar" if mixed else TEST_NAMES.get(tests.iloc[0], tests.iloc[0]))
     b.set(ylabel="genes (count)", title=f"genes better than random after BH\n({how})",
           ylim=(0, max(1.0, 1.4 * float(table["n_genes_significant_bh"].max()))))
     b.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

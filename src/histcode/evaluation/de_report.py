@@ -65,10 +65,13 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     fig_dir = paths.figures("de")
     pred = read_predictions(paths.de_predictions(cohort))
     per_gene = per_gene_metrics(pred)
+    nulls = read_cv_null(paths.de_predictions(cohort).with_name(f"{cohort}_cv_null.parquet"), cfg.gene_test)
+    registered = next(iter(nulls), None)
     table, overall, baseline = compare_to_random(pred, n_random=cfg.n_random, seed=base_cfg.seed,
                                                  alternative=cfg.alternative, fdr=cfg.fdr,
                                                  progress=cfg.progress, gene_test=cfg.gene_test,
-                                                 n_permutations=cfg.n_permutations)
+                                                 n_permutations=cfg.n_permutations,
+                                                 cv_null=nulls.get(registered) if registered else None)
     per_gene = per_gene.merge(table.drop(columns="pearson_r_pooled"), on="gene", how="left")
     metrics: dict[str, float] = {**summarise(per_gene), **overall,
                                  "n_patients": float(pred["patient_id"].nunique()),
@@ -118,7 +121,7 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
 
     methods_path = paths.de_predictions(cohort).with_name(f"{cohort}_methods.parquet")
     if methods_path.exists():
-        metrics.update(_methods(methods_path, paths, cohort, base_cfg, cfg, fig_dir, figures))
+        metrics.update(_methods(methods_path, paths, cohort, base_cfg, cfg, fig_dir, figures, nulls))
 
     if base_cfg.cohort(cohort).synthetic:
         metrics.update(_truth(per_gene, baseline.pearson, dirs, sizes, paths, cohort, fig_dir, cfg))
@@ -127,8 +130,20 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     return DEEvaluation(metrics=metrics, per_gene=per_gene, figures=figures)
 
 
+def read_cv_null(path: Path, gene_test: str) -> dict[str, pd.DataFrame]:
+    """train_de's shuffled-target CV null per method (registered method first); {} when it has none, an error
+    naming the fix when ``gene_test: cv_null`` needs it."""
+    df = pd.read_parquet(path) if path.exists() else None
+    if df is None or not len(df):
+        if gene_test == "cv_null":
+            raise FileNotFoundError(f"{path}: no CV null; evaluate_de.gene_test cv_null needs de.null_shuffles > 0 "
+                                    "(then `dvc repro train_de`)")
+        return {}
+    return {str(m): g.drop(columns="method") for m, g in df.groupby("method", sort=False)}
+
+
 def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig, cfg: EvaluateDEConfig,
-             fig_dir: Path, figures: dict[str, Path]) -> dict[str, float]:
+             fig_dir: Path, figures: dict[str, Path], nulls: dict[str, pd.DataFrame]) -> dict[str, float]:
     """Every DE method of train_de on the same folds → methods.csv, methods.png and ``method.<name>.*`` metrics."""
     from histcode.evaluation.de_methods import methods_table
 
@@ -152,14 +167,15 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
     table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
                           alternative=cfg.alternative, fdr=cfg.fdr, gene_test=cfg.gene_test,
                           n_permutations=cfg.n_permutations, timing=timing,
-                          effects=effects)
+                          effects=effects, nulls=nulls)
     write_csv(fig_dir / "methods.csv", table)
     figures["methods"] = fig_dir / "methods.png"
     de_plots.plot_methods(table, figures["methods"], f"{cohort}: DE methods on the same patient folds "
                           f"({int(table['n_genes'].max())} genes)")
     out: dict[str, float] = {}
     for row in table.to_dict("records"):
-        for key in ("pearson_r_median", "wilcoxon_p", "n_genes_significant_bh", "planted_pearson_mean",
+        for key in ("pearson_r_median", "wilcoxon_p", "n_genes_significant_bh", "n_genes_significant_bh_cv_null",
+                    "planted_pearson_mean",
                     "null_abs_pearson_mean", "seconds"):
             if key in row and row[key] is not None and np.isfinite(float(row[key])):
                 out[f"method.{row['method']}.{key}"] = float(row[key])

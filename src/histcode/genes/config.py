@@ -26,6 +26,8 @@ class DEConfig:
     fold. Summaries: ``summary_pca_dim`` components of the training tiles, their ``summary_quantiles``, the
     proportions of ``n_prototypes`` k-means prototypes, from at most ``summary_max_tiles`` tiles per slide
     (``summary_center_slides``: of tiles minus their slide's mean, see ``histcode.genes.summaries``).
+    ``null_shuffles``: cross-validations of ``method`` on targets shuffled across patients, the null of the
+    per-gene test ``cv_null`` (``histcode.genes.null``; 0 = none).
     """
 
     top_l: int = 100
@@ -57,6 +59,7 @@ class DEConfig:
     n_prototypes: int = 16
     summary_max_tiles: int = 2000
     summary_center_slides: bool = False
+    null_shuffles: int = 20
 
     @property
     def all_methods(self) -> list[str]:
@@ -70,6 +73,8 @@ class DEConfig:
                      "mil_max_tiles", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"de.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.null_shuffles < 0:
+            raise ConfigError(f"de.null_shuffles: must be >= 0 (0 = no CV null), got {self.null_shuffles}")
         if self.mil_workers < 0:
             raise ConfigError(f"de.mil_workers: must be >= 0, got {self.mil_workers}")
         from histcode.genes.methods import parse_method

@@ -4,7 +4,9 @@ Outputs (DESIGN §4): ``predictions/de/<cohort>.parquet`` and ``<cohort>_per_gen
 method ``de.method``); beside them every method's held-out predictions ``<cohort>_methods.parquet`` (column
 ``method``) and their summary ``<cohort>_methods.csv`` (median/mean r, seconds, chosen penalties), the
 slide-choice record ``<cohort>_inputs.csv``, the per-gene MIL held-out predictions
-``<cohort>_gene_mil.parquet`` and the fold of each patient ``<cohort>_folds.csv``; ``models/de/`` holds the
+``<cohort>_gene_mil.parquet``, the fold of each patient ``<cohort>_folds.csv`` and, with ``de.null_shuffles``,
+the held-out correlations of ``de.method`` re-cross-validated on shuffled targets ``<cohort>_cv_null.parquet``
+(``histcode.genes.null``); ``models/de/`` holds the
 final (all-patient) model of ``de.method`` (``de_model.pt``; with ``summary_transform.joblib``, the fitted
 slide summariser, for a ``summaries`` method) and one MIL regressor per heatmap gene; per-gene attention goes
 to ``attention_genes/<cohort>/<gene>/``.
@@ -31,6 +33,7 @@ from histcode.genes.inputs import DEInputs, build_de_inputs, read_bag
 from histcode.genes.linear import LinearFit
 from histcode.genes.methods import MethodSettings, Representations, cross_validate_method, fit_final
 from histcode.genes.metrics import per_gene_metrics, summarise
+from histcode.genes.null import NULL_COLUMNS, shuffled_cv_null
 from histcode.genes.summaries import SlideSummaries, SummarySettings, summaries_from_bags
 from histcode.genes.targets import Targets, read_targets
 from histcode.io.manifest import read_manifest
@@ -48,6 +51,7 @@ class TrainDEResult:
     predictions: pd.DataFrame
     per_gene: pd.DataFrame
     gene_mil: pd.DataFrame
+    cv_null: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(NULL_COLUMNS)))
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -146,6 +150,9 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
     methods = pd.DataFrame.from_records(records)
     predictions = frames[0].drop(columns="method")
     per_gene = per_gene_metrics(predictions)
+    cv_null = (shuffled_cv_null(cfg.method, reps, y_reg, y_cls, targets.genes, folds, settings,
+                                n_shuffles=cfg.null_shuffles, seed=base_cfg.seed, progress=cfg.progress)
+               if cfg.null_shuffles else pd.DataFrame(columns=list(NULL_COLUMNS)))
     fitted, transform, design = fit_final(cfg.method, reps, y_reg, y_cls, targets.genes, settings)
     model = fitted if isinstance(fitted, DEModel) else linear_module(fitted, targets.genes, log2_threshold)
 
@@ -188,6 +195,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
         "gene_mil": pred_dir / f"{cohort}_gene_mil.parquet",
         "methods": pred_dir / f"{cohort}_methods.parquet",
         "methods_table": pred_dir / f"{cohort}_methods.csv",
+        "cv_null": pred_dir / f"{cohort}_cv_null.parquet",
         "model": paths.models("de") / "de_model.pt",
     }
     write_parquet(out["predictions"], predictions, index=False)
@@ -197,6 +205,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
     write_parquet(out["gene_mil"], gene_mil, index=False)
     write_parquet(out["methods"], all_predictions, index=False)
     write_csv(out["methods_table"], methods)
+    write_parquet(out["cv_null"], cv_null, index=False)
     _save_torch(out["model"], {"state_dict": model.state_dict(), "genes": model.genes, "in_dim": model.in_dim,
                                "method": cfg.method, "model_class": type(model).__name__,
                                "log2_threshold": log2_threshold, "config": to_dict(cfg), "cohort": cohort,
@@ -217,4 +226,4 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
                      "pca_dim": m.pca_dim, "cohort": cohort})
     return TrainDEResult(model=model, inputs=inputs, design=design, methods=methods, predictions=predictions,
                          per_gene=per_gene,
-                         gene_mil=gene_mil, metrics=metrics, outputs=out)
+                         gene_mil=gene_mil, cv_null=cv_null, metrics=metrics, outputs=out)

@@ -70,5 +70,5 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                                    "encoder": cfg.encoder, **{k: v for k, v in feature_set_identity(
                                        paths.features(cohort, cfg.encoder)).items() if k != "encoder"},
                                    "output": "(B, G, 2): [..., 0] log10(fc+1), [..., 1] P(DE); genes in de/genes.txt"})
-            attach_evidence(DE, mv.version, de_evidence(result.predictions), kind="de")
+            attach_evidence(DE, mv.version, de_evidence(result.predictions), kind="de", null=result.cv_null)
     return result

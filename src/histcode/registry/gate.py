@@ -6,10 +6,11 @@ champion it must also beat it: point difference >= ``min_delta`` and bootstrap p
 >= ``min_prob_better`` (pairs resampled jointly, so the comparison uses the same slides/genes).
 
 DE models (evidence kind ``de``: held-out predictions per patient and gene) follow a rule a user can read:
-the absolute threshold is the number of genes predicted significantly better than random (``de_gene_test``:
-by default each gene's pooled held-out Pearson r against ``de_n_permutations`` shuffles of its predictions
-across patients, Benjamini–Hochberg
-at ``de_fdr``, as evaluate_de reports; ``folds`` for the per-fold Wilcoxon). Against a champion
+the absolute threshold is the number of genes predicted significantly better than random (``de_gene_test``,
+Benjamini–Hochberg at ``de_fdr``, as evaluate_de reports: ``pooled``, each gene's pooled held-out Pearson r
+against ``de_n_permutations`` shuffles of its predictions across patients; ``cv_null``, against the model's
+cross-validation re-run on shuffled targets, attached to the version with its evidence; ``folds``, the
+per-fold Wilcoxon). Against a champion
 the challenger must have at least as many significant genes and a higher median held-out Pearson r over the
 genes that either model predicts better than random (most panel genes carry no signal, and a median over
 them only measures noise), with patients resampled jointly for both models (same patients, same genes) in
@@ -42,12 +43,12 @@ class GateConfig:
     seed: int = 1337
     de_fdr: float = 0.05
     de_n_random: int = 100
-    de_gene_test: Literal["pooled", "folds"] = "pooled"
+    de_gene_test: Literal["pooled", "cv_null", "folds"] = "pooled"
     de_n_permutations: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.de_gene_test not in ("pooled", "folds"):
-            raise ValueError(f"promote.de_gene_test: 'pooled' or 'folds', got {self.de_gene_test!r}")
+        if self.de_gene_test not in ("pooled", "cv_null", "folds"):
+            raise ValueError(f"promote.de_gene_test: 'pooled', 'cv_null' or 'folds', got {self.de_gene_test!r}")
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,25 @@ def de_median_r(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
 
 
-def de_significant(df: pd.DataFrame, cfg: GateConfig) -> list[str]:
-    """Genes whose held-out correlations beat the random baseline after BH (``evaluate_de``'s test), sorted."""
+class MissingNull(ValueError):
+    """``de_gene_test: cv_null`` and a version without its CV null."""
+
+
+def de_significant(df: pd.DataFrame, cfg: GateConfig, null: pd.DataFrame | None = None, *,
+                   who: str = "challenger") -> list[str]:
+    """Genes whose held-out correlations beat the random baseline after BH (``evaluate_de``'s test), sorted.
+    ``null``: the version's CV null, needed by ``de_gene_test: cv_null`` (``MissingNull`` without it)."""
     from histcode.metrics.de_stats import compare_to_random
 
+    if cfg.de_gene_test == "cv_null" and (null is None or not len(null)):
+        raise MissingNull(f"the {who} has no CV null (registered before it was attached, or trained with "
+                          "de.null_shuffles: 0); retrain it with `dvc repro train_de` or set promote.de_gene_test: "
+                          "pooled")
     long = df.rename(columns={"y_true": "y_true_log10fc", "y_pred": "y_pred_log10fc"})
     table, _, _ = compare_to_random(long, n_random=cfg.de_n_random, seed=cfg.seed, alternative="greater",
                                     fdr=cfg.de_fdr, gene_test=cfg.de_gene_test,
-                                    n_permutations=cfg.de_n_permutations)
+                                    n_permutations=cfg.de_n_permutations,
+                                    cv_null=null if cfg.de_gene_test == "cv_null" else None)
     return sorted(table.loc[table["significant"], "gene"].astype(str))
 
 
@@ -140,10 +152,15 @@ def decide(
     threshold: float,
     cfg: GateConfig,
     champion: pd.DataFrame | None = None,
+    *,
+    challenger_null: pd.DataFrame | None = None,
+    champion_null: pd.DataFrame | None = None,
 ) -> Decision:
-    """Decide whether ``challenger`` replaces ``champion`` (evidence tables of the same kind)."""
+    """Decide whether ``challenger`` replaces ``champion`` (evidence tables of the same kind; the CV nulls of
+    ``de`` evidence for ``de_gene_test: cv_null``)."""
     if kind == "de":
-        return decide_de(challenger, threshold, cfg, champion)
+        return decide_de(challenger, threshold, cfg, champion, challenger_null=challenger_null,
+                         champion_null=champion_null)
     chal_metric = metric(challenger, kind)
     if chal_metric < threshold:
         return Decision(False, f"challenger metric {chal_metric:.4f} below absolute threshold {threshold:.4f}",
@@ -192,10 +209,20 @@ def de_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
 
 
 def decide_de(challenger: pd.DataFrame, threshold: float, cfg: GateConfig,
-              champion: pd.DataFrame | None = None) -> Decision:
+              champion: pd.DataFrame | None = None, *, challenger_null: pd.DataFrame | None = None,
+              champion_null: pd.DataFrame | None = None) -> Decision:
     """The DE rule (module docstring): genes better than random after BH, then a paired patient bootstrap of
-    the median r over the genes either model predicts better than random."""
-    sig = de_significant(challenger, cfg)
+    the median r over the genes either model predicts better than random. A version the ``cv_null`` test
+    cannot judge (no CV null) is refused with the reason, never judged by another test."""
+    try:
+        return _decide_de(challenger, threshold, cfg, champion, challenger_null, champion_null)
+    except MissingNull as exc:
+        return Decision(False, str(exc), metric(challenger, "de"), n=int(challenger["patient_id"].nunique()))
+
+
+def _decide_de(challenger: pd.DataFrame, threshold: float, cfg: GateConfig, champion: pd.DataFrame | None,
+               challenger_null: pd.DataFrame | None, champion_null: pd.DataFrame | None) -> Decision:
+    sig = de_significant(challenger, cfg, challenger_null)
     all_r = metric(challenger, "de")
     n_patients = int(challenger["patient_id"].nunique())
     details = {"n_genes_significant_bh": float(len(sig)), "median_r_all_genes": all_r,
@@ -220,8 +247,8 @@ def decide_de(challenger: pd.DataFrame, threshold: float, cfg: GateConfig,
     ids = set(shared["id"])
     a = champion[champion["id"].isin(ids)]
     b = challenger[challenger["id"].isin(ids)]
-    champ_sig = de_significant(a, cfg)
-    chal_sig = de_significant(b, cfg)
+    champ_sig = de_significant(a, cfg, champion_null, who="champion")
+    chal_sig = de_significant(b, cfg, challenger_null)
     genes = sorted(set(champ_sig) | set(chal_sig))
     ma, mb = _de_matrices(a[a["gene"].isin(genes)]), _de_matrices(b[b["gene"].isin(genes)])
     if not np.allclose(ma[0], mb[0], equal_nan=True):

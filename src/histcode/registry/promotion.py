@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from histcode import tracking
-from histcode.registry.evidence import load_evidence
+from histcode.registry.evidence import load_evidence, load_null
 from histcode.registry.gate import Decision, GateConfig, decide
 from histcode.registry.models import CHALLENGER, CHAMPION, RegistryError, get_version
 from histcode.registry.names import ENCODER, MIL
@@ -39,13 +39,17 @@ def _decide(name: str, cfg: GateConfig) -> tuple[Decision, Any, Any] | None:
             challenger, champion
     chal_df, kind = load_evidence(name, challenger.version)
     champ_df = None
+    nulls = {}
+    if kind == "de" and cfg.de_gene_test == "cv_null":
+        nulls = {"challenger_null": load_null(name, challenger.version),
+                 "champion_null": load_null(name, champion.version) if champion is not None else None}
     if champion is not None:
         champ_df, champ_kind = load_evidence(name, champion.version)
         if champ_kind != kind:
             raise RegistryError(f"{name}: champion evidence is {champ_kind!r}, challenger {kind!r}")
     if name not in cfg.thresholds:
         raise RegistryError(f"promote.thresholds has no entry for {name}; add one to params.yaml")
-    decision = decide(chal_df, kind, cfg.thresholds[name], cfg, champ_df)
+    decision = decide(chal_df, kind, cfg.thresholds[name], cfg, champ_df, **nulls)
     log.info("%s v%s: %s", name, challenger.version, decision.reason)
     return decision, challenger, champion
 
