@@ -13,9 +13,8 @@ small to use more threads), and the stage writes the same files as fitting them 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pandas as pd
 from histcode.console import tqdm
 from histcode.genes.gene_mil import GeneAttentionMIL, fit_gene_mil, subsample
 from histcode.io.attention import write_attention
+from histcode.mil.parallel import Deferred, torch_pool
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,9 @@ class GeneMILSettings:
 FINAL = -1  # fold id of the model fitted on every patient
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-
-
 def _fit(bags: list[np.ndarray], y: np.ndarray, gene: str, settings: GeneMILSettings, seed: int) -> GeneAttentionMIL:
     kw: dict[str, Any] = {k: v for k, v in asdict(settings).items() if k != "max_tiles"}
     return fit_gene_mil(bags, y, gene=gene, seed=seed, **kw)
-
-
-class _Now:
-    """A fit run in this process when its result is asked for (``workers`` 0)."""
-
-    def __init__(self, *args: Any) -> None:
-        self.args = args
-
-    def result(self) -> GeneAttentionMIL:
-        return _fit(*self.args)
 
 
 def gene_mil_cv(
@@ -98,20 +82,20 @@ def gene_mil_cv(
         feats, _ = read_bag(slides[p])
         train_bags[p] = feats[subsample(len(feats), settings.max_tiles, rng)].astype(np.float16)
     fold_ids = sorted({int(folds[p]) for p in patients})
-    pool = (ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                initargs=(threads,)) if workers > 0 else None)
-    fits: dict[tuple[str, int], Future[GeneAttentionMIL] | _Now] = {}
+    pool = torch_pool(workers, threads)
+    fits: dict[tuple[str, int], Future[GeneAttentionMIL] | Deferred[GeneAttentionMIL]] = {}
+    ys = {gene: targets.loc[patients, gene].to_numpy(dtype=np.float64) for gene in genes}
     try:
         for gi, gene in enumerate(genes):  # every fit submitted at once; consumed below in the serial order
-            y = targets.loc[patients, gene].to_numpy(dtype=np.float64)
             for k in [*fold_ids, FINAL]:
                 train = [i for i, p in enumerate(patients) if folds[p] != k]
-                args = ([train_bags[patients[i]] for i in train], y[train], gene, settings,
+                args = ([train_bags[patients[i]] for i in train], ys[gene][train], gene, settings,
                         seed + 1000 * gi + (999 if k == FINAL else k))
-                fits[gene, k] = pool.submit(_fit, *args) if pool is not None else _Now(*args)
+                fits[gene, k] = (pool.submit(_fit, *args) if pool is not None
+                                 else Deferred(lambda args=args: _fit(*args)))
         rows, finals = [], {}
         for gene in genes:
-            y = targets.loc[patients, gene].to_numpy(dtype=np.float64)
+            y = ys[gene]
             for k in tqdm(fold_ids, desc=f"gene MIL {gene}", disable=not progress):
                 model = fits[gene, k].result()
                 for i, p in enumerate(patients):

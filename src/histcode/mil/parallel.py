@@ -12,7 +12,7 @@ import multiprocessing as mp
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pandas as pd
 import torch
@@ -26,6 +26,15 @@ _BAGS: dict[tuple[tuple[str, str], ...], BagCache] = {}  # per worker: one cache
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
+
+
+def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
+    """``workers`` spawned processes of ``threads`` torch threads each (None for 0: run in this process).
+    Spawned, not forked: the stage's process already holds torch's thread pools."""
+    if workers <= 0:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
 
 
 def fold_job(
@@ -49,35 +58,35 @@ def fold_job(
     return res
 
 
-class _Deferred:
-    """Inline stand-in for a future: the fold trains when its result is first asked for."""
+T = TypeVar("T")
 
-    def __init__(self, fn: Callable[[], FoldResult]) -> None:
-        self.fn, self.value = fn, None
 
-    def result(self) -> FoldResult:
-        if self.value is None:
-            self.value = self.fn()
-        return self.value
+class Deferred(Generic[T]):
+    """Inline stand-in for a future (``workers`` 0): the job runs when its result is first asked for."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self.fn = fn
+        self.value: T | None = None
+        self.done = False
+
+    def result(self) -> T:
+        if not self.done:
+            self.value, self.done = self.fn(), True
+        return self.value  # type: ignore[return-value]
 
 
 class FoldRunner:
     """Submits folds to a process pool (or runs them inline with ``workers == 0``) and returns futures."""
 
     def __init__(self, workers: int, threads: int = 1) -> None:
-        self.pool = (
-            ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                initargs=(threads,))
-            if workers > 0
-            else None
-        )
+        self.pool = torch_pool(workers, threads)
 
     def submit(self, bags: BagCache, manifest: pd.DataFrame, splits: pd.DataFrame, fold: int, method: str,
-               cfg: MilConfig, *, in_dim: int, seed: int) -> Future[FoldResult] | _Deferred:
+               cfg: MilConfig, *, in_dim: int, seed: int) -> Future[FoldResult] | Deferred[FoldResult]:
         if self.pool is not None:
             return self.pool.submit(fold_job, manifest, bags.paths, bags.budget / 2**20, splits, fold, method,
                                     cfg, in_dim, seed)
-        return _Deferred(lambda: run_fold(manifest, bags, splits, fold, method, cfg, in_dim=in_dim, seed=seed))
+        return Deferred(lambda: run_fold(manifest, bags, splits, fold, method, cfg, in_dim=in_dim, seed=seed))
 
     def close(self) -> None:
         if self.pool is not None:

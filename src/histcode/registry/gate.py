@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from histcode.errors import HistcodeError
 from histcode.registry.names import DE, ENCODER, MIL
 
 
@@ -94,7 +95,7 @@ def de_median_r(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
 
 
-class MissingNull(ValueError):
+class MissingNull(HistcodeError, ValueError):
     """``de_gene_test: cv_null`` and a version without its CV null."""
 
 
