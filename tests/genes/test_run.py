@@ -108,7 +108,13 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     from histcode.registry.gate import GateConfig
     from histcode.registry.promotion import promote
 
-    gate = GateConfig(thresholds={"histcode-de": 2}, bootstrap=200, de_n_random=30)
+    from histcode.registry.evidence import load_null
+
+    null = load_null("histcode-de", version.version)  # the CV null travels with the evidence, digest-checked
+    assert len(null) == 20 * 5 and set(null["gene"]) == set(result.model.genes)
+    np.testing.assert_allclose(null.sort_values(["shuffle", "gene"])["pearson_r"],
+                               result.cv_null.sort_values(["shuffle", "gene"])["pearson_r"])
+    gate = GateConfig(thresholds={"histcode-de": 2}, bootstrap=200, de_n_random=30, de_gene_test="cv_null")
     first = promote("histcode-de", gate)
     assert first.promote and first.details["n_genes_significant_bh"] >= 2, first.reason
     assert client.get_model_version_by_alias("histcode-de", "champion").version == version.version
