@@ -105,10 +105,9 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model(x))
     # the DE evidence is the held-out predictions; the gate promotes it, then refuses a deliberately worse one
+    from histcode.registry.evidence import load_null
     from histcode.registry.gate import GateConfig
     from histcode.registry.promotion import promote
-
-    from histcode.registry.evidence import load_null
 
     null = load_null("histcode-de", version.version)  # the CV null travels with the evidence, digest-checked
     assert len(null) == 20 * 5 and set(null["gene"]) == set(result.model.genes)
