@@ -25,7 +25,7 @@ import pandas as pd
 from histcode.console import tqdm
 from histcode.genes.gene_mil import GeneAttentionMIL, fit_gene_mil, subsample
 from histcode.io.attention import write_attention
-from histcode.mil.parallel import Deferred, torch_pool
+from histcode.worker_pool import Deferred, torch_pool
 
 log = logging.getLogger(__name__)
 

@@ -8,33 +8,18 @@ so the results do not depend on the number of workers; ``workers: 0`` runs every
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pandas as pd
-import torch
 
 from histcode.mil.bags import BagCache
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import FoldResult, run_fold
+from histcode.worker_pool import Deferred, torch_pool
 
 _BAGS: dict[tuple[tuple[str, str], ...], BagCache] = {}  # per worker: one cache per feature set
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(max(1, threads))
-
-
-def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
-    """``workers`` spawned processes of ``threads`` torch threads each (None for 0: run in this process).
-    Spawned, not forked: the stage's process already holds torch's thread pools."""
-    if workers <= 0:
-        return None
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads,))
 
 
 def fold_job(
@@ -56,23 +41,6 @@ def fold_job(
     res = run_fold(manifest, _BAGS[key], splits, fold, method, cfg, in_dim=in_dim, seed=seed)
     res.model = None
     return res
-
-
-T = TypeVar("T")
-
-
-class Deferred(Generic[T]):
-    """Inline stand-in for a future (``workers`` 0): the job runs when its result is first asked for."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self.fn = fn
-        self.value: T | None = None
-        self.done = False
-
-    def result(self) -> T:
-        if not self.done:
-            self.value, self.done = self.fn(), True
-        return self.value  # type: ignore[return-value]
 
 
 class FoldRunner:

@@ -1,0 +1,44 @@
+"""Process pools for independent, seeded torch fits (MIL CV folds, per-gene MIL models).
+
+One bag per step is too small a job to gain from more torch threads, so stages scale with processes: spawned
+(the stage's process already holds torch's thread pools, which do not survive a fork), each with ``threads``
+torch threads. ``Deferred`` stands in for a future when there are no workers, so callers submit and collect
+the same way either way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
+    """``workers`` spawned processes of ``threads`` torch threads each; None for 0 (run in this process)."""
+    if workers <= 0:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+
+
+class Deferred(Generic[T]):
+    """Inline stand-in for a future (no workers): the job runs when its result is first asked for."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self.fn = fn
+        self.value: T | None = None
+        self.done = False
+
+    def result(self) -> T:
+        if not self.done:
+            self.value, self.done = self.fn(), True
+        return self.value  # type: ignore[return-value]
