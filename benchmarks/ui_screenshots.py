@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 MIL_EXPERIMENT = "histcode/mil"
-MODELS = ("histcode-mil", "histcode-encoder")
+MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
 
 
 def free_port() -> int:

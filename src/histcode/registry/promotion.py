@@ -1,13 +1,15 @@
 """Promotion gate over the registry: move ``champion`` to the ``challenger`` only on held-out evidence.
 
-Every decision is recorded twice: as tags on the challenger version (``gate.*``) and as an MLflow run in the
-``promotion`` experiment with the evidence numbers, so the UI shows why a model is (not) champion.
+Every decision is recorded three times: as tags on the challenger version (``gate.*``), as a readable section
+of the version's description (the registry page shows it first and only a few tags), and as an MLflow run in
+the ``promotion`` experiment with the evidence numbers, so the UI shows why a model is (not) champion.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from histcode import tracking
@@ -61,6 +63,9 @@ def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: G
         return
     for key, value in decision.as_tags().items():
         client.set_model_version_tag(name, challenger.version, key, value)
+    mv = client.get_model_version(name, challenger.version)
+    client.update_model_version(name, challenger.version,
+                                description=gate_description(decision, mv.tags, champion, mv.description))
     with tracking.start_run(
         "promotion",
         run_name=f"promote-{name}-v{challenger.version}",
@@ -83,6 +88,29 @@ def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: G
         client.set_registered_model_alias(name, CHAMPION, challenger.version)
         if champion is not None:
             client.set_model_version_tag(name, champion.version, "gate.replaced_by", challenger.version)
+
+
+GATE_HEADING = "### Promotion gate"
+
+
+def gate_description(decision: Decision, tags: dict[str, str], champion: Any, previous: str | None) -> str:
+    """The version's description with a readable gate section (the UI shows the description first and only a
+    few tags): the decision, its reason, the champion it was compared with and where the evidence is.
+    A previous gate section is replaced, anything a user wrote above it is kept."""
+    kept = (previous or "").split(GATE_HEADING)[0].rstrip()
+    verdict = "**promoted to @champion**" if decision.promote else "**refused** (champion unchanged)"
+    lines = [GATE_HEADING, "", f"{verdict}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "", decision.reason, ""]
+    if champion is not None:
+        lines.append(f"- compared with champion: version {champion.version}")
+    if "evidence.artifact" in tags:
+        digest = tags.get("evidence.sha256", "")[:12]
+        lines.append(f"- held-out evidence ({tags.get('evidence.kind', '?')}, {tags.get('evidence.n', '?')} rows): "
+                     f"`{tags['evidence.artifact']}` in the source run, sha256 `{digest}…`")
+    if "evidence.null_artifact" in tags:
+        lines.append(f"- CV null of the per-gene test: `{tags['evidence.null_artifact']}`")
+    lines.append("- every number: the `gate.*` tags of this version and the `promotion` experiment")
+    body = "\n".join(lines)
+    return f"{kept}\n\n{body}" if kept else body
 
 
 def _refuse(d: Decision, why: str) -> Decision:
