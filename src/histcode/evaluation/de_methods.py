@@ -15,11 +15,13 @@ from histcode.metrics.de_stats import Alternative, GeneTest, compare_to_random
 
 def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternative: Alternative, fdr: float,
                   gene_test: GeneTest = "pooled", n_permutations: int = 10_000, timing: pd.DataFrame | None = None,
-                  effects: pd.DataFrame | None = None, nulls: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+                  effects: pd.DataFrame | None = None, nulls: dict[str, pd.DataFrame] | None = None,
+                  known: dict[str, tuple] | None = None) -> pd.DataFrame:
     """One row per method (first-seen order). ``timing``: train_de's methods csv (method, seconds);
     ``effects``: the generator's gene effects (gene, effect) for planted/null columns; ``nulls``: the CV null
     of the methods that have one (``gene_test: cv_null`` judges those; the others by ``pooled``, as the
-    row's ``gene_test`` says)."""
+    row's ``gene_test`` says); ``known``: ``compare_to_random`` results already computed with these settings,
+    by method (evaluate_de's of the registered method)."""
     from histcode.evaluation.de_truth import planted_vs_null
 
     rows = []
@@ -28,9 +30,9 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
         per_gene = per_gene_metrics(pred)
         null = (nulls or {}).get(str(method))
         test = "pooled" if gene_test == "cv_null" and null is None else gene_test
-        table, overall, base = compare_to_random(pred, n_random=n_random, seed=seed, alternative=alternative,
-                                                 fdr=fdr, gene_test=test, n_permutations=n_permutations,
-                                                 cv_null=null)
+        table, overall, base = (known or {}).get(str(method)) or compare_to_random(
+            pred, n_random=n_random, seed=seed, alternative=alternative, fdr=fdr, gene_test=test,
+            n_permutations=n_permutations, cv_null=null)
         s = summarise(per_gene)
         row = {"method": method, "pearson_r_median": s["pearson_r_median"], "pearson_r_mean": s["pearson_r_mean"],
                "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],

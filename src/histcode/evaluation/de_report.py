@@ -121,7 +121,8 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
 
     methods_path = paths.de_predictions(cohort).with_name(f"{cohort}_methods.parquet")
     if methods_path.exists():
-        metrics.update(_methods(methods_path, paths, cohort, base_cfg, cfg, fig_dir, figures, nulls))
+        metrics.update(_methods(methods_path, paths, cohort, base_cfg, cfg, fig_dir, figures, nulls,
+                                (pred, (table, overall, baseline))))
 
     if base_cfg.cohort(cohort).synthetic:
         metrics.update(_truth(per_gene, baseline.pearson, dirs, sizes, paths, cohort, fig_dir, cfg))
@@ -143,8 +144,11 @@ def read_cv_null(path: Path, gene_test: str) -> dict[str, pd.DataFrame]:
 
 
 def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig, cfg: EvaluateDEConfig,
-             fig_dir: Path, figures: dict[str, Path], nulls: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Every DE method of train_de on the same folds → methods.csv, methods.png and ``method.<name>.*`` metrics."""
+             fig_dir: Path, figures: dict[str, Path], nulls: dict[str, pd.DataFrame],
+             registered: tuple[pd.DataFrame, tuple]) -> dict[str, float]:
+    """Every DE method of train_de on the same folds → methods.csv, methods.png and ``method.<name>.*`` metrics.
+    ``registered``: the registered method's predictions and their ``compare_to_random`` result, reused for
+    its row (train_de writes that method first) when they are the same predictions."""
     from histcode.evaluation.de_methods import methods_table
 
     timing_path = methods_path.with_suffix(".csv")
@@ -164,10 +168,13 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
         if len(mil):  # the per-gene attention MIL, trained for the heatmap genes only
             mil = mil.assign(method="gene_mil/heatmap_genes", y_true_label=pd.NA, p_label=np.nan)
             all_pred = pd.concat([all_pred, mil[list(all_pred.columns)]], ignore_index=True)
+    first = str(all_pred["method"].iloc[0])
+    rows = all_pred[all_pred["method"] == first].drop(columns="method").reset_index(drop=True)
+    known = {first: registered[1]} if rows.equals(registered[0].reset_index(drop=True)) else {}
     table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
                           alternative=cfg.alternative, fdr=cfg.fdr, gene_test=cfg.gene_test,
                           n_permutations=cfg.n_permutations, timing=timing,
-                          effects=effects, nulls=nulls)
+                          effects=effects, nulls=nulls, known=known)
     write_csv(fig_dir / "methods.csv", table)
     figures["methods"] = fig_dir / "methods.png"
     de_plots.plot_methods(table, figures["methods"], f"{cohort}: DE methods on the same patient folds "

@@ -28,13 +28,21 @@ log = logging.getLogger(__name__)
 NULL_COLUMNS = ("method", "shuffle", "gene", "pearson_r")
 
 
+def empty_null() -> pd.DataFrame:
+    """The null table of a run without shuffles."""
+    return pd.DataFrame(columns=list(NULL_COLUMNS))
+
+
 def shuffled_cv_null(method: str, reps: Representations, y_reg: np.ndarray, y_cls: np.ndarray,
                      genes: Sequence[str], folds: Mapping[str, int], settings: MethodSettings, *,
                      n_shuffles: int, seed: int, progress: bool = False) -> pd.DataFrame:
     """Long table (method, shuffle, gene, pearson_r): per shuffle b the pooled held-out Pearson r of every gene
-    after cross-validating ``method`` on targets whose patient rows were permuted (seeded by ``seed``)."""
-    if n_shuffles < 1:
-        raise ValueError(f"shuffled_cv_null: n_shuffles must be >= 1, got {n_shuffles}")
+    after cross-validating ``method`` on targets whose patient rows were permuted (seeded by ``seed``); no rows
+    for ``n_shuffles`` 0."""
+    if n_shuffles < 0:
+        raise ValueError(f"shuffled_cv_null: n_shuffles must be >= 0, got {n_shuffles}")
+    if n_shuffles == 0:
+        return empty_null()
     rng = np.random.default_rng(seed)
     frames = []
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ from histcode.genes.inputs import DEInputs, build_de_inputs, read_bag
 from histcode.genes.linear import LinearFit
 from histcode.genes.methods import MethodSettings, Representations, cross_validate_method, fit_final
 from histcode.genes.metrics import per_gene_metrics, summarise
-from histcode.genes.null import NULL_COLUMNS, shuffled_cv_null
+from histcode.genes.null import empty_null, shuffled_cv_null
 from histcode.genes.summaries import SlideSummaries, SummarySettings, summaries_from_bags
 from histcode.genes.targets import Targets, read_targets
 from histcode.io.manifest import read_manifest
@@ -51,7 +51,7 @@ class TrainDEResult:
     predictions: pd.DataFrame
     per_gene: pd.DataFrame
     gene_mil: pd.DataFrame
-    cv_null: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(NULL_COLUMNS)))
+    cv_null: pd.DataFrame = field(default_factory=empty_null)
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -150,9 +150,8 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
     methods = pd.DataFrame.from_records(records)
     predictions = frames[0].drop(columns="method")
     per_gene = per_gene_metrics(predictions)
-    cv_null = (shuffled_cv_null(cfg.method, reps, y_reg, y_cls, targets.genes, folds, settings,
-                                n_shuffles=cfg.null_shuffles, seed=base_cfg.seed, progress=cfg.progress)
-               if cfg.null_shuffles else pd.DataFrame(columns=list(NULL_COLUMNS)))
+    cv_null = shuffled_cv_null(cfg.method, reps, y_reg, y_cls, targets.genes, folds, settings,
+                               n_shuffles=cfg.null_shuffles, seed=base_cfg.seed, progress=cfg.progress)
     fitted, transform, design = fit_final(cfg.method, reps, y_reg, y_cls, targets.genes, settings)
     model = fitted if isinstance(fitted, DEModel) else linear_module(fitted, targets.genes, log2_threshold)
 
