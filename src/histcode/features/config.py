@@ -13,7 +13,9 @@ class ExtractConfig:
     ``encoders`` names: ``adco`` (data/models/encoder or ``sources.adco``, e.g. ``models:/histcode-encoder@
     champion``), ``simclr`` (data/models/encoder_simclr), ``imagenet`` (``imagenet_backbone`` with the
     local ``imagenet_weights`` file; skipped with a warning when it is absent), ``random`` (seeded random
-    init of the AdCo backbone), a registered foundation model (``histcode.features.foundation``: ``uni``,
+    init of the AdCo backbone), ``histomics`` (14 hand-crafted nuclear/stain features per tile: nuclei per mm² at
+    two sizes, nuclear darkness and crowding, eosin without nuclei, fine texture; no weights;
+    ``histcode.features.histomics``), a registered foundation model (``histcode.features.foundation``: ``uni``,
     ``virchow2``, ... with ``sources.<name>`` = its local weight file; a missing file is a one-line error), or
     any name given a directory/URI in ``sources``; a ``sources`` folder of TRIDENT/CLAM feature files is
     imported as that feature set without re-extracting.

@@ -18,7 +18,7 @@ from histcode.ssl.backbone import create_encoder, encoder_meta, load_encoder
 
 log = logging.getLogger(__name__)
 
-BUILTIN = ("adco", "simclr", "imagenet", "random")
+BUILTIN = ("adco", "simclr", "imagenet", "random", "histomics")
 BASELINES = ("random", "simclr", "imagenet")  # extract.baseline_max_tiles subsamples their tiles
 DEFAULT_BACKBONE = "resnet18_trunc"
 
@@ -56,8 +56,13 @@ def _trained(name: str, source: str) -> nn.Module:
     return load_encoder(source)
 
 
-def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -> NamedEncoder:
+def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int, tile_um: float | None = None,
+                    stain_reference: Path | None = None) -> NamedEncoder:
     """Build encoder ``name``; ``EncoderUnavailable`` for an optional baseline that cannot be built here.
+
+    ``histomics`` (hand-crafted nuclear/stain features, ``histcode.features.histomics``) needs the tiles'
+    physical side ``tile_um`` and separates stains with the vectors of ``stain_reference`` (the Macenko
+    defaults when extraction does not normalise).
 
     A registered foundation model needs its weights locally (``extract.sources.<name>``: file or folder, else
     the offline Hugging Face cache); without them a one-line ``FileNotFoundError`` says how to obtain them."""
@@ -84,6 +89,8 @@ def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -
                                      f"local file (weights are never downloaded).")
         module = create_encoder(cfg.imagenet_backbone, pretrained_weights=weights)
         uri = f"imagenet:{cfg.imagenet_backbone}:{Path(weights).resolve()}"
+    elif name == "histomics":
+        module, uri = _histomics(cfg, tile_um, stain_reference)
     elif name == "random":
         adco_meta = encoder_meta(cfg.sources.get("adco", default_source("adco", paths)))
         backbone = cfg.backbone or adco_meta.get("backbone") or DEFAULT_BACKBONE
@@ -97,6 +104,24 @@ def resolve_encoder(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -
     module.eval()
     dim = int(getattr(module, "dim", 0)) or _probe_dim(module)
     return NamedEncoder(name=name, module=module, uri=uri, dim=dim, fingerprint=fingerprint(module))
+
+
+def _histomics(cfg: ExtractConfig, tile_um: float | None, stain_reference: Path | None) -> tuple[nn.Module, str]:
+    from histcode.features.histomics import HistomicsEncoder
+    from histcode.slides.stain.macenko import DEFAULT_HE, DEFAULT_MAX_C
+
+    if tile_um is None or not tile_um > 0:
+        raise ValueError("extract.encoders: histomics needs the tiles' physical size (the coords files' tile_px "
+                         "and target_mpp); re-run `dvc repro tile` so the coords files record them.")
+    he, max_c, ref = DEFAULT_HE, DEFAULT_MAX_C, "macenko-default"
+    if cfg.stain and stain_reference is not None:
+        from histcode.slides.stain import load_normalizer
+
+        norm = load_normalizer(stain_reference)
+        if getattr(norm, "he_ref", None) is not None:
+            he, max_c, ref = norm.he_ref.tolist(), norm.max_c_ref.tolist(), str(stain_reference)
+    px = cfg.input_px
+    return HistomicsEncoder(he, max_c, um_per_px=tile_um / px), f"histomics:{tile_um:g}um@{px}px:stain={ref}"
 
 
 @torch.no_grad()

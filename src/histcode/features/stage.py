@@ -137,7 +137,7 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
     from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, shard
     from histcode.features.imported import is_feature_folder
     from histcode.preflight import ensure_writable, require_items
-    from histcode.slides.cohort_tiles import collect_slides
+    from histcode.slides.cohort_tiles import collect_slides, tile_side_um
 
     t_call = time.perf_counter()
     bcfg, paths = stage.base, stage.paths
@@ -182,7 +182,8 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
                     continue
                 key = resume.source_key(name, cfg, paths, seed=bcfg.seed)  # before the files are loaded
                 try:
-                    enc = resolve_encoder(name, cfg, paths, seed=bcfg.seed)
+                    enc = resolve_encoder(name, cfg, paths, seed=bcfg.seed, tile_um=tile_side_um(slides),
+                                          stain_reference=stain_reference or paths.stain_reference)
                 except EncoderUnavailable as exc:
                     log.warning("%s", exc)
                     metrics[f"{name}/skipped"] = 1
