@@ -26,8 +26,22 @@ from histcode.prologue import Stage, open_stage
 if TYPE_CHECKING:  # torch-importing modules load only when there is work (see run_extract)
     from histcode import distributed as D
     from histcode.features.extract import SlideOutcome
+    from histcode.slides.cohort_tiles import SlideTiles
 
 log = logging.getLogger(__name__)
+
+
+def tile_side_um(slides: list[SlideTiles]) -> float | None:
+    """Median physical side of the cohort's tiles in µm (level-0 patch size × level-0 µm/px); None if no slide
+    records its pixel size. Encoders that measure in µm (``histomics``) size their kernels from it."""
+    import numpy as np
+
+    sides = []
+    for s in slides:
+        mpp = s.attrs.get("slide_mpp") or s.mpp or s.default_mpp
+        if mpp and float(mpp) > 0:
+            sides.append(float(s.patch_size) * float(mpp))
+    return float(np.median(sides)) if sides else None
 
 
 def _write_failures(out_dir: Path, outcomes: list[SlideOutcome], info: D.DistInfo) -> None:
@@ -137,7 +151,7 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
     from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, shard
     from histcode.features.imported import is_feature_folder
     from histcode.preflight import ensure_writable, require_items
-    from histcode.slides.cohort_tiles import collect_slides, tile_side_um
+    from histcode.slides.cohort_tiles import collect_slides
 
     t_call = time.perf_counter()
     bcfg, paths = stage.base, stage.paths

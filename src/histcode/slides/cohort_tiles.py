@@ -69,14 +69,3 @@ def collect_slides(cohort: str, *, paths: Paths, default_mpp: float | None = Non
         slides.append(SlideTiles(sid, Path(str(row.path)), coords, int(patch), attrs,
                                  mpp=valid_mpp(row.mpp), default_mpp=default_mpp))
     return slides, failures
-
-
-def tile_side_um(slides: list[SlideTiles]) -> float | None:
-    """Median physical side of the cohort's tiles in µm (level-0 patch size × level-0 µm/px); None if no slide
-    records its pixel size. Encoders that measure in µm (``histomics``) size their kernels from it."""
-    sides = []
-    for s in slides:
-        mpp = s.attrs.get("slide_mpp") or s.mpp or s.default_mpp
-        if mpp and float(mpp) > 0:
-            sides.append(float(s.patch_size) * float(mpp))
-    return float(np.median(sides)) if sides else None
