@@ -106,13 +106,33 @@ class HistomicsEncoder(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             return self._features(x.float())
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, hgt, wid = x.shape
+    def _stains(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(H, E concentrations, tissue mask), each (B, 1, P, P)."""
         od = torch.add(x * 255.0, 1.0).mul_(1.0 / IO).log_().neg_().clamp_(min=0.0)  # as the normaliser's OD
         conc = torch.einsum("sc,bchw->bshw", self.unmix, od).clamp_(min=0.0)
-        h, e = conc[:, :1], conc[:, 1:]
+        return conc[:, :1], conc[:, 1:], (od.sum(dim=1, keepdim=True) > TISSUE_OD).float()
+
+    def _nuclei(self, h: torch.Tensor, tissue: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Boolean (B, 1, P, P) nucleus centres: small, large, dark small; and the two blurred H maps."""
+        hmax = self.max_c[0]
+        g_small, g_large = self._blur(h, self.k_small), self._blur(h, self.k_large)
+        small = self._peaks(g_small, self._blur(h, self.k_small2), self.win_small, hmax) & (tissue > 0)
+        large = self._peaks(g_large, self._blur(h, self.k_large2), self.win_large, hmax) & (tissue > 0)
+        return small, large, small & (g_small > DARK_LEVEL * hmax), g_small, g_large
+
+    @torch.no_grad()
+    def nuclei_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The detected nucleus centres behind the counts (QC pictures): ``small``, ``large``, ``dark`` (B, P, P)
+        booleans, and ``tissue``."""
+        with torch.autocast(x.device.type, enabled=False):
+            h, _, tissue = self._stains(x.float())
+            small, large, dark, _, _ = self._nuclei(h, tissue)
+        return {"small": small[:, 0], "large": large[:, 0], "dark": dark[:, 0], "tissue": tissue[:, 0] > 0}
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, hgt, wid = x.shape
+        h, e, tissue = self._stains(x)
         hmax, emax = self.max_c[0], self.max_c[1]
-        tissue = (od.sum(dim=1, keepdim=True) > TISSUE_OD).float()
         frac = tissue.sum(dim=(1, 2, 3)) / (hgt * wid)
         n_tis = tissue.sum(dim=(1, 2, 3)).clamp(min=1.0)
 
@@ -125,12 +145,9 @@ class HistomicsEncoder(nn.Module):
         nuclear = (h > NUCLEAR_LEVEL * hmax).float()
         eosin_only = ((e > EOSIN_LEVEL * emax) & (h < 0.5 * NUCLEAR_LEVEL * hmax)).float()
         area_mm2 = (frac.clamp(min=MIN_TISSUE) * hgt * wid * self.um_per_px**2 / 1e6)
-        g_small, g_large = self._blur(h, self.k_small), self._blur(h, self.k_large)
-        small = self._peaks(g_small, self._blur(h, self.k_small2), self.win_small, hmax) & (tissue > 0)
-        large = self._peaks(g_large, self._blur(h, self.k_large2), self.win_large, hmax) & (tissue > 0)
+        small, large, dark, _, g_large = self._nuclei(h, tissue)
         n_small = small.sum(dim=(1, 2, 3)).float()
         n_large = large.sum(dim=(1, 2, 3)).float()
-        dark = small & (g_small > DARK_LEVEL * hmax)
         peak_h = (g_large * large).sum(dim=(1, 2, 3)) / n_large.clamp(min=1.0)
         e_fine = tmean((e - self._blur(e, self.k_fine)).abs())
         h_fine = tmean((h - self._blur(h, self.k_fine)).abs())
