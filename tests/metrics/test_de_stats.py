@@ -238,3 +238,33 @@ def test_compare_to_random_cv_null_test_needs_the_null_and_marks_significance_by
     with pytest.raises(ValueError, match="lacks 1 evaluated genes"):
         compare_to_random(df, n_random=5, seed=5, alternative="greater", fdr=0.05, gene_test="cv_null",
                           cv_null=null[null["gene"] != genes[0]])
+
+
+def test_permutation_p_values_equal_one_full_correlation_per_permutation() -> None:
+    """The blocked dot-product path gives the p-values of the per-permutation computation it replaced
+    (same permutations in the same order), for every alternative, with ties, a constant column and NaNs."""
+    from histcode.metrics.de_stats import columnwise_pearson
+
+    def reference(y: np.ndarray, yhat: np.ndarray, b: int, seed: int, alternative: str) -> np.ndarray:
+        obs = columnwise_pearson(y, yhat)
+        rng = np.random.default_rng(seed)
+        hits = np.zeros(obs.shape)
+        for _ in range(b):
+            r = columnwise_pearson(y, yhat[rng.permutation(len(yhat))])
+            with np.errstate(invalid="ignore"):
+                hits += {"greater": r >= obs - 1e-12, "less": r <= obs + 1e-12,
+                         "two-sided": np.abs(r) >= np.abs(obs) - 1e-12}[alternative]
+        return np.where(np.isfinite(obs), (1.0 + hits) / (1.0 + b), np.nan)
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(21, 40))
+    yhat = 0.4 * y + rng.normal(size=(21, 40))
+    yhat[:, 5] = np.round(yhat[:, 5])  # ties
+    yhat[:, 7] = 1.0  # constant: NaN
+    for alternative in ("greater", "less", "two-sided"):
+        fast = permutation_pearson(y, yhat, 1500, 9, alternative)  # > one block of 512
+        np.testing.assert_array_equal(fast, reference(y, yhat, 1500, 9, alternative))
+    assert np.isnan(fast[7]) and np.isfinite(np.delete(fast, 7)).all()
+    y_nan = y.copy()
+    y_nan[2, 3] = np.nan  # missing values take the per-permutation path
+    np.testing.assert_array_equal(permutation_pearson(y_nan, yhat, 300, 4), reference(y_nan, yhat, 300, 4, "greater"))

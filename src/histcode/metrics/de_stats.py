@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,16 +97,41 @@ def permutation_pearson(y: np.ndarray, yhat: np.ndarray, n_permutations: int, se
     obs = columnwise_pearson(y, yhat)
     rng = np.random.default_rng(seed)
     hits = np.zeros(obs.shape)
-    for _ in range(n_permutations):
-        r = columnwise_pearson(y, yhat[rng.permutation(len(yhat))])
+    for r in _permuted_pearson(y, yhat, n_permutations, rng):
         with np.errstate(invalid="ignore"):
             if alternative == "greater":
-                hits += r >= obs - 1e-12
+                hits += (r >= obs - 1e-12).sum(axis=0)
             elif alternative == "less":
-                hits += r <= obs + 1e-12
+                hits += (r <= obs + 1e-12).sum(axis=0)
             else:
-                hits += np.abs(r) >= np.abs(obs) - 1e-12
+                hits += (np.abs(r) >= np.abs(obs) - 1e-12).sum(axis=0)
     return np.where(np.isfinite(obs), (1.0 + hits) / (1.0 + n_permutations), np.nan)
+
+
+PERMUTATION_CHUNK = 512
+
+
+def _permuted_pearson(y: np.ndarray, yhat: np.ndarray, n_permutations: int,
+                      rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """(c, G) blocks of the Pearson r of ``y`` with row-permuted ``yhat``, ``rng.permutation`` drawn in order.
+
+    Without missing values a row permutation moves neither column means nor variances, so every r is a dot
+    product of the standardised columns: one einsum per block of permutations instead of a full
+    ``columnwise_pearson`` per permutation (~100× faster at 10⁴ permutations). With NaNs the usable rows change
+    with the permutation, so each is computed in full."""
+    n = len(yhat)
+    if not (np.isfinite(y).all() and np.isfinite(yhat).all()):
+        for _ in range(n_permutations):
+            yield columnwise_pearson(y, yhat[rng.permutation(n)])[None]
+        return
+    bad = (n < 3) | _constant(y, np.ones(y.shape, bool)) | _constant(yhat, np.ones(yhat.shape, bool))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zy, zh = y - y.mean(axis=0), yhat - yhat.mean(axis=0)
+        zy, zh = zy / np.sqrt((zy * zy).sum(axis=0)), zh / np.sqrt((zh * zh).sum(axis=0))
+    for start in range(0, n_permutations, PERMUTATION_CHUNK):
+        idx = np.stack([rng.permutation(n) for _ in range(min(PERMUTATION_CHUNK, n_permutations - start))])
+        r = np.einsum("pg,cpg->cg", zy, zh[idx])
+        yield np.where(bad, np.nan, np.clip(r, -1.0, 1.0))
 
 
 def pooled_null_pvalues(obs: np.ndarray, null: np.ndarray, alternative: Alternative = "greater") -> np.ndarray:
