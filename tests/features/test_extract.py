@@ -165,3 +165,27 @@ def test_stain_normalisation_on_the_device_gives_the_workers_tiles(tmp_path: Pat
                    device=torch.device("cpu"))
     np.testing.assert_array_equal(feats[True], feats[False])
     assert not np.allclose(feats[True], read_features(tmp_path / "raw" / "CMU-1.h5")[0], atol=1e-3)  # it did stain
+
+
+def test_external_cohorts_skip_the_baselines_unless_asked(synth_project: Path) -> None:
+    """Baselines serve the training cohort's comparisons; an external cohort embeds only the real encoders."""
+    import copy
+
+    import pytest
+
+    from histcode.config import ConfigError
+
+    params = copy.deepcopy(PARAMS)
+    params["base"]["cohorts"]["synth"]["role"] = "external"
+    params["extract"]["encoders"] = ["histomics", "random"]
+    metrics = run_extract(params, cohort="synth")
+    root = synth_project / "data/features/synth"
+    assert metrics["histomics/slides_done"] == 3 and not (root / "random").exists()
+    assert not any(k.startswith("random/") for k in metrics)
+    params["extract"]["encoders"] = ["random"]
+    with pytest.raises(ConfigError, match="baselines_external"):
+        run_extract(params, cohort="synth")
+    assert run_extract(params, cohort="synth", encoders=["random"])["random/slides_done"] == 3  # asked by name
+    shutil.rmtree(root / "random")
+    params["extract"].update(encoders=["histomics", "random"], baselines_external=True)
+    assert run_extract(params, cohort="synth")["random/slides_done"] == 3

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+BASELINES = ("random", "simclr", "imagenet")  # comparison encoders: subsampled tiles, training cohorts only
+
 
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
@@ -22,6 +24,9 @@ class ExtractConfig:
 
     ``baseline_max_tiles`` > 0: the baselines (random, simclr, imagenet) embed a seeded subsample of at most that
     many tiles per slide (a valid feature set with fewer tiles per slide); 0 embeds every tile.
+    ``baselines_external``: also embed the baselines on external cohorts. Off by default: the comparisons they
+    exist for (Table 1's random-init row, the probes) are cross-validated on the training cohort, and external
+    validation scores the registered encoder only; an explicit ``--encoder`` always runs.
     """
 
     encoders: list[str] = dataclasses.field(default_factory=lambda: ["adco"])
@@ -39,6 +44,7 @@ class ExtractConfig:
     imagenet_weights: str | None = None
     max_bad_tile_frac: float = 0.1
     baseline_max_tiles: int = 0
+    baselines_external: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:

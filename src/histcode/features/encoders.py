@@ -19,7 +19,6 @@ from histcode.ssl.backbone import create_encoder, encoder_meta, load_encoder
 log = logging.getLogger(__name__)
 
 BUILTIN = ("adco", "simclr", "imagenet", "random", "histomics")
-BASELINES = ("random", "simclr", "imagenet")  # extract.baseline_max_tiles subsamples their tiles
 DEFAULT_BACKBONE = "resnet18_trunc"
 
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from histcode.config import to_dict
+from histcode.config import ConfigError, to_dict
 from histcode.features import resume, throughput
-from histcode.features.config import ExtractConfig
+from histcode.features.config import BASELINES, ExtractConfig
 from histcode.paths import Paths
 from histcode.prologue import Stage, open_stage
 
@@ -106,6 +106,16 @@ def run_extract(params: str | Path | dict[str, Any] = "params.yaml", *, cohort: 
     if progress is not None:
         cfg = dataclasses.replace(cfg, progress=progress)
     names = encoders or cfg.encoders
+    if not encoders and not cfg.baselines_external and stage.base.cohort(cohort).role == "external":
+        skipped = [n for n in names if n in BASELINES]
+        names = [n for n in names if n not in BASELINES]
+        if skipped:
+            log.info("extract %s: baselines %s are for the training cohort's comparisons; not embedded on this "
+                     "external cohort (extract.baselines_external: true embeds them)", cohort, ", ".join(skipped))
+        if not names:
+            raise ConfigError(f"extract.encoders: {cfg.encoders} holds only baselines, which are not embedded on "
+                              f"external cohort {cohort!r}; add the encoder to validate (e.g. adco) or set "
+                              "extract.baselines_external: true.")
     if out_root is None and stain_reference is None:
         done = _nothing_to_do(stage, cfg, cohort, names)
         if done is not None:
@@ -147,7 +157,7 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
 
     from histcode import distributed as D
     from histcode import tracking
-    from histcode.features.encoders import BASELINES, EncoderUnavailable, resolve_encoder
+    from histcode.features.encoders import EncoderUnavailable, resolve_encoder
     from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, shard
     from histcode.features.imported import is_feature_folder
     from histcode.preflight import ensure_writable, require_items
