@@ -33,7 +33,9 @@ def _children_cpu() -> float:
 
 def time_repro(args: list[str]) -> dict:
     """Run ``dvc repro <args>`` streaming its output; return per-stage wall seconds and totals."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # the stages' `python` must be this interpreter (the project's venv) even when the venv is not activated
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(Path(sys.executable).with_name("dvc")), "repro", *args]
     cpu0, t0 = _children_cpu(), time.perf_counter()
     starts: list[tuple[str, float]] = []
