@@ -109,7 +109,7 @@ def test_resolve_encoder_sizes_kernels_from_the_tiles_and_fingerprints_the_refer
     from histcode.slides.stain import create_normalizer, save_normalizer
 
     cfg = ExtractConfig(encoders=["histomics"], input_px=128)
-    with pytest.raises(ValueError, match="re-run `dvc repro tile`"):
+    with pytest.raises(ValueError, match="default_mpp"):
         resolve_encoder("histomics", cfg, Paths(), seed=0, tile_um=None)
     a = resolve_encoder("histomics", cfg, Paths(), seed=0, tile_um=128.0)
     b = resolve_encoder("histomics", cfg, Paths(), seed=0, tile_um=256.0)

@@ -110,8 +110,9 @@ def _histomics(cfg: ExtractConfig, tile_um: float | None, stain_reference: Path 
     from histcode.slides.stain.macenko import DEFAULT_HE, DEFAULT_MAX_C
 
     if tile_um is None or not tile_um > 0:
-        raise ValueError("extract.encoders: histomics needs the tiles' physical size (the coords files' tile_px "
-                         "and target_mpp); re-run `dvc repro tile` so the coords files record them.")
+        raise ValueError("extract.encoders: histomics needs the tiles' physical size, but no slide of the cohort "
+                         "records its µm/px; set base.cohorts.<cohort>.default_mpp for slides without MPP metadata "
+                         "(or re-run `dvc repro tile` if the coords files predate slide_mpp).")
     he, max_c, ref = DEFAULT_HE, DEFAULT_MAX_C, "macenko-default"
     if cfg.stain and stain_reference is not None:
         from histcode.slides.stain import load_normalizer
