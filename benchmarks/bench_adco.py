@@ -27,6 +27,7 @@ def _sync(dev: torch.device) -> None:
 
 def main() -> None:
     from histcode.config import load_params, section
+    from histcode.precision import resolve_bf16
     from histcode.ssl.backbone import create_encoder
     from histcode.ssl.config import PretrainConfig
     from histcode.ssl.methods import AdCoMethod
@@ -57,7 +58,7 @@ def main() -> None:
     x2 = torch.rand_like(x1)
 
     def amp() -> torch.autocast:
-        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=resolve_bf16(cfg.bf16, dev.type))
 
     gen = torch.Generator().manual_seed(0)
     method.init_bank([x2], amp, gen)
@@ -86,7 +87,8 @@ def main() -> None:
     result = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "backbone": cfg.backbone, "input_px": cfg.input_px,
-        "batch_size": cfg.batch_size, "bank_size": cfg.bank_size, "proj_dim": cfg.proj_dim, "bf16": cfg.bf16,
+        "batch_size": cfg.batch_size, "bank_size": cfg.bank_size, "proj_dim": cfg.proj_dim,
+        "bf16": resolve_bf16(cfg.bf16, dev.type),
         "step_without_bank_s": step, "bank_update_s": bank, "step_with_bank_s": step + bank,
         "bank_fraction_of_step": bank / (step + bank), "goal_bank_fraction": 0.15,
         "tiles_per_s_with_bank": cfg.batch_size / (step + bank),

@@ -34,11 +34,13 @@ def _setup(params: str, cohort: str | None, encoder: str, max_tiles: int) -> tup
     from histcode.features.config import ExtractConfig
     from histcode.features.encoders import resolve_encoder
     from histcode.paths import Paths
+    from histcode.precision import resolve_bf16
     from histcode.slides.cohort_tiles import collect_slides
 
     raw = load_params(params)
     bcfg = base(raw)
-    cfg = dataclasses.replace(section(ExtractConfig, "extract", raw), progress=False)
+    cfg = section(ExtractConfig, "extract", raw)
+    cfg = dataclasses.replace(cfg, progress=False, bf16=resolve_bf16(cfg.bf16, "cpu"))  # this benchmark is CPU-only
     cohort = cohort or bcfg.train_cohort
     paths = Paths.from_base(bcfg)
     slides, _ = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)

@@ -36,7 +36,7 @@ class ExtractConfig:
     workers: int = 2
     threads: int = 2
     dtype: Literal["float16", "float32"] = "float16"
-    bf16: bool = True
+    bf16: bool | Literal["auto"] = "auto"
     channels_last: bool = True
     stain: bool = True
     backbone: str | None = None
@@ -49,7 +49,9 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         from histcode.config import ConfigError
+        from histcode.precision import check_setting
 
+        check_setting(self.bf16, "extract.bf16")
         if not self.encoders:
             raise ConfigError("extract.encoders: list at least one encoder (e.g. [adco, random]).")
         if (self.input_px < 32 or self.batch_size < 1 or self.workers < 0 or not 0 <= self.max_bad_tile_frac <= 1

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from histcode.features.config import ExtractConfig
 from histcode.features.resume import expected_attrs, finished
 from histcode.io.features import FeatureWriter, trident_coords_attrs
+from histcode.precision import resolve_bf16
 from histcode.preflight import disk_full, is_disk_full
 from histcode.slides.cohort_tiles import SlideTiles
 from histcode.slides.tile_dataset import (
@@ -165,6 +166,7 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     if not todo:
         return outcomes, stats
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    bf16 = resolve_bf16(cfg.bf16, device.type)
     models = [j.module.to(device).eval().to(memory_format=fmt) for j in jobs]
     read_px = max([cfg.input_px] + [j.input_px for j in jobs])  # read once, at the largest size any encoder wants
     dataset = SlideTileDataset(todo, out_px=read_px)
@@ -228,7 +230,7 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
                         if xi.shape[-1] != px:  # e.g. AdCo at input_px beside a 224-px foundation model
                             xi = torch.nn.functional.interpolate(xi, size=(px, px), mode="bilinear", antialias=True,
                                                                  align_corners=False).contiguous(memory_format=fmt)
-                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                             feats = models[i](xi)
                         sink.writer.write(feats.float().cpu().numpy(), coords[rows])
                         embedded += int(rows.sum())

@@ -57,9 +57,13 @@ def file_digest(path: Path) -> str:
 
 
 def settings_digest(cfg: ExtractConfig, input_px: int, stain_reference: Path | None) -> str:
-    """The settings that change the features of a given encoder on given tiles (not speed knobs)."""
+    """The settings that change the features of a given encoder on given tiles (not speed knobs); bf16 as
+    resolved on this machine's default device (``histcode.precision``)."""
+    from histcode.precision import resolve_bf16
+
     stain = file_digest(stain_reference) if cfg.stain and stain_reference is not None else "none"
-    return _digest({"input_px": input_px or cfg.input_px, "dtype": cfg.dtype, "bf16": cfg.bf16, "stain": stain})
+    bf16 = resolve_bf16(cfg.bf16)
+    return _digest({"input_px": input_px or cfg.input_px, "dtype": cfg.dtype, "bf16": bf16, "stain": stain})
 
 
 def _tile_digest(coords_attrs: Mapping[str, Any]) -> Any:

@@ -46,7 +46,7 @@ class PretrainConfig:
     simclr_tau: float = 0.2
     workers: int = 2
     threads: int = 2
-    bf16: bool = True
+    bf16: bool | Literal["auto"] = "auto"  # autocast where the hardware has bf16 (histcode.precision)
     channels_last: bool = True
     stain: bool = True
     hed_sigma: float = 0.05  # H&E augmentation (histcode.ssl.augment): HED concentration jitter
@@ -82,3 +82,6 @@ class PretrainConfig:
             from histcode.config import ConfigError
 
             raise ConfigError(f"pretrain: invalid value(s) for {bad} in {dataclasses.asdict(self)}")
+        from histcode.precision import check_setting
+
+        check_setting(self.bf16, "pretrain.bf16")

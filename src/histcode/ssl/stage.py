@@ -143,6 +143,9 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
         overrides["method"] = method
     if progress is not None:
         overrides["progress"] = progress
+    from histcode.precision import resolve_bf16
+
+    overrides["bf16"] = resolve_bf16(cfg.bf16)  # as resolved here: the run, checkpoint and replay key record it
     cfg = dataclasses.replace(cfg, **overrides)
     cohort = bcfg.train_cohort
     out = Path(out_dir) if out_dir else paths.models("encoder")

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from histcode import distributed as D
 from histcode.config import to_dict
 from histcode.errors import HistcodeError
+from histcode.precision import resolve_bf16
 from histcode.seeding import seed_everything
 from histcode.slides.tile_dataset import TileCollate, normalize_on_device, normalize_uint8, worker_init
 from histcode.ssl.augment import AugmentConfig, HEAugment
@@ -141,8 +142,10 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                                       stain_vector_sigma=cfg.stain_vector_sigma, p_jpeg=cfg.p_jpeg,
                                       jpeg_quality=cfg.jpeg_quality))
 
+    bf16 = resolve_bf16(cfg.bf16, dev.type)
+
     def amp() -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
 
     def views(raw: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = raw.to(dev, non_blocking=True)
