@@ -245,6 +245,9 @@ def test_heatmap_config_names_a_bad_scale_smoothing_or_threshold() -> None:
         ({"smooth_tiles": -1}, "heatmaps.smooth_tiles: -1 must be >= 0"),
         ({"truth_threshold": "li"}, "heatmaps.truth_threshold: 'li' is not one of"),
         ({"truth_threshold": 1.5}, r"or a number in \[0, 1\]"),
+        ({"close_tiles": -1}, "heatmaps.close_tiles: -1 must be a whole number of tiles >= 0"),
+        ({"close_tiles": 1.5}, "heatmaps.close_tiles: 1.5 must be a whole number"),
+        ({"fill_holes": "yes"}, "heatmaps.fill_holes: 'yes' must be true or false"),
     ):
         with pytest.raises(ConfigError, match=msg):
             HeatmapConfig(**bad)

@@ -26,14 +26,16 @@ def evaluate_attention_truth(
     threshold: str | float = "otsu",
     scale: str = "raw",
     smooth_tiles: float = 0.0,
+    close_tiles: int = 0,
+    fill_holes: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-slide metrics (DataFrame) and their means for ``slide_ids`` (tumour slides of a synthetic cohort).
 
     Scores against the tumour bed (``top_k_precision``, ``iou``, ``tumour_tile_fraction``) and, beside it,
     against the tumour-cell code of the region mask (the same names with ``_cells``). Reads the generator's
-    truth through ``histcode.io.truth``. The thresholded map is the heatmap's (``scale``, ``smooth_tiles``:
-    ``histcode.metrics.heatmap_values``); top-k ranks the raw attention. A slide that fails gets its reason in
-    the ``error`` column and is left out of the means.
+    truth through ``histcode.io.truth``. The thresholded map is the heatmap's (``scale``, ``smooth_tiles``,
+    ``close_tiles``, ``fill_holes``: ``histcode.metrics.heatmap_values``); top-k ranks the raw attention. A
+    slide that fails gets its reason in the ``error`` column and is left out of the means.
     """
     codes = region_codes()
     if "tumour" not in codes:
@@ -48,7 +50,7 @@ def evaluate_attention_truth(
             for suffix, region in (("", bed), ("_cells", mask == codes["tumour"])):
                 m = attention_truth_metrics(
                     coords, raw, patch_sizes[sid], region, ds, top_k=top_k, threshold=threshold, weights=weights,
-                    scale=scale, smooth_tiles=smooth_tiles,
+                    scale=scale, smooth_tiles=smooth_tiles, close_tiles=close_tiles, fill_holes=fill_holes,
                 )
                 row.update(m if not suffix else {f"{c}{suffix}": m[c] for c in CELL_KEYS})
             rows.append({**row, "error": ""})

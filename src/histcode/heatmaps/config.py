@@ -16,6 +16,8 @@ class HeatmapConfig:
     none); ``normalise`` then maps it to colours. ``truth_*``: attention-vs-truth evaluation, run for synthetic
     cohorts only (top-k precision of the raw attention, IoU of the heatmap at an automatic threshold, ``otsu``
     or ``kittler`` (minimum error), or a fixed one in [0, 1] on the percentile scale; the PNG outlines it).
+    ``close_tiles`` / ``fill_holes``: the thresholded tiles closed into a region (a disk of that many tiles,
+    then enclosed holes filled; ``histcode.metrics.heatmap_values.close_region``); 0 / false = as thresholded.
     """
 
     slides: int | list[str] = 4
@@ -31,6 +33,8 @@ class HeatmapConfig:
     truth_threshold: str | float = "otsu"
     scale: str = "raw"
     smooth_tiles: float = 0.0
+    close_tiles: int = 0
+    fill_holes: bool = False
 
     def __post_init__(self) -> None:
         from histcode.config import ConfigError
@@ -41,6 +45,10 @@ class HeatmapConfig:
             raise ConfigError(f"heatmaps.scale: {self.scale!r} is not one of {list(SCALES)}")
         if not float(self.smooth_tiles) >= 0:
             raise ConfigError(f"heatmaps.smooth_tiles: {self.smooth_tiles!r} must be >= 0 (tile sides; 0 = none)")
+        if isinstance(self.close_tiles, bool) or not isinstance(self.close_tiles, int) or self.close_tiles < 0:
+            raise ConfigError(f"heatmaps.close_tiles: {self.close_tiles!r} must be a whole number of tiles >= 0")
+        if not isinstance(self.fill_holes, bool):
+            raise ConfigError(f"heatmaps.fill_holes: {self.fill_holes!r} must be true or false")
         t = self.truth_threshold
         if not (t in AUTO_THRESHOLDS or (not isinstance(t, (str, bool)) and 0 <= float(t) <= 1)):
             raise ConfigError(

@@ -12,7 +12,7 @@ from histcode.heatmaps.geojson import write_geojson
 from histcode.heatmaps.render import read_thumbnail, render_heatmap
 from histcode.metrics.attention_truth import selected_tiles
 from histcode.metrics.canvas import normalise_scores
-from histcode.metrics.heatmap_values import heatmap_values
+from histcode.metrics.heatmap_values import close_region, heatmap_values
 
 _THRESHOLD_NAMES = {"otsu": "above the Otsu threshold", "kittler": "above the minimum-error threshold"}
 
@@ -46,6 +46,8 @@ def render_slide(
     values = heatmap_values(coords, raw, attn, float(patch), scale=cfg.scale, smooth_tiles=cfg.smooth_tiles)
     smooth = f", smoothed σ = {cfg.smooth_tiles:g} tiles" if cfg.smooth_tiles else ""
     threshold = cfg.truth_threshold
+    closed = f", closed over {cfg.close_tiles} tiles" if cfg.close_tiles else ""
+    closed += ", holes filled" if cfg.fill_holes else ""
     out = {
         "heatmap": str(
             render_heatmap(
@@ -60,8 +62,10 @@ def render_slide(
                 normalise=cfg.normalise,
                 label=f"{cfg.normalise} of {cfg.scale} attention{smooth}",
                 thumbnail=thumb,
-                region=selected_tiles(values, threshold),
-                region_label=_THRESHOLD_NAMES.get(str(threshold), f"≥ {threshold} (percentile)"),
+                region=close_region(
+                    coords, selected_tiles(values, threshold), float(patch), cfg.close_tiles, cfg.fill_holes
+                ),
+                region_label=_THRESHOLD_NAMES.get(str(threshold), f"≥ {threshold} (percentile)") + closed,
             )
         )
     }

@@ -123,6 +123,8 @@ def _truth(
             threshold=cfg.truth_threshold,
             scale=cfg.scale,
             smooth_tiles=cfg.smooth_tiles,
+            close_tiles=cfg.close_tiles,
+            fill_holes=cfg.fill_holes,
         )
         write_csv(out_root / f"attention_truth_{pdir.name}.csv", df)
         out.update({f"{pdir.name}.{k}": v for k, v in summary.items()})
@@ -133,6 +135,8 @@ def _truth(
             "threshold": cfg.truth_threshold,
             "scale": cfg.scale,
             "smooth_tiles": cfg.smooth_tiles,
+            "close_tiles": cfg.close_tiles,
+            "fill_holes": cfg.fill_holes,
             "top_k_ranks": "raw attention (unsmoothed)",
             "truth": "tumour bed (overlay bit 16)",
             "truth_cells": "tumour-cell region code (metrics *_cells)",

@@ -10,7 +10,8 @@ cell-level numbers are still reported, with the suffix ``_cells``.
 - AUC: threshold-free, how well the raw attention ranks region tiles above the other tiles (Mann-Whitney;
   NaN when a slide has tiles of one kind only). It bounds what any threshold of the map can reach: a map whose
   ranking mixes the region with the rest cannot be thresholded into the region;
-- IoU at mask resolution between the thresholded heatmap and the region pixels of the tiled area. The
+- IoU at mask resolution between the thresholded heatmap and the region pixels of the tiled area, with its
+  two halves: ``region_precision`` (share of the outlined area inside the region) and ``region_recall``. The
   heatmap is the one the figures show (``histcode.metrics.heatmap_values``: attention scale, then spatial
   smoothing over the tiles); its tiles pass an automatic threshold (Otsu, or Kittler-Illingworth minimum
   error) or a fixed percentile-normalised one.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from histcode.metrics.canvas import average_ranks, box_fractions, normalise_scores, paint, tile_boxes
-from histcode.metrics.heatmap_values import heatmap_values
+from histcode.metrics.heatmap_values import close_region, heatmap_values
 
 AUTO_THRESHOLDS = ("otsu", "kittler")
 
@@ -103,11 +104,14 @@ def attention_truth_metrics(
     weights: np.ndarray | None = None,
     scale: str = "raw",
     smooth_tiles: float = 0.0,
+    close_tiles: int = 0,
+    fill_holes: bool = False,
 ) -> dict[str, float]:
     """Top-k precision and heatmap IoU of one slide against one truth region.
 
     coords (N, 2) level-0 tile corners; scores (N,) raw attention (the top-k ranking uses it as is); the
-    thresholded heatmap is ``heatmap_values(coords, scores, weights, ..., scale, smooth_tiles)``; truth (H, W)
+    thresholded heatmap is ``heatmap_values(coords, scores, weights, ..., scale, smooth_tiles)``, its selection
+    closed into a region by ``close_region(.., close_tiles, fill_holes)``; truth (H, W)
     boolean region (e.g. the tumour bed) at ``downsample`` level-0 px per mask px.
     """
     coords = np.asarray(coords).reshape(-1, 2)
@@ -126,18 +130,28 @@ def attention_truth_metrics(
     # constant scores (mean pooling) rank nothing: report the expectation under random tie-breaking
     precision = float(in_tumour[top].mean()) if s.max() > s.min() else float(in_tumour.mean())
     _, tiled = paint(boxes, np.ones(len(s)), truth.shape)
-    sel = selected_tiles(
-        heatmap_values(coords, s, weights, patch_size_level0, scale=scale, smooth_tiles=smooth_tiles), threshold
+    sel = close_region(
+        coords,
+        selected_tiles(
+            heatmap_values(coords, s, weights, patch_size_level0, scale=scale, smooth_tiles=smooth_tiles), threshold
+        ),
+        patch_size_level0,
+        close_tiles,
+        fill_holes,
     )
     _, pred = paint(boxes[sel], np.ones(int(sel.sum())), truth.shape)
     tiled_truth = truth & (tiled > 0)
     pred_px = pred > 0
     union = np.logical_or(pred_px, tiled_truth).sum()
-    iou = float(np.logical_and(pred_px, tiled_truth).sum() / union) if union else float("nan")
+    hit = float(np.logical_and(pred_px, tiled_truth).sum())
+    iou = hit / union if union else float("nan")
+    n_pred, n_truth = float(pred_px.sum()), float(tiled_truth.sum())
     return {
         "top_k_precision": precision,
         "k": float(k),
         "iou": iou,
+        "region_precision": hit / n_pred if n_pred else float("nan"),  # share of the outlined area in the region
+        "region_recall": hit / n_truth if n_truth else float("nan"),  # share of the region outlined
         "auc": rank_auc(s, in_tumour),
         "tumour_tile_fraction": float(in_tumour.mean()),
         "selected_fraction": float(sel.mean()),

@@ -9,6 +9,9 @@ the tiles, shared by the heatmap figures (``histcode.heatmaps``) and their scori
 - ``smooth_tiles``: Gaussian σ in tile side lengths over tile centres, normalised over the tissue tiles
   present (no background pulls an edge tile down). CLAM draws heatmaps from patches overlapping by 50-95 %
   whose scores are averaged, which smooths over about a tile; this does the same on the stored tile grid.
+- ``close_tiles`` / ``fill_holes`` (``close_region``): after thresholding, a morphological closing of the
+  selected tiles on the tile grid and the filling of enclosed holes, so that selected nests become the region
+  that holds them, as a pathologist outlines a tumour bed rather than its nests.
 """
 
 from __future__ import annotations
@@ -72,3 +75,39 @@ def heatmap_values(
     else:
         raise ValueError(f"unknown heatmap scale {scale!r}; valid: {list(SCALES)} (params.yaml heatmaps.scale)")
     return smooth_tile_scores(coords, v, patch_size_level0, smooth_tiles)
+
+
+def close_region(
+    coords: np.ndarray, selected: np.ndarray, patch_size_level0: float, close_tiles: int = 0, fill_holes: bool = False
+) -> np.ndarray:
+    """(N,) selection after a closing by a disk of radius ``close_tiles`` tiles and optional hole filling.
+
+    Works on the tile grid (level-0 corners / patch size, rounded). The closing runs on the tissue: cells
+    without a tile (glass, beyond the slide) are never selected and never erode a region, so nests at the edge
+    of the section close as well as inner ones, while a non-selected tissue tile erodes as usual. A tile grid
+    with several origins (CLAM's per-contour grids) maps each tile to its nearest cell.
+    """
+    sel = np.asarray(selected, dtype=bool).ravel()
+    r = int(close_tiles)
+    if r < 0:
+        raise ValueError(f"closing radius must be >= 0 tiles, got {close_tiles}")
+    if (r == 0 and not fill_holes) or sel.size == 0 or not sel.any():
+        return sel.copy()
+    from scipy import ndimage
+
+    c = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    if len(c) != sel.size:
+        raise ValueError(f"need one selection flag per tile, got {len(c)} coords and {sel.size} flags")
+    ij = np.rint((c - c.min(axis=0)) / float(patch_size_level0)).astype(np.int64) + r + 1
+    shape = tuple(ij.max(axis=0) + r + 2)
+    grid, tissue = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    grid[ij[sel, 0], ij[sel, 1]] = True
+    tissue[ij[:, 0], ij[:, 1]] = True
+    if r:
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        disk = (yy**2 + xx**2) <= r * r
+        grown = ndimage.binary_dilation(grid, structure=disk) | ~tissue  # no tile: no evidence either way
+        grid = ndimage.binary_erosion(grown, structure=disk, border_value=1) & tissue
+    if fill_holes:
+        grid = ndimage.binary_fill_holes(grid)
+    return sel | grid[ij[:, 0], ij[:, 1]]
