@@ -75,11 +75,10 @@ def test_otsu_on_logits_differs_from_otsu_on_softmax_weights() -> None:
         heatmap_values(coords, logits, None, 256, scale="weights")
 
 
-def test_smoothing_fills_a_nested_tumour_bed() -> None:
-    """A 6 x 8 tile grid, bed = the left 4 columns. Inside the bed tumour nests (logit 4) alternate with
-    stroma (logit 1) in a checkerboard; outside all tiles are 0. Otsu on the raw map selects only the 12
-    nests (IoU 12/24 = 0.5); after σ = 1 tile smoothing every bed tile averages well above every non-bed
-    tile and the whole bed passes (IoU 1), while top-k precision (raw ranking) stays 1."""
+def nested_bed() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 6 x 8 tile grid (256 px tiles, truth at 16 px per mask px), bed = the left 4 columns: nests (logit 4)
+    alternate with stroma (logit 1) in a checkerboard inside it, 0 outside. Returns coords, scores, the bed
+    tiles and the truth mask."""
     xs, ys = np.meshgrid(np.arange(8), np.arange(6))
     coords = np.stack([xs.ravel(), ys.ravel()], 1) * 256
     bed_tile = xs.ravel() < 4
@@ -87,6 +86,15 @@ def test_smoothing_fills_a_nested_tumour_bed() -> None:
     scores = np.where(nest, 4.0, np.where(bed_tile, 1.0, 0.0))
     truth = np.zeros((6 * 16, 8 * 16), bool)
     truth[:, : 4 * 16] = True
+    return coords, scores, bed_tile, truth
+
+
+def test_smoothing_fills_a_nested_tumour_bed() -> None:
+    """A 6 x 8 tile grid, bed = the left 4 columns. Inside the bed tumour nests (logit 4) alternate with
+    stroma (logit 1) in a checkerboard; outside all tiles are 0. Otsu on the raw map selects only the 12
+    nests (IoU 12/24 = 0.5); after σ = 1 tile smoothing every bed tile averages well above every non-bed
+    tile and the whole bed passes (IoU 1), while top-k precision (raw ranking) stays 1."""
+    coords, scores, _, truth = nested_bed()
     raw = attention_truth_metrics(coords, scores, 256, truth, 16, top_k=10)
     assert raw["iou"] == pytest.approx(0.5) and raw["selected_fraction"] == pytest.approx(12 / 48)
     smooth = attention_truth_metrics(coords, scores, 256, truth, 16, top_k=10, smooth_tiles=1.0)
@@ -131,13 +139,7 @@ def test_closing_turns_nests_into_the_bed() -> None:
     fills every stroma tile of the bed whose four neighbours are nests or outside the tissue: all 12 but the
     three on the bed's border with the normal tiles (x = 3, y even), whose normal neighbour erodes them:
     21 of 24 bed tiles, IoU 0.875, nothing outside the bed."""
-    xs, ys = np.meshgrid(np.arange(8), np.arange(6))
-    coords = np.stack([xs.ravel(), ys.ravel()], 1) * 256
-    bed_tile = xs.ravel() < 4
-    nest = bed_tile & ((xs.ravel() + ys.ravel()) % 2 == 0)
-    scores = np.where(nest, 4.0, np.where(bed_tile, 1.0, 0.0))
-    truth = np.zeros((6 * 16, 8 * 16), bool)
-    truth[:, : 4 * 16] = True
+    coords, scores, bed_tile, truth = nested_bed()
     closed = attention_truth_metrics(coords, scores, 256, truth, 16, top_k=10, close_tiles=1)
     assert closed["iou"] == pytest.approx(21 / 24) and closed["selected_fraction"] == pytest.approx(21 / 48)
     assert close_region(coords, scores >= 4, 256, close_tiles=1)[~bed_tile].sum() == 0
