@@ -70,3 +70,12 @@ def test_feature_files_record_the_resolved_precision(cpu) -> None:
     assert settings_digest(cfg, 128, None) == fp32
     cpu("amx_bf16")
     assert settings_digest(cfg, 128, None) == bf16
+
+
+def test_the_stage_log_line_says_which_precision_and_why(cpu) -> None:
+    cpu()
+    assert precision.describe("auto", False) == (
+        "float32 on cpu (bf16: auto; CPU has no AVX512-BF16/AMX: bf16 would be emulated)")
+    assert precision.describe("auto", True, "cpu") == "bf16 autocast on cpu (bf16: auto; CPU has AVX512-BF16/AMX)"
+    assert precision.describe(True, True, "cpu") == "bf16 autocast on cpu (forced: bf16 true)"
+    assert precision.describe("auto", True, "cuda") == "bf16 autocast on cuda (bf16: auto; cuda supports bf16)"

@@ -87,6 +87,18 @@ def resolve_bf16(setting: bool | str, device_type: str | None = None) -> bool:
     return setting
 
 
+def describe(setting: bool | str, resolved: bool, device_type: str | None = None) -> str:
+    """One log line saying which precision a stage computes in and why (the setting and the hardware)."""
+    dev = device_type or default_device_type()
+    if setting != "auto":
+        return f"{'bf16 autocast' if resolved else 'float32'} on {dev} (forced: bf16 {str(setting).lower()})"
+    if dev == "cpu":
+        why = "CPU has AVX512-BF16/AMX" if resolved else "CPU has no AVX512-BF16/AMX: bf16 would be emulated"
+    else:
+        why = f"{dev} {'supports' if resolved else 'lacks'} bf16"
+    return f"{'bf16 autocast' if resolved else 'float32'} on {dev} (bf16: auto; {why})"
+
+
 @lru_cache(maxsize=1)
 def _warn_emulated() -> None:
     log.warning("bf16 autocast on a CPU without AVX512-BF16/AMX is emulated and ~10x slower than float32; "

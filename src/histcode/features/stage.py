@@ -160,14 +160,16 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
     from histcode.features.encoders import EncoderUnavailable, resolve_encoder
     from histcode.features.extract import EncoderJob, SlideOutcome, extract_slides, shard
     from histcode.features.imported import is_feature_folder
-    from histcode.precision import resolve_bf16
+    from histcode.precision import describe, resolve_bf16
     from histcode.preflight import ensure_writable, require_items
     from histcode.slides.cohort_tiles import collect_slides
 
     t_call = time.perf_counter()
     bcfg, paths = stage.base, stage.paths
     info = D.init_distributed("auto")
-    cfg = dataclasses.replace(cfg, bf16=resolve_bf16(cfg.bf16, info.device.type))  # runs and files record it
+    setting = cfg.bf16
+    cfg = dataclasses.replace(cfg, bf16=resolve_bf16(setting, info.device.type))  # runs and files record it
+    log.info("extract %s: %s", cohort, describe(setting, cfg.bf16, info.device.type))
     torch.set_num_threads(max(1, cfg.threads))
     slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
     require_items(len(slides) + len(coord_failures), what=f"slide of cohort {cohort!r} to extract",

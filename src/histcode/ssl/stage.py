@@ -143,9 +143,10 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
         overrides["method"] = method
     if progress is not None:
         overrides["progress"] = progress
-    from histcode.precision import resolve_bf16
+    from histcode.precision import describe, resolve_bf16
 
     overrides["bf16"] = resolve_bf16(cfg.bf16)  # as resolved here: the run, checkpoint and replay key record it
+    log.info("pretrain: %s", describe(cfg.bf16, overrides["bf16"]))
     cfg = dataclasses.replace(cfg, **overrides)
     cohort = bcfg.train_cohort
     out = Path(out_dir) if out_dir else paths.models("encoder")
