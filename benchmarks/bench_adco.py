@@ -49,6 +49,7 @@ def main() -> None:
                                "bank_size": args.bank, "proj_hidden": args.proj_hidden}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **over)
     dev = torch.device(args.device)
+    cfg = dataclasses.replace(cfg, bf16=resolve_bf16(cfg.bf16, dev.type))  # once, not per step
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(0)
     method = AdCoMethod(create_encoder(cfg.backbone), cfg).to(dev).to(memory_format=torch.channels_last)
@@ -58,7 +59,7 @@ def main() -> None:
     x2 = torch.rand_like(x1)
 
     def amp() -> torch.autocast:
-        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=resolve_bf16(cfg.bf16, dev.type))
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
     gen = torch.Generator().manual_seed(0)
     method.init_bank([x2], amp, gen)
@@ -88,7 +89,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "backbone": cfg.backbone, "input_px": cfg.input_px,
         "batch_size": cfg.batch_size, "bank_size": cfg.bank_size, "proj_dim": cfg.proj_dim,
-        "bf16": resolve_bf16(cfg.bf16, dev.type),
+        "bf16": cfg.bf16,
         "step_without_bank_s": step, "bank_update_s": bank, "step_with_bank_s": step + bank,
         "bank_fraction_of_step": bank / (step + bank), "goal_bank_fraction": 0.15,
         "tiles_per_s_with_bank": cfg.batch_size / (step + bank),

@@ -29,19 +29,9 @@ def _rate(fn, n_tiles: int, repeats: int) -> float:
     return n_tiles / best
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     from histcode.config import load_params, section
-    from histcode.precision import CPU_BF16_FLAGS, cpu_flags, resolve_bf16
+    from histcode.precision import CPU_BF16_FLAGS, cpu_flags, cpu_info, resolve_bf16
     from histcode.ssl.backbone import create_encoder
     from histcode.ssl.config import PretrainConfig
 
@@ -80,7 +70,7 @@ def main() -> None:
                       "train_step_tiles_per_s": _rate(train, a.batch, a.repeats)}
     flags = cpu_flags() or frozenset()
     result = {
-        "cpu": _cpu_model(),
+        "cpu": (cpu_info() or {}).get("model name") or platform.processor() or platform.machine(),
         "cpu_bf16_flags": sorted(f for f in flags if f in CPU_BF16_FLAGS),
         "avx512f": "avx512f" in flags,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),

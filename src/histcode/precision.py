@@ -17,7 +17,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-SETTINGS = ("auto", True, False)
 
 
 def check_setting(value: object, key: str) -> None:
@@ -29,16 +28,25 @@ def check_setting(value: object, key: str) -> None:
 
 
 @lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str] | None:
-    """The CPU feature flags of /proc/cpuinfo (Linux); None where it cannot be read."""
+def cpu_info() -> dict[str, str] | None:
+    """The first processor's fields of /proc/cpuinfo (Linux: "flags", "model name", ...); None where unreadable."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
+    info: dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return None
+        if not line.strip():
+            break  # end of the first processor's block
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU feature flags of /proc/cpuinfo; None where it cannot be read."""
+    info = cpu_info()
+    return None if info is None or "flags" not in info else frozenset(info["flags"].split())
 
 
 def cpu_has_native_bf16() -> bool:
