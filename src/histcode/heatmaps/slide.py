@@ -10,9 +10,9 @@ from histcode.heatmaps.config import HeatmapConfig
 from histcode.heatmaps.gallery import render_gallery
 from histcode.heatmaps.geojson import write_geojson
 from histcode.heatmaps.render import read_thumbnail, render_heatmap
-from histcode.metrics.attention_truth import selected_tiles
+from histcode.metrics.attention_truth import outlined_tiles
 from histcode.metrics.canvas import normalise_scores
-from histcode.metrics.heatmap_values import close_region, heatmap_values
+from histcode.metrics.heatmap_values import heatmap_values
 
 _THRESHOLD_NAMES = {"otsu": "above the Otsu threshold", "kittler": "above the minimum-error threshold"}
 
@@ -62,9 +62,7 @@ def render_slide(
                 normalise=cfg.normalise,
                 label=f"{cfg.normalise} of {cfg.scale} attention{smooth}",
                 thumbnail=thumb,
-                region=close_region(
-                    coords, selected_tiles(values, threshold), float(patch), cfg.close_tiles, cfg.fill_holes
-                ),
+                region=outlined_tiles(coords, values, float(patch), threshold, cfg.close_tiles, cfg.fill_holes),
                 region_label=_THRESHOLD_NAMES.get(str(threshold), f"≥ {threshold} (percentile)") + closed,
             )
         )

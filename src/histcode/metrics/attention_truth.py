@@ -91,6 +91,19 @@ def selected_tiles(scores: np.ndarray, threshold: str | float = "otsu") -> np.nd
     return normalise_scores(s) >= float(threshold)
 
 
+def outlined_tiles(
+    coords: np.ndarray,
+    values: np.ndarray,
+    patch_size_level0: float,
+    threshold: str | float = "otsu",
+    close_tiles: int = 0,
+    fill_holes: bool = False,
+) -> np.ndarray:
+    """Boolean (N,) tiles the heatmap outlines: its values thresholded, then closed into a region. The PNG draws
+    this outline and the truth check scores it, so both go through here."""
+    return close_region(coords, selected_tiles(values, threshold), patch_size_level0, close_tiles, fill_holes)
+
+
 def attention_truth_metrics(
     coords: np.ndarray,
     scores: np.ndarray,
@@ -111,7 +124,7 @@ def attention_truth_metrics(
 
     coords (N, 2) level-0 tile corners; scores (N,) raw attention (the top-k ranking uses it as is); the
     thresholded heatmap is ``heatmap_values(coords, scores, weights, ..., scale, smooth_tiles)``, its selection
-    closed into a region by ``close_region(.., close_tiles, fill_holes)``; truth (H, W)
+    outlined by ``outlined_tiles(.., threshold, close_tiles, fill_holes)``; truth (H, W)
     boolean region (e.g. the tumour bed) at ``downsample`` level-0 px per mask px.
     """
     coords = np.asarray(coords).reshape(-1, 2)
@@ -130,15 +143,8 @@ def attention_truth_metrics(
     # constant scores (mean pooling) rank nothing: report the expectation under random tie-breaking
     precision = float(in_tumour[top].mean()) if s.max() > s.min() else float(in_tumour.mean())
     _, tiled = paint(boxes, np.ones(len(s)), truth.shape)
-    sel = close_region(
-        coords,
-        selected_tiles(
-            heatmap_values(coords, s, weights, patch_size_level0, scale=scale, smooth_tiles=smooth_tiles), threshold
-        ),
-        patch_size_level0,
-        close_tiles,
-        fill_holes,
-    )
+    values = heatmap_values(coords, s, weights, patch_size_level0, scale=scale, smooth_tiles=smooth_tiles)
+    sel = outlined_tiles(coords, values, patch_size_level0, threshold, close_tiles, fill_holes)
     _, pred = paint(boxes[sel], np.ones(int(sel.sum())), truth.shape)
     tiled_truth = truth & (tiled > 0)
     pred_px = pred > 0
