@@ -1,11 +1,12 @@
 """Tissue detection against the generator's truth and against CLAM's tiles, per slide and pooled.
 
 Generates a synthetic cohort (fresh seed; normal slides adipose-rich) unless ``--cohort`` points at one, then
-for each tissue model (``regions`` default, ``otsu_od`` previous, ``clam`` preset):
+for each tissue model (``default``: regions; ``clam_grid``: the regions mask tiled by CLAM's rule, grid and
+segmentation level; ``otsu_od``: the mask before fat was recognised; ``clam_preset``):
 
 * truth: a slide-grid tile is tissue when its footprint is >= 50 % tissue in the region mask (adipose counts
-  as tissue); recall / precision of the kept tiles (the CLAM preset's per-contour grid is scored by the
-  truth fraction of its own tiles: precision, and the share of truth tissue area its tiles cover);
+  as tissue); precision = share of kept tiles that are tissue; recall = share of tissue tiles >= 50 %
+  covered by the kept tiles (so per-contour grids are scored like the slide grid); covered tissue area;
 * CLAM: runs mahmoodlab/CLAM's ``create_patches_fp.py`` on the same slides (``--clam-dir``, ``--clam-python``;
   its own venv, not a project dependency; skipped with a message when absent) and reports the area IoU of
   the tile footprints on a downsample-16 grid and the tile counts. CMU-1-Small-Region is compared with
@@ -18,6 +19,7 @@ for each tissue model (``regions`` default, ``otsu_od`` previous, ``clam`` prese
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -32,7 +34,7 @@ import pandas as pd
 from histcode.atomic import write_json
 from histcode.io.truth import read_region_mask, read_slide_truth, tile_region_fractions
 from histcode.slides.config import TileConfig
-from histcode.slides.grid import grid_coords
+from histcode.slides.grid import grid_coords, tissue_fractions
 from histcode.slides.job import segment_slide, select_coords
 from histcode.slides.reader import SlideReader
 from histcode.synth.config import SynthConfig
@@ -47,10 +49,16 @@ CLAM_PRESET = ("seg_level,sthresh,mthresh,close,use_otsu,keep_ids,exclude_ids,a_
                "line_thickness,white_thresh,black_thresh,use_padding,contour_fn\n"
                "-1,8,7,4,True,none,none,1,1,8,-1,50,5,50,True,four_pt\n")
 IOU_GRID = 16
+LEAN_FAT = 0.3  # slides with less planted fat: where agreeing with CLAM does not mean losing fat
 
 
 def models() -> dict[str, TileConfig]:
-    return {"regions": TileConfig(), "otsu_od": TileConfig(tissue_model="otsu_od"), "clam_preset": TileConfig.clam()}
+    base = TileConfig()
+    return {"default": base,
+            "clam_grid": dataclasses.replace(base, tissue_model="regions", tissue_rule="four_point",
+                                             grid_origin="contour", seg_level="clam"),
+            "otsu_od": dataclasses.replace(base, tissue_model="otsu_od"),
+            "clam_preset": TileConfig.clam()}
 
 
 def footprint(coords: np.ndarray, size: int, width: int, height: int, g: int = IOU_GRID) -> np.ndarray:
@@ -72,20 +80,26 @@ def tile(path: Path, cfg: TileConfig) -> tuple[np.ndarray, int, tuple[int, int]]
         return select_coords(seg, *s.dimensions, cfg), seg.size, s.dimensions
 
 
-def truth_scores(mask: np.ndarray, ds: float, coords: np.ndarray, size: int, width: int, height: int,
-                 slide_grid: bool) -> dict[str, float]:
-    """Tile recall/precision against the truth (slide grid) and covered truth-tissue area."""
+def truth_scores(mask: np.ndarray, ds: float, coords: np.ndarray, size: int, width: int,
+                 height: int) -> dict[str, float]:
+    """Tile recall/precision against the truth and the covered truth-tissue area.
+
+    Precision: share of kept tiles whose footprint is >= 50 % tissue. Recall: share of slide-grid tissue
+    tiles (footprint >= 50 % tissue) whose footprint is >= 50 % covered by the kept tiles, so tiles on a
+    slide grid and on CLAM's per-contour grids are scored alike (on the slide grid it is tile identity).
+    """
     tissue = np.isin(mask, TISSUE_CODES)
     kept_frac = tile_region_fractions(mask, ds, coords, size)[:, list(TISSUE_CODES)].sum(1)
     out = {"n_tiles": len(coords), "precision": float((kept_frac >= 0.5).mean()) if len(coords) else float("nan")}
-    if slide_grid:
-        grid = grid_coords(width, height, size)
-        is_t = tile_region_fractions(mask, ds, grid, size)[:, list(TISSUE_CODES)].sum(1) >= 0.5
-        kept = {tuple(c) for c in np.asarray(coords).tolist()}
-        pred = np.array([tuple(c) in kept for c in grid.tolist()])
-        out.update(tp=int((pred & is_t).sum()), fp=int((pred & ~is_t).sum()), fn=int((~pred & is_t).sum()))
-        out["recall"] = out["tp"] / max(out["tp"] + out["fn"], 1)
-    fp = footprint(coords, size, width, height, int(ds))[: tissue.shape[0], : tissue.shape[1]]
+    grid = grid_coords(width, height, size)
+    is_t = tile_region_fractions(mask, ds, grid, size)[:, list(TISSUE_CODES)].sum(1) >= 0.5
+    g = max(1, int(ds))
+    cover = footprint(coords, size, width, height, g)
+    covered = tissue_fractions(cover, g, grid, size) >= 0.5
+    out.update(tp=int((covered & is_t).sum()), fn=int((~covered & is_t).sum()),
+               tissue_tiles_kept=int((kept_frac >= 0.5).sum()))
+    out["recall"] = out["tp"] / max(out["tp"] + out["fn"], 1)
+    fp = cover[: tissue.shape[0], : tissue.shape[1]]
     out["area_recall"] = float((fp & tissue[: fp.shape[0], : fp.shape[1]]).sum() / max(tissue.sum(), 1))
     return out
 
@@ -164,7 +178,7 @@ def main() -> None:
             coords, size, (w, h) = tile(paths[r.slide_id], cfg)
             row = {"slide": r.slide_id, "label": r.label, "adipose": r.planted_adipose_fraction,
                    "pen": bool(r.has_pen), "model": name,
-                   **truth_scores(mask, ds, coords, size, w, h, cfg.grid_origin == "slide")}
+                   **truth_scores(mask, ds, coords, size, w, h)}
             if clam is not None:
                 ref = clam[Path(r.file_name).stem]
                 row.update(clam_tiles=len(ref), clam_iou=iou(footprint(coords, size, w, h), footprint(ref, 256, w, h)))
@@ -172,14 +186,17 @@ def main() -> None:
     df = pd.DataFrame(rows)
     pooled = {}
     for name, g in df.groupby("model"):
-        p = {"precision": float((g["precision"] * g["n_tiles"]).sum() / g["n_tiles"].sum()),
-             "area_recall": float(g["area_recall"].mean()), "min_precision": float(g["precision"].min())}
-        if "tp" in g and g["tp"].notna().all():
-            tp, fp, fn = g["tp"].sum(), g["fp"].sum(), g["fn"].sum()
-            p.update(recall=float(tp / (tp + fn)), precision=float(tp / (tp + fp)), min_recall=float(g["recall"].min()))
+        tp, fn = g["tp"].sum(), g["fn"].sum()
+        p = {"recall": float(tp / max(tp + fn, 1)), "min_recall": float(g["recall"].min()),
+             "precision": float(g["tissue_tiles_kept"].sum() / max(g["n_tiles"].sum(), 1)),
+             "min_precision": float(g["precision"].min()), "area_recall": float(g["area_recall"].mean())}
         if clam is not None:
+            lean = g[g["adipose"] < LEAN_FAT]
             p.update(clam_iou_mean=float(g["clam_iou"].mean()), clam_iou_min=float(g["clam_iou"].min()),
-                     count_ratio_mean=float((g["n_tiles"] / g["clam_tiles"].clip(lower=1)).mean()))
+                     count_ratio_mean=float((g["n_tiles"] / g["clam_tiles"].clip(lower=1)).mean()),
+                     lean_slides=len(lean), lean_clam_iou_mean=float(lean["clam_iou"].mean()),
+                     lean_clam_iou_min=float(lean["clam_iou"].min()),
+                     lean_count_ratio_mean=float((lean["n_tiles"] / lean["clam_tiles"].clip(lower=1)).mean()))
         pooled[name] = p
     cmu = {}
     with h5py.File(CLAM_CMU1) as f:

@@ -7,6 +7,10 @@ neutral grey. The detector therefore measures, per segmentation pixel, the local
 optical density (max − min over RGB of the OD relative to the slide's glass), and calls fat where such
 faint structure is dense over about two adipocytes (``WINDOW_UM``). Measured on the synthetic generator's
 fat (dev seed 101): the contrast is 0.008–0.04 OD in fat and ≤ 0.002 on glass, at 8 and 32 µm/px.
+Thin membranes averaged into an 8 µm pixel can darken all channels alike, leaving almost no chromatic
+contrast (dev seeds 101/2323: median 0.001 in such fat, against 0.012–0.048 of mean-OD contrast; glass 90th
+percentile 0.002–0.004), so the mean OD's contrast counts too where the line keeps a trace of stain colour
+(``STAINED_RATIO``; grey bubble rims and dust have none).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ FAINT_MAX_OD = 0.1  # faint structure only: denser pixels are already tissue by 
 WINDOW_UM = 160.0  # density window: about two adipocytes
 DENSITY_MIN = 0.3  # share of textured pixels in the window that makes it fat
 LATTICE_MIN_PX = 25  # textured components smaller than this are specks, not a membrane lattice
+STAINED_RATIO = 0.05  # chromatic / mean OD of a faintly stained line (grey bubble rims, dust: ~0)
 RING_PX = 5  # textured pixels this close (5x5) to tissue or ink are its ragged border, not membranes
 OUTLINE_UM = 120.0  # closing scale of the lattice's outline: one adipocyte (50-150 µm) ...
 REACH_UM = 50.0  # ... which may extend a fat core by at most ~half an adipocyte (measured: more keeps the
@@ -61,6 +66,9 @@ def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: 
     """
     k3 = np.ones((3, 3), np.uint8)
     contrast = cv2.dilate(chroma, k3) - cv2.erode(chroma, k3)
+    od_max = cv2.dilate(od, k3)
+    stained = cv2.dilate(chroma, k3) >= STAINED_RATIO * od_max  # the line's darkest pixel has stain colour
+    contrast = np.maximum(contrast, np.where(stained, od_max - cv2.erode(od, k3), 0))
     near_dense = cv2.dilate(dense.astype(np.uint8), np.ones((RING_PX, RING_PX), np.uint8)).astype(bool)
     flat = ~near_dense & (od < FAINT_MAX_OD)
     noise = float(np.percentile(contrast[flat], 10)) if flat.sum() >= 16 else 0.0

@@ -22,7 +22,7 @@ from histcode.io.coords import CoordsError, read_coords, write_coords
 from histcode.slides.config import TileConfig
 from histcode.slides.grid import contour_grid_tiles, select_tiles, tile_size_level0
 from histcode.slides.mask import TissueMask, segment_tissue
-from histcode.slides.reader import SlideError, SlideReader
+from histcode.slides.reader import MAX_LEVEL_PIXELS, SlideError, SlideReader
 from histcode.slides.render import render_mask, write_png
 
 SEG_MAX_REFINE = 4  # small slides segment at most 4x finer than seg_downsample
@@ -56,6 +56,18 @@ def seg_downsample(cfg: TileConfig, longest_target_px: float) -> float:
     (16x = 8 µm/px at 0.5 µm/px), where single nuclei would start to read as dark ink or holes."""
     fine = max(cfg.seg_downsample / SEG_MAX_REFINE, 1.0)
     return float(min(cfg.seg_downsample, max(fine, longest_target_px / cfg.seg_min_px)))
+
+
+def seg_read_downsample(slide: SlideReader, cfg: TileConfig, ratio: float) -> float:
+    """Level-0 downsample of the segmentation read. ``seg_level: clam``: the level CLAM picks (closest to
+    64x), unless it has over ``MAX_LEVEL_PIXELS`` (a large single-level slide, which CLAM would read
+    whole) and is then read shrunk to 64x; ``auto``: :func:`seg_downsample` at the target scale (``ratio``
+    level-0 px per target px)."""
+    if cfg.seg_level == "clam":
+        level = slide.best_level(CLAM_SEG_DOWNSAMPLE)
+        lw, lh = slide.level_dimensions[level]
+        return float(slide.level_downsamples[level]) if lw * lh <= MAX_LEVEL_PIXELS else CLAM_SEG_DOWNSAMPLE
+    return seg_downsample(cfg, max(slide.dimensions) / ratio) * ratio
 
 
 def config_digest(cfg: TileConfig) -> str:
@@ -112,10 +124,7 @@ def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
                          f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
     ratio = size / cfg.tile_px  # level-0 px per target px: segmentation is defined at target scale
-    if cfg.seg_level == "clam":  # CLAM's seg_level -1: the level closest to 64x, read as it is
-        seg_rgb, seg_ds = slide.read_downsampled(slide.level_downsamples[slide.best_level(CLAM_SEG_DOWNSAMPLE)])
-    else:
-        seg_rgb, seg_ds = slide.read_downsampled(seg_downsample(cfg, max(width, height) / ratio) * ratio)
+    seg_rgb, seg_ds = slide.read_downsampled(seg_read_downsample(slide, cfg, ratio))
     unit = AREA_UNIT_PX * (ratio if cfg.area_units == "target" else 1.0)
     tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp)
     return Segmentation(tissue=tissue, image=seg_rgb, size=size)
