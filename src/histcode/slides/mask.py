@@ -39,9 +39,7 @@ from histcode.slides.config import TileConfig
 # pink) with moderate saturation; inks are far more saturated, off that hue range, or neutral and dark.
 PEN_RED_HUE = (7, 172)  # red ink: hue <= 7 or >= 172 (344-14 degrees) ...
 PEN_RED_SAT = 110  # ... strongly saturated ...
-PEN_RED_MARGIN = 60  # ... and well above the slide's median tissue saturation (heavy eosin is red too) ...
-PEN_RED_BRIGHT = 0.8  # ... and not darker than this fraction of the median tissue brightness (real red ink:
-# 1.02-1.03 on two TCGA thumbnails; over-stained eosin read as ink: 0.65)
+PEN_RED_MARGIN = 60  # ... and well above the slide's median tissue saturation (heavy eosin is red too)
 PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
 PEN_COLD_SAT = 60
 PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this
@@ -121,8 +119,6 @@ def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
     enough = stained.sum() >= 16
     sat_floor = max(PEN_RED_SAT, float(np.median(s[stained])) + PEN_RED_MARGIN) if enough else 255.0
     red = ((h <= PEN_RED_HUE[0]) | (h >= PEN_RED_HUE[1])) & (s >= sat_floor)
-    if enough:  # marker dye transmits its own colour; heavily stained eosin absorbs and is darker than tissue
-        red &= v >= PEN_RED_BRIGHT * float(np.median(v[stained]))
     strong = _large((red | cold | neutral).astype(np.uint8))
     if not strong.any():
         return np.zeros(rgb.shape[:2], bool)
