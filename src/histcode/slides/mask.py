@@ -80,7 +80,7 @@ class TissueMask:
         return float(self.mask.mean()) if self.mask.size else 0.0
 
 
-def detector_factor(seg_um: float) -> int:
+def _detector_factor(seg_um: float) -> int:
     """Integer shrink that brings a segmentation image of ``seg_um`` µm/px to about ``DETECTOR_UM``."""
     return max(1, int(DETECTOR_UM / seg_um + 1e-6))
 
@@ -130,6 +130,16 @@ def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
     if PEN_DILATE > 0 and pen.any():
         pen = cv2.dilate(pen, np.ones((PEN_DILATE, PEN_DILATE), np.uint8))
     return pen.astype(bool)
+
+
+def _ink(rgb: np.ndarray, blurred: np.ndarray, cfg: TileConfig, f: int) -> np.ndarray:
+    """Pen mask of ``rgb`` (``blurred``: median-filtered), found at the detector's scale (``f``: shrink)."""
+    if not cfg.exclude_pen:
+        return np.zeros(rgb.shape[:2], bool)
+    if f == 1:
+        return pen_mask(blurred)
+    small = _shrink(rgb, f)
+    return _grow(pen_mask(cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small), rgb.shape)
 
 
 def optical_density(rgb: np.ndarray, excluded: np.ndarray, blur: int) -> np.ndarray:
@@ -234,14 +244,7 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     if cfg.tissue_model == "clam":
         return _segment_clam(rgb, downsample, cfg, min_t, min_h)
     blurred = cv2.medianBlur(rgb, cfg.median_blur) if cfg.median_blur > 1 else rgb
-    f = detector_factor(seg_um)
-    if not cfg.exclude_pen:
-        pen = np.zeros(rgb.shape[:2], bool)
-    elif f == 1:
-        pen = pen_mask(blurred)
-    else:
-        small = _shrink(rgb, f)
-        pen = _grow(pen_mask(cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small), rgb.shape)
+    pen = _ink(rgb, blurred, cfg, _detector_factor(seg_um))
     r, g, b = cv2.split(rgb)
     blank = cv2.min(cv2.min(r, g), b) >= cfg.white_value  # glass / empty background
     excluded = pen | blank
@@ -269,11 +272,11 @@ def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cf
     saturated = sat > threshold
     artefact = od_tissue & ~stained & ~saturated & ~pen  # grey: bubble rims, dust, folds' shadows
     dense = (saturated | (od_tissue & stained)) & ~excluded
-    f = detector_factor(seg_um)
+    f = _detector_factor(seg_um)
     if f == 1:
         od, chroma = stain_od(rgb, glass) if blurred is not rgb else (od_b, chroma_b)
         fat, textured = adipose_mask(od, chroma, dense | pen | artefact, seg_um)
-    else:
+    else:  # on a copy at the detector's scale; a shrunk pixel touching tissue or ink counts as such
         od, chroma = stain_od(_shrink(rgb, f), glass)
         near = _shrink((dense | pen | artefact).astype(np.float32), f) > 0
         fat, textured = (_grow(m, rgb.shape) for m in adipose_mask(od, chroma, near, seg_um * f))
