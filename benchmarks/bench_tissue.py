@@ -155,7 +155,8 @@ def main() -> None:
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     ap.add_argument("--clam-dir", type=Path, help="a checkout of mahmoodlab/CLAM")
     ap.add_argument("--clam-python", type=Path, help="python of CLAM's own environment")
-    ap.add_argument("--out", default="benchmarks/results/bench_tissue.json")
+    ap.add_argument("--out", default="benchmarks/results/bench_tissue.json",
+                    help="JSON; the figure goes beside it (.png)")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     work = Path(args.work) if args.work else Path(tmp.name)
@@ -215,7 +216,36 @@ def main() -> None:
               "cmu1": cmu, "clam_seconds": clam_sec, "per_slide": rows}
     print(json.dumps({"pooled": pooled, "cmu1": cmu}, indent=2))
     write_json(args.out, result)
+    plot(df, Path(args.out).with_suffix(".png"), f"seed {args.seed}" if not args.cohort else Path(args.cohort).name)
     tmp.cleanup()
+
+
+def plot(df: pd.DataFrame, path: Path, label: str) -> None:
+    """Per-slide tissue recall against the slide's planted fat share, one marker per model: the relation the
+    mask must not have (fat lost as the fat share rises)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.6, 4.6))
+    style = {"default": ("tab:green", "o"), "clam_grid": ("tab:olive", "^"), "otsu_od": ("tab:grey", "s"),
+             "clam_preset": ("tab:purple", "v")}
+    for name, g in df.groupby("model", sort=False):
+        colour, marker = style.get(str(name), ("tab:blue", "x"))
+        tumour = g["label"] == 1
+        for sel, fill in ((tumour, colour), (~tumour, "none")):
+            ax.scatter(g.loc[sel, "adipose"], g.loc[sel, "recall"], marker=marker, edgecolors=colour, facecolors=fill,
+                       s=28, label=f"{name} ({'tumour' if fill != 'none' else 'normal'} slides)")
+    ax.axhline(0.90, color="black", lw=0.7, ls=":", label="issue 12: no slide below 0.90")
+    ax.set_xlabel("planted fat share of the slide's tissue")
+    ax.set_ylabel("tile recall against the truth (adipose = tissue)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Tissue recall per slide vs fat: {label}\n(filled: tumour slides, open: normal slides)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
