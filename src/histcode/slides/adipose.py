@@ -9,8 +9,10 @@ faint structure is dense over about two adipocytes (``WINDOW_UM``). Measured on 
 fat (dev seed 101): the contrast is 0.008–0.04 OD in fat and ≤ 0.002 on glass, at 8 and 32 µm/px.
 Thin membranes averaged into an 8 µm pixel can darken all channels alike, leaving almost no chromatic
 contrast (dev seeds 101/2323: median 0.001 in such fat, against 0.012–0.048 of mean-OD contrast; glass 90th
-percentile 0.002–0.004), so the mean OD's contrast counts too where the line keeps a trace of stain colour
-(``STAINED_RATIO``; grey bubble rims and dust have none).
+percentile 0.002–0.004), so a mean-OD *ridge* counts too (a line darker than both its sides, negative
+Laplacian >= ``RIDGE_MIN_OD``) where the line keeps a trace of stain colour (``STAINED_RATIO``; grey bubble
+rims and dust have none). A ridge, not the range: a smooth grey gradient (a real scan's shaded edge band)
+has range but no ridge.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ FAINT_MAX_OD = 0.1  # faint structure only: denser pixels are already tissue by 
 WINDOW_UM = 160.0  # density window: about two adipocytes
 DENSITY_MIN = 0.3  # share of textured pixels in the window that makes it fat
 LATTICE_MIN_PX = 25  # textured components smaller than this are specks, not a membrane lattice
+RIDGE_MIN_OD = 0.01  # mean-OD ridge (negative Laplacian) of a membrane line; a smooth gradient has none
 STAINED_RATIO = 0.05  # chromatic / mean OD of a faintly stained line (grey bubble rims, dust: ~0)
 RING_PX = 5  # textured pixels this close (5x5) to tissue or ink are its ragged border, not membranes
 OUTLINE_UM = 120.0  # closing scale of the lattice's outline: one adipocyte (50-150 µm) ...
@@ -66,9 +69,10 @@ def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: 
     """
     k3 = np.ones((3, 3), np.uint8)
     contrast = cv2.dilate(chroma, k3) - cv2.erode(chroma, k3)
-    od_max = cv2.dilate(od, k3)
-    stained = cv2.dilate(chroma, k3) >= STAINED_RATIO * od_max  # the line's darkest pixel has stain colour
-    contrast = np.maximum(contrast, np.where(stained, od_max - cv2.erode(od, k3), 0))
+    stained = cv2.dilate(chroma, k3) >= STAINED_RATIO * cv2.dilate(od, k3)  # the line keeps stain colour
+    ridge = -cv2.Laplacian(od, cv2.CV_32F, ksize=1)  # a thin line is darker than both its sides
+    ridge = cv2.dilate(np.where(ridge >= RIDGE_MIN_OD, ridge, 0), k3)  # ... spread over its 3x3, as contrast is
+    contrast = np.maximum(contrast, np.where(stained, ridge, 0))
     near_dense = cv2.dilate(dense.astype(np.uint8), np.ones((RING_PX, RING_PX), np.uint8)).astype(bool)
     flat = ~near_dense & (od < FAINT_MAX_OD)
     noise = float(np.percentile(contrast[flat], 10)) if flat.sum() >= 16 else 0.0
