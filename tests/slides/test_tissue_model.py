@@ -99,7 +99,7 @@ def test_pure_fat_lobule_gives_tiles_on_it() -> None:
 
 def test_fat_with_faint_grey_membranes_is_tissue() -> None:
     """Membranes that darken all channels alike (chromatic / mean OD ~0.1, as a shifted site's fat draws
-    them) barely change the chromatic OD at 8 µm/px: the detector also reads the mean OD's contrast of
+    them) barely change the chromatic OD at 8 µm/px: the detector also reads ridges of the mean OD along
     lines with a trace of stain colour. Bubble rims, dust (~0) stay out (test above)."""
     rgb, truth = _fat(np.random.default_rng(11), GREYISH, od_peak=0.3)
     ds = 16
