@@ -68,8 +68,9 @@ def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: 
     would otherwise read as structure; seg_um: µm per pixel.
     """
     k3 = np.ones((3, 3), np.uint8)
-    contrast = cv2.dilate(chroma, k3) - cv2.erode(chroma, k3)
-    stained = cv2.dilate(chroma, k3) >= STAINED_RATIO * cv2.dilate(od, k3)  # the line keeps stain colour
+    chroma_max = cv2.dilate(chroma, k3)
+    contrast = chroma_max - cv2.erode(chroma, k3)
+    stained = chroma_max >= STAINED_RATIO * cv2.dilate(od, k3)  # the line keeps stain colour
     ridge = -cv2.Laplacian(od, cv2.CV_32F, ksize=1)  # a thin line is darker than both its sides
     ridge = cv2.dilate(np.where(ridge >= RIDGE_MIN_OD, ridge, 0), k3)  # ... spread over its 3x3, as contrast is
     contrast = np.maximum(contrast, np.where(stained, ridge, 0))

@@ -58,6 +58,12 @@ def seg_downsample(cfg: TileConfig, longest_target_px: float) -> float:
     return float(min(cfg.seg_downsample, max(fine, longest_target_px / cfg.seg_min_px)))
 
 
+def level0_per_target_px(slide: SlideReader, cfg: TileConfig) -> tuple[int, float]:
+    """(level-0 px of one tile, level-0 px per target px) at the slide's µm/px."""
+    size = tile_size_level0(cfg.tile_px, cfg.target_mpp, slide.mpp, snap=cfg.mpp_snap)
+    return size, size / cfg.tile_px
+
+
 def seg_read_downsample(slide: SlideReader, cfg: TileConfig, ratio: float) -> float:
     """Level-0 downsample of the segmentation read. ``seg_level: clam``: the level CLAM picks (closest to
     64x), unless it has over ``MAX_LEVEL_PIXELS`` (a large single-level slide, which CLAM would read
@@ -118,12 +124,11 @@ class Segmentation:
 def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
     """Resolve the tile size at ``cfg.target_mpp`` and segment tissue on a low-resolution read."""
     mpp = slide.mpp
-    size = tile_size_level0(cfg.tile_px, cfg.target_mpp, mpp, snap=cfg.mpp_snap)
+    size, ratio = level0_per_target_px(slide, cfg)  # segmentation is defined at target scale
     width, height = slide.dimensions
     if width < size or height < size:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
                          f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
-    ratio = size / cfg.tile_px  # level-0 px per target px: segmentation is defined at target scale
     seg_rgb, seg_ds = slide.read_downsampled(seg_read_downsample(slide, cfg, ratio))
     unit = AREA_UNIT_PX * (ratio if cfg.area_units == "target" else 1.0)
     tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp)

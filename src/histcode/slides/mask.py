@@ -244,7 +244,8 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     if cfg.tissue_model == "clam":
         return _segment_clam(rgb, downsample, cfg, min_t, min_h)
     blurred = cv2.medianBlur(rgb, cfg.median_blur) if cfg.median_blur > 1 else rgb
-    pen = _ink(rgb, blurred, cfg, _detector_factor(seg_um))
+    f = _detector_factor(seg_um)
+    pen = _ink(rgb, blurred, cfg, f)
     r, g, b = cv2.split(rgb)
     blank = cv2.min(cv2.min(r, g), b) >= cfg.white_value  # glass / empty background
     excluded = pen | blank
@@ -258,13 +259,14 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
         mask = _draw(binary.shape, tissue, holes) & ~pen
         return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
                           contours=tissue, holes=holes, hole_owner=owner)
-    return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um)
+    return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um, f)
 
 
 def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray,
                      threshold: float, pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
-                     seg_um: float) -> TissueMask:
-    """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``."""
+                     seg_um: float, f: int) -> TissueMask:
+    """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``;
+    ``f``: the detectors' shrink (:func:`_detector_factor`)."""
     glass = glass_rgb(rgb, pen)  # from everything but ink: glass is the brightest
     od_b, chroma_b = stain_od(blurred, glass)
     stained = chroma_b >= NEUTRAL_RATIO * od_b
@@ -272,7 +274,6 @@ def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cf
     saturated = sat > threshold
     artefact = od_tissue & ~stained & ~saturated & ~pen  # grey: bubble rims, dust, folds' shadows
     dense = (saturated | (od_tissue & stained)) & ~excluded
-    f = _detector_factor(seg_um)
     if f == 1:
         od, chroma = stain_od(rgb, glass) if blurred is not rgb else (od_b, chroma_b)
         fat, textured = adipose_mask(od, chroma, dense | pen | artefact, seg_um)

@@ -20,7 +20,14 @@ from histcode.console import tqdm
 from histcode.io.manifest import ManifestRow, read_manifest_rows, valid_mpp
 from histcode.preflight import ensure_writable, exclusive, require_items
 from histcode.slides.config import TileConfig
-from histcode.slides.job import SlideResult, completed, config_digest, run_slide, seg_read_downsample
+from histcode.slides.job import (
+    SlideResult,
+    completed,
+    config_digest,
+    level0_per_target_px,
+    run_slide,
+    seg_read_downsample,
+)
 from histcode.slides.process_list import update_process_list
 
 # Cost model that decides whether a process pool pays (measured on the 2-core dev machine, 1f1d905):
@@ -71,14 +78,11 @@ def _run_pool(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResu
 def job_seconds(job: SlideJob) -> float:
     """Expected in-process seconds of one slide: fixed cost plus decoding the level its mask is read from
     (the slide's header only is opened; an unreadable slide counts the fixed cost, it fails fast)."""
-    from histcode.slides.grid import tile_size_level0
     from histcode.slides.reader import SlideReader
 
-    cfg = job.cfg
     try:
         with SlideReader(job.path, mpp_override=job.mpp_override, default_mpp=job.default_mpp) as slide:
-            ratio = tile_size_level0(cfg.tile_px, cfg.target_mpp, slide.mpp, snap=cfg.mpp_snap) / cfg.tile_px
-            level = slide.best_level(seg_read_downsample(slide, cfg, ratio))
+            level = slide.best_level(seg_read_downsample(slide, job.cfg, level0_per_target_px(slide, job.cfg)[1]))
             lw, lh = slide.level_dimensions[level]
     except Exception:  # the job itself reports the error
         return SLIDE_COST_S
