@@ -187,6 +187,23 @@ class RandomBaseline:
     folds: np.ndarray
 
 
+def fold_centred(y_true: np.ndarray, y_pred: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Held-out predictions (P, G) minus their training fold's target mean: the part of a prediction that
+    varies with the patient. Each prediction carries its training fold's mean, which at small n is
+    anti-correlated with the held-out values (a fold of high patients leaves a low training mean), so pooled
+    over folds it biases the held-out r down by a term random predictions lack; Pearson is blind to one
+    constant for all patients, so this equals giving every fold the same intercept. Uses no held-out target."""
+    y, p, f = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64), np.asarray(fold)
+    if y.shape != p.shape or y.ndim != 2 or f.shape != (y.shape[0],):
+        raise ValueError(f"fold_centred needs (P, G) truth and predictions and (P,) folds, got {y.shape}, "
+                         f"{p.shape}, {f.shape}")
+    out = p.copy()
+    for k in np.unique(f):
+        held = f == k
+        out[held] -= np.nanmean(y[~held], axis=0) if (~held).any() else 0.0
+    return out
+
+
 def random_baseline(y_true: np.ndarray, fold: np.ndarray, n_random: int, seed: int, *,
                     progress: bool = False) -> RandomBaseline:
     """Random-baseline correlations for truth y_true (P, G) whose rows belong to CV folds ``fold`` (P,)."""
