@@ -13,6 +13,8 @@ from histcode.metrics.de_stats import (
     columnwise_pearson,
     columnwise_spearman,
     compare_to_random,
+    fold_centred,
+    overall_null_test,
     permutation_pearson,
     pooled_null_pvalues,
     random_baseline,
@@ -235,6 +237,10 @@ def test_compare_to_random_cv_null_test_needs_the_null_and_marks_significance_by
     np.testing.assert_allclose(table["cv_null_q"], multipletests(want, method="fdr_bh")[1])
     np.testing.assert_array_equal(table["significant"], table["cv_null_q"] <= 0.05)
     assert overall["n_genes_significant_bh"] == overall["n_genes_significant_bh_cv_null"] == table["significant"].sum()
+    assert overall["cv_null_overall_p"] == overall_null_test(table["pearson_r_pooled"].to_numpy(),
+                                                             null.pivot(index="shuffle", columns="gene",
+                                                                        values="pearson_r")[genes].to_numpy()
+                                                             )["cv_null_overall_p"]
     with pytest.raises(ValueError, match="lacks 1 evaluated genes"):
         compare_to_random(df, n_random=5, seed=5, alternative="greater", fdr=0.05, gene_test="cv_null",
                           cv_null=null[null["gene"] != genes[0]])
@@ -268,3 +274,47 @@ def test_permutation_p_values_equal_one_full_correlation_per_permutation() -> No
     y_nan = y.copy()
     y_nan[2, 3] = np.nan  # missing values take the per-permutation path
     np.testing.assert_array_equal(permutation_pearson(y_nan, yhat, 300, 4), reference(y_nan, yhat, 300, 4, "greater"))
+
+
+def test_overall_null_test_counts_null_runs_by_their_mean_r() -> None:
+    null = np.array([[0.1, 0.3], [-0.2, 0.0], [0.0, np.nan], [0.4, 0.4]])  # run means 0.2, -0.1, 0.0, 0.4
+    out = overall_null_test(np.array([0.1, 0.3, np.nan]), null)  # observed mean 0.2
+    assert out["cv_null_overall_mean_r"] == pytest.approx(0.2)
+    assert out["cv_null_overall_p"] == pytest.approx((1 + 2) / (1 + 4))  # 0.2 and 0.4 reach it
+    means = np.array([0.2, -0.1, 0.0, 0.4])
+    assert out["cv_null_overall_z"] == pytest.approx((0.2 - means.mean()) / means.std(ddof=1))
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        overall_null_test(np.array([0.1]), np.array([[0.3]]))
+
+
+def test_overall_null_test_holds_its_level_where_the_rank_sum_over_genes_does_not() -> None:
+    """Where nothing is predicted, a multi-task model's gene correlations share a run-level shift (one fit for
+    all genes). The rank-sum of 200 such r against independent random r treats them as 200 independent genes
+    and rejects far above 5 %; the mean r against the model's own CV null runs (the same kind of runs) holds 5 %."""
+    rng = np.random.default_rng(11)
+
+    def run(n: int) -> np.ndarray:  # n runs x 200 genes: a shared shift per run plus gene noise
+        return rng.normal(0, 0.08, (n, 1)) + rng.normal(0, 0.2, (n, 200))
+
+    random_r = rng.normal(0, 0.2, (50, 200))
+    rank_sum = overall = 0
+    trials = 300
+    for _ in range(trials):
+        obs, null = run(1)[0], run(20)
+        rank_sum += wilcoxon(obs, random_r, "greater")[1] < 0.05
+        overall += overall_null_test(obs, null)["cv_null_overall_p"] < 0.05
+    assert rank_sum / trials > 0.25
+    assert overall / trials <= 0.08
+
+
+def test_fold_centred_subtracts_each_fold_s_training_mean() -> None:
+    y = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [6.0, 60.0]])
+    pred = np.array([[0.5, 5.0], [0.5, 5.0], [0.5, 5.0], [0.5, 5.0]])
+    fold = np.array([0, 0, 1, 1])
+    want = pred - np.array([[4.5, 45.0], [4.5, 45.0], [1.5, 15.0], [1.5, 15.0]])
+    np.testing.assert_allclose(fold_centred(y, pred, fold), want)
+    # a model that only predicts its training mean is anti-correlated with the held-out values
+    trained_mean = np.array([[4.5], [4.5], [1.5], [1.5]])
+    assert columnwise_pearson(y[:, :1], trained_mean)[0] < -0.8
+    with pytest.raises(ValueError, match="fold_centred needs"):
+        fold_centred(y, pred[:, :1], fold)

@@ -30,8 +30,9 @@ def pearson_hist_table(pearson_r: np.ndarray, n_bins: int) -> pd.DataFrame:
 
 
 def plot_pearson_vs_random(pearson_r: np.ndarray, random_r: np.ndarray, path: Path, *, n_bins: int,
-                           p_value: float) -> None:
-    """Left: densities of model per-gene r vs random-baseline r. Right: box plots of the two."""
+                           p_value: float, null_p: float | None = None) -> None:
+    """Left: densities of model per-gene r vs random-baseline r. Right: box plots of the two. ``null_p``: the
+    calibrated overall test against the shuffled-target CV null (``de_stats.overall_null_test``), if run."""
     r = np.asarray(pearson_r, dtype=np.float64)
     rr = np.asarray(random_r, dtype=np.float64).ravel()
     r, rr = r[np.isfinite(r)], rr[np.isfinite(rr)]
@@ -39,7 +40,10 @@ def plot_pearson_vs_random(pearson_r: np.ndarray, random_r: np.ndarray, path: Pa
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
     a.hist(rr, bins=edges, density=True, alpha=0.5, color="grey", label=f"random ({rr.size} r)")
     a.hist(r, bins=edges, density=True, alpha=0.6, color="tab:blue", label=f"model ({r.size} genes)")
-    a.set(xlabel="held-out Pearson r per gene", ylabel="density", title=f"model vs random (Wilcoxon p={p_value:.2g})")
+    title = f"model vs random (Wilcoxon p={p_value:.2g})"
+    if null_p is not None and np.isfinite(null_p):
+        title += f"\nmean r vs shuffled-target CV null: p={null_p:.2g}"
+    a.set(xlabel="held-out Pearson r per gene", ylabel="density", title=title)
     a.legend()
     b.boxplot([r, rr], tick_labels=["model", "random"])
     b.set(ylabel="Pearson r")
