@@ -100,3 +100,29 @@ def test_cv_null_gene_test_judges_with_the_versions_null_and_refuses_a_version_w
     assert "no CV null" not in both.reason and both.delta > 0  # compared, each judged by its own null
     assert both.details["champion_n_genes_significant_bh"] == len(de_significant(champion, cfg, _null(champion)))
     assert both.details["n_genes_significant_bh"] == len(de_significant(better, cfg, _null(better)))
+
+
+def test_overall_condition_refuses_a_few_discoveries_in_a_model_that_fails_over_all_genes() -> None:
+    """``de_overall_p``: three genes pass BH, but over all genes the model is below its own shuffled-target
+    null (the other genes anti-correlated, as the fold-mean term of a model that learned nothing makes them)."""
+    cfg = GateConfig(bootstrap=300, seed=1, de_n_random=50, de_overall_p=0.05)
+    good = de_evidence(0.1)
+    d = decide(good, "de", 5, cfg, challenger_null=_null(good, 20))
+    assert d.promote and d.details["cv_null_overall_p"] == pytest.approx(1 / 21)  # above all 20 null runs
+    assert "vs its shuffled-target CV null" in d.reason
+    few = de_evidence(0.02, n_genes=60, n_planted=3)
+    truth = few.pivot(index="patient_id", columns="gene", values="y_true")
+    rng = np.random.default_rng(9)
+    for g in truth.columns[3:]:  # r about -0.4 on the 57 genes without signal
+        rows = few["gene"] == g
+        t = truth[g].loc[few.loc[rows, "patient_id"]].to_numpy()
+        few.loc[rows, "y_pred"] = 0.5 - 0.4 * (t - t.mean()) / t.std() * 0.2 + 0.2 * rng.normal(size=t.size)
+    assert len(de_significant(few, cfg)) >= 3
+    assert decide(few, "de", 3, GateConfig(bootstrap=300, seed=1, de_n_random=50)).promote  # today's gate
+    refused = decide(few, "de", 3, cfg, challenger_null=_null(few, 20))
+    assert not refused.promote and "not better than its null over all genes" in refused.reason
+    assert refused.details["cv_null_overall_mean_r"] < refused.details["cv_null_overall_null_mean_r"]
+    missing = decide(good, "de", 5, cfg)
+    assert not missing.promote and "promote.de_overall_p: null" in missing.reason
+    with pytest.raises(ValueError, match="de_overall_p"):
+        GateConfig(de_overall_p=0.0)

@@ -14,7 +14,9 @@ per-fold Wilcoxon). Against a champion
 the challenger must have at least as many significant genes and a higher median held-out Pearson r over the
 genes that either model predicts better than random (most panel genes carry no signal, and a median over
 them only measures noise), with patients resampled jointly for both models (same patients, same genes) in
-the paired bootstrap.
+the paired bootstrap. With ``de_overall_p`` a version must also beat its own shuffled-target CV null over all
+genes (mean held-out r, ``de_stats.overall_null_test``): the per-gene tests are liberal at ~13 pairs, and a
+handful of chance discoveries should not promote a model that recovers nothing.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ class GateConfig:
     de_n_random: int = 100
     de_gene_test: Literal["pooled", "cv_null", "folds"] = "pooled"
     de_n_permutations: int = 10_000
+    de_overall_p: float | None = None  # also beat the version's own CV null over all genes at this p (None: off)
 
     def __post_init__(self) -> None:
         if self.de_gene_test not in ("pooled", "cv_null", "folds"):
             raise ValueError(f"promote.de_gene_test: 'pooled', 'cv_null' or 'folds', got {self.de_gene_test!r}")
+        if self.de_overall_p is not None and not 0 < self.de_overall_p <= 1:
+            raise ValueError(f"promote.de_overall_p: a p-value in (0, 1] or null, got {self.de_overall_p!r}")
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,24 @@ def de_median_r(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 class MissingNull(HistcodeError, ValueError):
-    """``de_gene_test: cv_null`` and a version without its CV null."""
+    """``de_gene_test: cv_null`` or ``de_overall_p`` and a version without its CV null."""
+
+
+def _missing_null(who: str, or_else: str) -> MissingNull:
+    return MissingNull(f"the {who} has no CV null (registered before it was attached, or trained with "
+                       f"de.null_shuffles: 0); retrain it with `dvc repro train_de` or {or_else}")
+
+
+def de_overall(df: pd.DataFrame, null: pd.DataFrame | None, who: str = "challenger") -> dict[str, float]:
+    """The version's mean held-out r over all genes against its own shuffled-target CV null
+    (``de_stats.overall_null_test``); ``MissingNull`` without one."""
+    from histcode.metrics.de_stats import columnwise_pearson, null_matrix, overall_null_test
+
+    if null is None or not len(null):
+        raise _missing_null(who, "set promote.de_overall_p: null")
+    truth, pred, _ = _de_matrices(df)
+    genes = sorted(df["gene"].unique())  # _de_matrices' column order
+    return overall_null_test(columnwise_pearson(truth, pred), null_matrix(null, [str(g) for g in genes]))
 
 
 def de_significant(df: pd.DataFrame, cfg: GateConfig, null: pd.DataFrame | None = None, *,
@@ -106,9 +128,7 @@ def de_significant(df: pd.DataFrame, cfg: GateConfig, null: pd.DataFrame | None 
     from histcode.metrics.de_stats import compare_to_random
 
     if cfg.de_gene_test == "cv_null" and (null is None or not len(null)):
-        raise MissingNull(f"the {who} has no CV null (registered before it was attached, or trained with "
-                          "de.null_shuffles: 0); retrain it with `dvc repro train_de` or set promote.de_gene_test: "
-                          "pooled")
+        raise _missing_null(who, "set promote.de_gene_test: pooled")
     long = df.rename(columns={"y_true": "y_true_log10fc", "y_pred": "y_pred_log10fc"})
     table, _, _ = compare_to_random(long, n_random=cfg.de_n_random, seed=cfg.seed, alternative="greater",
                                     fdr=cfg.de_fdr, gene_test=cfg.de_gene_test,
@@ -238,6 +258,14 @@ def _decide_de(challenger: pd.DataFrame, threshold: float, cfg: GateConfig, cham
             f"over all {challenger['gene'].nunique()} genes {all_r:.3f}")
     if len(sig) < threshold:
         return Decision(False, f"{head}: below the absolute rule", all_r, n=n_patients, details=details)
+    if cfg.de_overall_p is not None:
+        overall = de_overall(challenger, challenger_null)
+        details.update(overall)
+        head += (f"; mean r over all genes {overall['cv_null_overall_mean_r']:.3f} vs its shuffled-target CV null "
+                 f"{overall['cv_null_overall_null_mean_r']:.3f}: p {overall['cv_null_overall_p']:.3g}")
+        if overall["cv_null_overall_p"] > cfg.de_overall_p:
+            return Decision(False, f"{head} (needs <= {cfg.de_overall_p:g}): not better than its null over all "
+                            "genes", all_r, n=n_patients, details=details)
     if champion is None:
         return Decision(True, f"no champion; {head}: passes", all_r, n=n_patients, details=details)
     shared = champion.merge(challenger[["id"]], on="id")

@@ -42,7 +42,7 @@ def _decide(name: str, cfg: GateConfig) -> tuple[Decision, Any, Any] | None:
     chal_df, kind = load_evidence(name, challenger.version)
     champ_df = None
     nulls = {}
-    if kind == "de" and cfg.de_gene_test == "cv_null":
+    if kind == "de" and (cfg.de_gene_test == "cv_null" or cfg.de_overall_p is not None):
         nulls = {"challenger_null": load_null(name, challenger.version),
                  "champion_null": load_null(name, champion.version) if champion is not None else None}
     if champion is not None:
