@@ -39,6 +39,7 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
                "balanced_accuracy_mean": s["balanced_accuracy_mean"], "wilcoxon_p": overall["wilcoxon_p"],
                "n_genes_significant_bh": int(overall["n_genes_significant_bh"]), "n_genes": len(per_gene),
                "gene_test": test,
+               "n_genes_significant_bh_pooled": int(overall["n_genes_significant_bh_pooled"]),
                "n_genes_significant_bh_folds": int(overall["n_genes_significant_bh_folds"]),
                "n_genes_significant_bh_cv_null": overall.get("n_genes_significant_bh_cv_null", float("nan")),
                "cv_null_overall_p": overall.get("cv_null_overall_p", float("nan")),
