@@ -167,12 +167,14 @@ def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
         a.plot(x, table["planted_pearson_mean"], "o", color="tab:red", label="planted genes, mean")
     a.axhline(0, color="grey", lw=0.8, ls="--")
     a.set(ylabel="held-out Pearson r", title="correlation")
+    null_p = table["cv_null_overall_p"] if "cv_null_overall_p" in table.columns else pd.Series([np.nan] * len(table))
     b.bar(x, table["n_genes_significant_bh"], color="tab:green", label="genes > random (BH); bar label: overall "
-          "Wilcoxon p vs random")
+          "Wilcoxon p vs random" + ("; null p: mean r vs the CV null" if null_p.notna().any() else ""))
     tests = table["gene_test"].astype(str) if "gene_test" in table.columns else pd.Series(["pooled"] * len(table))
     mixed = tests.nunique() > 1
     for i, p in enumerate(table["wilcoxon_p"]):
-        b.annotate(f"p={p:.1g}" + (f"\n{tests.iloc[i]}" if mixed else ""),
+        b.annotate(f"p={p:.1g}" + (f"\nnull p={null_p.iloc[i]:.2g}" if np.isfinite(null_p.iloc[i]) else "")
+                   + (f"\n{tests.iloc[i]}" if mixed else ""),
                    (i, table["n_genes_significant_bh"].iloc[i]), ha="center", va="bottom", fontsize=8)
     how = ("per-gene test under each bar" if mixed else TEST_NAMES.get(tests.iloc[0], tests.iloc[0]))
     b.set(ylabel="genes (count)", title=f"genes better than random after BH\n({how})",
