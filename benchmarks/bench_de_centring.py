@@ -107,7 +107,8 @@ def main() -> None:
         for name in ("raw", "fold_centred"):
             rows.append({"shuffle": b, "version": name, "mean_r": float(np.nanmean(s[name]["r"])),
                          "wilcoxon_p": float(s[name]["wilcoxon_p"]),
-                         "perm_p_below_0.05": float(np.nanmean(np.asarray(s[name]["perm_p"]) < 0.05))})
+                         "perm_p_below_0.05": float(np.nanmean(np.asarray(s[name]["perm_p"]) < 0.05))
+                         if args.permutations else float("nan")})
         print(f"shuffle {b + 1}/{args.shuffles}: " + ", ".join(
             f"{r['version']} mean r {r['mean_r']:+.3f} p {r['wilcoxon_p']:.3f}" for r in rows[-2:]), flush=True)
     df = pd.DataFrame(rows)
