@@ -10,7 +10,8 @@ segmentation level; ``otsu_od``: the mask before fat was recognised; ``clam_pres
 * CLAM: runs mahmoodlab/CLAM's ``create_patches_fp.py`` on the same slides (``--clam-dir``, ``--clam-python``;
   its own venv, not a project dependency; skipped with a message when absent) and reports the area IoU of
   the tile footprints on a downsample-16 grid and the tile counts. CMU-1-Small-Region is compared with
-  CLAM's stored reference coordinates (tests/data/clam_CMU-1-Small-Region.h5) and with the live run.
+  CLAM's stored reference coordinates (tests/data/clam_CMU-1-Small-Region.h5) and with the live run; it and
+  the real DICOM test slide are compared with CLAM's stored coordinates (``--real-only``: just those).
 
     python benchmarks/bench_tissue.py --seed 2027 --patients 4 \
         --clam-dir /path/to/CLAM --clam-python /path/to/clam-venv/bin/python
@@ -44,6 +45,9 @@ from histcode.synth.layout import TISSUE_CODES
 ROOT = Path(__file__).resolve().parents[1]
 CMU1 = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
 CLAM_CMU1 = ROOT / "tests" / "data" / "clam_CMU-1-Small-Region.h5"
+# real slides with CLAM's own coordinates (tests/data/PROVENANCE.md): Aperio SVS at 0.5 µm/px, DICOM at 2 µm/px
+REAL_SLIDES = ((CMU1, CLAM_CMU1), (ROOT / "tests" / "data" / "slidetool_test_dicom.dcm",
+                                   ROOT / "tests" / "data" / "clam_slidetool_test_dicom.h5"))
 # CLAM's defaults with small-area filters (the preset its CMU-1 reference was made with)
 CLAM_PRESET = ("seg_level,sthresh,mthresh,close,use_otsu,keep_ids,exclude_ids,a_t,a_h,max_n_holes,vis_level,"
                "line_thickness,white_thresh,black_thresh,use_padding,contour_fn\n"
@@ -152,12 +156,21 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=2560)
     ap.add_argument("--adipose", type=float, nargs=2, default=[0.2, 0.7], help="fat share range of normals")
     ap.add_argument("--cohort", help="existing synthetic cohort folder (skips generation)")
+    ap.add_argument("--real-only", action="store_true",
+                    help="only the real slides (CMU-1, the DICOM test slide) against CLAM's stored coordinates")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     ap.add_argument("--clam-dir", type=Path, help="a checkout of mahmoodlab/CLAM")
     ap.add_argument("--clam-python", type=Path, help="python of CLAM's own environment")
     ap.add_argument("--out", default="benchmarks/results/bench_tissue.json",
                     help="JSON; the figure goes beside it (.png)")
     args = ap.parse_args()
+    if args.real_only:  # the real slides against CLAM's stored coordinates only: seconds, no cohort
+        real = {slide.name: real_slide(slide, ref) for slide, ref in REAL_SLIDES}
+        print(json.dumps(real, indent=2))
+        write_json(args.out, {"real_slides": real})
+        for slide, ref in REAL_SLIDES:
+            plot_real(slide, ref, Path(args.out).with_name(f"{Path(args.out).stem}_{slide.stem}.png"))
+        return
     tmp = tempfile.TemporaryDirectory()
     work = Path(args.work) if args.work else Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
@@ -210,14 +223,65 @@ def main() -> None:
             live = clam[CMU1.stem]
             cmu[name].update(clam_live_tiles=len(live),
                              iou_vs_clam_live=iou(footprint(coords, size, w, h), footprint(live, 256, w, h)))
+    real = {slide.name: real_slide(slide, ref) for slide, ref in REAL_SLIDES}
     pd.set_option("display.width", 200)
     print(df.drop(columns=["slide"]).round(3).to_string())
     result = {"cohort": str(root), "seed": args.seed, "adipose_range": args.adipose, "pooled": pooled,
-              "cmu1": cmu, "clam_seconds": clam_sec, "per_slide": rows}
-    print(json.dumps({"pooled": pooled, "cmu1": cmu}, indent=2))
+              "cmu1": cmu, "real_slides": real, "clam_seconds": clam_sec, "per_slide": rows}
+    print(json.dumps({"pooled": pooled, "cmu1": cmu, "real_slides": real}, indent=2))
     write_json(args.out, result)
     plot(df, Path(args.out).with_suffix(".png"), f"seed {args.seed}" if not args.cohort else Path(args.cohort).name)
     tmp.cleanup()
+
+
+def real_slide(slide: Path, reference: Path) -> dict[str, dict[str, float]]:
+    """Every model on a real slide against CLAM's stored coordinates: tile counts and footprint IoU (grid 1/16 of
+    a tile)."""
+    with h5py.File(reference) as f:
+        ref, ref_size = f["coords"][:], int(f["coords"].attrs["patch_size"])
+    out = {}
+    for name, cfg in models().items():
+        coords, size, (w, h) = tile(slide, cfg)
+        g = max(1, size // 16)
+        out[name] = {"n_tiles": len(coords), "clam_ref_tiles": len(ref),
+                     "iou_vs_clam_reference": iou(footprint(coords, size, w, h, g), footprint(ref, ref_size, w, h, g))}
+    return out
+
+
+def plot_real(slide: Path, reference: Path, path: Path) -> None:
+    """The default's tiles against CLAM's on a real slide: kept by both, by the default only, by CLAM only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    coords, size, (w, h) = tile(slide, TileConfig())
+    with h5py.File(reference) as f:
+        ref, ref_size = f["coords"][:], int(f["coords"].attrs["patch_size"])
+    with SlideReader(slide) as s:
+        rgb, _ds = s.read_downsampled(max(1.0, max(w, h) / 1600))
+    import cv2
+
+    def shown(c: np.ndarray, sz: int) -> np.ndarray:
+        full = footprint(c, sz, w, h, 1).astype(np.uint8)
+        return cv2.resize(full, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+    ours, clam = shown(coords, size), shown(ref, ref_size)
+    over = rgb.astype(np.float32)
+    parts = {"both": (ours & clam, (0.0, 0.6, 0.0)), "HistCode default only": (ours & ~clam, (0.85, 0.1, 0.1)),
+             "CLAM only": (~ours & clam, (0.1, 0.2, 0.85))}
+    for mask, colour in parts.values():
+        over[mask] = 0.6 * over[mask] + 0.4 * 255 * np.array(colour)
+    fig, ax = plt.subplots(figsize=(6, 6 * rgb.shape[0] / rgb.shape[1] if rgb.shape[0] < 2 * rgb.shape[1] else 9))
+    ax.imshow(over.astype(np.uint8))
+    ax.set_axis_off()
+    ax.set_title(f"{slide.name}: HistCode default {len(coords)} tiles vs CLAM {len(ref)} "
+                 f"(IoU {iou(footprint(coords, size, w, h), footprint(ref, ref_size, w, h)):.2f})", fontsize=9)
+    ax.legend(handles=[Patch(color=c, label=k) for k, (_m, c) in parts.items()], loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(df: pd.DataFrame, path: Path, label: str) -> None:

@@ -147,17 +147,23 @@ def test_finer_segmentation_does_not_invent_fat_or_ink_on_cmu1() -> None:
         assert abs(tm.tissue_fraction - masks[16.0].tissue_fraction) < 0.02, tm.tissue_fraction
 
 
-def test_clam_preset_reproduces_clams_tiles_on_cmu1() -> None:
-    """CLAM's create_patches_fp.py (tiny_otsu preset, see tests/data/PROVENANCE.md) made 49 tiles on CMU-1;
-    the CLAM preset makes exactly the same coordinates."""
-    with h5py.File(CLAM_CMU1) as f:
+@pytest.mark.parametrize(("slide", "reference", "patch_size", "n"), [
+    (CMU1, CLAM_CMU1, 256, 49),  # Aperio SVS, 0.5 µm/px
+    (DATA / "slidetool_test_dicom.dcm", DATA / "clam_slidetool_test_dicom.h5", 64, 276),  # DICOM WSI, 2 µm/px
+])
+def test_clam_preset_reproduces_clams_tiles_on_real_slides(slide: Path, reference: Path, patch_size: int,
+                                                            n: int) -> None:
+    """CLAM's own create_patches_fp.py (tiny_otsu preset, see tests/data/PROVENANCE.md) on two real slides; the
+    CLAM preset makes exactly the same coordinates (256 px at 0.5 µm/px is 64 level-0 px on the DICOM)."""
+    with h5py.File(reference) as f:
         ref = {tuple(c) for c in f["coords"][:].tolist()}
-        assert f["coords"].attrs["patch_size"] == 256
+        assert f["coords"].attrs["patch_size"] == patch_size
     cfg = TileConfig.clam()
-    with SlideReader(CMU1) as s:
+    with SlideReader(slide) as s:
         seg = segment_slide(s, cfg)
+        assert seg.size == patch_size
         ours = {tuple(c) for c in select_coords(seg, *s.dimensions, cfg).tolist()}
-    assert len(ref) == 49 and ours == ref
+    assert len(ref) == n and ours == ref
 
 
 def test_qc_picture_shows_kept_fat_ink_and_artefacts() -> None:
