@@ -64,3 +64,27 @@ def test_four_point_rule() -> None:
     assert kept.tolist() == [[0, 0]]
     with pytest.raises(ValueError, match="valid: \\['fraction', 'four_point'\\]"):
         select_tiles(mask, 16.0, 128, 64, 64, threshold=0.5, rule="centre")
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=st.integers(1, 5000), h=st.integers(1, 5000), size=st.integers(16, 700))
+def test_edge_grid_covers_the_slide_once(w: int, h: int, size: int) -> None:
+    """``edges``: the whole-tile grid plus the partial last column and row; every level-0 pixel in one tile."""
+    c = grid_coords(w, h, size, edges=True)
+    assert len(c) == -(-w // size) * -(-h // size)
+    assert (c[:, 0] < w).all() and (c[:, 1] < h).all() and (c % size == 0).all()
+    whole = {tuple(t) for t in grid_coords(w, h, size).tolist()}
+    assert whole <= {tuple(t) for t in c.tolist()}
+
+
+def test_edge_tiles_score_the_outside_as_glass() -> None:
+    """Tissue along the right border: a partial tile is kept when its inside part holds >= threshold of the
+    whole tile's area (the part past the border is glass), never otherwise; without ``edges`` none is."""
+    w, h, size, ds = 1000, 256, 64, 4.0  # last column: x 960..1024, 40 px inside the slide
+    mask = np.zeros((64, 250), bool)
+    mask[:, 235:] = True  # level-0 x >= 940: tissue up to the border
+    coords, frac = select_tiles(mask, ds, w, h, size, threshold=0.5, edges=True)
+    assert sorted({int(x) for x in coords[:, 0]}) == [960]  # 40 of 64 px on tissue = 0.625; x 896 holds 0.31
+    np.testing.assert_allclose(frac, 40 / 64)
+    assert len(select_tiles(mask, ds, w, h, size, threshold=0.7, edges=True)[0]) == 0
+    assert len(select_tiles(mask, ds, w, h, size, threshold=0.5)[0]) == 0

@@ -36,7 +36,7 @@ def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     }
     metrics = run_tile("demo", params, progress=False)
     assert metrics == json.loads((tmp_path / "reports/metrics/tile/demo.json").read_text())
-    assert (metrics["n_slides"], metrics["n_done"], metrics["n_failed"], metrics["n_tiles"]) == (2, 1, 1, 32)
+    assert (metrics["n_slides"], metrics["n_done"], metrics["n_failed"], metrics["n_tiles"]) == (2, 1, 1, 36)
     assert (tmp_path / "data/tiles/demo/cmu1.h5").exists()
     assert (tmp_path / "data/tiles/demo/masks/cmu1.png").exists()
 
@@ -53,7 +53,7 @@ def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     client = mlflow.MlflowClient()
     tile_exp = client.get_experiment_by_name("histcode/tile")
     run = client.search_runs([tile_exp.experiment_id])[0]
-    assert run.data.metrics["n_tiles"] == 32 and run.data.tags["cohort"] == "demo"
+    assert run.data.metrics["n_tiles"] == 36 and run.data.tags["cohort"] == "demo"
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "masks")}
     assert arts == {"masks/cmu1.png"}
     failures = {a.path for a in client.list_artifacts(run.info.run_id, "tiles")}

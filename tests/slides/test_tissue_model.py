@@ -180,3 +180,21 @@ def test_qc_picture_shows_kept_fat_ink_and_artefacts() -> None:
     colours = {tuple(c) for c in png.reshape(-1, 3).tolist()}
     for bgr in (TISSUE_BGR, FAT_BGR, PEN_BGR, ARTEFACT_BGR):  # every legend box is drawn
         assert bgr in colours
+
+
+def test_default_keeps_tissue_at_the_slide_border_read_padded_white() -> None:
+    """The real DICOM slide's tissue runs into its right border (1000 px = 15 whole 64-px tiles + 40 px): the
+    default keeps partial tiles there (CLAM keeps them too: its padded grid), ``edge_tiles: false`` drops them,
+    and a border tile reads white past the slide."""
+    slide = DATA / "slidetool_test_dicom.dcm"
+    with SlideReader(slide) as s:
+        seg = segment_slide(s, TileConfig())
+        w, h = s.dimensions
+        edge = select_coords(seg, w, h, TileConfig())
+        whole = select_coords(seg, w, h, TileConfig(edge_tiles=False))
+        partial = (edge[:, 0] + seg.size > w) | (edge[:, 1] + seg.size > h)
+        assert {tuple(t) for t in edge[~partial].tolist()} == {tuple(t) for t in whole.tolist()}
+        border = edge[edge[:, 0] + seg.size > w]
+        assert len(border) >= 15
+        tile = s.read_tile(int(border[0, 0]), int(border[0, 1]), seg.size, seg.size)
+    assert (tile[:, w - int(border[0, 0]):] == 255).all() and tile[:, : w - int(border[0, 0])].mean() < 240

@@ -27,6 +27,9 @@ class TileConfig:
     from the slide's corner. ``seg_level: clam`` segments the pyramid level CLAM picks (closest to 64x
     level-0 downsample, often level 0 on small slides) instead of ``seg_downsample``. :meth:`clam` is the
     preset that reproduces CLAM's ``create_patches_fp.py``.
+    ``edge_tiles`` (slide grid): also the partial column and row at the slide's right and bottom border, read
+    padded with white and scored with their outside as glass, so tissue touching the border is not dropped
+    (CLAM pads its per-contour grids likewise); ``false``: whole tiles only.
     ``mpp_snap``: when target/slide µm-per-px is within this relative tolerance of a power of two (e.g. a
     0.499 µm/px "20x" slide), the exact power of two is used, so tiles need no resampling.
     """
@@ -38,6 +41,7 @@ class TileConfig:
     tissue_model: Literal["regions", "otsu_od", "clam"] = "regions"
     area_units: Literal["target", "level0"] = "target"
     grid_origin: Literal["slide", "contour"] = "slide"
+    edge_tiles: bool = True
     seg_level: Literal["auto", "clam"] = "auto"
     seg_downsample: int = 64
     seg_min_px: int = 1024

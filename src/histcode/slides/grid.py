@@ -24,13 +24,14 @@ def tile_size_level0(tile_px: int, target_mpp: float, slide_mpp: float, *, snap:
     return max(1, round(tile_px * ratio))
 
 
-def grid_coords(width: int, height: int, size: int) -> np.ndarray:
-    """Top-left (x, y) of every non-overlapping ``size`` tile lying fully inside a width x height slide.
+def grid_coords(width: int, height: int, size: int, *, edges: bool = False) -> np.ndarray:
+    """Top-left (x, y) of every non-overlapping ``size`` tile lying fully inside a width x height slide, and with
+    ``edges`` also of the partial tiles of the last column and row (they reach past the slide's border).
 
     Returns (N, 2) int32 in row-major order (y, then x), the order tiles are stored in.
     """
-    xs = np.arange(0, max(0, width - size + 1), size, dtype=np.int64)
-    ys = np.arange(0, max(0, height - size + 1), size, dtype=np.int64)
+    xs = np.arange(0, width if edges else max(0, width - size + 1), size, dtype=np.int64)
+    ys = np.arange(0, height if edges else max(0, height - size + 1), size, dtype=np.int64)
     gy, gx = np.meshgrid(ys, xs, indexing="ij")
     return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.int32)
 
@@ -80,13 +81,14 @@ def four_point(mask: np.ndarray, downsample: float, coords: np.ndarray, size: in
 
 
 def select_tiles(mask: np.ndarray, downsample: float, width: int, height: int, size: int, *,
-                 threshold: float, rule: str = "fraction") -> tuple[np.ndarray, np.ndarray]:
+                 threshold: float, rule: str = "fraction", edges: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Grid tiles kept on tissue: ((K, 2) int32 coords, (K,) tissue fractions).
 
     rule ``fraction`` keeps tiles with tissue fraction >= ``threshold`` (and > 0); ``four_point`` uses
-    CLAM's four-point test instead.
+    CLAM's four-point test instead. ``edges``: the partial border tiles too (``grid_coords``); the fraction is
+    of the whole tile, so the part past the border counts as glass.
     """
-    coords = grid_coords(width, height, size)
+    coords = grid_coords(width, height, size, edges=edges)
     frac = tissue_fractions(mask, downsample, coords, size)
     if rule == "fraction":
         keep = (frac >= threshold) & (frac > 0)

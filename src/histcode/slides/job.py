@@ -143,7 +143,7 @@ def select_coords(seg: Segmentation, width: int, height: int, cfg: TileConfig) -
                                        threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
     else:
         coords, _ = select_tiles(t.mask, t.downsample, width, height, seg.size,
-                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule)
+                                 threshold=cfg.tissue_threshold, rule=cfg.tissue_rule, edges=cfg.edge_tiles)
     return coords
 
 
