@@ -110,6 +110,23 @@ def test_resume_skips_complete_and_redoes_on_config_change(tmp_path: Path, manif
     assert h5.stat().st_mtime_ns != stamp and changed[0].n_tiles > CMU1_TILES
 
 
+def test_resume_redoes_slides_tiled_by_other_code(tmp_path: Path, manifest_writer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digest covers the tiling code, not only the settings: after an edit to the tissue model a rerun
+    (``dvc repro``) tiles every slide again instead of resuming from coords the old code made."""
+    from histcode.slides import job
+
+    csv = manifest_writer(tmp_path / "slides.csv", [("cmu1", CMU1, "")])
+    out = tmp_path / "out"
+    tile_cohort(csv, out, CFG, workers=0, progress=False)
+    stamp = (out / "cmu1.h5").stat().st_mtime_ns
+    assert len(job.code_fingerprint()) == 16
+    monkeypatch.setattr(job, "code_fingerprint", lambda: "edited-mask-code")
+    again = tile_cohort(csv, out, CFG, workers=0, progress=False)
+    assert (out / "cmu1.h5").stat().st_mtime_ns != stamp and again[0].seconds > 0
+    assert read_coords(out / "cmu1.h5")[1]["tile_config_digest"] == job.config_digest(CFG)
+
+
 RUNNER = """
 import sys
 from histcode.slides.config import TileConfig
