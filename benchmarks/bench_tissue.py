@@ -169,7 +169,8 @@ def main() -> None:
         print(json.dumps(real, indent=2))
         write_json(args.out, {"real_slides": real})
         for slide, ref in REAL_SLIDES:
-            plot_real(slide, ref, Path(args.out).with_name(f"{Path(args.out).stem}_{slide.stem}.png"))
+            plot_real(slide, ref, Path(args.out).with_name(f"{Path(args.out).stem}_{slide.stem}.png"),
+                      real[slide.name]["default"]["iou_vs_clam_reference"])
         return
     tmp = tempfile.TemporaryDirectory()
     work = Path(args.work) if args.work else Path(tmp.name)
@@ -213,8 +214,7 @@ def main() -> None:
                      lean_count_ratio_mean=float((lean["n_tiles"] / lean["clam_tiles"].clip(lower=1)).mean()))
         pooled[name] = p
     cmu = {}
-    with h5py.File(CLAM_CMU1) as f:
-        ref = f["coords"][:]
+    ref, _ = clam_reference(CLAM_CMU1)
     for name, cfg in models().items():
         coords, size, (w, h) = tile(CMU1, cfg)
         cmu[name] = {"n_tiles": len(coords), "clam_ref_tiles": len(ref),
@@ -234,11 +234,16 @@ def main() -> None:
     tmp.cleanup()
 
 
+def clam_reference(path: Path) -> tuple[np.ndarray, int]:
+    """CLAM's stored coordinates of a real slide and their level-0 patch size."""
+    with h5py.File(path) as f:
+        return f["coords"][:], int(f["coords"].attrs["patch_size"])
+
+
 def real_slide(slide: Path, reference: Path) -> dict[str, dict[str, float]]:
     """Every model on a real slide against CLAM's stored coordinates: tile counts and footprint IoU (grid 1/16 of
     a tile)."""
-    with h5py.File(reference) as f:
-        ref, ref_size = f["coords"][:], int(f["coords"].attrs["patch_size"])
+    ref, ref_size = clam_reference(reference)
     out = {}
     for name, cfg in models().items():
         coords, size, (w, h) = tile(slide, cfg)
@@ -248,8 +253,9 @@ def real_slide(slide: Path, reference: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def plot_real(slide: Path, reference: Path, path: Path) -> None:
-    """The default's tiles against CLAM's on a real slide: kept by both, by the default only, by CLAM only."""
+def plot_real(slide: Path, reference: Path, path: Path, default_iou: float) -> None:
+    """The default's tiles against CLAM's on a real slide: kept by both, by the default only, by CLAM only
+    (``default_iou``: :func:`real_slide`'s, so the title and the JSON agree)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,8 +263,7 @@ def plot_real(slide: Path, reference: Path, path: Path) -> None:
     from matplotlib.patches import Patch
 
     coords, size, (w, h) = tile(slide, TileConfig())
-    with h5py.File(reference) as f:
-        ref, ref_size = f["coords"][:], int(f["coords"].attrs["patch_size"])
+    ref, ref_size = clam_reference(reference)
     with SlideReader(slide) as s:
         rgb, _ds = s.read_downsampled(max(1.0, max(w, h) / 1600))
     import cv2
@@ -277,7 +282,7 @@ def plot_real(slide: Path, reference: Path, path: Path) -> None:
     ax.imshow(over.astype(np.uint8))
     ax.set_axis_off()
     ax.set_title(f"{slide.name}: HistCode default {len(coords)} tiles vs CLAM {len(ref)} "
-                 f"(IoU {iou(footprint(coords, size, w, h), footprint(ref, ref_size, w, h)):.2f})", fontsize=9)
+                 f"(IoU {default_iou:.2f})", fontsize=9)
     ax.legend(handles=[Patch(color=c, label=k) for k, (_m, c) in parts.items()], loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
