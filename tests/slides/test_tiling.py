@@ -127,6 +127,17 @@ def test_resume_redoes_slides_tiled_by_other_code(tmp_path: Path, manifest_write
     assert read_coords(out / "cmu1.h5")[1]["tile_config_digest"] == job.config_digest(CFG)
 
 
+
+def test_code_fingerprint_covers_the_code_that_shapes_tiles_only() -> None:
+    """The fingerprint follows the tiling imports: the tissue model, grid, reader and QC render are in it (an
+    edit re-tiles), the tile dataset, stage and CLI are not (an edit there must not rerun the whole demo)."""
+    from histcode.slides import job
+
+    names = {p.name for p in job.tiling_modules()}
+    assert {"job.py", "mask.py", "adipose.py", "grid.py", "reader.py", "render.py", "config.py"} <= names
+    assert not names & {"tile_dataset.py", "cohort_tiles.py", "stage.py", "commands.py", "tiling.py",
+                        "process_list.py", "reference.py"}
+
 RUNNER = """
 import sys
 from histcode.slides.config import TileConfig

@@ -84,11 +84,16 @@ class Decision:
         return tags
 
 
-def _de_matrices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``de`` evidence → truth (P, G), prediction (P, G), fold (P,) with patients and genes sorted."""
+def _de_frames(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """``de`` evidence → truth and prediction (patients × genes, both sorted) and fold per patient."""
     truth = df.pivot(index="patient_id", columns="gene", values="y_true").sort_index().sort_index(axis=1)
     pred = df.pivot(index="patient_id", columns="gene", values="y_pred").loc[truth.index, truth.columns]
-    fold = df.groupby("patient_id")["fold"].first().loc[truth.index]
+    return truth, pred, df.groupby("patient_id")["fold"].first().loc[truth.index]
+
+
+def _de_matrices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_de_frames` as arrays: truth (P, G), prediction (P, G), fold (P,)."""
+    truth, pred, fold = _de_frames(df)
     return truth.to_numpy(np.float64), pred.to_numpy(np.float64), fold.to_numpy()
 
 
@@ -116,9 +121,9 @@ def de_overall(df: pd.DataFrame, null: pd.DataFrame | None, who: str = "challeng
 
     if null is None or not len(null):
         raise _missing_null(who, "set promote.de_overall_p: null")
-    truth, pred, _ = _de_matrices(df)
-    genes = sorted(df["gene"].unique())  # _de_matrices' column order
-    return overall_null_test(columnwise_pearson(truth, pred), null_matrix(null, [str(g) for g in genes]))
+    truth, pred, _ = _de_frames(df)
+    r = columnwise_pearson(truth.to_numpy(np.float64), pred.to_numpy(np.float64))
+    return overall_null_test(r, null_matrix(null, [str(g) for g in truth.columns]))
 
 
 def de_significant(df: pd.DataFrame, cfg: GateConfig, null: pd.DataFrame | None = None, *,

@@ -6,6 +6,7 @@ complete for resume. ``run_slide`` never raises: any error becomes a ``failed`` 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -77,13 +78,36 @@ def seg_read_downsample(slide: SlideReader, cfg: TileConfig, ratio: float) -> fl
     return seg_downsample(cfg, max(slide.dimensions) / ratio) * ratio
 
 
+def tiling_modules() -> list[Path]:
+    """This module and the ``histcode.slides`` modules it imports, directly or not: the code that shapes coords
+    and masks. Derived from the imports, so a new mask module is covered and an edit to e.g. the tile
+    dataset is not (it would re-tile every slide and rerun every later stage for nothing)."""
+    here = Path(__file__).parent
+    todo, seen = [Path(__file__)], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if name.startswith("histcode.slides."):
+                    parts = name.split(".")[2:]
+                    todo.extend(p for p in (here.joinpath(*parts).with_suffix(".py"),
+                                            here.joinpath(*parts, "__init__.py")) if p.exists())
+    return sorted(seen)
+
+
 @functools.cache
 def code_fingerprint() -> str:
-    """Hash of the tiling code (every module of ``histcode.slides``). Part of the digest, so a slide tiled by
-    other code is tiled again: with settings alone, ``dvc repro`` after a change to the tissue model resumed
-    every slide from its old coords and reported the stage done (the demo kept tiles of an older mask)."""
+    """Hash of the tiling code (:func:`tiling_modules`). Part of the digest, so a slide tiled by other code is
+    tiled again: with settings alone, ``dvc repro`` after a change to the tissue model resumed every slide
+    from its old coords and reported the stage done (the demo kept tiles of an older mask)."""
     h = hashlib.md5()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in tiling_modules():
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
