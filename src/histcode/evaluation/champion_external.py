@@ -1,8 +1,8 @@
 """External validation, one workflow and one metrics file (`make eval-cptac`, `histcode evaluate-external`).
 
 By default the promoted pair is evaluated: ``histcode-encoder@<alias>`` and ``histcode-mil@<alias>`` are pulled
-from the registry (a pair whose MIL was trained on other features is refused), the cohort is ingested and tiled
-when its manifests/tiles are missing (both resume), and its DVC features are reused when that very encoder
+from the registry (a pair whose MIL was trained on other features is refused), the cohort is ingested when its manifest
+is missing and tiled unless its tiles match the current settings and tiling code (both resume), and its DVC features are reused when that very encoder
 version made them, else extracted with it and its registered stain reference into
 ``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs). With ``model`` (a
 registry URI or a model directory) that MIL model is applied to the cohort's existing features instead
@@ -46,17 +46,19 @@ THRESHOLD_TAG = "decision_threshold"
 
 
 def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
-    """Ingest and tile ``cohort`` unless a previous run (DVC or this command) left complete outputs."""
+    """Ingest ``cohort`` unless a previous run (DVC or this command) left its manifest, and bring its tiles up
+    to date. ``run_tile`` resumes: slides tiled with the current settings and tiling code are skipped (on a
+    complete cohort it returns at once), any other slide is tiled again, and extraction then redoes exactly
+    those slides (features record the tiles they embedded). Reusing any existing tiles, as before, scored an
+    external cohort on tiles of an older tissue model after the settings or the tiling code changed."""
     if not paths.slides_csv(cohort).exists():
         from histcode.cohort.stage import run_ingest
 
         log.info("ingesting %s", cohort)
         run_ingest(cohort, params)
-    if not paths.process_list(cohort).exists():
-        from histcode.slides.stage import run_tile
+    from histcode.slides.stage import run_tile
 
-        log.info("tiling %s", cohort)
-        run_tile(cohort, params)
+    run_tile(cohort, params)
 
 
 def _reusable_features(params: dict[str, Any], cohort: str, paths: Paths, enc_ref: str) -> Path | None:

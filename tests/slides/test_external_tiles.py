@@ -1,0 +1,44 @@
+"""The external workflow's inputs: tiles are reused only while they match the current settings and code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from histcode.io.coords import read_coords
+from histcode.paths import Paths
+
+ROOT = Path(__file__).resolve().parents[2]
+CMU1 = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
+
+
+def test_external_tiles_follow_the_current_tiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  manifest_writer) -> None:
+    """``make eval-cptac`` on a cohort tiled before a change of ``tile`` settings (or of the tiling code) tiles
+    it again instead of scoring the old tiles; on tiles that are current it changes nothing."""
+    from histcode.evaluation.champion_external import _ensure_inputs
+    from histcode.slides import job
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    manifests = tmp_path / "data" / "manifests" / "ext"
+    manifests.mkdir(parents=True)
+    manifest_writer(manifests / "slides.csv", [("cmu1", CMU1, "")])
+    params = {"base": {"seed": 7, "train_cohort": "ext", "cohorts": {
+        "ext": {"kind": "barcode", "source_dir": "src", "slide_dir": "src"}}}, "tile": {"workers": 0}}
+    paths = Paths()
+    h5 = paths.tiles("ext") / "cmu1.h5"
+    _ensure_inputs(params, "ext", paths)
+    coords, attrs = read_coords(h5)
+    stamp = h5.stat().st_mtime_ns
+    _ensure_inputs(params, "ext", paths)  # current: untouched
+    assert h5.stat().st_mtime_ns == stamp
+    params["tile"]["tissue_threshold"] = 0.25  # other settings: tiled again, more tiles at the lower threshold
+    _ensure_inputs(params, "ext", paths)
+    again, new_attrs = read_coords(h5)
+    assert new_attrs["tile_config_digest"] != attrs["tile_config_digest"] and len(again) > len(coords)
+    stamp = h5.stat().st_mtime_ns
+    monkeypatch.setattr(job, "code_fingerprint", lambda: "edited-mask-code")  # other tiling code: again
+    _ensure_inputs(params, "ext", paths)
+    assert h5.stat().st_mtime_ns != stamp
