@@ -1,12 +1,12 @@
 """External validation, one workflow and one metrics file (`make eval-cptac`, `histcode evaluate-external`).
 
 By default the promoted pair is evaluated: ``histcode-encoder@<alias>`` and ``histcode-mil@<alias>`` are pulled
-from the registry (a pair whose MIL was trained on other features is refused), the cohort is ingested when its manifest
-is missing and tiled unless its tiles match the current settings and tiling code (both resume), and its DVC features are reused when that very encoder
-version made them, else extracted with it and its registered stain reference into
-``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs). With ``model`` (a
-registry URI or a model directory) that MIL model is applied to the cohort's existing features instead
-(``data/features/<cohort>/<encoder>``, or ``features_dir``).
+from the registry (a pair whose MIL was trained on other features is refused), the cohort is ingested when its
+manifest is missing and tiled unless its tiles match the current settings and tiling code (both resume), and its
+DVC features are reused when that very encoder version made them, else extracted with it and its registered
+stain reference into ``data/external/<cohort>/features/encoder-v<N>/`` (resumable, outside DVC-owned outputs).
+With ``model`` (a registry URI or a model directory) that MIL model is applied to the cohort's existing features
+instead (``data/features/<cohort>/<encoder>``, or ``features_dir``).
 
 Every slide is classified at **the model's own decision threshold** (registered-version tag / the model
 directory's ``decision_threshold.json``, chosen on its CV held-out predictions; 0.5 only for models without
