@@ -62,16 +62,35 @@ def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
 
 
 def _reusable_features(params: dict[str, Any], cohort: str, paths: Paths, enc_ref: str) -> Path | None:
-    """A DVC-extracted feature set of ``cohort`` made by this very encoder version (extract once)."""
+    """A DVC-extracted feature set of ``cohort`` made by this very encoder version from the cohort's current
+    tiles (extract once). After tiles were made again (other settings or tiling code) the DVC features
+    describe the old tiles until ``dvc repro`` runs: then they are not reused."""
     from histcode.features.config import ExtractConfig
     from histcode.registry.lineage import features_lineage
 
     for name in section(ExtractConfig, "extract", params).encoders:
         fdir = paths.features(cohort, name)
         files = sorted(fdir.glob("*.h5")) if fdir.is_dir() else []
-        if files and features_lineage(files)["encoder_version"] == enc_ref:
+        if not files or features_lineage(files)["encoder_version"] != enc_ref:
+            continue
+        if _of_current_tiles(fdir, paths.tiles(cohort)):
             return fdir
+        log.info("%s: %s describes older tiles (run `dvc repro` to refresh it); extracting instead", cohort, fdir)
     return None
+
+
+def _of_current_tiles(fdir: Path, tiles_dir: Path) -> bool:
+    """Every tiled slide has a features file recording its coords' tile digest and tile count."""
+    from histcode.features.resume import expected_attrs, finished
+    from histcode.io.coords import read_coords
+
+    for h5 in sorted(tiles_dir.glob("*.h5")):
+        coords, attrs = read_coords(h5)
+        want = {k: v for k, v in expected_attrs("", "", attrs, len(coords)).items()
+                if k in ("tile_config_digest", "n_tiles_slide")}
+        if finished(fdir / h5.name, want) is None:
+            return False
+    return True
 
 
 def _features_for(params: dict[str, Any], cohort: str, paths: Paths, enc_mv: Any, alias: str,
