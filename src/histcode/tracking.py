@@ -515,6 +515,10 @@ def model_version_by_alias(mlflow_client: Any, name: str, alias: str) -> Any | N
         return None
 
 
+# MLflow's message starts with an ANSI colour code
+NO_INPUT_EXAMPLE = r".*An input example was not provided when logging the model"
+
+
 def log_pyfunc_model(name: str, *, python_model: str, artifacts: dict[str, str], input_example: Any, output: Any,
                      pip_requirements: list[str], registered_model_name: str) -> Any:
     """Log a pyfunc "model from code" in the active run (signature inferred from ``input_example`` → ``output``)
@@ -523,15 +527,19 @@ def log_pyfunc_model(name: str, *, python_model: str, artifacts: dict[str, str],
     import mlflow
     from mlflow.models import infer_signature
 
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=python_model,
-        artifacts=artifacts,
-        signature=infer_signature(input_example, output),
-        pip_requirements=pip_requirements,
-        registered_model_name=registered_model_name,
-        await_registration_for=60,
-    )
+    with warnings.catch_warnings():
+        # a hint that does not apply, printed on every `make demo` registration: the signature is given (inferred
+        # above from real tensors); storing the example too would make MLflow load and run each model once more
+        warnings.filterwarnings("ignore", message=NO_INPUT_EXAMPLE, category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=python_model,
+            artifacts=artifacts,
+            signature=infer_signature(input_example, output),
+            pip_requirements=pip_requirements,
+            registered_model_name=registered_model_name,
+            await_registration_for=60,
+        )
 
 
 def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:

@@ -60,3 +60,19 @@ def test_register_promote_load(store: Path, make_evidence, tiny_classifier) -> N
     model = mil_from_stored(load_model("histcode-mil", CHAMPION))
     expected = tiny_classifier(3)(torch.from_numpy(X))
     torch.testing.assert_close(model(torch.from_numpy(X)), expected)
+
+
+def test_registration_prints_no_pyfunc_hints(store: Path, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
+    """Each registration printed two MLflow hints that do not apply into every `make demo` log: "add type hints
+    to ``predict``" (it has one now that MLflow derives no signature from) and "no input example" (the
+    signature is given; silenced around the call only)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracking.start_run("mil", run_name="fit-hints", stage="train_mil"):
+            log_and_register(tiny_classifier(0), "histcode-mil", input_example=X, metrics={"auc": 0.9})
+        warnings.warn("a warning of the caller's own", UserWarning, stacklevel=1)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "Add type hints" in m or "input example was not provided" in m]
+    assert "a warning of the caller's own" in messages  # the filter does not outlive the call

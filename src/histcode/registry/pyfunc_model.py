@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.pyfunc import PythonModel
 
 # kind → (module, builder): the project's own code, never a name read from the artifact
@@ -34,9 +35,10 @@ class StateDictModel(PythonModel):  # type: ignore[misc]
         module, builder = BUILDERS[stored.kind]
         self.model = getattr(importlib.import_module(module), builder)(stored)
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # no hints: MLflow
-        # would derive a (wrong) signature from them; the logged signature comes from the real tensors
-        import numpy as np
+    def predict(self, context: Any, model_input: np.ndarray, params: Any = None) -> np.ndarray:
+        # np.ndarray is a hint MLflow derives no signature from (the logged one comes from real tensors) and does
+        # not convert inputs for; without any hint it printed "Add type hints to `predict`" at every
+        # registration and load. Inputs arrive as arrays or DataFrames: np.asarray takes both.
         import torch
 
         x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
