@@ -66,11 +66,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def runuser() -> str:
+    """util-linux's ``runuser``: on PATH, else in the sbin folders a non-login root shell may leave off PATH
+    (a fresh clone's `make test` under ``PATH=/usr/local/bin:/usr/bin:/bin`` failed on it)."""
+    found = shutil.which("runuser") or next((p for p in ("/usr/sbin/runuser", "/sbin/runuser")
+                                             if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise ServerError("runuser (util-linux) not found, needed to run PostgreSQL as the `postgres` user under "
+                          "root: `apt-get install -y util-linux`, or run as a non-root user.")
+    return found
+
+
 def _as_pg_user(cmd: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: under root, run its tools as the ``postgres`` system user."""
     if os.geteuid() != 0:
         return cmd
-    return ["runuser", "-u", "postgres", "--", *cmd]
+    return [runuser(), "-u", "postgres", "--", *cmd]
 
 
 def _pg_owner(path: Path) -> None:
@@ -104,7 +115,7 @@ def start_postgres(root: Path, pg_port: int) -> str:
     bindir = pg_bindir()
     pg, data, pwfile = _pg_dirs(root)
     if os.geteuid() == 0:
-        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(root.resolve())])
+        probe = subprocess.run(_as_pg_user(["test", "-x", str(root.resolve())]))
         if probe.returncode != 0:
             raise ServerError(f"{root.resolve()}: the `postgres` user cannot enter this directory (running as root); "
                               "put the project under a directory others can traverse (chmod o+x).")

@@ -70,3 +70,17 @@ def test_postgres_server_stage_register_promote_load(project: Path, monkeypatch:
     assert not (project / ".server" / "pg" / "data" / "postmaster.pid").exists()
     assert not server.stop(project), "a second stop finds nothing running"
     assert os.environ["MLFLOW_TRACKING_URI"] == state.tracking_uri
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not any(os.access(p, os.X_OK) for p in ("/usr/sbin/runuser", "/sbin/runuser")),
+                    reason="needs root and util-linux's runuser in an sbin folder")
+def test_runuser_is_found_off_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under root the PostgreSQL tools run through ``runuser``, which lives in sbin: a shell whose PATH lacks
+    the sbin folders (a fresh clone's `make test` from a non-login shell) still finds it."""
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+    cmd = server._as_pg_user(["pg_ctl", "status"])
+    assert cmd[0] in ("/usr/sbin/runuser", "/sbin/runuser") and cmd[1:] == ["-u", "postgres", "--", "pg_ctl", "status"]
+    monkeypatch.setattr(server.os, "access", lambda *_: False)
+    monkeypatch.setattr(server.shutil, "which", lambda *_: None)
+    with pytest.raises(server.ServerError, match=r"runuser .* not found"):
+        server._as_pg_user(["pg_ctl", "status"])
