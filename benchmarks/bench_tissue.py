@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import shutil
 import subprocess
@@ -78,7 +79,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
+@functools.lru_cache(maxsize=16)  # the real slides are tiled by every model for the JSON, CMU-1 block and figure
 def tile(path: Path, cfg: TileConfig) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """(coords, level-0 tile size, slide dimensions); callers only read the coords."""
     with SlideReader(path) as s:
         seg = segment_slide(s, cfg)
         return select_coords(seg, *s.dimensions, cfg), seg.size, s.dimensions
