@@ -32,7 +32,7 @@ TRUTH_COLUMNS = ("tumour_fraction", "lymphocyte_density", "tumour_nuclei_density
 def truth_design(slide_truth: pd.DataFrame, slide_ids: dict[str, str], patients: list[str]) -> np.ndarray:
     """(P, 4) true slide variables of each patient's DE slide (log of the two skewed ones)."""
     t = slide_truth.set_index("slide_id").loc[[slide_ids[p] for p in patients], list(TRUTH_COLUMNS)]
-    x = t.to_numpy(dtype=np.float64)
+    x = t.to_numpy(dtype=np.float64, copy=True)  # pandas copy-on-write hands out read-only views
     x[:, 1] = np.log(np.maximum(x[:, 1], 1.0))
     x[:, 3] = np.log(np.maximum(x[:, 3], 1e-3))
     return x
