@@ -4,7 +4,9 @@ Wraps one real ``dvc repro`` (the command users run), timestamps every ``Running
 prints, and attributes the time between one stage's start and the next one's (or the end) to that stage.
 Stages DVC skips (unchanged) cost their check only and are listed as skipped. The wall time, CPU time of the
 whole process tree and the load average are recorded: on a shared 2-core machine, CPU seconds are the fair
-figure to compare.
+figure to compare. Memory: every 0.25 s the proportional set size (PSS: shared pages split between the
+processes that map them, so forked loader workers are not counted twice) of every process under ``dvc repro``
+is summed, and each stage's peak is kept: what a machine needs to run that stage.
 
     python benchmarks/bench_demo_stages.py [--force] [--out benchmarks/results/bench_demo_stages.json]
 """
@@ -18,8 +20,11 @@ import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNING = re.compile(r"Running stage '([^']+)'")
@@ -29,6 +34,41 @@ SKIPPED = re.compile(r"Stage '([^']+)' didn't change, skipping")
 def _children_cpu() -> float:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return kids.ru_utime + kids.ru_stime
+
+
+class PeakMemory:
+    """Samples the summed PSS of a process and its descendants in a thread; peaks are kept per label."""
+
+    def __init__(self, pid: int, every_s: float = 0.25) -> None:
+        self.root, self.every_s = psutil.Process(pid), every_s
+        self.label = ""
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        total = 0
+        for p in [self.root, *self.root.children(recursive=True)]:
+            try:
+                total += p.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue  # a process that ended between listing and reading
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            label, mib = self.label, self._sample()
+            if label:
+                self.peaks[label] = max(self.peaks.get(label, 0.0), mib)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def time_repro(args: list[str]) -> dict:
@@ -41,13 +81,14 @@ def time_repro(args: list[str]) -> dict:
     starts: list[tuple[str, float]] = []
     skipped: list[str] = []
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+                          text=True, bufsize=1) as proc, PeakMemory(proc.pid) as memory:
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
             now = time.perf_counter() - t0
             if m := RUNNING.search(line):
                 starts.append((m.group(1), now))
+                memory.label = m.group(1)
             elif m := SKIPPED.search(line):
                 skipped.append(m.group(1))
         rc = proc.wait()
@@ -57,7 +98,8 @@ def time_repro(args: list[str]) -> dict:
     ends = [t for _, t in starts[1:]] + [wall]
     stages = {name: round(end - start, 1) for (name, start), end in zip(starts, ends, strict=True)}
     return {"command": " ".join(["dvc", "repro", *args]), "wall_s": round(wall, 1),
-            "cpu_s": round(_children_cpu() - cpu0, 1), "stages_s": stages, "skipped": skipped,
+            "cpu_s": round(_children_cpu() - cpu0, 1), "stages_s": stages,
+            "peak_pss_mib": {k: round(v) for k, v in memory.peaks.items()}, "skipped": skipped,
             "load_avg_1m_end": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
 
 
@@ -70,9 +112,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     width = max((len(s) for s in result["stages_s"]), default=5)
-    print(f"\n{'stage':<{width}}  seconds")
+    print(f"\n{'stage':<{width}}  seconds  peak MiB (PSS)")
     for name, secs in sorted(result["stages_s"].items(), key=lambda kv: -kv[1]):
-        print(f"{name:<{width}}  {secs:7.1f}")
+        print(f"{name:<{width}}  {secs:7.1f}  {result['peak_pss_mib'].get(name, float('nan')):8.0f}")
     print(f"{'total':<{width}}  {result['wall_s']:7.1f}  (cpu {result['cpu_s']} s, {len(result['skipped'])} skipped)")
 
 
