@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "synth": "histcode.synth.commands",
     "ingest": "histcode.cohort.commands",
     "tile": "histcode.slides.commands",
+    "contact-sheets": "histcode.slides.commands",
     "stain-ref": "histcode.slides.commands",
     "pretrain": "histcode.ssl.commands",
     "extract": "histcode.features.commands",

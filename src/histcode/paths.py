@@ -43,8 +43,11 @@ class Paths:
     def coords_h5(self, cohort: str, slide_id: str) -> Path:
         return self.tiles(cohort) / f"{slide_id}.h5"
 
+    def masks(self, cohort: str) -> Path:
+        return self.tiles(cohort) / "masks"
+
     def mask_png(self, cohort: str, slide_id: str) -> Path:
-        return self.tiles(cohort) / "masks" / f"{slide_id}.png"
+        return self.masks(cohort) / f"{slide_id}.png"
 
     def process_list(self, cohort: str) -> Path:
         return self.tiles(cohort) / "process_list.csv"

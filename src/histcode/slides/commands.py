@@ -1,4 +1,5 @@
-"""``histcode tile`` and ``histcode stain-ref`` (heavy imports stay inside the commands)."""
+"""``histcode tile``, ``histcode contact-sheets`` and ``histcode stain-ref`` (heavy imports stay inside the
+commands)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,26 @@ def register(app: typer.Typer) -> None:
 
         metrics = run_tile(cohort, params, workers=workers, shard=parse_shard(shard), progress=progress)
         typer.echo(summary_line(f"tile {cohort}", metrics, "tile"))
+
+    @app.command("contact-sheets")
+    def contact_sheets_cmd(
+        cohort: str = typer.Option(..., "--cohort", "-c", help="Cohort name under base.cohorts (already tiled)."),
+        out: Path = typer.Option(None, help="Folder for the pages (default reports/figures/tiles/<cohort>)."),
+        per_page: int = typer.Option(30, help="Slides per page."),
+        params: Path = typer.Option(Path("params.yaml"), help="params file (section base)."),
+    ) -> None:
+        """Every slide's tissue mask on a few JPEG pages, failed slides first, then the fewest tiles first."""
+        from histcode.config import base, load_params
+        from histcode.paths import Paths
+        from histcode.slides.contact_sheet import write_contact_sheets
+
+        bcfg = base(load_params(params))
+        bcfg.cohort(cohort)  # an unknown name fails here, naming the cohorts params.yaml declares
+        paths = Paths.from_base(bcfg)
+        folder = out or paths.figures("tiles") / cohort
+        pages = write_contact_sheets(paths.process_list(cohort), paths.masks(cohort), folder,
+                                     f"{cohort}: tissue masks", per_page=per_page)
+        typer.echo(f"contact-sheets {cohort}: {len(pages)} page(s) in {folder}")
 
     @app.command("stain-ref")
     def stain_ref_cmd(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,14 @@ from histcode.slides.config import StainConfig, TileConfig
 from histcode.slides.process_list import cohort_metrics
 
 log = logging.getLogger(__name__)
-MASKS_LOGGED = 4  # mask PNGs attached to each cohort's MLflow run
 
 
 def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, workers: int | None = None,
              shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict[str, float]:
     """Tile ``cohort`` into ``data/tiles/<cohort>``; MLflow experiment ``tile`` run with counts, failures and
-    a few mask images; metrics also to ``reports/metrics/tile/<cohort>.json``."""
+    contact sheets of every slide's mask (``masks/contact_sheet_pNN.jpg``, fewest tiles first); metrics also
+    to ``reports/metrics/tile/<cohort>.json``."""
+    from histcode.slides.contact_sheet import write_contact_sheets
     from histcode.slides.tiling import nothing_to_do, tile_cohort
 
     stage = open_stage("tile", params, TileConfig)
@@ -52,8 +54,10 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
         failures = {r.slide: r.reason for r in results if r.status != "done"}
         if failures:
             tracking.log_dict(failures, "tiles/failures.json")
-        for r in [r for r in results if r.status == "done"][:MASKS_LOGGED]:
-            tracking.log_artifact(paths.mask_png(cohort, r.slide), artifact_path="masks")
+        with tempfile.TemporaryDirectory() as tmp:  # the spool keeps its own copy of each page
+            for page in write_contact_sheets(plist, paths.masks(cohort), Path(tmp),
+                                             f"{cohort}: tissue masks"):
+                tracking.log_artifact(page, artifact_path="masks")
         run.metrics = metrics
     return metrics
 
