@@ -5,7 +5,8 @@ headless Chromium (``apt-get install -y chromium``; no other download) with ``--
 
 - ``compare_mil.png``: the compare view of the MIL runs, one per (pooling, encoder), params and metrics;
 - ``registry_<model>.png``: the registered model's versions with their aliases;
-- ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags).
+- ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags);
+- ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open.
 
 Usage (from the project root, after ``make demo``)::
 
@@ -30,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 MIL_EXPERIMENT = "histcode/mil"
+TILE_EXPERIMENT = "histcode/tile"
 MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
 
 
@@ -92,6 +94,17 @@ def mil_runs(client, max_runs: int = 8) -> tuple[str, list]:  # type: ignore[no-
     return exp.experiment_id, sorted(chosen.values(), key=lambda r: tuple(map(str, key(r))))[:max_runs]
 
 
+def latest_contact_sheet_run(client):  # type: ignore[no-untyped-def]
+    """The newest tile run that logged contact sheets (older runs logged single masks), or None."""
+    exp = client.get_experiment_by_name(TILE_EXPERIMENT)
+    if exp is None:
+        return None
+    for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=50):
+        if any(a.path == "masks/contact_sheet_p01.jpg" for a in client.list_artifacts(run.info.run_id, "masks")):
+            return run
+    return None
+
+
 def screenshot(chrome: str, url: str, out: Path, size: str, wait_ms: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="histcode-chromium-") as profile:
@@ -136,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             if champion is not None:
                 screenshot(chrome, f"{base}/models/{name}/versions/{champion.version}",
                            args.out / f"registry_{name}_champion.png", "1900,1600", args.wait_ms)
+        tile = latest_contact_sheet_run(client)
+        if tile is None:
+            print(f"skip tile contact sheet: no {TILE_EXPERIMENT} run with masks/contact_sheet_p01.jpg")
+        else:
+            screenshot(chrome, f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}/artifacts/"
+                       "masks/contact_sheet_p01.jpg", args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

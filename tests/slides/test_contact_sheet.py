@@ -50,6 +50,9 @@ def test_failed_and_missing_first_then_fewest_tiles(tmp_path: Path) -> None:
     assert entries[0].mask is None and entries[0].reason == "cannot open: not a slide"
     assert entries[1].mask is None and entries[1].status == "done"  # PNG missing: shown, not dropped
     assert [e.n_tiles for e in entries[2:]] == [5, 5, 50]
+    (tmp_path / "shard").mkdir()
+    shard = read_entries(*_cohort(tmp_path / "shard"), only={"s_a", "s_c"})
+    assert [e.slide for e in shard] == ["s_c", "s_a"]  # a job-array shard's sheet shows its own slides
 
 
 def test_picture_drops_the_masks_own_legend(tmp_path: Path) -> None:

@@ -45,13 +45,16 @@ class SheetEntry:
     mask: Path | None
 
 
-def read_entries(process_list: Path, masks_dir: Path) -> list[SheetEntry]:
-    """Every slide of ``process_list`` in sheet order: not done first (by slide id), then by tile count."""
+def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = None) -> list[SheetEntry]:
+    """Every slide of ``process_list`` (or those in ``only``) in sheet order: not done first (by slide id), then
+    by tile count."""
     if not Path(process_list).is_file():
         raise SheetInputError(f"{process_list}: no process list; tile the cohort first (`histcode tile --cohort "
                               f"<cohort>`)")
     out = []
     for r in read_process_list(process_list):
+        if only is not None and r["slide"] not in only:
+            continue
         png = masks_dir / f"{r['slide']}.png"
         done = r["status"] == "done"
         out.append(SheetEntry(slide=r["slide"], status=r["status"], n_tiles=int(float(r["n_tiles"] or 0)),
@@ -117,11 +120,12 @@ def render_pages(entries: list[SheetEntry], title: str, *, per_page: int = 30, c
 
 
 def write_contact_sheets(process_list: Path, masks_dir: Path, out_dir: Path, title: str, *,
-                         per_page: int = 30, cols: int = 6) -> list[Path]:
-    """Write ``out_dir/contact_sheet_pNN.jpg`` for every slide of ``process_list``; returns the paths.
+                         per_page: int = 30, cols: int = 6, only: set[str] | None = None) -> list[Path]:
+    """Write ``out_dir/contact_sheet_pNN.jpg`` for every slide of ``process_list`` (or those in ``only``: one
+    shard's slides); returns the paths.
 
     JPEG: a page is 30 downscaled slide pictures, which PNG stores at ~5 MB and JPEG at a tenth of that."""
-    entries = read_entries(process_list, masks_dir)
+    entries = read_entries(process_list, masks_dir, only)
     paths = []
     for i, page in enumerate(render_pages(entries, title, per_page=per_page, cols=cols), start=1):
         ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -55,8 +55,10 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
         if failures:
             tracking.log_dict(failures, "tiles/failures.json")
         with tempfile.TemporaryDirectory() as tmp:  # the spool keeps its own copy of each page
-            for page in write_contact_sheets(plist, paths.masks(cohort), Path(tmp),
-                                             f"{cohort}: tissue masks"):
+            sharded = shard != (0, 1)  # a job-array shard shows its own slides, not the whole cohort again
+            title = f"{cohort} (shard {shard[0]}/{shard[1]}): tissue masks" if sharded else f"{cohort}: tissue masks"
+            for page in write_contact_sheets(plist, paths.masks(cohort), Path(tmp), title,
+                                             only={r.slide for r in results} if sharded else None):
                 tracking.log_artifact(page, artifact_path="masks")
         run.metrics = metrics
     return metrics
