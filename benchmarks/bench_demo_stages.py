@@ -4,9 +4,13 @@ Wraps one real ``dvc repro`` (the command users run), timestamps every ``Running
 prints, and attributes the time between one stage's start and the next one's (or the end) to that stage.
 Stages DVC skips (unchanged) cost their check only and are listed as skipped. The wall time, CPU time of the
 whole process tree and the load average are recorded: on a shared 2-core machine, CPU seconds are the fair
-figure to compare. Memory: every 0.25 s the proportional set size (PSS: shared pages split between the
-processes that map them, so forked loader workers are not counted twice) of every process under ``dvc repro``
-is summed, and each stage's peak is kept: what a machine needs to run that stage.
+figure to compare. Memory: every 0.5 s the resident set size (RSS, ``/proc/<pid>/statm``: ~2 ms a sample) of
+every process under ``dvc repro`` is summed, and each stage's peak is kept (``peak_rss_mib``: an upper bound,
+pages that forked loader workers share with their parent count in each). At each 10 % rise of a stage's RSS,
+and near its peak at most every 10 s, the proportional set size is summed too (``peak_pss_mib``; PSS from
+``smaps`` splits shared pages between the processes that map them: what a machine really needs; ~100 ms a sample
+on torch processes, too dear to take every 0.5 s beside the timings). The sampler's own CPU time is recorded
+(``sampler_cpu_s``).
 
     python benchmarks/bench_demo_stages.py [--force] [--out benchmarks/results/bench_demo_stages.json]
 """
@@ -37,29 +41,40 @@ def _children_cpu() -> float:
 
 
 class PeakMemory:
-    """Samples the summed PSS of a process and its descendants in a thread; peaks are kept per label."""
+    """Samples the summed RSS of a process and its descendants in a thread; peaks are kept per label."""
 
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        self.root, self.every_s = psutil.Process(pid), every_s
+    def __init__(self, pid: int, every_s: float = 0.5, pss_every_s: float = 10.0) -> None:
+        self.root, self.every_s, self.pss_every_s = psutil.Process(pid), every_s, pss_every_s
         self.label = ""
         self.peaks: dict[str, float] = {}
+        self.pss_peaks: dict[str, float] = {}
+        self.cpu_s = 0.0
+        self._last_pss = -float("inf")
+        self._pss_rss: dict[str, float] = {}  # per label: the RSS at which PSS was last taken
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> float:
+    def _sample(self, pss: bool = False) -> float:
         total = 0
         for p in [self.root, *self.root.children(recursive=True)]:
             try:
-                total += p.memory_full_info().pss
+                total += p.memory_full_info().pss if pss else p.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue  # a process that ended between listing and reading
         return total / 2**20
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            t0 = time.thread_time()
             label, mib = self.label, self._sample()
             if label:
                 self.peaks[label] = max(self.peaks.get(label, 0.0), mib)
+                now = time.monotonic()
+                grew = mib >= 1.1 * self._pss_rss.get(label, 0.0)  # a new high: take PSS now (a few times)
+                if grew or (mib >= 0.95 * self.peaks[label] and now - self._last_pss >= self.pss_every_s):
+                    self._last_pss, self._pss_rss[label] = now, max(mib, self._pss_rss.get(label, 0.0))
+                    self.pss_peaks[label] = max(self.pss_peaks.get(label, 0.0), self._sample(pss=True))
+            self.cpu_s += time.thread_time() - t0
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> PeakMemory:
@@ -99,7 +114,9 @@ def time_repro(args: list[str]) -> dict:
     stages = {name: round(end - start, 1) for (name, start), end in zip(starts, ends, strict=True)}
     return {"command": " ".join(["dvc", "repro", *args]), "wall_s": round(wall, 1),
             "cpu_s": round(_children_cpu() - cpu0, 1), "stages_s": stages,
-            "peak_pss_mib": {k: round(v) for k, v in memory.peaks.items()}, "skipped": skipped,
+            "peak_rss_mib": {k: round(v) for k, v in memory.peaks.items()},
+            "peak_pss_mib": {k: round(v) for k, v in memory.pss_peaks.items()},
+            "sampler_cpu_s": round(memory.cpu_s, 1), "skipped": skipped,
             "load_avg_1m_end": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
 
 
@@ -112,9 +129,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     width = max((len(s) for s in result["stages_s"]), default=5)
-    print(f"\n{'stage':<{width}}  seconds  peak MiB (PSS)")
+    print(f"\n{'stage':<{width}}  seconds  peak MiB: summed RSS, PSS near it")
     for name, secs in sorted(result["stages_s"].items(), key=lambda kv: -kv[1]):
-        print(f"{name:<{width}}  {secs:7.1f}  {result['peak_pss_mib'].get(name, float('nan')):8.0f}")
+        print(f"{name:<{width}}  {secs:7.1f}  {result['peak_rss_mib'].get(name, float('nan')):8.0f}  "
+              f"{result['peak_pss_mib'].get(name, float('nan')):8.0f}")
     print(f"{'total':<{width}}  {result['wall_s']:7.1f}  (cpu {result['cpu_s']} s, {len(result['skipped'])} skipped)")
 
 
