@@ -46,8 +46,8 @@ class SheetEntry:
 
 
 def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = None) -> list[SheetEntry]:
-    """Every slide of ``process_list`` (or those in ``only``) in sheet order: not done first (by slide id), then
-    by tile count."""
+    """Every slide of ``process_list`` (or those in ``only``) in sheet order: slides without a picture first
+    (failed, or their mask PNG is missing), then the rest; each group by tile count, then slide id."""
     if not Path(process_list).is_file():
         raise SheetInputError(f"{process_list}: no process list; tile the cohort first (`histcode tile --cohort "
                               f"<cohort>`)")
