@@ -4,8 +4,8 @@ The generator draws each patient's four latent factors (lymphocytes, cellularity
 slides from them (tumour fraction, lymphocyte density, tumour nuclear density and necrosis share, with noise),
 and writes each planted gene's fold change as its driver latent times a coefficient plus noise. So a model that
 reads the slides perfectly still sees only the **slide variables**, and a model that knew the latents would still
-face the expression noise. This script scores, on the cohort's own matched pairs and on the same 5 patient folds
-as train_de, the project's DE methods fed:
+face the expression noise. This script scores the project's DE methods (cross-validated as train_de does, on 5
+seeded patient folds shared by every input) on the cohort's own matched pairs, fed:
 
 * ``slide_variables``: the generator's four true slide variables of each patient's tumour slide (what the
   slides hold: the ceiling of image models);
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_de_pairs import TRUTH_COLUMNS, score
+from bench_de_pairs import score, truth_design
 
 LATENTS = ("z_lymph", "z_cell", "z_tumour", "z_necrosis")
 
@@ -83,10 +83,8 @@ def ceiling(root: Path) -> list[dict]:
         os.chdir(cwd)
     patients = sorted(targets.log10_fc.index)
     tumour = slides[(slides["cohort"] == bcfg.train_cohort) & (slides["label"] == 1)]
-    tumour = tumour.sort_values("tissue_mm2", ascending=False).drop_duplicates("patient_id").set_index("patient_id")
-    sv = tumour.loc[patients, list(TRUTH_COLUMNS)].to_numpy(np.float64, copy=True)
-    sv[:, 1] = np.log(np.maximum(sv[:, 1], 1.0))  # as bench_de_pairs.truth_design: log of the skewed two
-    sv[:, 3] = np.log(np.maximum(sv[:, 3], 1e-3))
+    tumour = tumour.sort_values("tissue_mm2", ascending=False).drop_duplicates("patient_id")  # the largest section
+    sv = truth_design(slides, dict(zip(tumour["patient_id"], tumour["slide_id"], strict=True)), patients)
     z = latents.loc[patients, list(LATENTS)].to_numpy(np.float64)
     genes = list(targets.genes)
     y = targets.log10_fc.loc[patients, genes].to_numpy(np.float64)
