@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -68,19 +67,14 @@ def ceiling(root: Path) -> list[dict]:
     from histcode.io.truth import read_gene_effects, read_patient_truth, read_slide_truth
     from histcode.paths import Paths
 
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        params = load_params("params.yaml")
-        cfg, bcfg = de_config(params), base(params)
-        paths = Paths.from_base(bcfg)
-        targets = read_targets(paths.expression(bcfg.train_cohort))
-        gt = paths.ground_truth
-        effects = read_gene_effects(gt).set_index("gene")
-        latents = read_patient_truth(gt).set_index("patient_id")
-        slides = read_slide_truth(gt)
-    finally:
-        os.chdir(cwd)
+    params = load_params(root / "params.yaml")
+    cfg, bcfg = de_config(params), base(params)
+    paths = Paths(root / bcfg.data_dir, root / bcfg.reports_dir)  # the layout of that project, from anywhere
+    targets = read_targets(paths.expression(bcfg.train_cohort))
+    gt = paths.ground_truth
+    effects = read_gene_effects(gt).set_index("gene")
+    latents = read_patient_truth(gt).set_index("patient_id")
+    slides = read_slide_truth(gt)
     patients = sorted(targets.log10_fc.index)
     tumour = slides[(slides["cohort"] == bcfg.train_cohort) & (slides["label"] == 1)]
     tumour = tumour.sort_values("tissue_mm2", ascending=False).drop_duplicates("patient_id")  # the largest section
