@@ -27,7 +27,10 @@ def test_project_params_have_a_valid_cheap_tune_section() -> None:
     cfg = section(TuneConfig, "tune", PARAMS)
     assert set(cfg.mil.space) >= {"lr", "weight_decay", "dropout", "hidden", "attn_hidden"}
     assert cfg.mil.space["lr"].log and cfg.mil.space["weight_decay"].log
-    assert cfg.mil.n_trials <= 10 and cfg.mil.timeout_s is not None and cfg.mil.timeout_s <= 60
+    # cheap by its trial count and budget, not by a clock: a time limit makes the study (and the DVC stage's
+    # outputs) depend on how fast the machine is, and a slower one stops a trial short (6 -> 5 trials seen)
+    assert cfg.mil.n_trials <= 10 and cfg.mil.timeout_s is None and cfg.de.timeout_s is None
+    assert cfg.mil.folds is not None and cfg.mil.folds <= 3 and cfg.mil.fixed["max_epochs"] <= 12
     assert cfg.mil.direction == "maximize" and cfg.de.direction == "maximize"
 
 

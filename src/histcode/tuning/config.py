@@ -130,7 +130,7 @@ class MilTuneConfig(StudySettings):
 
     study: str = "tune_mil"
     n_trials: int = 6
-    timeout_s: float | None = 60.0
+    timeout_s: float | None = None
     folds: int | None = 3
     objective: Literal["auc", "val_loss"] = "auc"
     pooling: str | None = None
@@ -152,7 +152,7 @@ class DeTuneConfig(StudySettings):
     target: ClassVar[type] = DEConfig
     study: str = "tune_de"
     n_trials: int = 6
-    timeout_s: float | None = 60.0
+    timeout_s: float | None = None
     folds: int | None = None
     objective: Literal["pearson_r_mean", "pearson_r_median", "spearman_r_mean", "mse_mean"] = "pearson_r_mean"
     space: dict[str, ParamSpec] = field(default_factory=_de_space)
