@@ -181,6 +181,11 @@ def test_cv_null_gene_test_judges_the_method_with_a_null_and_names_the_fix_witho
     # the method without a null is judged by the pooled test, and its row says so
     assert methods["gene_test"].to_dict() == {"summaries/rrr": "cv_null", "paper/heads": "pooled"}
     assert methods.loc["summaries/rrr", "n_genes_significant_bh_cv_null"] == 8
+    # over all genes: the top tenth (k = 2 of 16) of the planted r (~0.95) lies beyond every null run's (<= 0.8)
+    assert res.metrics["cv_null_overall_top_k"] == 2 and res.metrics["cv_null_overall_top_p"] == pytest.approx(1 / 11)
+    assert res.metrics["cv_null_overall_top_mean_r"] > 0.9 > 0.8 > res.metrics["cv_null_overall_top_null_mean_r"]
+    assert methods.loc["summaries/rrr", "cv_null_overall_top_p"] == pytest.approx(1 / 11)
+    assert np.isnan(methods.loc["paper/heads", "cv_null_overall_top_p"])  # no null, no overall test
 
 
 def test_run_evaluate_de_writes_metrics_json_and_mlflow(cohort, tmp_path: Path, monkeypatch):

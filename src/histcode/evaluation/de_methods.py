@@ -1,7 +1,8 @@
 """Every DE method on the same folds, scored the same way (issue 14 §2): train_de's ``<cohort>_methods.parquet``.
 
 Per method: median/mean held-out Pearson, mean balanced accuracy of the binary task, the overall Wilcoxon
-rank-sum against the random baseline (and, with a CV null, the calibrated overall test against that null),
+rank-sum against the random baseline (and, with a CV null, the calibrated overall tests against that null:
+the mean r over genes and the mean of the top tenth),
 the number of genes better than random after BH (``de_stats``), the training time, and for synthetic cohorts
 the planted/null numbers against the generator's truth.
 """
@@ -43,7 +44,9 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
                "n_genes_significant_bh_folds": int(overall["n_genes_significant_bh_folds"]),
                "n_genes_significant_bh_cv_null": overall.get("n_genes_significant_bh_cv_null", float("nan")),
                "cv_null_overall_p": overall.get("cv_null_overall_p", float("nan")),
-               "cv_null_overall_z": overall.get("cv_null_overall_z", float("nan"))}
+               "cv_null_overall_z": overall.get("cv_null_overall_z", float("nan")),
+               "cv_null_overall_top_p": overall.get("cv_null_overall_top_p", float("nan")),
+               "cv_null_overall_top_z": overall.get("cv_null_overall_top_z", float("nan"))}
         if effects is not None:
             _, truth = planted_vs_null(per_gene.merge(table[["gene", "significant"]], on="gene", how="left"),
                                        effects, base.pearson)

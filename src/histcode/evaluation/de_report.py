@@ -83,7 +83,8 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     figures["pearson_vs_random"] = fig_dir / "pearson_vs_random.png"
     de_plots.plot_pearson_vs_random(per_gene["pearson_r"].to_numpy(), baseline.pearson,
                                     figures["pearson_vs_random"], n_bins=cfg.hist_bins, p_value=overall["wilcoxon_p"],
-                                    null_p=overall.get("cv_null_overall_p"))
+                                    null_p=overall.get("cv_null_overall_p"),
+                                    null_top_p=overall.get("cv_null_overall_top_p"))
     figures["scatter"] = fig_dir / "scatter.png"
     drawn = de_plots.plot_scatter(pred, cfg.scatter_genes, per_gene, figures["scatter"])
     metrics["n_scatter_genes"] = float(len(drawn))
@@ -183,7 +184,8 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
     out: dict[str, float] = {}
     for row in table.to_dict("records"):
         for key in ("pearson_r_median", "wilcoxon_p", "n_genes_significant_bh", "n_genes_significant_bh_cv_null",
-                    "cv_null_overall_p", "cv_null_overall_z", "planted_pearson_mean",
+                    "cv_null_overall_p", "cv_null_overall_z", "cv_null_overall_top_p", "cv_null_overall_top_z",
+                    "planted_pearson_mean",
                     "null_abs_pearson_mean", "seconds"):
             if key in row and row[key] is not None and np.isfinite(float(row[key])):
                 out[f"method.{row['method']}.{key}"] = float(row[key])
