@@ -44,7 +44,11 @@ def test_log_metrics_writes_detail_and_table(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "reports/metrics/de.json").read_text()) == detail
     table = json.loads((tmp_path / "reports/tables/de.json").read_text())
     assert set(table) == {"n_genes", "pearson_r_median", "random_pearson_median", "wilcoxon_p",
-                          "n_genes_significant_bh", "auc_median"}
+                          "n_genes_significant_bh", "auc_median"}  # no CV null: no calibrated overall p
+    overall = {"cv_null_overall_p": 0.0476, "cv_null_overall_top_p": 0.0476, "cv_null_overall_z": 2.8}
+    tracking.log_metrics(detail | overall, tmp_path / "reports" / "metrics" / "de.json")
+    table = json.loads((tmp_path / "reports/tables/de.json").read_text())
+    assert table["cv_null_overall_p"] == table["cv_null_overall_top_p"] == 0.0476 and "cv_null_overall_z" not in table
     assert table["auc_median"] == 0.7123
     tracking.log_metrics({"n_slides": 3, "n_done": 3, "n_failed": 0, "n_tiles": 10, "tissue_area_mm2": 1.5,
                           "tiles_per_slide_min": 1}, tmp_path / "reports/metrics/tile/c1.json")
