@@ -99,6 +99,7 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
 
 def ours(args: argparse.Namespace) -> None:
     """One whole HistCode run: CLAM-SB on every fold with the matched settings; per-slide test P to CSV."""
+    import h5py
     import torch
 
     from histcode.mil.bags import BagCache, feature_paths
@@ -111,8 +112,6 @@ def ours(args: argparse.Namespace) -> None:
                   max_epochs=args.epochs, min_epochs=args.epochs, patience=args.epochs, tile_dropout=0.0,
                   feature_noise=0.0, progress=False, bootstrap=0)
     paths, _ = feature_paths(feat_dir, manifest["slide_id"].astype(str).tolist())
-    import h5py
-
     with h5py.File(next(iter(paths.values())), "r") as f:
         in_dim = int(f["features"].shape[1])
     folds = sorted(int(k) for k in splits["fold"].unique())
