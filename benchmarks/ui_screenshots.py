@@ -6,7 +6,8 @@ headless Chromium (``apt-get install -y chromium``; no other download) with ``--
 - ``compare_mil.png``: the compare view of the MIL runs, one per (pooling, encoder), params and metrics;
 - ``registry_<model>.png``: the registered model's versions with their aliases;
 - ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags);
-- ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open.
+- ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open;
+- ``de_run.png``: the latest evaluate_de run's page (its metrics: the overall tests against random and the CV null).
 
 Usage (from the project root, after ``make demo``)::
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 MIL_EXPERIMENT = "histcode/mil"
 TILE_EXPERIMENT = "histcode/tile"
+DE_EXPERIMENT = "histcode/de"
 MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
 
 
@@ -105,6 +107,16 @@ def latest_contact_sheet_run(client):  # type: ignore[no-untyped-def]
     return None
 
 
+def latest_de_run(client):  # type: ignore[no-untyped-def]
+    """The newest evaluate_de run (it has the overall Wilcoxon against random), or None."""
+    exp = client.get_experiment_by_name(DE_EXPERIMENT)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], "metrics.wilcoxon_p >= 0",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
 def screenshot(chrome: str, url: str, out: Path, size: str, wait_ms: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="histcode-chromium-") as profile:
@@ -155,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             screenshot(chrome, f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}/artifacts/"
                        "masks/contact_sheet_p01.jpg", args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
+        de = latest_de_run(client)
+        if de is None:
+            print(f"skip DE run: no {DE_EXPERIMENT} run with metrics")
+        else:
+            screenshot(chrome, f"{base}/experiments/{de.info.experiment_id}/runs/{de.info.run_id}",
+                       args.out / "de_run.png", "1900,2400", args.wait_ms)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
