@@ -49,6 +49,7 @@ lint: setup
 
 ui: setup
 	$(BIN)/histcode server flush
+	@echo "MLflow UI: http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning (runs, models, registry)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 	  --default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port $(PORT) --workers 1
 

@@ -117,8 +117,16 @@ def latest_de_run(client):  # type: ignore[no-untyped-def]
     return runs[0] if runs else None
 
 
+def model_training_view(url: str) -> str:
+    """``url`` in MLflow 3.17's "Model training" sidebar: a fresh browser starts on "GenAI", which hides the
+    registry (the switch lives in local storage; the UI reads a ``workflowType`` query parameter first)."""
+    route = url.split("#", 1)[-1]
+    return f"{url}{'&' if '?' in route else '?'}workflowType=machine_learning"
+
+
 def screenshot(chrome: str, url: str, out: Path, size: str, wait_ms: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
+    url = model_training_view(url)
     with tempfile.TemporaryDirectory(prefix="histcode-chromium-") as profile:
         cmd = [chrome, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={size}",
