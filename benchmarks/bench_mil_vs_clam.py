@@ -42,6 +42,7 @@ SPLITS = "histcode_folds"
 
 def _project(params_path: str) -> tuple[object, object, pd.DataFrame, pd.DataFrame, Path]:
     """(mil config, base config, labelled manifest, train_mil's saved splits, feature folder) of the project."""
+    from histcode.cohort.splits import load_splits
     from histcode.config import ProjectConfig, base, load_params, section
     from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
     from histcode.mil.config import MilConfig
@@ -53,15 +54,16 @@ def _project(params_path: str) -> tuple[object, object, pd.DataFrame, pd.DataFra
     paths = Paths.from_base(bcfg)
     cohort = bcfg.train_cohort
     manifest = read_manifest(paths.slides_csv(cohort), columns=LABELLED_COLUMNS, labelled=True)
-    splits = pd.read_csv(paths.splits(cohort) / "splits.csv", dtype={"patient_id": str})
+    splits = load_splits(paths.splits(cohort))
     encoder = ProjectConfig.load(params).require_mil_encoder()
     return cfg, bcfg, manifest, splits, paths.features(cohort, encoder)
 
 
 def prepare(args: argparse.Namespace) -> dict[str, object]:
     """Write CLAM's layout under ``--work`` from the project's manifest, splits and feature files."""
-    import h5py
     import torch
+
+    from histcode.mil.bags import read_bag
 
     cfg, _, manifest, splits, feat_dir = _project(args.params)
     work = Path(args.work)
@@ -73,12 +75,9 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
         h5 = feat_dir / f"{sid}.h5"
         if not h5.exists():
             continue
-        with h5py.File(h5, "r") as f:
-            x = np.asarray(f["features"], dtype=np.float32)
+        x = np.asarray(read_bag(h5)[0], dtype=np.float32)
         dim = x.shape[1]
-        out = pt_dir / f"{sid}.pt"
-        if not out.exists():
-            torch.save(torch.from_numpy(x), out)
+        torch.save(torch.from_numpy(x), pt_dir / f"{sid}.pt")  # rewritten each run: never a stale export
         rows.append({"case_id": str(pid), "slide_id": str(sid),
                      "label": "tumor_tissue" if int(lab) == 1 else "normal_tissue"})
     table = pd.DataFrame(rows)
@@ -99,10 +98,9 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
 
 def ours(args: argparse.Namespace) -> None:
     """One whole HistCode run: CLAM-SB on every fold with the matched settings; per-slide test P to CSV."""
-    import h5py
     import torch
 
-    from histcode.mil.bags import BagCache, feature_paths
+    from histcode.mil.bags import BagCache, bag_shape, feature_paths
     from histcode.mil.cv import run_fold
     from histcode.mil.parallel import fold_job
     from histcode.worker_pool import torch_pool
@@ -112,8 +110,7 @@ def ours(args: argparse.Namespace) -> None:
                   max_epochs=args.epochs, min_epochs=args.epochs, patience=args.epochs, tile_dropout=0.0,
                   feature_noise=0.0, progress=False, bootstrap=0)
     paths, _ = feature_paths(feat_dir, manifest["slide_id"].astype(str).tolist())
-    with h5py.File(next(iter(paths.values())), "r") as f:
-        in_dim = int(f["features"].shape[1])
+    in_dim = bag_shape(next(iter(paths.values())))[1]
     folds = sorted(int(k) for k in splits["fold"].unique())
     workers = 0 if args.threads else cfg.workers
     if workers:

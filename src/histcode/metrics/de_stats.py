@@ -158,6 +158,11 @@ def pooled_null_pvalues(obs: np.ndarray, null: np.ndarray, alternative: Alternat
     return np.where(np.isfinite(obs), p, np.nan)
 
 
+def top_share_k(obs: np.ndarray, top_share: float = 0.1) -> int:
+    """How many genes the top-share statistic averages: ceil(``top_share`` · the genes with a finite observed r)."""
+    return max(1, math.ceil(top_share * int(np.isfinite(np.asarray(obs, dtype=np.float64)).sum())))
+
+
 def top_share_mean(r: np.ndarray, k: int) -> np.ndarray:
     """Mean of the ``k`` highest finite correlations along the last axis ((G,) → scalar, (B, G) → (B,)); NaN
     where fewer than ``k`` are finite. The statistic of a sparse panel: a minority of genes carries the signal
@@ -192,7 +197,7 @@ def overall_null_test(obs: np.ndarray, null: np.ndarray, top_share: float = 0.1)
     means = means[np.isfinite(means)]
     if means.size < 2:
         raise ValueError("overall_null_test: the CV null needs at least 2 runs with finite correlations")
-    k = max(1, math.ceil(top_share * int(np.isfinite(obs).sum())))
+    k = top_share_k(obs, top_share)
     obs_top = float(top_share_mean(obs, k))
     tops = top_share_mean(null, k)
     tops = tops[np.isfinite(tops)]
