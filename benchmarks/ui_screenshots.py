@@ -1,8 +1,10 @@
 """Screenshots of the MLflow UI as a user sees it after ``make demo``: MIL compare view and the registry.
 
-Starts the ``make ui`` server (sqlite store + artifacts of ``--store``) on a free 127.0.0.1 port, drives Debian's
-headless Chromium (``apt-get install -y chromium``; no other download) with ``--screenshot`` and writes:
+Starts the ``make ui`` server (sqlite store + artifacts of ``--store``) on a free loopback port (127.0.0.2, see
+``RETURNING_USER_HOST``), drives Debian's headless Chromium (``apt-get install -y chromium``; no other download)
+with ``--screenshot``, reports the JavaScript errors each page logs (a broken section) and writes:
 
+- ``experiment_mil.png``: the MIL experiment's runs table, the first page a user opens;
 - ``compare_mil.png``: the compare view of the MIL runs, one per (pooling, encoder), params and metrics;
 - ``registry_<model>.png``: the registered model's versions with their aliases;
 - ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags);
@@ -35,11 +37,15 @@ MIL_EXPERIMENT = "histcode/mil"
 TILE_EXPERIMENT = "histcode/tile"
 DE_EXPERIMENT = "histcode/de"
 MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
+# MLflow 3.17 opens its Assistant panel (a third of the window) on a browser's first visit to a page served from
+# localhost/127.0.0.1/::1; closing it once keeps it closed (local storage). Each screenshot is a fresh browser, so
+# the pages are served on another loopback address, which shows them as a returning user who closed it does.
+RETURNING_USER_HOST = "127.0.0.2"
 
 
-def free_port() -> int:
+def free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -51,20 +57,21 @@ def chromium_binary() -> str:
     sys.exit("error: no headless Chromium found: `apt-get install -y chromium` (Debian) and rerun.")
 
 
-def start_ui(store: Path, port: int) -> subprocess.Popen[bytes]:
-    """The ``make ui`` command on ``store`` (sqlite db + artifacts), bound to 127.0.0.1."""
+def start_ui(store: Path, port: int, host: str) -> subprocess.Popen[bytes]:
+    """The ``make ui`` command on ``store`` (sqlite db + artifacts), bound to ``host`` (a loopback address)."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [str(Path(sys.executable).with_name("mlflow")), "ui",
            "--backend-store-uri", f"sqlite:///{(store / 'mlflow.db').resolve()}",
            "--default-artifact-root", str((store / "artifacts").resolve()),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+           "--host", host, "--port", str(port), "--workers", "1", "--allowed-hosts", f"{host}:{port}",
+           "--cors-allowed-origins", f"http://{host}:{port}"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 120
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as r:
                 if r.status == 200:
                     return proc
         except OSError:
@@ -124,17 +131,33 @@ def model_training_view(url: str) -> str:
     return f"{url}{'&' if '?' in route else '?'}workflowType=machine_learning"
 
 
-def screenshot(chrome: str, url: str, out: Path, size: str, wait_ms: int) -> None:
+def page_errors(chrome_log: str) -> list[str]:
+    """The page's JavaScript errors in Chromium's console log (a section of the page that broke), not its
+    rendering notices (software WebGL)."""
+    errors = []
+    for line in chrome_log.splitlines():
+        if ":CONSOLE" in line and "Error" in line and "WebGL" not in line:
+            errors.append(line.split("] ", 1)[-1].strip())
+    return errors
+
+
+def screenshot(chrome: str, url: str, out: Path, size: str, wait_ms: int) -> list[str]:
+    """Write ``out`` and return the JavaScript errors the page logged while loading."""
     out.parent.mkdir(parents=True, exist_ok=True)
     url = model_training_view(url)
     with tempfile.TemporaryDirectory(prefix="histcode-chromium-") as profile:
         cmd = [chrome, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={size}",
+               "--enable-logging=stderr", "--v=0",
                f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        res = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=180)
     if res.returncode != 0 or not out.exists():
         sys.exit(f"error: chromium failed on {url}: {res.stderr.strip()[-500:]}")
+    errors = page_errors(res.stderr)
     print(f"wrote {out}  ({url})")
+    for e in errors:
+        print(f"  page error: {e}")
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, default=Path("mlruns"), help="project MLflow store (sqlite + artifacts)")
     ap.add_argument("--out", type=Path, default=Path("reports/figures/ui"))
     ap.add_argument("--size", default="1900,1000", help="browser window width,height in px")
+    ap.add_argument("--host", default=RETURNING_USER_HOST,
+                    help="loopback address to serve and browse on; 127.0.0.1 shows a first visit (Assistant open)")
     ap.add_argument("--wait-ms", type=int, default=20000, help="virtual time the page gets to load its data")
     args = ap.parse_args(argv)
 
@@ -150,13 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     chrome = chromium_binary()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{(args.store / 'mlflow.db').resolve()}")
     exp_id, runs = mil_runs(client)
-    port = free_port()
-    proc = start_ui(args.store, port)
-    base = f"http://127.0.0.1:{port}/#"
+    port = free_port(args.host)
+    proc = start_ui(args.store, port, args.host)
+    base = f"http://{args.host}:{port}/#"
+    errors: list[str] = []
     try:
         ids = json.dumps([r.info.run_id for r in runs])
         query = urllib.parse.urlencode({"runs": ids, "experiments": json.dumps([exp_id])})
-        screenshot(chrome, f"{base}/compare-runs?{query}", args.out / "compare_mil.png", "1900,1400", args.wait_ms)
+        errors += screenshot(chrome, f"{base}/experiments/{exp_id}/runs", args.out / "experiment_mil.png",
+                             args.size, args.wait_ms)
+        errors += screenshot(chrome, f"{base}/compare-runs?{query}", args.out / "compare_mil.png", "1900,3000",
+                             args.wait_ms)
         for name in MODELS:
             try:
                 champion = client.get_model_version_by_alias(name, "champion")
@@ -165,26 +194,30 @@ def main(argv: list[str] | None = None) -> int:
             if not client.search_model_versions(f"name='{name}'", max_results=1):
                 print(f"skip {name}: not registered in {args.store}")
                 continue
-            screenshot(chrome, f"{base}/models/{name}", args.out / f"registry_{name}.png", args.size, args.wait_ms)
+            errors += screenshot(chrome, f"{base}/models/{name}", args.out / f"registry_{name}.png", args.size,
+                                 args.wait_ms)
             if champion is not None:
-                screenshot(chrome, f"{base}/models/{name}/versions/{champion.version}",
-                           args.out / f"registry_{name}_champion.png", "1900,1600", args.wait_ms)
+                errors += screenshot(chrome, f"{base}/models/{name}/versions/{champion.version}",
+                                     args.out / f"registry_{name}_champion.png", "1900,1600", args.wait_ms)
         tile = latest_contact_sheet_run(client)
         if tile is None:
             print(f"skip tile contact sheet: no {TILE_EXPERIMENT} run with masks/contact_sheet_p01.jpg")
         else:
-            screenshot(chrome, f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}/artifacts/"
-                       "masks/contact_sheet_p01.jpg", args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
+            run_url = f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}"
+            errors += screenshot(chrome, f"{run_url}/artifacts/masks/contact_sheet_p01.jpg",
+                                 args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
         de = latest_de_run(client)
         if de is None:
             print(f"skip DE run: no {DE_EXPERIMENT} run with metrics")
         else:
-            screenshot(chrome, f"{base}/experiments/{de.info.experiment_id}/runs/{de.info.run_id}",
-                       args.out / "de_run.png", "1900,2400", args.wait_ms)
+            errors += screenshot(chrome, f"{base}/experiments/{de.info.experiment_id}/runs/{de.info.run_id}",
+                                 args.out / "de_run.png", "1900,2400", args.wait_ms)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
-    return 0
+    if errors:
+        print(f"{len(errors)} JavaScript error(s) above: a section of those pages is broken; open them and look.")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ EXPERIMENT_PREFIX = "histcode"
 ARTIFACTS_DIR = "artifacts"  # next to the sqlite db: <store>/artifacts/<experiment id>/...
 EXP_NAME_TAG = "dvc.exp_name"
 SPOOL_DIR = "spool"  # deferred runs waiting for replay, beside the sqlite db (histcode.run_spool)
+RUN_CONFIG = "run_config.json"  # every run's nested start-up config (tracking.run_config)
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,7 @@ def start_run(
     root = spool_root(uri)
     if defer and not nested and root is not None and run_spool.deferral_allowed():
         with _deferred_run(root, uri, experiment, run_name, all_tags, params, inputs) as run:
+            log_dict(run_config(stage, run_name, cohort, params, inputs), RUN_CONFIG)
             yield run
         return
     import mlflow
@@ -264,7 +266,18 @@ def start_run(
             mlflow.log_params(flatten(params))
         for path in inputs or []:
             log_dataset(path)
+        log_dict(run_config(stage, run_name, cohort, params, inputs), RUN_CONFIG)
         yield run
+
+
+def run_config(stage: str, run_name: str, cohort: str | None, params: Mapping[str, Any] | None,
+               inputs: list[str | Path] | None) -> dict[str, Any]:
+    """What a run was started with, nested as in ``params.yaml`` (MLflow's params are flat strings, cut at 6000
+    characters). Every run carries it: MLflow 3.17's compare view breaks its Artifacts section ("Something went
+    wrong") when one of the compared runs has no artifact at all."""
+    return {"stage": stage, "run_name": run_name, "cohort": cohort,
+            "params": json.loads(json.dumps(dict(params or {}), default=str)),
+            "inputs": [str(p) for p in inputs or []]}
 
 
 _SPOOL: run_spool.SpoolRecorder | None = None  # the deferred run being recorded in this process, if any

@@ -28,3 +28,26 @@ def test_run_inputs_are_logged_as_datasets_with_content_digests(tmp_path: Path,
         pass
     second = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     assert second[0].dataset.digest != first[0].dataset.digest
+
+
+def test_every_run_carries_its_nested_config_as_an_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow 3.17's compare view shows "Something went wrong" in its Artifacts section when one compared run has
+    no artifact (seen in Chromium comparing a fold run with a method run); every run now carries run_config.json,
+    the params nested as in params.yaml (MLflow's own params are flat strings)."""
+    import json
+
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    params = {"mil": {"lr": 1e-3, "baselines": ["mean", "max"]}, "out": tmp_path / "x"}
+    with (tracking.start_run("cfg", run_name="parent", stage="train_mil", cohort="toy", params=params) as parent,
+          tracking.start_run("cfg", run_name="fold-0", stage="train_mil", nested=True) as child):
+        pass
+    client = mlflow.MlflowClient()
+    for run, want in ((parent, {"mil": {"lr": 1e-3, "baselines": ["mean", "max"]}, "out": str(tmp_path / "x")}),
+                      (child, {})):
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [tracking.RUN_CONFIG]
+        got = json.loads(Path(client.download_artifacts(run.info.run_id, tracking.RUN_CONFIG,
+                                                        str(tmp_path))).read_text())
+        assert got["params"] == want and got["stage"] == "train_mil"
+    assert got["run_name"] == "fold-0" and got["cohort"] is None

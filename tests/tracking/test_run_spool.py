@@ -64,6 +64,7 @@ print(json.dumps(sorted(m for m in ("mlflow", "torch") if m in sys.modules)))
     c = tracking.client()
     arts = {a.path for d in ("masks", "tiles", "stain") for a in c.list_artifacts(run.info.run_id, d)}
     assert arts == {"masks/mask.png", "tiles/failures.json", "stain/preview.png"}
+    assert tracking.RUN_CONFIG in {a.path for a in c.list_artifacts(run.info.run_id)}  # as a synchronous run
     got = Path(tracking.download_artifacts(run_id=run.info.run_id, artifact_path="tiles/failures.json",
                                            dst_path=str(store / "dl")))
     assert json.loads(got.read_text()) == {"s1": "unreadable"}
