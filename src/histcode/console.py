@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 LOG_EVERY_S = 15.0  # long loops (tiles, steps) log at most this often when not on a terminal
 PER_ITEM_MAX = 2000  # loops up to this many items log every item (slides, epochs, genes)
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+MLFLOW_BARS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def interactive() -> bool:
@@ -34,8 +35,13 @@ def interactive() -> bool:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """The one log format of the CLI and the DVC stage scripts: time, module logger name, level, message."""
+    """The one log format of the CLI and the DVC stage scripts: time, module logger name, level, message.
+
+    Off a terminal, MLflow's own artifact download/upload bars are turned off too (a user's setting wins): they
+    redraw with ``\r``, which a log keeps as one long line."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if not interactive():
+        os.environ.setdefault(MLFLOW_BARS_ENV, "false")
 
 
 @contextlib.contextmanager

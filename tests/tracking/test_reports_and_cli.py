@@ -169,3 +169,31 @@ def test_no_root_logger_and_no_raw_tqdm() -> None:
     raw = [str(f.relative_to(ROOT)) for f in files if f.name != "console.py"
            and ("from tqdm import tqdm" in f.read_text() or "from tqdm.auto import tqdm" in f.read_text())]
     assert not raw, f"use histcode.console.tqdm (log lines under DVC): {raw}"
+
+
+def test_mlflow_artifact_bars_are_off_in_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``histcode promote`` under DVC/CI printed MLflow's "Downloading artifacts: 0%|...|" bars (``\\r`` redraws)
+    into the log; off a terminal the CLI's logging setup turns them off, on a terminal (or set by the user)
+    they stay."""
+    import mlflow
+
+    from histcode import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(console.MLFLOW_BARS_ENV, raising=False)
+    monkeypatch.setenv("HISTCODE_PROGRESS", "bars")
+    console.setup_logging()
+    assert console.MLFLOW_BARS_ENV not in os.environ
+    with tracking.start_run("bars", run_name="r", stage="test") as run:
+        tracking.log_dict({"a": 1}, "a.json")
+    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="a.json", dst_path=str(tmp_path / "1"))
+    assert "Downloading artifacts" in capsys.readouterr().err  # MLflow's bar, as on a terminal
+    monkeypatch.setenv("HISTCODE_PROGRESS", "lines")
+    console.setup_logging()
+    assert os.environ[console.MLFLOW_BARS_ENV] == "false"
+    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="a.json", dst_path=str(tmp_path / "2"))
+    assert "Downloading artifacts" not in capsys.readouterr().err
+    monkeypatch.setenv(console.MLFLOW_BARS_ENV, "true")  # the user's choice wins
+    console.setup_logging()
+    assert os.environ[console.MLFLOW_BARS_ENV] == "true"
