@@ -44,14 +44,19 @@ def test_register_promote_load(store: Path, make_evidence, tiny_classifier) -> N
     assert mlflow.MlflowClient().get_model_version("histcode-mil", worse).tags["gate.decision"] == "refused"
     # the registry page shows the description first: it carries the decision, its reason and the evidence
     refused = mlflow.MlflowClient().get_model_version("histcode-mil", worse).description
-    assert refused.startswith("### Promotion gate") and "**refused** (champion unchanged)" in refused
+    assert refused.splitlines()[0].startswith("Promotion gate: refused (champion unchanged), ")  # the table's line
     assert d.reason in refused and f"compared with champion: version {v1}" in refused
     assert "held-out evidence (binary," in refused and "evidence/histcode-mil-v" in refused
     client = mlflow.MlflowClient()
     client.update_model_version("histcode-mil", worse, description="notes by a user\n\n" + refused)
     promote("histcode-mil", CFG)  # a second decision replaces the gate section and keeps the user's notes
     again = client.get_model_version("histcode-mil", worse).description
-    assert again.startswith("notes by a user") and again.count("### Promotion gate") == 1
+    assert again.startswith("notes by a user") and again.count("Promotion gate") == 1
+    old_style = "notes by a user\n\n### Promotion gate\n\n**refused** (champion unchanged), earlier"
+    client.update_model_version("histcode-mil", worse, description=old_style)  # a section of an older version
+    promote("histcode-mil", CFG)
+    again = client.get_model_version("histcode-mil", worse).description
+    assert again.startswith("notes by a user") and again.count("Promotion gate") == 1 and "###" not in again
 
     better = _register(3, 0.2)
     d = promote("histcode-mil", CFG)

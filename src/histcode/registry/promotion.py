@@ -90,16 +90,21 @@ def _apply(name: str, decision: Decision, challenger: Any, champion: Any, cfg: G
             client.set_model_version_tag(name, champion.version, "gate.replaced_by", challenger.version)
 
 
-GATE_HEADING = "### Promotion gate"
+GATE_HEADING = "Promotion gate:"  # plain text: the versions table shows a description's first line unrendered
+_OLD_GATE_HEADINGS = ("### Promotion gate",)  # sections written before, replaced alike
 
 
 def gate_description(decision: Decision, tags: dict[str, str], champion: Any, previous: str | None) -> str:
     """The version's description with a readable gate section (the UI shows the description first and only a
-    few tags): the decision, its reason, the champion it was compared with and where the evidence is.
-    A previous gate section is replaced, anything a user wrote above it is kept."""
-    kept = (previous or "").split(GATE_HEADING)[0].rstrip()
-    verdict = "**promoted to @champion**" if decision.promote else "**refused** (champion unchanged)"
-    lines = [GATE_HEADING, "", f"{verdict}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "", decision.reason, ""]
+    few tags): the decision, its reason, the champion it was compared with and where the evidence is. Its first
+    line is the verdict, which the versions table shows. A previous gate section is replaced, anything a user
+    wrote above it is kept."""
+    kept = previous or ""
+    for heading in (*_OLD_GATE_HEADINGS, GATE_HEADING):
+        kept = kept.split(heading)[0]
+    kept = kept.rstrip()
+    verdict = "promoted to @champion" if decision.promote else "refused (champion unchanged)"
+    lines = [f"{GATE_HEADING} {verdict}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "", decision.reason, ""]
     if champion is not None:
         lines.append(f"- compared with champion: version {champion.version}")
     if "evidence.artifact" in tags:
