@@ -270,3 +270,30 @@ def test_each_method_and_encoder_is_a_comparable_mlflow_run(stage_run: tuple[Pat
         assert final.data.params["pooling"] == method and int(final.data.params["epochs"]) >= 2
         assert final.data.metrics["auc"] == pytest.approx(runs[f"{method}/adco"].data.metrics["auc"])
     assert "clam_sb/random/final" not in runs  # other encoders: CV only
+
+
+def test_a_rerun_writes_the_same_model_files(stage_run: tuple[Path, dict]) -> None:
+    """The same inputs and params give the same bytes: a rerun registers a new MLflow version (here v2), and
+    the registry numbering stays in MLflow's tags, out of the DVC-tracked model files (before, ``mil.json`` and
+    the models carried ``registered_version`` / ``encoder_version``, so a fresh store or a forced rerun changed
+    ``data/models/mil`` and DVC reran the heatmaps for nothing). Runs last: it adds a version to the store."""
+    import hashlib
+
+    import mlflow
+
+    from histcode.mil.stage import run_train_mil
+
+    root, _ = stage_run
+
+    def digests() -> dict[str, str]:
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted((root / "data/models/mil").rglob("*")) if p.is_file()}
+
+    before = digests()
+    assert "registered_version" not in (root / "data/models/mil/mil.json").read_text()
+    assert "histcode-encoder/" not in (root / "data/models/mil/clam_sb/model.json").read_text()
+    run_train_mil("params.yaml")
+    versions = mlflow.MlflowClient().search_model_versions("name='histcode-mil'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert {v.tags["encoder_version"] for v in versions} == {"histcode-encoder/1"}  # lineage kept in MLflow
+    assert digests() == before

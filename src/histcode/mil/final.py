@@ -72,7 +72,7 @@ def final_model(
     ):
         tracking.log_metrics({**(cv_metrics or {}), "epochs": float(epochs)})
         decision = decision_threshold(held_out, ctx.cfg)
-        meta = {"pooling": pooling, "cohort": ctx.cohort, **ctx.tags, TAG: decision["threshold"]}
+        meta = {"pooling": pooling, "cohort": ctx.cohort, **file_meta(ctx.tags), TAG: decision["threshold"]}
         model = train_final(
             ctx.manifest,
             ctx.bags,
@@ -96,9 +96,21 @@ def final_model(
         tracking.log_params({TAG: decision["threshold"], "decision_threshold_method": decision["method"]})
         tracking.log_artifact(write_threshold(out_dir, decision))
         if pooling == ctx.cfg.pooling:
-            info["registered_version"] = model.meta["registered_version"] = register(ctx, model, held_out)
+            log.info("train_mil: %s registered as %s version %s", pooling, MIL, register(ctx, model, held_out))
         save_mil(model, out_dir)
     return info
+
+
+# Lineage that names registry versions (``histcode-encoder/2``) is true of this MLflow store's history, not of
+# the files' content: a fresh store numbers from 1 and every rerun registers a new version. It stays in MLflow
+# (run and version tags) and out of the DVC-tracked files, so the same inputs and params give the same bytes and
+# a rerun that changes nothing leaves the later stages up to date.
+STORE_KEYS = ("encoder_version",)
+
+
+def file_meta(tags: dict[str, str]) -> dict[str, str]:
+    """``tags`` without the registry-history keys (``STORE_KEYS``): what a DVC-tracked file may record."""
+    return {k: v for k, v in tags.items() if k not in STORE_KEYS}
 
 
 def register(ctx: StageContext, model: MilClassifier, held_out: pd.DataFrame) -> str:

@@ -29,7 +29,7 @@ from histcode.mil.bags import BagCache, bag_shape, usable_bags
 from histcode.mil.config import MilConfig
 from histcode.mil.cv import PRED_COLUMNS, FoldResult, final_epochs, new_model
 from histcode.mil.decision import TAG, cv_calibration
-from histcode.mil.final import StageContext, final_model
+from histcode.mil.final import StageContext, file_meta, final_model
 from histcode.mil.model import INDEX_FILE
 from histcode.mil.parallel import FoldRunner
 from histcode.paths import Paths
@@ -246,7 +246,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         tracking.log_artifact(table_dir(paths) / "table1.md")
     write_json(
         paths.models("mil") / INDEX_FILE,
-        {"primary": cfg.pooling, "cohort": ctx.cohort, **ctx.tags, "models": final_info},
+        {"primary": cfg.pooling, "cohort": ctx.cohort, **file_meta(ctx.tags), "models": final_info},
     )
     write_csv(
         paths.models("mil") / "failures.csv",
