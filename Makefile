@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml
 	# torch/torchvision first, pinned (pip takes them from the local wheel cache where one exists)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
+	# `dvc plots show` offline: .dvc/config's plots.html_template, Vega inline (histcode.plots_page)
+	$(BIN)/histcode plots-page
 	touch $(STAMP)
 
 demo: setup

@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "tune": "histcode.tuning.commands",
     "summary": "histcode.summary",
     "server": "histcode.server",
+    "plots-page": "histcode.plots_page",
 }
 
 # DVC stage (dvc.yaml, pipelines/<stage>.py) → the command words that run it
