@@ -8,7 +8,8 @@ scores each as evaluate_de does (Wilcoxon vs random, BH, planted/null genes of a
 With ``--null-shuffles B`` each method's cross-validation is also re-run on B target shuffles
 (``histcode.genes.null``) and the per-gene tests are compared: discoveries after BH of the ``pooled`` and
 ``cv_null`` tests, how many of them are null genes, and null genes' share with p < 0.05 (a calibrated test
-gives ~5 %); ``null_seconds`` is the time of the B shuffles.
+gives ~5 %); ``null_seconds`` is the time of the B shuffles. ``--ensemble M1 M2 ...`` also scores
+``ensemble/mean``, the mean of those methods' held-out predictions (its ``seconds``: theirs summed).
 
     cd <project with data/> && python benchmarks/bench_de_methods.py --params params.yaml \\
         --out benchmarks/results/bench_de_methods.json
@@ -51,6 +52,20 @@ def test_calibration(all_pred: pd.DataFrame, nulls: dict[str, pd.DataFrame], eff
     return pd.DataFrame.from_records(rows)
 
 
+def ensemble_predictions(all_pred: pd.DataFrame, members: list[str], name: str = "ensemble/mean") -> pd.DataFrame:
+    """The mean of ``members``' held-out predictions per (patient, gene): each member saw only its training
+    folds, so the mean is held-out too (a fixed average, nothing fitted on the folds' outcomes)."""
+    keys = ["patient_id", "gene", "fold", "y_true_log10fc", "y_true_label"]
+    sub = all_pred[all_pred["method"].isin(members)]
+    if sub["method"].nunique() != len(members):
+        raise SystemExit(f"error: --ensemble members {members} must all be in --methods")
+    out = (sub.groupby(["patient_id", "gene"], sort=False)
+           .agg(**{k: (k, "first") for k in keys[2:]}, y_pred_log10fc=("y_pred_log10fc", "mean"),
+                p_label=("p_label", "mean")).reset_index())
+    out.insert(0, "method", name)
+    return out[all_pred.columns]
+
+
 def main() -> None:
     from histcode.config import base, load_params, section
     from histcode.evaluation.de_methods import methods_table
@@ -69,6 +84,8 @@ def main() -> None:
     ap.add_argument("--n-random", type=int, default=100)
     ap.add_argument("--label", default="", help="what the cohort is (recorded in the json)")
     ap.add_argument("--null-shuffles", type=int, default=0, help="target shuffles per method for the cv_null test")
+    ap.add_argument("--ensemble", nargs="+", default=None, metavar="METHOD",
+                    help="also score ensemble/mean: the mean of these methods' held-out predictions")
     ap.add_argument("--out", default="benchmarks/results/bench_de_methods.json")
     args = ap.parse_args()
 
@@ -102,6 +119,11 @@ def main() -> None:
 
         effects = read_gene_effects(Paths.from_base(bcfg).ground_truth)
     all_pred = pd.concat(frames, ignore_index=True)
+    if args.ensemble:
+        ens = ensemble_predictions(all_pred, args.ensemble)
+        all_pred = pd.concat([all_pred, ens], ignore_index=True)
+        records.append({"method": "ensemble/mean", "representation": "ensemble", "model": "mean",
+                        "seconds": sum(r["seconds"] for r in records if r["method"] in args.ensemble)})
     timing = pd.DataFrame.from_records(records)
     table = methods_table(all_pred, n_random=args.n_random, seed=bcfg.seed, alternative="greater", fdr=0.05,
                           timing=timing, effects=effects, nulls=nulls,
