@@ -169,7 +169,11 @@ def plot_methods(table: pd.DataFrame, path: Path, title: str) -> None:
     if "planted_pearson_mean" in table.columns:
         a.plot(x, table["planted_pearson_mean"], "o", color="tab:red", label="planted genes, mean")
     a.axhline(0, color="grey", lw=0.8, ls="--")
-    a.set(ylabel="held-out Pearson r", title="correlation")
+    shown = table[[c for c in ("pearson_r_median", "planted_pearson_mean") if c in table.columns]].to_numpy(float)
+    lo, hi = min(0.0, float(np.nanmin(shown))), max(0.0, float(np.nanmax(shown)))
+    span = (hi - lo) or 0.1
+    a.set(ylabel="held-out Pearson r", title="correlation",
+          ylim=(lo - 0.08 * span, hi + 0.45 * span))  # headroom: the legend never covers a method's points
     null_p = table["cv_null_overall_p"] if "cv_null_overall_p" in table.columns else pd.Series([np.nan] * len(table))
     top_p = (table["cv_null_overall_top_p"] if "cv_null_overall_top_p" in table.columns
              else pd.Series([np.nan] * len(table)))
