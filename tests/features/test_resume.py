@@ -125,3 +125,26 @@ def test_old_feature_files_without_settings_are_redone(synth_project: Path) -> N
         with h5py.File(f, "a") as fh:
             del fh.attrs["extract_settings"]
     assert run_extract(params, cohort="synth")["random/slides_done"] == 3
+
+
+def test_the_same_weights_from_another_run_leave_the_features_folder_byte_identical(synth_project: Path) -> None:
+    """A fresh clone's pretraining gives the same weights under a new MLflow run id in encoder.json; the folder's
+    ``encoder_key.json`` used to digest that id, so the features folder (a DVC output) changed and every stage
+    after extraction reran. The key now ignores the run id; anything else in encoder.json still counts."""
+    import hashlib
+
+    def folder() -> dict[str, str]:
+        return {p.relative_to(synth_project).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted((synth_project / "data/features/synth").rglob("*")) if p.is_file()}
+
+    torch.manual_seed(1)
+    enc = create_encoder("resnet18_trunc")
+    save_encoder(enc, synth_project / "enc", {"method": "adco", "run_id": "aaaa"})
+    run_extract(PARAMS, cohort="synth")
+    before = folder()
+    save_encoder(enc, synth_project / "enc", {"method": "adco", "run_id": "bbbb"})  # same weights, another run
+    m = run_extract(PARAMS, cohort="synth")
+    assert (m["mine/slides_skipped"], m["random/slides_skipped"]) == (3, 3) and folder() == before
+    save_encoder(enc, synth_project / "enc", {"method": "simclr", "run_id": "bbbb"})  # content changed: a new key
+    run_extract(PARAMS, cohort="synth")
+    assert folder() != before

@@ -56,6 +56,23 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+PROVENANCE_KEYS = ("run_id",)  # an encoder.json's record of the MLflow run that trained it: not its content
+
+
+def source_digest(path: Path) -> str:
+    """``file_digest``, except that an ``encoder.json`` is digested without ``PROVENANCE_KEYS``: the same
+    weights trained again (or pretrained from scratch on a fresh clone) get a new run id, and keying on it gave
+    the features folder a new ``encoder_key.json``, so DVC reran every stage after extraction for nothing."""
+    if path.name == "encoder.json":
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return file_digest(path)
+        if isinstance(meta, dict):
+            return _digest({k: v for k, v in meta.items() if k not in PROVENANCE_KEYS})
+    return file_digest(path)
+
+
 def settings_digest(cfg: ExtractConfig, input_px: int, stain_reference: Path | None) -> str:
     """The settings that change the features of a given encoder on given tiles (not speed knobs); bf16 as
     resolved on this machine's default device (``histcode.precision``)."""
@@ -100,11 +117,11 @@ def source_key(name: str, cfg: ExtractConfig, paths: Paths, *, seed: int) -> str
         source = default_source(name, paths)
     if source is not None:
         files = _source_files(source)
-        return None if files is None else _digest({**common, "source": {f.name: file_digest(f) for f in files}})
+        return None if files is None else _digest({**common, "source": {f.name: source_digest(f) for f in files}})
     if name == "random":  # seeded init of the AdCo backbone: its encoder.json names the backbone
         meta = Path(cfg.sources.get("adco", default_source("adco", paths))) / "encoder.json"
         return _digest({**common, "backbone": cfg.backbone,
-                        "adco_meta": file_digest(meta) if meta.is_file() else None})
+                        "adco_meta": source_digest(meta) if meta.is_file() else None})
     if name == "imagenet":
         weights = cfg.imagenet_weights
         if weights is None or not Path(weights).is_file():
