@@ -178,10 +178,14 @@ def _dvc_lock_hashes() -> dict[str, str]:
         from histcode.config import yaml_load
 
         data = yaml_load(lock.read_text()) or {}
-        for stage in (data.get("stages") or {}).values():
-            for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
-                if "md5" in entry:
-                    out[str(entry["path"]).rstrip("/")] = entry["md5"]
+        stages = list((data.get("stages") or {}).values())
+        # a path's producing stage (its outs) wins over the stages that read it (their deps): during `dvc repro`
+        # DVC rewrites a stage's entry when it finishes, so a consumer still running holds the previous hash
+        for kind in ("deps", "outs"):
+            for stage in stages:
+                for entry in stage.get(kind) or []:
+                    if "md5" in entry:
+                        out[str(entry["path"]).rstrip("/")] = entry["md5"]
     for dvcfile in [*Path(".").glob("*.dvc"), *Path("data").glob("*.dvc")]:  # e.g. data/raw.dvc (real cohorts)
         if not dvcfile.is_file():  # the .dvc/ config directory also matches the pattern
             continue

@@ -51,3 +51,19 @@ def test_every_run_carries_its_nested_config_as_an_artifact(tmp_path: Path, monk
                                                         str(tmp_path))).read_text())
         assert got["params"] == want and got["stage"] == "train_mil"
     assert got["run_name"] == "fold-0" and got["cohort"] is None
+
+
+def test_the_data_hash_is_the_producing_stages_not_a_stale_consumers(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mid-`dvc repro`, dvc.lock holds a path twice: as the finished producer's out (new hash) and as a
+    consumer's dep (its previous hash, until that stage finishes). Runs tag the producer's: before, the tag
+    depended on the lock's history (a fresh clone and a worked-in copy tagged the same features differently)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n"
+        "  extract:\n    cmd: x\n    outs:\n    - path: data/features/c\n      md5: new.dir\n"
+        "  train_mil:\n    cmd: y\n    deps:\n    - path: data/features/c\n      md5: old.dir\n"
+        "  heatmaps:\n    cmd: z\n    deps:\n    - path: data/features/c/\n      md5: old.dir\n")
+    import hashlib
+
+    assert tracking.dvc_hash(["data/features/c"]) == hashlib.md5(b"data/features/c:new.dir").hexdigest()
