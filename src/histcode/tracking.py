@@ -162,6 +162,10 @@ def dvc_hash(paths: list[str | Path]) -> str:
         if key in lock:
             h.update(f"{key}:{lock[key]}".encode())
             continue
+        inside = _inside_tracked_dir(key, lock)
+        if inside is not None:  # e.g. data/features/<cohort>/<encoder> of the tracked data/features/<cohort>
+            h.update(f"{key}:{inside}".encode())
+            continue
         path = Path(p)
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for f in files:
@@ -169,6 +173,25 @@ def dvc_hash(paths: list[str | Path]) -> str:
                 st = f.stat()
                 h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()
+
+
+def _inside_tracked_dir(key: str, lock: Mapping[str, str]) -> str | None:
+    """Content hash of ``key``, a path inside a DVC-tracked directory, from that directory's manifest in the DVC
+    cache (relative path → md5 of each file); None when no tracked directory holds it or its manifest is not
+    cached. Before, such paths fell back to file mtimes, so the same data hashed differently in every clone."""
+    for top, md5 in lock.items():
+        if not (md5.endswith(".dir") and key.startswith(top + "/")):
+            continue
+        manifest = Path(".dvc/cache/files/md5") / md5[:2] / md5[2:]
+        try:
+            entries = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        sub = key[len(top) + 1:] + "/"
+        picked = sorted(f"{e['relpath']}:{e['md5']}" for e in entries
+                        if e.get("relpath") == sub[:-1] or str(e.get("relpath", "")).startswith(sub))
+        return hashlib.md5("\n".join(picked).encode()).hexdigest() if picked else None
+    return None
 
 
 def _dvc_lock_hashes() -> dict[str, str]:

@@ -67,3 +67,31 @@ def test_the_data_hash_is_the_producing_stages_not_a_stale_consumers(tmp_path: P
     import hashlib
 
     assert tracking.dvc_hash(["data/features/c"]) == hashlib.md5(b"data/features/c:new.dir").hexdigest()
+
+
+def test_a_path_inside_a_tracked_folder_hashes_its_content_not_its_mtimes(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_mil reads data/features/<cohort>/<encoder>, inside the tracked data/features/<cohort>: its hash comes
+    from the folder's manifest in the DVC cache, so two clones with the same files tag the same hash."""
+    import json
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  extract:\n    cmd: x\n    outs:\n"
+                                       "    - path: data/features/c\n      md5: ab12.dir\n")
+    manifest = tmp_path / ".dvc/cache/files/md5/ab/12.dir"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps([{"relpath": "adco/s1.h5", "md5": "m1"}, {"relpath": "adco/s2.h5", "md5": "m2"},
+                                    {"relpath": "random/s1.h5", "md5": "m3"}]))
+    (tmp_path / "data/features/c/adco").mkdir(parents=True)
+    f = tmp_path / "data/features/c/adco/s1.h5"
+    f.write_bytes(b"x")
+    first = tracking.dvc_hash(["data/features/c/adco"])
+    os.utime(f, (1, 1))  # another clone: same content, other mtimes
+    assert tracking.dvc_hash(["data/features/c/adco"]) == first
+    manifest.write_text(json.dumps([{"relpath": "adco/s1.h5", "md5": "m1"}, {"relpath": "adco/s2.h5", "md5": "mX"},
+                                    {"relpath": "random/s1.h5", "md5": "m3"}]))
+    assert tracking.dvc_hash(["data/features/c/adco"]) != first  # a file under it changed
+    manifest.write_text(json.dumps([{"relpath": "adco/s1.h5", "md5": "m1"}, {"relpath": "adco/s2.h5", "md5": "mX"},
+                                    {"relpath": "random/s1.h5", "md5": "mY"}]))
+    assert tracking.dvc_hash(["data/features/c/adco"]) == tracking.dvc_hash(["data/features/c/adco/"])
