@@ -175,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     chrome = chromium_binary()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{(args.store / 'mlflow.db').resolve()}")
     exp_id, runs = mil_runs(client)
-    port = free_port(args.host)
+    try:
+        port = free_port(args.host)
+    except OSError:  # 127.0.0.2 is loopback on Linux; other systems may route only 127.0.0.1
+        print(f"note: cannot bind {args.host}; using 127.0.0.1 (pictures will show MLflow's Assistant panel)")
+        args.host = "127.0.0.1"
+        port = free_port(args.host)
     proc = start_ui(args.store, port, args.host)
     base = f"http://{args.host}:{port}/#"
     errors: list[str] = []

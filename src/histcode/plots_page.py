@@ -26,7 +26,7 @@ def versions_line() -> str:
 
 
 def page_template(bundle: str, first_line: str) -> str:
-    """DVC's page layout (placeholders ``{refresh_tag}``, ``{plot_divs}``) with ``bundle`` inline."""
+    """DVC's page layout (its ``{refresh_tag}`` and ``{plot_divs}`` slots, which DVC fills) with ``bundle`` inline."""
     if "</script" in bundle:  # would close the inline <script> early
         bundle = bundle.replace("</script", "<\\/script")
     return f"""{first_line}
