@@ -187,9 +187,9 @@ def _inside_tracked_dir(key: str, lock: Mapping[str, str]) -> str | None:
             entries = json.loads(manifest.read_text())
         except (OSError, ValueError):
             return None
-        sub = key[len(top) + 1:] + "/"
+        rel = key[len(top) + 1:]
         picked = sorted(f"{e['relpath']}:{e['md5']}" for e in entries
-                        if e.get("relpath") == sub[:-1] or str(e.get("relpath", "")).startswith(sub))
+                        if str(e.get("relpath", "")) == rel or str(e.get("relpath", "")).startswith(rel + "/"))
         return hashlib.md5("\n".join(picked).encode()).hexdigest() if picked else None
     return None
 
@@ -275,11 +275,12 @@ def start_run(
     """
     all_tags = run_tags(stage=stage, cohort=cohort, inputs=inputs)
     all_tags.update(tags or {})
+    config = run_config(stage, run_name, cohort, params, inputs)
     uri = tracking_uri()
     root = spool_root(uri)
     if defer and not nested and root is not None and run_spool.deferral_allowed():
         with _deferred_run(root, uri, experiment, run_name, all_tags, params, inputs) as run:
-            log_dict(run_config(stage, run_name, cohort, params, inputs), RUN_CONFIG)
+            log_dict(config, RUN_CONFIG)
             yield run
         return
     import mlflow
@@ -293,7 +294,7 @@ def start_run(
             mlflow.log_params(flatten(params))
         for path in inputs or []:
             log_dataset(path)
-        log_dict(run_config(stage, run_name, cohort, params, inputs), RUN_CONFIG)
+        log_dict(config, RUN_CONFIG)
         yield run
 
 
