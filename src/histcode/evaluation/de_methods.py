@@ -19,7 +19,7 @@ def methods_table(all_pred: pd.DataFrame, *, n_random: int, seed: int, alternati
                   gene_test: GeneTest = "pooled", n_permutations: int = 10_000, timing: pd.DataFrame | None = None,
                   effects: pd.DataFrame | None = None, nulls: dict[str, pd.DataFrame] | None = None,
                   known: dict[str, tuple] | None = None) -> pd.DataFrame:
-    """One row per method (first-seen order). ``timing``: train_de's methods csv (method, seconds);
+    """One row per method (first-seen order). ``timing``: (method, seconds) of each method's fit (benchmarks);
     ``effects``: the generator's gene effects (gene, effect) for planted/null columns; ``nulls``: the CV null
     of the methods that have one (``gene_test: cv_null`` judges those; the others by ``pooled``, as the
     row's ``gene_test`` says); ``known``: ``compare_to_random`` results already computed with these settings,

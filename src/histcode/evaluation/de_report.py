@@ -153,8 +153,6 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
     its row (train_de writes that method first) when they are the same predictions."""
     from histcode.evaluation.de_methods import methods_table
 
-    timing_path = methods_path.with_suffix(".csv")
-    timing = pd.read_csv(timing_path) if timing_path.exists() else None
     effects = None
     if base_cfg.cohort(cohort).synthetic:
         from histcode.io.truth import read_gene_effects
@@ -175,7 +173,7 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
     known = {first: registered[1]} if rows.equals(registered[0].reset_index(drop=True)) else {}
     table = methods_table(all_pred, n_random=cfg.n_random, seed=base_cfg.seed,
                           alternative=cfg.alternative, fdr=cfg.fdr, gene_test=cfg.gene_test,
-                          n_permutations=cfg.n_permutations, timing=timing,
+                          n_permutations=cfg.n_permutations,
                           effects=effects, nulls=nulls, known=known)
     write_csv(fig_dir / "methods.csv", table)
     figures["methods"] = fig_dir / "methods.png"
@@ -186,7 +184,7 @@ def _methods(methods_path: Path, paths: Paths, cohort: str, base_cfg: BaseConfig
         for key in ("pearson_r_median", "wilcoxon_p", "n_genes_significant_bh", "n_genes_significant_bh_cv_null",
                     "cv_null_overall_p", "cv_null_overall_z", "cv_null_overall_top_p", "cv_null_overall_top_z",
                     "planted_pearson_mean",
-                    "null_abs_pearson_mean", "seconds"):
+                    "null_abs_pearson_mean"):
             if key in row and row[key] is not None and np.isfinite(float(row[key])):
                 out[f"method.{row['method']}.{key}"] = float(row[key])
     return out

@@ -2,7 +2,8 @@
 
 Outputs (DESIGN §4): ``predictions/de/<cohort>.parquet`` and ``<cohort>_per_gene.csv`` (the registered
 method ``de.method``); beside them every method's held-out predictions ``<cohort>_methods.parquet`` (column
-``method``) and their summary ``<cohort>_methods.csv`` (median/mean r, seconds, chosen penalties), the
+``method``) and their summary ``<cohort>_methods.csv`` (median/mean r, chosen penalties; no timings, so the
+same inputs give the same file: each method's seconds are the metric ``method.<name>.seconds``), the
 slide-choice record ``<cohort>_inputs.csv``, the per-gene MIL held-out predictions
 ``<cohort>_gene_mil.parquet``, the fold of each patient ``<cohort>_folds.csv`` and, with ``de.null_shuffles``,
 the held-out correlations of ``de.method`` re-cross-validated on shuffled targets ``<cohort>_cv_null.parquet``
@@ -147,7 +148,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
         frames.append(pred_m)
         records.append(rec)
     all_predictions = pd.concat(frames, ignore_index=True)
-    methods = pd.DataFrame.from_records(records)
+    methods = pd.DataFrame.from_records(records).drop(columns="seconds")  # timings: metrics only (not data)
     predictions = frames[0].drop(columns="method")
     per_gene = per_gene_metrics(predictions)
     cv_null = shuffled_cv_null(cfg.method, reps, y_reg, y_cls, targets.genes, folds, settings,
@@ -177,6 +178,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
     metrics = summarise(per_gene)
     for rec in records:
         metrics[f"method.{rec['method']}.pearson_r_median"] = float(rec["pearson_r_median"])
+        metrics[f"method.{rec['method']}.seconds"] = float(rec["seconds"])
     metrics.update({"n_patients": float(n_ok), "n_patients_excluded": float(len(inputs.table) - n_ok),
                     "n_folds": float(fold_info["n_folds"]), "n_patients_fold_assigned": float(fold_info["assigned"]),
                     "n_short_bags": float(inputs.table.get("short_bag", pd.Series(dtype=bool)).fillna(False)

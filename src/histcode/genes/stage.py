@@ -41,10 +41,10 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
     cohort = cohort or base_cfg.train_cohort
     inputs = [paths.expression(cohort), paths.features(cohort, cfg.encoder),
               paths.attention(cohort, cfg.attention_model), paths.splits(cohort)]
-    with stage.run("de", run_name=f"train_de-{cohort}", cohort=cohort, inputs=inputs,
+    with stage.run("de", run_name=f"train_de-{cohort}", cohort=cohort, inputs=inputs, metrics="train_de",
                    params={"de": to_dict(cfg), "base.seed": base_cfg.seed}) as run:
         result = train_de(cfg, base_cfg, cohort=cohort, log2_threshold=log2_threshold)
-        run.metrics = result.metrics  # MLflow only: train_de declares no metrics file
+        run.metrics = result.metrics  # + reports/metrics/train_de.json: the methods' seconds live there, not in data
         for fold, sub in result.predictions.groupby("fold"):
             with tracking.start_run("de", run_name=f"fold-{fold}", stage="train_de", cohort=cohort, nested=True,
                                     tags={"fold": str(fold)}):
