@@ -62,6 +62,12 @@ def test_register_promote_load(store: Path, make_evidence, tiny_classifier) -> N
     d = promote("histcode-mil", CFG)
     assert d.promote and str(get_version("histcode-mil", CHAMPION).version) == better
 
+    rerun = _register(3, 0.2)  # the same model trained again: the same held-out predictions
+    d = promote("histcode-mil", CFG)
+    assert not d.promote and str(get_version("histcode-mil", CHAMPION).version) == better
+    assert d.reason.startswith(f"the same held-out evidence as champion version {better} (sha256 ")
+    assert "a rerun of the same model" in client.get_model_version("histcode-mil", rerun).description
+
     model = mil_from_stored(load_model("histcode-mil", CHAMPION))
     expected = tiny_classifier(3)(torch.from_numpy(X))
     torch.testing.assert_close(model(torch.from_numpy(X)), expected)

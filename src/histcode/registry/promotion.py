@@ -52,6 +52,12 @@ def _decide(name: str, cfg: GateConfig) -> tuple[Decision, Any, Any] | None:
     if name not in cfg.thresholds:
         raise RegistryError(f"promote.thresholds has no entry for {name}; add one to params.yaml")
     decision = decide(chal_df, kind, cfg.thresholds[name], cfg, champ_df, **nulls)
+    digest = (challenger.tags or {}).get("evidence.sha256", "")
+    if champion is not None and digest and digest == (champion.tags or {}).get("evidence.sha256"):
+        # a rerun of the same model (e.g. `dvc repro -f`): say so, rather than leave "P(better) 0.00" unexplained
+        decision = dataclasses.replace(decision, reason=f"the same held-out evidence as champion version "
+                                       f"{champion.version} (sha256 {digest[:12]}…), a rerun of the same model; "
+                                       f"{decision.reason}")
     log.info("%s v%s: %s", name, challenger.version, decision.reason)
     return decision, challenger, champion
 
