@@ -49,10 +49,11 @@ def test_one_line_with_file_key_and_valid_values(tmp_path: Path, script: str, se
 def test_pooling_names_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pooling another module registers is valid in params without touching the config code."""
     from histcode.config import ConfigError, build
-    from histcode.mil import pooling
+    from histcode.mil import pool_base
     from histcode.mil.config import MilConfig
+    from histcode.mil.methods.basic import MeanPool
 
     with pytest.raises(ConfigError, match="'toy_pool' is not a registered pooling"):
         build(MilConfig, {"pooling": "toy_pool"}, "mil")
-    monkeypatch.setitem(pooling._POOLINGS, "toy_pool", pooling.MeanPool)
+    monkeypatch.setitem(pool_base.POOLINGS, "toy_pool", MeanPool)
     assert build(MilConfig, {"pooling": "toy_pool"}, "mil").pooling == "toy_pool"

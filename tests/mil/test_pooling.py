@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from histcode.mil.pooling import GatedAttentionPool, create_pooling, pooling_names
+from histcode.mil.methods.basic import GatedAttentionPool
+from histcode.mil.pooling import create_pooling, pooling_names
 
 POOLINGS = ["gated_attention", "mean", "max"]
 

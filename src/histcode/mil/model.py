@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from histcode.atomic import save_torch, write_json
-from histcode.mil.pooling import Pooling, create_pooling
+from histcode.mil.pool_base import Pooling
+from histcode.mil.pooling import create_pooling
 
 if TYPE_CHECKING:
     from histcode.registry.safe_model import StoredModel

@@ -1,3 +1,4 @@
-"""MIL methods beyond the basic poolings, one module per paper; importing this package registers them."""
+"""MIL methods, one module per paper (``basic``: gated attention, ABMIL, mean, max); importing this package
+registers them in ``histcode.mil.pool_base``."""
 
-from histcode.mil.methods import clam, dsmil, mil_rnn, transmil  # noqa: F401
+from histcode.mil.methods import basic, clam, dsmil, mil_rnn, transmil  # noqa: F401

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from histcode.mil.pooling import GatedAttentionPool, PoolOutput, register_pooling
+from histcode.mil.methods.basic import GatedAttentionPool
+from histcode.mil.pool_base import PoolOutput, register_pooling
 
 INST_LOSSES = ("svm", "ce")
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from histcode.mil.pooling import Pooling, PoolOutput, _check_bag, register_pooling
+from histcode.mil.pool_base import Pooling, PoolOutput, check_bag, register_pooling
 
 
 @register_pooling("dsmil")
@@ -46,7 +46,7 @@ class DSMIL(Pooling):
         return q @ q_crit.T / math.sqrt(q.shape[1])  # (N, C)
 
     def forward(self, h: Tensor) -> PoolOutput:
-        e = self.embed(_check_bag(h, self.in_dim))
+        e = self.embed(check_bag(h, self.in_dim))
         c = self.instance_classifier(e)  # (N, C)
         crit = c.argmax(dim=0)  # (C,) critical instance of each class
         q = self.query(e)
@@ -77,7 +77,7 @@ class DSMIL(Pooling):
         best = best_q = None
         n = 0
         for chunk in chunks:  # pass 1: the critical instance of each class and its query
-            e = self.embed(_check_bag(chunk, self.in_dim))
+            e = self.embed(check_bag(chunk, self.in_dim))
             c = self.instance_classifier(e)
             val, idx = c.max(dim=0)
             if best is None:
@@ -91,7 +91,7 @@ class DSMIL(Pooling):
             raise ValueError("empty bag: a slide needs at least one tile feature")
         scores, m, z, acc = [], None, None, None
         for chunk in chunks:  # pass 2: online softmax of the attention to the critical instances
-            e = self.embed(_check_bag(chunk, self.in_dim))
+            e = self.embed(check_bag(chunk, self.in_dim))
             s = self._attend(self.query(e), best_q)  # (n, C)
             scores.append(s)
             cm = s.max(dim=0).values

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from histcode.mil.pooling import Pooling, PoolOutput, _check_bag, register_pooling
+from histcode.mil.pool_base import Pooling, PoolOutput, check_bag, register_pooling
 
 
 def top_s(p: Tensor, s: int) -> Tensor:
@@ -52,7 +52,7 @@ class MilRNN(Pooling):
         )
 
     def forward(self, h: Tensor) -> PoolOutput:
-        e = self.embed(_check_bag(h, self.in_dim))
+        e = self.embed(check_bag(h, self.in_dim))
         logits = self.tile_classifier(e)
         scores = logits[:, 1] - logits[:, 0]  # log-odds: same order as p_i
         idx = top_s(scores.detach(), self.top_s)
@@ -71,7 +71,7 @@ class MilRNN(Pooling):
         scores: list[Tensor] = []
         buf_s = buf_e = buf_l = None
         for chunk in chunks:
-            e = self.embed(_check_bag(chunk, self.in_dim))
+            e = self.embed(check_bag(chunk, self.in_dim))
             logits = self.tile_classifier(e)
             s = logits[:, 1] - logits[:, 0]
             scores.append(s)

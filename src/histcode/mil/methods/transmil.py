@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from histcode.mil.pooling import Pooling, PoolOutput, _check_bag, register_pooling
+from histcode.mil.pool_base import Pooling, PoolOutput, check_bag, register_pooling
 
 CHUNK = 8192  # query/key rows per block of the attention computations
 
@@ -163,13 +163,13 @@ class TransMIL(Pooling):
         return PoolOutput(pooled=self.norm(x[0]), scores=s, weights=w)
 
     def forward(self, h: Tensor) -> PoolOutput:
-        return self.encode(self.embed(_check_bag(h, self.in_dim)))
+        return self.encode(self.embed(check_bag(h, self.in_dim)))
 
     @torch.no_grad()
     def forward_stream(self, chunks: Iterable[Tensor]) -> PoolOutput:
         """Attention needs every tile at once: the chunks are embedded one by one (hidden < input width) and
         the transformer runs on the (N, hidden) embeddings with chunked Nyström attention."""
-        parts = [self.embed(_check_bag(c, self.in_dim)) for c in chunks]
+        parts = [self.embed(check_bag(c, self.in_dim)) for c in chunks]
         if not parts:
             raise ValueError("empty bag: a slide needs at least one tile feature")
         e = torch.cat(parts)
