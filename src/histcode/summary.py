@@ -129,12 +129,18 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
         ext = METRICS_FILES["eval"].path(reports, cohort)
         if not ext.exists():
             lines.append(f"external {cohort}: not evaluated in this workspace (`make eval-cptac EXTERNAL={cohort}`)")
-        elif mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
-            lines.append(f"external {cohort}: stale ({ext} predates the current MIL results): rerun "
-                         f"`make eval-cptac EXTERNAL={cohort}`")
         else:
+            # it evaluates the champions, not this workspace's models: a train_mil rerun alone changes nothing
+            # unless `histcode promote` then moved a champion (the registry, which this summary does not open)
             e = _load(reports, "eval", cohort, problems)
-            lines.append(f"external {cohort}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}")
+            versions = " + ".join(f"{name} v{int(e[key])}" for name, key in (("histcode-encoder", "encoder_version"),
+                                                                            ("histcode-mil", "mil_version"))
+                                  if isinstance(e.get(key), (int, float)))
+            lines.append(f"external {cohort}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}"
+                         + (f"  ({versions}, the champions then)" if versions else ""))
+            if mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
+                lines.append(f"  train_mil has rerun since; if `make promote` moved a champion, rerun "
+                             f"`make eval-cptac EXTERNAL={cohort}`")
     lines.append(f"heatmaps: {figures / 'heatmaps'}   DE figures: {figures / 'de'}")
     lines.append("MLflow UI: `make ui` then open http://127.0.0.1:5000 ; external validation: `make eval-cptac`")
     lines += [f"warning: {p}" for p in problems]

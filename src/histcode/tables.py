@@ -103,7 +103,8 @@ METRICS_FILES: dict[str, MetricsFile] = {
                        "truth.planted_pearson_median", "truth.null_pearson_median", "truth.planted_vs_null_wilcoxon_p",
                        "truth.*.lymph_auc", "pearson_r.*")),
     "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
-                        ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high")),
+                        ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
+                         "encoder_version", "mil_version")),  # the champions evaluated (registry runs only)
 }
 
 
