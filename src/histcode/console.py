@@ -71,7 +71,8 @@ class LogProgress:
     """What a tqdm bar reports, as log lines: ``<desc>: 3/48 slide (6%), 2.1 slide/s, failed=0``."""
 
     def __init__(self, iterable: Iterable[Any] | None = None, *, desc: str = "", total: float | None = None,
-                 unit: str = "it", disable: bool = False, initial: float = 0, **_: Any) -> None:
+                 unit: str = "it", disable: bool = False, initial: float = 0, per_item: bool = True,
+                 **_: Any) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
@@ -79,7 +80,7 @@ class LogProgress:
         self.n = initial
         self.postfix = ""
         self._t0 = self._last = time.monotonic()
-        self._per_item = total is not None and total <= PER_ITEM_MAX
+        self._per_item = per_item and total is not None and total <= PER_ITEM_MAX
         self._closed = False
 
     def __iter__(self) -> Iterator[Any]:
@@ -132,10 +133,12 @@ class LogProgress:
             self._line(final=True)
 
 
-def tqdm(iterable: Iterable[Any] | None = None, *args: Any, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal; a :class:`LogProgress` (log lines) elsewhere."""
+def tqdm(iterable: Iterable[Any] | None = None, *args: Any, per_item: bool = True, **kwargs: Any) -> Any:
+    """A tqdm bar on a terminal; a :class:`LogProgress` (log lines) elsewhere. ``per_item=False``: a fast loop
+    inside a step (a model's predictions over the cohort's slides, random draws) logs like a long loop (every
+    ``LOG_EVERY_S`` and a final line), not a line per item: train_mil logged 384 lines of them per run."""
     if interactive():
         from tqdm.auto import tqdm as _tqdm
 
         return _tqdm(iterable, *args, **kwargs)
-    return LogProgress(iterable, **kwargs)
+    return LogProgress(iterable, per_item=per_item, **kwargs)

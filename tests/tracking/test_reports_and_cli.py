@@ -141,6 +141,11 @@ def test_progress_is_lines_not_carriage_returns(monkeypatch: pytest.MonkeyPatch,
         bar.close()
     msgs = [r.getMessage() for r in caplog.records if r.name == "histcode.console"]
     assert len(msgs) == 1 and msgs[0].startswith("extract adco: 100000/100000 tile (100%)") and "failed=0" in msgs[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="histcode.console"):  # a fast loop inside a step: its last line only
+        assert list(console.tqdm(range(48), desc="mil predict", unit="slide", per_item=False)) == list(range(48))
+    msgs = [r.getMessage() for r in caplog.records if r.name == "histcode.console"]
+    assert len(msgs) == 1 and msgs[0].startswith("mil predict: 48/48 slide (100%)") and "done in" in msgs[0]
 
 
 def test_progress_is_a_bar_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

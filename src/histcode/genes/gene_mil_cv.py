@@ -78,7 +78,7 @@ def gene_mil_cv(
         return pd.DataFrame(columns=cols), {}
     rng = np.random.default_rng(seed)
     train_bags: dict[str, np.ndarray] = {}
-    for p in tqdm(patients, desc="gene MIL bags", disable=not progress):
+    for p in tqdm(patients, desc="gene MIL bags", disable=not progress, per_item=False):
         feats, _ = read_bag(slides[p])
         train_bags[p] = feats[subsample(len(feats), settings.max_tiles, rng)].astype(np.float16)
     fold_ids = sorted({int(folds[p]) for p in patients})

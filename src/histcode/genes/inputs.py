@@ -139,7 +139,7 @@ def build_de_inputs(
             raise ValueError(f"slides manifest lacks column {col!r}; re-run the ingest stage")
     xs, ids, records = [], [], []
     tumour = _tumour_slides(manifest)
-    for pid in tqdm(list(patients), desc="DE inputs", disable=not progress):
+    for pid in tqdm(list(patients), desc="DE inputs", disable=not progress, per_item=False):
         cands = _candidates(tumour.get(str(pid), []), features_dir, attention_dir)
         rec: dict = {"patient_id": str(pid), "slide_id": None, "n_candidates": len(cands),
                      "candidates": ";".join(c[0] for c in cands), "status": "failed", "reason": ""}

@@ -271,7 +271,8 @@ def random_baseline(y_true: np.ndarray, fold: np.ndarray, n_random: int, seed: i
     pear, spear = np.empty((n_random, g)), np.empty((n_random, g))
     fold_r = np.empty((n_random, len(ks), g))
     bounds = draw_range(y_true)
-    for i in tqdm(range(n_random), desc="random baseline", disable=not progress):
+    for i in tqdm(range(n_random), desc="random baseline", disable=not progress,
+                  per_item=False):
         draw = random_predictions(y_true, rng, bounds)
         pear[i] = columnwise_pearson(y_true, draw)
         spear[i] = columnwise_spearman(y_true, draw)

@@ -46,7 +46,8 @@ def predict_slides(
     ``attention_dir`` also writes each slide's attention file there."""
     rows: list[tuple[str, float, int]] = []
     failures: dict[str, str] = {}
-    for sid, path in tqdm(sorted(paths.items()), desc="mil predict", disable=not progress, leave=False):
+    for sid, path in tqdm(sorted(paths.items()), desc="mil predict", disable=not progress, leave=False,
+                         per_item=False):
         try:
             out = predict_file(model, path, chunk_tiles=chunk_tiles)
             if attention_dir is not None:
