@@ -182,7 +182,7 @@ def _inside_tracked_dir(key: str, lock: Mapping[str, str]) -> str | None:
     for top, md5 in lock.items():
         if not (md5.endswith(".dir") and key.startswith(top + "/")):
             continue
-        manifest = Path(".dvc/cache/files/md5") / md5[:2] / md5[2:]
+        manifest = _dvc_cache_dir() / "files" / "md5" / md5[:2] / md5[2:]
         try:
             entries = json.loads(manifest.read_text())
         except (OSError, ValueError):
@@ -192,6 +192,22 @@ def _inside_tracked_dir(key: str, lock: Mapping[str, str]) -> str | None:
                         if str(e.get("relpath", "")) == rel or str(e.get("relpath", "")).startswith(rel + "/"))
         return hashlib.md5("\n".join(picked).encode()).hexdigest() if picked else None
     return None
+
+
+def _dvc_cache_dir() -> Path:
+    """The DVC cache: ``cache.dir`` of ``.dvc/config.local`` or ``.dvc/config`` (a team's shared cache, set by
+    ``dvc cache dir``; relative to ``.dvc/``), else ``.dvc/cache``."""
+    import configparser
+
+    for name in ("config.local", "config"):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(Path(".dvc") / name)
+        except configparser.Error:
+            continue
+        if parser.has_option("cache", "dir"):
+            return Path(".dvc") / os.path.expanduser(parser.get("cache", "dir").strip().strip("'\""))
+    return Path(".dvc/cache")
 
 
 def _dvc_lock_hashes() -> dict[str, str]:

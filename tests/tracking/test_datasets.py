@@ -95,3 +95,9 @@ def test_a_path_inside_a_tracked_folder_hashes_its_content_not_its_mtimes(tmp_pa
     manifest.write_text(json.dumps([{"relpath": "adco/s1.h5", "md5": "m1"}, {"relpath": "adco/s2.h5", "md5": "mX"},
                                     {"relpath": "random/s1.h5", "md5": "mY"}]))
     assert tracking.dvc_hash(["data/features/c/adco"]) == tracking.dvc_hash(["data/features/c/adco/"])
+    same = tracking.dvc_hash(["data/features/c/adco"])
+    shared = tmp_path / "shared-cache"  # `dvc cache dir`: the manifest lives in the team's cache
+    (shared / "files/md5/ab").mkdir(parents=True)
+    manifest.rename(shared / "files/md5/ab/12.dir")
+    (tmp_path / ".dvc/config").write_text(f"[cache]\n    dir = {shared}\n")
+    assert tracking.dvc_hash(["data/features/c/adco"]) == same
