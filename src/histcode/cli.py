@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None, prog: str = "histcode") -> None:
     register(args)
     try:
         with one_line_errors(prog):  # bad params / unknown model or alias: one line, no traceback
+            _check_tracking_env(args)
             app(args=args, prog_name="histcode")
     except SystemExit as exc:  # typer ends a command with SystemExit(0)
         if stamp is not None and not exc.code:
@@ -101,6 +102,18 @@ def main(argv: list[str] | None = None, prog: str = "histcode") -> None:
         raise
     if stamp is not None:
         stamp.record()
+
+
+def _check_tracking_env(args: list[str]) -> None:
+    """A ``MLFLOW_TRACKING_URI`` MLflow will not open fails before the command's work, not after it (``server``
+    runs its own stores)."""
+    import os
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and next((a for a in args if not a.startswith("-")), None) != "server":
+        from histcode.tracking import check_store_uri
+
+        check_store_uri(uri)
 
 
 def _stage_stamp(args: list[str]) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 
 from histcode import __version__, run_spool, tables
 from histcode.atomic import write_json
+from histcode.errors import HistcodeError
 
 MLRUNS_DIR = Path("mlruns")
 EXPERIMENT_PREFIX = "histcode"
@@ -57,12 +58,32 @@ def tracking_uri(root: Path | None = None) -> str:
     """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
+        check_store_uri(env)
         return env
     store = (root or project_root()) / MLRUNS_DIR
     store.mkdir(parents=True, exist_ok=True)
     db = (store / "mlflow.db").resolve()
     relocate_store(db)
     return f"sqlite:///{db}"
+
+
+class TrackingStoreError(HistcodeError, ValueError):
+    """``MLFLOW_TRACKING_URI`` names a store this MLflow will not open."""
+
+
+def check_store_uri(uri: str) -> None:
+    """Refuse a file-store URI up front (``histcode.cli`` calls this before any command's work): MLflow 3 raises
+    on ``./mlruns``-style stores only when a stage opens its run (pretraining: after loading the cohort), with a
+    100-line traceback."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme not in ("", "file") or os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+        return
+    raise TrackingStoreError(
+        f"MLFLOW_TRACKING_URI={uri}: MLflow 3 no longer opens file stores (./mlruns folders); unset "
+        f"MLFLOW_TRACKING_URI to use the project's store ({MLRUNS_DIR}/mlflow.db), point it at a database or "
+        f"server (sqlite:///path/mlflow.db, http://host:5000), or move an old store with `mlflow migrate-filestore`.")
 
 
 def local_store(uri: str) -> Path | None:

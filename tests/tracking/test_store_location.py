@@ -54,3 +54,37 @@ def test_relocate_is_noop_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     _register_champion(linear4, np.zeros((2, 4), dtype="float32"))
     assert tracking.relocate_store(tmp_path / "mlruns" / "mlflow.db") == 0
     assert tracking.relocate_store(tmp_path / "nothing.db") == 0
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "mlruns", "/abs/path/mlruns", "file:///abs/mlruns"])
+def test_file_store_uri_is_refused_with_one_line(uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow 3 refuses ./mlruns file stores, but only once a stage has set itself up, with a 100-line traceback.
+    The CLI refuses it first, in one line naming the variable and the fix; nothing is written."""
+    from histcode.cli import main
+
+    shutil.copy(Path(__file__).resolve().parents[2] / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(tracking.TrackingStoreError, match="unset MLFLOW_TRACKING_URI"):
+        tracking.tracking_uri()
+    with pytest.raises(SystemExit) as exc:
+        main(["heatmaps"], prog="heatmaps")
+    assert exc.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"heatmaps: error: MLFLOW_TRACKING_URI={uri}: "), err
+    assert "mlflow migrate-filestore" in err[0]
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////tmp/x/mlflow.db", "http://127.0.0.1:5000", "postgresql://u@h/db"])
+def test_database_and_server_uris_pass(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert tracking.tracking_uri() == uri
+
+
+def test_file_store_allowed_when_mlflow_is_told_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "./mlruns")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's own opt-out: the user chose the file store
+    assert tracking.tracking_uri() == "./mlruns"
