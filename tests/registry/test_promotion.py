@@ -87,3 +87,13 @@ def test_registration_prints_no_pyfunc_hints(store: Path, tiny_classifier) -> No
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "Add type hints" in m or "input example was not provided" in m]
     assert "a warning of the caller's own" in messages  # the filter does not outlive the call
+
+
+def test_promote_before_evidence_names_the_stage_that_attaches_it(store: Path, tiny_classifier) -> None:  # type: ignore[no-untyped-def]
+    """After `dvc repro pretrain` alone the encoder is registered but not yet judged: `make promote` said "retrain
+    it", while what is missing is the first train_mil on its features. The message names the stage per model."""
+    with tracking.start_run("mil", run_name="fit-no-evidence", stage="train_mil"):
+        log_and_register(tiny_classifier(0), "histcode-mil", input_example=X, metrics={"auc": 0.9})
+    with pytest.raises(RegistryError, match=r"histcode-mil v1 has no held-out evidence attached yet: train_mil "
+                                            r"attaches its cross-validated predictions.*run `dvc repro`"):
+        promote("histcode-mil", CFG)

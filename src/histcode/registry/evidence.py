@@ -25,6 +25,7 @@ import pandas as pd
 
 from histcode import tracking
 from histcode.registry.models import RegistryError
+from histcode.registry.names import DE, ENCODER, MIL
 
 Kind = Literal["binary", "per_unit", "de"]
 COLUMNS: dict[str, tuple[str, ...]] = {"binary": ("id", "label", "prob"), "per_unit": ("id", "score"),
@@ -107,6 +108,14 @@ def attach_evidence(name: str, version: str | int, df: pd.DataFrame, *, kind: Ki
     client.set_model_version_tag(name, str(version), "evidence.n", str(len(table)))
 
 
+# who attaches a model's evidence, for the message of a version that has none (e.g. after `dvc repro pretrain`)
+EVIDENCE_FROM = {
+    ENCODER: "the encoder is judged by the first train_mil on its features (held-out tumour diagnosis); ",
+    MIL: "train_mil attaches its cross-validated predictions when it registers a model; ",
+    DE: "train_de attaches its cross-validated per-gene predictions when it registers a model; ",
+}
+
+
 def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
     """The evidence table and its kind for a version; ``RegistryError`` if none was attached."""
     from histcode.registry.safe_model import sha256
@@ -116,10 +125,8 @@ def load_evidence(name: str, version: str | int) -> tuple[pd.DataFrame, str]:
     kind = mv.tags.get("evidence.kind")
     artifact = mv.tags.get("evidence.artifact")
     if not kind or not artifact:
-        raise RegistryError(
-            f"{name} v{version} has no held-out evidence attached; retrain it with `dvc repro` "
-            "(training stages attach evidence when they register a model)."
-        )
+        raise RegistryError(f"{name} v{version} has no held-out evidence attached yet: {EVIDENCE_FROM.get(name, '')}"
+                            "run `dvc repro` (the rest of the pipeline), then `make promote`.")
     with tempfile.TemporaryDirectory() as tmp:
         local = tracking.download_artifacts(run_id=mv.run_id, artifact_path=artifact, dst_path=tmp)
         want = mv.tags.get("evidence.sha256")
