@@ -115,3 +115,23 @@ def test_reliability_png(tmp_path) -> None:
     y, p = _scores(6)
     out = plot_reliability({"cv": (y, p), "external": (y[:50], p[:50] ** 2)}, tmp_path / "r.png", title="t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reliability_counts_fit_inside_the_histogram(tmp_path, monkeypatch) -> None:
+    """The count printed over the tallest bar was cut by the axes' frame (external site_c figure, 11 slides)."""
+    import histcode.atomic
+
+    figs = []
+    real = histcode.atomic.save_figure
+
+    def keep(fig, path, **kw):  # type: ignore[no-untyped-def]
+        figs.append(fig)
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(histcode.atomic, "save_figure", keep)
+    y = np.r_[np.zeros(12), np.ones(12)]
+    p = np.r_[np.full(11, 0.02), [0.15], np.full(12, 0.95)]
+    plot_reliability({"model": (y, p)}, tmp_path / "r.png", title="t")
+    hist = figs[0].axes[1]
+    tallest = max(b.get_height() for b in hist.patches)
+    assert tallest == 12 and hist.get_ylim()[0] == 0 and hist.get_ylim()[1] >= 1.2 * tallest

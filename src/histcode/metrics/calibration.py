@@ -189,6 +189,7 @@ def plot_reliability(
         hx.bar_label(bars, labels=[str(int(v)) if v else "" for v in t["n"]], fontsize=7)
     ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), ylabel="fraction tumour (observed)", title=title)
     ax.legend(loc="upper left", fontsize=8)
+    hx.margins(y=0.25)  # room above the tallest bar for its count label (it was cut by the frame)
     hx.set(xlabel=f"mean predicted P(tumour) ({n_bins} equal-width bins)", ylabel="slides per bin")
     hx.set_xticks(np.linspace(0, 1, n_bins + 1))
     fig.tight_layout()
