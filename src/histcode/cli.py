@@ -68,9 +68,14 @@ def _root() -> None:
 _registered: set[str] = set()
 
 
+def _command(args: list[str]) -> str | None:
+    """The command named in ``args`` (the first word that is not an option), if any."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def register(args: list[str]) -> None:
     """Register the module of the command named in ``args`` (every module when none is: ``--help``)."""
-    name = next((a for a in args if not a.startswith("-")), None)
+    name = _command(args)
     modules = [COMMANDS[name]] if name in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for module in modules:
         if module not in _registered:
@@ -110,7 +115,7 @@ def _check_tracking_env(args: list[str]) -> None:
     import os
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri and next((a for a in args if not a.startswith("-")), None) != "server":
+    if uri and _command(args) != "server":
         from histcode.tracking import check_store_uri
 
         check_store_uri(uri)
