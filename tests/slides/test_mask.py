@@ -71,8 +71,8 @@ def test_real_pen_marks() -> None:
 def test_real_red_ink_over_tissue_is_ink() -> None:
     """A real TCGA thumbnail with a red marker stroke over tissue (histolab fixture): the stroke's dark core,
     ink over tissue at 0.59-0.78 of the tissue's brightness, is ink. A rule tried in round 11 (red ink must
-    be bright) kept it as tissue; over-stained synthetic tissue (mostly stroma) sits at 0.61-0.68, so brightness cannot tell
-    them apart. Tissue beside the stroke is kept (points by eye: (y, x))."""
+    be bright) kept it as tissue; over-stained synthetic tissue (mostly stroma) sits at 0.61-0.68, so
+    brightness cannot tell them apart. Tissue beside the stroke is kept (points by eye: (y, x))."""
     rgb = cv2.cvtColor(cv2.imread(str(RED_PEN_THUMB)), cv2.COLOR_BGR2RGB)
     ink, tissue = [(213, 119), (231, 115), (404, 163)], [(300, 400), (200, 350), (420, 300), (120, 300)]
     tm = segment_tissue(rgb, 10.0, CFG, area_unit_px=512.0**2, seg_um=5.0)
