@@ -64,13 +64,14 @@ def _loader(cfg: Any, slides: list[Any], normalize: Any = None) -> Any:
     from torch.utils.data import DataLoader
 
     from histcode.features.extract import _RangeSampler, _slide_batches
-    from histcode.slides.tile_dataset import SlideTileDataset, TileCollate, worker_init
+    from histcode.slides.tile_dataset import SlideTileDataset, TileCollate, loader_workers, worker_init
 
     ds = SlideTileDataset(slides, out_px=cfg.input_px)
+    workers = loader_workers(cfg.workers, "bench_extract")  # as extraction itself does
     return DataLoader(ds, batch_sampler=_RangeSampler(_slide_batches(ds, cfg.batch_size)),
-                      num_workers=cfg.workers, collate_fn=TileCollate(normalize),
-                      worker_init_fn=worker_init if cfg.workers else None,
-                      prefetch_factor=4 if cfg.workers else None), len(ds)
+                      num_workers=workers, collate_fn=TileCollate(normalize),
+                      worker_init_fn=worker_init if workers else None,
+                      prefetch_factor=4 if workers else None), len(ds)
 
 
 def decode_bound(cfg: Any, slides: list[Any], normalize: Any) -> float:

@@ -189,3 +189,32 @@ def test_external_cohorts_skip_the_baselines_unless_asked(synth_project: Path) -
     shutil.rmtree(root / "random")
     params["extract"].update(encoders=["histomics", "random"], baselines_external=True)
     assert run_extract(params, cohort="synth")["random/slides_done"] == 3
+
+
+def test_loader_workers_are_capped_at_the_cpus_and_features_do_not_change(tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The paper profile asks for 16 loader workers (a GPU node); on a 2-core machine torch warned and 16 readers
+    contended for 2 cores. Workers are capped at the CPUs the process may use, with a log line, and the features
+    are the same as with no worker at all."""
+    import logging
+
+    import histcode.slides.tile_dataset as td
+    from histcode.features.config import ExtractConfig
+    from histcode.features.extract import EncoderJob, extract_slides
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert td.available_cpus() == 1 and td.loader_workers(0, "x") == 0 and td.loader_workers(1, "x") == 1
+    svs = Path(__file__).parents[1] / "data" / "CMU-1-Small-Region.svs"
+    coords = np.array([[0, 0], [512, 512], [1024, 1024], [1536, 2048]], dtype=np.int32)
+    slide = SlideTiles("CMU-1", svs, coords, 512, {"tile_px": 256, "target_mpp": 0.5})
+    torch.manual_seed(0)
+    enc = create_encoder("resnet18_trunc").eval()
+    feats = {}
+    for workers in (0, 16):
+        cfg = ExtractConfig(input_px=64, batch_size=2, workers=workers, threads=1, dtype="float32", bf16=False,
+                            stain=False, progress=False)
+        with caplog.at_level(logging.INFO, logger="histcode.slides.tile_dataset"):
+            extract_slides([slide], [EncoderJob("r", enc, "random:test", 256, tmp_path / str(workers), "f0")],
+                           cfg=cfg, device=torch.device("cpu"))
+        feats[workers] = read_features(tmp_path / str(workers) / "CMU-1.h5")[0]
+    assert "extract: 16 loader workers requested, 1 CPU(s) available to this process: using 1" in caplog.text
+    np.testing.assert_array_equal(feats[16], feats[0])

@@ -30,6 +30,7 @@ from histcode.slides.cohort_tiles import SlideTiles
 from histcode.slides.tile_dataset import (
     SlideTileDataset,
     TileCollate,
+    loader_workers,
     normalize_on_device,
     normalize_uint8,
     worker_init,
@@ -173,10 +174,11 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     ranges = _slide_batches(dataset, cfg.batch_size)
     on_device = normalize_on_device(device, normalize) if stain_on_device is None else \
         bool(stain_on_device and normalize is not None)
-    loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=cfg.workers,
+    workers = loader_workers(cfg.workers, "extract")
+    loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=workers,
                         collate_fn=TileCollate(None if on_device else normalize),
-                        worker_init_fn=worker_init if cfg.workers else None,
-                        pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
+                        worker_init_fn=worker_init if workers else None,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     from histcode.console import interactive, tqdm
 
     bar = tqdm(total=len(dataset), desc=f"extract {'+'.join(j.name for j in jobs)}", unit="tile",

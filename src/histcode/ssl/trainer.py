@@ -25,7 +25,13 @@ from histcode.config import to_dict
 from histcode.errors import HistcodeError
 from histcode.precision import resolve_bf16
 from histcode.seeding import seed_everything
-from histcode.slides.tile_dataset import TileCollate, normalize_on_device, normalize_uint8, worker_init
+from histcode.slides.tile_dataset import (
+    TileCollate,
+    loader_workers,
+    normalize_on_device,
+    normalize_uint8,
+    worker_init,
+)
 from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.backbone import create_encoder
 from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
@@ -134,9 +140,10 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     if D.is_distributed():  # any process group, a one-rank NCCL group included (benchmarks/bench_gpu.py)
         net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if dev.type == "cuda" else None)
     stain_on_device = normalize_on_device(dev, normalize)  # workers only read and resize then
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+    workers = loader_workers(cfg.workers, "pretrain")
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                         collate_fn=TileCollate(None if stain_on_device else normalize),
-                        worker_init_fn=worker_init if cfg.workers else None, persistent_workers=cfg.workers > 0,
+                        worker_init_fn=worker_init if workers else None, persistent_workers=workers > 0,
                         pin_memory=dev.type == "cuda")
     augment = HEAugment(AugmentConfig(out_px=cfg.input_px, hed_sigma=cfg.hed_sigma,
                                       stain_vector_sigma=cfg.stain_vector_sigma, p_jpeg=cfg.p_jpeg,
