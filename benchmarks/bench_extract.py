@@ -63,8 +63,9 @@ def _setup(params: str, cohort: str | None, encoder: str, max_tiles: int) -> tup
 def _loader(cfg: Any, slides: list[Any], normalize: Any = None) -> Any:
     from torch.utils.data import DataLoader
 
+    from histcode.cpus import loader_workers
     from histcode.features.extract import _RangeSampler, _slide_batches
-    from histcode.slides.tile_dataset import SlideTileDataset, TileCollate, loader_workers, worker_init
+    from histcode.slides.tile_dataset import SlideTileDataset, TileCollate, worker_init
 
     ds = SlideTileDataset(slides, out_px=cfg.input_px)
     workers = loader_workers(cfg.workers, "bench_extract")  # as extraction itself does

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Generic, TypeVar
 
+from histcode.cpus import torch_threads
+
 T = TypeVar("T")
 
 
 def _init_worker(threads: int) -> None:
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(torch_threads(threads, "worker process"))
 
 
 def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:

@@ -197,12 +197,13 @@ def test_loader_workers_are_capped_at_the_cpus_and_features_do_not_change(tmp_pa
     are the same as with no worker at all."""
     import logging
 
-    import histcode.slides.tile_dataset as td
+    from histcode import cpus
     from histcode.features.config import ExtractConfig
     from histcode.features.extract import EncoderJob, extract_slides
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
-    assert td.available_cpus() == 1 and td.loader_workers(0, "x") == 0 and td.loader_workers(1, "x") == 1
+    assert cpus.available_cpus() == 1 and cpus.loader_workers(0, "x") == 0 and cpus.loader_workers(1, "x") == 1
+    assert cpus.torch_threads(16, "x") == 1 and cpus.torch_threads(0, "x") == 1
     svs = Path(__file__).parents[1] / "data" / "CMU-1-Small-Region.svs"
     coords = np.array([[0, 0], [512, 512], [1024, 1024], [1536, 2048]], dtype=np.int32)
     slide = SlideTiles("CMU-1", svs, coords, 512, {"tile_px": 256, "target_mpp": 0.5})
@@ -212,7 +213,7 @@ def test_loader_workers_are_capped_at_the_cpus_and_features_do_not_change(tmp_pa
     for workers in (0, 16):
         cfg = ExtractConfig(input_px=64, batch_size=2, workers=workers, threads=1, dtype="float32", bf16=False,
                             stain=False, progress=False)
-        with caplog.at_level(logging.INFO, logger="histcode.slides.tile_dataset"):
+        with caplog.at_level(logging.INFO, logger="histcode.cpus"):
             extract_slides([slide], [EncoderJob("r", enc, "random:test", 256, tmp_path / str(workers), "f0")],
                            cfg=cfg, device=torch.device("cpu"))
         feats[workers] = read_features(tmp_path / str(workers) / "CMU-1.h5")[0]

@@ -35,6 +35,7 @@ import pandas as pd
 from histcode import tracking
 from histcode.atomic import write_csv
 from histcode.config import ProjectConfig, section
+from histcode.cpus import torch_threads
 from histcode.paths import Paths
 from histcode.prologue import open_stage
 from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri, parse_model_uri, version_of
@@ -209,7 +210,7 @@ def evaluate_external(
     mil_cfg = section(MilConfig, "mil", params)
     progress = mil_cfg.progress if progress is None else progress
     subset = read_calibration_subset(calibration) if calibration else None
-    torch.set_num_threads(max(1, mil_cfg.threads))
+    torch.set_num_threads(torch_threads(mil_cfg.threads, "evaluate-external"))
     run_params: dict[str, Any] = {"alias": alias, "recalibration": recalibration if subset is not None else "none"}
     if model is None:
         _ensure_inputs(params, cohort, paths)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from histcode.cpus import loader_workers
 from histcode.features.config import ExtractConfig
 from histcode.features.resume import expected_attrs, finished
 from histcode.io.features import FeatureWriter, trident_coords_attrs
@@ -30,7 +31,6 @@ from histcode.slides.cohort_tiles import SlideTiles
 from histcode.slides.tile_dataset import (
     SlideTileDataset,
     TileCollate,
-    loader_workers,
     normalize_on_device,
     normalize_uint8,
     worker_init,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from histcode.config import ConfigError, to_dict
+from histcode.cpus import torch_threads
 from histcode.features import resume, throughput
 from histcode.features.config import BASELINES, ExtractConfig
 from histcode.paths import Paths
@@ -170,7 +171,7 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
     setting = cfg.bf16
     cfg = dataclasses.replace(cfg, bf16=resolve_bf16(setting, info.device.type))  # runs and files record it
     log.info("extract %s: %s", cohort, describe(setting, cfg.bf16, info.device.type))
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(torch_threads(cfg.threads, "extract"))
     slides, coord_failures = collect_slides(cohort, paths=paths, default_mpp=bcfg.cohort(cohort).default_mpp)
     require_items(len(slides) + len(coord_failures), what=f"slide of cohort {cohort!r} to extract",
                   where=paths.tiles(cohort), fix=f"run `dvc repro tile@{cohort}` (and ingest) first")

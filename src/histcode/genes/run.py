@@ -26,6 +26,7 @@ import torch
 
 from histcode.atomic import atomic_path, save_torch, write_csv, write_parquet
 from histcode.config import DEFAULT_LOG2_THRESHOLD, BaseConfig, ConfigError, to_dict
+from histcode.cpus import torch_threads
 from histcode.genes.config import DEConfig
 from histcode.genes.folds import load_split_table, patient_folds
 from histcode.genes.gene_mil_cv import GeneMILSettings, gene_mil_cv
@@ -129,7 +130,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
 
     ``log2_threshold`` is ``expression.log2_threshold`` (the binary label), used by the linear models' P(DE).
     """
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(torch_threads(cfg.threads, "train_de"))
     data = load_de_data(cfg, base_cfg, cohort=cohort)
     cohort, targets, inputs, folds, fold_info = data.cohort, data.targets, data.inputs, data.folds, data.fold_info
     y_reg, y_cls, feats_dir = data.y_reg, data.y_cls, data.feats_dir

@@ -22,6 +22,7 @@ from histcode import tracking
 from histcode.atomic import write_csv, write_json, write_text
 from histcode.cohort.splits import make_patient_splits, save_splits
 from histcode.config import ProjectConfig, to_dict
+from histcode.cpus import torch_threads
 from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 from histcode.metrics.classification_plots import plot_roc_pr
 from histcode.mil import report
@@ -188,7 +189,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
     params = stage.params
     ctx, splits, fdir = prepare(stage)
     cfg, paths = ctx.cfg, ctx.paths
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(torch_threads(cfg.threads, "train_mil"))
     all_preds, fold_metrics, final_info, times = [], {}, {}, {}
     others = ProjectConfig.load(params).comparison_encoders()
     encoder_preds: dict[str, list[pd.DataFrame]] = {}

@@ -135,24 +135,3 @@ def worker_init(_: int) -> None:
     except ImportError:  # pragma: no cover - cv2 is a dependency
         pass
 
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity: taskset, a container's cpuset), not the host's count."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS/Windows have no affinity call
-        return max(1, os.cpu_count() or 1)
-
-
-def loader_workers(requested: int, stage: str) -> int:
-    """DataLoader workers: ``requested``, at most one per available CPU. The paper profile asks for 16 (a GPU
-    node); on a laptop or a 2-core runner 16 readers only contend for the same cores and torch warns. Outputs do
-    not depend on the count (batches and their order are fixed by the sampler)."""
-    cpus = available_cpus()
-    if requested > cpus:
-        log.info("%s: %d loader workers requested, %d CPU(s) available to this process: using %d", stage, requested,
-                 cpus, cpus)
-        return cpus
-    return max(0, requested)

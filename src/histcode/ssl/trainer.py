@@ -22,16 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from histcode import distributed as D
 from histcode.config import to_dict
+from histcode.cpus import loader_workers, torch_threads
 from histcode.errors import HistcodeError
 from histcode.precision import resolve_bf16
 from histcode.seeding import seed_everything
-from histcode.slides.tile_dataset import (
-    TileCollate,
-    loader_workers,
-    normalize_on_device,
-    normalize_uint8,
-    worker_init,
-)
+from histcode.slides.tile_dataset import TileCollate, normalize_on_device, normalize_uint8, worker_init
 from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.backbone import create_encoder
 from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
@@ -100,7 +95,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     data_key = data_key or "tiles:" + ",".join(str(int(n)) for n in n_tiles)
     info = dist_info or D.init_distributed("auto")
     dev = info.device
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(torch_threads(cfg.threads, "pretrain"))
     seed_everything(seed)  # same on every rank → identical initial weights
     method = build_method(create_encoder(cfg.backbone, pretrained_weights=cfg.pretrained_weights), cfg).to(dev)
     if cfg.channels_last:

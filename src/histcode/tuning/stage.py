@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from histcode import tracking
 from histcode.config import ProjectConfig, section, to_dict
+from histcode.cpus import torch_threads
 from histcode.prologue import Stage, open_stage
 from histcode.tuning.best import best_section, dvc_set_command, write_best
 from histcode.tuning.config import DeTuneConfig, MilTuneConfig, TuneConfig
@@ -146,7 +147,7 @@ def run_tune_mil(
     params, bcfg, mcfg = stage.params, stage.base, stage.cfg
     tcfg = _tune_config(params)
     settings = _with_overrides(tcfg.mil, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
-    torch.set_num_threads(max(1, mcfg.threads))
+    torch.set_num_threads(torch_threads(mcfg.threads, "tune mil"))
     data = load_mil_data(params, bcfg, mcfg)
     folds = trial_folds(data.n_folds, settings.folds)
     pooling = ProjectConfig.load(params).tune_mil_pooling
@@ -193,7 +194,7 @@ def run_tune_de(
     params, bcfg, dcfg = stage.params, stage.base, stage.cfg
     tcfg = _tune_config(params)
     settings = _with_overrides(tcfg.de, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
-    torch.set_num_threads(max(1, dcfg.threads))
+    torch.set_num_threads(torch_threads(dcfg.threads, "tune de"))
     data = load_de_data(bcfg, de_config(params), cohort)  # attention_model resolved; dcfg stays as written
     return _run_study(
         stage,
