@@ -134,4 +134,3 @@ def worker_init(_: int) -> None:
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - cv2 is a dependency
         pass
-
