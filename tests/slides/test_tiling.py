@@ -221,10 +221,12 @@ def test_pool_only_when_the_work_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = [SlideJob(str(CMU1), f"s{i}", "out", CFG, None, None) for i in range(16)]
     small = tiling.job_seconds(jobs[0])
     assert tiling.SLIDE_COST_S < small < 1.0  # CMU-1's segmentation level is ~0.4 MP
-    monkeypatch.setattr(tiling.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})  # a 2-CPU share of a bigger node
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
     assert tiling.plan_workers(jobs, 2) == 0 and tiling.plan_workers(jobs[:1], 8) == 0
     monkeypatch.setattr(tiling, "job_seconds", lambda job: 4.0)  # e.g. 100k-px slides
     assert tiling.plan_workers(jobs, 2) == 2 and tiling.plan_workers(jobs, 0) == 0
+    assert tiling.plan_workers(jobs, 8) == 2  # the share, not the node's 128 CPUs
     assert tiling.plan_workers(jobs[:1], 2) == 0
 
 

@@ -8,7 +8,6 @@ even one that crashes its worker process, is recorded as failed with its reason;
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from histcode.console import tqdm
+from histcode.cpus import available_cpus
 from histcode.io.manifest import ManifestRow, read_manifest_rows, valid_mpp
 from histcode.preflight import ensure_writable, exclusive, require_items
 from histcode.slides.config import TileConfig
@@ -91,9 +91,10 @@ def job_seconds(job: SlideJob) -> float:
 
 def plan_workers(jobs: list[SlideJob], max_workers: int) -> int:
     """Processes that pay for this work: 0 (in-process, on threads) unless ``SPAWN_COST_S + total / n`` beats
-    the in-process total by ``POOL_GAIN``; never more than ``max_workers``, the CPUs or the slides. A process
-    pool also isolates a slide whose decoder crashes, which matters most in the large cohorts that use it."""
-    limit = min(max_workers, os.cpu_count() or 1, len(jobs))
+    the in-process total by ``POOL_GAIN``; never more than ``max_workers``, the CPUs this process may use
+    (``histcode.cpus``: a batch job's share of a node, not the node) or the slides. A process pool also isolates
+    a slide whose decoder crashes, which matters most in the large cohorts that use it."""
+    limit = min(max_workers, available_cpus(), len(jobs))
     if limit < 2:
         return 0
     total = sum(job_seconds(j) for j in jobs)
@@ -183,7 +184,7 @@ def _tile_rows(manifest: list[ManifestRow], rows: list[ManifestRow], out: Path, 
 
     try:
         procs = plan_workers(jobs, workers) if workers > 0 else 0
-        run_jobs(jobs, procs, on_result, threads=0 if procs else min(workers, os.cpu_count() or 1))
+        run_jobs(jobs, procs, on_result, threads=0 if procs else min(workers, available_cpus()))
     finally:
         bar.close()
     ordered = [results[r.slide_id] for r in rows if r.slide_id in results]
