@@ -2,7 +2,9 @@
 
 One step = two augmented views already in memory → query forward/backward, key forward, SGD step, momentum
 update; the bank update is the closed-form gradient + all-reduce + ascent SGD step. Both are timed in the
-same process on the same batch, so the ratio is free of data-loading noise.
+same process on the same batch, so the ratio is free of data-loading noise. The two views' H&E augmentation of
+a batch of ``read_px`` tiles is timed too: pretraining makes them in the training process before each step, so
+step + views is the bound of the training process (`main_process_tiles_per_s`), the loader's reads aside.
 
     python benchmarks/bench_adco.py                      # CPU demo config (params.yaml pretrain section)
     python benchmarks/bench_adco.py --backbone resnet50_trunc --input-px 224 --batch 256 --bank 65536  # paper
@@ -28,6 +30,7 @@ def _sync(dev: torch.device) -> None:
 def main() -> None:
     from histcode.config import load_params, section
     from histcode.precision import resolve_bf16
+    from histcode.ssl.augment import AugmentConfig, HEAugment
     from histcode.ssl.backbone import create_encoder
     from histcode.ssl.config import PretrainConfig
     from histcode.ssl.methods import AdCoMethod
@@ -85,6 +88,22 @@ def main() -> None:
             times["bank_update"].append(t2 - t1)
     step = sorted(times["encoder_step"])[len(times["encoder_step"]) // 2]
     bank = sorted(times["bank_update"])[len(times["bank_update"]) // 2]
+    # the trainer's views(): uint8 tiles at read_px → float [0, 1] → two augmented views, channels_last
+    augment = HEAugment(AugmentConfig(out_px=cfg.input_px, hed_sigma=cfg.hed_sigma,
+                                      stain_vector_sigma=cfg.stain_vector_sigma, p_jpeg=cfg.p_jpeg,
+                                      jpeg_quality=cfg.jpeg_quality))
+    raw = torch.randint(0, 256, (cfg.batch_size, 3, cfg.read_px, cfg.read_px), dtype=torch.uint8, device=dev)
+    view_times = []
+    for i in range(args.steps + 1):
+        _sync(dev)
+        t0 = time.perf_counter()
+        x = raw.float().div_(255.0)
+        for _ in range(2):
+            augment(x, gen).contiguous(memory_format=torch.channels_last)
+        _sync(dev)
+        if i > 0:
+            view_times.append(time.perf_counter() - t0)
+    views = sorted(view_times)[len(view_times) // 2]
     result = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "backbone": cfg.backbone, "input_px": cfg.input_px,
@@ -93,6 +112,8 @@ def main() -> None:
         "step_without_bank_s": step, "bank_update_s": bank, "step_with_bank_s": step + bank,
         "bank_fraction_of_step": bank / (step + bank), "goal_bank_fraction": 0.15,
         "tiles_per_s_with_bank": cfg.batch_size / (step + bank),
+        "read_px": cfg.read_px, "two_views_s": views,
+        "main_process_tiles_per_s": cfg.batch_size / (step + bank + views),
     }
     print(json.dumps(result, indent=2))
     out = Path(args.out)

@@ -120,12 +120,30 @@ def time_repro(args: list[str]) -> dict:
             "load_avg_1m_end": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
 
 
+def machine(params: Path) -> dict[str, object]:
+    """What the figures depend on besides the code: the CPU, its SIMD level, the BLAS kernel OpenBLAS picked
+    for it (it changes the synthetic cohort's bytes) and the encoder arithmetic (`bf16: auto` resolved)."""
+    import numpy  # noqa: F401  (loads OpenBLAS, so threadpoolctl sees it)
+    import threadpoolctl
+    import yaml
+
+    from histcode.precision import CPU_BF16_FLAGS, cpu_flags, cpu_info, resolve_bf16
+
+    flags = cpu_flags() or frozenset()
+    blas = [f"{i['internal_api']} {i.get('architecture', '?')}" for i in threadpoolctl.threadpool_info()]
+    data = yaml.safe_load(params.read_text())
+    encoder_bf16 = {key: resolve_bf16(data[key].get("bf16", "auto"), "cpu") for key in ("pretrain", "extract")}
+    return {"cpu": (cpu_info() or {}).get("model name", "?"), "avx2": "avx2" in flags,
+            "avx512f": "avx512f" in flags, "cpu_bf16_flags": sorted(f for f in flags if f in CPU_BF16_FLAGS),
+            "blas": blas, "bf16": encoder_bf16}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--force", action="store_true", help="rerun every stage (dvc repro --force)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_demo_stages.json")
     args = parser.parse_args()
-    result = time_repro(["--force"] if args.force else [])
+    result = {"machine": machine(ROOT / "params.yaml"), **time_repro(["--force"] if args.force else [])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     width = max((len(s) for s in result["stages_s"]), default=5)
