@@ -47,6 +47,14 @@ def project_root() -> Path:
     """The DVC project root: ``DVC_ROOT`` inside DVC stages (the parent repo in ``dvc exp run --temp`` and queued
     experiments, whose stages run in a copy under ``.dvc/tmp/exps``), else the working directory."""
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def experiment_copy() -> str | None:
+    """The DVC experiment's name when this process runs in a ``dvc exp run --temp``/``--queue`` copy (a folder
+    under ``.dvc/tmp/exps`` while ``DVC_ROOT`` names the project), else None: ``dvc repro`` and a workspace
+    ``dvc exp run`` make the outputs the project itself holds."""
+    name = os.environ.get("DVC_EXP_NAME")
+    return name if name and Path.cwd().resolve() != project_root() else None
 # MLflow 3's UI opens an experiment in model-training mode (runs table, compare view) with this tag
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 

@@ -13,12 +13,15 @@ def register(app: typer.Typer) -> None:
         model: list[str] = typer.Option(None, "--model", "-m", help="Registered model name(s); default all."),
         params: Path = typer.Option(Path("params.yaml"), help="params file with a `promote` section."),
         dry_run: bool = typer.Option(False, help="Decide and print, move no alias."),
+        candidate: str = typer.Option(None, help="First move @challenger to the versions under this alias, e.g. "
+                                      "exp-<name>: what a `dvc exp run --temp`/`--queue` registers."),
     ) -> None:
         """Promote each model's @challenger to @champion when held-out evidence says it is better."""
         from histcode.config import section
         from histcode.registry.gate import GateConfig
+        from histcode.registry.models import RegistryError
         from histcode.registry.names import MODEL_NAMES
-        from histcode.registry.promotion import promote, promote_all
+        from histcode.registry.promotion import nominate, promote, promote_all
 
         cfg = section(GateConfig, "promote", params)
         unknown = sorted(set(model or ()) - set(MODEL_NAMES))
@@ -26,6 +29,16 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: unknown model {', '.join(unknown)}; registered models: {', '.join(MODEL_NAMES)}",
                        err=True)
             raise typer.Exit(2)
+        if candidate:
+            if dry_run:
+                typer.echo("error: --candidate moves @challenger; drop --dry-run, or move it in the MLflow UI",
+                           err=True)
+                raise typer.Exit(2)
+            try:
+                nominate(candidate, tuple(model or MODEL_NAMES))
+            except RegistryError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
         had_champion = {m: _has_champion(m) for m in (model or MODEL_NAMES)}
         if model:
             decisions = {m: promote(m, cfg, dry_run=dry_run) for m in model}

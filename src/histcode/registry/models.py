@@ -4,8 +4,8 @@ Models are stored as data (``safe_model``: safetensors weights + a JSON architec
 MLflow pyfunc "model from code" so the UI and ``mlflow models`` load them, and tagged with each file's
 sha256; ``load_model`` verifies the digests and returns the tensors and spec without unpickling anything (the
 package that owns the model kind builds the module).
-New versions get the alias ``challenger``; only the promotion gate moves ``champion``. Registry stages are
-deprecated and never used.
+New versions get the alias ``challenger`` (those trained in a ``dvc exp run --temp``/``--queue`` copy get
+``exp-<name>`` instead); only the promotion gate moves ``champion``. Registry stages are deprecated and never used.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def log_and_register(
     alias: str = CHALLENGER,
     extra_artifacts: dict[str, Any] | None = None,
 ) -> Any:
-    """Log ``model`` in the active run, register it as a new version of ``name`` and alias it ``challenger``.
+    """Log ``model`` in the active run, register it as a new version of ``name`` and alias it ``challenger``
+    (``exp-<name>`` in a DVC experiment copy, tagged ``dvc.exp_name``: see ``tracking.experiment_copy``).
 
     The version is tagged with the run's git commit, DVC data hash and run id so every registered model links
     back to code, data and training run, with ``sha256.<file>`` of its weights and spec (and of each
@@ -139,11 +140,23 @@ def log_and_register(
     version_tags.update({f"sha256.{k}": v for k, v in digests.items()})
     for key, value in (metrics or {}).items():
         version_tags[f"metric.{key}"] = f"{float(value):.6g}"
+    experiment = tracking.experiment_copy() if alias == CHALLENGER else None
+    if experiment:  # one of many background experiments: the last to finish must not become the challenger
+        alias = experiment_alias(experiment)
+        version_tags[tracking.EXP_NAME_TAG] = experiment
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.set_registered_model_alias(name, alias, version)
-    log.info("registered %s version %s as @%s (run %s)", name, version, alias, run.info.run_id)
+    log.info("registered %s version %s as @%s (run %s)%s", name, version, alias, run.info.run_id,
+             f"; trained in DVC experiment {experiment!r}, so not a challenger: `histcode promote --candidate "
+             f"{alias}` puts it through the gate" if experiment else "")
     return client.get_model_version(name, version)
+
+
+def experiment_alias(experiment: str) -> str:
+    """``exp-<name>``: the alias of a version trained in a ``dvc exp run --temp``/``--queue`` copy (MLflow allows
+    letters, digits, ``_`` and ``-`` in aliases; DVC's generated names are already such)."""
+    return "exp-" + re.sub(r"[^\w-]", "-", experiment)
 
 
 def get_version(name: str, alias: str = CHAMPION) -> Any:

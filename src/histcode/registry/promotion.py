@@ -201,3 +201,21 @@ def promote_all(cfg: GateConfig, names: tuple[str, ...]) -> dict[str, Decision]:
             continue
         out[name] = promote(name, cfg)
     return out
+
+
+def nominate(alias: str, names: tuple[str, ...]) -> list[str]:
+    """Move ``@challenger`` to the version each of ``names`` holds under ``alias`` (e.g. ``exp-<name>``, which a
+    ``dvc exp run --temp``/``--queue`` registers instead of a challenger), so the gate judges it next; returns the
+    names that had one. RegistryError, naming the alias, when none had."""
+    client = tracking.client()
+    moved = []
+    for name in names:
+        mv = _optional(name, alias)
+        if mv is not None:
+            client.set_registered_model_alias(name, CHALLENGER, mv.version)
+            log.info("%s: @challenger -> version %s (@%s)", name, mv.version, alias)
+            moved.append(name)
+    if not moved:
+        raise RegistryError(f"no registered model has a version @{alias}: experiment copies register theirs as "
+                            "@exp-<experiment name> (`dvc exp show` lists the names)")
+    return moved
