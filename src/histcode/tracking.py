@@ -55,6 +55,8 @@ def experiment_copy() -> str | None:
     ``dvc exp run`` make the outputs the project itself holds."""
     name = os.environ.get("DVC_EXP_NAME")
     return name if name and Path.cwd().resolve() != project_root() else None
+
+
 # MLflow 3's UI opens an experiment in model-training mode (runs table, compare view) with this tag
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
