@@ -27,6 +27,9 @@ def _bad(tmp_path: Path, section: str, key: str, value: object, drop: str | None
     ("tile.py", "tile", "tile_pxx", 256, "tile_px",
      "params.yaml:tile: unknown key(s) ['tile_pxx']; valid: ['a_h', 'a_t'"),
     ("tile.py", "tile", "tile_px", "256px", None, "params.yaml:tile.tile_px: expected int, got str '256px'"),
+    ("pretrain.py", "pretrain", "warmup_epochs", 10, None,  # the paper profile's warmup with a 2-epoch pilot run
+     "pretrain.warmup_epochs = 10 must be in [0, epochs) = [0, 4)."),
+    ("extract.py", "extract", "batch_size", 0, None, "extract.batch_size = 0 must be >= 1."),
     ("train_mil.py", "mil", "pooling", "attention", None,
      "params.yaml: mil.pooling: 'attention' is not a registered pooling; valid: ['abmil', 'clam_sb', 'dsmil', "
      "'gated_attention', 'max', 'mean', 'mil_rnn', 'transmil']"),
@@ -34,7 +37,7 @@ def _bad(tmp_path: Path, section: str, key: str, value: object, drop: str | None
 def test_one_line_with_file_key_and_valid_values(tmp_path: Path, script: str, section: str, key: str,
                                                  value: object, drop: str | None, expected: str) -> None:
     params = _bad(tmp_path, section, key, value, drop)
-    args = ["--cohort", "tcga_synth"] if script == "tile.py" else []
+    args = ["--cohort", "tcga_synth"] if script in ("tile.py", "extract.py") else []
     proc = subprocess.run([sys.executable, str(ROOT / "pipelines" / script), "--params", str(params), *args],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_TRACKING_URI":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from histcode.config import ConfigError
 from histcode.ssl.data import EpochBatchSampler, epoch_batches, per_slide_counts, sample_epoch
 
 N_TILES = [40, 10, 3, 100]
@@ -37,7 +38,10 @@ def test_batches_mix_slides_and_ranks_are_disjoint_and_equal() -> None:
 
 
 def test_too_few_tiles_for_one_batch_says_what_to_change() -> None:
-    with pytest.raises(ValueError, match=r"lower pretrain\.batch_size"):
+    """A pilot cohort under the paper profile (batch 256) samples fewer tiles than one batch: a user error that
+    names the key and a batch size that fits, printed as one line (ConfigError), not a traceback."""
+    with pytest.raises(ConfigError, match=r"^pretrain samples 5 tiles per epoch.*"
+                                          r"set pretrain\.batch_size to at most 2 or raise"):
         epoch_batches(np.arange(5), batch_size=4, rank=0, world_size=2)
 
 

@@ -54,7 +54,13 @@ class ExtractConfig:
         check_setting(self.bf16, "extract.bf16")
         if not self.encoders:
             raise ConfigError("extract.encoders: list at least one encoder (e.g. [adco, random]).")
-        if (self.input_px < 32 or self.batch_size < 1 or self.workers < 0 or not 0 <= self.max_bad_tile_frac <= 1
-                or self.baseline_max_tiles < 0):
-            raise ConfigError(f"extract: invalid input_px/batch_size/workers/max_bad_tile_frac/baseline_max_tiles in "
-                              f"{dataclasses.asdict(self)}")
+        rules = {
+            "input_px": (self.input_px >= 32, ">= 32"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "workers": (self.workers >= 0, ">= 0"),
+            "max_bad_tile_frac": (0 <= self.max_bad_tile_frac <= 1, "in [0, 1]"),
+            "baseline_max_tiles": (self.baseline_max_tiles >= 0, ">= 0 (0 = every tile)"),
+        }
+        bad = [f"extract.{k} = {getattr(self, k)!r} must be {rule}" for k, (ok, rule) in rules.items() if not ok]
+        if bad:
+            raise ConfigError(f"{'; '.join(bad)}.")

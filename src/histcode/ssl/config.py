@@ -58,30 +58,31 @@ class PretrainConfig:
     max_bad_tile_frac: float = 0.1  # refuse (no encoder registered) when more tile reads than this fail
 
     def __post_init__(self) -> None:
-        checks = {
-            "max_bad_tile_frac": 0 <= self.max_bad_tile_frac <= 1,
-            "input_px": self.input_px >= 16,
-            "read_px": self.read_px >= self.input_px // 2,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 2,
-            "tiles_per_slide": 0 < self.tiles_per_slide <= 1,
-            "max_tiles_per_slide": self.max_tiles_per_slide >= 1,
-            "key_momentum": 0 <= self.key_momentum < 1,
-            "bank_size": self.bank_size >= 1,
-            "bank_tau": self.bank_tau > 0,
-            "query_tau": self.query_tau > 0,
-            "simclr_tau": self.simclr_tau > 0,
-            "warmup_epochs": 0 <= self.warmup_epochs < self.epochs,
-            "hed_sigma": 0 <= self.hed_sigma < 1,
-            "stain_vector_sigma": self.stain_vector_sigma >= 0,
-            "p_jpeg": 0 <= self.p_jpeg <= 1,
-            "jpeg_quality": 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
+        rules = {  # key: (holds, the rule in the words a user fixes params.yaml with)
+            "max_bad_tile_frac": (0 <= self.max_bad_tile_frac <= 1, "in [0, 1]"),
+            "input_px": (self.input_px >= 16, ">= 16"),
+            "read_px": (self.read_px >= self.input_px // 2, f">= input_px / 2 ({self.input_px // 2})"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 2, ">= 2"),
+            "tiles_per_slide": (0 < self.tiles_per_slide <= 1, "in (0, 1]"),
+            "max_tiles_per_slide": (self.max_tiles_per_slide >= 1, ">= 1"),
+            "key_momentum": (0 <= self.key_momentum < 1, "in [0, 1)"),
+            "bank_size": (self.bank_size >= 1, ">= 1"),
+            "bank_tau": (self.bank_tau > 0, "> 0"),
+            "query_tau": (self.query_tau > 0, "> 0"),
+            "simclr_tau": (self.simclr_tau > 0, "> 0"),
+            "warmup_epochs": (0 <= self.warmup_epochs < self.epochs, f"in [0, epochs) = [0, {self.epochs})"),
+            "hed_sigma": (0 <= self.hed_sigma < 1, "in [0, 1)"),
+            "stain_vector_sigma": (self.stain_vector_sigma >= 0, ">= 0"),
+            "p_jpeg": (0 <= self.p_jpeg <= 1, "in [0, 1]"),
+            "jpeg_quality": (1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
+                             "[low, high] with 1 <= low <= high <= 100"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = [f"pretrain.{k} = {getattr(self, k)!r} must be {rule}" for k, (ok, rule) in rules.items() if not ok]
         if bad:
             from histcode.config import ConfigError
 
-            raise ConfigError(f"pretrain: invalid value(s) for {bad} in {dataclasses.asdict(self)}")
+            raise ConfigError(f"{'; '.join(bad)}.")
         from histcode.precision import check_setting
 
         check_setting(self.bf16, "pretrain.bf16")

@@ -43,9 +43,14 @@ def epoch_batches(indices: np.ndarray, *, batch_size: int, rank: int, world_size
     per_step = batch_size * world_size
     steps = len(indices) // per_step
     if steps == 0:
-        raise ValueError(
-            f"only {len(indices)} tiles sampled per epoch, fewer than one global batch ({batch_size}×{world_size}"
-            " ranks); lower pretrain.batch_size or raise pretrain.tiles_per_slide / max_tiles_per_slide."
+        from histcode.config import ConfigError
+
+        fit = len(indices) // world_size  # the largest batch_size these tiles fill (batch_size must be >= 2)
+        lower = f"set pretrain.batch_size to at most {fit} or " if fit >= 2 else ""
+        raise ConfigError(
+            f"pretrain samples {len(indices)} tiles per epoch (tiles_per_slide of each slide's tiles, at most "
+            f"max_tiles_per_slide), fewer than one global batch of {per_step} (batch_size {batch_size} × "
+            f"{world_size} rank(s)); in params.yaml {lower}raise pretrain.tiles_per_slide / max_tiles_per_slide."
         )
     used = indices[: steps * per_step]
     return used[rank::world_size].reshape(steps, batch_size)
