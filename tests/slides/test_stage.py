@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from histcode.slides.stain import MacenkoNormalizer, load_normalizer
 
 ROOT = Path(__file__).resolve().parents[2]
 CMU1 = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
+DICOM = ROOT / "tests" / "data" / "slidetool_test_dicom.dcm"
 HEAVY = ("mlflow", "torch", "great_expectations", "matplotlib", "pandas")  # issue 18: only where used
 
 
@@ -60,6 +62,25 @@ def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert {"tiles/process_list.csv", "tiles/failures.json"} <= failures
     stain_exp = client.get_experiment_by_name("histcode/stain")
     assert client.search_runs([stain_exp.experiment_id])[0].data.metrics["n_fit_tiles"] == 6
+
+
+def test_a_slide_scanned_coarser_than_the_target_is_tiled_and_flagged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_writer, caplog: pytest.LogCaptureFixture) -> None:
+    """The real DICOM slide is scanned at 2 µm/px (5x): in a 20x cohort its 256 px tiles are enlarged 4x from 64
+    px. Found in a dress rehearsal of the paper profile, where it was tiled without a word: now one warning names
+    the slide and the factor, and the tile metrics count it; the 0.499 µm/px CMU-1 is not flagged."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    manifests = tmp_path / "data" / "manifests" / "demo"
+    manifests.mkdir(parents=True)
+    manifest_writer(manifests / "slides.csv", [("cmu1", CMU1, ""), ("dicom", DICOM, "")])
+    params = {"base": {"seed": 7, "train_cohort": "demo", "cohorts": {
+        "demo": {"kind": "barcode", "source_dir": "src", "slide_dir": "src"}}}, "tile": {"workers": 0}}
+    with caplog.at_level(logging.WARNING, logger="histcode.slides.stage"):
+        metrics = run_tile("demo", params, progress=False)
+    assert (metrics["n_done"], metrics["n_upsampled"]) == (2, 1)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "dicom was scanned at 2.004 µm/px" in warned[0] and "enlarged 4.0x from 64" in warned[0]
 
 
 def test_complete_cohort_returns_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest_writer) -> None:

@@ -19,6 +19,10 @@ import numpy as np
 
 from histcode.atomic import write_text
 
+# A slide scanned coarser than ``tile.target_mpp`` is tiled by enlarging a smaller level-0 read; beyond this factor
+# its tiles are visibly blurred (e.g. a 10x scan in a 20x cohort: 2x), which the encoder never saw in pretraining.
+UPSAMPLE_FLAG = 1.25
+
 PROCESS_LIST_COLUMNS = ["slide", "status", "n_tiles", "reason", "mpp", "mpp_source", "tile_size_level0",
                         "tissue_area_mm2"]
 
@@ -67,8 +71,20 @@ def update_process_list(path: Path, rows: list[dict[str, Any]], manifest_ids: se
         write_text(path, _render(sorted([*kept, *rows], key=lambda r: r["slide"])))
 
 
-def cohort_metrics(path: str | Path) -> dict[str, float]:
-    """Numeric cohort summary (covers every shard written so far)."""
+def upsampled_slides(rows: Iterable[dict[str, str]], tile_px: int) -> dict[str, float]:
+    """Done slides whose ``tile_px`` tiles were enlarged more than :data:`UPSAMPLE_FLAG` from the scan: slide →
+    factor (``tile_px`` / level-0 px of one tile)."""
+    out: dict[str, float] = {}
+    for r in rows:
+        size = _float_or_zero(r.get("tile_size_level0", ""))
+        if r["status"] == "done" and size > 0 and tile_px / size > UPSAMPLE_FLAG:
+            out[r["slide"]] = tile_px / size
+    return out
+
+
+def cohort_metrics(path: str | Path, tile_px: int) -> dict[str, float]:
+    """Numeric cohort summary (covers every shard written so far); ``n_upsampled`` counts the done slides whose
+    ``tile_px`` tiles are enlarged from a coarser scan (:func:`upsampled_slides`)."""
     rows = read_process_list(path)
     done = [r for r in rows if r["status"] == "done"]
     tiles = np.array([int(float(r["n_tiles"])) for r in done], dtype=np.int64)
@@ -82,6 +98,7 @@ def cohort_metrics(path: str | Path) -> dict[str, float]:
         "tiles_per_slide_min": int(tiles.min()) if len(done) else 0,
         "tiles_per_slide_max": int(tiles.max()) if len(done) else 0,
         "tissue_area_mm2": float(area.sum()),
+        "n_upsampled": len(upsampled_slides(done, tile_px)),
     }
 
 

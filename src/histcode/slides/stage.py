@@ -16,7 +16,7 @@ import numpy as np
 from histcode.config import DEFAULT_PARAMS, to_dict
 from histcode.prologue import open_stage
 from histcode.slides.config import StainConfig, TileConfig
-from histcode.slides.process_list import cohort_metrics
+from histcode.slides.process_list import cohort_metrics, read_process_list, upsampled_slides
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
     slides_csv = paths.slides_csv(cohort)
     recorded = paths.metrics(f"tile/{cohort}")
     if shard == (0, 1) and recorded.is_file() and nothing_to_do(slides_csv, paths.tiles(cohort), cfg):
-        metrics = cohort_metrics(paths.process_list(cohort))
+        metrics = cohort_metrics(paths.process_list(cohort), cfg.tile_px)
         if json.loads(recorded.read_text()) == metrics:  # complete and already reported: nothing to redo
             log.info("tile %s: all %d slides already tiled with these settings; nothing to do", cohort,
                      metrics["n_slides"])
@@ -49,7 +49,8 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
         results = tile_cohort(slides_csv, paths.tiles(cohort), cfg, workers=workers, shard=shard,
                               progress=progress, default_mpp=cohort_cfg.default_mpp)
         plist = paths.process_list(cohort)
-        metrics = cohort_metrics(plist)
+        metrics = cohort_metrics(plist, cfg.tile_px)
+        warn_upsampled(plist, cfg, cohort)
         tracking.log_artifact(plist, artifact_path="tiles")
         failures = {r.slide: r.reason for r in results if r.status != "done"}
         if failures:
@@ -62,6 +63,17 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
                 tracking.log_artifact(page, artifact_path="masks")
         run.metrics = metrics
     return metrics
+
+
+def warn_upsampled(plist: Path, cfg: TileConfig, cohort: str) -> None:
+    """One warning per slide scanned coarser than ``tile.target_mpp`` (its tiles are enlarged, so blurred): kept,
+    as CLAM or TRIDENT would tile it, but said, so a 5x scan in a 20x cohort is not found only by its results."""
+    rows = {r["slide"]: r for r in read_process_list(plist)}
+    for slide, factor in sorted(upsampled_slides(rows.values(), cfg.tile_px).items()):
+        log.warning("tile %s: %s was scanned at %s µm/px, coarser than tile.target_mpp %g: its %d px tiles are "
+                    "enlarged %.1fx from %s level-0 px (blurred); rescan it at target resolution or drop it from "
+                    "the cohort", cohort, slide, rows[slide]["mpp"], cfg.target_mpp, cfg.tile_px, factor,
+                    rows[slide]["tile_size_level0"])
 
 
 def run_stain_ref(params: str | Path | dict[str, Any] = DEFAULT_PARAMS) -> dict[str, float]:
