@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 5000
-EXTERNAL ?= cptac_synth
+EXTERNAL ?=  # empty: the cohort with role: external in params.yaml (cptac_synth in the demo, cptac_brca for real data)
 export PYTHONHASHSEED := 0
 # dvc stages run `python pipelines/...`: the project's venv must come first on PATH
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -67,7 +67,7 @@ promote: setup
 	$(BIN)/histcode promote
 
 eval-cptac: setup
-	$(BIN)/histcode evaluate-external --cohort $(EXTERNAL)
+	$(BIN)/histcode evaluate-external $(if $(strip $(EXTERNAL)),--cohort $(EXTERNAL))
 
 tune: setup
 	$(BIN)/histcode tune mil

@@ -208,6 +208,15 @@ class BaseConfig:
             raise ConfigError(f"base.cohorts: unknown cohort {name!r}; configured: {sorted(self.cohorts)}")
         return self.cohorts[name]
 
+    def external_cohort(self) -> str:
+        """The one cohort with ``role: external``: what ``make eval-cptac`` evaluates when no cohort is named
+        (``cptac_synth`` in the demo, ``cptac_brca`` in the paper profile)."""
+        names = sorted(n for n, c in self.cohorts.items() if c.role == "external")
+        if len(names) != 1:
+            raise ConfigError(f"base.cohorts: {len(names)} cohorts have role: external {names}; name the one to "
+                              "evaluate (histcode evaluate-external --cohort NAME, make eval-cptac EXTERNAL=NAME)")
+        return names[0]
+
 
 def base(params: dict[str, Any] | str | Path = DEFAULT_PARAMS) -> BaseConfig:
     """The ``base`` section."""

@@ -136,8 +136,10 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             versions = " + ".join(f"{name} v{int(e[key])}" for name, key in (("histcode-encoder", "encoder_version"),
                                                                             ("histcode-mil", "mil_version"))
                                   if isinstance(e.get(key), (int, float)))
+            alias = str(e.get("model", "")).partition("@")[2] or "champion"  # `--alias challenger`: not champions
+            which = "the champions then" if alias == "champion" else f"@{alias} then, not the champions"
             lines.append(f"external {cohort}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}"
-                         + (f"  ({versions}, the champions then)" if versions else ""))
+                         + (f"  ({versions}, {which})" if versions else ""))
             if mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
                 lines.append(f"  train_mil has rerun since; if `make promote` moved a champion, rerun "
                              f"`make eval-cptac EXTERNAL={cohort}`")

@@ -104,7 +104,8 @@ METRICS_FILES: dict[str, MetricsFile] = {
                        "truth.*.lymph_auc", "pearson_r.*")),
     "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
                         ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
-                         "encoder_version", "mil_version")),  # the champions evaluated (registry runs only)
+                         "encoder_version", "mil_version",  # the versions evaluated (registry runs only)
+                         "model")),  # the MIL model's URI: models:/histcode-mil@<alias> (or --model's)
 }
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +82,26 @@ def test_one_external_evaluation_command() -> None:
     out = subprocess.run([sys.executable, "-m", "histcode.cli", "--help"], capture_output=True, text=True,
                          env=env, timeout=120).stdout
     assert "evaluate-external" in out and "eval-external " not in out.replace("evaluate-external", "")
-    assert "evaluate-external --cohort $(EXTERNAL)" in MAKEFILE
+    assert "evaluate-external $(if $(strip $(EXTERNAL)),--cohort $(EXTERNAL))" in MAKEFILE
+
+
+def test_eval_cptac_evaluates_the_profiles_external_cohort() -> None:
+    """`make eval-cptac` under the paper profile evaluated `cptac_synth`, a cohort that profile does not declare
+    (found in a dress rehearsal of the README's real-data steps): without EXTERNAL it now takes the one cohort
+    with role: external; a profile with none or several says so in one line."""
+    from histcode.config import ConfigError, base
+
+    assert base(ROOT / "params.yaml").external_cohort() == "cptac_synth"
+    assert base(ROOT / "params.paper.yaml").external_cohort() == "cptac_brca"
+    params = yaml.safe_load((ROOT / "params.paper.yaml").read_text())
+    params["base"]["cohorts"]["cptac_two"] = dict(params["base"]["cohorts"]["cptac_brca"])
+    with pytest.raises(ConfigError, match=r"2 cohorts have role: external \['cptac_brca', 'cptac_two'\]; name "):
+        base(params).external_cohort()
+    dry = subprocess.run(["make", "-n", "eval-cptac"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    assert "histcode evaluate-external \n" in dry or dry.rstrip().endswith("histcode evaluate-external"), dry
+    dry = subprocess.run(["make", "-n", "eval-cptac", "EXTERNAL=site_x"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60).stdout
+    assert "histcode evaluate-external --cohort site_x" in dry, dry
 
 
 def test_python_bytecode_is_not_part_of_stage_code_hashes() -> None:

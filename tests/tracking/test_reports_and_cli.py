@@ -75,6 +75,11 @@ def test_summary_external_only_when_evaluated_here(reports: Path) -> None:
     lines = summary_lines(reports, reports / "figures", COHORTS)
     assert any(ln.startswith("external cptac_brca: AUC 0.810 [0.700, 0.900]") for ln in lines)
     assert not any("rerun since" in ln for ln in lines)
+    # `histcode evaluate-external --alias challenger` (a pilot whose gate refused promotion): not "the champions"
+    _write(m / "eval_cptac_brca.json", {"auc": 0.85, "auc_ci_low": 0.5, "auc_ci_high": 1.0, "encoder_version": 1.0,
+                                         "mil_version": 1.0, "model": "models:/histcode-mil@challenger"})
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("external")]
+    assert line.endswith("(histcode-encoder v1 + histcode-mil v1, @challenger then, not the champions)"), line
 
 
 def test_eval_results_are_not_committed() -> None:

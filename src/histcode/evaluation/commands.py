@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate-external")
     def evaluate_external_cmd(
-        cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
+        cohort: str | None = typer.Option(None, help="external cohort from params base.cohorts (default: the one "
+                                          "with role: external)"),
         alias: str = typer.Option("champion", help="registry alias of histcode-encoder and histcode-mil"),
         model: str | None = typer.Option(None, help="instead of the @alias pair: this MIL model (models:/ URI or "
                                          "model dir) on the cohort's existing features"),
@@ -33,8 +34,10 @@ def register(app: typer.Typer) -> None:
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""
+        from histcode.config import base
         from histcode.evaluation.champion_external import evaluate_external
 
+        cohort = cohort or base(params).external_cohort()
         m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
                               recalibration=recalibration, progress=progress)
 
@@ -54,7 +57,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval-external", hidden=True)  # deprecated alias: one job, one command (evaluate-external)
     def eval_external_cmd(
-        cohort: str = typer.Option(..., help="external cohort name from params base.cohorts"),
+        cohort: str | None = typer.Option(None, help="external cohort from params base.cohorts (default: the one "
+                                          "with role: external)"),
         model: str = typer.Option("models:/histcode-mil@champion", help="registry URI or model directory"),
         params: Path = typer.Option(Path("params.yaml")),
         calibration: Path | None = typer.Option(None, help="CSV slide_id/patient_id[,label] for recalibration"),
@@ -63,8 +67,10 @@ def register(app: typer.Typer) -> None:
         """Deprecated alias of ``histcode evaluate-external --model M`` (one workflow, one metrics file)."""
         typer.echo("warning: `histcode eval-external` is deprecated and will be removed; use `histcode "
                    f"evaluate-external --cohort {cohort} --model {model}`.", err=True)
+        from histcode.config import base
         from histcode.evaluation.champion_external import evaluate_external
 
+        cohort = cohort or base(params).external_cohort()
         m = evaluate_external(params, cohort, model=model, calibration=calibration, recalibration=recalibration)
         typer.echo(
             f"{cohort}: n={int(m.get('n', 0))} AUC {m.get('auc', float('nan')):.3f} "

@@ -166,7 +166,8 @@ def get_version(name: str, alias: str = CHAMPION) -> Any:
         hint = (
             "run `dvc repro` (or the stage that trains it) to register a challenger"
             if alias == CHALLENGER
-            else "run `make promote` after `dvc repro` to promote a challenger to champion"
+            else "run `make promote` after `dvc repro` to promote a challenger to champion (if its gate refused it, "
+            "`--alias challenger` evaluates the unpromoted version)"
         )
         raise RegistryError(f"no model version {name}@{alias} in {tracking.tracking_uri()}: {hint}.")
     return mv
