@@ -129,7 +129,20 @@ def test_eval_cptac_takes_the_profiles_external_cohort(pilot: tuple[Path, dict[s
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "cptac_synth" not in refused.stderr, refused.stderr
     assert "no model version histcode-encoder@champion" in refused.stderr and "--alias challenger" in refused.stderr
+    heatmap = [str(BIN / "histcode"), "heatmap", "--cohort", "cptac_brca", "--slide", "DCM01-T", "--out", "hm"]
+    missing = subprocess.run(heatmap, cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr  # one line, not a trace
+    assert "attention file missing" in missing.stderr and "`make eval-cptac` (an external cohort" in missing.stderr
+    stale = proj / "data/attention/cptac_brca/clam_sb/gone-from-the-manifest.h5"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"an earlier evaluation's file")
     out = _run([str(BIN / "histcode"), "evaluate-external", "--alias", "challenger", "--no-progress"], proj, env)
     assert "cptac_brca: 5 slides" in out
+    # every external slide now has the evaluated model's attention, and the heatmap command says whose it is
+    assert sorted(p.name for p in stale.parent.glob("*.h5")) == sorted(
+        p.name for p in (proj / "data/features/cptac_brca/adco").glob("*.h5"))
+    shown = _run(heatmap, proj, env)
+    assert "attention of histcode-mil v1 (@challenger)" in shown
+    assert all((proj / "hm" / f).stat().st_size > 10_000 for f in ("heatmap.png", "top_tiles.png"))
     summary = _run([str(BIN / "histcode"), "summary"], proj, env)
     assert "(histcode-encoder v1 + histcode-mil v1, @challenger then, not the champions)" in summary

@@ -235,8 +235,13 @@ def evaluate_external(
         inputs=[fdir, paths.slides_csv(cohort)], params={**run_params, THRESHOLD_TAG: threshold},
         tags={**tags, "pooling": pooling, "threshold_source": source},
     ) as run:
+        # attention for `histcode heatmap --cohort <external>`; never into the training cohort's DVC-owned folder
+        own = bcfg.cohort(cohort).role == "external" and cohort != bcfg.train_cohort
         preds, scored = evaluate_cohort(fdir, paths.slides_csv(cohort), mil, n_boot=0, seed=bcfg.seed,
-                                        chunk_tiles=mil_cfg.chunk_tiles, progress=progress)
+                                        chunk_tiles=mil_cfg.chunk_tiles, progress=progress,
+                                        attention_dir=paths.attention(cohort, pooling) if own else None,
+                                        attention_attrs={"pooling": pooling, "model": (
+                                            f"{MIL} v{mil_mv.version} (@{alias})" if model is None else ref)})
         if preds.empty:
             raise RegistryError(f"no slide of {cohort} could be scored; see {fdir}/failures.csv "
                                 f"and data/tiles/{cohort}/process_list.csv")

@@ -56,5 +56,10 @@ def register(app: typer.Typer) -> None:
             cfg,
             title=f"{slide} ({pooling})",
         )
+        from histcode.io.attention import read_attention_attrs
+
+        source = read_attention_attrs(paths.attention_h5(cohort, pooling, slide)).get("model")
+        if source:  # an external slide: the attention of the model `make eval-cptac` evaluated last
+            typer.echo(f"attention of {source} (the last `histcode evaluate-external --cohort {cohort}`)")
         for name, path in files.items():
             typer.echo(f"{name}: {path}")

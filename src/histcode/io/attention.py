@@ -16,13 +16,19 @@ import h5py
 import numpy as np
 
 from histcode.atomic import atomic_path
+from histcode.errors import HistcodeError
+
+
+class AttentionMissing(HistcodeError, FileNotFoundError):
+    """A slide has no attention file: its cohort's model has not been run over it yet."""
 
 
 def read_attention(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """(coords (N, 2), attention_raw (N,), attention (N,), attrs) of one slide's attention file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: attention file missing; run `dvc repro train_mil`")
+        raise AttentionMissing(f"{path}: attention file missing; run `dvc repro train_mil` (the training cohort) or "
+                               "`make eval-cptac` (an external cohort: it writes the evaluated model's attention)")
     with h5py.File(path, "r") as f:
         for key in ("coords", "attention_raw", "attention"):
             if key not in f:

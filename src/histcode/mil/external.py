@@ -28,11 +28,18 @@ def evaluate_cohort(
     seed: int,
     chunk_tiles: int = 8192,
     progress: bool = True,
+    attention_dir: Path | None = None,
+    attention_attrs: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Predictions for every slide (``fold`` -1, ``split`` "external") and metrics with bootstrap CIs."""
+    """Predictions for every slide (``fold`` -1, ``split`` "external") and metrics with bootstrap CIs; with
+    ``attention_dir`` each slide's attention file too (heatmaps of external slides), replacing an earlier run's."""
     df = read_manifest(manifest, columns=LABELLED_COLUMNS, labelled=True)
     paths, failures = feature_paths(features_dir, list(df["slide_id"]))
-    probs, failed = predict_slides(model, paths, chunk_tiles=chunk_tiles, progress=progress)
+    if attention_dir is not None:  # a slide that fails now must not keep the attention of an earlier model
+        for old in Path(attention_dir).glob("*.h5"):
+            old.unlink()
+    probs, failed = predict_slides(model, paths, chunk_tiles=chunk_tiles, progress=progress,
+                                   attention_dir=attention_dir, attrs=attention_attrs)
     failures.update(failed)
     pooling = getattr(model.pooling, "name", "unknown")
     preds = df.merge(probs[["slide_id", "prob_tumor"]], on="slide_id", how="inner")
