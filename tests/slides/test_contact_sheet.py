@@ -14,6 +14,7 @@ from histcode.slides.contact_sheet import (
     CELL_PX,
     PAD_PX,
     SheetInputError,
+    _cell,
     _picture,
     read_entries,
     render_pages,
@@ -37,7 +38,8 @@ def _cohort(tmp_path: Path) -> tuple[Path, Path]:
         w.writeheader()
         for slide, status, n, reason in rows:
             w.writerow({"slide": slide, "status": status, "n_tiles": n, "reason": reason,
-                        "tissue_area_mm2": 1.5 if status == "done" else ""})
+                        "tissue_area_mm2": 1.5 if status == "done" else "",
+                        "tile_size_level0": 64 if slide == "s_b" else 256})  # s_b: a 2 µm/px scan
             if status == "done" and slide != "s_d":
                 pic = np.full((300, 400, 3), COLOUR, np.uint8)
                 cv2.imwrite(str(masks / f"{slide}.png"), np.concatenate([pic, _legend(400, slide)], axis=0))
@@ -53,6 +55,22 @@ def test_failed_and_missing_first_then_fewest_tiles(tmp_path: Path) -> None:
     (tmp_path / "shard").mkdir()
     shard = read_entries(*_cohort(tmp_path / "shard"), only={"s_a", "s_c"})
     assert [e.slide for e in shard] == ["s_c", "s_a"]  # a job-array shard's sheet shows its own slides
+
+
+def test_a_coarse_scan_is_marked_on_its_caption(tmp_path: Path) -> None:
+    """With the cohort's tile_px the sheet marks a slide whose tiles were enlarged (here 4x: 64 level-0 px per
+    256 px tile) in a red caption; without it, or for the others, nothing is marked."""
+    plist, masks = _cohort(tmp_path)
+    entries = {e.slide: e for e in read_entries(plist, masks, tile_px=256)}
+    assert entries["s_b"].enlarged == 4.0 and all(e.enlarged is None for s, e in entries.items() if s != "s_b")
+    assert all(e.enlarged is None for e in read_entries(plist, masks))
+    red = (0, 0, 200)
+
+    def caption_red(entry) -> int:
+        cell = _cell(entry)
+        return int((np.abs(cell[-20:].astype(int) - red).max(axis=2) < 60).sum())
+
+    assert caption_red(entries["s_b"]) > 50 and caption_red(entries["s_e"]) == 0
 
 
 def test_picture_drops_the_masks_own_legend(tmp_path: Path) -> None:

@@ -34,16 +34,19 @@ def register(app: typer.Typer) -> None:
         params: Path = typer.Option(Path("params.yaml"), help="params file (section base)."),
     ) -> None:
         """Every slide's tissue mask on a few JPEG pages, failed slides first, then the fewest tiles first."""
-        from histcode.config import base, load_params
+        from histcode.config import base, load_params, section
         from histcode.paths import Paths
+        from histcode.slides.config import TileConfig
         from histcode.slides.contact_sheet import write_contact_sheets
 
-        bcfg = base(load_params(params))
+        data = load_params(params)
+        bcfg = base(data)
         bcfg.cohort(cohort)  # an unknown name fails here, naming the cohorts params.yaml declares
         paths = Paths.from_base(bcfg)
         folder = out or paths.figures("tiles") / cohort
         pages = write_contact_sheets(paths.process_list(cohort), paths.masks(cohort), folder,
-                                     f"{cohort}: tissue masks", per_page=per_page)
+                                     f"{cohort}: tissue masks", per_page=per_page,
+                                     tile_px=section(TileConfig, "tile", data).tile_px)
         typer.echo(f"contact-sheets {cohort}: {len(pages)} page(s) in {folder}")
 
     @app.command("stain-ref")

@@ -19,7 +19,7 @@ import numpy as np
 
 from histcode.atomic import atomic_path
 from histcode.errors import HistcodeError
-from histcode.slides.process_list import read_process_list
+from histcode.slides.process_list import read_process_list, upsampled_slides
 from histcode.slides.render import _legend
 
 CELL_PX = 320  # longer side of one slide's picture on the page
@@ -43,23 +43,28 @@ class SheetEntry:
     tissue_mm2: float
     reason: str
     mask: Path | None
+    enlarged: float | None = None  # tiles enlarged from a coarser scan by this factor (flagged ones only)
 
 
-def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = None) -> list[SheetEntry]:
+def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = None,
+                 tile_px: int | None = None) -> list[SheetEntry]:
     """Every slide of ``process_list`` (or those in ``only``) in sheet order: slides without a picture first
-    (failed, or their mask PNG is missing), then the rest; each group by tile count, then slide id."""
+    (failed, or their mask PNG is missing), then the rest; each group by tile count, then slide id. With
+    ``tile_px`` a slide scanned coarser than the target is marked with its enlargement (``upsampled_slides``)."""
     if not Path(process_list).is_file():
         raise SheetInputError(f"{process_list}: no process list; tile the cohort first (`histcode tile --cohort "
                               f"<cohort>`)")
     out = []
-    for r in read_process_list(process_list):
+    rows = read_process_list(process_list)
+    enlarged = upsampled_slides(rows, tile_px) if tile_px else {}
+    for r in rows:
         if only is not None and r["slide"] not in only:
             continue
         png = masks_dir / f"{r['slide']}.png"
         done = r["status"] == "done"
         out.append(SheetEntry(slide=r["slide"], status=r["status"], n_tiles=int(float(r["n_tiles"] or 0)),
                               tissue_mm2=float(r.get("tissue_area_mm2") or "nan"), reason=r.get("reason") or "",
-                              mask=png if done and png.is_file() else None))
+                              mask=png if done and png.is_file() else None, enlarged=enlarged.get(r["slide"])))
     return sorted(out, key=lambda e: (e.mask is not None, e.n_tiles, e.slide))
 
 
@@ -89,9 +94,11 @@ def _cell(entry: SheetEntry) -> np.ndarray:
     name = entry.slide if len(entry.slide) <= 44 else entry.slide[:41] + "..."
     area = f"{entry.tissue_mm2:.1f} mm2 tissue" if math.isfinite(entry.tissue_mm2) else "tissue n/a"
     detail = f"{entry.n_tiles} tiles, {area}" if entry.status == "done" else entry.status
+    if entry.enlarged:  # a coarse scan: its tiles are blurred (a red caption, as a failed slide gets)
+        detail += f", {entry.enlarged:.1f}x enlarged"
+    colour = (0, 0, 0) if entry.status == "done" and not entry.enlarged else (0, 0, 200)
     cv2.putText(cell, name, (2, y + 13), FONT, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(cell, detail, (2, y + 29), FONT, 0.42, (0, 0, 0) if entry.status == "done" else (0, 0, 200),
-                1, cv2.LINE_AA)
+    cv2.putText(cell, detail, (2, y + 29), FONT, 0.42, colour, 1, cv2.LINE_AA)
     return cell
 
 
@@ -120,12 +127,13 @@ def render_pages(entries: list[SheetEntry], title: str, *, per_page: int = 30, c
 
 
 def write_contact_sheets(process_list: Path, masks_dir: Path, out_dir: Path, title: str, *,
-                         per_page: int = 30, cols: int = 6, only: set[str] | None = None) -> list[Path]:
+                         per_page: int = 30, cols: int = 6, only: set[str] | None = None,
+                         tile_px: int | None = None) -> list[Path]:
     """Write ``out_dir/contact_sheet_pNN.jpg`` for every slide of ``process_list`` (or those in ``only``: one
     shard's slides); returns the paths.
 
     JPEG: a page is 30 downscaled slide pictures, which PNG stores at ~5 MB and JPEG at a tenth of that."""
-    entries = read_entries(process_list, masks_dir, only)
+    entries = read_entries(process_list, masks_dir, only, tile_px)
     paths = []
     for i, page in enumerate(render_pages(entries, title, per_page=per_page, cols=cols), start=1):
         ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -59,7 +59,8 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
             sharded = shard != (0, 1)  # a job-array shard shows its own slides, not the whole cohort again
             title = f"{cohort} (shard {shard[0]}/{shard[1]}): tissue masks" if sharded else f"{cohort}: tissue masks"
             for page in write_contact_sheets(plist, paths.masks(cohort), Path(tmp), title,
-                                             only={r.slide for r in results} if sharded else None):
+                                             only={r.slide for r in results} if sharded else None,
+                                             tile_px=cfg.tile_px):
                 tracking.log_artifact(page, artifact_path="masks")
         run.metrics = metrics
     return metrics
