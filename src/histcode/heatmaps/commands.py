@@ -48,18 +48,20 @@ def register(app: typer.Typer) -> None:
         manifest = read_manifest(paths.slides_csv(cohort)).set_index("slide_id")
         if slide not in manifest.index:
             raise typer.BadParameter(f"{slide!r} is not in {paths.slides_csv(cohort)}")
+        from histcode.io.attention import read_attention_attrs
+
+        attention = paths.attention_h5(cohort, pooling, slide)
+        # an external slide: the attention of the model the last `make eval-cptac` evaluated, named in the title
+        source = read_attention_attrs(attention).get("model") if attention.is_file() else None
         files = render_slide(
             manifest.loc[slide, "path"],
-            paths.attention_h5(cohort, pooling, slide),
+            attention,
             paths.coords_h5(cohort, slide),
             out or paths.figures("heatmaps") / slide,
             cfg,
-            title=f"{slide} ({pooling})",
+            title=f"{slide} ({pooling}{f'; {source}, external' if source else ''})",
         )
-        from histcode.io.attention import read_attention_attrs
-
-        source = read_attention_attrs(paths.attention_h5(cohort, pooling, slide)).get("model")
-        if source:  # an external slide: the attention of the model `make eval-cptac` evaluated last
+        if source:
             typer.echo(f"attention of {source} (the last `histcode evaluate-external --cohort {cohort}`)")
         for name, path in files.items():
             typer.echo(f"{name}: {path}")
