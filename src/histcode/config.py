@@ -218,6 +218,14 @@ class BaseConfig:
         return names[0]
 
 
+def check_rules(section_name: str, cfg: Any, rules: dict[str, tuple[bool, str]]) -> None:
+    """One ``ConfigError`` naming every key of ``section_name`` whose rule fails, with its value and the rule
+    (``{key: (holds, "in [0, 1]")}``): a user fixes params.yaml from the message, not from the code."""
+    bad = [f"{section_name}.{k} = {getattr(cfg, k)!r} must be {rule}" for k, (ok, rule) in rules.items() if not ok]
+    if bad:
+        raise ConfigError(f"{'; '.join(bad)}.")
+
+
 def base(params: dict[str, Any] | str | Path = DEFAULT_PARAMS) -> BaseConfig:
     """The ``base`` section."""
     return section(BaseConfig, "base", params)

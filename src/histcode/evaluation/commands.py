@@ -65,12 +65,12 @@ def register(app: typer.Typer) -> None:
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
     ) -> None:
         """Deprecated alias of ``histcode evaluate-external --model M`` (one workflow, one metrics file)."""
-        typer.echo("warning: `histcode eval-external` is deprecated and will be removed; use `histcode "
-                   f"evaluate-external --cohort {cohort} --model {model}`.", err=True)
         from histcode.config import base
         from histcode.evaluation.champion_external import evaluate_external
 
         cohort = cohort or base(params).external_cohort()
+        typer.echo("warning: `histcode eval-external` is deprecated and will be removed; use `histcode "
+                   f"evaluate-external --cohort {cohort} --model {model}`.", err=True)
         m = evaluate_external(params, cohort, model=model, calibration=calibration, recalibration=recalibration)
         typer.echo(
             f"{cohort}: n={int(m.get('n', 0))} AUC {m.get('auc', float('nan')):.3f} "

@@ -48,7 +48,7 @@ class ExtractConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from histcode.config import ConfigError
+        from histcode.config import ConfigError, check_rules
         from histcode.precision import check_setting
 
         check_setting(self.bf16, "extract.bf16")
@@ -61,6 +61,4 @@ class ExtractConfig:
             "max_bad_tile_frac": (0 <= self.max_bad_tile_frac <= 1, "in [0, 1]"),
             "baseline_max_tiles": (self.baseline_max_tiles >= 0, ">= 0 (0 = every tile)"),
         }
-        bad = [f"extract.{k} = {getattr(self, k)!r} must be {rule}" for k, (ok, rule) in rules.items() if not ok]
-        if bad:
-            raise ConfigError(f"{'; '.join(bad)}.")
+        check_rules("extract", self, rules)

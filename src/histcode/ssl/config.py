@@ -78,11 +78,9 @@ class PretrainConfig:
             "jpeg_quality": (1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
                              "[low, high] with 1 <= low <= high <= 100"),
         }
-        bad = [f"pretrain.{k} = {getattr(self, k)!r} must be {rule}" for k, (ok, rule) in rules.items() if not ok]
-        if bad:
-            from histcode.config import ConfigError
+        from histcode.config import check_rules
 
-            raise ConfigError(f"{'; '.join(bad)}.")
+        check_rules("pretrain", self, rules)
         from histcode.precision import check_setting
 
         check_setting(self.bf16, "pretrain.bf16")
