@@ -76,3 +76,21 @@ def test_rerun_of_a_finished_run_changes_nothing(tiff_project: Path) -> None:
     resumed = run_pretrain(PARAMS, resume="auto")
     assert len(mlflow.search_runs(search_all_experiments=True)) == n_runs + 1
     assert resumed.metrics["resumed_at_epoch"] == 2 and (enc / "encoder.pt").read_bytes() == before[outs[0]][0]
+
+
+def test_a_cohort_too_small_for_one_batch_fails_before_any_run(tiff_project: Path) -> None:
+    """The paper profile's batch of 256 on a pilot (here 64 sampled tiles): one ConfigError naming a batch size that
+    fits, raised before a model is built or an MLflow run is opened (a failed run in the UI for a params mistake is
+    noise), and nothing is written."""
+    import mlflow
+    import pytest
+
+    from histcode.config import ConfigError
+
+    before = {r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
+    params = {**PARAMS, "pretrain": {**PARAMS["pretrain"], "batch_size": 256}}
+    with pytest.raises(ConfigError, match=r"pretrain samples 64 tiles per epoch.*batch_size to at most 64"):
+        run_pretrain(params)
+    after = {r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
+    assert after == before
+    assert not list((tiff_project / "data" / "models").rglob("*.*"))  # no encoder file, no checkpoint

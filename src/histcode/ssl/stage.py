@@ -27,6 +27,7 @@ from histcode.registry.names import ENCODER
 from histcode.slides.cohort_tiles import collect_slides
 from histcode.slides.tile_dataset import SlideTileDataset
 from histcode.ssl.config import PretrainConfig
+from histcode.ssl.data import epoch_batches, sample_epoch
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,10 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
     for f in failures:
         log.warning("pretrain: skipping slide %s (%s): %s", f.slide_id, f.stage, f.reason)
     dataset = SlideTileDataset(slides, out_px=cfg.read_px)
+    # a pilot cohort too small for one batch fails here, in one line, before a model or an MLflow run exists
+    epoch_batches(sample_epoch(dataset.n_tiles, fraction=cfg.tiles_per_slide, max_per_slide=cfg.max_tiles_per_slide,
+                               seed=bcfg.seed, epoch=0),
+                  batch_size=cfg.batch_size, rank=0, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     ckpt = paths.checkpoints("pretrain") / f"{cfg.method}.pt"
     if resume == "auto" and out == paths.models("encoder") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         done = replay_finished(cfg, ckpt, out, data_key(dataset, cfg, paths), bcfg.seed, cohort, paths)
