@@ -76,8 +76,10 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
         if not configured(tile_json.stem):
             continue
         t = _load(reports, "tile", tile_json.stem, problems)
+        coarse = int(t.get("n_upsampled", 0))  # warned per slide in the tile log; the contact sheet marks them
         lines.append(f"tiles  {tile_json.stem}: {t.get('n_tiles', 0)} tiles from {t.get('n_done', 0)}/"
-                     f"{t.get('n_slides', 0)} slides ({t.get('n_failed', 0)} failed)")
+                     f"{t.get('n_slides', 0)} slides ({t.get('n_failed', 0)} failed"
+                     + (f", {coarse} enlarged from a coarser scan)" if coarse else ")"))
     pre = _load(reports, "pretrain", problems=problems)
     if pre:
         labels = {"final_loss": "final loss", "epochs_done": "epochs", "steps": "steps", "tiles_per_s": "tiles/s"}

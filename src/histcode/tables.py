@@ -92,7 +92,8 @@ def _matches(key: str, pattern: str) -> bool:
 # The one declaration of what the stages write and summary reads (the writer, ``tracking.log_metrics``, warns
 # when a required key is missing; ``histcode.summary`` reads no key that is not declared here).
 METRICS_FILES: dict[str, MetricsFile] = {
-    "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles")),
+    "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
+                        ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),
     "mil": MetricsFile("mil", ("primary_pooling", "*.auc", "*.accuracy", "*.balanced_accuracy")),
     "mil_attention": MetricsFile("mil_attention", ("n_rendered", "n_failed", "truth_evaluated"),

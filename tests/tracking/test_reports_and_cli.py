@@ -45,6 +45,11 @@ def test_summary_only_configured_cohorts_and_writer_keys(reports: Path) -> None:
     text = "\n".join(summary_lines(reports, reports / "figures", COHORTS))
     assert "tiles  tcga_brca" in text and "old_cohort" not in text and "old_external" not in text
     assert "pretrain: final loss 1.25, epochs 7, steps 70, tiles/s 50" in text
+    assert "tiles  tcga_brca: 100 tiles from 4/4 slides (0 failed)\n" in text + "\n"
+    _write(reports / "metrics" / "tile" / "cptac_brca.json",
+           {"n_tiles": 100, "n_done": 4, "n_slides": 4, "n_failed": 0, "n_upsampled": 1})
+    text = "\n".join(summary_lines(reports, reports / "figures", COHORTS))
+    assert "tiles  cptac_brca: 100 tiles from 4/4 slides (0 failed, 1 enlarged from a coarser scan)" in text
 
 
 def test_summary_attention_line_is_the_registered_models(reports: Path) -> None:
