@@ -160,12 +160,12 @@ def run_pretrain(params: str | Path | dict[str, Any] = "params.yaml", *, resume:
     for f in failures:
         log.warning("pretrain: skipping slide %s (%s): %s", f.slide_id, f.stage, f.reason)
     dataset = SlideTileDataset(slides, out_px=cfg.read_px)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's ranks (the process group is not up yet)
     # a pilot cohort too small for one batch fails here, in one line, before a model or an MLflow run exists
     epoch_batches(sample_epoch(dataset.n_tiles, fraction=cfg.tiles_per_slide, max_per_slide=cfg.max_tiles_per_slide,
-                               seed=bcfg.seed, epoch=0),
-                  batch_size=cfg.batch_size, rank=0, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+                               seed=bcfg.seed, epoch=0), batch_size=cfg.batch_size, rank=0, world_size=world)
     ckpt = paths.checkpoints("pretrain") / f"{cfg.method}.pt"
-    if resume == "auto" and out == paths.models("encoder") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if resume == "auto" and out == paths.models("encoder") and world == 1:
         done = replay_finished(cfg, ckpt, out, data_key(dataset, cfg, paths), bcfg.seed, cohort, paths)
         if done is not None:
             return done
