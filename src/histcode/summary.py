@@ -72,6 +72,14 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
 
     lines: list[str] = []
     metrics = reports / "metrics"
+    for ingest_json in sorted(METRICS_FILES["ingest"].path(reports, "*").parent.glob("*.json")):
+        if not configured(ingest_json.stem):
+            continue
+        ing = _load(reports, "ingest", ingest_json.stem, problems)
+        if ing.get("preparation_confounded"):  # the ingest log's warning says which slides and the fix
+            lines.append(f"slides {ingest_json.stem}: tumour vs normal confounded with tissue preparation "
+                         f"({int(ing.get('slides_ffpe', 0))} FFPE (DX), {int(ing.get('slides_frozen', 0))} frozen "
+                         f"(TS/BS/MS) slides): see base.cohorts.{ingest_json.stem}.preparation in the README")
     for tile_json in sorted(METRICS_FILES["tile"].path(reports, "*").parent.glob("*.json")):
         if not configured(tile_json.stem):
             continue

@@ -18,7 +18,7 @@ TABLES_DIR = "tables"
 
 # metrics family (first path part under reports/metrics, without .json) → declared keys, in table order
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "ingest": ("slides", "slides_tumour", "slides_normal", "patients", "failures"),
+    "ingest": ("slides", "slides_tumour", "slides_normal", "patients", "failures", "preparation_confounded"),
     "tile": ("n_slides", "n_done", "n_failed", "n_tiles", "tissue_area_mm2"),
     "pretrain": ("epochs_done", "steps", "final_loss", "tiles_per_s"),
     "extract": ("n_slides", "tiles", "tiles_per_s", "*/slides_failed"),
@@ -92,6 +92,9 @@ def _matches(key: str, pattern: str) -> bool:
 # The one declaration of what the stages write and summary reads (the writer, ``tracking.log_metrics``, warns
 # when a required key is missing; ``histcode.summary`` reads no key that is not declared here).
 METRICS_FILES: dict[str, MetricsFile] = {
+    "ingest": MetricsFile("ingest/{cohort}", ("slides", "slides_tumour", "slides_normal", "patients", "failures"),
+                          # slides per tissue preparation (TCGA slide barcodes; files from round 21 on)
+                          ("slides_frozen", "slides_ffpe", "slides_preparation_unknown", "preparation_confounded")),
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
                         ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),

@@ -76,3 +76,22 @@ def test_build_inputs_choice_short_bags_and_failures(tmp_path: Path):
     assert "re-run train_mil" in t.loc["P3", "reason"]
     assert t.loc["P4", "status"] == "failed" and "no tumour slide" in t.loc["P4", "reason"]
     assert out.slide_ids == {"P1": "P1-B", "P2": "P2-A"}
+
+
+def test_frozen_section_is_chosen_over_a_larger_ffpe_slide(tmp_path: Path):
+    """The RNA-seq comes from the frozen sample: its TS section is the DE input even when the patient's FFPE
+    diagnostic slide (DX, another block) has more tiles; among frozen sections the larger still wins."""
+    fdir, adir = tmp_path / "f", tmp_path / "a"
+    rng = np.random.default_rng(1)
+    ids = {"dx": "TCGA-AA-0001-01Z-00-DX1.a", "ts": "TCGA-AA-0001-01A-01-TS1.b", "bs": "TCGA-AA-0001-01A-01-BS1.c"}
+    for sid, n in ((ids["dx"], 40), (ids["ts"], 9), (ids["bs"], 12)):
+        coords = np.stack([np.arange(n), np.zeros(n)], 1).astype(np.int32)
+        _write(fdir / f"{sid}.h5", features=rng.normal(size=(n, 4)).astype(np.float32), coords=coords)
+        _write(adir / f"{sid}.h5", coords=coords, attention_raw=np.arange(n, dtype=np.float32),
+               attention=np.full(n, 1.0 / n, dtype=np.float32))
+    manifest = pd.DataFrame({"slide_id": list(ids.values()), "patient_id": ["TCGA-AA-0001"] * 3, "label": [1, 1, 1]})
+    out = build_de_inputs(manifest, ["TCGA-AA-0001"], fdir, adir, top_l=4, bottom_l=4, progress=False)
+    assert out.slide_ids == {"TCGA-AA-0001": ids["bs"]}
+    only_dx = manifest.iloc[[0]]  # a DX slide alone is still used
+    assert build_de_inputs(only_dx, ["TCGA-AA-0001"], fdir, adir, top_l=4, bottom_l=4,
+                           progress=False).slide_ids == {"TCGA-AA-0001": ids["dx"]}

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -45,8 +46,31 @@ PILOT = {  # what a CPU pilot changes; everything else is the paper profile (Res
     "tune": {"mil": {"n_trials": 2, "timeout_s": None, "folds": 2}},
 }
 
-CMU1_ROW = ("4c0ffee0-0000-4000-8000-00000000c001\tTCGA-ZZ-CMU1-01Z-00-DX1.0f1e2d3c-4b5a-4697-8877-665544332211.svs"
-            "\tBiospecimen\tSlide Image\tTCGA-BRCA\tTCGA-ZZ-CMU1\tTCGA-ZZ-CMU1-01Z\tPrimary Tumor\n")
+CMU1_ROW = ("4c0ffee0-0000-4000-8000-00000000c001\tTCGA-ZZ-CMU1-01A-01-TS1.0f1e2d3c-4b5a-4697-8877-665544332211.svs"
+            "\tBiospecimen\tSlide Image\tTCGA-BRCA\tTCGA-ZZ-CMU1\tTCGA-ZZ-CMU1-01A\tPrimary Tumor\n")
+DX_NAME = "{patient}-01Z-00-DX1.5e1f0a7b-9c2d-4e3f-8a1b-2c3d4e5f6a7b.svs"  # one FFPE diagnostic slide in the download
+
+
+def _as_tissue_slide_download(cohort: Path) -> str:
+    """The generator names its tumour slides as TCGA's FFPE diagnostic slides (DX1); a download of the "Tissue
+    Slide" images, which the paper profile keeps (``preparation: frozen``), has the tumour samples' frozen sections
+    (01A-01-TS1) instead. Rename them so, and add one DX slide back, as downloading every "Slide Image" would.
+    Returns the DX slide's file name."""
+    sheet_path = cohort / "gdc_sample_sheet.slides.tsv"
+    sheet = sheet_path.read_text()
+    for f in sorted((cohort / "slides").iterdir()):
+        if "-01Z-00-DX1." in f.name:
+            new = f.name.replace("-01Z-00-DX1.", "-01A-01-TS1.")
+            f.rename(f.with_name(new))
+            sheet = sheet.replace(f.name, new)
+    sheet = sheet.replace("-01Z\tPrimary Tumor", "-01A\tPrimary Tumor")
+    frozen = sorted((cohort / "slides").glob("*-01A-01-TS1.*"))[0]
+    patient = frozen.name[:12]
+    dx = DX_NAME.format(patient=patient)
+    shutil.copy(frozen, frozen.with_name(dx))
+    sheet_path.write_text(sheet + f"dx-0001\t{dx}\tBiospecimen\tSlide Image\tTCGA-BRCA\t{patient}\t{patient}-01Z"
+                          "\tPrimary Tumor\n")
+    return dx
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 900, ok: bool = True) -> str:
@@ -76,6 +100,7 @@ def pilot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     raw = proj / "data" / "raw"
     shutil.copytree(gen / "out" / "tcga_synth", raw / "tcga_brca")
     shutil.copytree(gen / "out" / "cptac_synth", raw / "cptac_brca")
+    _as_tissue_slide_download(raw / "tcga_brca")
     shutil.copy(DATA / "CMU-1-Small-Region.svs", raw / "tcga_brca" / "slides" / CMU1_ROW.split("\t")[1])
     with open(raw / "tcga_brca" / "gdc_sample_sheet.slides.tsv", "a") as fh:
         fh.write(CMU1_ROW)
@@ -110,6 +135,20 @@ def test_the_paper_profile_runs_every_stage_on_a_gdc_layout(pilot: tuple[Path, d
     # CMU-1's patient has no RNA-seq and one generated patient no matched normal: both excluded, and counted
     assert (targets["patients"], targets["pairs"], targets["excluded_patients"]) == (6, 5, 2)
     assert (proj / "reports/tune/mil_best.yaml").exists()
+
+
+def test_the_profile_keeps_frozen_sections_and_records_the_ffpe_slide(
+        pilot: tuple[Path, dict[str, str], str]) -> None:
+    """``preparation: frozen`` (the paper profile): the one DX slide is excluded with its reason, every other slide is
+    a frozen section, and tumour vs normal is not confounded with preparation."""
+    proj, _, log = pilot
+    fails = pd.read_csv(proj / "data/manifests/tcga_brca/failures.csv")
+    dx = fails[fails["kind"] == "excluded_preparation"]
+    assert len(dx) == 1 and dx["file"].iloc[0].endswith("-01Z-00-DX1.5e1f0a7b-9c2d-4e3f-8a1b-2c3d4e5f6a7b.svs")
+    assert "base.cohorts.tcga_brca.preparation is 'frozen' and it is a FFPE (DX) slide" in dx["reason"].iloc[0]
+    ingest = json.loads((proj / "reports/metrics/ingest/tcga_brca.json").read_text())
+    assert (ingest["slides_frozen"], ingest["slides_ffpe"], ingest["preparation_confounded"]) == (13, 0, 0)
+    assert "confounded with tissue preparation" not in log
 
 
 def test_the_coarse_real_slide_is_tiled_and_flagged(pilot: tuple[Path, dict[str, str], str]) -> None:

@@ -1,8 +1,11 @@
-"""TCGA barcodes: parse ``TCGA-XX-XXXX-01A-01-TS1`` into patient, sample type and vial.
+"""TCGA barcodes: parse ``TCGA-XX-XXXX-01A-01-TS1`` into patient, sample type, vial and slide section.
 
 Why: cohorts without a sample sheet (kind ``barcode``) carry their metadata only in the file names, and
 the sample sheets themselves are checked against the same patterns. Codes follow the GDC "Sample Type
-Codes" table (01 Primary Tumor, 11 Solid Tissue Normal, 06 Metastatic, ...).
+Codes" table (01 Primary Tumor, 11 Solid Tissue Normal, 06 Metastatic, ...). The slide section says how the
+tissue was prepared, which no GDC sample sheet column does: ``TS``/``BS``/``MS`` are the top/bottom/middle
+frozen sections of the sample sent for molecular profiling, ``DX`` a formalin-fixed, paraffin-embedded (FFPE)
+diagnostic slide, cut for tumour samples only.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ SAMPLE_TYPE_CODES: dict[str, str] = {
 #: every sample type string a GDC sample sheet may hold (anything else is a malformed sheet)
 GDC_SAMPLE_TYPES: frozenset[str] = frozenset(SAMPLE_TYPE_CODES.values())
 
+FROZEN, FFPE = "frozen", "ffpe"
+#: slide section code (the letters of ``TS1``, ``DX1``) → tissue preparation
+SECTION_PREPARATION: dict[str, str] = {"TS": FROZEN, "BS": FROZEN, "MS": FROZEN, "DX": FFPE}
+
 
 class BarcodeError(HistcodeError, ValueError):
     """A string holds no TCGA barcode, or one with an unknown sample type code."""
@@ -89,6 +96,11 @@ class TCGABarcode:
         """1 tumour, 0 normal, None for any other sample type."""
         return LABELS.get(self.sample_type)
 
+    @property
+    def preparation(self) -> str | None:
+        """``frozen`` (TS/BS/MS sections), ``ffpe`` (DX diagnostic slides), None when the barcode names no slide."""
+        return SECTION_PREPARATION.get(self.slide[:2]) if self.slide else None
+
 
 def parse_barcode(text: str) -> TCGABarcode:
     """Find and parse the first TCGA barcode in ``text`` (a barcode, file name or path).
@@ -115,6 +127,15 @@ def parse_barcode(text: str) -> TCGABarcode:
         portion=m.group("portion"),
         slide=slide.upper() if slide else None,
     )
+
+
+def preparation_of(text: str) -> str | None:
+    """``frozen``/``ffpe`` from the TCGA slide barcode in ``text`` (a slide id or file name); None when there is no
+    TCGA barcode or it names no slide section (a CPTAC id, ``TCGA-XX-XXXX-01A.svs``)."""
+    try:
+        return parse_barcode(text).preparation
+    except BarcodeError:
+        return None
 
 
 def patient_of(text: str) -> str:

@@ -3,8 +3,9 @@
 
 Flow: read the input table → validate it (GE) → candidate rows → exclude sample types other than
 tumour/normal and files that are missing or not slides (each recorded with its reason in failures.csv)
-→ validate the canonical manifests (GE) → write everything atomically. A failed validation writes the
-report and raises ``ValidationError``; one bad file never stops the cohort.
+→ keep the configured tissue preparation (TCGA slide barcodes; ``preparation``) → validate the canonical
+manifests (GE) → write everything atomically; warn when tumour vs normal is confounded with preparation. A
+failed validation writes the report and raises ``ValidationError``; one bad file never stops the cohort.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from histcode.atomic import write_csv, write_json
-from histcode.cohort import sources, suites
+from histcode.cohort import preparation, sources, suites
 from histcode.cohort.barcodes import LABELS, BarcodeError, parse_barcode
 from histcode.cohort.config import IngestConfig
 from histcode.cohort.files import rna_problem, slide_problem
@@ -45,6 +46,8 @@ class IngestResult:
     failures: pd.DataFrame
     report: dict[str, Any]
     counts: dict[str, float]
+    preparation: dict[str, float]  # slides per tissue preparation and the confound flag (metrics, not the report)
+    preparation_warning: str | None = None
 
 
 def _exclude_sample_types(df: pd.DataFrame, table: str, failures: list[dict[str, Any]]) -> pd.DataFrame:
@@ -170,6 +173,10 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
         if cohort.kind == "gdc":
             slides = _check_barcode_sample_type(slides, "slides", "file", failures)
         slides = _exclude_sample_types(slides, "slides", failures)
+        if cohort.preparation != "all" and cohort.kind == "cptac":
+            raise IngestError(f"base.cohorts.{name}.preparation: {cohort.preparation!r} needs TCGA slide barcodes "
+                              "(kind gdc or barcode); a CPTAC manifest has none, so set it to 'all'")
+        slides = preparation.select(slides, cohort=name, keep=cohort.preparation, failures=failures)
         if cfg.require_files:
             check = (lambda r: slide_problem(Path(r["path"]))) if cfg.check_format else (
                 lambda r: None if Path(r["path"]).exists() else ("missing_file", f"{r['path']}: file not found"))
@@ -197,6 +204,7 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
 
     fail_df = pd.DataFrame(failures, columns=list(suites.FAILURE_COLUMNS))
     counts = _counts(cands, slides, rna, fail_df)
+    prep_counts, prep_warning = preparation.summarise(slides, cohort=name, synthetic=cohort.synthetic)
     full_report = {"cohort": name, "success": True, "counts": counts, "tables": report}
     write_csv(out_dir / SLIDES_CSV, slides)
     if rna is not None:
@@ -211,6 +219,8 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
         summary = ", ".join(f"{n} {k}" for k, n in sorted(Counter(fail_df["kind"]).items()))
         log.warning("cohort %s: %d input row(s) excluded (%s); reasons per row in %s", name, len(fail_df), summary,
                     out_dir / FAILURES_CSV)
+    if prep_warning:
+        log.warning(prep_warning)
     log.info("cohort %s: %d slides (%d tumour, %d normal) from %d patients", name, counts["slides"],
              counts["slides_tumour"], counts["slides_normal"], counts["patients"])
-    return IngestResult(name, out_dir, slides, rna, fail_df, full_report, counts)
+    return IngestResult(name, out_dir, slides, rna, fail_df, full_report, counts, prep_counts, prep_warning)

@@ -1,10 +1,12 @@
 """DE inputs (issue 6 §3): mean embedding of the top-l and bottom-l attention tiles of a tumour slide.
 
 For each patient with expression targets we pick one tumour slide (label 1). Among several, the choice is
-deterministic and recorded: the slide with the most tiles (the largest tissue section), ties broken by
-``slide_id``. Tiles are ranked by ``attention_raw`` (pre-softmax; softmax is monotonic so the order is the
-same, but raw scores keep resolution where a large bag's softmax underflows to ties). A slide with fewer
-than l tiles uses all it has (top and bottom sets then overlap); counts are recorded per patient.
+deterministic and recorded: a frozen section (TCGA ``TS``/``BS``/``MS``) before an FFPE diagnostic slide (``DX``),
+since the RNA-seq comes from the frozen sample and a DX slide is another block; then the slide with the most tiles
+(the largest tissue section), ties broken by ``slide_id``. Tiles are ranked by ``attention_raw`` (pre-softmax;
+softmax is monotonic so the order is the same, but raw scores keep resolution where a large bag's softmax
+underflows to ties). A slide with fewer than l tiles uses all it has (top and bottom sets then overlap); counts are
+recorded per patient.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from histcode.cohort.barcodes import FROZEN, preparation_of
 from histcode.console import tqdm
 from histcode.io.attention import read_attention
 from histcode.io.features import feature_shape, read_features
@@ -88,8 +91,8 @@ def _tumour_slides(manifest: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def _candidates(slide_ids: list[str], features_dir: Path, attention_dir: Path) -> list[tuple[str, int]]:
-    """(slide_id, n_tiles) of slides with both files, most tiles first (ties: slide id); one slide skips the
-    tile count."""
+    """(slide_id, n_tiles) of slides with both files, frozen sections first, then most tiles (ties: slide id); one
+    slide skips the tile count."""
     present = [s for s in slide_ids if (features_dir / f"{s}.h5").exists() and (attention_dir / f"{s}.h5").exists()]
     if len(present) <= 1:
         return [(s, -1) for s in present]
@@ -99,7 +102,7 @@ def _candidates(slide_ids: list[str], features_dir: Path, attention_dir: Path) -
             out.append((sid, n_tiles(features_dir / f"{sid}.h5")))
         except (OSError, KeyError) as exc:
             log.warning("%s: unreadable features file (%s); skipping this slide", features_dir / f"{sid}.h5", exc)
-    return sorted(out, key=lambda t: (-t[1], t[0]))
+    return sorted(out, key=lambda t: (preparation_of(t[0]) != FROZEN, -t[1], t[0]))
 
 
 def load_patient_input(features_h5: Path, attention_h5: Path, top_l: int, bottom_l: int) -> tuple[np.ndarray, dict]:
