@@ -18,7 +18,8 @@ TABLES_DIR = "tables"
 
 # metrics family (first path part under reports/metrics, without .json) → declared keys, in table order
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "ingest": ("slides", "slides_tumour", "slides_normal", "patients", "failures", "preparation_confounded"),
+    "ingest": ("slides", "slides_tumour", "slides_normal", "patients", "failures", "preparation_confounded",
+               "site_only_auc"),
     "tile": ("n_slides", "n_done", "n_failed", "n_tiles", "tissue_area_mm2"),
     "pretrain": ("epochs_done", "steps", "final_loss", "tiles_per_s"),
     "extract": ("n_slides", "tiles", "tiles_per_s", "*/slides_failed"),
@@ -93,8 +94,9 @@ def _matches(key: str, pattern: str) -> bool:
 # when a required key is missing; ``histcode.summary`` reads no key that is not declared here).
 METRICS_FILES: dict[str, MetricsFile] = {
     "ingest": MetricsFile("ingest/{cohort}", ("slides", "slides_tumour", "slides_normal", "patients", "failures"),
-                          # slides per tissue preparation (TCGA slide barcodes; files from round 21 on)
-                          ("slides_frozen", "slides_ffpe", "slides_preparation_unknown", "preparation_confounded")),
+                          # what tissue preparation and source site say about the label (files from round 21 on)
+                          ("slides_frozen", "slides_ffpe", "slides_preparation_unknown", "preparation_confounded",
+                           "sites", "sites_one_class", "site_only_auc")),
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
                         ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),

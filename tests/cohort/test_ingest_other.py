@@ -146,7 +146,7 @@ def test_stage_logs_mlflow_run_and_metrics(tmp_path: Path, monkeypatch, gdc_shee
     }
     res = run_ingest("demo", params)
     metrics = json.loads(Path("reports/metrics/ingest/demo.json").read_text())
-    assert metrics == {**res.counts, **res.preparation}
+    assert metrics == {**res.counts, **res.confounds}
     assert (metrics["slides_frozen"], metrics["preparation_confounded"]) == (2, 0)  # TS1 tumour and normal
     assert (metrics["slides_tumour"], metrics["slides_normal"], metrics["failures"]) == (1, 1, 1)
     run = mlflow.search_runs(experiment_names=["histcode/ingest"], output_format="list")[0]

@@ -30,6 +30,9 @@ BARCODE_RE = re.compile(
     re.IGNORECASE,
 )
 
+#: the tissue source site (TSS) of a patient barcode: the institution that sent the tissue
+SITE_RE = re.compile(r"(?<![A-Z0-9])TCGA-(?P<site>[A-Z0-9]{2})-[A-Z0-9]{4}(?![A-Z0-9])", re.IGNORECASE)
+
 TUMOUR = "Primary Tumor"
 NORMAL = "Solid Tissue Normal"
 #: the two sample types the pipeline labels: tumour 1, normal 0 (everything else is excluded with a reason)
@@ -136,6 +139,13 @@ def preparation_of(text: str) -> str | None:
         return parse_barcode(text).preparation
     except BarcodeError:
         return None
+
+
+def site_of(text: str) -> str | None:
+    """The tissue source site code of the TCGA patient barcode in ``text`` (``TCGA-<site>-<participant>``: "85" for
+    TCGA-85-8276); None when ``text`` holds no TCGA patient barcode."""
+    m = SITE_RE.search(text)
+    return m.group("site").upper() if m else None
 
 
 def patient_of(text: str) -> str:

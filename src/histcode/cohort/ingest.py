@@ -4,8 +4,8 @@
 Flow: read the input table → validate it (GE) → candidate rows → exclude sample types other than
 tumour/normal and files that are missing or not slides (each recorded with its reason in failures.csv)
 → keep the configured tissue preparation (TCGA slide barcodes; ``preparation``) → validate the canonical
-manifests (GE) → write everything atomically; warn when tumour vs normal is confounded with preparation. A
-failed validation writes the report and raises ``ValidationError``; one bad file never stops the cohort.
+manifests (GE) → write everything atomically; warn when tumour vs normal is confounded with preparation or
+site. A failed validation writes the report and raises ``ValidationError``; one bad file never stops the cohort.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from histcode.atomic import write_csv, write_json
-from histcode.cohort import preparation, sources, suites
+from histcode.cohort import preparation, sites, sources, suites
 from histcode.cohort.barcodes import LABELS, BarcodeError, parse_barcode
 from histcode.cohort.config import IngestConfig
 from histcode.cohort.files import rna_problem, slide_problem
@@ -46,8 +46,8 @@ class IngestResult:
     failures: pd.DataFrame
     report: dict[str, Any]
     counts: dict[str, float]
-    preparation: dict[str, float]  # slides per tissue preparation and the confound flag (metrics, not the report)
-    preparation_warning: str | None = None
+    confounds: dict[str, float]  # what preparation and site say about the label (metrics, not the report)
+    confound_warnings: list[str]
 
 
 def _exclude_sample_types(df: pd.DataFrame, table: str, failures: list[dict[str, Any]]) -> pd.DataFrame:
@@ -205,6 +205,8 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
     fail_df = pd.DataFrame(failures, columns=list(suites.FAILURE_COLUMNS))
     counts = _counts(cands, slides, rna, fail_df)
     prep_counts, prep_warning = preparation.summarise(slides, cohort=name, synthetic=cohort.synthetic)
+    site_counts, site_warning = sites.summarise(slides, cohort=name)
+    warnings = [w for w in (prep_warning, site_warning) if w]
     full_report = {"cohort": name, "success": True, "counts": counts, "tables": report}
     write_csv(out_dir / SLIDES_CSV, slides)
     if rna is not None:
@@ -219,8 +221,9 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
         summary = ", ".join(f"{n} {k}" for k, n in sorted(Counter(fail_df["kind"]).items()))
         log.warning("cohort %s: %d input row(s) excluded (%s); reasons per row in %s", name, len(fail_df), summary,
                     out_dir / FAILURES_CSV)
-    if prep_warning:
-        log.warning(prep_warning)
+    for warning in warnings:
+        log.warning(warning)
     log.info("cohort %s: %d slides (%d tumour, %d normal) from %d patients", name, counts["slides"],
              counts["slides_tumour"], counts["slides_normal"], counts["patients"])
-    return IngestResult(name, out_dir, slides, rna, fail_df, full_report, counts, prep_counts, prep_warning)
+    return IngestResult(name, out_dir, slides, rna, fail_df, full_report, counts,
+                        {**prep_counts, **site_counts}, warnings)

@@ -4,17 +4,24 @@ Fold k's test set is the k-th of ``n_folds`` disjoint, label-stratified patient 
 tested exactly once and the test share is 1/n_folds); ``val_frac`` of all patients is drawn, stratified,
 from the remaining ones for early stopping; the rest train. A patient is never in two splits of a fold,
 so a tumour and a normal slide of one patient never straddle train and test.
+
+With ``groups`` (patient → group, e.g. its TCGA tissue source site: ``mil.cv_groups: site``) the test folds
+are made of whole groups instead: the site-preserved CV of Howard et al. (Nat Commun 2021), so no model is
+tested on a site it trained on. Groups are dealt largest first, each to the fold whose patient counts per
+stratum move least away from an even share (ties: a seeded fold order).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from histcode.atomic import write_csv, write_json
+from histcode.cohort.barcodes import site_of
 
 SPLITS_CSV = "splits.csv"
 SPLITS_META = "splits.json"
@@ -52,16 +59,45 @@ def _stratified_order(strata: pd.Series, rng: np.random.Generator) -> list[str]:
     return [pid for _, pid in sorted(order)]
 
 
+def _group_test_folds(strata: pd.Series, groups: Mapping[str, str], n_folds: int,
+                      rng: np.random.Generator) -> dict[str, int]:
+    """patient → test fold, whole groups per fold (see the module docstring)."""
+    members: dict[str, list[str]] = {}
+    for pid in strata.index:
+        members.setdefault(groups[pid], []).append(pid)
+    if len(members) < n_folds:
+        raise ValueError(f"{len(members)} sites cannot fill {n_folds} test folds with whole sites; lower "
+                         "mil.n_folds or set mil.cv_groups: patient")
+    kinds = sorted(set(strata))
+    want = np.array([(strata == k).sum() / n_folds for k in kinds])
+    names = sorted(members)
+    tie = dict(zip(names, rng.permutation(len(names)), strict=True))
+    order = sorted(names, key=lambda g: (-len(members[g]), tie[g]))
+    fold_rank = rng.permutation(n_folds)
+    have = np.zeros((n_folds, len(kinds)))
+    out: dict[str, int] = {}
+    for g in order:
+        add = np.array([sum(strata[p] == k for p in members[g]) for k in kinds], dtype=float)
+        scale = np.maximum(want, 1.0)
+        cost = (((have + add - want) / scale) ** 2).sum(axis=1) - (((have - want) / scale) ** 2).sum(axis=1)
+        fold = min(range(n_folds), key=lambda f: (round(float(cost[f]), 9), fold_rank[f]))
+        have[fold] += add
+        out.update({p: fold for p in members[g]})
+    return out
+
+
 def make_patient_splits(
     manifest_df: pd.DataFrame,
     n_folds: int = 5,
     val_frac: float = 0.1,
     test_frac: float | None = None,
     seed: int = 0,
+    groups: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Long table (patient_id, fold, split) with one row per patient per fold.
 
-    ``test_frac`` must be None or 1/n_folds (each patient is in exactly one test fold).
+    ``test_frac`` must be None or 1/n_folds (each patient is in exactly one test fold). ``groups`` (patient →
+    group) makes the test folds of whole groups.
     """
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
@@ -78,8 +114,14 @@ def make_patient_splits(
         raise ValueError(f"{len(strata)} patients cannot fill {n_folds} test folds; lower mil.n_folds")
     rng = np.random.default_rng(seed)
     order = _blocked_order(strata, rng)
-    start = int(rng.integers(n_folds))
-    test_fold = {pid: (start + i) % n_folds for i, pid in enumerate(order)}
+    if groups is None:
+        start = int(rng.integers(n_folds))
+        test_fold = {pid: (start + i) % n_folds for i, pid in enumerate(order)}
+    else:
+        missing = [p for p in order if p not in groups]
+        if missing:
+            raise ValueError(f"no group for patient(s) {missing[:5]}")
+        test_fold = _group_test_folds(strata, groups, n_folds, rng)
     n_val = max(round(val_frac * len(order)), 1) if val_frac > 0 else 0
     rows = []
     for fold in range(n_folds):
@@ -90,6 +132,29 @@ def make_patient_splits(
             rows.append((pid, fold, split))
     df = pd.DataFrame(rows, columns=["patient_id", "fold", "split"])
     return df.sort_values(["fold", "patient_id"], kind="stable").reset_index(drop=True)
+
+
+def site_groups(manifest: pd.DataFrame, cohort: str) -> dict[str, str]:
+    """patient → TCGA tissue source site, for ``mil.cv_groups: site``; a patient id without a TCGA barcode is a
+    one-line ConfigError (there is no site to group by)."""
+    from histcode.config import ConfigError
+
+    out = {str(p): site_of(str(p)) for p in manifest["patient_id"].unique()}
+    bad = sorted(p for p, site in out.items() if site is None)
+    if bad:
+        raise ConfigError(f"mil.cv_groups: site needs TCGA patient barcodes (TCGA-<site>-<participant>); cohort "
+                          f"{cohort} has {len(bad)} patient(s) without one (e.g. {bad[0]!r}): set mil.cv_groups: "
+                          "patient")
+    return {p: str(site) for p, site in out.items()}
+
+
+def split_groups_meta(splits: pd.DataFrame, groups: Mapping[str, str]) -> dict:
+    """What ``splits.json`` records of grouped folds: the grouping, and per fold its test sites and patients."""
+    test = splits[splits["split"] == "test"]
+    per_fold = test.groupby("fold")["patient_id"]
+    return {"cv_groups": "site", "n_sites": len(set(groups.values())),
+            "fold_sites": [sorted({groups[p] for p in g}) for _, g in per_fold],
+            "fold_patients": [int(g.size) for _, g in per_fold]}
 
 
 def save_splits(df: pd.DataFrame, out_dir: str | Path, meta: dict | None = None) -> Path:

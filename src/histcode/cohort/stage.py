@@ -30,7 +30,7 @@ def run_ingest(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS
                 tracking.log_artifact(report, artifact_path="validation")
         for name in ("slides.csv", "failures.csv"):
             tracking.log_artifact(paths.manifests(cohort) / name, artifact_path="manifests")
-        run.metrics = {**result.counts, **result.preparation}
+        run.metrics = {**result.counts, **result.confounds}
     # nothing downstream can run on no slides: say why here instead of "AUC nan" four stages later
     require_items(len(result.slides), what=f"usable slide in cohort {cohort!r} "
                   f"({int(result.counts['input_slides'])} input row(s), {len(result.failures)} excluded: reasons in "

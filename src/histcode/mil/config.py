@@ -16,6 +16,9 @@ class MilConfig:
     trained on the same folds for the comparison table and the ROC/PR figure. ``encoder`` selects the
     feature set (``null`` = the first of ``extract.encoders``). ``test_frac`` must be ``null`` or
     ``1/n_folds``: every patient is in exactly one test fold, so the test share is fixed by ``n_folds``.
+    ``cv_groups``: ``patient`` (test folds of patients) or ``site`` (test folds of whole TCGA tissue source sites,
+    site-preserved CV: no model is tested on a site it trained on; ingest reports how much the site alone
+    predicts the label, ``site_only_auc``).
     ``encoder_methods`` are also cross-validated on every other feature set of ``extract.encoders`` (the
     encoder comparison); the per-method keys are ``inst_b``/``bag_weight``/``inst_loss`` (clam_sb),
     ``top_s`` (mil_rnn), ``heads``/``landmarks``/``exact_max`` (transmil: exact attention up to that many
@@ -53,6 +56,7 @@ class MilConfig:
     n_folds: int = 5
     val_frac: float = 0.1
     test_frac: float | None = None
+    cv_groups: Literal["patient", "site"] = "patient"
     bootstrap: int = 1000
     max_train_tiles: int = 4096  # random subset of a bag per training step (memory bound)
     chunk_tiles: int = 8192  # rows per chunk for inference on big bags (streaming softmax)

@@ -20,7 +20,7 @@ import torch
 
 from histcode import tracking
 from histcode.atomic import write_csv, write_json, write_text
-from histcode.cohort.splits import make_patient_splits, save_splits
+from histcode.cohort.splits import make_patient_splits, save_splits, site_groups, split_groups_meta
 from histcode.config import ProjectConfig, to_dict
 from histcode.cpus import torch_threads
 from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
@@ -154,11 +154,13 @@ def prepare(stage: Stage) -> tuple[StageContext, pd.DataFrame, Path]:
     fdir = paths.features(cohort, encoder)
     fpaths, failures = usable_bags(fdir, list(manifest["slide_id"]), cohort=cohort, who="train_mil")
     usable = manifest[manifest["slide_id"].isin(fpaths)]
-    splits = make_patient_splits(usable, cfg.n_folds, cfg.val_frac, cfg.test_frac, bcfg.seed)
+    groups = site_groups(usable, cohort) if cfg.cv_groups == "site" else None
+    splits = make_patient_splits(usable, cfg.n_folds, cfg.val_frac, cfg.test_frac, bcfg.seed, groups=groups)
     save_splits(
         splits,
         paths.splits(cohort),
-        meta={"seed": bcfg.seed, "val_frac": cfg.val_frac, "cohort": cohort, "made_by": "train_mil"},
+        meta={"seed": bcfg.seed, "val_frac": cfg.val_frac, "cohort": cohort, "made_by": "train_mil",
+              **(split_groups_meta(splits, groups) if groups is not None else {})},
     )
     from histcode.io.features import feature_set_identity
     from histcode.registry.lineage import features_lineage
