@@ -71,6 +71,8 @@ def test_a_site_that_says_nothing_is_not_flagged() -> None:
     assert counts == {"sites": 3, "sites_one_class": 0, "site_only_auc": 0.5} and warning is None
     cptac = pd.DataFrame({"patient_id": ["01BR001", "01BR001"], "label": [1, 0]})
     assert summarise(cptac, cohort="cptac") == ({"sites": 0}, None)
+    alone = pd.DataFrame({"patient_id": ["TCGA-AA-0001", "TCGA-AA-0001"], "label": [1, 0]})  # nobody to score by
+    assert summarise(alone, cohort="one") == ({"sites": 1, "sites_one_class": 0}, None)
 
 
 def test_site_preserved_folds_on_the_real_sheet(lusc: pd.DataFrame) -> None:

@@ -48,7 +48,10 @@ def summarise(slides: pd.DataFrame, *, cohort: str) -> tuple[dict[str, float], s
     counts["sites_one_class"] = int((classes == 1).sum())
     if set(slides["label"].astype(int)) != {0, 1}:
         return counts, None
-    auc = _auc(site_only_scores(slides), slides["label"].astype(int))
+    scores = site_only_scores(slides)
+    if scores.isna().any():  # one patient holds every slide: no other patient to score it by
+        return counts, None
+    auc = _auc(scores, slides["label"].astype(int))
     counts["site_only_auc"] = round(auc, 4)
     if auc < SITE_AUC_WARN:
         return counts, None
