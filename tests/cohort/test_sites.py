@@ -82,9 +82,12 @@ def test_site_preserved_folds_on_the_real_sheet(lusc: pd.DataFrame) -> None:
     test = splits[splits["split"] == "test"].set_index("patient_id")["fold"]
     # whole sites: no site is tested in two folds
     assert test.groupby(test.index.map(groups.__getitem__)).nunique().max() == 1
-    # balanced: 495 patients → 99 per fold, the largest site (TSS 66, 78 patients) aside
+    # balanced: 495 patients → 99 per fold; Howard et al.'s objective Σ (5·n_fold,stratum − n_stratum)² within 25 %
+    # of what their PreservedSiteCV reached with CPLEX in 100 s on these patients (330; bench_site_folds.py)
     sizes = test.value_counts().sort_index().tolist()
-    assert max(sizes) - min(sizes) <= 12 and sum(sizes) == 495
+    assert max(sizes) - min(sizes) <= 6 and sum(sizes) == 495
+    counts = pd.crosstab(test, patient_strata(lusc).reindex(test.index))
+    assert ((5 * counts - counts.sum()) ** 2).to_numpy().sum() <= 1.25 * 330
     strata = patient_strata(lusc).reindex(test.index)
     share = pd.crosstab(test, strata, normalize="index")["0+1"]  # patients with tumour and normal, ~46 %
     assert share.between(0.40, 0.52).all()
