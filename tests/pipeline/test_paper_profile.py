@@ -4,7 +4,9 @@ The demo test (``test_dvc_pipeline``) runs the demo profile; nothing ran the pap
 found four faults in it (round 20). This test follows those steps: the generator's cohort copied into
 ``data/raw/tcga_brca`` / ``data/raw/cptac_brca`` the way gdc-client lays files out, plus two real slides the
 project did not make (CMU-1, an Aperio SVS at 0.499 µm/px, as a TCGA tumour slide with no RNA-seq; the DICOM test
-slide at 2.004 µm/px in the CPTAC manifest), ``dvc add data/raw``, ``cp params.paper.yaml params.yaml`` with the
+slide at 2.004 µm/px in the CPTAC manifest); since round 21 the tumour slides are frozen sections, as a "Tissue Slide"
+download has them, plus one FFPE diagnostic slide that the profile's ``preparation: frozen`` leaves out,
+``dvc add data/raw``, ``cp params.paper.yaml params.yaml`` with the
 compute shrunk (the backbone stays the paper's ResNet50 cut after layer3), ``dvc repro``, then what a user runs
 next.
 """
