@@ -14,7 +14,6 @@ from typing import Any
 
 import typer
 
-from histcode.cohort.sites import SITE_AUC_WARN
 from histcode.tables import METRICS_FILES, MetricsFile
 
 
@@ -81,7 +80,7 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             lines.append(f"slides {ingest_json.stem}: tumour vs normal confounded with tissue preparation "
                          f"({int(ing.get('slides_ffpe', 0))} FFPE (DX), {int(ing.get('slides_frozen', 0))} frozen "
                          f"(TS/BS/MS) slides): see base.cohorts.{ingest_json.stem}.preparation in the README")
-        if ing.get("site_only_auc", 0.0) >= SITE_AUC_WARN:  # the ingest log's warning has the counts
+        if ing.get("site_confounded"):  # the ingest log's warning has the counts
             lines.append(f"slides {ingest_json.stem}: the tissue source site alone predicts tumour vs normal with "
                          f"AUC {ing['site_only_auc']:.2f}: patient-level CV flatters; see mil.cv_groups: site in the "
                          "README")

@@ -96,7 +96,7 @@ METRICS_FILES: dict[str, MetricsFile] = {
     "ingest": MetricsFile("ingest/{cohort}", ("slides", "slides_tumour", "slides_normal", "patients", "failures"),
                           # what tissue preparation and source site say about the label (files from round 21 on)
                           ("slides_frozen", "slides_ffpe", "slides_preparation_unknown", "preparation_confounded",
-                           "sites", "sites_one_class", "site_only_auc")),
+                           "sites", "sites_one_class", "site_only_auc", "site_confounded")),
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
                         ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),

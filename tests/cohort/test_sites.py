@@ -56,7 +56,7 @@ def test_the_real_lusc_sheet_site_predicts_the_label(tmp_path: Path, lusc_sheet_
     with caplog.at_level("WARNING", logger="histcode.cohort.ingest"):
         res = ingest_cohort("lusc", cohort, IngestConfig(require_files=False, progress=False), out_dir=tmp_path / "o")
     assert (res.confounds["sites"], res.confounds["sites_one_class"]) == (35, 19)
-    assert res.confounds["site_only_auc"] == pytest.approx(0.7256, abs=1e-4)
+    assert res.confounds["site_only_auc"] == pytest.approx(0.7256, abs=1e-4) and res.confounds["site_confounded"] == 1
     warning = next(w for w in res.confound_warnings if "source site" in w)
     assert "AUC 0.73" in warning and "19 of 35 sites sent one class only" in warning and warning in caplog.text
     assert "mil.cv_groups: site" in warning
@@ -68,7 +68,7 @@ def test_a_site_that_says_nothing_is_not_flagged() -> None:
     pts = [f"TCGA-{s}-{i:04d}" for s in ("AA", "BB", "CC") for i in range(3)]
     slides = pd.DataFrame({"patient_id": [p for p in pts for _ in (0, 1)], "label": [1, 0] * len(pts)})
     counts, warning = summarise(slides, cohort="even")
-    assert counts == {"sites": 3, "sites_one_class": 0, "site_only_auc": 0.5} and warning is None
+    assert counts == {"sites": 3, "sites_one_class": 0, "site_only_auc": 0.5, "site_confounded": 0} and warning is None
     cptac = pd.DataFrame({"patient_id": ["01BR001", "01BR001"], "label": [1, 0]})
     assert summarise(cptac, cohort="cptac") == ({"sites": 0}, None)
     alone = pd.DataFrame({"patient_id": ["TCGA-AA-0001", "TCGA-AA-0001"], "label": [1, 0]})  # nobody to score by
@@ -111,8 +111,10 @@ def test_summary_names_a_cohort_whose_site_predicts_the_label(tmp_path: Path) ->
     reports = tmp_path / "reports"
     (reports / "metrics" / "ingest").mkdir(parents=True)
     base = {"slides": 10, "slides_tumour": 5, "slides_normal": 5, "patients": 5, "failures": 0}
-    (reports / "metrics" / "ingest" / "lusc.json").write_text(json.dumps({**base, "site_only_auc": 0.7256}))
-    (reports / "metrics" / "ingest" / "demo.json").write_text(json.dumps({**base, "site_only_auc": 0.5}))
+    (reports / "metrics" / "ingest" / "lusc.json").write_text(json.dumps({**base, "site_only_auc": 0.7256,
+                                                                          "site_confounded": 1}))
+    (reports / "metrics" / "ingest" / "demo.json").write_text(json.dumps({**base, "site_only_auc": 0.5,
+                                                                          "site_confounded": 0}))
     flagged = [line for line in summary_lines(reports, tmp_path / "f") if line.startswith("slides ")]
     assert flagged == ["slides lusc: the tissue source site alone predicts tumour vs normal with AUC 0.73: "
                        "patient-level CV flatters; see mil.cv_groups: site in the README"]

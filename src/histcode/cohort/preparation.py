@@ -35,21 +35,11 @@ def select(df: pd.DataFrame, *, cohort: str, keep: str, failures: list[dict[str,
     prep = preparations(df["slide_id"])
     ok = prep == keep
     for (_, r), p in zip(df[~ok].iterrows(), prep[~ok], strict=True):
-        why = (
-            "its name holds no TCGA slide barcode section (TS/BS/MS/DX)"
-            if p == UNKNOWN
-            else f"it is a {_NAMES[p]} slide"
-        )
-        failures.append(
-            {
-                "table": "slides",
-                "row": r["row"],
-                "file": r["file"],
-                "kind": "excluded_preparation",
-                "reason": f"base.cohorts.{cohort}.preparation is {keep!r} and {why}; set it to 'all' to "
-                "keep every slide",
-            }
-        )
+        why = ("its name holds no TCGA slide barcode section (TS/BS/MS/DX)" if p == UNKNOWN
+               else f"it is a {_NAMES[p]} slide")
+        failures.append({"table": "slides", "row": r["row"], "file": r["file"], "kind": "excluded_preparation",
+                         "reason": f"base.cohorts.{cohort}.preparation is {keep!r} and {why}; set it to 'all' to "
+                                   "keep every slide"})
     return df[ok]
 
 
@@ -59,10 +49,8 @@ def summarise(slides: pd.DataFrame, *, cohort: str, synthetic: bool) -> tuple[di
     cohort, the one-line warning that says so and how to fix it."""
     prep = preparations(slides["slide_id"]) if len(slides) else pd.Series([], dtype=object)
     table = Counter(zip(prep, slides["label"].astype(int), strict=True))
-    counts: dict[str, float] = {
-        f"slides_{p if p != UNKNOWN else 'preparation_unknown'}": sum(n for (q, _), n in table.items() if q == p)
-        for p in (FROZEN, FFPE, UNKNOWN)
-    }
+    counts: dict[str, float] = {f"slides_{p if p != UNKNOWN else 'preparation_unknown'}":
+                                sum(n for (q, _), n in table.items() if q == p) for p in (FROZEN, FFPE, UNKNOWN)}
     known = {p for p, _ in table if p != UNKNOWN}
     classes = {c for _, c in table}
     one_class = sorted(p for p in known if len({c for q, c in table if q == p}) == 1)
@@ -75,19 +63,10 @@ def summarise(slides: pd.DataFrame, *, cohort: str, synthetic: bool) -> tuple[di
         by_class = ", ".join(f"{table[(p, c)]} {_CLASS[c]}" for c in (1, 0) if table[(p, c)])
         parts.append(f"{_NAMES[p]}: {by_class}")
     both = [p for p in sorted(known) if p not in one_class]
-    fix = (
-        f"set base.cohorts.{cohort}.preparation: {both[0]} to train on {_NAMES[both[0]]} slides of both classes"
-        if both
-        else "no preparation holds both classes here; for TCGA, add the tumour samples' frozen Tissue Slides "
-        f"(TS/BS) and set base.cohorts.{cohort}.preparation: frozen"
-    )
-    note = (
-        " (synthetic cohort: its generator names tumour slides DX and normal slides TS but renders them alike, "
-        "so here only the names differ)"
-        if synthetic
-        else ""
-    )
-    return counts, (
-        f"cohort {cohort}: tumour vs normal is confounded with tissue preparation ({'; '.join(parts)}): "
-        f"a model can learn FFPE vs frozen instead of tumour; {fix}{note}"
-    )
+    fix = (f"set base.cohorts.{cohort}.preparation: {both[0]} to train on {_NAMES[both[0]]} slides of both classes"
+           if both else "no preparation holds both classes here; for TCGA, add the tumour samples' frozen Tissue "
+           f"Slides (TS/BS) and set base.cohorts.{cohort}.preparation: frozen")
+    note = (" (synthetic cohort: its generator names tumour slides DX and normal slides TS but renders them alike, "
+            "so here only the names differ)" if synthetic else "")
+    return counts, (f"cohort {cohort}: tumour vs normal is confounded with tissue preparation ({'; '.join(parts)}): "
+                    f"a model can learn FFPE vs frozen instead of tumour; {fix}{note}")

@@ -24,10 +24,16 @@ def _auc(score: pd.Series, label: pd.Series) -> float:
     return float((ranks[label == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def site_only_scores(slides: pd.DataFrame) -> pd.Series:
-    """Per slide (``patient_id``, ``label``): the tumour share of the other patients' slides of its site, or of
-    the cohort's other patients where its site has no other patient."""
-    df = pd.DataFrame({"site": slides["patient_id"].map(lambda p: site_of(str(p))),
+def slide_sites(slides: pd.DataFrame) -> pd.Series:
+    """The TCGA tissue source site of each slide's patient (None without a TCGA barcode)."""
+    return slides["patient_id"].map(lambda p: site_of(str(p))) if len(slides) else pd.Series([], dtype=object)
+
+
+def site_only_scores(slides: pd.DataFrame, sites: pd.Series | None = None) -> pd.Series:
+    """Per slide (``patient_id``, ``label``; ``sites``: ``slide_sites(slides)`` when already known): the tumour
+    share of the other patients' slides of its site, or of the cohort's other patients where its site has no
+    other patient."""
+    df = pd.DataFrame({"site": slide_sites(slides) if sites is None else sites,
                        "patient": slides["patient_id"].astype(str), "y": slides["label"].astype(float)})
     site_sum, site_n = df.groupby("site")["y"].transform("sum"), df.groupby("site")["y"].transform("size")
     own_sum, own_n = df.groupby("patient")["y"].transform("sum"), df.groupby("patient")["y"].transform("size")
@@ -38,9 +44,9 @@ def site_only_scores(slides: pd.DataFrame) -> pd.Series:
 
 def summarise(slides: pd.DataFrame, *, cohort: str) -> tuple[dict[str, float], str | None]:
     """``sites`` (TCGA tissue source sites among the slides; 0 without TCGA barcodes), ``sites_one_class`` and,
-    where both classes and a site are known for every slide, ``site_only_auc``; plus a one-line warning when that
-    AUC reaches ``SITE_AUC_WARN``."""
-    sites = slides["patient_id"].map(lambda p: site_of(str(p))) if len(slides) else pd.Series([], dtype=object)
+    where both classes and a site are known for every slide, ``site_only_auc`` and ``site_confounded`` (1 from
+    ``SITE_AUC_WARN`` on, with a one-line warning)."""
+    sites = slide_sites(slides)
     counts: dict[str, float] = {"sites": int(sites.nunique())}
     if not len(slides) or sites.isna().any():
         return counts, None
@@ -48,12 +54,13 @@ def summarise(slides: pd.DataFrame, *, cohort: str) -> tuple[dict[str, float], s
     counts["sites_one_class"] = int((classes == 1).sum())
     if set(slides["label"].astype(int)) != {0, 1}:
         return counts, None
-    scores = site_only_scores(slides)
+    scores = site_only_scores(slides, sites)
     if scores.isna().any():  # one patient holds every slide: no other patient to score it by
         return counts, None
     auc = _auc(scores, slides["label"].astype(int))
     counts["site_only_auc"] = round(auc, 4)
-    if auc < SITE_AUC_WARN:
+    counts["site_confounded"] = int(auc >= SITE_AUC_WARN)
+    if not counts["site_confounded"]:
         return counts, None
     return counts, (f"cohort {cohort}: the tissue source site alone predicts tumour vs normal with AUC {auc:.2f} "
                     f"(each slide scored by the tumour share of other patients' slides from its site; "
