@@ -177,3 +177,17 @@ def test_summary_names_a_confounded_cohort(tmp_path: Path) -> None:
         "slides a: tumour vs normal confounded with tissue preparation (24 FFPE (DX), 24 frozen "
         "(TS/BS/MS) slides): see base.cohorts.a.preparation in the README"
     ]
+
+
+def test_barcode_cohort_keeps_frozen_sections_from_file_names(tmp_path: Path, link_slide) -> None:
+    """A cohort of slide files without a sheet (kind ``barcode``): the same filter, the real slide files checked."""
+    d = tmp_path / "slides"
+    for name in ("TCGA-AB-0001-01A-01-TS1.u1.svs", "TCGA-AB-0001-01Z-00-DX1.u2.svs", "TCGA-AB-0001-11A-01-BS1.u3.svs"):
+        link_slide(d / name)
+    cohort = CohortConfig(kind="barcode", source_dir=tmp_path, slide_dir=d, preparation="frozen")
+    res = ingest_cohort("bc", cohort, IngestConfig(progress=False), out_dir=tmp_path / "out")
+    assert sorted(res.slides["slide_id"]) == ["TCGA-AB-0001-01A-01-TS1.u1", "TCGA-AB-0001-11A-01-BS1.u3"]
+    dx = [["TCGA-AB-0001-01Z-00-DX1.u2.svs", "excluded_preparation"]]
+    assert res.failures[["file", "kind"]].values.tolist() == dx
+    assert prep(res) == {"slides_frozen": 2, "slides_ffpe": 0, "slides_preparation_unknown": 0,
+                         "preparation_confounded": 0}
