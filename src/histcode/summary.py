@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from histcode.tables import METRICS_FILES, MetricsFile
+from histcode.tables import CV_NAMES, METRICS_FILES, MetricsFile
 
 
 class _Declared(dict):  # type: ignore[type-arg]
@@ -98,7 +98,8 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
         lines.append("pretrain: " + ", ".join(f"{label} {pre[k]:.4g}" for k, label in labels.items() if k in pre))
     mil = _load(reports, "mil", problems=problems)
     if mil:
-        lines.append("tumour vs normal (patient-level CV, held-out slides; 95% bootstrap CIs: reports/mil/table1.md):")
+        cv = CV_NAMES[str(mil.get("cv_groups", "patient"))]
+        lines.append(f"tumour vs normal ({cv} CV, held-out slides; 95% bootstrap CIs: reports/mil/table1.md):")
         poolings = sorted({k.split(".")[0] for k in mil if k.endswith(".auc")})
         for p in poolings:
             sub = {key: mil[f"{p}.{key}"] for key in ("auc", "accuracy", "balanced_accuracy") if f"{p}.{key}" in mil}

@@ -100,7 +100,8 @@ METRICS_FILES: dict[str, MetricsFile] = {
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
                         ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),
-    "mil": MetricsFile("mil", ("primary_pooling", "*.auc", "*.accuracy", "*.balanced_accuracy")),
+    "mil": MetricsFile("mil", ("primary_pooling", "*.auc", "*.accuracy", "*.balanced_accuracy"),
+                       ("cv_groups",)),  # patient | site (files from round 21 on)
     "mil_attention": MetricsFile("mil_attention", ("n_rendered", "n_failed", "truth_evaluated"),
                                  ("*.mean_top_k_precision", "*.mean_iou")),
     "de": MetricsFile("de", ("n_genes", "n_patients", "pearson_r_median", "random_pearson_median", "wilcoxon_p",
@@ -113,6 +114,10 @@ METRICS_FILES: dict[str, MetricsFile] = {
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)
                          "model")),  # the MIL model's URI: models:/histcode-mil@<alias> (or --model's)
 }
+
+
+#: ``mil.json``'s ``cv_groups`` (``mil.cv_groups``) as Table 1, its figure and the summary name the CV
+CV_NAMES = {"patient": "patient-level", "site": "site-preserved"}
 
 
 def metrics_file_of(json_path: str | Path) -> MetricsFile | None:

@@ -121,7 +121,7 @@ def test_outputs_follow_the_contracts(stage_run: tuple[Path, dict]) -> None:
             delta = roc_auc_score(y, wide["clam_sb"]) - roc_auc_score(y, wide[pooling])
             assert metrics[f"{pooling}.delta_auc"] == pytest.approx(delta)
             assert table[pooling]["delta_auc_ci_low"] <= delta <= table[pooling]["delta_auc_ci_high"]
-    assert set(metrics) == {"primary_pooling", "cohort", "n_slides", "n_failed", "n_patients"} | {
+    assert set(metrics) == {"primary_pooling", "cohort", "cv_groups", "n_slides", "n_failed", "n_patients"} | {
         f"{m}.{k}" for m in [*METHODS, "clam_sb/random"] for k in ("auc", "accuracy", "balanced_accuracy")
     } | {f"{m}.delta_auc" for m in [*METHODS[1:], "clam_sb/random"]} | {  # + each final model's threshold/calibration
         f"{m}.{k}" for m in METHODS for k in ("decision_threshold", "accuracy_at_threshold",

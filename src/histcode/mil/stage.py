@@ -35,6 +35,7 @@ from histcode.mil.model import INDEX_FILE
 from histcode.mil.parallel import FoldRunner
 from histcode.paths import Paths
 from histcode.prologue import Stage, open_stage
+from histcode.tables import CV_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -280,10 +281,10 @@ def write_reports(
     write_csv(paths.mil_predictions(cohort), preds[PRED_COLUMNS])
     times = times or {}
     table = report.table1(preds, cfg.pooling, n_boot=cfg.bootstrap, seed=seed, times=times)
-    metrics: dict[str, Any] = {"primary_pooling": cfg.pooling, "cohort": cohort}
+    metrics: dict[str, Any] = {"primary_pooling": cfg.pooling, "cohort": cohort, "cv_groups": cfg.cv_groups}
     metrics.update(report.declared_metrics(table, cfg.pooling))
-    title = (f"Table 1 — {cohort}, {encoder} features: held-out slides of patient-level {cfg.n_folds}-fold CV "
-             f"(n = {int(table['n'].max())})")
+    cv = f"{CV_NAMES[cfg.cv_groups]} {cfg.n_folds}-fold CV"
+    title = f"Table 1 — {cohort}, {encoder} features: held-out slides of {cv} (n = {int(table['n'].max())})"
     md = report.table_markdown(table, cfg.pooling, title=title,
                                note="95 % percentile-bootstrap CIs over slides; ΔAUC = HistCode − method on the "
                                     f"same slides (paired bootstrap); train time = seconds of the {cfg.n_folds} CV "
@@ -321,6 +322,6 @@ def write_reports(
         pr,
         paths.figures("mil") / "roc_pr.png",
         summary=report.summary_for_plot(overall),
-        title=f"{cohort}: held-out slides, patient-level {cfg.n_folds}-fold CV",
+        title=f"{cohort}: held-out slides, {cv}",
     )
     return metrics
