@@ -35,8 +35,9 @@ def site_only_scores(slides: pd.DataFrame, sites: pd.Series | None = None) -> pd
     other patient."""
     df = pd.DataFrame({"site": slide_sites(slides) if sites is None else sites,
                        "patient": slides["patient_id"].astype(str), "y": slides["label"].astype(float)})
-    site_sum, site_n = df.groupby("site")["y"].transform("sum"), df.groupby("site")["y"].transform("size")
-    own_sum, own_n = df.groupby("patient")["y"].transform("sum"), df.groupby("patient")["y"].transform("size")
+    by_site, by_patient = df.groupby("site")["y"], df.groupby("patient")["y"]
+    site_sum, site_n = by_site.transform("sum"), by_site.transform("size")
+    own_sum, own_n = by_patient.transform("sum"), by_patient.transform("size")
     rest_sum, rest_n = site_sum - own_sum, site_n - own_n
     cohort = (df["y"].sum() - own_sum) / (len(df) - own_n).where(lambda n: n > 0)
     return (rest_sum / rest_n.where(rest_n > 0)).fillna(cohort)

@@ -72,6 +72,7 @@ def _polish(where: np.ndarray, size: np.ndarray, want: np.ndarray, n_folds: int)
     """Move single groups and swap pairs between folds while one lowers the imbalance (no fold left empty)."""
     have = np.zeros((n_folds, size.shape[1]))
     np.add.at(have, where, size)
+    n_groups = np.bincount(where, minlength=n_folds)
     best = _imbalance(have, want)
     improved = True
     while improved:
@@ -79,13 +80,15 @@ def _polish(where: np.ndarray, size: np.ndarray, want: np.ndarray, n_folds: int)
         for i in range(len(where)):
             for g in range(n_folds):
                 f = where[i]
-                if g == f or (where == f).sum() == 1:
+                if g == f or n_groups[f] == 1:
                     continue
                 trial = have.copy()
                 trial[f] -= size[i]
                 trial[g] += size[i]
                 if (v := _imbalance(trial, want)) < best - 1e-9:
                     have, best, where[i], improved = trial, v, g, True
+                    n_groups[f] -= 1
+                    n_groups[g] += 1
         for i in range(len(where)):
             for j in range(i + 1, len(where)):
                 f, g = where[i], where[j]
