@@ -23,6 +23,7 @@ app = typer.Typer(help="HistCode: WSI self-supervised learning → tumour diagno
 COMMANDS: dict[str, str] = {
     "synth": "histcode.synth.commands",
     "ingest": "histcode.cohort.commands",
+    "idc-manifest": "histcode.cohort.commands",
     "tile": "histcode.slides.commands",
     "contact-sheets": "histcode.slides.commands",
     "stain-ref": "histcode.slides.commands",

@@ -20,3 +20,42 @@ def register(app: typer.Typer) -> None:
         result = run_ingest(cohort, params)
         typer.echo(f"{summary_line(f'ingest {cohort}', result.counts, 'ingest')} (excluded: "
                    f"{result.out_dir / 'failures.csv'})")
+
+    @app.command("idc-manifest")
+    def idc_manifest(
+        collection: str = typer.Option(..., "--collection", help="IDC collection id, e.g. cptac_brca, tcga_luad"),
+        out: Path = typer.Option(..., "--out", help="manifest CSV to write (a kind: cptac cohort's slide_sheet)"),
+        slide_dir: Path | None = typer.Option(
+            None, "--slide-dir", help="where `idc download` put the collection (the cohort's slide_dir); "
+            "omitted: plan before downloading (default layout, files not checked)"),
+        index: Path | None = typer.Option(
+            None, "--index", help="IDC index: idc_index.parquet or a CSV export of a query (default: the one of "
+            "the installed idc-index-data package)"),
+    ) -> None:
+        """IDC series index → slide manifest (slide_id,file_name,patient_id,label) + <out>.skipped.csv."""
+        import logging
+
+        from histcode.atomic import write_csv
+        from histcode.cohort.idc import build_manifest, read_index
+        from histcode.cohort.tables import IngestError
+
+        if index is None:
+            try:
+                import idc_index_data  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise IngestError("idc-manifest: pass --index (idc_index.parquet or a CSV export of an IDC query), "
+                                  "or pip install idc-index to use the index it brings") from exc
+            index = Path(idc_index_data.IDC_INDEX_PARQUET_FILEPATH)
+        if slide_dir is not None and not slide_dir.is_dir():
+            raise IngestError(f"{slide_dir}: slide directory not found; pass the directory `idc download` wrote "
+                              "(or omit --slide-dir to plan before downloading)")
+        result = build_manifest(read_index(index), collection=collection, slide_dir=slide_dir)
+        skipped = out.with_name(f"{out.stem}.skipped.csv")
+        write_csv(out, result.manifest)
+        write_csv(skipped, result.skipped)
+        if result.warning:
+            logging.getLogger("histcode.cohort.idc").warning(result.warning)
+        c = result.counts
+        typer.echo(f"idc-manifest {collection}: {c['series']} series → {c['tumor']} tumour + {c['normal']} normal in "
+                   f"{out}; skipped {len(result.skipped)} ({c['no_tissue_type']} without tissue type, "
+                   f"{c['other_tissue_type']} other tissue, {c['not_downloaded']} not downloaded: {skipped})")

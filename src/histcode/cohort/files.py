@@ -20,10 +20,22 @@ STAR_COLUMNS = ("gene_id", "gene_name", "gene_type", "unstranded", "stranded_fir
 ENSG_RE = re.compile(r"^ENSG\d{11}(\.\d+)?(_PAR_Y)?$")
 
 
+def slide_file(path: Path) -> Path:
+    """A DICOM series directory (as ``idc download`` writes one) → its first ``.dcm`` file, which OpenSlide
+    opens with the rest of the series; any other path as it is."""
+    if path.is_dir():
+        dcm = sorted(p for p in path.glob("*.dcm") if p.is_file())
+        return dcm[0] if dcm else path
+    return path
+
+
 def slide_problem(path: Path) -> tuple[str, str] | None:
     """``(kind, reason)`` when ``path`` is missing or not a slide OpenSlide can open, else None."""
     if not path.exists():
         return "missing_file", f"{path}: file not found"
+    if path.is_dir():
+        return "not_a_slide", (f"{path}: a directory without DICOM (.dcm) files; file_name must name a slide file "
+                               "or a DICOM series directory")
     import openslide
 
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from histcode.cohort.barcodes import LABELS, NORMAL, TUMOUR, BarcodeError, parse_barcode
-from histcode.cohort.files import SLIDE_EXTENSIONS, rna_format
+from histcode.cohort.files import SLIDE_EXTENSIONS, rna_format, slide_file
 from histcode.cohort.tables import IngestError
 
 log = logging.getLogger(__name__)
@@ -52,14 +52,15 @@ def slides_from_gdc(sheet: pd.DataFrame, *, slide_dir: Path, cohort: str, defaul
 
 def slides_from_cptac(manifest: pd.DataFrame, *, slide_dir: Path, cohort: str,
                       default_mpp: float | None) -> pd.DataFrame:
-    """Rows of a validated CPTAC CSV (label tumor/normal, optional mpp) → candidate rows."""
+    """Rows of a validated CPTAC CSV (label tumor/normal, optional mpp) → candidate rows; a ``file_name`` that is
+    a DICOM series directory (an IDC download) opens through its first ``.dcm`` file."""
     rows = []
     for line, r in manifest.iterrows():
         mpp = r.get("mpp")
         sample_type = TUMOUR if r["label"] == "tumor" else NORMAL
         rows.append({
             "slide_id": r["slide_id"],
-            "path": str(slide_dir / str(r["file_name"])),
+            "path": str(slide_file(slide_dir / str(r["file_name"]))),
             "patient_id": r["patient_id"],
             "cohort": cohort,
             "sample_type": sample_type,

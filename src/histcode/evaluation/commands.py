@@ -8,6 +8,24 @@ from pathlib import Path
 import typer
 
 
+def external_line(cohort: str, m: dict) -> str:
+    """The printed result of ``evaluate-external``: AUC, accuracy and balanced accuracy with CIs at the stored
+    threshold; a cohort of one class (CPTAC-BRCA from IDC labels tumour slides only) has no AUC, and says so."""
+
+    def ci(k: str) -> str:
+        return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
+
+    models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
+              else f"model {m['model']}")  # --model: no registered encoder/MIL pair
+    n, n_pos = int(m.get("n", 0)), int(m.get("n_pos", 0))
+    only = "tumour" if n_pos else "normal"
+    auc = ci("auc") if 0 < n_pos < n else f"n/a (only {only} slides: accuracy is their recall)"
+    return (f"{cohort}: {n} slides, AUC {auc}, accuracy {ci('accuracy')}, "
+            f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
+            f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
+            f"metrics in reports/metrics/eval_{cohort}.json")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate-de")
     def evaluate_de_cmd(
@@ -41,15 +59,7 @@ def register(app: typer.Typer) -> None:
         m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
                               recalibration=recalibration, progress=progress)
 
-        def ci(k: str) -> str:
-            return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
-
-        models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
-                  else f"model {m['model']}")  # --model: no registered encoder/MIL pair
-        typer.echo(f"{cohort}: {int(m.get('n', 0))} slides, AUC {ci('auc')}, accuracy {ci('accuracy')}, "
-                   f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
-                   f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
-                   f"metrics in reports/metrics/eval_{cohort}.json")
+        typer.echo(external_line(cohort, m))
         if "recalibrated_accuracy" in m:
             typer.echo(f"{m['recalibration']} recalibration on {int(m['n_calibration'])} slides: accuracy "
                        f"{m['test_accuracy_at_threshold']:.3f} → {m['recalibrated_accuracy']:.3f} on "

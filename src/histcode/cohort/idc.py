@@ -1,0 +1,159 @@
+"""Slides from NCI's Imaging Data Commons (IDC): its series index → a slide manifest in the CPTAC format.
+
+Why: IDC is where CPTAC's H&E slides (and TCGA's, as DICOM) are distributed today. ``idc download`` (the
+``idc-index`` package) writes each slide as a DICOM series directory,
+``<collection_id>/<PatientID>/<StudyInstanceUID>/SM_<SeriesInstanceUID>/<uuid>.dcm``, whose names say nothing
+about the tissue. The tissue type is in IDC's index only: structured in ``sm_index``
+(``primaryAnatomicStructureModifier_CodeMeaning``: "Neoplasm, Primary", "Normal", ...) and as words of the
+series description in the main index ("HE tumor_tissue", "HE normal", TCGA's "Frozen HE TP TS1" / "Frozen HE NT
+TSA"). A series without a tissue type is listed with the reason and never guessed: in IDC v25, 377 of
+cptac_brca's 653 H&E series are described as plain "HE", and none is labelled normal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from histcode.cohort.tables import IngestError
+
+REQUIRED = ("collection_id", "PatientID", "SeriesInstanceUID", "SeriesDescription")
+STRUCTURED = "primaryAnatomicStructureModifier_CodeMeaning"
+#: series description words (lower case) that name the tissue: CPTAC's and TCGA's sample type codes
+TUMOUR_WORDS = frozenset({"tumor", "tumour", "tumor_tissue", "tp"})
+NORMAL_WORDS = frozenset({"normal", "normal_tissue", "nt"})
+#: sm_index's structured tissue type (lower case); "Neoplasm, Metastatic" is neither class
+STRUCTURED_TUMOUR = frozenset({"neoplasm, primary", "tumor", "neoplasm"})
+STRUCTURED_NORMAL = frozenset({"normal"})
+MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "collection_id", "series_description",
+                    "label_source"]
+SKIPPED_COLUMNS = ["patient_id", "series_instance_uid", "series_description", "file_name", "reason"]
+_UID_DIR = re.compile(r"(?:^|_)(\d+(?:\.\d+){3,})$")
+
+
+@dataclass(frozen=True)
+class IdcManifest:
+    """``manifest``: labelled series (MANIFEST_COLUMNS, readable by a ``kind: cptac`` cohort); ``skipped``: the
+    other series with the reason (SKIPPED_COLUMNS); ``counts``: series per outcome; ``warning``: set when one
+    class is missing, so a tumour-vs-normal AUC cannot be computed on the labelled series."""
+
+    manifest: pd.DataFrame
+    skipped: pd.DataFrame
+    counts: dict[str, int]
+    warning: str | None
+
+
+def read_index(path: str | Path) -> pd.DataFrame:
+    """IDC's series index: the ``idc_index.parquet`` that ``pip install idc-index`` brings, or a CSV export of
+    a query (e.g. ``sm_index`` joined to ``index``, which adds the structured tissue type)."""
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: IDC index not found; pass the idc_index.parquet of the idc-index-data package "
+                          "(pip install idc-index) or a CSV export of an IDC query")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False).replace("", pd.NA)
+    except Exception as exc:  # any reader error is this file's: one line naming it
+        raise IngestError(f"{path}: cannot read the IDC index ({type(exc).__name__}: {exc}); it must be a parquet "
+                          "file or a comma-separated table with one header line") from exc
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise IngestError(f"{path}: the IDC index lacks column(s) {missing}; export at least {list(REQUIRED)} "
+                          f"(and Modality, and {STRUCTURED} from sm_index if you have it)")
+    return df
+
+
+def tissue_label(description: object, structured: object = None) -> tuple[str | None, str]:
+    """``("tumor" | "normal" | None, source or reason)``: the structured tissue type first, else the series
+    description's words; both classes or neither named in the description is no label."""
+    if isinstance(structured, str) and structured.strip():
+        s = structured.strip().lower()
+        if s in STRUCTURED_TUMOUR:
+            return "tumor", f"{STRUCTURED} {structured!r}"
+        if s in STRUCTURED_NORMAL:
+            return "normal", f"{STRUCTURED} {structured!r}"
+        return None, f"tissue type {structured!r} ({STRUCTURED}) is neither primary tumour nor normal"
+    text = description.strip() if isinstance(description, str) else ""
+    words = {w.lower() for w in text.split()}
+    tumour, normal = bool(words & TUMOUR_WORDS), bool(words & NORMAL_WORDS)
+    if tumour != normal:
+        return ("tumor" if tumour else "normal"), f"SeriesDescription {text!r}"
+    if tumour:
+        return None, f"SeriesDescription {text!r} names both tumour and normal tissue"
+    return None, f"no tissue type: SeriesDescription {text!r} names neither tumour nor normal tissue"
+
+
+def series_dirs(slide_dir: Path) -> dict[str, Path]:
+    """SeriesInstanceUID → its directory under ``slide_dir``, for any ``idc download`` layout whose last
+    directory name ends with the UID (the default ``SM_<uid>`` among them)."""
+    found: dict[str, Path] = {}
+    for root, dirs, _ in os.walk(slide_dir):
+        dirs.sort()
+        for d in dirs:
+            m = _UID_DIR.search(d)
+            if m:
+                found.setdefault(m.group(1), Path(root, d).relative_to(slide_dir))
+    return found
+
+
+def _default_dir(r: pd.Series) -> Path:
+    study = r.get("StudyInstanceUID")
+    parts = [str(r["collection_id"]), str(r["PatientID"])] + ([str(study)] if isinstance(study, str) else [])
+    return Path(*parts, f"SM_{r['SeriesInstanceUID']}")
+
+
+def build_manifest(index: pd.DataFrame, *, collection: str, slide_dir: Path | None) -> IdcManifest:
+    """The labelled H&E series of ``collection`` as manifest rows (``file_name``: the series directory, which
+    ingest opens through its first ``.dcm`` file); ``slide_dir`` None plans before the download (default
+    layout, files not checked)."""
+    if "Modality" in index.columns:
+        index = index[index["Modality"].astype(str) == "SM"]
+    rows = index[index["collection_id"].astype(str) == collection]
+    if rows.empty:
+        known = sorted(index["collection_id"].dropna().astype(str).unique())
+        near = [c for c in known if c.split("_")[0] == collection.split("_")[0]][:12] or known[:12]
+        raise IngestError(f"IDC index: no slide microscopy series of collection {collection!r}; "
+                          f"collections include {near}")
+    on_disk = series_dirs(slide_dir) if slide_dir is not None else {}
+    kept, skipped = [], []
+    for _, r in rows.sort_values(["PatientID", "SeriesInstanceUID"], kind="mergesort").iterrows():
+        uid, patient = str(r["SeriesInstanceUID"]), str(r["PatientID"])
+        label, why = tissue_label(r["SeriesDescription"], r.get(STRUCTURED))
+        folder = on_disk.get(uid)
+        file_name = (folder or _default_dir(r)).as_posix()
+        base = {"patient_id": patient, "series_instance_uid": uid,
+                "series_description": r["SeriesDescription"], "file_name": file_name}
+        if label is None:
+            skipped.append({**base, "reason": why})
+        elif slide_dir is not None and folder is None:
+            skipped.append({**base, "reason": f"not downloaded: no directory named after the series under {slide_dir}"})
+        else:
+            kept.append({"slide_id": f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
+                         "label": label, "collection_id": collection, "series_description": r["SeriesDescription"],
+                         "label_source": why})
+    manifest = pd.DataFrame(kept, columns=MANIFEST_COLUMNS)
+    skip = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+    counts = {"series": len(rows), "tumor": int((manifest["label"] == "tumor").sum()),
+              "normal": int((manifest["label"] == "normal").sum()),
+              "no_tissue_type": int(skip["reason"].str.startswith("no tissue type").sum()),
+              "other_tissue_type": int(skip["reason"].str.contains("neither primary tumour|both tumour", regex=True)
+                                       .sum()),
+              "not_downloaded": int(skip["reason"].str.startswith("not downloaded").sum())}
+    if manifest.empty:
+        raise IngestError(f"IDC index: none of {collection}'s {len(rows)} series has a tissue type that is tumour or "
+                          f"normal ({counts['no_tissue_type']} name none) or is downloaded; label them by hand in a "
+                          "manifest (README: Real data, IDC)")
+    warning = None
+    if counts["tumor"] == 0 or counts["normal"] == 0:
+        have, lack = ("tumour", "normal") if counts["normal"] == 0 else ("normal", "tumour")
+        warning = (f"{collection}: all {len(manifest)} labelled series are {have} ({counts['no_tissue_type']} more "
+                   f"have no tissue type in IDC): a tumour-vs-normal AUC needs {lack} slides too; label series from "
+                   "the collection's clinical data and add them to the manifest, or read the evaluation as "
+                   f"{have} recall only")
+    return IdcManifest(manifest, skip, counts, warning)
