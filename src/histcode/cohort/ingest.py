@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from histcode.atomic import write_csv, write_json
-from histcode.cohort import preparation, sites, sources, suites
+from histcode.cohort import gdc_sheets, preparation, sites, sources, suites
 from histcode.cohort.barcodes import LABELS, BarcodeError, parse_barcode
 from histcode.cohort.config import IngestConfig
 from histcode.cohort.files import rna_problem, slide_problem
@@ -96,6 +96,17 @@ def _check_files(df: pd.DataFrame, table: str, failures: list[dict[str, Any]], p
     return df[pd.Series(ok, index=df.index, dtype=bool)] if len(df) else df
 
 
+def _gdc_layout(sheet: pd.DataFrame, table: str, path: str | Path, failures: list[dict[str, Any]]) -> pd.DataFrame:
+    """Either GDC portal's sample sheet in the layout the suites check (``histcode.cohort.gdc_sheets``)."""
+    out, bad = gdc_sheets.with_sample_type(sheet, table=table)
+    if gdc_sheets.is_portal2(sheet):
+        left = f"; {len(bad)} row(s) whose Tissue Type contradicts it left out" if bad else ""
+        log.info("%s: GDC Data Portal 2 sample sheet (Tissue Type, Tumor Descriptor): sample types read from the "
+                 "Sample ID codes%s", path, left)
+    failures.extend(bad)
+    return out
+
+
 def _slide_candidates(name: str, cohort: CohortConfig, report: list[dict[str, Any]],
                       failures: list[dict[str, Any]]) -> pd.DataFrame:
     if cohort.kind == "barcode":
@@ -107,7 +118,8 @@ def _slide_candidates(name: str, cohort: CohortConfig, report: list[dict[str, An
         raise IngestError(f"base.cohorts.{name}: kind {cohort.kind!r} needs slide_sheet (the "
                           f"{'GDC sample sheet' if cohort.kind == 'gdc' else 'CPTAC CSV manifest'})")
     if cohort.kind == "gdc":
-        sheet = read_table(cohort.slide_sheet, sep="\t", what="GDC slide sample sheet")
+        sheet = _gdc_layout(read_table(cohort.slide_sheet, sep="\t", what="GDC slide sample sheet"), "slides",
+                            cohort.slide_sheet, failures)
         check_table(sheet, suites.gdc_sheet("Slide Image"), source=cohort.slide_sheet, report=report)
         return sources.slides_from_gdc(sheet, slide_dir=Path(cohort.slide_dir), cohort=name,
                                        default_mpp=cohort.default_mpp)
@@ -123,7 +135,8 @@ def _rna_candidates(name: str, cohort: CohortConfig, report: list[dict[str, Any]
     if cohort.rna_dir is None:
         raise IngestError(f"base.cohorts.{name}: rna_sheet is set but rna_dir is not; set rna_dir to the "
                           "folder the GDC client downloaded the expression files into")
-    sheet = read_table(cohort.rna_sheet, sep="\t", what="GDC RNA-seq sample sheet")
+    sheet = _gdc_layout(read_table(cohort.rna_sheet, sep="\t", what="GDC RNA-seq sample sheet"), "rnaseq",
+                        cohort.rna_sheet, failures)
     check_table(sheet, suites.gdc_sheet("Gene Expression Quantification"), source=cohort.rna_sheet, report=report)
     rna = sources.rnaseq_from_gdc(sheet, rna_dir=Path(cohort.rna_dir), cohort=name)
     other = rna["format"].isna()

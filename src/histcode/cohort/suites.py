@@ -16,7 +16,7 @@ TCGA_PATIENT_RE = rf"^{PATIENT_PATTERN}$"
 TCGA_SAMPLE_RE = rf"^{SAMPLE_PATTERN}$"
 _GDC_HINTS = {
     "required": "use the sample sheet the GDC portal writes (Cart → Sample Sheet), tab-separated, with columns "
-    + ", ".join(GDC_COLUMNS),
+    + ", ".join(GDC_COLUMNS) + " (GDC Data Portal 2 sheets: Tissue Type and Tumor Descriptor instead of Sample Type)",
     "set:Sample Type": "use GDC sample type names (e.g. 'Primary Tumor', 'Solid Tissue Normal', 'Metastatic')",
     "regex:Case ID": "Case ID must be a TCGA patient barcode TCGA-XX-XXXX",
     "regex:Sample ID": "Sample ID must be a TCGA sample barcode TCGA-XX-XXXX-01A",
