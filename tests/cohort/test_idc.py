@@ -147,3 +147,13 @@ def test_external_evaluation_of_a_tumour_only_cohort() -> None:
     assert m["accuracy"] == pytest.approx(5 / 6) and pd.isna(m["auc"]) and m["n_boot_auc"] == 0
     line = external_line("cptac_brca", {**m, "threshold_source": "registry", "model": "m"})
     assert "AUC n/a (only tumour slides: accuracy is their recall), accuracy 0.833" in line
+
+
+def test_parquet_index_reads_the_sm_rows_it_needs(tmp_path: Path, index: pd.DataFrame) -> None:
+    """The idc_index.parquet that idc-index installs: only SM rows and the used columns are read."""
+    other = index.head(3).assign(Modality="CT", collection_id="cptac_brca", SeriesDescription="HE tumor")
+    index.assign(Extra="x").pipe(lambda d: pd.concat([d, other])).to_parquet(tmp_path / "idc_index.parquet")
+    got = read_index(tmp_path / "idc_index.parquet")
+    assert "Extra" not in got.columns and (got["Modality"] == "SM").all() and len(got) == len(index)
+    res = build_manifest(got, collection="cptac_brca", slide_dir=None)
+    assert (res.counts["tumor"], res.counts["normal"]) == (276, 0)

@@ -23,6 +23,7 @@ from histcode.cohort.tables import IngestError
 
 REQUIRED = ("collection_id", "PatientID", "SeriesInstanceUID", "SeriesDescription")
 STRUCTURED = "primaryAnatomicStructureModifier_CodeMeaning"
+OPTIONAL = ("Modality", "StudyInstanceUID", STRUCTURED)
 #: series description words (lower case) that name the tissue: CPTAC's and TCGA's sample type codes
 TUMOUR_WORDS = frozenset({"tumor", "tumour", "tumor_tissue", "tp"})
 NORMAL_WORDS = frozenset({"normal", "normal_tissue", "nt"})
@@ -55,8 +56,12 @@ def read_index(path: str | Path) -> pd.DataFrame:
         raise IngestError(f"{path}: IDC index not found; pass the idc_index.parquet of the idc-index-data package "
                           "(pip install idc-index) or a CSV export of an IDC query")
     try:
-        if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
+        if path.suffix == ".parquet":  # IDC's whole index (~1M series): read the columns used, SM rows only
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            cols = [c for c in (*REQUIRED, *OPTIONAL) if c in names]
+            df = pd.read_parquet(path, columns=cols, filters=[("Modality", "==", "SM")] if "Modality" in cols else None)
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False).replace("", pd.NA)
     except Exception as exc:  # any reader error is this file's: one line naming it
