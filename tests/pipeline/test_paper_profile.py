@@ -5,8 +5,9 @@ found four faults in it (round 20). This test follows those steps: the generator
 ``data/raw/tcga_brca`` / ``data/raw/cptac_brca`` the way gdc-client lays files out, plus two real slides the
 project did not make (CMU-1, an Aperio SVS at 0.499 µm/px, as a TCGA tumour slide with no RNA-seq; the DICOM test
 slide at 2.004 µm/px in the CPTAC manifest); since round 21 the tumour slides are frozen sections, as a "Tissue Slide"
-download has them, plus one FFPE diagnostic slide that the profile's ``preparation: frozen`` leaves out,
-``dvc add data/raw``, ``cp params.paper.yaml params.yaml`` with the
+download has them, plus one FFPE diagnostic slide that the profile's ``preparation: frozen`` leaves out; since round
+22 both GDC sheets are in the layout the GDC Data Portal 2 writes (no Sample Type) and the DICOM slide is a series
+directory as `idc download` writes it, its slide id holding the dotted SeriesInstanceUID; ``dvc add data/raw``, ``cp params.paper.yaml params.yaml`` with the
 compute shrunk (the backbone stays the paper's ResNet50 cut after layer3), ``dvc repro``, then what a user runs
 next.
 """
@@ -51,6 +52,24 @@ PILOT = {  # what a CPU pilot changes; everything else is the paper profile (Res
 CMU1_ROW = ("4c0ffee0-0000-4000-8000-00000000c001\tTCGA-ZZ-CMU1-01A-01-TS1.0f1e2d3c-4b5a-4697-8877-665544332211.svs"
             "\tBiospecimen\tSlide Image\tTCGA-BRCA\tTCGA-ZZ-CMU1\tTCGA-ZZ-CMU1-01A\tPrimary Tumor\n")
 DX_NAME = "{patient}-01Z-00-DX1.5e1f0a7b-9c2d-4e3f-8a1b-2c3d4e5f6a7b.svs"  # one FFPE diagnostic slide in the download
+# the real DICOM test slide as `idc download` lays a series out (its own SeriesInstanceUID), as `histcode idc-manifest`
+# writes its row: slide id = PatientID_SeriesInstanceUID, file_name = the series directory
+DICOM_UID = "1.2.826.0.1.3680043.8.498.11764839976753647355928582439608067319"
+DICOM_SLIDE = f"DCM01_{DICOM_UID}"
+DICOM_DIR = f"cptac_brca/DCM01/2.25.1/SM_{DICOM_UID}"
+PORTAL2 = {"Primary Tumor": "Tumor\tPrimary", "Solid Tissue Normal": "Normal\tNot Applicable"}
+
+
+def _as_portal2_sheet(path: Path) -> None:
+    """A GDC Data Portal 2 sheet, as the portal writes one today: Tissue Type, Tumor Descriptor, Specimen Type and
+    Preservation Method instead of Sample Type (the layout of a real 2025 TCGA-LUAD sheet)."""
+    head, *rows = path.read_text().splitlines()
+    assert head.endswith("\tSample Type")
+    out = [head.removesuffix("Sample Type") + "Tissue Type\tTumor Descriptor\tSpecimen Type\tPreservation Method"]
+    for row in rows:
+        rest, sample_type = row.rsplit("\t", 1)
+        out.append(f"{rest}\t{PORTAL2[sample_type]}\tSolid Tissue\tUnknown")
+    path.write_text("\n".join(out) + "\n")
 
 
 def _as_tissue_slide_download(cohort: Path) -> str:
@@ -106,9 +125,13 @@ def pilot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     shutil.copy(DATA / "CMU-1-Small-Region.svs", raw / "tcga_brca" / "slides" / CMU1_ROW.split("\t")[1])
     with open(raw / "tcga_brca" / "gdc_sample_sheet.slides.tsv", "a") as fh:
         fh.write(CMU1_ROW)
-    shutil.copy(DATA / "slidetool_test_dicom.dcm", raw / "cptac_brca" / "slides" / "DCM01-T.dcm")
+    for sheet in ("gdc_sample_sheet.slides.tsv", "gdc_sample_sheet.rnaseq.tsv"):
+        _as_portal2_sheet(raw / "tcga_brca" / sheet)
+    series = raw / "cptac_brca" / "slides" / DICOM_DIR
+    series.mkdir(parents=True)
+    shutil.copy(DATA / "slidetool_test_dicom.dcm", series / "4c0ffee0-0000-4000-8000-0000000dc001.dcm")
     with open(raw / "cptac_brca" / "cptac_brca_manifest.csv", "a") as fh:
-        fh.write("DCM01-T,DCM01-T.dcm,DCM01,tumor\n")
+        fh.write(f"{DICOM_SLIDE},{DICOM_DIR},DCM01,tumor\n")
     params = merge_params(yaml.safe_load((ROOT / "params.paper.yaml").read_text()), PILOT)
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], proj, env)
@@ -158,7 +181,8 @@ def test_the_coarse_real_slide_is_tiled_and_flagged(pilot: tuple[Path, dict[str,
     external = json.loads((proj / "reports/metrics/tile/cptac_brca.json").read_text())
     train = json.loads((proj / "reports/metrics/tile/tcga_brca.json").read_text())
     assert (external["n_done"], external["n_upsampled"]) == (5, 1) and train["n_upsampled"] == 0
-    assert "DCM01-T was scanned at 2.004 µm/px" in log and "enlarged 4.0x" in log
+    assert f"{DICOM_SLIDE} was scanned at 2.004 µm/px" in log and "enlarged 4.0x" in log
+    assert "GDC Data Portal 2 sample sheet" in log  # both sheets in today's layout, read alike
 
 
 def test_eval_cptac_takes_the_profiles_external_cohort(pilot: tuple[Path, dict[str, str], str]) -> None:
@@ -170,7 +194,7 @@ def test_eval_cptac_takes_the_profiles_external_cohort(pilot: tuple[Path, dict[s
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "cptac_synth" not in refused.stderr, refused.stderr
     assert "no model version histcode-encoder@champion" in refused.stderr and "--alias challenger" in refused.stderr
-    heatmap = [str(BIN / "histcode"), "heatmap", "--cohort", "cptac_brca", "--slide", "DCM01-T", "--out", "hm"]
+    heatmap = [str(BIN / "histcode"), "heatmap", "--cohort", "cptac_brca", "--slide", DICOM_SLIDE, "--out", "hm"]
     missing = subprocess.run(heatmap, cwd=proj, env=env, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr  # one line, not a trace
     assert "attention file missing" in missing.stderr and "`make eval-cptac` (an external cohort" in missing.stderr
