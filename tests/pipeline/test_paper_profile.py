@@ -7,9 +7,9 @@ project did not make (CMU-1, an Aperio SVS at 0.499 µm/px, as a TCGA tumour sli
 slide at 2.004 µm/px in the CPTAC manifest); since round 21 the tumour slides are frozen sections, as a "Tissue Slide"
 download has them, plus one FFPE diagnostic slide that the profile's ``preparation: frozen`` leaves out; since round
 22 both GDC sheets are in the layout the GDC Data Portal 2 writes (no Sample Type) and the DICOM slide is a series
-directory as `idc download` writes it, its slide id holding the dotted SeriesInstanceUID; ``dvc add data/raw``, ``cp params.paper.yaml params.yaml`` with the
-compute shrunk (the backbone stays the paper's ResNet50 cut after layer3), ``dvc repro``, then what a user runs
-next.
+directory as `idc download` writes it, its slide id holding the dotted SeriesInstanceUID; ``dvc add data/raw``,
+``cp params.paper.yaml params.yaml`` with the compute shrunk (the backbone stays the paper's ResNet50 cut after
+layer3), ``dvc repro``, then what a user runs next.
 """
 
 from __future__ import annotations
