@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from histcode.tables import CV_NAMES, METRICS_FILES, MetricsFile
+from histcode.tables import CV_NAMES, METRICS_FILES, MetricsFile, one_class_auc
 
 
 class _Declared(dict):  # type: ignore[type-arg]
@@ -153,7 +153,8 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
                                   if isinstance(e.get(key), (int, float)))
             alias = str(e.get("model", "")).partition("@")[2] or "champion"  # `--alias challenger`: not champions
             which = "the champions then" if alias == "champion" else f"@{alias} then, not the champions"
-            lines.append(f"external {cohort}: AUC {_ci(e, 'auc')}  accuracy {_ci(e, 'accuracy')}"
+            auc = one_class_auc(e.get("n", 0), e.get("n_pos", 0)) or _ci(e, "auc")
+            lines.append(f"external {cohort}: AUC {auc}  accuracy {_ci(e, 'accuracy')}"
                          + (f"  ({versions}, {which})" if versions else ""))
             if mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
                 lines.append(f"  train_mil has rerun since; if `make promote` moved a champion, rerun "

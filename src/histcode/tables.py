@@ -112,8 +112,17 @@ METRICS_FILES: dict[str, MetricsFile] = {
     "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
                         ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)
-                         "model")),  # the MIL model's URI: models:/histcode-mil@<alias> (or --model's)
+                         "model",  # the MIL model's URI: models:/histcode-mil@<alias> (or --model's)
+                         "n", "n_pos")),  # slides scored, tumour among them (one class: no AUC)
 }
+
+
+def one_class_auc(n: float, n_pos: float) -> str | None:
+    """What an evaluation of one class shows for its AUC (e.g. CPTAC-BRCA as IDC labels it: tumour slides only),
+    else None: with one class there is no AUC and accuracy is that class's recall."""
+    if n and n_pos in (0, n):
+        return f"n/a (only {'tumour' if n_pos else 'normal'} slides: accuracy is their recall)"
+    return None
 
 
 #: ``mil.json``'s ``cv_groups`` (``mil.cv_groups``) as Table 1, its figure and the summary name the CV

@@ -87,6 +87,16 @@ def test_summary_external_only_when_evaluated_here(reports: Path) -> None:
     assert line.endswith("(histcode-encoder v1 + histcode-mil v1, @challenger then, not the champions)"), line
 
 
+def test_summary_external_of_one_class(reports: Path) -> None:
+    """CPTAC-BRCA as IDC labels it has tumour slides only: no AUC to show, accuracy is their recall."""
+    _write(reports / "metrics" / "eval_cptac_brca.json", {
+        "auc": float("nan"), "auc_ci_low": float("nan"), "auc_ci_high": float("nan"), "accuracy": 0.95,
+        "accuracy_ci_low": 0.85, "accuracy_ci_high": 1.0, "n": 20.0, "n_pos": 20.0})
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("external")]
+    assert line.startswith("external cptac_brca: AUC n/a (only tumour slides: accuracy is their recall)  "
+                           "accuracy 0.950 [0.850, 1.000]"), line
+
+
 def test_eval_results_are_not_committed() -> None:
     tracked = subprocess.run(["git", "ls-files", "reports/metrics", "reports/plots"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.split()

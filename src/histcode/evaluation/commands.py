@@ -17,9 +17,10 @@ def external_line(cohort: str, m: dict) -> str:
 
     models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
               else f"model {m['model']}")  # --model: no registered encoder/MIL pair
-    n, n_pos = int(m.get("n", 0)), int(m.get("n_pos", 0))
-    only = "tumour" if n_pos else "normal"
-    auc = ci("auc") if 0 < n_pos < n else f"n/a (only {only} slides: accuracy is their recall)"
+    from histcode.tables import one_class_auc
+
+    n = int(m.get("n", 0))
+    auc = one_class_auc(n, int(m.get("n_pos", 0))) or ci("auc")
     return (f"{cohort}: {n} slides, AUC {auc}, accuracy {ci('accuracy')}, "
             f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
             f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
