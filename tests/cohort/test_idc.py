@@ -73,7 +73,7 @@ def _series(root: Path, collection: str, patient: str, study: str, uid: str) -> 
     return d
 
 
-def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.DataFrame) -> None:
+def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.DataFrame, caplog) -> None:
     rows = index[index["collection_id"] == "cptac_luad"]
     tumour = rows[rows["SeriesDescription"] == "HE tumor"].iloc[0]
     normal = rows[rows["SeriesDescription"] == "HE normal"].iloc[0]
@@ -93,6 +93,7 @@ def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.Da
 
     cohort = CohortConfig(kind="cptac", source_dir=tmp_path, slide_dir=slides, slide_sheet=out, role="external")
     ingest_cohort("idc", cohort, IngestConfig(progress=False), out_dir=tmp_path / "out")
+    assert "all 2 slides are" not in caplog.text
     got = pd.read_csv(tmp_path / "out" / "slides.csv")
     assert sorted(got["label"]) == [0, 1]
     assert got["path"].str.endswith("0a1b2c3d-instance.dcm").all()  # the series directory → its .dcm
@@ -100,6 +101,14 @@ def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.Da
 
     with openslide.OpenSlide(got["path"].iloc[0]) as slide:  # what tiling opens: the series, its µm/px read
         assert slide.properties["openslide.vendor"] == "dicom" and slide.properties["openslide.mpp-x"] == "2.004"
+
+
+def test_a_one_class_cohort_is_said_at_ingest(tmp_path: Path, index: pd.DataFrame, caplog) -> None:
+    res = build_manifest(index, collection="cptac_brca", slide_dir=None)
+    res.manifest.to_csv(tmp_path / "m.csv", index=False)
+    cohort = CohortConfig(kind="cptac", source_dir=tmp_path, slide_dir=tmp_path, slide_sheet=tmp_path / "m.csv")
+    ingest_cohort("cptac_brca", cohort, IngestConfig(require_files=False, progress=False), out_dir=tmp_path / "out")
+    assert "cohort cptac_brca: all 276 slides are tumour: tumour vs normal cannot be trained" in caplog.text
 
 
 def test_series_directory_without_dicom_is_a_recorded_failure(tmp_path: Path) -> None:

@@ -236,6 +236,11 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
                     out_dir / FAILURES_CSV)
     for warning in warnings:
         log.warning(warning)
+    if counts["slides"] and min(counts["slides_tumour"], counts["slides_normal"]) == 0:
+        only = "tumour" if counts["slides_tumour"] else "normal"
+        log.warning("cohort %s: all %d slides are %s: tumour vs normal cannot be trained or given an AUC on it; an "
+                    "external evaluation reports %s recall only (e.g. CPTAC-BRCA as IDC labels it)", name,
+                    counts["slides"], only, only)
     log.info("cohort %s: %d slides (%d tumour, %d normal) from %d patients", name, counts["slides"],
              counts["slides_tumour"], counts["slides_normal"], counts["patients"])
     return IngestResult(name, out_dir, slides, rna, fail_df, full_report, counts,
