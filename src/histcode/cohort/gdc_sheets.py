@@ -17,7 +17,7 @@ import pandas as pd
 
 from histcode.cohort.barcodes import BarcodeError, parse_barcode
 
-SAMPLE_TYPE, TISSUE_TYPE, TUMOUR_DESCRIPTOR = "Sample Type", "Tissue Type", "Tumor Descriptor"
+SAMPLE_TYPE, TISSUE_TYPE = "Sample Type", "Tissue Type"
 
 
 def _tissue_of(code: str) -> str | None:

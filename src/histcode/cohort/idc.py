@@ -32,7 +32,9 @@ STRUCTURED_TUMOUR = frozenset({"neoplasm, primary", "tumor", "neoplasm"})
 STRUCTURED_NORMAL = frozenset({"normal"})
 MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "collection_id", "series_description",
                     "label_source"]
-SKIPPED_COLUMNS = ["patient_id", "series_instance_uid", "series_description", "file_name", "reason"]
+SKIPPED_COLUMNS = ["patient_id", "series_instance_uid", "series_description", "file_name", "kind", "reason"]
+#: why a series is skipped (``kind`` of the skipped table, and the counts)
+SKIP_KINDS = ("no_tissue_type", "other_tissue_type", "not_downloaded")
 _UID_DIR = re.compile(r"(?:^|_)(\d+(?:\.\d+){3,})$")
 
 
@@ -74,24 +76,24 @@ def read_index(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def tissue_label(description: object, structured: object = None) -> tuple[str | None, str]:
-    """``("tumor" | "normal" | None, source or reason)``: the structured tissue type first, else the series
-    description's words; both classes or neither named in the description is no label."""
+def tissue_label(description: object, structured: object = None) -> tuple[str, str]:
+    """``(label, source)`` with label ``tumor``/``normal``, or ``(skip kind, reason)``: the structured tissue type
+    first, else the series description's words; both classes or neither named in the description is no label."""
     if isinstance(structured, str) and structured.strip():
         s = structured.strip().lower()
         if s in STRUCTURED_TUMOUR:
             return "tumor", f"{STRUCTURED} {structured!r}"
         if s in STRUCTURED_NORMAL:
             return "normal", f"{STRUCTURED} {structured!r}"
-        return None, f"tissue type {structured!r} ({STRUCTURED}) is neither primary tumour nor normal"
+        return "other_tissue_type", f"tissue type {structured!r} ({STRUCTURED}) is neither primary tumour nor normal"
     text = description.strip() if isinstance(description, str) else ""
     words = {w.lower() for w in text.split()}
     tumour, normal = bool(words & TUMOUR_WORDS), bool(words & NORMAL_WORDS)
     if tumour != normal:
         return ("tumor" if tumour else "normal"), f"SeriesDescription {text!r}"
     if tumour:
-        return None, f"SeriesDescription {text!r} names both tumour and normal tissue"
-    return None, f"no tissue type: SeriesDescription {text!r} names neither tumour nor normal tissue"
+        return "other_tissue_type", f"SeriesDescription {text!r} names both tumour and normal tissue"
+    return "no_tissue_type", f"no tissue type: SeriesDescription {text!r} names neither tumour nor normal tissue"
 
 
 def series_dirs(slide_dir: Path) -> dict[str, Path]:
@@ -134,22 +136,19 @@ def build_manifest(index: pd.DataFrame, *, collection: str, slide_dir: Path | No
         file_name = (folder or _default_dir(r)).as_posix()
         base = {"patient_id": patient, "series_instance_uid": uid,
                 "series_description": r["SeriesDescription"], "file_name": file_name}
-        if label is None:
-            skipped.append({**base, "reason": why})
+        if label in SKIP_KINDS:
+            skipped.append({**base, "kind": label, "reason": why})
         elif slide_dir is not None and folder is None:
-            skipped.append({**base, "reason": f"not downloaded: no directory named after the series under {slide_dir}"})
+            skipped.append({**base, "kind": "not_downloaded",
+                            "reason": f"not downloaded: no directory named after the series under {slide_dir}"})
         else:
             kept.append({"slide_id": f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
                          "label": label, "collection_id": collection, "series_description": r["SeriesDescription"],
                          "label_source": why})
     manifest = pd.DataFrame(kept, columns=MANIFEST_COLUMNS)
     skip = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
-    counts = {"series": len(rows), "tumor": int((manifest["label"] == "tumor").sum()),
-              "normal": int((manifest["label"] == "normal").sum()),
-              "no_tissue_type": int(skip["reason"].str.startswith("no tissue type").sum()),
-              "other_tissue_type": int(skip["reason"].str.contains("neither primary tumour|both tumour", regex=True)
-                                       .sum()),
-              "not_downloaded": int(skip["reason"].str.startswith("not downloaded").sum())}
+    counts = {"series": len(rows), **{k: int((manifest["label"] == k).sum()) for k in ("tumor", "normal")},
+              **{k: int((skip["kind"] == k).sum()) for k in SKIP_KINDS}}
     if manifest.empty:
         raise IngestError(f"IDC index: none of {collection}'s {len(rows)} series has a tissue type that is tumour or "
                           f"normal ({counts['no_tissue_type']} name none) or is downloaded; label them by hand in a "
