@@ -113,7 +113,8 @@ METRICS_FILES: dict[str, MetricsFile] = {
                         ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)
                          "model",  # the MIL model's URI: models:/histcode-mil@<alias> (or --model's)
-                         "n", "n_pos")),  # slides scored, tumour among them (one class: no AUC)
+                         "n", "n_pos",  # slides scored, tumour among them (one class: no AUC)
+                         "sensitivity", "specificity")),  # at the stored threshold, for each class present
 }
 
 

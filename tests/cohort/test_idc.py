@@ -27,7 +27,7 @@ def index() -> pd.DataFrame:
 
 def test_cptac_brca_in_idc_has_no_normal_slides(index: pd.DataFrame) -> None:
     """IDC v25's real cptac_brca: 653 H&E series, 276 described as tumour, 377 as plain "HE", none as normal."""
-    res = build_manifest(index, collection="cptac_brca", slide_dir=None)
+    res = build_manifest(index, collections=["cptac_brca"], slide_dir=None)
     assert res.counts == {"series": 653, "tumor": 276, "normal": 0, "no_tissue_type": 377, "other_tissue_type": 0,
                           "not_downloaded": 0}
     assert res.manifest["patient_id"].nunique() == 111 and res.manifest["label"].eq("tumor").all()
@@ -42,15 +42,23 @@ def test_cptac_brca_in_idc_has_no_normal_slides(index: pd.DataFrame) -> None:
 def test_tcga_and_cptac_luad_descriptions(index: pd.DataFrame) -> None:
     """TCGA's TP/NT codes and CPTAC-LUAD's tumor/normal words; TCGA-BRCA's seven metastatic-sample patients carry
     no code in IDC and are skipped, never guessed."""
-    luad = build_manifest(index, collection="cptac_luad", slide_dir=None)
+    luad = build_manifest(index, collections=["cptac_luad"], slide_dir=None)
     assert (luad.counts["tumor"], luad.counts["normal"], luad.warning) == (6, 2, None)
-    tcga = build_manifest(index, collection="tcga_brca", slide_dir=None)
+    tcga = build_manifest(index, collections=["tcga_brca"], slide_dir=None)
     labels = dict(zip(tcga.manifest["series_description"], tcga.manifest["label"], strict=False))
     assert labels["Frozen HE TP TS1"] == "tumor" and labels["Frozen HE NT BS2"] == "normal"
     assert labels["FFPE HE TP DX1"] == "tumor"
     assert (tcga.counts["tumor"], tcga.counts["normal"], tcga.counts["no_tissue_type"]) == (18, 8, 8)
     assert set(tcga.skipped["patient_id"]) == {"TCGA-AC-A6IX", "TCGA-BH-A18V", "TCGA-BH-A1ES", "TCGA-BH-A1FE",
                                                "TCGA-E2-A15A", "TCGA-E2-A15E", "TCGA-E2-A15K"}
+
+
+def test_several_collections_make_one_manifest(index: pd.DataFrame) -> None:
+    """E.g. one external lung cohort of CPTAC-LUAD and CPTAC-LSCC: rows of both, each with its collection."""
+    res = build_manifest(index, collections=["cptac_luad", "cptac_brca"], slide_dir=None)
+    assert (res.counts["series"], res.counts["tumor"], res.counts["normal"]) == (661, 282, 2)
+    assert res.manifest.groupby("collection_id").size().to_dict() == {"cptac_brca": 276, "cptac_luad": 8}
+    assert set(res.skipped["collection_id"]) == {"cptac_brca"} and res.warning is None
 
 
 @pytest.mark.parametrize(("description", "structured", "label"), [
@@ -104,7 +112,7 @@ def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.Da
 
 
 def test_a_one_class_cohort_is_said_at_ingest(tmp_path: Path, index: pd.DataFrame, caplog) -> None:
-    res = build_manifest(index, collection="cptac_brca", slide_dir=None)
+    res = build_manifest(index, collections=["cptac_brca"], slide_dir=None)
     res.manifest.to_csv(tmp_path / "m.csv", index=False)
     cohort = CohortConfig(kind="cptac", source_dir=tmp_path, slide_dir=tmp_path, slide_sheet=tmp_path / "m.csv")
     ingest_cohort("cptac_brca", cohort, IngestConfig(require_files=False, progress=False), out_dir=tmp_path / "out")
@@ -126,13 +134,13 @@ def test_series_directory_without_dicom_is_a_recorded_failure(tmp_path: Path) ->
 
 def test_errors_name_the_fix(tmp_path: Path, index: pd.DataFrame) -> None:
     with pytest.raises(IngestError, match=r"no slide microscopy series of collection 'cptac_bca'.*cptac_brca"):
-        build_manifest(index, collection="cptac_bca", slide_dir=None)
+        build_manifest(index, collections=["cptac_bca"], slide_dir=None)
     (tmp_path / "i.csv").write_text("collection_id,PatientID\nx,y\n")
     with pytest.raises(IngestError, match=r"lacks column\(s\) \['SeriesInstanceUID', 'SeriesDescription'\]"):
         read_index(tmp_path / "i.csv")
     only = index[(index["collection_id"] == "cptac_brca") & (index["SeriesDescription"] == "HE")]
     with pytest.raises(IngestError, match="none of cptac_brca's 377 series has a tissue type"):
-        build_manifest(only, collection="cptac_brca", slide_dir=None)
+        build_manifest(only, collections=["cptac_brca"], slide_dir=None)
 
 
 def _app():
@@ -154,8 +162,13 @@ def test_external_evaluation_of_a_tumour_only_cohort() -> None:
                           "prob_tumor": [0.9, 0.8, 0.7, 0.2, 0.95, 0.6]})
     m, _ = external_metrics(preds, 0.5, n_boot=50, seed=0, n_bins=10)
     assert m["accuracy"] == pytest.approx(5 / 6) and pd.isna(m["auc"]) and m["n_boot_auc"] == 0
+    assert m["sensitivity"] == pytest.approx(5 / 6) and "specificity" not in m
     line = external_line("cptac_brca", {**m, "threshold_source": "registry", "model": "m"})
     assert "AUC n/a (only tumour slides: accuracy is their recall), accuracy 0.833" in line
+    assert "sensitivity 0.833 at threshold 0.5" in line
+    both = preds.assign(label=[1, 1, 1, 0, 0, 0])  # P 0.9 0.8 0.7 | 0.2 0.95 0.6 at threshold 0.5
+    m2, _ = external_metrics(both, 0.5, n_boot=0, seed=0, n_bins=10)
+    assert (m2["sensitivity"], m2["specificity"]) == (1.0, pytest.approx(1 / 3))
 
 
 def test_parquet_index_reads_the_sm_rows_it_needs(tmp_path: Path, index: pd.DataFrame) -> None:
@@ -164,5 +177,5 @@ def test_parquet_index_reads_the_sm_rows_it_needs(tmp_path: Path, index: pd.Data
     index.assign(Extra="x").pipe(lambda d: pd.concat([d, other])).to_parquet(tmp_path / "idc_index.parquet")
     got = read_index(tmp_path / "idc_index.parquet")
     assert "Extra" not in got.columns and (got["Modality"] == "SM").all() and len(got) == len(index)
-    res = build_manifest(got, collection="cptac_brca", slide_dir=None)
+    res = build_manifest(got, collections=["cptac_brca"], slide_dir=None)
     assert (res.counts["tumor"], res.counts["normal"]) == (276, 0)

@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("idc-manifest")
     def idc_manifest(
-        collection: str = typer.Option(..., "--collection", help="IDC collection id, e.g. cptac_brca, tcga_luad"),
+        collection: list[str] = typer.Option(..., "--collection", help="IDC collection id, e.g. cptac_brca; repeat "
+                                             "it for one cohort of several (--collection cptac_luad --collection "
+                                             "cptac_lscc)"),
         out: Path = typer.Option(..., "--out", help="manifest CSV to write (a kind: cptac cohort's slide_sheet)"),
         slide_dir: Path | None = typer.Option(
             None, "--slide-dir", help="where `idc download` put the collection (the cohort's slide_dir); "
@@ -49,13 +51,14 @@ def register(app: typer.Typer) -> None:
         if slide_dir is not None and not slide_dir.is_dir():
             raise IngestError(f"{slide_dir}: slide directory not found; pass the directory `idc download` wrote "
                               "(or omit --slide-dir to plan before downloading)")
-        result = build_manifest(read_index(index), collection=collection, slide_dir=slide_dir)
+        result = build_manifest(read_index(index), collections=collection, slide_dir=slide_dir)
         skipped = out.with_name(f"{out.stem}.skipped.csv")
         write_csv(out, result.manifest)
         write_csv(skipped, result.skipped)
         if result.warning:
             logging.getLogger("histcode.cohort.idc").warning(result.warning)
         c = result.counts
-        typer.echo(f"idc-manifest {collection}: {c['series']} series → {c['tumor']} tumour + {c['normal']} normal in "
-                   f"{out}; skipped {len(result.skipped)} ({c['no_tissue_type']} without tissue type, "
-                   f"{c['other_tissue_type']} other tissue, {c['not_downloaded']} not downloaded: {skipped})")
+        typer.echo(f"idc-manifest {' + '.join(collection)}: {c['series']} series → {c['tumor']} tumour + "
+                   f"{c['normal']} normal in {out}; skipped {len(result.skipped)} ({c['no_tissue_type']} without "
+                   f"tissue type, {c['other_tissue_type']} other tissue, {c['not_downloaded']} not downloaded: "
+                   f"{skipped})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ STRUCTURED_TUMOUR = frozenset({"neoplasm, primary", "tumor", "neoplasm"})
 STRUCTURED_NORMAL = frozenset({"normal"})
 MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "collection_id", "series_description",
                     "label_source"]
-SKIPPED_COLUMNS = ["patient_id", "series_instance_uid", "series_description", "file_name", "kind", "reason"]
+SKIPPED_COLUMNS = ["collection_id", "patient_id", "series_instance_uid", "series_description", "file_name", "kind",
+                   "reason"]
 #: why a series is skipped (``kind`` of the skipped table, and the counts)
 SKIP_KINDS = ("no_tissue_type", "other_tissue_type", "not_downloaded")
 _UID_DIR = re.compile(r"(?:^|_)(\d+(?:\.\d+){3,})$")
@@ -115,26 +117,29 @@ def _default_dir(r: pd.Series) -> Path:
     return Path(*parts, f"SM_{r['SeriesInstanceUID']}")
 
 
-def build_manifest(index: pd.DataFrame, *, collection: str, slide_dir: Path | None) -> IdcManifest:
-    """The labelled H&E series of ``collection`` as manifest rows (``file_name``: the series directory, which
-    ingest opens through its first ``.dcm`` file); ``slide_dir`` None plans before the download (default
-    layout, files not checked)."""
+def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir: Path | None) -> IdcManifest:
+    """The labelled H&E series of ``collections`` (e.g. cptac_luad + cptac_lscc for lung) as manifest rows
+    (``file_name``: the series directory, which ingest opens through its first ``.dcm`` file); ``slide_dir`` None
+    plans before the download (default layout, files not checked)."""
     if "Modality" in index.columns:
         index = index[index["Modality"].astype(str) == "SM"]
-    rows = index[index["collection_id"].astype(str) == collection]
-    if rows.empty:
-        known = sorted(index["collection_id"].dropna().astype(str).unique())
-        near = [c for c in known if c.split("_")[0] == collection.split("_")[0]][:12] or known[:12]
-        raise IngestError(f"IDC index: no slide microscopy series of collection {collection!r}; "
-                          f"collections include {near}")
+    known = sorted(index["collection_id"].dropna().astype(str).unique())
+    for collection in collections:
+        if collection not in known:
+            near = [c for c in known if c.split("_")[0] == collection.split("_")[0]][:12] or known[:12]
+            raise IngestError(f"IDC index: no slide microscopy series of collection {collection!r}; "
+                              f"collections include {near}")
+    name = " + ".join(collections)
+    rows = index[index["collection_id"].astype(str).isin(collections)]
     on_disk = series_dirs(slide_dir) if slide_dir is not None else {}
     kept, skipped = [], []
-    for _, r in rows.sort_values(["PatientID", "SeriesInstanceUID"], kind="mergesort").iterrows():
+    order = ["collection_id", "PatientID", "SeriesInstanceUID"]
+    for _, r in rows.sort_values(order, kind="mergesort").iterrows():
         uid, patient = str(r["SeriesInstanceUID"]), str(r["PatientID"])
         label, why = tissue_label(r["SeriesDescription"], r.get(STRUCTURED))
         folder = on_disk.get(uid)
         file_name = (folder or _default_dir(r)).as_posix()
-        base = {"patient_id": patient, "series_instance_uid": uid,
+        base = {"collection_id": r["collection_id"], "patient_id": patient, "series_instance_uid": uid,
                 "series_description": r["SeriesDescription"], "file_name": file_name}
         if label in SKIP_KINDS:
             skipped.append({**base, "kind": label, "reason": why})
@@ -143,20 +148,20 @@ def build_manifest(index: pd.DataFrame, *, collection: str, slide_dir: Path | No
                             "reason": f"not downloaded: no directory named after the series under {slide_dir}"})
         else:
             kept.append({"slide_id": f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
-                         "label": label, "collection_id": collection, "series_description": r["SeriesDescription"],
-                         "label_source": why})
+                         "label": label, "collection_id": r["collection_id"],
+                         "series_description": r["SeriesDescription"], "label_source": why})
     manifest = pd.DataFrame(kept, columns=MANIFEST_COLUMNS)
     skip = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
     counts = {"series": len(rows), **{k: int((manifest["label"] == k).sum()) for k in ("tumor", "normal")},
               **{k: int((skip["kind"] == k).sum()) for k in SKIP_KINDS}}
     if manifest.empty:
-        raise IngestError(f"IDC index: none of {collection}'s {len(rows)} series has a tissue type that is tumour or "
+        raise IngestError(f"IDC index: none of {name}'s {len(rows)} series has a tissue type that is tumour or "
                           f"normal ({counts['no_tissue_type']} name none) or is downloaded; label them by hand in a "
                           "manifest (README: Real data, IDC)")
     warning = None
     if counts["tumor"] == 0 or counts["normal"] == 0:
         have, lack = ("tumour", "normal") if counts["normal"] == 0 else ("normal", "tumour")
-        warning = (f"{collection}: all {len(manifest)} labelled series are {have} ({counts['no_tissue_type']} more "
+        warning = (f"{name}: all {len(manifest)} labelled series are {have} ({counts['no_tissue_type']} more "
                    f"have no tissue type in IDC): a tumour-vs-normal AUC needs {lack} slides too; label series from "
                    "the collection's clinical data and add them to the manifest, or read the evaluation as "
                    f"{have} recall only")

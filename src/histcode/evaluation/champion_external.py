@@ -158,6 +158,11 @@ def external_metrics(
 
     y, p = preds["label"].to_numpy(), preds["prob_tumor"].to_numpy()
     out: dict[str, Any] = dict(classification_metrics(y, p, n_boot=n_boot, seed=seed, threshold=threshold))
+    called = p >= threshold  # which way a drifted threshold errs: tumour and normal recall, for each class present
+    if (y == 1).any():
+        out["sensitivity"] = float(called[y == 1].mean())
+    if (y == 0).any():
+        out["specificity"] = float((~called[y == 0]).mean())
     at_half = classification_metrics(y, p, n_boot=0, threshold=0.5)
     out.update(accuracy_at_0_5=at_half["accuracy"], balanced_accuracy_at_0_5=at_half["balanced_accuracy"])
     out.update(calibration_metrics(y, p, n_bins))

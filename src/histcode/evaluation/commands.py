@@ -21,8 +21,9 @@ def external_line(cohort: str, m: dict) -> str:
 
     n = int(m.get("n", 0))
     auc = one_class_auc(n, int(m.get("n_pos", 0))) or ci("auc")
+    recall = "".join(f", {k} {m[k]:.3f}" for k in ("sensitivity", "specificity") if k in m)
     return (f"{cohort}: {n} slides, AUC {auc}, accuracy {ci('accuracy')}, "
-            f"balanced accuracy {ci('balanced_accuracy')} at threshold {m['threshold']:.3g} "
+            f"balanced accuracy {ci('balanced_accuracy')}{recall} at threshold {m['threshold']:.3g} "
             f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
             f"metrics in reports/metrics/eval_{cohort}.json")
 
