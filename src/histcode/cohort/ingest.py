@@ -98,11 +98,12 @@ def _check_files(df: pd.DataFrame, table: str, failures: list[dict[str, Any]], p
 
 def _gdc_layout(sheet: pd.DataFrame, table: str, path: str | Path, failures: list[dict[str, Any]]) -> pd.DataFrame:
     """Either GDC portal's sample sheet in the layout the suites check (``histcode.cohort.gdc_sheets``)."""
+    if not gdc_sheets.is_portal2(sheet):
+        return sheet
     out, bad = gdc_sheets.with_sample_type(sheet, table=table)
-    if gdc_sheets.is_portal2(sheet):
-        left = f"; {len(bad)} row(s) whose Tissue Type contradicts it left out" if bad else ""
-        log.info("%s: GDC Data Portal 2 sample sheet (Tissue Type, Tumor Descriptor): sample types read from the "
-                 "Sample ID codes%s", path, left)
+    left = f"; {len(bad)} row(s) whose Tissue Type contradicts it left out" if bad else ""
+    log.info("%s: GDC Data Portal 2 sample sheet (Tissue Type, Tumor Descriptor): sample types read from the "
+             "Sample ID codes%s", path, left)
     failures.extend(bad)
     return out
 

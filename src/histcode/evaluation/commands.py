@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from histcode.tables import one_class_auc
+
 
 def external_line(cohort: str, m: dict) -> str:
     """The printed result of ``evaluate-external``: AUC, accuracy and balanced accuracy with CIs at the stored
@@ -17,8 +19,6 @@ def external_line(cohort: str, m: dict) -> str:
 
     models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
               else f"model {m['model']}")  # --model: no registered encoder/MIL pair
-    from histcode.tables import one_class_auc
-
     n = int(m.get("n", 0))
     auc = one_class_auc(n, int(m.get("n_pos", 0))) or ci("auc")
     recall = "".join(f", {k} {m[k]:.3f}" for k in ("sensitivity", "specificity") if k in m)
