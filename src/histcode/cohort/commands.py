@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
             logging.getLogger("histcode.cohort.idc").warning(result.warning)
         c = result.counts
         typer.echo(f"idc-manifest {' + '.join(collection)}: {c['series']} series → {c['tumor']} tumour + "
-                   f"{c['normal']} normal in {out}; skipped {len(result.skipped)} ({c['no_tissue_type']} without "
-                   f"tissue type, {c['other_tissue_type']} other tissue, {c['not_downloaded']} not downloaded: "
-                   f"{skipped})")
+                   f"{c['normal']} normal in {out} ({c['frozen']} frozen, {c['ffpe']} FFPE; {c['barcodes']} named by "
+                   f"their TCGA slide barcode); skipped {len(result.skipped)} ({c['no_tissue_type']} without tissue "
+                   f"type, {c['other_tissue_type']} other tissue, {c['label_mismatch']} whose barcode and description "
+                   f"disagree, {c['not_downloaded']} not downloaded: {skipped})")

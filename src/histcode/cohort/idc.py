@@ -8,35 +8,48 @@ about the tissue. The tissue type is in IDC's index only: structured in ``sm_ind
 series description in the main index ("HE tumor_tissue", "HE normal", TCGA's "Frozen HE TP TS1" / "Frozen HE NT
 TSA"). A series without a tissue type is listed with the reason and never guessed: in IDC v25, 377 of
 cptac_brca's 653 H&E series are described as plain "HE", and none is labelled normal.
+
+TCGA slides in IDC keep their GDC slide barcode in ``sm_index``'s ``ContainerIdentifier`` (``TCGA-18-3406-01A-01-TS1``:
+IDC's conversion names the slide after the SVS file). When the export has it, the barcode becomes the slide id, so
+ingest reads the sample type, the tissue preparation (frozen TS/BS/MS or FFPE DX) and the source site from it as it
+does for GDC downloads, and a slide pairs with the GDC RNA-seq of its sample. Without it the preparation is read
+from the description's words ("Frozen HE TP TS1", "FFPE HE TP DX1") or ``sm_index``'s embedding medium, and written
+to the manifest's ``preparation`` column, which ingest honours.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from histcode.cohort.barcodes import FFPE, FROZEN, LABELS, BarcodeError, parse_barcode
 from histcode.cohort.tables import IngestError
 
 REQUIRED = ("collection_id", "PatientID", "SeriesInstanceUID", "SeriesDescription")
 STRUCTURED = "primaryAnatomicStructureModifier_CodeMeaning"
-OPTIONAL = ("Modality", "StudyInstanceUID", STRUCTURED)
+CONTAINER = "ContainerIdentifier"  # sm_index: the glass slide's id; for TCGA its GDC slide barcode
+EMBEDDING = "embeddingMedium_CodeMeaning"  # sm_index: "Paraffin wax", "Tissue freezing medium", ...
+OPTIONAL = ("Modality", "StudyInstanceUID", STRUCTURED, CONTAINER, EMBEDDING)
 #: series description words (lower case) that name the tissue: CPTAC's and TCGA's sample type codes
 TUMOUR_WORDS = frozenset({"tumor", "tumour", "tumor_tissue", "tp"})
 NORMAL_WORDS = frozenset({"normal", "normal_tissue", "nt"})
 #: sm_index's structured tissue type (lower case); "Neoplasm, Metastatic" is neither class
 STRUCTURED_TUMOUR = frozenset({"neoplasm, primary", "tumor", "neoplasm"})
 STRUCTURED_NORMAL = frozenset({"normal"})
-MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "collection_id", "series_description",
-                    "label_source"]
+#: description words (lower case) and embedding-medium words that name the tissue preparation
+PREPARATION_WORDS = {"frozen": FROZEN, "ffpe": FFPE}
+EMBEDDING_WORDS = {"paraffin": FFPE, "freezing": FROZEN, "oct": FROZEN, "cryo": FROZEN}
+MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "preparation", "collection_id",
+                    "series_description", "label_source"]
 SKIPPED_COLUMNS = ["collection_id", "patient_id", "series_instance_uid", "series_description", "file_name", "kind",
                    "reason"]
 #: why a series is skipped (``kind`` of the skipped table, and the counts)
-SKIP_KINDS = ("no_tissue_type", "other_tissue_type", "not_downloaded")
+SKIP_KINDS = ("no_tissue_type", "other_tissue_type", "label_mismatch", "not_downloaded")
 _UID_DIR = re.compile(r"(?:^|_)(\d+(?:\.\d+){3,})$")
 
 
@@ -98,6 +111,45 @@ def tissue_label(description: object, structured: object = None) -> tuple[str, s
     return "no_tissue_type", f"no tissue type: SeriesDescription {text!r} names neither tumour nor normal tissue"
 
 
+def slide_barcode(container: object) -> str | None:
+    """The TCGA slide barcode a ``ContainerIdentifier`` holds (``TCGA-18-3406-01A-01-TS1``), or None: not TCGA, or
+    a barcode that names no slide section."""
+    if not isinstance(container, str):
+        return None
+    try:
+        bc = parse_barcode(container.strip())
+    except BarcodeError:
+        return None
+    return container.strip().upper() if bc.slide else None
+
+
+def barcode_label(barcode: str, described: str, why: str) -> tuple[str, str]:
+    """``(label, source)`` from a slide barcode's sample type, or ``(skip kind, reason)``: a sample type that is
+    neither primary tumour nor solid tissue normal, or a description/structured type that says the other class."""
+    bc = parse_barcode(barcode)
+    label = {1: "tumor", 0: "normal"}.get(LABELS.get(bc.sample_type, -1))
+    if label is None:
+        return "other_tissue_type", f"{CONTAINER} {barcode!r}: sample type {bc.sample_type!r} is neither class"
+    if described in ("tumor", "normal") and described != label:
+        return "label_mismatch", f"{CONTAINER} {barcode!r} is {bc.sample_type!r} but {why} says {described}"
+    return label, f"{CONTAINER} {barcode!r}"
+
+
+def preparation(barcode: str | None, description: object, embedding: object) -> str | None:
+    """``frozen``/``ffpe`` from the slide barcode's section, else the description's words ("Frozen", "FFPE"),
+    else sm_index's embedding medium; None when none says."""
+    if barcode:
+        return parse_barcode(barcode).preparation
+    for text, table in ((description, PREPARATION_WORDS), (embedding, EMBEDDING_WORDS)):
+        if not isinstance(text, str) and isinstance(text, Iterable):  # sm_index's parquet holds a list of codes
+            text = " ".join(map(str, text))
+        if isinstance(text, str):
+            found = {table[w] for w in re.split(r"[^a-z]+", text.lower()) if w in table}
+            if len(found) == 1:
+                return found.pop()
+    return None
+
+
 def series_dirs(slide_dir: Path) -> dict[str, Path]:
     """SeriesInstanceUID → its directory under ``slide_dir``, for any ``idc download`` layout whose last
     directory name ends with the UID (the default ``SM_<uid>`` among them)."""
@@ -137,6 +189,9 @@ def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir
     for _, r in rows.sort_values(order, kind="mergesort").iterrows():
         uid, patient = str(r["SeriesInstanceUID"]), str(r["PatientID"])
         label, why = tissue_label(r["SeriesDescription"], r.get(STRUCTURED))
+        barcode = slide_barcode(r.get(CONTAINER))
+        if barcode:
+            label, why = barcode_label(barcode, label, why)
         folder = on_disk.get(uid)
         file_name = (folder or _default_dir(r)).as_posix()
         base = {"collection_id": r["collection_id"], "patient_id": patient, "series_instance_uid": uid,
@@ -147,13 +202,21 @@ def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir
             skipped.append({**base, "kind": "not_downloaded",
                             "reason": f"not downloaded: no directory named after the series under {slide_dir}"})
         else:
-            kept.append({"slide_id": f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
-                         "label": label, "collection_id": r["collection_id"],
-                         "series_description": r["SeriesDescription"], "label_source": why})
-    manifest = pd.DataFrame(kept, columns=MANIFEST_COLUMNS)
+            kept.append({"slide_id": barcode or f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
+                         "label": label,
+                         "preparation": preparation(barcode, r["SeriesDescription"], r.get(EMBEDDING)),
+                         "collection_id": r["collection_id"], "series_description": r["SeriesDescription"],
+                         "label_source": why, "uid": uid, "barcode": barcode})
+    manifest = pd.DataFrame(kept, columns=[*MANIFEST_COLUMNS, "uid", "barcode"])
+    named = int(manifest["barcode"].notna().sum())
+    twice = manifest["slide_id"].duplicated(keep=False)  # one barcode scanned twice: keep both, told apart
+    manifest.loc[twice, "slide_id"] = manifest.loc[twice, "slide_id"] + "_" + manifest.loc[twice, "uid"]
+    manifest = manifest[MANIFEST_COLUMNS]
     skip = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
     counts = {"series": len(rows), **{k: int((manifest["label"] == k).sum()) for k in ("tumor", "normal")},
-              **{k: int((skip["kind"] == k).sum()) for k in SKIP_KINDS}}
+              **{k: int((skip["kind"] == k).sum()) for k in SKIP_KINDS},
+              **{k: int((manifest["preparation"] == k).sum()) for k in (FROZEN, FFPE)},
+              "barcodes": named}
     if manifest.empty:
         raise IngestError(f"IDC index: none of {name}'s {len(rows)} series has a tissue type that is tumour or "
                           f"normal ({counts['no_tissue_type']} name none) or is downloaded; label them by hand in a "

@@ -187,14 +187,16 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
         if cohort.kind == "gdc":
             slides = _check_barcode_sample_type(slides, "slides", "file", failures)
         slides = _exclude_sample_types(slides, "slides", failures)
-        if cohort.preparation != "all" and cohort.kind == "cptac":
-            raise IngestError(f"base.cohorts.{name}.preparation: {cohort.preparation!r} needs TCGA slide barcodes "
-                              "(kind gdc or barcode); a CPTAC manifest has none, so set it to 'all'")
+        if cohort.preparation != "all" and len(slides) and (preparation.preparations(slides) == "unknown").all():
+            raise IngestError(f"base.cohorts.{name}.preparation: {cohort.preparation!r} needs TCGA slide barcodes or a "
+                              f"manifest 'preparation' column (frozen/ffpe, as `histcode idc-manifest` writes); "
+                              f"{cohort.slide_sheet or cohort.slide_dir} has neither, so set it to 'all'")
         slides = preparation.select(slides, cohort=name, keep=cohort.preparation, failures=failures)
         if cfg.require_files:
             check = (lambda r: slide_problem(Path(r["path"]))) if cfg.check_format else (
                 lambda r: None if Path(r["path"]).exists() else ("missing_file", f"{r['path']}: file not found"))
             slides = _check_files(slides, "slides", failures, check, cfg.progress)
+        prep_counts, prep_warning = preparation.summarise(slides, cohort=name, synthetic=cohort.synthetic)
         slides = table_for_output(slides[list(suites.SLIDES_COLUMNS)].astype({"label": int}))
         tcga = cohort.kind in ("gdc", "barcode")
         check_table(slides, suites.slides_manifest(check_files=cfg.require_files, tcga=tcga),
@@ -218,7 +220,6 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
 
     fail_df = pd.DataFrame(failures, columns=list(suites.FAILURE_COLUMNS))
     counts = _counts(cands, slides, rna, fail_df)
-    prep_counts, prep_warning = preparation.summarise(slides, cohort=name, synthetic=cohort.synthetic)
     site_counts, site_warning = sites.summarise(slides, cohort=name)
     warnings = [w for w in (prep_warning, site_warning) if w]
     full_report = {"cohort": name, "success": True, "counts": counts, "tables": report}

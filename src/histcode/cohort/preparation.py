@@ -5,7 +5,8 @@ normal tissue has frozen sections (``TS``/``BS``/``MS``) only. A cohort that mix
 "Slide Image" of a project does, lets a tumour-vs-normal model tell FFPE from frozen tissue (fixation, freezing
 artefacts, section thickness) and score well without looking at tumour. HistCode's own slide list holds frozen
 sections only, which are also the samples the RNA-seq comes from. The preparation is read from the slide
-barcode (``histcode.cohort.barcodes``); no GDC sample sheet column holds it.
+barcode (``histcode.cohort.barcodes``); no GDC sample sheet column holds it. A manifest may state it instead
+(``preparation`` column: ``histcode idc-manifest`` writes it from IDC's series descriptions).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ _NAMES = {FROZEN: "frozen (TS/BS/MS)", FFPE: "FFPE (DX)", UNKNOWN: "of unknown p
 _CLASS = {1: "tumour", 0: "normal"}
 
 
-def preparations(slide_ids: pd.Series) -> pd.Series:
-    """``frozen``/``ffpe``/``unknown`` per slide id."""
-    return slide_ids.map(lambda s: preparation_of(str(s)) or UNKNOWN)
+def preparations(slides: pd.DataFrame) -> pd.Series:
+    """``frozen``/``ffpe``/``unknown`` per slide: the manifest's ``preparation`` where it states one, else the
+    slide id's TCGA barcode."""
+    stated = slides["preparation"] if "preparation" in slides.columns else pd.Series(None, index=slides.index)
+    return pd.Series([p if isinstance(p, str) and p in _NAMES else preparation_of(str(s)) or UNKNOWN
+                      for s, p in zip(slides["slide_id"], stated, strict=True)], index=slides.index, dtype=object)
 
 
 def select(df: pd.DataFrame, *, cohort: str, keep: str, failures: list[dict[str, Any]]) -> pd.DataFrame:
@@ -32,10 +36,11 @@ def select(df: pd.DataFrame, *, cohort: str, keep: str, failures: list[dict[str,
     every row); each other row goes to ``failures`` with the reason and the key that decides it."""
     if keep == "all" or not len(df):
         return df
-    prep = preparations(df["slide_id"])
+    prep = preparations(df)
     ok = prep == keep
     for (_, r), p in zip(df[~ok].iterrows(), prep[~ok], strict=True):
-        why = ("its name holds no TCGA slide barcode section (TS/BS/MS/DX)" if p == UNKNOWN
+        why = ("its name holds no TCGA slide barcode section (TS/BS/MS/DX) and the manifest states no preparation"
+               if p == UNKNOWN
                else f"it is a {_NAMES[p]} slide")
         failures.append({"table": "slides", "row": r["row"], "file": r["file"], "kind": "excluded_preparation",
                          "reason": f"base.cohorts.{cohort}.preparation is {keep!r} and {why}; set it to 'all' to "
@@ -47,7 +52,7 @@ def summarise(slides: pd.DataFrame, *, cohort: str, synthetic: bool) -> tuple[di
     """Counts per preparation of the kept slides (``slides_frozen``, ``slides_ffpe``, ``slides_preparation_unknown``,
     ``preparation_confounded`` 0/1) and, when a preparation holds one class only while the other class is in the
     cohort, the one-line warning that says so and how to fix it."""
-    prep = preparations(slides["slide_id"]) if len(slides) else pd.Series([], dtype=object)
+    prep = preparations(slides) if len(slides) else pd.Series([], dtype=object)
     table = Counter(zip(prep, slides["label"].astype(int), strict=True))
     counts: dict[str, float] = {f"slides_{p if p != UNKNOWN else 'preparation_unknown'}":
                                 sum(n for (q, _), n in table.items() if q == p) for p in (FROZEN, FFPE, UNKNOWN)}

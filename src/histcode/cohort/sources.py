@@ -52,11 +52,11 @@ def slides_from_gdc(sheet: pd.DataFrame, *, slide_dir: Path, cohort: str, defaul
 
 def slides_from_cptac(manifest: pd.DataFrame, *, slide_dir: Path, cohort: str,
                       default_mpp: float | None) -> pd.DataFrame:
-    """Rows of a validated CPTAC CSV (label tumor/normal, optional mpp) → candidate rows; a ``file_name`` that is
-    a DICOM series directory (an IDC download) opens through its first ``.dcm`` file."""
+    """Rows of a validated CPTAC CSV (label tumor/normal, optional mpp and preparation) → candidate rows; a
+    ``file_name`` that is a DICOM series directory (an IDC download) opens through its first ``.dcm`` file."""
     rows = []
     for line, r in manifest.iterrows():
-        mpp = r.get("mpp")
+        mpp, prep = r.get("mpp"), r.get("preparation")
         sample_type = TUMOUR if r["label"] == "tumor" else NORMAL
         rows.append({
             "slide_id": r["slide_id"],
@@ -68,6 +68,7 @@ def slides_from_cptac(manifest: pd.DataFrame, *, slide_dir: Path, cohort: str,
             "mpp": float(mpp) if isinstance(mpp, str) else default_mpp,
             "row": line,
             "file": r["file_name"],
+            "preparation": prep if isinstance(prep, str) else None,
         })
     return _frame(rows)
 
@@ -128,7 +129,8 @@ def rnaseq_from_gdc(sheet: pd.DataFrame, *, rna_dir: Path, cohort: str) -> pd.Da
 
 
 def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
-    cols = ["slide_id", "path", "patient_id", "cohort", "sample_type", "label", "mpp", "row", "file"]
+    """Candidate slide rows; ``preparation`` is a manifest's own (None: read from the slide barcode)."""
+    cols = ["slide_id", "path", "patient_id", "cohort", "sample_type", "label", "mpp", "row", "file", "preparation"]
     df = pd.DataFrame(rows, columns=cols)
     df["mpp"] = pd.to_numeric(df["mpp"], errors="coerce").astype(float)
     df["label"] = df["label"].astype(float)

@@ -44,11 +44,13 @@ CPTAC_MANIFEST = TableSpec(
     required=("slide_id", "file_name", "patient_id", "label"),
     not_null=("slide_id", "file_name", "patient_id", "label"),
     unique=("slide_id", "file_name"),
-    in_set={"label": ("tumor", "normal")},
+    in_set={"label": ("tumor", "normal"), "preparation": ("frozen", "ffpe")},
     regex={"mpp": r"^(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$"},
     hints={"set:label": "label must be 'tumor' or 'normal' (lower case)",
+           "set:preparation": "preparation must be 'frozen' or 'ffpe' (lower case) or left empty",
            "regex:mpp": "mpp must be a positive number in µm/px (e.g. 0.25) or left empty",
-           "required": "the CPTAC manifest is a CSV with columns slide_id,file_name,patient_id,label [,mpp]"},
+           "required": "the CPTAC manifest is a CSV with columns slide_id,file_name,patient_id,label [,mpp] "
+                       "[,preparation]"},
 )
 
 BARCODE_LISTING = TableSpec(
