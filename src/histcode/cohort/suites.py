@@ -49,8 +49,7 @@ CPTAC_MANIFEST = TableSpec(
     hints={"set:label": "label must be 'tumor' or 'normal' (lower case)",
            "set:preparation": "preparation must be 'frozen' or 'ffpe' (lower case) or left empty",
            "regex:mpp": "mpp must be a positive number in µm/px (e.g. 0.25) or left empty",
-           "required": "the CPTAC manifest is a CSV with columns slide_id,file_name,patient_id,label [,mpp] "
-                       "[,preparation]"},
+           "required": "the CPTAC manifest is a CSV with columns slide_id,file_name,patient_id,label [,mpp]"},
 )
 
 BARCODE_LISTING = TableSpec(
