@@ -29,7 +29,8 @@ def test_cptac_brca_in_idc_has_no_normal_slides(index: pd.DataFrame) -> None:
     """IDC v25's real cptac_brca: 653 H&E series, 276 described as tumour, 377 as plain "HE", none as normal."""
     res = build_manifest(index, collections=["cptac_brca"], slide_dir=None)
     assert res.counts == {"series": 653, "tumor": 276, "normal": 0, "no_tissue_type": 377, "other_tissue_type": 0,
-                          "label_mismatch": 0, "not_downloaded": 0, "frozen": 0, "ffpe": 0, "barcodes": 0}
+                          "label_mismatch": 0, "other_preparation": 0, "not_downloaded": 0, "frozen": 0, "ffpe": 0,
+                          "barcodes": 0, "size_mb": -1}
     assert res.manifest["patient_id"].nunique() == 111 and res.manifest["label"].eq("tumor").all()
     assert set(res.skipped["series_description"]) == {"HE"}
     assert res.warning is not None and "all 276 labelled series are tumour" in res.warning

@@ -155,3 +155,36 @@ def test_command_counts_barcodes_and_preparations(tmp_path: Path) -> None:
     assert "25 series → 15 tumour + 10 normal" in result.output
     assert "(20 frozen, 5 FFPE; 20 named by their TCGA slide barcode)" in result.output
     assert pd.read_csv(out).columns.tolist()[:5] == ["slide_id", "file_name", "patient_id", "label", "preparation"]
+
+
+def test_a_plan_of_frozen_sections_lists_the_series_to_download(tmp_path: Path, index: pd.DataFrame) -> None:
+    """``--preparation frozen`` without ``--slide-dir``: the manifest and the series to fetch hold the 20 frozen
+    sections only (IDC's FFPE DX slides are large and tumour-only); the FFPE series are skipped with the reason."""
+    import typer
+
+    from histcode.cohort.commands import register
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(app, ["idc-manifest", "--collection", "tcga_lusc", "--index", str(TCGA),
+                                      "--preparation", "frozen", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "5 of another preparation" in result.output and "idc download-from-selection" in result.output
+    frozen = index[index["SeriesDescription"].str.startswith("Frozen")]
+    assert sorted((tmp_path / "m.series.txt").read_text().split()) == sorted(frozen["SeriesInstanceUID"])
+    assert pd.read_csv(out)["preparation"].eq("frozen").all()
+    skipped = pd.read_csv(tmp_path / "m.skipped.csv")
+    assert skipped["kind"].tolist() == ["other_preparation"] * 5
+    assert skipped["reason"].str.contains("the series is ffpe").all()
+    bad = CliRunner().invoke(app, ["idc-manifest", "--collection", "tcga_lusc", "--index", str(TCGA),
+                                   "--preparation", "paraffin", "--out", str(out)])
+    assert bad.exit_code != 0 and "not one of all, frozen, ffpe" in str(bad.exception)
+
+
+def test_the_plan_says_what_it_will_download(index: pd.DataFrame) -> None:
+    """With the main index's series_size_MB, the plan sums the kept series (the frozen ones here)."""
+    sized = index.assign(series_size_MB=[100.0 if d.startswith("Frozen") else 900.0
+                                         for d in index["SeriesDescription"]])
+    assert build_manifest(sized, collections=["tcga_lusc"], slide_dir=None, keep="frozen").counts["size_mb"] == 2000
+    assert build_manifest(sized, collections=["tcga_lusc"], slide_dir=None).counts["size_mb"] == 6500

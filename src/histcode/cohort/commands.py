@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         index: Path | None = typer.Option(
             None, "--index", help="IDC index: idc_index.parquet or a CSV export of a query (default: the one of "
             "the installed idc-index-data package)"),
+        keep: str = typer.Option("all", "--preparation", help="all | frozen | ffpe: keep only series of this "
+                                 "tissue preparation (TCGA: frozen TS/BS sections are tumour and normal; FFPE DX "
+                                 "tumour only)"),
     ) -> None:
         """IDC series index → slide manifest (slide_id,file_name,patient_id,label) + <out>.skipped.csv."""
         import logging
@@ -48,13 +51,23 @@ def register(app: typer.Typer) -> None:
                 raise IngestError("idc-manifest: pass --index (idc_index.parquet or a CSV export of an IDC query), "
                                   "or pip install idc-index to use the index it brings") from exc
             index = Path(idc_index_data.IDC_INDEX_PARQUET_FILEPATH)
+        if keep not in ("all", "frozen", "ffpe"):
+            raise IngestError(f"idc-manifest: --preparation {keep!r} is not one of all, frozen, ffpe")
         if slide_dir is not None and not slide_dir.is_dir():
             raise IngestError(f"{slide_dir}: slide directory not found; pass the directory `idc download` wrote "
                               "(or omit --slide-dir to plan before downloading)")
-        result = build_manifest(read_index(index), collections=collection, slide_dir=slide_dir)
+        result = build_manifest(read_index(index), collections=collection, slide_dir=slide_dir, keep=keep)
         skipped = out.with_name(f"{out.stem}.skipped.csv")
         write_csv(out, result.manifest)
         write_csv(skipped, result.skipped)
+        if slide_dir is None:  # a plan: the series to download, for `idc download-from-selection`
+            from histcode.atomic import write_text
+
+            series = out.with_name(f"{out.stem}.series.txt")
+            write_text(series, "".join(f"{Path(f).name.removeprefix('SM_')}\n" for f in result.manifest["file_name"]))
+            size = f" ({result.counts['size_mb'] / 1000:,.0f} GB)" if result.counts["size_mb"] >= 0 else ""
+            typer.echo(f"download them{size}: idc download-from-selection --download-dir <slide_dir> "
+                       f"--series-instance-uid \"$(paste -sd, {series})\"")
         if result.warning:
             logging.getLogger("histcode.cohort.idc").warning(result.warning)
         c = result.counts
@@ -62,4 +75,5 @@ def register(app: typer.Typer) -> None:
                    f"{c['normal']} normal in {out} ({c['frozen']} frozen, {c['ffpe']} FFPE; {c['barcodes']} named by "
                    f"their TCGA slide barcode); skipped {len(result.skipped)} ({c['no_tissue_type']} without tissue "
                    f"type, {c['other_tissue_type']} other tissue, {c['label_mismatch']} whose barcode and description "
-                   f"disagree, {c['not_downloaded']} not downloaded: {skipped})")
+                   f"disagree, {c['other_preparation']} of another preparation, {c['not_downloaded']} not downloaded: "
+                   f"{skipped})")

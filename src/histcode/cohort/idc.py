@@ -34,7 +34,8 @@ REQUIRED = ("collection_id", "PatientID", "SeriesInstanceUID", "SeriesDescriptio
 STRUCTURED = "primaryAnatomicStructureModifier_CodeMeaning"
 CONTAINER = "ContainerIdentifier"  # sm_index: the glass slide's id; for TCGA its GDC slide barcode
 EMBEDDING = "embeddingMedium_CodeMeaning"  # sm_index: "Paraffin wax", "Tissue freezing medium", ...
-OPTIONAL = ("Modality", "StudyInstanceUID", STRUCTURED, CONTAINER, EMBEDDING)
+SIZE = "series_size_MB"  # main index: what a series costs to download
+OPTIONAL = ("Modality", "StudyInstanceUID", STRUCTURED, CONTAINER, EMBEDDING, SIZE)
 #: series description words (lower case) that name the tissue: CPTAC's and TCGA's sample type codes
 TUMOUR_WORDS = frozenset({"tumor", "tumour", "tumor_tissue", "tp"})
 NORMAL_WORDS = frozenset({"normal", "normal_tissue", "nt"})
@@ -49,14 +50,15 @@ MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "preparation
 SKIPPED_COLUMNS = ["collection_id", "patient_id", "series_instance_uid", "series_description", "file_name", "kind",
                    "reason"]
 #: why a series is skipped (``kind`` of the skipped table, and the counts)
-SKIP_KINDS = ("no_tissue_type", "other_tissue_type", "label_mismatch", "not_downloaded")
+SKIP_KINDS = ("no_tissue_type", "other_tissue_type", "label_mismatch", "other_preparation", "not_downloaded")
 _UID_DIR = re.compile(r"(?:^|_)(\d+(?:\.\d+){3,})$")
 
 
 @dataclass(frozen=True)
 class IdcManifest:
     """``manifest``: labelled series (MANIFEST_COLUMNS, readable by a ``kind: cptac`` cohort); ``skipped``: the
-    other series with the reason (SKIPPED_COLUMNS); ``counts``: series per outcome; ``warning``: set when one
+    other series with the reason (SKIPPED_COLUMNS); ``counts``: series per outcome (and ``size_mb``, their download
+    size; -1 when the index has no sizes); ``warning``: set when one
     class is missing, so a tumour-vs-normal AUC cannot be computed on the labelled series."""
 
     manifest: pd.DataFrame
@@ -169,10 +171,12 @@ def _default_dir(r: pd.Series) -> Path:
     return Path(*parts, f"SM_{r['SeriesInstanceUID']}")
 
 
-def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir: Path | None) -> IdcManifest:
+def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir: Path | None,
+                   keep: str = "all") -> IdcManifest:
     """The labelled H&E series of ``collections`` (e.g. cptac_luad + cptac_lscc for lung) as manifest rows
     (``file_name``: the series directory, which ingest opens through its first ``.dcm`` file); ``slide_dir`` None
-    plans before the download (default layout, files not checked)."""
+    plans before the download (default layout, files not checked); ``keep`` ``frozen``/``ffpe`` leaves out series
+    of another or unknown preparation, so a plan downloads only what the cohort will use."""
     if "Modality" in index.columns:
         index = index[index["Modality"].astype(str) == "SM"]
     known = sorted(index["collection_id"].dropna().astype(str).unique())
@@ -192,23 +196,27 @@ def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir
         barcode = slide_barcode(r.get(CONTAINER))
         if barcode:
             label, why = barcode_label(barcode, label, why)
+        prep = preparation(barcode, r["SeriesDescription"], r.get(EMBEDDING))
         folder = on_disk.get(uid)
         file_name = (folder or _default_dir(r)).as_posix()
         base = {"collection_id": r["collection_id"], "patient_id": patient, "series_instance_uid": uid,
                 "series_description": r["SeriesDescription"], "file_name": file_name}
         if label in SKIP_KINDS:
             skipped.append({**base, "kind": label, "reason": why})
+        elif keep != "all" and prep != keep:
+            skipped.append({**base, "kind": "other_preparation",
+                            "reason": f"--preparation {keep}: the series is {prep or 'of unknown preparation'}"})
         elif slide_dir is not None and folder is None:
             skipped.append({**base, "kind": "not_downloaded",
                             "reason": f"not downloaded: no directory named after the series under {slide_dir}"})
         else:
             kept.append({"slide_id": barcode or f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
-                         "label": label,
-                         "preparation": preparation(barcode, r["SeriesDescription"], r.get(EMBEDDING)),
+                         "label": label, "preparation": prep,
                          "collection_id": r["collection_id"], "series_description": r["SeriesDescription"],
-                         "label_source": why, "uid": uid, "barcode": barcode})
-    manifest = pd.DataFrame(kept, columns=[*MANIFEST_COLUMNS, "uid", "barcode"])
-    named = int(manifest["barcode"].notna().sum())
+                         "label_source": why, "uid": uid, "barcode": barcode,
+                         "size_mb": pd.to_numeric(r.get(SIZE), errors="coerce")})
+    manifest = pd.DataFrame(kept, columns=[*MANIFEST_COLUMNS, "uid", "barcode", "size_mb"])
+    named, size_mb = int(manifest["barcode"].notna().sum()), manifest["size_mb"].astype(float).sum(min_count=1)
     twice = manifest["slide_id"].duplicated(keep=False)  # one barcode scanned twice: keep both, told apart
     manifest.loc[twice, "slide_id"] = manifest.loc[twice, "slide_id"] + "_" + manifest.loc[twice, "uid"]
     manifest = manifest[MANIFEST_COLUMNS]
@@ -216,7 +224,7 @@ def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir
     counts = {"series": len(rows), **{k: int((manifest["label"] == k).sum()) for k in ("tumor", "normal")},
               **{k: int((skip["kind"] == k).sum()) for k in SKIP_KINDS},
               **{k: int((manifest["preparation"] == k).sum()) for k in (FROZEN, FFPE)},
-              "barcodes": named}
+              "barcodes": named, "size_mb": -1 if pd.isna(size_mb) else round(float(size_mb))}
     if manifest.empty:
         raise IngestError(f"IDC index: none of {name}'s {len(rows)} series has a tissue type that is tumour or "
                           f"normal ({counts['no_tissue_type']} name none) or is downloaded; label them by hand in a "
