@@ -188,3 +188,16 @@ def test_the_plan_says_what_it_will_download(index: pd.DataFrame) -> None:
                                          for d in index["SeriesDescription"]])
     assert build_manifest(sized, collections=["tcga_lusc"], slide_dir=None, keep="frozen").counts["size_mb"] == 2000
     assert build_manifest(sized, collections=["tcga_lusc"], slide_dir=None).counts["size_mb"] == 6500
+
+
+def test_a_manifest_label_that_contradicts_its_barcode_is_recorded(tmp_path: Path, index: pd.DataFrame) -> None:
+    """A hand-edited manifest of TCGA slides: the barcode's sample type is checked against the label, as for GDC
+    sheets; CPTAC ids are not barcodes and pass."""
+    res = build_manifest(index, collections=["tcga_lusc"], slide_dir=None)
+    m = res.manifest.copy()
+    m.loc[m["slide_id"] == "TCGA-18-3406-11A-01-BS1", "label"] = "tumor"
+    got = ingest_cohort("c", _cohort(tmp_path, m), META, out_dir=tmp_path / "out")
+    (row,) = got.failures[got.failures["kind"] == "sample_type_mismatch"].itertuples()
+    assert "TCGA-18-3406-11A (code 11) is 'Solid Tissue Normal' but the manifest's label says 'Primary Tumor'" \
+        in row.reason and "correct the manifest row" in row.reason
+    assert len(pd.read_csv(tmp_path / "out" / "slides.csv")) == 24

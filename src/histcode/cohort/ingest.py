@@ -59,10 +59,11 @@ def _exclude_sample_types(df: pd.DataFrame, table: str, failures: list[dict[str,
     return df[keep]
 
 
-def _check_barcode_sample_type(df: pd.DataFrame, table: str, column: str,
-                               failures: list[dict[str, Any]]) -> pd.DataFrame:
+def _check_barcode_sample_type(df: pd.DataFrame, table: str, column: str, failures: list[dict[str, Any]],
+                               said: str = "the sheet's Sample Type",
+                               fix: str = "the sheet row (or the file name)") -> pd.DataFrame:
     """Rows whose TCGA barcode code (``-01`` tumour, ``-11`` normal, ...) contradicts the sheet's ``Sample
-    Type`` are recorded and dropped: a mislabelled normal would otherwise train as tumour."""
+    Type`` (or a manifest's label) are recorded and dropped: a mislabelled normal would otherwise train as tumour."""
     keep = []
     for _, r in df.iterrows():
         try:
@@ -73,8 +74,7 @@ def _check_barcode_sample_type(df: pd.DataFrame, table: str, column: str,
         if bc.sample_type != str(r["sample_type"]):
             failures.append({"table": table, "row": r["row"], "file": r["file"], "kind": "sample_type_mismatch",
                              "reason": f"barcode {bc.sample_id} (code {bc.sample_code}) is {bc.sample_type!r} "
-                                       f"but the sheet's Sample Type says {r['sample_type']!r}; correct the "
-                                       "sheet row (or the file name)"})
+                                       f"but {said} says {r['sample_type']!r}; correct {fix}"})
             keep.append(False)
         else:
             keep.append(True)
@@ -186,6 +186,9 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
         slides = cands
         if cohort.kind == "gdc":
             slides = _check_barcode_sample_type(slides, "slides", "file", failures)
+        elif cohort.kind == "cptac":  # a manifest of TCGA slides (e.g. from IDC) names them by barcode
+            slides = _check_barcode_sample_type(slides, "slides", "slide_id", failures, "the manifest's label",
+                                                "the manifest row")
         slides = _exclude_sample_types(slides, "slides", failures)
         if cohort.preparation != "all" and len(slides) and (preparation.preparations(slides) == "unknown").all():
             raise IngestError(f"base.cohorts.{name}.preparation: {cohort.preparation!r} needs TCGA slide barcodes or a "
