@@ -375,7 +375,7 @@ case("fixed", "params mil.pooling: attention")(_config_case("train_mil.py", "mil
 
 
 # ---------------------------------------------------------------- features --------------------------------
-def _feature_project(ws: Path, n: int = 3) -> dict[str, Any]:
+def _feature_project(ws: Path, n: int = 3, whole: bool = False) -> dict[str, Any]:
     from histcode.io.coords import write_coords
     from histcode.slides.reader import SlideReader
 
@@ -389,6 +389,8 @@ def _feature_project(ws: Path, n: int = 3) -> dict[str, Any]:
         size = round(256 * 0.5 / mpp)
         coords = np.array([((w - 3 * size) // 2 + a * size, (h - 3 * size) // 2 + b * size) for b in range(3)
                            for a in range(3)], np.int32)
+        if whole:  # every tile of the slide's grid, as tiling a tissue-filled slide gives
+            coords = np.array([(a, b) for b in range(0, h - size, size) for a in range(0, w - size, size)], np.int32)
         write_coords(ws / f"data/tiles/c/s{i}.h5", coords, {"patch_size": size, "patch_level": 0,
                                                           "downsample": [1.0, 1.0], "level_dim": [w, h],
                                                           "target_mpp": 0.5, "tile_px": 256, "slide_mpp": mpp})
@@ -430,6 +432,30 @@ def disk_full(ws: Path) -> Row:
     metrics = run_extract(params, cohort="c")
     return Row(saw, f"finished slide kept {kept}; after freeing space the rerun did {metrics['random/slides_done']} "
                f"and skipped {metrics['random/slides_skipped']}", "none" if not tmp_files(ws) else "temp files left")
+
+
+@case("fixed", "one corrupt JPEG tile inside a slide (extraction)")
+def corrupt_jpeg_tile(ws: Path) -> Row:
+    """As some TCGA SVS files: one JPEG tile ends early ("Corrupt JPEG data: premature end of data segment")."""
+    import tifffile
+
+    from histcode.features.stage import run_extract
+    from histcode.io.coords import read_coords
+
+    params = _feature_project(ws, whole=True)
+    with tifffile.TiffFile(CMU1) as tif:
+        start, length = (int(v[len(v) // 2]) for v in (tif.pages[0].dataoffsets, tif.pages[0].databytecounts))
+    blob = bytearray(CMU1.read_bytes())
+    blob[start + length // 3: start + length] = b"\xff\xd9" + b"\x5a" * (length - length // 3 - 2)
+    (ws / "slides" / "s1.svs").unlink()
+    (ws / "slides" / "s1.svs").write_bytes(bytes(blob))
+    metrics = run_extract(params, cohort="c")
+    fails = pd.read_csv(ws / "data/features/c/random/failures.csv").set_index("slide_id")
+    n = len(read_coords(ws / "data/tiles/c/s1.h5")[0])
+    bad = int(fails.loc["s1", "n_failed_tiles"]) if "s1" in fails.index else 0
+    return Row(f"s1 {fails.loc['s1', 'status'] if 's1' in fails.index else 'done'}: {bad}/{n} tile reads failed "
+               f"({one_line(str(fails.loc['s1', 'reason']))[:110]})", f"yes ({metrics['random/slides_done']} done, "
+               f"{metrics['random/slides_partial']} partial)", f"{bad} of {n} tiles of the damaged slide")
 
 
 # ---------------------------------------------------------------- pretraining -----------------------------

@@ -130,6 +130,26 @@ def corrupt_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def bad_jpeg_tile_slide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[int, int, int, int]]:
+    """CMU-1 with one of its 240-px JPEG tiles damaged mid-stream, as some TCGA SVS files are (OpenSlide: "Corrupt
+    JPEG data: premature end of data segment"); returns the path and the bad tile's (x, y, w, h)."""
+    import tifffile
+
+    with tifffile.TiffFile(CMU1) as t:
+        page = t.pages[0]
+        offsets, counts, (th, tw), width = page.dataoffsets, page.databytecounts, page.tile, page.shape[1]
+    i = len(offsets) // 2
+    data = bytearray(CMU1.read_bytes())
+    cut = offsets[i] + counts[i] // 3
+    data[cut: cut + 2] = b"\xff\xd9"  # an early end-of-image marker, then the rest of the tile is noise
+    data[cut + 2: offsets[i] + counts[i]] = bytes((7 * k) % 251 for k in range(offsets[i] + counts[i] - cut - 2))
+    path = tmp_path_factory.mktemp("badtile") / "bad_tile.svs"
+    path.write_bytes(bytes(data))
+    per_row = -(-width // tw)
+    return path, ((i % per_row) * tw, (i // per_row) * th, tw, th)
+
+
 def write_manifest(path: Path, rows: list[tuple[str, Path | str, str]]) -> Path:
     """slides.csv as ingest writes it (DESIGN §3): rows of (slide_id, path, mpp)."""
     lines = ["slide_id,path,patient_id,cohort,sample_type,label,mpp"]

@@ -124,3 +124,35 @@ def test_bad_inputs(tmp_path: Path, truncated_slide: Path, corrupt_slide: Path) 
         s.read_downsampled(8)
     with SlideReader(CMU1) as s, pytest.raises(SlideError, match="outside the slide"):
         s.read_tile(5000, 0, 256, 256)
+
+
+def _grid_reads(path: Path) -> dict[tuple[int, int], np.ndarray | None]:
+    with SlideReader(path) as s:
+        w, h = s.dimensions
+        out: dict[tuple[int, int], np.ndarray | None] = {}
+        for y in range(0, h - 256, 256):
+            for x in range(0, w - 256, 256):
+                try:
+                    out[(x, y)] = s.read_tile(x, y, 256, 256)
+                except (SlideError, openslide.OpenSlideError):  # a stuck handle fails even its metadata
+                    out[(x, y)] = None
+    return out
+
+
+def test_one_corrupt_jpeg_tile_costs_only_the_reads_that_touch_it(bad_jpeg_tile_slide, monkeypatch) -> None:
+    """OpenSlide leaves a handle in an error state after a decode error, so every later read of the slide failed:
+    one damaged JPEG tile cost the rest of the slide. The reader reopens the handle; only reads that overlap the bad
+    tile fail, and every other tile is the original's."""
+    path, (bx, by, bw, bh) = bad_jpeg_tile_slide
+    good = _grid_reads(CMU1)
+    got = _grid_reads(path)
+    touching = {k for k in got if k[0] < bx + bw and bx < k[0] + 256 and k[1] < by + bh and by < k[1] + 256}
+    assert {k for k, v in got.items() if v is None} == touching and 1 <= len(touching) <= 4
+    for k, v in got.items():
+        if v is not None:
+            np.testing.assert_array_equal(v, good[k])
+    monkeypatch.setattr(SlideReader, "_reopen_after", lambda self, exc: None)  # the handle as OpenSlide leaves it
+    stuck = _grid_reads(path)
+    first = min(touching, key=lambda k: (k[1], k[0]))
+    assert sum(v is None for v in stuck.values()) > len(touching)
+    assert all(v is None for k, v in stuck.items() if (k[1], k[0]) >= (first[1], first[0]))

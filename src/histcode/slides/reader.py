@@ -101,6 +101,20 @@ class SlideReader:
     def close(self) -> None:
         self._slide.close()
 
+    def _reopen_after(self, exc: BaseException) -> None:
+        """After an OpenSlide error the handle is in an error state: every later read fails, so one corrupt JPEG
+        tile (e.g. "Corrupt JPEG data: premature end of data segment" in some TCGA SVS files) would fail all the
+        slide's remaining tiles. Reopening limits the loss to the regions that touch the bad tile."""
+        import openslide
+
+        if isinstance(exc, openslide.OpenSlideError):
+            self._slide.close()
+            try:
+                self._slide = openslide.OpenSlide(str(self.path))
+            except (openslide.OpenSlideError, OSError) as again:
+                raise SlideError(f"{self.path}: cannot reopen the slide after a read error ({again}); re-download "
+                                 "it.") from exc
+
     # metadata --------------------------------------------------------------------------------------
     @property
     def properties(self) -> dict[str, str]:
@@ -181,6 +195,7 @@ class SlideReader:
         try:
             region = self._slide.read_region((int(x), int(y)), int(level), (int(w), int(h)))
         except Exception as exc:  # OpenSlideError on corrupt tiles, MemoryError, decoder errors
+            self._reopen_after(exc)
             raise SlideError(f"{self.path}: reading region x={x} y={y} level={level} size={w}x{h} failed "
                              f"({type(exc).__name__}: {exc}); the file is probably corrupt or truncated; "
                              "re-download it.") from exc
