@@ -178,9 +178,9 @@ class CohortConfig:
 
     kind: ``gdc`` (GDC slide sample sheet), ``barcode`` (TCGA barcodes in file names, no sheet) or
     ``cptac`` (CSV manifest ``slide_id,file_name,patient_id,label``).
-    preparation: which TCGA slides to keep by how they were prepared (their barcode's section code): ``all``,
-    ``frozen`` (TS/BS/MS sections: tumour and normal, the same samples as the RNA-seq) or ``ffpe`` (DX diagnostic
-    slides, tumour only); the others are recorded in failures.csv.
+    preparation: which TCGA slides to keep by how they were prepared (their barcode's section code, or a manifest's
+    ``preparation`` column): ``all``, ``frozen`` (TS/BS/MS sections: tumour and normal, the same samples as the
+    RNA-seq) or ``ffpe`` (DX diagnostic slides, tumour only); the others are recorded in failures.csv.
     """
 
     kind: typing.Literal["gdc", "barcode", "cptac"]
