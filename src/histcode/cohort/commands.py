@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
             from histcode.atomic import write_text
 
             series = out.with_name(f"{out.stem}.series.txt")
-            write_text(series, "".join(f"{Path(f).name.removeprefix('SM_')}\n" for f in result.manifest["file_name"]))
+            write_text(series, "".join(f"{uid}\n" for uid in result.manifest["series_instance_uid"]))
             size = f" ({result.counts['size_mb'] / 1000:,.0f} GB)" if result.counts["size_mb"] >= 0 else ""
             typer.echo(f"download them{size}: idc download-from-selection --download-dir <slide_dir> "
                        f"--series-instance-uid \"$(paste -sd, {series})\"")

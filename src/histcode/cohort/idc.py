@@ -46,7 +46,7 @@ STRUCTURED_NORMAL = frozenset({"normal"})
 PREPARATION_WORDS = {"frozen": FROZEN, "ffpe": FFPE}
 EMBEDDING_WORDS = {"paraffin": FFPE, "freezing": FROZEN, "oct": FROZEN, "cryo": FROZEN}
 MANIFEST_COLUMNS = ["slide_id", "file_name", "patient_id", "label", "preparation", "collection_id",
-                    "series_description", "label_source"]
+                    "series_instance_uid", "series_description", "label_source"]
 SKIPPED_COLUMNS = ["collection_id", "patient_id", "series_instance_uid", "series_description", "file_name", "kind",
                    "reason"]
 #: why a series is skipped (``kind`` of the skipped table, and the counts)
@@ -212,13 +212,13 @@ def build_manifest(index: pd.DataFrame, *, collections: Sequence[str], slide_dir
         else:
             kept.append({"slide_id": barcode or f"{patient}_{uid}", "file_name": file_name, "patient_id": patient,
                          "label": label, "preparation": prep,
-                         "collection_id": r["collection_id"], "series_description": r["SeriesDescription"],
-                         "label_source": why, "uid": uid, "barcode": barcode,
+                         "collection_id": r["collection_id"], "series_instance_uid": uid,
+                         "series_description": r["SeriesDescription"], "label_source": why, "barcode": barcode,
                          "size_mb": pd.to_numeric(r.get(SIZE), errors="coerce")})
-    manifest = pd.DataFrame(kept, columns=[*MANIFEST_COLUMNS, "uid", "barcode", "size_mb"])
+    manifest = pd.DataFrame(kept, columns=[*MANIFEST_COLUMNS, "barcode", "size_mb"])
     named, size_mb = int(manifest["barcode"].notna().sum()), manifest["size_mb"].astype(float).sum(min_count=1)
     twice = manifest["slide_id"].duplicated(keep=False)  # one barcode scanned twice: keep both, told apart
-    manifest.loc[twice, "slide_id"] = manifest.loc[twice, "slide_id"] + "_" + manifest.loc[twice, "uid"]
+    manifest.loc[twice, "slide_id"] = manifest.loc[twice, "slide_id"] + "_" + manifest.loc[twice, "series_instance_uid"]
     manifest = manifest[MANIFEST_COLUMNS]
     skip = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
     counts = {"series": len(rows), **{k: int((manifest["label"] == k).sum()) for k in ("tumor", "normal")},
