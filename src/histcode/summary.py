@@ -92,6 +92,16 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
         lines.append(f"tiles  {tile_json.stem}: {t.get('n_tiles', 0)} tiles from {t.get('n_done', 0)}/"
                      f"{t.get('n_slides', 0)} slides ({t.get('n_failed', 0)} failed"
                      + (f", {coarse} enlarged from a coarser scan)" if coarse else ")"))
+    for extract_json in sorted(METRICS_FILES["extract"].path(reports, "*").parent.glob("*.json")):
+        if not configured(extract_json.stem):
+            continue
+        ext = _load(reports, "extract", extract_json.stem, problems)
+        encoders = sorted({k.split("/")[0] for k in ext if k.endswith("/slides_failed")})
+        counts = ", ".join(f"{e} {int(ext.get(f'{e}/slides_partial', 0))} partial / "
+                           f"{int(ext.get(f'{e}/slides_failed', 0))} failed" for e in encoders)
+        bad = any(ext.get(f"{e}/slides_{kind}", 0) for e in encoders for kind in ("partial", "failed"))
+        lines.append(f"features {extract_json.stem}: {int(ext.get('n_slides', 0))} slides ({counts})"
+                     + ("; per slide and reason: failures.csv beside each encoder's features" if bad else ""))
     pre = _load(reports, "pretrain", problems=problems)
     if pre:
         labels = {"final_loss": "final loss", "epochs_done": "epochs", "steps": "steps", "tiles_per_s": "tiles/s"}

@@ -99,6 +99,8 @@ METRICS_FILES: dict[str, MetricsFile] = {
                            "sites", "sites_one_class", "site_only_auc", "site_confounded")),
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
                         ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
+    # per encoder: slides with some unreadable tiles (kept) and failed slides (failures.csv beside the features)
+    "extract": MetricsFile("extract/{cohort}", ("n_slides", "*/slides_partial", "*/slides_failed")),
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),
     "mil": MetricsFile("mil", ("primary_pooling", "*.auc", "*.accuracy", "*.balanced_accuracy"),
                        ("cv_groups",)),  # patient | site (files from round 21 on)

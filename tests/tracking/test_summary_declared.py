@@ -23,7 +23,8 @@ def test_summary_of_the_committed_demo_outputs_finds_every_declared_key() -> Non
     lines = summary_lines(REPORTS, REPORTS / "figures", {"tcga_synth": "train"}, problems)
     assert problems == [] and not [ln for ln in lines if ln.startswith("warning")]
     text = "\n".join(lines)
-    for start in ("tiles  tcga_synth:", "pretrain: final loss", "tumour vs normal", "differential expression ("):
+    for start in ("tiles  tcga_synth:", "features tcga_synth: 48 slides (adco 0 partial / 0 failed, random 0 "
+                  "partial / 0 failed)", "pretrain: final loss", "tumour vs normal", "differential expression ("):
         assert start in text, start
     # the values are the files' own: pretrain's epochs come from the trainer's epochs_done
     pre = json.loads((REPORTS / "metrics/pretrain.json").read_text())
@@ -40,6 +41,17 @@ def test_a_missing_declared_key_is_reported(tmp_path: Path, family: str, key: st
     problems: list[str] = []
     lines = summary_lines(tmp_path, tmp_path / "figures", {"tcga_synth": "train"}, problems)
     assert problems == [f"{path}: no key for ['{key}']; rerun its stage"] and lines[-1] == f"warning: {problems[0]}"
+
+
+def test_slides_with_unreadable_tiles_are_said(tmp_path: Path) -> None:
+    """A slide kept with some unreadable tiles (a corrupt JPEG tile) or failed shows in the summary, per encoder."""
+    shutil.copytree(REPORTS / "metrics", tmp_path / "metrics")
+    path = METRICS_FILES["extract"].path(tmp_path, "tcga_synth")
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "adco/slides_partial": 1, "random/slides_failed": 2}))
+    lines = summary_lines(tmp_path, tmp_path / "figures", {"tcga_synth": "train"})
+    assert ("features tcga_synth: 48 slides (adco 1 partial / 0 failed, random 0 partial / 2 failed); per slide and "
+            "reason: failures.csv beside each encoder's features") in lines
 
 
 def test_reading_an_undeclared_key_is_a_bug() -> None:
