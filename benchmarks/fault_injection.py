@@ -434,6 +434,27 @@ def disk_full(ws: Path) -> Row:
                f"and skipped {metrics['random/slides_skipped']}", "none" if not tmp_files(ws) else "temp files left")
 
 
+@case("fixed", "one corrupt JPEG tile inside a slide (tiling)")
+def corrupt_jpeg_tile_tiling(ws: Path) -> Row:
+    """The same damage met at segmentation, which reads the whole slide: before, the read and so the slide failed."""
+    import tifffile
+
+    from histcode.slides.config import TileConfig
+    from histcode.slides.tiling import tile_cohort
+
+    with tifffile.TiffFile(CMU1) as tif:
+        start, length = (int(v[len(v) // 2]) for v in (tif.pages[0].dataoffsets, tif.pages[0].databytecounts))
+    blob = bytearray(CMU1.read_bytes())
+    blob[start + length // 3: start + length] = b"\xff\xd9" + b"\x5a" * (length - length // 3 - 2)
+    (ws / "s0.svs").write_bytes(bytes(blob))
+    (ws / "s1.svs").symlink_to(CMU1)
+    csv = _manifest(ws / "slides.csv", [("s0", ws / "s0.svs"), ("s1", ws / "s1.svs")])
+    res = {r.slide: r for r in tile_cohort(csv, ws / "tiles", TileConfig(), workers=0, progress=False)}
+    bad, good = res["s0"], res["s1"]
+    return Row(f"s0 {bad.status}: {one_line(bad.reason)[:120]}", f"yes (s1 {good.status}, {good.n_tiles} tiles)",
+               f"{good.n_tiles - bad.n_tiles} of {good.n_tiles} tiles of the damaged slide (those over the bad tile)")
+
+
 @case("fixed", "one corrupt JPEG tile inside a slide (extraction)")
 def corrupt_jpeg_tile(ws: Path) -> Row:
     """As some TCGA SVS files: one JPEG tile ends early ("Corrupt JPEG data: premature end of data segment")."""

@@ -134,20 +134,45 @@ def corrupt_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bad_jpeg_tile_slide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[int, int, int, int]]:
     """CMU-1 with one of its 240-px JPEG tiles damaged mid-stream, as some TCGA SVS files are (OpenSlide: "Corrupt
     JPEG data: premature end of data segment"); returns the path and the bad tile's (x, y, w, h)."""
-    import tifffile
-
     with tifffile.TiffFile(CMU1) as t:
         page = t.pages[0]
-        offsets, counts, (th, tw), width = page.dataoffsets, page.databytecounts, page.tile, page.shape[1]
-    i = len(offsets) // 2
-    data = bytearray(CMU1.read_bytes())
-    cut = offsets[i] + counts[i] // 3
-    data[cut: cut + 2] = b"\xff\xd9"  # an early end-of-image marker, then the rest of the tile is noise
-    data[cut + 2: offsets[i] + counts[i]] = bytes((7 * k) % 251 for k in range(offsets[i] + counts[i] - cut - 2))
-    path = tmp_path_factory.mktemp("badtile") / "bad_tile.svs"
-    path.write_bytes(bytes(data))
+        n, (th, tw), width = len(page.dataoffsets), page.tile, page.shape[1]
+    i = n // 2
+    path = damage_jpeg_tile(CMU1, tmp_path_factory.mktemp("badtile") / "bad_tile.svs", 0, i)
     per_row = -(-width // tw)
     return path, ((i % per_row) * tw, (i // per_row) * th, tw, th)
+
+
+def damage_jpeg_tile(src: Path, dst: Path, page_index: int, tile_index: int) -> Path:
+    """Copy ``src`` with one JPEG tile of one TIFF page cut short by an early end-of-image marker and noise after
+    it, as some TCGA SVS files are (OpenSlide: "Corrupt JPEG data: premature end of data segment")."""
+    with tifffile.TiffFile(src) as t:
+        page = t.pages[page_index]
+        start, length = int(page.dataoffsets[tile_index]), int(page.databytecounts[tile_index])
+    data = bytearray(src.read_bytes())
+    cut = start + length // 3
+    data[cut: cut + 2] = b"\xff\xd9"
+    data[cut + 2: start + length] = bytes((7 * k) % 251 for k in range(start + length - cut - 2))
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def damaged_pyramid(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> tuple[Path, Path, tuple[int, ...]]:
+    """The scene as a 3-level JPEG pyramid (128-px tiles, 1.0 µm/px) and a copy with one tile of level 1 damaged;
+    returns (intact, damaged, the bad tile's (x, y, w, h) in level-1 px)."""
+    folder = tmp_path_factory.mktemp("pyramid")
+    intact = folder / "intact.tif"
+    with tifffile.TiffWriter(intact) as tw:
+        level = scene.rgb
+        for i in range(3):
+            tw.write(level, tile=(128, 128), photometric="rgb", compression="jpeg", metadata=None,
+                     subfiletype=1 if i else 0, resolution=(1e4 / 2**i, 1e4 / 2**i), resolutionunit="CENTIMETER")
+            level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    per_row = -(-scene.rgb.shape[1] // 2 // 128)
+    i = 2 * per_row + 5  # a tile over tissue
+    damaged = damage_jpeg_tile(intact, folder / "damaged.tif", 1, i)
+    return intact, damaged, ((i % per_row) * 128, (i // per_row) * 128, 128, 128)
 
 
 def write_manifest(path: Path, rows: list[tuple[str, Path | str, str]]) -> Path:

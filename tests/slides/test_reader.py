@@ -120,7 +120,9 @@ def test_bad_inputs(tmp_path: Path, truncated_slide: Path, corrupt_slide: Path) 
         SlideReader(junk)
     with pytest.raises(SlideError, match=r"truncated\.svs: looks like a TIFF .* corrupt or truncated"):
         SlideReader(truncated_slide)
-    with SlideReader(corrupt_slide) as s, pytest.raises(SlideError, match=r"corrupt\.svs: reading region"):
+    with SlideReader(corrupt_slide) as s, pytest.raises(
+            SlideError, match=r"corrupt\.svs: reading region .* of the slide is unreadable at every pyramid level, "
+                              r"more than the 5% .* re-download it"):
         s.read_downsampled(8)
     with SlideReader(CMU1) as s, pytest.raises(SlideError, match="outside the slide"):
         s.read_tile(5000, 0, 256, 256)
@@ -156,3 +158,46 @@ def test_one_corrupt_jpeg_tile_costs_only_the_reads_that_touch_it(bad_jpeg_tile_
     first = min(touching, key=lambda k: (k[1], k[0]))
     assert sum(v is None for v in stuck.values()) > len(touching)
     assert all(v is None for k, v in stuck.items() if (k[1], k[0]) >= (first[1], first[0]))
+
+
+def test_whole_slide_reads_keep_a_slide_with_one_damaged_tile(bad_jpeg_tile_slide) -> None:
+    """Segmentation reads the whole slide; one corrupt JPEG tile used to fail that read and so the slide. Now the
+    read goes on block by block: a block no level can decode is white and recorded, every other pixel is the
+    original's."""
+    path, (bx, by, bw, bh) = bad_jpeg_tile_slide
+    with SlideReader(CMU1) as s:
+        good, _ = s.read_downsampled(1.0)
+    with SlideReader(path) as s:
+        got, ds = s.read_downsampled(1.0)
+        assert ds == 1.0 and s.unreadable == [(bx, by, bw, bh)]  # CMU-1-Small-Region has one level
+    inside = np.zeros(good.shape[:2], bool)
+    inside[by:by + bh, bx:bx + bw] = True
+    assert np.all(got[inside] == 255)
+    np.testing.assert_array_equal(got[~inside], good[~inside])
+
+
+def test_a_damaged_tile_is_read_from_another_pyramid_level(damaged_pyramid) -> None:
+    """Each pyramid level is compressed on its own, so a block that fails at one level is taken from the nearest
+    other level: nothing is lost, and the block is the same tissue (JPEG and resampling differences only)."""
+    intact, damaged, (x, y, w, h) = damaged_pyramid
+    with SlideReader(intact) as s:
+        good = s.read_level(1)
+    with SlideReader(damaged) as s:
+        with pytest.raises(SlideError, match="Corrupt JPEG data"):  # the plain read fails ...
+            s.read_tile(2 * x, 2 * y, 2 * w, w)
+        got = s.read_level(1)  # ... the whole-level read salvages it
+        assert s.unreadable == []
+    block = np.zeros(good.shape[:2], bool)
+    block[y:y + h, x:x + w] = True
+    np.testing.assert_array_equal(got[~block], good[~block])
+    diff = np.abs(got[block].astype(int) - good[block].astype(int))
+    assert 0 < diff.mean() < 3 and good[block].std() > 10  # a textured tissue block, reproduced within JPEG error
+
+
+def test_a_slide_mostly_unreadable_still_fails(corrupt_slide: Path) -> None:
+    """Salvage stops at MAX_UNREADABLE: a slide with much of its data gone is re-downloaded, not tiled."""
+    with SlideReader(corrupt_slide) as s:
+        with pytest.raises(SlideError, match="unreadable at every pyramid level"):
+            s.read_level(0)
+        lost = sum(r[2] * r[3] for r in s.unreadable) / (s.dimensions[0] * s.dimensions[1])
+    assert reader_mod.MAX_UNREADABLE < lost < 2 * reader_mod.MAX_UNREADABLE  # it gave up at the limit, not later

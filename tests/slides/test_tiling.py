@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -16,8 +17,10 @@ import pytest
 
 from histcode.io.coords import read_coords
 from histcode.slides.config import TileConfig
+from histcode.slides.contact_sheet import _picture, read_entries
 from histcode.slides.grid import grid_coords
 from histcode.slides.reader import SlideReader
+from histcode.slides.stage import warn_damaged
 from histcode.slides.tiling import SlideJob, parse_shard, run_jobs, tile_cohort
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -292,3 +295,40 @@ def test_run_jobs_overlaps_slides_on_threads() -> None:
     peak[0] = 0
     run_jobs([Job(f"s{i}") for i in range(3)], 0, lambda r: got.append(r.slide))  # type: ignore[list-item]
     assert peak[0] == 1
+
+
+def test_a_damaged_slide_is_tiled_without_the_tiles_over_its_bad_tile(tmp_path: Path, manifest_writer,
+                                                                       bad_jpeg_tile_slide, caplog) -> None:
+    """One corrupt JPEG tile failed the whole slide at segmentation. Now the slide is tiled: the tiles over the
+    unreadable block are dropped (extraction could not read them), the reason says so, the mask shows it in red,
+    and a rerun keeps the note."""
+    path, (bx, by, bw, bh) = bad_jpeg_tile_slide
+    csv = manifest_writer(tmp_path / "slides.csv", [("bad", path, ""), ("good", CMU1, "")])
+    res = {r.slide: r for r in tile_cohort(csv, tmp_path / "out", CFG, workers=0, progress=False)}
+    assert res["good"].n_tiles == CMU1_TILES and res["good"].reason == ""
+    bad = res["bad"]
+    assert bad.status == "done" and CMU1_TILES - 4 <= bad.n_tiles < CMU1_TILES
+    assert bad.reason.startswith("damaged: 1 region(s) unreadable at every pyramid level (0.014 mm²")
+    assert f"{CMU1_TILES - bad.n_tiles} tiles over them dropped" in bad.reason
+    coords, attrs = read_coords(tmp_path / "out" / "bad.h5")
+    assert attrs["unreadable_regions"] == [[bx, by, bw, bh]] and "unreadable_note" not in read_coords(
+        tmp_path / "out" / "good.h5")[1]
+    x, y, size = coords[:, 0], coords[:, 1], attrs["patch_size"]
+    assert not np.any((x < bx + bw) & (bx < x + size) & (y < by + bh) & (by < y + size))
+    with SlideReader(path) as s:  # every kept tile reads: extraction loses nothing more
+        for cx, cy in coords:
+            s.read_tile(int(cx), int(cy), size, 64)
+    red = [int(np.all(cv2.imread(str(tmp_path / "out" / "masks" / f"{k}.png")) == (0, 0, 230), axis=2).sum())
+           for k in ("bad", "good")]
+    assert red[0] > 0 and red[1] == 0  # the legend box, and the block itself is tinted
+    entries = {e.slide: e for e in read_entries(tmp_path / "out" / "process_list.csv", tmp_path / "out" / "masks")}
+    assert (entries["bad"].damaged, entries["good"].damaged) == (True, False)
+    # same slide size, so the same picture once each mask's legend strip (one row longer when damaged) is cut off
+    assert _picture(entries["bad"]).shape == _picture(entries["good"]).shape
+    with caplog.at_level(logging.WARNING, logger="histcode.slides.stage"):
+        assert warn_damaged(tmp_path / "out" / "process_list.csv", "c") == {"bad": bad.reason}
+    assert caplog.messages == [f"tile c: bad {bad.reason}"]
+    again = {r.slide: r for r in tile_cohort(csv, tmp_path / "out", CFG, workers=0, progress=False)}
+    assert again["bad"].reason == bad.reason
+    plist = pd.read_csv(tmp_path / "out" / "process_list.csv", keep_default_na=False).set_index("slide")
+    assert plist.loc["bad", "reason"] == bad.reason and plist.loc["bad", "status"] == "done"

@@ -19,8 +19,9 @@ import numpy as np
 
 from histcode.atomic import atomic_path
 from histcode.errors import HistcodeError
+from histcode.slides.job import damaged_slides
 from histcode.slides.process_list import read_process_list, upsampled_slides
-from histcode.slides.render import _legend
+from histcode.slides.render import DAMAGED_LEGEND, _legend
 
 CELL_PX = 320  # longer side of one slide's picture on the page
 CAPTION_PX = 34  # two caption lines under each picture
@@ -44,6 +45,7 @@ class SheetEntry:
     reason: str
     mask: Path | None
     enlarged: float | None = None  # tiles enlarged from a coarser scan by this factor (flagged ones only)
+    damaged: bool = False  # kept with regions no pyramid level could decode (its mask shows them red)
 
 
 def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = None,
@@ -57,6 +59,7 @@ def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = No
     out = []
     rows = read_process_list(process_list)
     enlarged = upsampled_slides(rows, tile_px) if tile_px else {}
+    damaged = damaged_slides(rows)
     for r in rows:
         if only is not None and r["slide"] not in only:
             continue
@@ -64,7 +67,8 @@ def read_entries(process_list: Path, masks_dir: Path, only: set[str] | None = No
         done = r["status"] == "done"
         out.append(SheetEntry(slide=r["slide"], status=r["status"], n_tiles=int(float(r["n_tiles"] or 0)),
                               tissue_mm2=float(r.get("tissue_area_mm2") or "nan"), reason=r.get("reason") or "",
-                              mask=png if done and png.is_file() else None, enlarged=enlarged.get(r["slide"])))
+                              mask=png if done and png.is_file() else None, enlarged=enlarged.get(r["slide"]),
+                              damaged=r["slide"] in damaged))
     return sorted(out, key=lambda e: (e.mask is not None, e.n_tiles, e.slide))
 
 
@@ -78,7 +82,8 @@ def _picture(entry: SheetEntry) -> np.ndarray:
         for i, k in enumerate(range(0, min(len(entry.reason), 150), 36)):
             cv2.putText(cell, entry.reason[k:k + 36], (10, 75 + 22 * i), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         return cell
-    strip = _legend(img.shape[1], "").shape[0]  # render_mask appends a strip whose height depends on the width
+    # render_mask appends a strip whose height depends on the width (and a damaged slide's extra legend entry)
+    strip = _legend(img.shape[1], "", DAMAGED_LEGEND if entry.damaged else ()).shape[0]
     img = img[: max(1, img.shape[0] - strip)]
     f = CELL_PX / max(img.shape[:2])
     size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
@@ -96,7 +101,9 @@ def _cell(entry: SheetEntry) -> np.ndarray:
     detail = f"{entry.n_tiles} tiles, {area}" if entry.status == "done" else entry.status
     if entry.enlarged:  # a coarse scan: its tiles are blurred (a red caption, as a failed slide gets)
         detail += f", {entry.enlarged:.1f}x enlarged"
-    colour = (0, 0, 0) if entry.status == "done" and not entry.enlarged else (0, 0, 200)
+    if entry.damaged:  # part of the file is unreadable: red, as above
+        detail += ", damaged"
+    colour = (0, 0, 0) if entry.status == "done" and not (entry.enlarged or entry.damaged) else (0, 0, 200)
     cv2.putText(cell, name, (2, y + 13), FONT, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(cell, detail, (2, y + 29), FONT, 0.42, colour, 1, cv2.LINE_AA)
     return cell

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ def completed(out_dir: Path, slide_id: str, digest: str) -> SlideResult | None:
         return None
     if attrs.get("tile_config_digest") != digest:
         return None
-    return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), mpp=attrs["slide_mpp"],
+    note = str(attrs.get("unreadable_note") or "")
+    return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), reason=note, mpp=attrs["slide_mpp"],
                        mpp_source=str(attrs.get("mpp_source") or ""), tile_size_level0=attrs["patch_size"],
                        tissue_area_mm2=attrs.get("tissue_area_mm2"))
 
@@ -195,9 +197,12 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         width, height = slide.dimensions
         coords = select_coords(seg, width, height, cfg)
         mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
+        lost = np.asarray(slide.unreadable, np.int64).reshape(-1, 4)
+    coords, note = drop_unreadable(coords, size, lost, mpp)
     tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px))
+    write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px,
+                                    unreadable=lost))
     if len(coords) == 0:
         raise SlideError(f"{path_str}: no tissue found (tissue area {tissue_mm2:.3f} mm², threshold "
                          f"{tissue.threshold:.0f} on saturation, no {cfg.tile_px}px tile reaches tissue "
@@ -211,9 +216,39 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         "tissue_rule": cfg.tissue_rule, "seg_downsample": float(seg_ds), "tissue_area_mm2": tissue_mm2,
         "histcode_version": __version__, "tile_config_digest": config_digest(cfg),
     }
+    if note:  # only damaged slides carry these, so every other slide's file is as before
+        attrs.update({"unreadable_regions": lost.tolist(), "unreadable_note": note})
     write_coords(h5_path, coords, attrs)
-    return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), mpp=float(mpp),
+    return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), reason=note, mpp=float(mpp),
                        mpp_source=mpp_source, tile_size_level0=int(size), tissue_area_mm2=tissue_mm2)
+
+
+# A done slide's ``reason`` starts with this when part of the file could not be decoded at any pyramid level (its
+# tiles there were dropped: ``drop_unreadable``); an intact slide's reason is empty. Defined here, not in
+# process_list.py, so that bookkeeping module stays out of the tiling code fingerprint.
+DAMAGED_PREFIX = "damaged: "
+
+
+def damaged_slides(rows: Iterable[dict[str, str]]) -> dict[str, str]:
+    """{slide: note} of the done rows of ``process_list.csv`` kept with regions no pyramid level could decode."""
+    return {r["slide"]: r["reason"] for r in rows
+            if r["status"] == "done" and (r.get("reason") or "").startswith(DAMAGED_PREFIX)}
+
+
+def drop_unreadable(coords: np.ndarray, size: int, lost: np.ndarray, mpp: float) -> tuple[np.ndarray, str]:
+    """Coords without the tiles that overlap a region no pyramid level could decode (their reads would fail at
+    extraction), and the note for ``process_list.csv`` ("" when the slide read whole)."""
+    if len(lost) == 0:
+        return coords, ""
+    x, y = coords[:, :1].astype(np.int64), coords[:, 1:].astype(np.int64)
+    hit = ((x < lost[:, 0] + lost[:, 2]) & (lost[:, 0] < x + size)
+           & (y < lost[:, 1] + lost[:, 3]) & (lost[:, 1] < y + size)).any(axis=1)
+    area_mm2 = float((lost[:, 2] * lost[:, 3]).sum()) * mpp**2 / 1e6
+    x0, y0, w0, h0 = (int(v) for v in lost[0])
+    note = (f"{DAMAGED_PREFIX}{len(lost)} region(s) unreadable at every pyramid level ({area_mm2:.3f} mm², first at "
+            f"x={x0} y={y0} {w0}x{h0} level-0 px; corrupt JPEG data), drawn red in the mask PNG; {int(hit.sum())} "
+            "tiles over them dropped; re-download the slide to recover them")
+    return coords[~hit], note
 
 
 def run_slide(path: str, slide_id: str, out_dir: str, cfg: TileConfig, mpp_override: float | None,

@@ -20,6 +20,10 @@ MPP_AT_1X = 10.0
 # Largest level (in pixels) read whole by ``read_level``; bigger reads go through ``read_downsampled``.
 MAX_LEVEL_PIXELS = 120_000_000
 _STRIP = 2048  # level pixels per strip side when downscaling big levels (2048: thumbnail of a 100k slide < 300 MB)
+# Share of a slide's level-0 area that may be unreadable at every level before a whole-slide read gives up: one
+# damaged JPEG tile of a TCGA SVS costs far less (a 240-px tile of a 100k x 80k slide is 7e-6 of it).
+MAX_UNREADABLE = 0.05
+_DEFAULT_TILE_PX = 256  # salvage block side when a level does not report its tile size
 
 
 class SlideError(HistcodeError):
@@ -89,6 +93,8 @@ class SlideReader:
                              "(check its md5 against the GDC manifest).") from exc
         self._mpp: float | None = None
         self._mpp_source: str | None = None
+        # level-0 (x, y, w, h) of regions no pyramid level could decode, filled with white by whole-slide reads
+        self.unreadable: list[tuple[int, int, int, int]] = []
 
     # context manager -------------------------------------------------------------------------------
     def __enter__(self) -> SlideReader:
@@ -203,6 +209,58 @@ class SlideReader:
             return np.array(region.convert("RGB"))  # a writable copy, as callers expect
         return _rgba_to_rgb(np.asarray(region))
 
+    def _read_salvaged(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
+        """``_read_rgb`` for whole-slide reads that survives damaged tiles: when the region fails, it is re-read
+        block by block on the level's own tile grid, a failed block is taken from the nearest other pyramid level
+        (each level is compressed separately), and a block no level can decode is filled with white and recorded in
+        ``unreadable``. Gives up (``SlideError``) once more than ``MAX_UNREADABLE`` of the slide is lost."""
+        try:
+            return self._read_rgb(x, y, level, w, h)
+        except SlideError as exc:
+            first = exc
+        ds = self.level_downsamples[level]
+        props = self._slide.properties
+        tw = int(props.get(f"openslide.level[{level}].tile-width") or _DEFAULT_TILE_PX)
+        th = int(props.get(f"openslide.level[{level}].tile-height") or _DEFAULT_TILE_PX)
+        lx0, ly0 = round(x / ds), round(y / ds)
+        out = np.full((h, w, 3), 255, np.uint8)
+        for by in range(ly0 - ly0 % th, ly0 + h, th):
+            for bx in range(lx0 - lx0 % tw, lx0 + w, tw):
+                x0, y0 = max(bx, lx0), max(by, ly0)
+                bw, bh = min(bx + tw, lx0 + w) - x0, min(by + th, ly0 + h) - y0
+                block = self._block_from_any_level(level, x0, y0, bw, bh)
+                if block is not None:
+                    out[y0 - ly0:y0 - ly0 + bh, x0 - lx0:x0 - lx0 + bw] = block
+                    continue
+                self.unreadable.append((round(x0 * ds), round(y0 * ds), math.ceil(bw * ds), math.ceil(bh * ds)))
+                lost = sum(r[2] * r[3] for r in self.unreadable) / (self.dimensions[0] * self.dimensions[1])
+                if lost > MAX_UNREADABLE:
+                    cause = first.__cause__
+                    raise SlideError(f"{self.path}: reading region x={x} y={y} level={level} size={w}x{h} failed and "
+                                     f"{lost:.0%} of the slide is unreadable at every pyramid level, more than the "
+                                     f"{MAX_UNREADABLE:.0%} a slide may lose ({type(cause).__name__}: {cause}); the "
+                                     "file is corrupt or truncated; re-download it.") from first
+        return out
+
+    def _block_from_any_level(self, level: int, lx: int, ly: int, bw: int, bh: int) -> np.ndarray | None:
+        """Level ``level`` block (lx, ly, bw, bh) in that level's px, read from ``level`` or, failing that, from the
+        other levels nearest in scale (resized), or None when none can decode it."""
+        import cv2
+
+        ds = self.level_downsamples[level]
+        others = sorted((i for i in range(self.level_count) if i != level),
+                        key=lambda i: (abs(math.log(self.level_downsamples[i] / ds)), -i))
+        for i in (level, *others):
+            f = ds / self.level_downsamples[i]
+            try:
+                rgb = self._read_rgb(round(lx * ds), round(ly * ds), i, max(1, round(bw * f)), max(1, round(bh * f)))
+            except SlideError:
+                continue
+            if rgb.shape[:2] != (bh, bw):
+                rgb = cv2.resize(rgb, (bw, bh), interpolation=cv2.INTER_AREA if f > 1 else cv2.INTER_LINEAR)
+            return rgb
+        return None
+
     def read_tile(self, x: int, y: int, size_level0: int, out_px: int) -> np.ndarray:
         """Read the level-0 square (x, y, size_level0) as (out_px, out_px, 3) uint8 RGB.
 
@@ -228,14 +286,15 @@ class SlideReader:
         return rgb
 
     def read_level(self, level: int) -> np.ndarray:
-        """A whole low-resolution level as (H, W, 3) uint8 RGB (refuses levels over ~120 Mpx)."""
+        """A whole low-resolution level as (H, W, 3) uint8 RGB (refuses levels over ~120 Mpx); damaged tiles are
+        salvaged from other levels or left white and recorded in ``unreadable`` (see ``_read_salvaged``)."""
         if not 0 <= level < self.level_count:
             raise SlideError(f"{self.path}: level {level} does not exist (level_count={self.level_count}).")
         w, h = self.level_dimensions[level]
         if w * h > MAX_LEVEL_PIXELS:
             raise SlideError(f"{self.path}: level {level} is {w}x{h} px, too large to read whole; use "
                              "read_downsampled() or a lower-resolution level.")
-        return self._read_rgb(0, 0, level, w, h)
+        return self._read_salvaged(0, 0, level, w, h)
 
     def read_downsampled(self, downsample: float) -> tuple[np.ndarray, float]:
         """The whole slide at about ``downsample`` x: ((H, W, 3) uint8 RGB, exact downsample used).
@@ -260,7 +319,7 @@ class SlideReader:
                 sw, sh = min(step, lw - lx), min(step, lh - ly)
                 pw, ph = -(-sw // factor) * factor, -(-sh // factor) * factor
                 x0, y0 = round(lx * lds), round(ly * lds)
-                rgb = self._read_rgb(x0, y0, level, sw, sh)
+                rgb = self._read_salvaged(x0, y0, level, sw, sh)
                 if (pw, ph) != (sw, sh):  # pad the slide's edge with white to a whole number of blocks
                     padded = np.full((ph, pw, 3), 255, np.uint8)
                     padded[:sh, :sw] = rgb

@@ -3,11 +3,13 @@
 Drawn on the segmentation image already in memory (no second read of the slide), upscaled by an integer
 factor so small slides stay legible. Colours (legend strip under the image): kept tissue green, adipose
 recognised as tissue yellow, holes cut as glass blue, pen ink magenta, grey artefacts (bubble rims, dust)
-orange; glass is left as scanned; kept tiles are dark-green squares.
+orange; glass is left as scanned; kept tiles are dark-green squares; on a damaged slide, regions no pyramid level
+could decode are red (their legend entry appears only then, so an intact slide's picture is unchanged).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -23,8 +25,10 @@ HOLE_BGR = (255, 80, 0)
 PEN_BGR = (255, 0, 255)
 ARTEFACT_BGR = (0, 120, 255)
 TILE_BGR = (0, 90, 0)
+UNREADABLE_BGR = (0, 0, 230)
 LEGEND = (("kept tissue", TISSUE_BGR), ("adipose (kept)", FAT_BGR), ("hole cut (glass)", HOLE_BGR),
           ("pen ink (excluded)", PEN_BGR), ("grey artefact (excluded)", ARTEFACT_BGR), ("kept tile", TILE_BGR))
+DAMAGED_LEGEND = (("unreadable (damaged file)", UNREADABLE_BGR),)  # only on a damaged slide's picture
 MIN_SIDE = 512  # upscale small segmentation images to at least this longer side
 
 
@@ -37,12 +41,12 @@ def _tint(img: np.ndarray, where: np.ndarray, bgr: tuple[int, int, int], alpha: 
         np.copyto(img, cv2.LUT(img, table.reshape(1, 256, 3)), where=where[..., None])
 
 
-def _legend(width: int, title: str) -> np.ndarray:
+def _legend(width: int, title: str, extra: tuple[tuple[str, tuple[int, int, int]], ...] = ()) -> np.ndarray:
     """White strip: title line, then one colour box and label per legend entry, wrapped to ``width``."""
     scale = max(0.4, min(0.6, width / 1400))
     row_h = int(26 * scale / 0.5)
     items, x, rows = [], 8, 1
-    for label, colour in LEGEND:
+    for label, colour in (*LEGEND, *extra):
         (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         if x + row_h + tw > width - 8 and x > 8:
             x, rows = 8, rows + 1
@@ -59,9 +63,10 @@ def _legend(width: int, title: str) -> np.ndarray:
 
 
 def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, size: int, *, title: str = "",
-                max_px: int = 2048) -> np.ndarray:
+                max_px: int = 2048, unreadable: np.ndarray | None = None) -> np.ndarray:
     """QC picture of one slide. seg_rgb: (H, W, 3) uint8 RGB segmentation image (``tissue.downsample``
-    level-0 px per px); coords (N, 2) level-0 tiles of side ``size``. Returns (H', W', 3) uint8 BGR."""
+    level-0 px per px); coords (N, 2) level-0 tiles of side ``size``; unreadable (M, 4) level-0 (x, y, w, h)
+    regions the reader could not decode. Returns (H', W', 3) uint8 BGR."""
     h, w = seg_rgb.shape[:2]
     f = max(1, min(-(-MIN_SIDE // max(h, w)), max_px // max(h, w)))
     img = cv2.cvtColor(np.ascontiguousarray(seg_rgb), cv2.COLOR_RGB2BGR)  # tint at mask resolution ...
@@ -75,6 +80,13 @@ def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, siz
         holes = np.zeros((h, w), np.uint8)
         cv2.drawContours(holes, tissue.holes, -1, 1, thickness=cv2.FILLED)
         _tint(img, holes.astype(bool), HOLE_BGR, 0.45)
+    lost = np.zeros((0, 4)) if unreadable is None else np.asarray(unreadable, np.float64).reshape(-1, 4)
+    if len(lost):
+        bad = np.zeros((h, w), np.uint8)
+        for x0, y0, bw, bh in lost / tissue.downsample:
+            cv2.rectangle(bad, (int(x0), int(y0)), (max(int(x0), math.ceil(x0 + bw) - 1),
+                                                    max(int(y0), math.ceil(y0 + bh) - 1)), 1, -1)
+        _tint(img, bad.astype(bool), UNREADABLE_BGR, 0.7)
     if f > 1:  # ... then upscale once for legible outlines and tiles
         img = cv2.resize(img, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
     line = max(1, round(max(img.shape[:2]) / 700))
@@ -89,7 +101,8 @@ def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, siz
         cv2.rectangle(img, p0, (round(x * scale + side) - 1, round(y * scale + side) - 1), TILE_BGR, 1)
     n = len(coords)
     text = f"{title}  {n} tiles of {size} px, mask at {tissue.downsample:g}x" if title else f"{n} tiles"
-    return np.concatenate([img, _legend(img.shape[1], text)], axis=0)
+    extra = DAMAGED_LEGEND if len(lost) else ()
+    return np.concatenate([img, _legend(img.shape[1], text, extra)], axis=0)
 
 
 def write_png(path: str | Path, bgr: np.ndarray) -> None:

@@ -51,10 +51,13 @@ def run_tile(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS, 
         plist = paths.process_list(cohort)
         metrics = cohort_metrics(plist, cfg.tile_px)
         warn_upsampled(plist, cfg, cohort)
+        damaged = warn_damaged(plist, cohort)
         tracking.log_artifact(plist, artifact_path="tiles")
         failures = {r.slide: r.reason for r in results if r.status != "done"}
         if failures:
             tracking.log_dict(failures, "tiles/failures.json")
+        if damaged:
+            tracking.log_dict(damaged, "tiles/damaged.json")
         with tempfile.TemporaryDirectory() as tmp:  # the spool keeps its own copy of each page
             sharded = shard != (0, 1)  # a job-array shard shows its own slides, not the whole cohort again
             title = f"{cohort} (shard {shard[0]}/{shard[1]}): tissue masks" if sharded else f"{cohort}: tissue masks"
@@ -75,6 +78,17 @@ def warn_upsampled(plist: Path, cfg: TileConfig, cohort: str) -> None:
                     "enlarged %.1fx from %s level-0 px (blurred); rescan it at target resolution or drop it from "
                     "the cohort", cohort, slide, rows[slide]["mpp"], cfg.target_mpp, cfg.tile_px, factor,
                     rows[slide]["tile_size_level0"])
+
+
+def warn_damaged(plist: Path, cohort: str) -> dict[str, str]:
+    """One warning per slide kept with regions no pyramid level could decode (e.g. a corrupt JPEG tile): its tiles
+    there are gone, which a re-download may recover; returns {slide: note}."""
+    from histcode.slides.job import damaged_slides
+
+    damaged = damaged_slides(read_process_list(plist))
+    for slide, note in sorted(damaged.items()):
+        log.warning("tile %s: %s %s", cohort, slide, note)
+    return damaged
 
 
 def run_stain_ref(params: str | Path | dict[str, Any] = DEFAULT_PARAMS) -> dict[str, float]:
