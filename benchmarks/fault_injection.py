@@ -451,7 +451,7 @@ def corrupt_jpeg_tile_tiling(ws: Path) -> Row:
     csv = _manifest(ws / "slides.csv", [("s0", ws / "s0.svs"), ("s1", ws / "s1.svs")])
     res = {r.slide: r for r in tile_cohort(csv, ws / "tiles", TileConfig(), workers=0, progress=False)}
     bad, good = res["s0"], res["s1"]
-    return Row(f"s0 {bad.status}: {one_line(bad.reason)[:120]}", f"yes (s1 {good.status}, {good.n_tiles} tiles)",
+    return Row(f"s0 {bad.status}: {one_line(bad.reason)[:220]}", f"yes (s1 {good.status}, {good.n_tiles} tiles)",
                f"{good.n_tiles - bad.n_tiles} of {good.n_tiles} tiles of the damaged slide (those over the bad tile)")
 
 

@@ -310,6 +310,7 @@ def test_a_damaged_slide_is_tiled_without_the_tiles_over_its_bad_tile(tmp_path: 
     assert bad.status == "done" and CMU1_TILES - 4 <= bad.n_tiles < CMU1_TILES
     assert bad.reason.startswith("damaged: 1 region(s) unreadable at every pyramid level (0.014 mm²")
     assert f"{CMU1_TILES - bad.n_tiles} tiles over them dropped" in bad.reason
+    assert "level-0 px; OpenSlideError: Corrupt JPEG data: premature end of data segment)" in bad.reason
     coords, attrs = read_coords(tmp_path / "out" / "bad.h5")
     assert attrs["unreadable_regions"] == [[bx, by, bw, bh]] and "unreadable_note" not in read_coords(
         tmp_path / "out" / "good.h5")[1]

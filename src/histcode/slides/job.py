@@ -197,8 +197,8 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         width, height = slide.dimensions
         coords = select_coords(seg, width, height, cfg)
         mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
-        lost = np.asarray(slide.unreadable, np.int64).reshape(-1, 4)
-    coords, note = drop_unreadable(coords, size, lost, mpp)
+        lost, cause = np.asarray(slide.unreadable, np.int64).reshape(-1, 4), slide.unreadable_cause
+    coords, note = drop_unreadable(coords, size, lost, mpp, cause)
     tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
     out_dir.mkdir(parents=True, exist_ok=True)
     write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px,
@@ -235,7 +235,8 @@ def damaged_slides(rows: Iterable[dict[str, str]]) -> dict[str, str]:
             if r["status"] == "done" and (r.get("reason") or "").startswith(DAMAGED_PREFIX)}
 
 
-def drop_unreadable(coords: np.ndarray, size: int, lost: np.ndarray, mpp: float) -> tuple[np.ndarray, str]:
+def drop_unreadable(coords: np.ndarray, size: int, lost: np.ndarray, mpp: float,
+                    cause: str) -> tuple[np.ndarray, str]:
     """Coords without the tiles that overlap a region no pyramid level could decode (their reads would fail at
     extraction), and the note for ``process_list.csv`` ("" when the slide read whole)."""
     if len(lost) == 0:
@@ -246,7 +247,7 @@ def drop_unreadable(coords: np.ndarray, size: int, lost: np.ndarray, mpp: float)
     area_mm2 = float((lost[:, 2] * lost[:, 3]).sum()) * mpp**2 / 1e6
     x0, y0, w0, h0 = (int(v) for v in lost[0])
     note = (f"{DAMAGED_PREFIX}{len(lost)} region(s) unreadable at every pyramid level ({area_mm2:.3f} mm², first at "
-            f"x={x0} y={y0} {w0}x{h0} level-0 px; corrupt JPEG data), drawn red in the mask PNG; {int(hit.sum())} "
+            f"x={x0} y={y0} {w0}x{h0} level-0 px; {cause}), drawn red in the mask PNG; {int(hit.sum())} "
             "tiles over them dropped; re-download the slide to recover them")
     return coords[~hit], note
 

@@ -95,6 +95,7 @@ class SlideReader:
         self._mpp_source: str | None = None
         # level-0 (x, y, w, h) of regions no pyramid level could decode, filled with white by whole-slide reads
         self.unreadable: list[tuple[int, int, int, int]] = []
+        self.unreadable_cause = ""  # the decoder's message for the first of them
 
     # context manager -------------------------------------------------------------------------------
     def __enter__(self) -> SlideReader:
@@ -233,9 +234,10 @@ class SlideReader:
                     out[y0 - ly0:y0 - ly0 + bh, x0 - lx0:x0 - lx0 + bw] = block
                     continue
                 self.unreadable.append((round(x0 * ds), round(y0 * ds), math.ceil(bw * ds), math.ceil(bh * ds)))
+                cause = first.__cause__
+                self.unreadable_cause = self.unreadable_cause or f"{type(cause).__name__}: {cause}"
                 lost = sum(r[2] * r[3] for r in self.unreadable) / (self.dimensions[0] * self.dimensions[1])
                 if lost > MAX_UNREADABLE:
-                    cause = first.__cause__
                     raise SlideError(f"{self.path}: reading region x={x} y={y} level={level} size={w}x{h} failed and "
                                      f"{lost:.0%} of the slide is unreadable at every pyramid level, more than the "
                                      f"{MAX_UNREADABLE:.0%} a slide may lose ({type(cause).__name__}: {cause}); the "
