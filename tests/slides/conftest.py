@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import cv2
@@ -155,6 +156,21 @@ def damage_jpeg_tile(src: Path, dst: Path, page_index: int, tile_index: int) -> 
     data[cut + 2: start + length] = bytes((7 * k) % 251 for k in range(start + length - cut - 2))
     dst.write_bytes(bytes(data))
     return dst
+
+
+@pytest.fixture(scope="session")
+def bad_dicom_frame_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real DICOM test slide (40 JPEG frames of 256 px, 2 µm/px) with its middle frame cut short as above."""
+    data = bytearray(DICOM.read_bytes())
+    starts = [m.start() for m in re.finditer(rb"\xff\xd8\xff", bytes(data))]  # each frame's JPEG start marker
+    start = starts[len(starts) // 2]
+    end = data.find(b"\xff\xd9", start)
+    cut = start + (end - start) // 3
+    data[cut: cut + 2] = b"\xff\xd9"
+    data[cut + 2: end] = bytes((7 * k) % 251 for k in range(end - cut - 2))
+    path = tmp_path_factory.mktemp("baddicom") / "bad_frame.dcm"
+    path.write_bytes(bytes(data))
+    return path
 
 
 @pytest.fixture(scope="session")

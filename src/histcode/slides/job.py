@@ -158,6 +158,7 @@ class Segmentation:
     tissue: TissueMask
     image: np.ndarray
     size: int  # level-0 px per tile
+    unknown: np.ndarray | None = None  # (h, w) bool: pixels no pyramid level could decode (inpainted in ``image``)
 
 
 def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
@@ -169,9 +170,35 @@ def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
                          f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
     seg_rgb, seg_ds = slide.read_downsampled(seg_read_downsample(slide, cfg, ratio))
+    unknown = unreadable_pixels(seg_rgb.shape[:2], slide.unreadable, seg_ds) if slide.unreadable else None
+    if unknown is not None:
+        seg_rgb = fill_unreadable(seg_rgb, unknown)
     unit = AREA_UNIT_PX * (ratio if cfg.area_units == "target" else 1.0)
-    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp)
-    return Segmentation(tissue=tissue, image=seg_rgb, size=size)
+    tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp, unknown=unknown)
+    return Segmentation(tissue=tissue, image=seg_rgb, size=size, unknown=unknown)
+
+
+def unreadable_pixels(shape: tuple[int, ...], rects: list[tuple[int, int, int, int]], seg_ds: float) -> np.ndarray:
+    """(h, w) bool: the segmentation pixels that the level-0 ``rects`` touch, one more on each side for the blend
+    of white into their neighbours when the read was shrunk (INTER_AREA)."""
+    h, w = shape[:2]
+    unknown = np.zeros((h, w), bool)
+    for x, y, bw, bh in rects:
+        x0, y0 = max(0, int(x // seg_ds) - 1), max(0, int(y // seg_ds) - 1)
+        x1, y1 = min(w, -int(-(x + bw) // seg_ds) + 1), min(h, -int(-(y + bh) // seg_ds) + 1)
+        unknown[y0:y1, x0:x1] = True
+    return unknown
+
+
+def fill_unreadable(seg_rgb: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """The segmentation image with the pixels no level could decode inpainted from their surroundings (Telea).
+
+    The reader leaves them white, and a white square's sharp edge reads as membrane texture to the fat detector,
+    which then called glass fat across the slide: the real DICOM test slide with one of its 40 frames damaged went
+    from 339 to 478 tiles (fat 14 % → 36 % of the image). Inpainted, 338 of the intact file's 339 tiles are kept
+    and 17 edge tiles added. The pixels stay out of the tissue area, and tiles over them are dropped
+    (``drop_unreadable``): what is there is unknown."""
+    return cv2.inpaint(np.ascontiguousarray(seg_rgb), unknown.astype(np.uint8), 3, cv2.INPAINT_TELEA)
 
 
 def select_coords(seg: Segmentation, width: int, height: int, cfg: TileConfig) -> np.ndarray:
@@ -199,7 +226,8 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
         mpp, mpp_source, path_str = slide.mpp, slide.mpp_source, str(slide.path)
         lost, cause = np.asarray(slide.unreadable, np.int64).reshape(-1, 4), slide.unreadable_cause
     coords, note = drop_unreadable(coords, size, lost, mpp, cause)
-    tissue_mm2 = float(tissue.mask.sum()) * (seg_ds * mpp) ** 2 / 1e6
+    readable = tissue.mask if seg.unknown is None else tissue.mask & ~seg.unknown
+    tissue_mm2 = float(readable.sum()) * (seg_ds * mpp) ** 2 / 1e6
     out_dir.mkdir(parents=True, exist_ok=True)
     write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px,
                                     unreadable=lost))

@@ -227,12 +227,15 @@ def _draw(shape: tuple[int, int], tissue: list[np.ndarray], holes: list[np.ndarr
 
 
 def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_unit_px: float,
-                   seg_um: float | None = None) -> TissueMask:
+                   seg_um: float | None = None, unknown: np.ndarray | None = None) -> TissueMask:
     """Tissue mask of a low-resolution RGB image of the slide.
 
     rgb: (H, W, 3) uint8 at ``downsample`` level-0 px per pixel; area_unit_px: level-0 pixels of one
     area unit (a 512x512 tile at the target resolution), used to scale ``a_t``/``a_h`` to mask pixels;
-    seg_um: µm per pixel of ``rgb`` (default: from the area unit, which spans 512 px at ``target_mpp``).
+    seg_um: µm per pixel of ``rgb`` (default: from the area unit, which spans 512 px at ``target_mpp``);
+    unknown: (H, W) bool pixels the slide file could not give (damaged tiles, inpainted by the caller), kept
+    out of every slide-wide statistic (glass colour, saturation threshold, the fat detector's noise level) and
+    never read as fat texture.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"segment_tissue expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
@@ -249,7 +252,7 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     r, g, b = cv2.split(rgb)
     blank = cv2.min(cv2.min(r, g), b) >= cfg.white_value  # glass / empty background
     excluded = pen | blank
-    sat, threshold = _saturation(rgb, cfg, excluded)
+    sat, threshold = _saturation(rgb, cfg, excluded if unknown is None else excluded | unknown)
     if cfg.tissue_model == "otsu_od":
         binary = (sat > threshold) | (optical_density(rgb, excluded, cfg.median_blur) > cfg.od_threshold)
         binary = (binary & ~excluded).astype(np.uint8)
@@ -259,27 +262,29 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
         mask = _draw(binary.shape, tissue, holes) & ~pen
         return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
                           contours=tissue, holes=holes, hole_owner=owner)
-    return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um, f)
+    return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um, f,
+                            np.zeros(rgb.shape[:2], bool) if unknown is None else unknown)
 
 
 def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray,
                      threshold: float, pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
-                     seg_um: float, f: int) -> TissueMask:
+                     seg_um: float, f: int, unknown: np.ndarray) -> TissueMask:
     """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``;
-    ``f``: the detectors' shrink (:func:`_detector_factor`)."""
-    glass = glass_rgb(rgb, pen)  # from everything but ink: glass is the brightest
+    ``f``: the detectors' shrink (:func:`_detector_factor`); ``unknown``: see :func:`segment_tissue`."""
+    glass = glass_rgb(rgb, pen | unknown)  # from everything but ink: glass is the brightest
     od_b, chroma_b = stain_od(blurred, glass)
     stained = chroma_b >= NEUTRAL_RATIO * od_b
     od_tissue = od_b > cfg.od_threshold
     saturated = sat > threshold
     artefact = od_tissue & ~stained & ~saturated & ~pen  # grey: bubble rims, dust, folds' shadows
     dense = (saturated | (od_tissue & stained)) & ~excluded
+    known_dense = dense | pen | artefact | unknown  # the fat detector looks for texture in the rest only
     if f == 1:
         od, chroma = stain_od(rgb, glass) if blurred is not rgb else (od_b, chroma_b)
-        fat, textured = adipose_mask(od, chroma, dense | pen | artefact, seg_um)
+        fat, textured = adipose_mask(od, chroma, known_dense, seg_um)
     else:  # on a copy at the detector's scale; a shrunk pixel touching tissue or ink counts as such
         od, chroma = stain_od(_shrink(rgb, f), glass)
-        near = _shrink((dense | pen | artefact).astype(np.float32), f) > 0
+        near = _shrink(known_dense.astype(np.float32), f) > 0
         fat, textured = (_grow(m, rgb.shape) for m in adipose_mask(od, chroma, near, seg_um * f))
     fat &= ~pen
     binary = (dense | fat).astype(np.uint8)
