@@ -174,6 +174,33 @@ def bad_dicom_frame_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def unscanned_band_slides(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The real DICOM test slide rewritten as a 3-level TIFF three ways: as it is; with a 256-px band beside it left
+    transparent, as MIRAX, Leica SCN and sparse DICOM leave what was not scanned; and with that band opaque white,
+    as a conversion with a white background writes it."""
+    import openslide
+
+    with openslide.OpenSlide(str(DICOM)) as s:
+        w, h = s.dimensions
+        rgba = np.asarray(s.read_region((0, 0), 0, (w, h)))
+        mpp = float(s.properties["openslide.mpp-x"])
+    folder = tmp_path_factory.mktemp("unscanned")
+    out = []
+    for name, band in (("plain", None), ("transparent", (0, 0, 0, 0)), ("white", (255, 255, 255, 255))):
+        img = rgba if band is None else np.concatenate([np.full((h, 256, 4), band, np.uint8), rgba], axis=1)
+        alpha = name == "transparent"
+        with tifffile.TiffWriter(folder / f"{name}.tif") as tw:
+            level = img if alpha else np.ascontiguousarray(img[..., :3])
+            for i in range(3):
+                tw.write(level, tile=(128, 128), photometric="rgb", compression="zlib", metadata=None,
+                         subfiletype=1 if i else 0, resolution=(1e4 / (mpp * 2**i),) * 2, resolutionunit="CENTIMETER",
+                         **({"extrasamples": ["unassalpha"]} if alpha else {}))
+                level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        out.append(folder / f"{name}.tif")
+    return out[0], out[1], out[2]
+
+
+@pytest.fixture(scope="session")
 def damaged_pyramid(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> tuple[Path, Path, tuple[int, ...]]:
     """The scene as a 3-level JPEG pyramid (128-px tiles, 1.0 µm/px) and a copy with one tile of level 1 damaged;
     returns (intact, damaged, the bad tile's (x, y, w, h) in level-1 px)."""

@@ -354,3 +354,27 @@ def test_a_damaged_block_leaves_the_rest_of_the_mask_as_it_was(tmp_path: Path, m
     assert len(bad) == len(coords)  # no tile over the block
     assert len(good & bad) >= 0.98 * len(good) and len(bad - good) <= 0.02 * len(good)  # 339 → 478 before
     assert abs(res["bad"].tissue_area_mm2 - res["good"].tissue_area_mm2) <= 0.02 * res["good"].tissue_area_mm2
+
+
+def test_unscanned_white_is_not_glass(tmp_path: Path, manifest_writer, unscanned_band_slides) -> None:
+    """What a scanner did not scan reads as white (transparent in MIRAX, Leica SCN or sparse DICOM; opaque white
+    after some conversions). Left in the segmentation's statistics it set the glass colour to 255 and the fat
+    detector's noise level to 0: the real DICOM slide with a white band beside it went from 323 to 480 tiles
+    (transparent) or 513 (opaque), glass called fat. Now it tiles as the slide alone does, shifted by the band."""
+    plain, transparent, white = unscanned_band_slides
+    csv = manifest_writer(tmp_path / "slides.csv", [("plain", plain, ""), ("transparent", transparent, ""),
+                                                    ("white", white, "")])
+    res = {r.slide: r for r in tile_cohort(csv, tmp_path / "out", CFG, workers=0, progress=False)}
+    ref = read_coords(tmp_path / "out" / "plain.h5")[0]
+    assert len(ref) > 250
+    for name in ("transparent", "white"):
+        coords = read_coords(tmp_path / "out" / f"{name}.h5")[0]
+        np.testing.assert_array_equal(coords - np.array([256, 0]), ref)  # the band is a multiple of the tile
+        assert res[name].tissue_area_mm2 == pytest.approx(res["plain"].tissue_area_mm2, rel=1e-9)
+    with SlideReader(transparent) as s:
+        rgb, ds, nodata = s.read_downsampled_masked(4.0)
+        band = round(256 / ds)
+        assert nodata is not None and nodata[:, :band - 1].all() and not nodata[:, band + 1:].any()
+        assert np.all(rgb[:, :band - 1] == 255)
+    with SlideReader(white) as s:
+        assert s.read_downsampled_masked(4.0)[2] is None  # opaque: no way to know, white is left to the statistics

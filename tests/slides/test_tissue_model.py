@@ -198,3 +198,17 @@ def test_default_keeps_tissue_at_the_slide_border_read_padded_white() -> None:
         assert len(border) >= 15
         tile = s.read_tile(int(border[0, 0]), int(border[0, 1]), seg.size, seg.size)
     assert (tile[:, w - int(border[0, 0]):] == 255).all() and tile[:, : w - int(border[0, 0])].mean() < 240
+
+
+def test_only_a_real_area_of_exact_white_leaves_the_statistics() -> None:
+    """Specular highlights (a few exact-white pixels) keep the statistics as they were (the demo's masks are
+    unchanged); from 1 % of the image, exact white is no glass colour (``_clipped_white``)."""
+    from histcode.slides.mask import CLIPPED_MIN_SHARE, _clipped_white
+
+    img = np.full((100, 100, 3), 240, np.uint8)
+    img[:4, :20] = 255  # 0.8 %
+    assert CLIPPED_MIN_SHARE == 0.01 and not _clipped_white(img).any()
+    img[4:6, :20] = 255  # 1.2 %
+    img[50, 50] = (255, 255, 254)  # not exact white in every channel
+    got = _clipped_white(img)
+    assert got.sum() == 120 and got[:6, :20].all() and not got[50, 50]

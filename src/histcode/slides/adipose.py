@@ -59,13 +59,15 @@ def window_px(seg_um: float) -> int:
     return w + 1 - w % 2
 
 
-def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: float) -> tuple[np.ndarray,
-                                                                                              np.ndarray]:
+def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: float,
+                 clipped: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(fat, textured): fat as (H, W) bool and the textured pixels (faint stained structure) whose density
     over ``WINDOW_UM`` it thresholds.
 
     od/chroma: from :func:`stain_od`; dense: pixels already tissue (or excluded), whose borders with glass
-    would otherwise read as structure; seg_um: µm per pixel.
+    would otherwise read as structure; seg_um: µm per pixel; clipped: pixels to leave out of the glass's noise
+    level (white clipped at 255 has none to show, and a large white area would set the level to 0, so the noise
+    of the real glass read as texture and glass as fat).
     """
     k3 = np.ones((3, 3), np.uint8)
     chroma_max = cv2.dilate(chroma, k3)
@@ -76,7 +78,8 @@ def adipose_mask(od: np.ndarray, chroma: np.ndarray, dense: np.ndarray, seg_um: 
     contrast = np.maximum(contrast, np.where(stained, ridge, 0))
     near_dense = cv2.dilate(dense.astype(np.uint8), np.ones((RING_PX, RING_PX), np.uint8)).astype(bool)
     flat = ~near_dense & (od < FAINT_MAX_OD)
-    noise = float(np.percentile(contrast[flat], 10)) if flat.sum() >= 16 else 0.0
+    quiet = flat if clipped is None else flat & ~clipped
+    noise = float(np.percentile(contrast[quiet], 10)) if quiet.sum() >= 16 else 0.0
     textured = flat & (contrast > max(TEXTURE_MIN_OD, TEXTURE_NOISE_K * noise))
     if textured.any():  # membranes form a connected lattice; isolated specks (nuclei, debris) do not
         _n, labels, stats, _ = cv2.connectedComponentsWithStats(textured.astype(np.uint8), connectivity=8)

@@ -49,6 +49,7 @@ PEN_DARK_RATIO = 0.55  # ink over tissue: darker than this fraction of the media
 # lymphoid aggregates) is never removed.
 PEN_DILATE = 3  # seg pixels: ink halos are less saturated than the ink itself
 PEN_MIN_PX = 4  # seg pixels: smaller dark/red specks (nuclei clusters, blood) are not ink strokes
+CLIPPED_MIN_SHARE = 0.01  # exact white on at least this share of the image is no glass colour (_clipped_white)
 NEUTRAL_RATIO = 0.15  # chromatic / mean OD below this: grey (bubble rim, dust, shadow), not stain (H&E >= 0.3)
 DETECTOR_UM = 8.0  # the ink and fat detectors are built for 8-32 µm/px; on a finer segmentation image (CLAM's
 # level of a small or 40x slide, a 40x target) they run on a copy shrunk to about this scale. Measured on
@@ -266,12 +267,24 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
                             np.zeros(rgb.shape[:2], bool) if unknown is None else unknown)
 
 
+def _clipped_white(rgb: np.ndarray) -> np.ndarray:
+    """Pixels exactly white (255 in every channel) when they are at least ``CLIPPED_MIN_SHARE`` of the image, else
+    none. Such white is no glass colour: an opaque file's unscanned area or padding (e.g. converted from MIRAX
+    with a white background), or glass clipped by the scanner. Left in, it set the glass colour to 255 and the
+    fat detector's noise level to 0, and the noise of the real glass read as fat: the real DICOM test slide with a
+    white band beside it went from 323 to 513 tiles. A few white pixels (specular highlights) change neither."""
+    r, g, b = cv2.split(rgb)
+    white = cv2.min(cv2.min(r, g), b) == 255
+    return white if white.mean() >= CLIPPED_MIN_SHARE else np.zeros_like(white)
+
+
 def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray,
                      threshold: float, pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
                      seg_um: float, f: int, unknown: np.ndarray) -> TissueMask:
     """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``;
     ``f``: the detectors' shrink (:func:`_detector_factor`); ``unknown``: see :func:`segment_tissue`."""
-    glass = glass_rgb(rgb, pen | unknown)  # from everything but ink: glass is the brightest
+    clipped = _clipped_white(rgb)
+    glass = glass_rgb(rgb, pen | unknown | clipped)  # from everything but ink: glass is the brightest
     od_b, chroma_b = stain_od(blurred, glass)
     stained = chroma_b >= NEUTRAL_RATIO * od_b
     od_tissue = od_b > cfg.od_threshold
@@ -281,11 +294,12 @@ def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cf
     known_dense = dense | pen | artefact | unknown  # the fat detector looks for texture in the rest only
     if f == 1:
         od, chroma = stain_od(rgb, glass) if blurred is not rgb else (od_b, chroma_b)
-        fat, textured = adipose_mask(od, chroma, known_dense, seg_um)
+        fat, textured = adipose_mask(od, chroma, known_dense, seg_um, clipped)
     else:  # on a copy at the detector's scale; a shrunk pixel touching tissue or ink counts as such
         od, chroma = stain_od(_shrink(rgb, f), glass)
         near = _shrink(known_dense.astype(np.float32), f) > 0
-        fat, textured = (_grow(m, rgb.shape) for m in adipose_mask(od, chroma, near, seg_um * f))
+        white = _shrink(clipped.astype(np.float32), f) >= 0.5
+        fat, textured = (_grow(m, rgb.shape) for m in adipose_mask(od, chroma, near, seg_um * f, white))
     fat &= ~pen
     binary = (dense | fat).astype(np.uint8)
     if cfg.close > 0:

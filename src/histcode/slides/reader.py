@@ -194,11 +194,16 @@ class SlideReader:
         return best
 
     def _read_rgb(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
-        """(h, w, 3) uint8 RGB of a region, composited on white where OpenSlide reports transparency.
+        """(h, w, 3) uint8 RGB of a region, composited on white where OpenSlide reports transparency."""
+        return self._read_rgba(x, y, level, w, h)[0]
 
-        Opaque regions (the usual case) drop alpha in Pillow's C code, 3x faster than a numpy copy and, unlike
-        OpenCV's threaded conversion, safe in forked DataLoader workers (OpenCV's thread pool deadlocks after a
-        fork once the parent has used it)."""
+    def _read_rgba(self, x: int, y: int, level: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(RGB composited on white, (h, w) bool of the fully transparent pixels or None when the region is opaque).
+
+        Transparent pixels were never scanned (MIRAX, Leica SCN and sparse DICOM leave what lies outside the scanned
+        areas transparent). Opaque regions (the usual case) drop alpha in Pillow's C code, 3x faster than a numpy
+        copy and, unlike OpenCV's threaded conversion, safe in forked DataLoader workers (OpenCV's thread pool
+        deadlocks after a fork once the parent has used it)."""
         try:
             region = self._slide.read_region((int(x), int(y)), int(level), (int(w), int(h)))
         except Exception as exc:  # OpenSlideError on corrupt tiles, MemoryError, decoder errors
@@ -207,16 +212,19 @@ class SlideReader:
                              f"({type(exc).__name__}: {exc}); the file is probably corrupt or truncated; "
                              "re-download it.") from exc
         if region.mode == "RGBA" and region.getextrema()[3][0] == 255:
-            return np.array(region.convert("RGB"))  # a writable copy, as callers expect
-        return _rgba_to_rgb(np.asarray(region))
+            return np.array(region.convert("RGB")), None  # a writable copy, as callers expect
+        rgba = np.asarray(region)
+        clear = rgba[..., 3] == 0
+        return _rgba_to_rgb(rgba), (clear if clear.any() else None)
 
-    def _read_salvaged(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
-        """``_read_rgb`` for whole-slide reads that survives damaged tiles: when the region fails, it is re-read
+    def _read_salvaged(self, x: int, y: int, level: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``_read_rgba`` for whole-slide reads that survives damaged tiles: when the region fails, it is re-read
         block by block on the level's own tile grid, a failed block is taken from the nearest other pyramid level
         (each level is compressed separately), and a block no level can decode is filled with white and recorded in
-        ``unreadable``. Gives up (``SlideError``) once more than ``MAX_UNREADABLE`` of the slide is lost."""
+        ``unreadable``. Returns (RGB, no-data mask: transparent or unreadable pixels, or None when there are none).
+        Gives up (``SlideError``) once more than ``MAX_UNREADABLE`` of the slide is lost."""
         try:
-            return self._read_rgb(x, y, level, w, h)
+            return self._read_rgba(x, y, level, w, h)
         except SlideError as exc:
             first = exc
         ds = self.level_downsamples[level]
@@ -225,14 +233,19 @@ class SlideReader:
         th = int(props.get(f"openslide.level[{level}].tile-height") or _DEFAULT_TILE_PX)
         lx0, ly0 = round(x / ds), round(y / ds)
         out = np.full((h, w, 3), 255, np.uint8)
+        nodata = np.zeros((h, w), bool)
         for by in range(ly0 - ly0 % th, ly0 + h, th):
             for bx in range(lx0 - lx0 % tw, lx0 + w, tw):
                 x0, y0 = max(bx, lx0), max(by, ly0)
                 bw, bh = min(bx + tw, lx0 + w) - x0, min(by + th, ly0 + h) - y0
+                where = np.s_[y0 - ly0:y0 - ly0 + bh, x0 - lx0:x0 - lx0 + bw]
                 block = self._block_from_any_level(level, x0, y0, bw, bh)
                 if block is not None:
-                    out[y0 - ly0:y0 - ly0 + bh, x0 - lx0:x0 - lx0 + bw] = block
+                    out[where], clear = block
+                    if clear is not None:
+                        nodata[where] = clear
                     continue
+                nodata[where] = True
                 self.unreadable.append((round(x0 * ds), round(y0 * ds), math.ceil(bw * ds), math.ceil(bh * ds)))
                 cause = first.__cause__
                 self.unreadable_cause = self.unreadable_cause or f"{type(cause).__name__}: {cause}"
@@ -242,11 +255,12 @@ class SlideReader:
                                      f"{lost:.0%} of the slide is unreadable at every pyramid level, more than the "
                                      f"{MAX_UNREADABLE:.0%} a slide may lose ({type(cause).__name__}: {cause}); the "
                                      "file is corrupt or truncated; re-download it.") from first
-        return out
+        return out, nodata
 
-    def _block_from_any_level(self, level: int, lx: int, ly: int, bw: int, bh: int) -> np.ndarray | None:
+    def _block_from_any_level(self, level: int, lx: int, ly: int, bw: int,
+                              bh: int) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Level ``level`` block (lx, ly, bw, bh) in that level's px, read from ``level`` or, failing that, from the
-        other levels nearest in scale (resized), or None when none can decode it."""
+        other levels nearest in scale (resized), as ``_read_rgba`` gives it, or None when none can decode it."""
         import cv2
 
         ds = self.level_downsamples[level]
@@ -255,12 +269,15 @@ class SlideReader:
         for i in (level, *others):
             f = ds / self.level_downsamples[i]
             try:
-                rgb = self._read_rgb(round(lx * ds), round(ly * ds), i, max(1, round(bw * f)), max(1, round(bh * f)))
+                rgb, clear = self._read_rgba(round(lx * ds), round(ly * ds), i, max(1, round(bw * f)),
+                                             max(1, round(bh * f)))
             except SlideError:
                 continue
             if rgb.shape[:2] != (bh, bw):
                 rgb = cv2.resize(rgb, (bw, bh), interpolation=cv2.INTER_AREA if f > 1 else cv2.INTER_LINEAR)
-            return rgb
+                if clear is not None:
+                    clear = cv2.resize(clear.astype(np.uint8), (bw, bh), interpolation=cv2.INTER_NEAREST) > 0
+            return rgb, clear
         return None
 
     def read_tile(self, x: int, y: int, size_level0: int, out_px: int) -> np.ndarray:
@@ -290,6 +307,9 @@ class SlideReader:
     def read_level(self, level: int) -> np.ndarray:
         """A whole low-resolution level as (H, W, 3) uint8 RGB (refuses levels over ~120 Mpx); damaged tiles are
         salvaged from other levels or left white and recorded in ``unreadable`` (see ``_read_salvaged``)."""
+        return self._read_level(level)[0]
+
+    def _read_level(self, level: int) -> tuple[np.ndarray, np.ndarray | None]:
         if not 0 <= level < self.level_count:
             raise SlideError(f"{self.path}: level {level} does not exist (level_count={self.level_count}).")
         w, h = self.level_dimensions[level]
@@ -305,6 +325,13 @@ class SlideReader:
         strips, so memory stays bounded and no OpenCV call ever sees an image over 65,500 px (works on
         single-level slides of any size). The exact downsample is ``level_downsample * factor``.
         """
+        rgb, used, _nodata = self.read_downsampled_masked(downsample)
+        return rgb, used
+
+    def read_downsampled_masked(self, downsample: float) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """``read_downsampled`` plus the (H, W) bool mask of pixels with no image data, or None when every pixel has
+        some: pixels at least half made of transparent (never scanned) or unreadable (``unreadable``) ones. They
+        read as white, which is not the slide's glass; segmentation keeps them out of its slide-wide statistics."""
         import cv2
 
         level = self.best_level(downsample)
@@ -312,16 +339,18 @@ class SlideReader:
         factor = max(1, math.floor(downsample / lds + 1e-6))
         lw, lh = self.level_dimensions[level]
         if factor == 1 and lw * lh <= MAX_LEVEL_PIXELS:
-            return self.read_level(level), lds
+            rgb, nodata = self._read_level(level)
+            return rgb, lds, nodata
         ow, oh = -(-lw // factor), -(-lh // factor)
         out = np.full((oh, ow, 3), 255, np.uint8)
+        share: np.ndarray | None = None  # no-data share of each output pixel, once any strip has some
         step = max(factor, (_STRIP // factor) * factor)  # level px per strip, a multiple of factor
         for ly in range(0, lh, step):
             for lx in range(0, lw, step):
                 sw, sh = min(step, lw - lx), min(step, lh - ly)
                 pw, ph = -(-sw // factor) * factor, -(-sh // factor) * factor
                 x0, y0 = round(lx * lds), round(ly * lds)
-                rgb = self._read_salvaged(x0, y0, level, sw, sh)
+                rgb, nodata = self._read_salvaged(x0, y0, level, sw, sh)
                 if (pw, ph) != (sw, sh):  # pad the slide's edge with white to a whole number of blocks
                     padded = np.full((ph, pw, 3), 255, np.uint8)
                     padded[:sh, :sw] = rgb
@@ -329,7 +358,13 @@ class SlideReader:
                 small = cv2.resize(rgb, (pw // factor, ph // factor), interpolation=cv2.INTER_AREA)
                 oy, ox = ly // factor, lx // factor
                 out[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
-        return out, lds * factor
+                if nodata is not None:
+                    share = np.zeros((oh, ow), np.float32) if share is None else share
+                    full = np.zeros((ph, pw), np.float32)
+                    full[:sh, :sw] = nodata
+                    part = cv2.resize(full, (pw // factor, ph // factor), interpolation=cv2.INTER_AREA)
+                    share[oy:oy + part.shape[0], ox:ox + part.shape[1]] = part
+        return out, lds * factor, (None if share is None else share >= 0.5)
 
     def thumbnail(self, max_px: int) -> np.ndarray:
         """An RGB thumbnail whose longer side is at most ``max_px``: (H, W, 3) uint8."""
