@@ -89,9 +89,11 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             continue
         t = _load(reports, "tile", tile_json.stem, problems)
         coarse = int(t.get("n_upsampled", 0))  # warned per slide in the tile log; the contact sheet marks them
+        damaged = int(t.get("n_damaged", 0))  # likewise, and their notes are in process_list.csv
         lines.append(f"tiles  {tile_json.stem}: {t.get('n_tiles', 0)} tiles from {t.get('n_done', 0)}/"
                      f"{t.get('n_slides', 0)} slides ({t.get('n_failed', 0)} failed"
-                     + (f", {coarse} enlarged from a coarser scan)" if coarse else ")"))
+                     + (f", {coarse} enlarged from a coarser scan" if coarse else "")
+                     + (f", {damaged} damaged: see the reason column of process_list.csv" if damaged else "") + ")")
     for extract_json in sorted(METRICS_FILES["extract"].path(reports, "*").parent.glob("*.json")):
         if not configured(extract_json.stem):
             continue

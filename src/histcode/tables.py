@@ -98,7 +98,9 @@ METRICS_FILES: dict[str, MetricsFile] = {
                           ("slides_frozen", "slides_ffpe", "slides_preparation_unknown", "preparation_confounded",
                            "sites", "sites_one_class", "site_only_auc", "site_confounded")),
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
-                        ("n_upsampled",)),  # slides tiled from a coarser scan (files from round 20 on)
+                        # slides tiled from a coarser scan (files from round 20 on); kept with unreadable regions
+                        # (round 24 on)
+                        ("n_upsampled", "n_damaged")),
     # per encoder: slides with some unreadable tiles (kept) and failed slides (failures.csv beside the features)
     "extract": MetricsFile("extract/{cohort}", ("n_slides", "*/slides_partial", "*/slides_failed")),
     "pretrain": MetricsFile("pretrain", ("final_loss", "epochs_done", "steps", "tiles_per_s")),

@@ -10,6 +10,7 @@ from histcode.slides.job import SlideResult
 from histcode.slides.process_list import (
     PROCESS_LIST_COLUMNS,
     cohort_metrics,
+    damaged_slides,
     read_process_list,
     update_process_list,
     upsampled_slides,
@@ -44,7 +45,7 @@ def test_merge_drops_slides_no_longer_in_the_manifest_and_metrics(tmp_path: Path
     m = cohort_metrics(path, 256)
     assert m == {"n_slides": 2, "n_done": 1, "n_failed": 1, "n_tiles": 229, "tiles_per_slide_mean": 229.0,
                  "tiles_per_slide_min": 229, "tiles_per_slide_max": 229, "tissue_area_mm2": 3.60096,
-                 "n_upsampled": 0}
+                 "n_upsampled": 0, "n_damaged": 0}
 
 
 def test_slides_scanned_coarser_than_the_target_are_flagged(tmp_path: Path) -> None:
@@ -58,3 +59,13 @@ def test_slides_scanned_coarser_than_the_target_are_flagged(tmp_path: Path) -> N
     assert upsampled_slides(read_process_list(path), 256) == {"d": 2.0}
     assert cohort_metrics(path, 256)["n_upsampled"] == 1
     assert cohort_metrics(path, 512)["n_upsampled"] == 3  # 512 px tiles: b (256 px) and e (233 px) join d
+
+
+def test_damaged_slides_are_counted(tmp_path: Path) -> None:
+    """A done slide whose reason is a damage note counts in ``n_damaged``; a failed slide's reason does not."""
+    path = tmp_path / "process_list.csv"
+    bad = SlideResult(slide="d", status="done", n_tiles=5, reason="damaged: 1 region(s) unreadable ...", mpp=0.5,
+                      tile_size_level0=256)
+    update_process_list(path, [DONE.row(), FAILED.row(), bad.row()], {"a", "b", "d"}, shared=False)
+    assert damaged_slides(read_process_list(path)) == {"d": bad.reason}
+    assert cohort_metrics(path, 256)["n_damaged"] == 1

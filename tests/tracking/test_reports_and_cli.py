@@ -50,6 +50,11 @@ def test_summary_only_configured_cohorts_and_writer_keys(reports: Path) -> None:
            {"n_tiles": 100, "n_done": 4, "n_slides": 4, "n_failed": 0, "n_upsampled": 1})
     text = "\n".join(summary_lines(reports, reports / "figures", COHORTS))
     assert "tiles  cptac_brca: 100 tiles from 4/4 slides (0 failed, 1 enlarged from a coarser scan)" in text
+    _write(reports / "metrics" / "tile" / "cptac_brca.json",
+           {"n_tiles": 100, "n_done": 4, "n_slides": 4, "n_failed": 0, "n_upsampled": 0, "n_damaged": 2})
+    text = "\n".join(summary_lines(reports, reports / "figures", COHORTS))
+    assert ("tiles  cptac_brca: 100 tiles from 4/4 slides (0 failed, 2 damaged: see the reason column of "
+            "process_list.csv)") in text
 
 
 def test_summary_attention_line_is_the_registered_models(reports: Path) -> None:

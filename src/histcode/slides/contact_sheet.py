@@ -19,8 +19,7 @@ import numpy as np
 
 from histcode.atomic import atomic_path
 from histcode.errors import HistcodeError
-from histcode.slides.job import damaged_slides
-from histcode.slides.process_list import read_process_list, upsampled_slides
+from histcode.slides.process_list import damaged_slides, read_process_list, upsampled_slides
 from histcode.slides.render import DAMAGED_LEGEND, _legend
 
 CELL_PX = 320  # longer side of one slide's picture on the page

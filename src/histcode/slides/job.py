@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from histcode.io.coords import CoordsError, read_coords, write_coords
 from histcode.slides.config import TileConfig
 from histcode.slides.grid import contour_grid_tiles, select_tiles, tile_size_level0
 from histcode.slides.mask import TissueMask, segment_tissue
+from histcode.slides.notes import DAMAGED_PREFIX
 from histcode.slides.reader import MAX_LEVEL_PIXELS, SlideError, SlideReader
 from histcode.slides.render import render_mask, write_png
 
@@ -253,18 +253,6 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
     write_coords(h5_path, coords, attrs)
     return SlideResult(slide=slide_id, status="done", n_tiles=len(coords), reason=note, mpp=float(mpp),
                        mpp_source=mpp_source, tile_size_level0=int(size), tissue_area_mm2=tissue_mm2)
-
-
-# A done slide's ``reason`` starts with this when part of the file could not be decoded at any pyramid level (its
-# tiles there were dropped: ``drop_unreadable``); an intact slide's reason is empty. Defined here, not in
-# process_list.py, so that bookkeeping module stays out of the tiling code fingerprint.
-DAMAGED_PREFIX = "damaged: "
-
-
-def damaged_slides(rows: Iterable[dict[str, str]]) -> dict[str, str]:
-    """{slide: note} of the done rows of ``process_list.csv`` kept with regions no pyramid level could decode."""
-    return {r["slide"]: r["reason"] for r in rows
-            if r["status"] == "done" and (r.get("reason") or "").startswith(DAMAGED_PREFIX)}
 
 
 def drop_unreadable(coords: np.ndarray, size: int, lost: np.ndarray, mpp: float,

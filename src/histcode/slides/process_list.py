@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from histcode.atomic import write_text
+from histcode.slides.notes import DAMAGED_PREFIX
 
 # A slide scanned coarser than ``tile.target_mpp`` is tiled by enlarging a smaller level-0 read; beyond this factor
 # its tiles are visibly blurred (e.g. a 10x scan in a 20x cohort: 2x), which the encoder never saw in pretraining.
@@ -82,9 +83,16 @@ def upsampled_slides(rows: Iterable[dict[str, str]], tile_px: int) -> dict[str, 
     return out
 
 
+def damaged_slides(rows: Iterable[dict[str, str]]) -> dict[str, str]:
+    """{slide: note} of the done rows kept with regions no pyramid level could decode (``notes.DAMAGED_PREFIX``)."""
+    return {r["slide"]: r["reason"] for r in rows
+            if r["status"] == "done" and (r.get("reason") or "").startswith(DAMAGED_PREFIX)}
+
+
 def cohort_metrics(path: str | Path, tile_px: int) -> dict[str, float]:
     """Numeric cohort summary (covers every shard written so far); ``n_upsampled`` counts the done slides whose
-    ``tile_px`` tiles are enlarged from a coarser scan (:func:`upsampled_slides`)."""
+    ``tile_px`` tiles are enlarged from a coarser scan (:func:`upsampled_slides`), ``n_damaged`` those kept with
+    unreadable regions (:func:`damaged_slides`)."""
     rows = read_process_list(path)
     done = [r for r in rows if r["status"] == "done"]
     tiles = np.array([int(float(r["n_tiles"])) for r in done], dtype=np.int64)
@@ -99,6 +107,7 @@ def cohort_metrics(path: str | Path, tile_px: int) -> dict[str, float]:
         "tiles_per_slide_max": int(tiles.max()) if len(done) else 0,
         "tissue_area_mm2": float(area.sum()),
         "n_upsampled": len(upsampled_slides(done, tile_px)),
+        "n_damaged": len(damaged_slides(done)),
     }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from histcode.config import DEFAULT_PARAMS, to_dict
 from histcode.prologue import open_stage
 from histcode.slides.config import StainConfig, TileConfig
-from histcode.slides.process_list import cohort_metrics, read_process_list, upsampled_slides
+from histcode.slides.process_list import cohort_metrics, damaged_slides, read_process_list, upsampled_slides
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,6 @@ def warn_upsampled(plist: Path, cfg: TileConfig, cohort: str) -> None:
 def warn_damaged(plist: Path, cohort: str) -> dict[str, str]:
     """One warning per slide kept with regions no pyramid level could decode (e.g. a corrupt JPEG tile): its tiles
     there are gone, which a re-download may recover; returns {slide: note}."""
-    from histcode.slides.job import damaged_slides
-
     damaged = damaged_slides(read_process_list(plist))
     for slide, note in sorted(damaged.items()):
         log.warning("tile %s: %s %s", cohort, slide, note)
