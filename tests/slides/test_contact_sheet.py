@@ -106,3 +106,18 @@ def test_missing_process_list_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(SheetInputError, match=r"process_list\.csv: no process list; tile the cohort first") as err:
         write_contact_sheets(tmp_path / "process_list.csv", tmp_path / "masks", tmp_path / "out", "x")
     assert isinstance(err.value, HistcodeError)
+
+
+def test_a_page_with_a_damaged_slide_explains_its_red(tmp_path: Path) -> None:
+    """A damaged slide's mask shows its unreadable regions red; the header of the page it is on gains the legend
+    entry for red, the other pages keep the plain legend."""
+    import dataclasses
+
+    from histcode.slides.render import UNREADABLE_BGR
+
+    entries = read_entries(*_cohort(tmp_path))
+    entries[-1] = dataclasses.replace(entries[-1], damaged=True)  # s_a, on the second page
+    pages = render_pages(entries, "demo: tissue masks", per_page=3, cols=2)
+    head = _legend(pages[0].shape[1], "title").shape[0]
+    red = [int(np.all(pg[:head + 40] == UNREADABLE_BGR, axis=2).sum()) for pg in pages]
+    assert red[0] == 0 and red[1] > 50

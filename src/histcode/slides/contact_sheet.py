@@ -117,9 +117,11 @@ def render_pages(entries: list[SheetEntry], title: str, *, per_page: int = 30, c
     width = cols * (CELL_PX + PAD_PX) + PAD_PX
     pages = []
     for p in range(n_pages):
-        cells = [_cell(e) for e in entries[p * per_page:(p + 1) * per_page]]
+        page = entries[p * per_page:(p + 1) * per_page]
+        extra = DAMAGED_LEGEND if any(e.damaged for e in page) else ()  # red explained where it is drawn
+        cells = [_cell(e) for e in page]
         parts = [_legend(width, f"{title}, page {p + 1}/{n_pages}: failed slides first, then by tile count "
-                                f"(fewest first)")]
+                                f"(fewest first)", extra)]
         for r in range(0, max(len(cells), 1), cols):
             row_cells = cells[r:r + cols]
             row = np.full((max((c.shape[0] for c in row_cells), default=CAPTION_PX) + PAD_PX, width, 3), 255,
