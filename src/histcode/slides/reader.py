@@ -246,7 +246,9 @@ class SlideReader:
                         nodata[where] = clear
                     continue
                 nodata[where] = True
-                self.unreadable.append((round(x0 * ds), round(y0 * ds), math.ceil(bw * ds), math.ceil(bh * ds)))
+                rect = (round(x0 * ds), round(y0 * ds), math.ceil(bw * ds), math.ceil(bh * ds))
+                if rect not in self.unreadable:  # a second whole-slide read (a thumbnail after the mask) meets it again
+                    self.unreadable.append(rect)
                 cause = first.__cause__
                 self.unreadable_cause = self.unreadable_cause or f"{type(cause).__name__}: {cause}"
                 lost = sum(r[2] * r[3] for r in self.unreadable) / (self.dimensions[0] * self.dimensions[1])
