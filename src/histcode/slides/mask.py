@@ -234,9 +234,9 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     rgb: (H, W, 3) uint8 at ``downsample`` level-0 px per pixel; area_unit_px: level-0 pixels of one
     area unit (a 512x512 tile at the target resolution), used to scale ``a_t``/``a_h`` to mask pixels;
     seg_um: µm per pixel of ``rgb`` (default: from the area unit, which spans 512 px at ``target_mpp``);
-    unknown: (H, W) bool pixels the slide file could not give (damaged tiles, inpainted by the caller), kept
-    out of every slide-wide statistic (glass colour, saturation threshold, the fat detector's noise level) and
-    never read as fat texture.
+    unknown: (H, W) bool pixels the slide file has no image for (never scanned, or damaged tiles the caller
+    inpainted), kept out of every slide-wide statistic (glass colour, saturation threshold, the fat detector's
+    noise level) and never read as fat texture.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"segment_tissue expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")

@@ -257,7 +257,7 @@ class SlideReader:
                                      f"{lost:.0%} of the slide is unreadable at every pyramid level, more than the "
                                      f"{MAX_UNREADABLE:.0%} a slide may lose ({type(cause).__name__}: {cause}); the "
                                      "file is corrupt or truncated; re-download it.") from first
-        return out, nodata
+        return out, (nodata if nodata.any() else None)
 
     def _block_from_any_level(self, level: int, lx: int, ly: int, bw: int,
                               bh: int) -> tuple[np.ndarray, np.ndarray | None] | None:
