@@ -161,6 +161,7 @@ class Segmentation:
     # (h, w) bool: pixels with no image data, never scanned (transparent) or unreadable at every level (inpainted in
     # ``image``), and the pixel around them; kept out of segmentation's statistics and of the tissue area
     unknown: np.ndarray | None = None
+    damaged: np.ndarray | None = None  # (h, w) bool: the unreadable part of ``unknown`` (red in the QC picture)
 
 
 def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
@@ -172,7 +173,7 @@ def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one tile "
                          f"({size} level-0 px at {mpp:.3f} µm/px); lower tile.tile_px or drop the slide.")
     seg_rgb, seg_ds, nodata = slide.read_downsampled_masked(seg_read_downsample(slide, cfg, ratio))
-    unknown = None
+    unknown = damaged = None
     if nodata is not None:  # never scanned (transparent) or unreadable: white that is not the slide's glass
         unknown = cv2.dilate(nodata.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # and the blend
     if slide.unreadable:
@@ -181,7 +182,7 @@ def segment_slide(slide: SlideReader, cfg: TileConfig) -> Segmentation:
         unknown = damaged if unknown is None else unknown | damaged
     unit = AREA_UNIT_PX * (ratio if cfg.area_units == "target" else 1.0)
     tissue = segment_tissue(seg_rgb, seg_ds, cfg, area_unit_px=unit**2, seg_um=seg_ds * mpp, unknown=unknown)
-    return Segmentation(tissue=tissue, image=seg_rgb, size=size, unknown=unknown)
+    return Segmentation(tissue=tissue, image=seg_rgb, size=size, unknown=unknown, damaged=damaged)
 
 
 def unreadable_pixels(shape: tuple[int, ...], rects: list[tuple[int, int, int, int]], seg_ds: float) -> np.ndarray:
@@ -234,7 +235,7 @@ def tile_slide(path: str | Path, slide_id: str, out_dir: str | Path, cfg: TileCo
     tissue_mm2 = float(readable.sum()) * (seg_ds * mpp) ** 2 / 1e6
     out_dir.mkdir(parents=True, exist_ok=True)
     write_png(png_path, render_mask(seg.image, tissue, coords, size, title=slide_id, max_px=cfg.mask_png_max_px,
-                                    unreadable=lost))
+                                    unreadable=seg.damaged))
     if len(coords) == 0:
         raise SlideError(f"{path_str}: no tissue found (tissue area {tissue_mm2:.3f} mm², threshold "
                          f"{tissue.threshold:.0f} on saturation, no {cfg.tile_px}px tile reaches tissue "

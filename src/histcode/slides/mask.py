@@ -251,7 +251,8 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
     f = _detector_factor(seg_um)
     pen = _ink(rgb, blurred, cfg, f)
     r, g, b = cv2.split(rgb)
-    blank = cv2.min(cv2.min(r, g), b) >= cfg.white_value  # glass / empty background
+    lowest = cv2.min(cv2.min(r, g), b)
+    blank = lowest >= cfg.white_value  # glass / empty background
     excluded = pen | blank
     sat, threshold = _saturation(rgb, cfg, excluded if unknown is None else excluded | unknown)
     if cfg.tissue_model == "otsu_od":
@@ -264,26 +265,26 @@ def segment_tissue(rgb: np.ndarray, downsample: float, cfg: TileConfig, *, area_
         return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen,
                           contours=tissue, holes=holes, hole_owner=owner)
     return _segment_regions(rgb, blurred, downsample, cfg, sat, threshold, pen, excluded, min_t, min_h, seg_um, f,
-                            np.zeros(rgb.shape[:2], bool) if unknown is None else unknown)
+                            np.zeros(rgb.shape[:2], bool) if unknown is None else unknown, _clipped_white(lowest))
 
 
-def _clipped_white(rgb: np.ndarray) -> np.ndarray:
-    """Pixels exactly white (255 in every channel) when they are at least ``CLIPPED_MIN_SHARE`` of the image, else
-    none. Such white is no glass colour: an opaque file's unscanned area or padding (e.g. converted from MIRAX
-    with a white background), or glass clipped by the scanner. Left in, it set the glass colour to 255 and the
-    fat detector's noise level to 0, and the noise of the real glass read as fat: the real DICOM test slide with a
-    white band beside it went from 323 to 513 tiles. A few white pixels (specular highlights) change neither."""
-    r, g, b = cv2.split(rgb)
-    white = cv2.min(cv2.min(r, g), b) == 255
+def _clipped_white(lowest: np.ndarray) -> np.ndarray:
+    """Pixels exactly white (``lowest``, the per-pixel minimum over RGB, is 255) when they are at least
+    ``CLIPPED_MIN_SHARE`` of the image, else none. Such white is no glass colour: an opaque file's unscanned area
+    or padding (e.g. converted from MIRAX with a white background), or glass clipped by the scanner. Left in, it
+    set the glass colour to 255 and the fat detector's noise level to 0, and the noise of the real glass read as
+    fat: the real DICOM test slide with a white band beside it went from 323 to 513 tiles. A few white pixels
+    (specular highlights) change neither."""
+    white = lowest == 255
     return white if white.mean() >= CLIPPED_MIN_SHARE else np.zeros_like(white)
 
 
 def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cfg: TileConfig, sat: np.ndarray,
                      threshold: float, pen: np.ndarray, excluded: np.ndarray, min_t: float, min_h: float,
-                     seg_um: float, f: int, unknown: np.ndarray) -> TissueMask:
+                     seg_um: float, f: int, unknown: np.ndarray, clipped: np.ndarray) -> TissueMask:
     """The ``regions`` model (module docstring); ``blurred``: ``rgb`` median-filtered by ``median_blur``;
-    ``f``: the detectors' shrink (:func:`_detector_factor`); ``unknown``: see :func:`segment_tissue`."""
-    clipped = _clipped_white(rgb)
+    ``f``: the detectors' shrink (:func:`_detector_factor`); ``unknown``: see :func:`segment_tissue`; ``clipped``:
+    :func:`_clipped_white`."""
     glass = glass_rgb(rgb, pen | unknown | clipped)  # from everything but ink: glass is the brightest
     od_b, chroma_b = stain_od(blurred, glass)
     stained = chroma_b >= NEUTRAL_RATIO * od_b

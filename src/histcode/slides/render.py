@@ -9,7 +9,6 @@ could decode are red (their legend entry appears only then, so an intact slide's
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import cv2
@@ -65,8 +64,8 @@ def _legend(width: int, title: str, extra: tuple[tuple[str, tuple[int, int, int]
 def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, size: int, *, title: str = "",
                 max_px: int = 2048, unreadable: np.ndarray | None = None) -> np.ndarray:
     """QC picture of one slide. seg_rgb: (H, W, 3) uint8 RGB segmentation image (``tissue.downsample``
-    level-0 px per px); coords (N, 2) level-0 tiles of side ``size``; unreadable (M, 4) level-0 (x, y, w, h)
-    regions the reader could not decode. Returns (H', W', 3) uint8 BGR."""
+    level-0 px per px); coords (N, 2) level-0 tiles of side ``size``; unreadable (H, W) bool: the pixels the reader
+    could not decode at any level. Returns (H', W', 3) uint8 BGR."""
     h, w = seg_rgb.shape[:2]
     f = max(1, min(-(-MIN_SIDE // max(h, w)), max_px // max(h, w)))
     img = cv2.cvtColor(np.ascontiguousarray(seg_rgb), cv2.COLOR_RGB2BGR)  # tint at mask resolution ...
@@ -80,13 +79,9 @@ def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, siz
         holes = np.zeros((h, w), np.uint8)
         cv2.drawContours(holes, tissue.holes, -1, 1, thickness=cv2.FILLED)
         _tint(img, holes.astype(bool), HOLE_BGR, 0.45)
-    lost = np.zeros((0, 4)) if unreadable is None else np.asarray(unreadable, np.float64).reshape(-1, 4)
-    if len(lost):
-        bad = np.zeros((h, w), np.uint8)
-        for x0, y0, bw, bh in lost / tissue.downsample:
-            cv2.rectangle(bad, (int(x0), int(y0)), (max(int(x0), math.ceil(x0 + bw) - 1),
-                                                    max(int(y0), math.ceil(y0 + bh) - 1)), 1, -1)
-        _tint(img, bad.astype(bool), UNREADABLE_BGR, 0.7)
+    damaged = unreadable is not None and bool(unreadable.any())
+    if damaged:
+        _tint(img, unreadable, UNREADABLE_BGR, 0.7)
     if f > 1:  # ... then upscale once for legible outlines and tiles
         img = cv2.resize(img, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
     line = max(1, round(max(img.shape[:2]) / 700))
@@ -101,7 +96,7 @@ def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, siz
         cv2.rectangle(img, p0, (round(x * scale + side) - 1, round(y * scale + side) - 1), TILE_BGR, 1)
     n = len(coords)
     text = f"{title}  {n} tiles of {size} px, mask at {tissue.downsample:g}x" if title else f"{n} tiles"
-    extra = DAMAGED_LEGEND if len(lost) else ()
+    extra = DAMAGED_LEGEND if damaged else ()
     return np.concatenate([img, _legend(img.shape[1], text, extra)], axis=0)
 
 
