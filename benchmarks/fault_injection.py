@@ -90,6 +90,12 @@ def tmp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
 
+def own_copy(dst: Path) -> Path:
+    """CMU-1 with bytes of its own (a TIFF ignores trailing bytes): ingest leaves out one file listed twice."""
+    dst.write_bytes(CMU1.read_bytes() + f"copy {dst.name}".encode())
+    return dst
+
+
 # ---------------------------------------------------------------- slides (tiling) -------------------------
 def _manifest(path: Path, rows: list[tuple[str, Path]]) -> Path:
     pd.DataFrame({"slide_id": [r[0] for r in rows], "path": [str(r[1]) for r in rows], "mpp": ""}).to_csv(
@@ -294,6 +300,30 @@ def barcode_mismatch(ws: Path) -> Row:
                "yes (the -01A slide ingested)" if len(res.slides) == 1 else "NO", "none")
 
 
+@case("fixed", "one slide file under two patients")
+def one_file_two_patients(ws: Path) -> Row:
+    from histcode.cohort.config import IngestConfig
+    from histcode.cohort.ingest import ingest_cohort
+    from histcode.config import CohortConfig
+
+    (ws / "slides").mkdir()
+    names = ["TCGA-AA-0001-01A-01-TS1.a.svs", "TCGA-AA-0002-01A-01-TS1.b.svs", "TCGA-AA-0003-01A-01-TS1.c.svs"]
+    (ws / "slides" / names[0]).symlink_to(CMU1)
+    (ws / "slides" / names[1]).write_bytes(CMU1.read_bytes())  # the same bytes under another patient's name
+    own_copy(ws / "slides" / names[2])
+    rows = [[f"f{i}", n, "Biospecimen", "Slide Image", "TCGA-X", n[:12], n[:16], "Primary Tumor"]
+            for i, n in enumerate(names)]
+    (ws / "sheet.tsv").write_text("\n".join("\t".join(r) for r in [_HEADER, *rows]) + "\n")
+    cohort = CohortConfig(kind="gdc", source_dir=ws, slide_dir=ws / "slides", slide_sheet=ws / "sheet.tsv")
+    res = ingest_cohort("c", cohort, IngestConfig(progress=False), out_dir=ws / "out")
+    fails = res.failures[res.failures["kind"] == "duplicate_conflict"]
+    return Row(f"recorded in failures.csv: {one_line(fails['reason'].iloc[0])}" if len(fails) else
+               "both ingested (one image on both sides of a patient-level split)",
+               "yes (the third slide ingested)" if res.slides["patient_id"].tolist() == ["TCGA-AA-0003"] else "NO",
+               "none (both copies in failures.csv; before round 25 both were ingested: one image under two patients, "
+               "on both sides of a patient-level split)")
+
+
 # ---------------------------------------------------------------- expression -------------------------------
 def _expression_cohort(ws: Path) -> tuple[dict[str, Any], Path]:
     genes = EXPR.GENES
@@ -305,7 +335,7 @@ def _expression_cohort(ws: Path) -> tuple[dict[str, Any], Path]:
             name = f"TCGA-ZZ-{pid}-{code}-01-TS1.svs"
             if pid == "0004" and code == "11A":
                 continue
-            (ws / "slides" / name).symlink_to(CMU1)
+            own_copy(ws / "slides" / name)
             slides.append("\t".join([f"s{pid}{code}", name, "Biospecimen", "Slide Image", "TCGA-X", f"TCGA-ZZ-{pid}",
                                      f"TCGA-ZZ-{pid}-{code}", st]))
             if v is None:

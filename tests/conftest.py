@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -41,3 +42,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_distinct_copy(src: Path, dst: Path) -> Path:
+    """``dst``: a copy of the slide ``src`` whose bytes are its own (ingest leaves out copies of one file under two
+    rows), readable as before: a DICOM file's 128-byte preamble is free text, and a TIFF ignores trailing bytes."""
+    data = bytearray(Path(src).read_bytes())
+    mark = f"histcode test copy {hashlib.blake2b(str(dst).encode(), digest_size=8).hexdigest()}".encode()
+    if Path(src).suffix.lower() == ".dcm":
+        data[: min(len(mark), 128)] = mark[:128]
+    else:
+        data += mark
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def distinct_copy() -> Callable[[Path, Path], Path]:
+    """``distinct_copy(src, dst)``: see ``write_distinct_copy``."""
+    return write_distinct_copy

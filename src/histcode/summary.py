@@ -166,8 +166,11 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             alias = str(e.get("model", "")).partition("@")[2] or "champion"  # `--alias challenger`: not champions
             which = "the champions then" if alias == "champion" else f"@{alias} then, not the champions"
             auc = one_class_auc(e.get("n", 0), e.get("n_pos", 0)) or _ci(e, "auc")
+            seen = int(e.get("n_seen_in_training", 0))  # listed per slide in the metrics file
             lines.append(f"external {cohort}: AUC {auc}  accuracy {_ci(e, 'accuracy')}"
-                         + (f"  ({versions}, {which})" if versions else ""))
+                         + (f"  ({versions}, {which})" if versions else "")
+                         + (f"; {seen} slide(s) left out, seen in training cohort {e.get('training_cohort')}: "
+                            f"see seen_in_training in {ext}" if seen else ""))
             if mil_json.exists() and ext.stat().st_mtime < mil_json.stat().st_mtime:
                 lines.append(f"  train_mil has rerun since; if `make promote` moved a champion, rerun "
                              f"`make eval-cptac EXTERNAL={cohort}`")

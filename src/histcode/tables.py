@@ -118,7 +118,8 @@ METRICS_FILES: dict[str, MetricsFile] = {
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)
                          "model",  # the MIL model's URI: models:/histcode-mil@<alias> (or --model's)
                          "n", "n_pos",  # slides scored, tumour among them (one class: no AUC)
-                         "sensitivity", "specificity")),  # at the stored threshold, for each class present
+                         "sensitivity", "specificity",  # at the stored threshold, for each class present
+                         "n_seen_in_training", "training_cohort")),  # slides left out: the model saw them (round 25)
 }
 
 

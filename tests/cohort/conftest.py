@@ -40,8 +40,19 @@ def gdc_sheet(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def link_slide() -> Callable[[Path], Path]:
-    """Make ``path`` a real slide (symlink to the OpenSlide CMU-1 test slide)."""
+def link_slide(distinct_copy: Callable[[Path, Path], Path]) -> Callable[[Path], Path]:
+    """Make ``path`` a real slide: the OpenSlide CMU-1 test slide, a copy with bytes of its own, since ingest leaves
+    out one file listed twice (``same_slide``: a link to the one file, for those tests)."""
+
+    def make(path: Path) -> Path:
+        return distinct_copy(CMU, path)
+
+    return make
+
+
+@pytest.fixture
+def same_slide() -> Callable[[Path], Path]:
+    """Make ``path`` a link to the CMU-1 test slide: every such path is the same file."""
 
     def make(path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

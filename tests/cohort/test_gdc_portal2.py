@@ -80,7 +80,7 @@ def test_portal2_rnaseq_sheet(tmp_path: Path, gdc_sheet, sheet_row, link_slide) 
     lines = ["\t".join(PORTAL2)]
     for fid, code, tissue, desc in rows:
         (tmp_path / "rna" / fid).mkdir(parents=True)
-        (tmp_path / "rna" / fid / f"{fid}{star}").write_text(text)
+        (tmp_path / "rna" / fid / f"{fid}{star}").write_text(text.replace("\t5\t", f"\t{5 + len(lines)}\t"))
         lines.append("\t".join([fid, f"{fid}{star}", "Transcriptome Profiling", "Gene Expression Quantification",
                                 "TCGA-LUAD", "TCGA-AA-0001", f"TCGA-AA-0001-{code}", tissue, desc, "Solid Tissue",
                                 "Unknown"]))

@@ -74,21 +74,23 @@ def test_tissue_label(description: str, structured: str | None, label: str) -> N
     assert tissue_label(description, structured)[0] == label
 
 
-def _series(root: Path, collection: str, patient: str, study: str, uid: str) -> Path:
-    """A downloaded series directory as `idc download` lays it out, its instance the real DICOM test slide."""
+def _series(root: Path, collection: str, patient: str, study: str, uid: str, copy) -> Path:
+    """A downloaded series directory as `idc download` lays it out, its instance the real DICOM test slide (a copy
+    with bytes of its own: two series are two scans)."""
     d = root / collection / patient / study / f"SM_{uid}"
     d.mkdir(parents=True)
-    os.symlink(DICOM, d / "0a1b2c3d-instance.dcm")
+    copy(DICOM, d / "0a1b2c3d-instance.dcm")
     return d
 
 
-def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.DataFrame, caplog) -> None:
+def test_downloaded_series_ingest_through_openslide(tmp_path: Path, index: pd.DataFrame, caplog,
+                                                    distinct_copy) -> None:
     rows = index[index["collection_id"] == "cptac_luad"]
     tumour = rows[rows["SeriesDescription"] == "HE tumor"].iloc[0]
     normal = rows[rows["SeriesDescription"] == "HE normal"].iloc[0]
     slides = tmp_path / "slides"
     for r in (tumour, normal):
-        _series(slides, "cptac_luad", r["PatientID"], r["StudyInstanceUID"], r["SeriesInstanceUID"])
+        _series(slides, "cptac_luad", r["PatientID"], r["StudyInstanceUID"], r["SeriesInstanceUID"], distinct_copy)
     (slides / "cptac_luad" / "stray").mkdir()  # no UID in its name: not a series
     assert set(series_dirs(slides)) == {tumour["SeriesInstanceUID"], normal["SeriesInstanceUID"]}
 

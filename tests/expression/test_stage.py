@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ HEADER = "\t".join(["File ID", "File Name", "Data Category", "Data Type", "Proje
                     "Sample Type"])
 
 
-def _cohort(root: Path, star_writer, genes) -> dict[str, float]:
+def _cohort(root: Path, star_writer, genes, copy) -> dict[str, float]:
     """Patients 1-2 paired, patient 3 tumour only; returns the expected TP53 log10(fc+1) per patient."""
     slides, rna = [HEADER], [HEADER]
     values = {"0001": (30.0, 3.0), "0002": (1.0, 8.0), "0003": (5.0, None)}
@@ -27,7 +26,7 @@ def _cohort(root: Path, star_writer, genes) -> dict[str, float]:
                 continue
             name = f"TCGA-ZZ-{pid}-{code}-01-TS1.svs"
             (root / "slides").mkdir(exist_ok=True)
-            os.symlink(CMU, root / "slides" / name)
+            copy(CMU, root / "slides" / name)
             slides.append("\t".join([f"s{pid}{code}", name, "Biospecimen", "Slide Image", "TCGA-X", f"TCGA-ZZ-{pid}",
                                      f"TCGA-ZZ-{pid}-{code}", st]))
             fid = f"r{pid}{code}"
@@ -52,7 +51,7 @@ def _params(root: Path) -> dict:
     }
 
 
-def test_ingest_then_de_targets(tmp_path: Path, monkeypatch, star_writer, genes) -> None:
+def test_ingest_then_de_targets(tmp_path: Path, monkeypatch, star_writer, genes, distinct_copy) -> None:
     import mlflow
 
     from histcode.cohort.stage import run_ingest
@@ -60,7 +59,7 @@ def test_ingest_then_de_targets(tmp_path: Path, monkeypatch, star_writer, genes)
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
-    expected = _cohort(tmp_path, star_writer, genes)
+    expected = _cohort(tmp_path, star_writer, genes, distinct_copy)
     params = _params(tmp_path)
     ing = run_ingest("zz", params)
     assert (ing.counts["slides"], ing.counts["rnaseq"], ing.counts["rnaseq_normal"]) == (5, 5, 2)
@@ -96,17 +95,17 @@ def test_de_targets_validates_manifest_first(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_gene_missing_in_one_file_and_slide_only_patients(tmp_path: Path, monkeypatch, star_writer,
-                                                          genes) -> None:
+                                                          genes, distinct_copy) -> None:
     from histcode.cohort.stage import run_ingest
     from histcode.expression.stage import run_de_targets
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
-    expected = _cohort(tmp_path, star_writer, genes)
+    expected = _cohort(tmp_path, star_writer, genes, distinct_copy)
     gone = next((tmp_path / "rna" / "r000211A").glob("*.tsv"))
     star_writer(gone, [(genes["CD3D"], "CD3D", 2.0)])  # TP53 missing from one normal sample's file
     name = "TCGA-ZZ-0004-01A-01-TS1.svs"  # a patient with a slide but no RNA-seq at all
-    os.symlink(CMU, tmp_path / "slides" / name)
+    distinct_copy(CMU, tmp_path / "slides" / name)
     with open(tmp_path / "slides.tsv", "a") as fh:
         fh.write("\t".join(["s000401A", name, "Biospecimen", "Slide Image", "TCGA-X", "TCGA-ZZ-0004",
                             "TCGA-ZZ-0004-01A", "Primary Tumor"]) + "\n")

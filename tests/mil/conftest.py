@@ -35,16 +35,18 @@ def make_cohort(
     cohort: str = "toy",
     encoder: str = "adco",
     signal: float = 2.0,
+    site: str = "TT",
 ) -> tuple[pd.DataFrame, Path]:
     """Every patient has a tumour slide; 3 of 4 also a normal one. Tumour slides hold 20-40% 'tumour'
-    tiles shifted along a fixed direction (the planted signal); returns (manifest, features dir)."""
+    tiles shifted along a fixed direction (the planted signal); returns (manifest, features dir). Patients are
+    ``TCGA-<site>-0000`` on: an external cohort needs a site of its own (its patients are not training's)."""
     rng = np.random.default_rng(seed)
     direction = np.zeros(dim)
     direction[:4] = 1.0
     fdir = root / "data" / "features" / cohort / encoder
     rows = []
     for p in range(n_patients):
-        pid = f"TCGA-TT-{p:04d}"
+        pid = f"TCGA-{site}-{p:04d}"
         for label in [1, 0] if p % 4 else [1]:
             sid = f"{pid}-{'01' if label else '11'}Z-00-DX1"
             n = int(rng.integers(20, 60))

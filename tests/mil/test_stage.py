@@ -48,7 +48,7 @@ def stage_run(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow) -> tuple[P
     mp.chdir(root)
     fresh_mlflow(root, mp)
     make_cohort(root, n_patients=12, cohort="toy")
-    make_cohort(root, n_patients=4, cohort="ext", seed=9)
+    make_cohort(root, n_patients=4, cohort="ext", seed=9, site="EE")
     make_cohort(root, n_patients=12, cohort="toy", encoder="random", seed=0, signal=0.0)  # the encoder comparison
     bad = "TCGA-TT-0099-01Z-00-DX1"  # a truncated features file: recorded as failed, the rest runs
     (root / f"data/features/toy/adco/{bad}.h5").write_bytes(b"\x89HDF\r\n")
@@ -241,6 +241,47 @@ def test_external_workflow_uses_the_stored_threshold_and_a_separate_calibration_
         ((test["prob_tumor"] >= threshold).astype(int) == test["label"]).mean()
     )
     assert 0.0 <= m["recalibrated_accuracy"] <= 1.0 and m["recalibration"] == "isotonic"
+
+
+def test_external_metrics_leave_out_what_the_model_trained_on(stage_run: tuple[Path, dict]) -> None:
+    """An "external" cohort holding a training slide (same id) and another slide of a training patient: both are
+    left out of the metrics and listed with why; a cohort of training slides only is refused."""
+    import shutil
+
+    from histcode.evaluation.champion_external import evaluate_external
+    from histcode.registry.models import RegistryError
+
+    root, _ = stage_run
+    toy, ext = (pd.read_csv(root / f"data/manifests/{c}/slides.csv") for c in ("toy", "ext"))
+    same = toy.iloc[[0]]  # a training slide, listed again
+    other = toy.iloc[[1]].assign(slide_id="TCGA-TT-0001-01Z-00-DX2")  # another slide of a training patient
+    feats = {sid: root / f"data/features/ext/adco/{sid}.h5" for sid in ext["slide_id"]}
+    feats.update({sid: root / f"data/features/toy/adco/{toy.iloc[i].slide_id}.h5"
+                  for i, sid in ((0, same["slide_id"].iloc[0]), (1, other["slide_id"].iloc[0]))})
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for name, rows in (("leak", pd.concat([ext, same, other])), ("all_seen", same)):
+        rows.assign(cohort=name).to_csv(_dir(root / f"data/manifests/{name}") / "slides.csv", index=False)
+        for sid in rows["slide_id"]:
+            shutil.copy(feats[sid], _dir(root / f"data/features/{name}/adco") / f"{sid}.h5")
+        params["base"]["cohorts"][name] = {"kind": "gdc", "source_dir": "x", "slide_dir": "x", "role": "external"}
+    (root / "params_leak.yaml").write_text(yaml.safe_dump(params))
+    model = "models:/histcode-mil@challenger"
+    m = evaluate_external("params_leak.yaml", "leak", model=model, progress=False)
+    preds = pd.read_csv(root / "data/predictions/mil/leak.csv")
+    assert sorted(preds["slide_id"]) == sorted(ext["slide_id"]) and m["n"] == len(ext)
+    assert m["n_seen_in_training"] == 2 and m["training_cohort"] == "toy"
+    assert {d["slide_id"]: d["reason"] for d in m["seen_in_training"]} == {
+        same["slide_id"].iloc[0]: f"slide {same['slide_id'].iloc[0]} is also in the training cohort (same slide id)",
+        other["slide_id"].iloc[0]: f"patient {other['patient_id'].iloc[0]} is in the training cohort"}
+    kept = evaluate_external("params_leak.yaml", "leak", model=model, progress=False, keep_training_patients=True)
+    assert kept["n_seen_in_training"] == 1 and kept["n"] == len(ext) + 1
+    with pytest.raises(RegistryError, match=r"every slide of all_seen \(1\) was seen in training cohort toy"):
+        evaluate_external("params_leak.yaml", "all_seen", model=model, progress=False)
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_each_method_and_encoder_is_a_comparable_mlflow_run(stage_run: tuple[Path, dict]) -> None:

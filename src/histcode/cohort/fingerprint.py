@@ -35,13 +35,27 @@ def fingerprint(path: Path, chunk: int = CHUNK) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def fingerprint_table(tables: dict[str, tuple[pd.DataFrame, str]], *, progress: bool = False) -> pd.DataFrame:
+def fingerprint_table(tables: dict[str, tuple[pd.DataFrame, str]], *, progress: bool = False,
+                      known: dict[str, tuple[int, str]] | None = None) -> pd.DataFrame:
     """One row per file of each manifest: ``tables`` maps table name → (manifest, id column); files that
-    do not exist are left out (metadata-only manifests)."""
+    do not exist are left out (metadata-only manifests). ``known``: fingerprints already read, by path."""
+    known = known or {}
     rows = []
     todo = [(name, r[idcol], str(r["path"])) for name, (df, idcol) in tables.items() for _, r in df.iterrows()]
     for name, ident, path in tqdm(todo, desc="fingerprint files", disable=not progress, leave=False):
         if Path(path).is_file():
-            size, digest = fingerprint(Path(path))
+            size, digest = known[path] if path in known else fingerprint(Path(path))
             rows.append({"table": name, "id": ident, "path": path, "size": size, "fingerprint": digest})
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def read_fingerprints(manifest_dir: Path) -> pd.DataFrame | None:
+    """``fingerprints.csv`` of an ingested cohort, or None when ingest did not write one (an older run)."""
+    path = Path(manifest_dir) / FINGERPRINTS_CSV
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, dtype={"id": str, "path": str, "fingerprint": str})
+    missing = set(COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: column(s) {sorted(missing)} missing; re-run ingest (`dvc repro ingest`)")
+    return df

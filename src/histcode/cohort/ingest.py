@@ -3,7 +3,8 @@
 
 Flow: read the input table → validate it (GE) → candidate rows → exclude sample types other than
 tumour/normal and files that are missing or not slides (each recorded with its reason in failures.csv)
-→ keep the configured tissue preparation (TCGA slide barcodes; ``preparation``) → validate the canonical
+→ keep the configured tissue preparation (TCGA slide barcodes; ``preparation``) → leave out copies of one file
+under two rows (``histcode.cohort.duplicates``) → validate the canonical
 manifests (GE) → write everything atomically; warn when tumour vs normal is confounded with preparation or
 site. A failed validation writes the report and raises ``ValidationError``; one bad file never stops the cohort.
 """
@@ -23,6 +24,7 @@ from histcode.atomic import write_csv, write_json
 from histcode.cohort import gdc_sheets, preparation, sites, sources, suites
 from histcode.cohort.barcodes import LABELS, BarcodeError, parse_barcode
 from histcode.cohort.config import IngestConfig
+from histcode.cohort.duplicates import exclude_copies
 from histcode.cohort.files import rna_problem, slide_problem
 from histcode.cohort.fingerprint import FINGERPRINTS_CSV, fingerprint_table
 from histcode.cohort.tables import IngestError, read_table, table_for_output
@@ -181,6 +183,7 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
     out_dir = Path(out_dir)
     report: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    known: dict[str, tuple[int, str]] = {}  # fingerprints read for the copy check, reused for fingerprints.csv
     try:
         cands = _slide_candidates(name, cohort, report, failures)
         slides = cands
@@ -199,6 +202,7 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
             check = (lambda r: slide_problem(Path(r["path"]))) if cfg.check_format else (
                 lambda r: None if Path(r["path"]).exists() else ("missing_file", f"{r['path']}: file not found"))
             slides = _check_files(slides, "slides", failures, check, cfg.progress)
+        slides = exclude_copies(slides, "slides", ("patient_id", "sample_type"), failures, known)
         prep_counts, prep_warning = preparation.summarise(slides, cohort=name, synthetic=cohort.synthetic)
         slides = table_for_output(slides[list(suites.SLIDES_COLUMNS)].astype({"label": int}))
         tcga = cohort.kind in ("gdc", "barcode")
@@ -213,6 +217,7 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
                 rcheck = (lambda r: rna_problem(Path(r["path"]), r["format"])) if cfg.check_format else (
                     lambda r: None if Path(r["path"]).is_file() else ("missing_file", f"{r['path']}: file not found"))
                 rna = _check_files(rna, "rnaseq", failures, rcheck, cfg.progress)
+            rna = exclude_copies(rna, "rnaseq", ("patient_id", "sample_type"), failures, known)
             rna = table_for_output(rna[list(suites.RNASEQ_COLUMNS)])
             check_table(rna, suites.rnaseq_manifest(check_files=cfg.require_files, tcga=tcga),
                         source=out_dir / RNASEQ_CSV, report=report)
@@ -233,7 +238,7 @@ def ingest_cohort(name: str, cohort: CohortConfig, cfg: IngestConfig, *, out_dir
         (out_dir / RNASEQ_CSV).unlink()  # a stale manifest from an earlier config must not be picked up
     write_csv(out_dir / FAILURES_CSV, fail_df)
     tables = {"slides": (slides, "slide_id"), **({"rnaseq": (rna, "file_id")} if rna is not None else {})}
-    write_csv(out_dir / FINGERPRINTS_CSV, fingerprint_table(tables, progress=cfg.progress))
+    write_csv(out_dir / FINGERPRINTS_CSV, fingerprint_table(tables, progress=cfg.progress, known=known))
     write_json(out_dir / REPORT_JSON, full_report)
     if failures:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(Counter(fail_df["kind"]).items()))

@@ -16,6 +16,11 @@ Given a labelled **calibration subset** (CSV of slide_id or patient_id with labe
 recalibration is fitted on those patients' slides only and accuracy/Brier/ECE are reported on the remaining
 (test) slides, next to the uncalibrated numbers on the same test slides.
 
+Slides the model has seen are left out of the metrics and listed (``seen_in_training``): the same slide id or
+file as a slide of the cohort the model was trained on, or a slide of one of its patients (unless
+``keep_training_patients``, for a study of other slides of the same patients, e.g. frozen → FFPE); a cohort that
+is nothing but such slides is refused (``histcode.cohort.overlap``).
+
 Outputs: ``reports/metrics/eval_<cohort>.json``, ``data/predictions/mil/<cohort>.csv``,
 ``reports/figures/external/<cohort>_roc_pr.png`` and ``<cohort>_reliability.png``, an MLflow run in
 experiment ``external``.
@@ -181,6 +186,32 @@ def external_metrics(
     return out, curves
 
 
+def unseen_slides(paths: Paths, cohort: str, training: str, *, keep_training_patients: bool = False,
+                  ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(``cohort``'s labelled manifest without the slides the model saw, {slide id: why left out}); refused when
+    every slide was seen. Evaluating the training cohort itself is allowed, and said to give training scores."""
+    from histcode.cohort.overlap import overlap_summary, seen_in_training
+    from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
+
+    manifest = read_manifest(paths.slides_csv(cohort), columns=LABELLED_COLUMNS, labelled=True)
+    if cohort == training:
+        log.warning("%s is the cohort the model was trained on: its scores are training scores, not an external "
+                    "validation", cohort)
+        return manifest, {}
+    if not paths.slides_csv(training).is_file():
+        log.warning("%s: cannot check that the model never saw these slides: no manifest of its training cohort "
+                    "%s (%s)", cohort, training, paths.slides_csv(training))
+        return manifest, {}
+    seen = seen_in_training(paths.manifests(cohort), paths.manifests(training), patients=not keep_training_patients)
+    if seen and len(seen) == len(manifest):
+        raise RegistryError(f"every slide of {cohort} ({len(seen)}) was seen in training cohort {training}, e.g. "
+                            f"{next(iter(seen.values()))}: its evaluation would be a training score; check "
+                            f"base.cohorts.{cohort} (slide_dir, sheet)")
+    if seen:
+        log.warning(overlap_summary(seen, len(manifest), cohort=cohort, training=training))
+    return manifest[~manifest["slide_id"].astype(str).isin(seen)], seen
+
+
 def evaluate_external(
     params_path: str | Path,
     cohort: str,
@@ -191,6 +222,7 @@ def evaluate_external(
     calibration: str | Path | None = None,
     recalibration: str = "platt",
     progress: bool | None = None,
+    keep_training_patients: bool = False,
 ) -> dict[str, Any]:
     """Evaluate on ``cohort`` (see module doc); returns the metrics dict written to eval_<cohort>.json.
     ``progress`` None follows ``mil.progress``."""
@@ -235,6 +267,8 @@ def evaluate_external(
         tags = {"mil_uri": ref}
     threshold, source = model_threshold(ref, mil, version)
     pooling = str(mil.meta.get("pooling", mil.pooling.name))
+    training = str(mil.meta.get("cohort") or bcfg.train_cohort)
+    manifest, seen = unseen_slides(paths, cohort, training, keep_training_patients=keep_training_patients)
     with stage.run(
         "external", run_name=f"eval-{cohort}", metrics=f"eval_{cohort}", cohort=cohort,
         inputs=[fdir, paths.slides_csv(cohort)], params={**run_params, THRESHOLD_TAG: threshold},
@@ -242,7 +276,7 @@ def evaluate_external(
     ) as run:
         # attention for `histcode heatmap --cohort <external>`; never into the training cohort's DVC-owned folder
         own = bcfg.cohort(cohort).role == "external" and cohort != bcfg.train_cohort
-        preds, scored = evaluate_cohort(fdir, paths.slides_csv(cohort), mil, n_boot=0, seed=bcfg.seed,
+        preds, scored = evaluate_cohort(fdir, manifest, mil, n_boot=0, seed=bcfg.seed,
                                         chunk_tiles=mil_cfg.chunk_tiles, progress=progress,
                                         attention_dir=paths.attention(cohort, pooling) if own else None,
                                         attention_attrs={"pooling": pooling, "model": (
@@ -253,7 +287,8 @@ def evaluate_external(
         metrics, curves = external_metrics(preds, threshold, n_boot=mil_cfg.bootstrap, seed=bcfg.seed,
                                            n_bins=mil_cfg.ece_bins, calibration=subset, recalibration=recalibration)
         metrics.update(n_failed=scored["n_failed"], failures=scored["failures"], threshold_source=source,
-                       model=ref, pooling=pooling)
+                       model=ref, pooling=pooling, training_cohort=training, n_seen_in_training=float(len(seen)),
+                       seen_in_training=[{"slide_id": k, "reason": v} for k, v in sorted(seen.items())])
         for key in ("encoder_version", "mil_version"):
             if key in run_params:
                 metrics[key] = float(run_params[key])

@@ -22,7 +22,9 @@ def external_line(cohort: str, m: dict) -> str:
     n = int(m.get("n", 0))
     auc = one_class_auc(n, int(m.get("n_pos", 0))) or ci("auc")
     recall = "".join(f", {k} {m[k]:.3f}" for k in ("sensitivity", "specificity") if k in m)
-    return (f"{cohort}: {n} slides, AUC {auc}, accuracy {ci('accuracy')}, "
+    seen = int(m.get("n_seen_in_training", 0))
+    left = f" ({seen} more left out: seen in training cohort {m.get('training_cohort')})" if seen else ""
+    return (f"{cohort}: {n} slides{left}, AUC {auc}, accuracy {ci('accuracy')}, "
             f"balanced accuracy {ci('balanced_accuracy')}{recall} at threshold {m['threshold']:.3g} "
             f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
             f"metrics in reports/metrics/eval_{cohort}.json")
@@ -52,14 +54,19 @@ def register(app: typer.Typer) -> None:
         calibration: Path | None = typer.Option(None, help="CSV slide_id and/or patient_id[,label]: slides to "
                                                 "fit recalibration on (their patients leave the test slides)"),
         recalibration: str = typer.Option("platt", help="platt | isotonic"),
+        keep_training_patients: bool = typer.Option(
+            False, "--keep-training-patients", help="also score slides of patients in the training cohort (other "
+            "slides of the same patients, e.g. frozen → FFPE); the training slides themselves stay out"),
     ) -> None:
-        """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac)."""
+        """Promoted encoder + MIL on an external cohort, tiling/extracting as needed (make eval-cptac). Slides the
+        model trained on (same slide, file or patient) are left out of the metrics and listed."""
         from histcode.config import base
         from histcode.evaluation.champion_external import evaluate_external
 
         cohort = cohort or base(params).external_cohort()
         m = evaluate_external(params, cohort, alias=alias, model=model, calibration=calibration,
-                              recalibration=recalibration, progress=progress)
+                              recalibration=recalibration, progress=progress,
+                              keep_training_patients=keep_training_patients)
 
         typer.echo(external_line(cohort, m))
         if "recalibrated_accuracy" in m:
