@@ -169,6 +169,9 @@ def test_external_evaluation_of_a_tumour_only_cohort() -> None:
     line = external_line("cptac_brca", {**m, "threshold_source": "registry", "model": "m"})
     assert "AUC n/a (only tumour slides: accuracy is their recall), accuracy 0.833" in line
     assert "sensitivity 0.833 at threshold 0.5" in line
+    seen = external_line("cptac_brca", {**m, "threshold_source": "registry", "model": "m", "n_seen_in_training": 2.0,
+                                        "training_cohort": "tcga_brca"})
+    assert seen.startswith("cptac_brca: 6 slides (2 more left out: seen in training cohort tcga_brca), AUC n/a")
     both = preds.assign(label=[1, 1, 1, 0, 0, 0])  # P 0.9 0.8 0.7 | 0.2 0.95 0.6 at threshold 0.5
     m2, _ = external_metrics(both, 0.5, n_boot=0, seed=0, n_bins=10)
     assert (m2["sensitivity"], m2["specificity"]) == (1.0, pytest.approx(1 / 3))

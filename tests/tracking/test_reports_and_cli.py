@@ -90,6 +90,11 @@ def test_summary_external_only_when_evaluated_here(reports: Path) -> None:
                                          "mil_version": 1.0, "model": "models:/histcode-mil@challenger"})
     (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("external")]
     assert line.endswith("(histcode-encoder v1 + histcode-mil v1, @challenger then, not the champions)"), line
+    # slides the model trained on were left out of the metrics: said, and where they are listed
+    _write(m / "eval_cptac_brca.json", {"auc": 0.85, "n_seen_in_training": 2.0, "training_cohort": "tcga_brca"})
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("external")]
+    assert line.endswith("; 2 slide(s) left out, seen in training cohort tcga_brca: see seen_in_training in "
+                         f"{m / 'eval_cptac_brca.json'}"), line
 
 
 def test_summary_external_of_one_class(reports: Path) -> None:
