@@ -17,7 +17,7 @@ def test_external_tiles_follow_the_current_tiling(tmp_path: Path, monkeypatch: p
                                                   manifest_writer) -> None:
     """``make eval-cptac`` on a cohort tiled before a change of ``tile`` settings (or of the tiling code) tiles
     it again instead of scoring the old tiles; on tiles that are current it changes nothing."""
-    from histcode.evaluation.champion_external import _ensure_inputs
+    from histcode.evaluation.champion_external import _tile
     from histcode.slides import job
 
     monkeypatch.chdir(tmp_path)
@@ -29,18 +29,18 @@ def test_external_tiles_follow_the_current_tiling(tmp_path: Path, monkeypatch: p
         "ext": {"kind": "barcode", "source_dir": "src", "slide_dir": "src"}}}, "tile": {"workers": 0}}
     paths = Paths()
     h5 = paths.tiles("ext") / "cmu1.h5"
-    _ensure_inputs(params, "ext", paths)
+    _tile(params, "ext")
     coords, attrs = read_coords(h5)
     stamp = h5.stat().st_mtime_ns
-    _ensure_inputs(params, "ext", paths)  # current: untouched
+    _tile(params, "ext")  # current: untouched
     assert h5.stat().st_mtime_ns == stamp
     params["tile"]["tissue_threshold"] = 0.25  # other settings: tiled again, more tiles at the lower threshold
-    _ensure_inputs(params, "ext", paths)
+    _tile(params, "ext")
     again, new_attrs = read_coords(h5)
     assert new_attrs["tile_config_digest"] != attrs["tile_config_digest"] and len(again) > len(coords)
     stamp = h5.stat().st_mtime_ns
     monkeypatch.setattr(job, "code_fingerprint", lambda: "edited-mask-code")  # other tiling code: again
-    _ensure_inputs(params, "ext", paths)
+    _tile(params, "ext")
     assert h5.stat().st_mtime_ns != stamp
 
 

@@ -51,17 +51,20 @@ log = logging.getLogger(__name__)
 THRESHOLD_TAG = "decision_threshold"
 
 
-def _ensure_inputs(params: dict[str, Any], cohort: str, paths: Paths) -> None:
-    """Ingest ``cohort`` unless a previous run (DVC or this command) left its manifest, and bring its tiles up
-    to date. ``run_tile`` resumes: slides tiled with the current settings and tiling code are skipped (on a
-    complete cohort it returns at once), any other slide is tiled again, and extraction then redoes exactly
-    those slides (features record the tiles they embedded). Reusing any existing tiles, as before, scored an
-    external cohort on tiles of an older tissue model after the settings or the tiling code changed."""
+def _ingest_if_needed(params: dict[str, Any], cohort: str, paths: Paths) -> None:
+    """Ingest ``cohort`` unless a previous run (DVC or this command) left its manifest."""
     if not paths.slides_csv(cohort).exists():
         from histcode.cohort.stage import run_ingest
 
         log.info("ingesting %s", cohort)
         run_ingest(cohort, params)
+
+
+def _tile(params: dict[str, Any], cohort: str) -> None:
+    """Bring ``cohort``'s tiles up to date. ``run_tile`` resumes: slides tiled with the current settings and tiling
+    code are skipped (on a complete cohort it returns at once), any other slide is tiled again, and extraction then
+    redoes exactly those slides (features record the tiles they embedded). Reusing any existing tiles, as before,
+    scored an external cohort on tiles of an older tissue model after the settings or the tiling code changed."""
     from histcode.slides.stage import run_tile
 
     run_tile(cohort, params)
@@ -250,7 +253,11 @@ def evaluate_external(
     torch.set_num_threads(torch_threads(mil_cfg.threads, "evaluate-external"))
     run_params: dict[str, Any] = {"alias": alias, "recalibration": recalibration if subset is not None else "none"}
     if model is None:
-        _ensure_inputs(params, cohort, paths)
+        _ingest_if_needed(params, cohort, paths)
+        # before any tiling or extraction: a cohort of training slides is refused at once
+        training = str(mil_mv.tags.get("cohort") or bcfg.train_cohort)
+        manifest, seen = unseen_slides(paths, cohort, training, keep_training_patients=keep_training_patients)
+        _tile(params, cohort)
         fdir = _features_for(params, cohort, paths, enc_mv, alias, progress)
         ref, version = model_uri(MIL, alias), mil_mv
         mil = load_mil(ref)
@@ -261,14 +268,14 @@ def evaluate_external(
         parsed = parse_model_uri(ref)
         version = version_of(parsed) if parsed is not None else None
         mil = load_mil(ref)
+        training = str(mil.meta.get("cohort") or bcfg.train_cohort)
+        manifest, seen = unseen_slides(paths, cohort, training, keep_training_patients=keep_training_patients)
         encoder = str(mil.meta.get("encoder") or ProjectConfig.load(params).require_mil_encoder())
         fdir = Path(features_dir) if features_dir else paths.features(cohort, encoder)
         run_params.update(model=ref, encoder=encoder)
         tags = {"mil_uri": ref}
     threshold, source = model_threshold(ref, mil, version)
     pooling = str(mil.meta.get("pooling", mil.pooling.name))
-    training = str(mil.meta.get("cohort") or bcfg.train_cohort)
-    manifest, seen = unseen_slides(paths, cohort, training, keep_training_patients=keep_training_patients)
     with stage.run(
         "external", run_name=f"eval-{cohort}", metrics=f"eval_{cohort}", cohort=cohort,
         inputs=[fdir, paths.slides_csv(cohort)], params={**run_params, THRESHOLD_TAG: threshold},
