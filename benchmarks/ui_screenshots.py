@@ -9,7 +9,9 @@ with ``--screenshot``, reports the JavaScript errors each page logs (a broken se
 - ``registry_<model>.png``: the registered model's versions with their aliases;
 - ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags);
 - ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open;
-- ``de_run.png``: the latest evaluate_de run's page (its metrics: the overall tests against random and the CV null).
+- ``de_run.png``: the latest evaluate_de run's page (its metrics: the overall tests against random and the CV null);
+- ``external_run.png``: the latest ``make eval-cptac`` run's page (its metrics, among them how many slides were left
+  out as seen in training).
 
 Usage (from the project root, after ``make demo``)::
 
@@ -36,6 +38,7 @@ from pathlib import Path
 MIL_EXPERIMENT = "histcode/mil"
 TILE_EXPERIMENT = "histcode/tile"
 DE_EXPERIMENT = "histcode/de"
+EXTERNAL_EXPERIMENT = "histcode/external"
 MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
 # MLflow 3.17 opens its Assistant panel (a third of the window) on a browser's first visit to a page served from
 # localhost/127.0.0.1/::1; closing it once keeps it closed (local storage). Each screenshot is a fresh browser, so
@@ -120,6 +123,16 @@ def latest_de_run(client):  # type: ignore[no-untyped-def]
     if exp is None:
         return None
     runs = client.search_runs([exp.experiment_id], "metrics.wilcoxon_p >= 0",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def latest_run(client, experiment: str):  # type: ignore[no-untyped-def]
+    """The newest run of ``experiment`` that finished, or None."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
@@ -217,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             errors += screenshot(chrome, f"{base}/experiments/{de.info.experiment_id}/runs/{de.info.run_id}",
                                  args.out / "de_run.png", "1900,2400", args.wait_ms)
+        ext = latest_run(client, EXTERNAL_EXPERIMENT)
+        if ext is None:
+            print(f"skip external run: no {EXTERNAL_EXPERIMENT} run (`make eval-cptac`)")
+        else:
+            errors += screenshot(chrome, f"{base}/experiments/{ext.info.experiment_id}/runs/{ext.info.run_id}",
+                                 args.out / "external_run.png", "1900,2000", args.wait_ms)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

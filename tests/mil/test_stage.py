@@ -248,6 +248,8 @@ def test_external_metrics_leave_out_what_the_model_trained_on(stage_run: tuple[P
     left out of the metrics and listed with why; a cohort of training slides only is refused."""
     import shutil
 
+    import mlflow
+
     from histcode.evaluation.champion_external import evaluate_external
     from histcode.registry.models import RegistryError
 
@@ -273,6 +275,13 @@ def test_external_metrics_leave_out_what_the_model_trained_on(stage_run: tuple[P
     assert {d["slide_id"]: d["reason"] for d in m["seen_in_training"]} == {
         same["slide_id"].iloc[0]: f"slide {same['slide_id'].iloc[0]} is also in the training cohort (same slide id)",
         other["slide_id"].iloc[0]: f"patient {other['patient_id'].iloc[0]} is in the training cohort"}
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("histcode/external").experiment_id],
+                                "attributes.run_name = 'eval-leak'")
+    assert run.data.tags["seen_in_training"] == "2 left out (seen_in_training.json)"  # what the UI shows
+    listed = Path(client.download_artifacts(run.info.run_id, "seen_in_training.json", str(root / "dl")))
+    listed = json.loads(listed.read_text())
+    assert listed["training_cohort"] == "toy" and listed["slides"] == m["seen_in_training"]
     kept = evaluate_external("params_leak.yaml", "leak", model=model, progress=False, keep_training_patients=True)
     assert kept["n_seen_in_training"] == 1 and kept["n"] == len(ext) + 1
     with pytest.raises(RegistryError, match=r"every slide of all_seen \(1\) was seen in training cohort toy"):

@@ -279,8 +279,13 @@ def evaluate_external(
     with stage.run(
         "external", run_name=f"eval-{cohort}", metrics=f"eval_{cohort}", cohort=cohort,
         inputs=[fdir, paths.slides_csv(cohort)], params={**run_params, THRESHOLD_TAG: threshold},
-        tags={**tags, "pooling": pooling, "threshold_source": source},
+        tags={**tags, "pooling": pooling, "threshold_source": source, "training_cohort": training,
+              **({"seen_in_training": f"{len(seen)} left out (seen_in_training.json)"}
+                 if seen else {})},
     ) as run:
+        if seen:  # where a user of the UI finds which slides and why
+            tracking.log_dict({"training_cohort": training, "slides": [
+                {"slide_id": k, "reason": v} for k, v in sorted(seen.items())]}, "seen_in_training.json")
         # attention for `histcode heatmap --cohort <external>`; never into the training cohort's DVC-owned folder
         own = bcfg.cohort(cohort).role == "external" and cohort != bcfg.train_cohort
         preds, scored = evaluate_cohort(fdir, manifest, mil, n_boot=0, seed=bcfg.seed,
