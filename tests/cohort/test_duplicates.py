@@ -106,3 +106,29 @@ def test_one_count_file_for_tumour_and_normal_is_left_out(tmp_path: Path, gdc_sh
     rna = pd.read_csv(tmp_path / "out" / "rnaseq.csv")
     assert rna["file_id"].tolist() == ["r3", "r4"]
     assert failures.loc[failures["table"] == "rnaseq", "kind"].tolist() == ["duplicate_conflict"] * 2
+
+
+def test_a_slide_folder_with_one_name_twice_keeps_going(tmp_path: Path, link_slide) -> None:
+    """gdc-client's ``<File ID>/<File Name>`` layout downloaded twice: one copy kept; two files of one name with other
+    bytes are both left out (which is the slide?); before, either stopped the whole cohort at validation."""
+    d = tmp_path / "slides"
+    link_slide(d / "u1" / "TCGA-AB-0001-01A-01-TS1.aaa.svs")
+    shutil.copy(d / "u1" / "TCGA-AB-0001-01A-01-TS1.aaa.svs", _dir(d / "u2"))
+    link_slide(d / "u3" / "TCGA-AB-0001-11A-01-TS1.bbb.svs")
+    link_slide(d / "u4" / "TCGA-AB-0001-11A-01-TS1.bbb.svs")  # a copy with bytes of its own: another scan
+    link_slide(d / "u5" / "TCGA-AB-0002-01A-01-TS1.ccc.svs")
+    cohort = CohortConfig(kind="barcode", source_dir=d, slide_dir=d)
+    res = ingest_cohort("b", cohort, QUIET, out_dir=tmp_path / "out")
+    assert [Path(p).parent.name for p in res.slides["path"]] == ["u1", "u5"]
+    kinds = res.failures.set_index("file")["kind"].to_dict()
+    assert kinds == {"u2/TCGA-AB-0001-01A-01-TS1.aaa.svs": "duplicate_file",
+                     "u3/TCGA-AB-0001-11A-01-TS1.bbb.svs": "duplicate_slide_id",
+                     "u4/TCGA-AB-0001-11A-01-TS1.bbb.svs": "duplicate_slide_id"}
+    reasons = res.failures.set_index("file")["reason"]
+    assert "the same bytes as u1/TCGA-AB-0001-01A-01-TS1.aaa.svs (row 1)" in reasons.iloc[0]
+    assert "2 files named TCGA-AB-0001-11A-01-TS1.bbb with other bytes" in reasons.iloc[1]
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

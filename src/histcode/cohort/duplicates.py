@@ -98,3 +98,31 @@ def exclude_copies(df: pd.DataFrame, table: str, owner: Sequence[str], failures:
         failures.append({"table": table, "row": r["row"], "file": r["file"], "kind": kind, "reason": reason})
     keep = [pos not in drop for pos in range(len(df))]
     return df[keep]
+
+
+def one_file_per_name(listing: pd.DataFrame, failures: list[dict[str, Any]]) -> pd.DataFrame:
+    """A slide-folder listing (``file, slide_id, path, row``) with one file per slide id, each file left out recorded.
+
+    gdc-client puts every download in a folder of its own (``<File ID>/<File Name>``), so one slide downloaded twice
+    is two files of one name. Copies of the same bytes keep the first (sorted path); files of one name with other
+    bytes are all left out, since which of them is the slide cannot be told."""
+    twice = listing["slide_id"].duplicated(keep=False)
+    if not twice.any():
+        return listing
+    drop = set()
+    for sid, group in listing[twice].groupby("slide_id", sort=False):
+        first = group.iloc[0]
+        one_file = identical_groups([Path(p) for p in group["path"]]) == [list(range(len(group)))]
+        for pos, (_, r) in enumerate(group.iterrows()):
+            if one_file and pos == 0:
+                continue
+            if one_file:
+                kind, reason = "duplicate_file", (f"{r['file']}: the same bytes as {first['file']} (row "
+                                                  f"{first['row']}): one slide downloaded twice; remove the copy")
+            else:
+                kind, reason = "duplicate_slide_id", (
+                    f"{r['file']}: {len(group)} files named {sid} with other bytes ({', '.join(group['file'])}); "
+                    "which of them is the slide cannot be told, so none is used: keep the right one")
+            failures.append({"table": "slides", "row": r["row"], "file": r["file"], "kind": kind, "reason": reason})
+            drop.add(r["row"])
+    return listing[~listing["row"].isin(drop)]

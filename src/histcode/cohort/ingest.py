@@ -24,7 +24,7 @@ from histcode.atomic import write_csv, write_json
 from histcode.cohort import gdc_sheets, preparation, sites, sources, suites
 from histcode.cohort.barcodes import LABELS, BarcodeError, parse_barcode
 from histcode.cohort.config import IngestConfig
-from histcode.cohort.duplicates import exclude_copies
+from histcode.cohort.duplicates import exclude_copies, one_file_per_name
 from histcode.cohort.files import rna_problem, slide_problem
 from histcode.cohort.fingerprint import FINGERPRINTS_CSV, fingerprint_table
 from histcode.cohort.tables import IngestError, read_table, table_for_output
@@ -115,6 +115,7 @@ def _slide_candidates(name: str, cohort: CohortConfig, report: list[dict[str, An
     if cohort.kind == "barcode":
         listing, bad = sources.list_barcode_slides(Path(cohort.slide_dir))
         failures.extend(bad)
+        listing = one_file_per_name(listing, failures)
         check_table(listing, suites.BARCODE_LISTING, source=cohort.slide_dir, report=report)
         return sources.slides_from_barcodes(listing, cohort=name, default_mpp=cohort.default_mpp)
     if cohort.slide_sheet is None:
