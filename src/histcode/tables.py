@@ -34,7 +34,8 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     # tests over all genes against the shuffled-target CV null (mean r / top-tenth mean r), when train_de ran one
     "de": ("n_genes", "pearson_r_median", "random_pearson_median", "wilcoxon_p", "n_genes_significant_bh",
            "auc_median", "cv_null_overall_p", "cv_null_overall_top_p"),
-    "tune_mil": ("best_value", "n_trials", "n_complete", "n_pruned"),
+    # best_value flatters (best of n_trials on the folds it was chosen on); heldout_*: both settings on the rest
+    "tune_mil": ("best_value", "n_trials", "n_complete", "n_pruned", "heldout_tuned", "heldout_current"),
 }
 
 

@@ -55,6 +55,9 @@ def test_run_tune_de_writes_best_de_section_and_nested_runs(de_project) -> None:
     assert cfg == overlay(section(DEConfig, "de", params), s.best_params)
     assert cfg.epochs in (20, 40, 60) and cfg.top_l == 5
     assert result.command.startswith("dvc exp run -S de.lr=")
+    # tune.de.folds: null searches every fold: no fold is left to check the choice, and the file says so
+    assert result.check.holds is None and result.check.metrics() == {"heldout_folds": 0}
+    assert "Every fold was searched, so pearson_r_mean" in result.best_path.read_text()
     client = mlflow.MlflowClient()
     children = client.search_runs(
         [client.get_experiment_by_name("histcode/tune").experiment_id],

@@ -115,3 +115,25 @@ def test_same_seed_gives_the_same_trials_and_best_params(study_runs) -> None:
     first, second = study_runs["first"].summary, study_runs["second"].summary
     assert study_runs["trials2"] == study_runs["trials1"]
     assert second.best_params == first.best_params and second.best_value == first.best_value
+
+
+def test_the_fold_the_search_never_scored_judges_the_tuned_settings(study_runs) -> None:
+    """The best trial is the best of several on folds 0-1, so it flatters; fold 2, never scored by the search,
+    scores the tuned and the current settings alike (trial budget), and the verdict says which holds up."""
+    params, first = study_runs["params"], study_runs["first"]
+    bcfg, mcfg = base(params), section(MilConfig, "mil", params)
+    data = load_mil_data(params, bcfg, mcfg)
+    fixed = yaml.safe_load(Path("params.yaml").read_text())["tune"]["mil"].get("fixed", {})
+    pooling = {"pooling": mcfg.pooling}
+    expected = [run_fold(data.manifest, data.bags, data.splits, 2, mcfg.pooling,
+                         overlay(mcfg, TRIAL_DEFAULTS, pooling, fixed, values), in_dim=data.in_dim,
+                         seed=bcfg.seed).metrics["auc"] for values in (first.summary.best_params, {})]
+    check = first.check
+    assert check.folds == [2] and (check.tuned, check.current) == pytest.approx(expected, abs=1e-12)
+    assert check.holds == (expected[0] >= expected[1])
+    assert check.verdict.startswith(f"On folds [2], which the search never scored: tuned auc {expected[0]:.4f} vs "
+                                    f"the current settings {expected[1]:.4f}: the tuned settings ")
+    metrics = json.loads(Path("reports/metrics/tune_mil.json").read_text())
+    assert (metrics["heldout_folds"], metrics["heldout_tuned"], metrics["heldout_holds"]) == (
+        1, check.tuned, int(check.holds))
+    assert f"# {check.verdict}" in study_runs["best_text"]

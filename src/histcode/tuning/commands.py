@@ -22,6 +22,7 @@ def _report(result: TuneResult) -> None:
         f"study {s.study}: best {s.objective} {s.best_value:.4f} (trial {s.best_trial}); "
         f"{s.n_complete} complete, {s.n_pruned} pruned, {s.n_failed} failed"
     )
+    typer.echo(result.check.verdict)
     typer.echo(f"best params: {result.best_path}")
     typer.echo("apply with:")
     typer.echo(f"  {result.command}")
