@@ -117,6 +117,15 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             sub = {key: mil[f"{p}.{key}"] for key in ("auc", "accuracy", "balanced_accuracy") if f"{p}.{key}" in mil}
             lines.append(f"  {p:16s} AUC {_ci(sub, 'auc')}  accuracy {_ci(sub, 'accuracy')}  "
                          f"balanced acc {_ci(sub, 'balanced_accuracy')}")
+    tune = _load(reports, "tune_mil", problems=problems)
+    if tune:  # the best trial flatters; the held-out folds say whether applying it pays (README, Optuna)
+        objective = tune["objective"]
+        line = f"tune mil: best {objective} {tune['best_value']:.3f} on the folds it was chosen on"
+        if tune.get("heldout_folds"):
+            keep = "apply them" if tune.get("heldout_holds") else "keep the current settings"
+            line += (f"; on {int(tune['heldout_folds'])} held-out fold(s) tuned {tune['heldout_tuned']:.3f} vs "
+                     f"current {tune['heldout_current']:.3f}: {keep}")
+        lines.append(line + " (reports/tune/mil_best.yaml)")
     att = _load(reports, "mil_attention", problems=problems)
     if att:
         primary = str(mil.get("primary_pooling", "")) if mil else ""

@@ -114,6 +114,9 @@ METRICS_FILES: dict[str, MetricsFile] = {
                       ("cv_null_overall_p", "cv_null_overall_top_p",
                        "truth.planted_pearson_median", "truth.null_pearson_median", "truth.planted_vs_null_wilcoxon_p",
                        "truth.*.lymph_auc", "pearson_r.*")),
+    "tune_mil": MetricsFile("tune_mil", ("objective", "direction", "best_value", "n_complete"),
+                            # the settings scored on the folds the search never scored (round 25 on)
+                            ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds")),
     "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
                         ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)

@@ -237,3 +237,17 @@ def test_mlflow_artifact_bars_are_off_in_logs(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv(console.MLFLOW_BARS_ENV, "true")  # the user's choice wins
     console.setup_logging()
     assert os.environ[console.MLFLOW_BARS_ENV] == "true"
+
+
+def test_summary_says_whether_the_tuned_settings_held_up(reports: Path) -> None:
+    """The best trial flatters (best of several on its own folds): the summary gives the held-out check beside it."""
+    m = reports / "metrics"
+    base = {"objective": "auc", "direction": "maximize", "best_value": 0.9733, "n_complete": 6}
+    _write(m / "tune_mil.json", {**base, "heldout_folds": 2, "heldout_tuned": 0.96875, "heldout_current": 1.0,
+                                 "heldout_holds": 0})
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("tune mil")]
+    assert line == ("tune mil: best auc 0.973 on the folds it was chosen on; on 2 held-out fold(s) tuned 0.969 vs "
+                    "current 1.000: keep the current settings (reports/tune/mil_best.yaml)")
+    _write(m / "tune_mil.json", base)  # a file from before round 25, or every fold searched: no check to give
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("tune mil")]
+    assert line == "tune mil: best auc 0.973 on the folds it was chosen on (reports/tune/mil_best.yaml)"
