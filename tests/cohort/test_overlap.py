@@ -28,7 +28,7 @@ def test_an_external_slide_with_a_training_slides_bytes_is_seen(tmp_path: Path, 
         cohort = CohortConfig(kind="cptac", source_dir=d, slide_dir=d, slide_sheet=d / "m.csv", default_mpp=0.5)
         ingest_cohort(name, cohort, QUIET, out_dir=d / "out")
     seen = seen_in_training(ext / "out", train / "out")
-    assert seen == {"E1": f"the same file as training slide T1 ({train / 't1.svs'})"}
+    assert seen == {"E1": ("file", f"the same file as training slide T1 ({train / 't1.svs'})")}
     assert overlap_summary(seen, 2, cohort="ext", training="train") == (
         "ext: 1 of 2 slide(s) left out of the external metrics, already in training cohort train (1 same file); listed "
         "per slide under seen_in_training in the metrics")

@@ -190,9 +190,10 @@ def external_metrics(
 
 
 def unseen_slides(paths: Paths, cohort: str, training: str, *, keep_training_patients: bool = False,
-                  ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """(``cohort``'s labelled manifest without the slides the model saw, {slide id: why left out}); refused when
-    every slide was seen. Evaluating the training cohort itself is allowed, and said to give training scores."""
+                  ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """(``cohort``'s labelled manifest without the slides the model saw, those slides as {slide_id, reason} rows);
+    refused when every slide was seen. Evaluating the training cohort itself is allowed, and said to give training
+    scores."""
     from histcode.cohort.overlap import overlap_summary, seen_in_training
     from histcode.io.manifest import LABELLED_COLUMNS, read_manifest
 
@@ -200,19 +201,20 @@ def unseen_slides(paths: Paths, cohort: str, training: str, *, keep_training_pat
     if cohort == training:
         log.warning("%s is the cohort the model was trained on: its scores are training scores, not an external "
                     "validation", cohort)
-        return manifest, {}
+        return manifest, []
     if not paths.slides_csv(training).is_file():
         log.warning("%s: cannot check that the model never saw these slides: no manifest of its training cohort "
                     "%s (%s)", cohort, training, paths.slides_csv(training))
-        return manifest, {}
+        return manifest, []
     seen = seen_in_training(paths.manifests(cohort), paths.manifests(training), patients=not keep_training_patients)
     if seen and len(seen) == len(manifest):
         raise RegistryError(f"every slide of {cohort} ({len(seen)}) was seen in training cohort {training}, e.g. "
-                            f"{next(iter(seen.values()))}: its evaluation would be a training score; check "
+                            f"{next(iter(seen.values()))[1]}: its evaluation would be a training score; check "
                             f"base.cohorts.{cohort} (slide_dir, sheet)")
     if seen:
         log.warning(overlap_summary(seen, len(manifest), cohort=cohort, training=training))
-    return manifest[~manifest["slide_id"].astype(str).isin(seen)], seen
+    rows = [{"slide_id": sid, "reason": why} for sid, (_, why) in sorted(seen.items())]
+    return manifest[~manifest["slide_id"].astype(str).isin(seen)], rows
 
 
 def evaluate_external(
@@ -284,8 +286,7 @@ def evaluate_external(
                  if seen else {})},
     ) as run:
         if seen:  # where a user of the UI finds which slides and why
-            tracking.log_dict({"training_cohort": training, "slides": [
-                {"slide_id": k, "reason": v} for k, v in sorted(seen.items())]}, "seen_in_training.json")
+            tracking.log_dict({"training_cohort": training, "slides": seen}, "seen_in_training.json")
         # attention for `histcode heatmap --cohort <external>`; never into the training cohort's DVC-owned folder
         own = bcfg.cohort(cohort).role == "external" and cohort != bcfg.train_cohort
         preds, scored = evaluate_cohort(fdir, manifest, mil, n_boot=0, seed=bcfg.seed,
@@ -300,7 +301,7 @@ def evaluate_external(
                                            n_bins=mil_cfg.ece_bins, calibration=subset, recalibration=recalibration)
         metrics.update(n_failed=scored["n_failed"], failures=scored["failures"], threshold_source=source,
                        model=ref, pooling=pooling, training_cohort=training, n_seen_in_training=float(len(seen)),
-                       seen_in_training=[{"slide_id": k, "reason": v} for k, v in sorted(seen.items())])
+                       seen_in_training=seen)
         for key in ("encoder_version", "mil_version"):
             if key in run_params:
                 metrics[key] = float(run_params[key])

@@ -167,8 +167,7 @@ def heldout_check(make_config: Callable[[dict[str, Any]], Any], evaluate_fold: F
         tuned, now = (score([h.result() for h in hs]) for hs in handles)
     else:
         tuned, now = (score([evaluate_fold(cfg, f) for f in held_out]) for cfg in configs)
-    better = tuned >= now if summary.direction == "maximize" else tuned <= now
-    holds = bool(better) if tuned == tuned and now == now else False
+    holds = bool(tuned >= now if summary.direction == "maximize" else tuned <= now)  # NaN on either side: False
     head = (f"On folds {held_out}, which the search never scored: tuned {objective} {tuned:.4f} vs the current "
             f"settings {now:.4f}")
     tail = ("the tuned settings hold up" if holds else
