@@ -117,23 +117,12 @@ def latest_contact_sheet_run(client):  # type: ignore[no-untyped-def]
     return None
 
 
-def latest_de_run(client):  # type: ignore[no-untyped-def]
-    """The newest evaluate_de run (it has the overall Wilcoxon against random), or None."""
-    exp = client.get_experiment_by_name(DE_EXPERIMENT)
-    if exp is None:
-        return None
-    runs = client.search_runs([exp.experiment_id], "metrics.wilcoxon_p >= 0",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
-
-
-def latest_run(client, experiment: str):  # type: ignore[no-untyped-def]
-    """The newest run of ``experiment`` that finished, or None."""
+def latest_run(client, experiment: str, where: str = "attributes.status = 'FINISHED'"):  # type: ignore[no-untyped-def]
+    """The newest run of ``experiment`` matching ``where`` (MLflow search syntax), or None."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs([exp.experiment_id], where, order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
 
@@ -224,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             run_url = f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}"
             errors += screenshot(chrome, f"{run_url}/artifacts/masks/contact_sheet_p01.jpg",
                                  args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
-        de = latest_de_run(client)
+        de = latest_run(client, DE_EXPERIMENT, "metrics.wilcoxon_p >= 0")  # evaluate_de: the tests vs random
         if de is None:
             print(f"skip DE run: no {DE_EXPERIMENT} run with metrics")
         else:
