@@ -9,6 +9,7 @@ pipeline output and is never committed). Files and keys are those declared in ``
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ class _Declared(dict):  # type: ignore[type-arg]
 
     def get(self, key: str, default: Any = None) -> Any:
         return super().get(self._check(key), default)
+
+    def matching(self, pattern: str) -> dict[str, Any]:
+        """The keys of one declared pattern (``failures/*/duplicate_*``) with their values."""
+        if pattern not in (*self.spec.required, *self.spec.optional):
+            raise KeyError(f"summary reads {pattern!r}, not declared for {self.spec.name} in histcode.tables."
+                           "METRICS_FILES")
+        return {k: v for k, v in self.items() if fnmatchcase(k, pattern)}
 
 
 def _load(reports: Path, family: str, cohort: str = "", problems: list[str] | None = None) -> _Declared:
@@ -80,6 +88,11 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             lines.append(f"slides {ingest_json.stem}: tumour vs normal confounded with tissue preparation "
                          f"({int(ing.get('slides_ffpe', 0))} FFPE (DX), {int(ing.get('slides_frozen', 0))} frozen "
                          f"(TS/BS/MS) slides): see base.cohorts.{ingest_json.stem}.preparation in the README")
+        copies = {" ".join(k.split("/")[1:]): int(v) for k, v in ing.matching("failures/*/duplicate_*").items()}
+        if copies:  # one file under two rows, or two files of one name: failures.csv names each row and the fix
+            lines.append(f"slides {ingest_json.stem}: rows left out as duplicates ("
+                         + ", ".join(f"{n} {k}" for k, n in sorted(copies.items()))
+                         + f"): see failures.csv beside slides.csv in data/manifests/{ingest_json.stem}")
         if ing.get("site_confounded"):  # the ingest log's warning has the counts
             lines.append(f"slides {ingest_json.stem}: the tissue source site alone predicts tumour vs normal with "
                          f"AUC {ing['site_only_auc']:.2f}: patient-level CV flatters; see mil.cv_groups: site in the "

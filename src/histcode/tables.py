@@ -97,7 +97,9 @@ METRICS_FILES: dict[str, MetricsFile] = {
     "ingest": MetricsFile("ingest/{cohort}", ("slides", "slides_tumour", "slides_normal", "patients", "failures"),
                           # what tissue preparation and source site say about the label (files from round 21 on)
                           ("slides_frozen", "slides_ffpe", "slides_preparation_unknown", "preparation_confounded",
-                           "sites", "sites_one_class", "site_only_auc", "site_confounded")),
+                           "sites", "sites_one_class", "site_only_auc", "site_confounded",
+                           # rows left out as copies of one file (round 25 on): failures/<table>/duplicate_<kind>
+                           "failures/*/duplicate_*")),
     "tile": MetricsFile("tile/{cohort}", ("n_slides", "n_done", "n_failed", "n_tiles"),
                         # slides tiled from a coarser scan (files from round 20 on); kept with unreadable regions
                         # (round 24 on)

@@ -251,3 +251,16 @@ def test_summary_says_whether_the_tuned_settings_held_up(reports: Path) -> None:
     _write(m / "tune_mil.json", base)  # a file from before round 25, or every fold searched: no check to give
     (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("tune mil")]
     assert line == "tune mil: best auc 0.973 on the folds it was chosen on (reports/tune/mil_best.yaml)"
+
+
+def test_summary_says_when_ingest_left_out_duplicates(reports: Path) -> None:
+    ing = {"slides": 10, "slides_tumour": 5, "slides_normal": 5, "patients": 5, "failures": 3}
+    _write(reports / "metrics" / "ingest" / "tcga_brca.json", ing)
+    assert not any("duplicates" in ln for ln in summary_lines(reports, reports / "figures", COHORTS))
+    _write(reports / "metrics" / "ingest" / "tcga_brca.json", {
+        **ing, "failures/slides/duplicate_conflict": 2, "failures/rnaseq/duplicate_file": 1,
+        "failures/slides/duplicate_file": 3, "failures/slides/missing_file": 4})
+    (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if "duplicates" in ln]
+    assert line == ("slides tcga_brca: rows left out as duplicates (1 rnaseq duplicate_file, 2 slides "
+                    "duplicate_conflict, 3 slides duplicate_file): see failures.csv beside slides.csv in "
+                    "data/manifests/tcga_brca")
