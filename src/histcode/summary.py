@@ -92,7 +92,7 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
         if copies:  # one file under two rows, or two files of one name: failures.csv names each row and the fix
             lines.append(f"slides {ingest_json.stem}: rows left out as duplicates ("
                          + ", ".join(f"{n} {k}" for k, n in sorted(copies.items()))
-                         + f"): see failures.csv beside slides.csv in data/manifests/{ingest_json.stem}")
+                         + "): see failures.csv beside the cohort's slides.csv")
         if ing.get("site_confounded"):  # the ingest log's warning has the counts
             lines.append(f"slides {ingest_json.stem}: the tissue source site alone predicts tumour vs normal with "
                          f"AUC {ing['site_only_auc']:.2f}: patient-level CV flatters; see mil.cv_groups: site in the "

@@ -262,5 +262,4 @@ def test_summary_says_when_ingest_left_out_duplicates(reports: Path) -> None:
         "failures/slides/duplicate_file": 3, "failures/slides/missing_file": 4})
     (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if "duplicates" in ln]
     assert line == ("slides tcga_brca: rows left out as duplicates (1 rnaseq duplicate_file, 2 slides "
-                    "duplicate_conflict, 3 slides duplicate_file): see failures.csv beside slides.csv in "
-                    "data/manifests/tcga_brca")
+                    "duplicate_conflict, 3 slides duplicate_file): see failures.csv beside the cohort's slides.csv")
