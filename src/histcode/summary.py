@@ -9,13 +9,12 @@ pipeline output and is never committed). Files and keys are those declared in ``
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from histcode.tables import CV_NAMES, METRICS_FILES, MetricsFile, one_class_auc
+from histcode.tables import CV_NAMES, METRICS_FILES, MetricsFile, key_matches, one_class_auc
 
 
 class _Declared(dict):  # type: ignore[type-arg]
@@ -44,7 +43,7 @@ class _Declared(dict):  # type: ignore[type-arg]
         if pattern not in (*self.spec.required, *self.spec.optional):
             raise KeyError(f"summary reads {pattern!r}, not declared for {self.spec.name} in histcode.tables."
                            "METRICS_FILES")
-        return {k: v for k, v in self.items() if fnmatchcase(k, pattern)}
+        return {k: v for k, v in self.items() if key_matches(k, pattern)}
 
 
 def _load(reports: Path, family: str, cohort: str = "", problems: list[str] | None = None) -> _Declared:

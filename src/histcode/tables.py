@@ -60,7 +60,7 @@ def table(family: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
     for one name part: ``*.auc`` matches ``clam_sb.auc``, not ``clam_sb.fold0.auc``."""
     out: dict[str, Any] = {}
     for pattern in TABLE_KEYS[family]:
-        for key in sorted(k for k in metrics if fnmatchcase(k, pattern) and k.count(".") == pattern.count(".")):
+        for key in sorted(k for k in metrics if key_matches(k, pattern)):
             v = metrics[key]
             if isinstance(v, int | float) and not isinstance(v, bool):
                 out[key] = round(float(v), 4) if isinstance(v, float) else v
@@ -80,14 +80,15 @@ class MetricsFile:
         return Path(reports_dir) / METRICS_DIR / f"{self.name.format(cohort=cohort)}.json"
 
     def declares(self, key: str) -> bool:
-        return any(_matches(key, p) for p in (*self.required, *self.optional))
+        return any(key_matches(key, p) for p in (*self.required, *self.optional))
 
     def missing(self, metrics: Mapping[str, Any]) -> list[str]:
         """The required patterns no key of ``metrics`` matches."""
-        return [p for p in self.required if not any(_matches(k, p) for k in metrics)]
+        return [p for p in self.required if not any(key_matches(k, p) for k in metrics)]
 
 
-def _matches(key: str, pattern: str) -> bool:
+def key_matches(key: str, pattern: str) -> bool:
+    """A metrics key against a declared pattern: ``*`` stands for one name part (``*.auc`` is not ``a.fold0.auc``)."""
     return fnmatchcase(key, pattern) and key.count(".") == pattern.count(".")
 
 
