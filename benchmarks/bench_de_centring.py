@@ -56,8 +56,8 @@ def main() -> None:
     from histcode.config import base, load_params, section
     from histcode.expression.config import ExpressionConfig
     from histcode.genes.config import de_config
-    from histcode.genes.methods import MethodSettings, Representations, cross_validate_method
-    from histcode.genes.run import load_de_data
+    from histcode.genes.methods import Representations, cross_validate_method
+    from histcode.genes.run import load_de_data, method_settings
     from histcode.metrics.de_stats import overall_null_test, top_share_k, top_share_mean
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,8 +78,7 @@ def main() -> None:
     thr = section(ExpressionConfig, "expression", params).log2_threshold
     torch.set_num_threads(cfg.threads)
     data = load_de_data(cfg, bcfg, cohort=args.cohort)
-    settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-                              inner_folds=cfg.inner_folds, log2_threshold=thr, seed=bcfg.seed)
+    settings = method_settings(cfg, bcfg.seed, thr)
     reps = Representations(data.inputs.patient_ids, data.inputs.x, data.summaries)
     result: dict[str, object] = {"cohort": data.cohort, "method": method, "n_patients": len(reps.patient_ids),
                                  "n_genes": len(data.targets.genes), "shuffles": args.shuffles, "seed": args.seed}

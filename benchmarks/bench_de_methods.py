@@ -72,9 +72,9 @@ def main() -> None:
     from histcode.evaluation.de_plots import plot_methods
     from histcode.expression.config import ExpressionConfig
     from histcode.genes.config import de_config
-    from histcode.genes.methods import MethodSettings, Representations, cross_validate_method
+    from histcode.genes.methods import Representations, cross_validate_method
     from histcode.genes.null import shuffled_cv_null
-    from histcode.genes.run import load_de_data
+    from histcode.genes.run import load_de_data, method_settings
     from histcode.paths import Paths
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,8 +97,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_de_data(cfg, bcfg, cohort=args.cohort)
     load_s = time.perf_counter() - t0
-    settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-                              inner_folds=cfg.inner_folds, log2_threshold=thr, seed=bcfg.seed)
+    settings = method_settings(cfg, bcfg.seed, thr)
     reps = Representations(data.inputs.patient_ids, data.inputs.x, data.summaries)
     frames, records, nulls = [], [], {}
     for method in args.methods:

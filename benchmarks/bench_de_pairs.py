@@ -58,8 +58,8 @@ def main() -> None:
     from histcode.expression.config import ExpressionConfig
     from histcode.genes.config import de_config
     from histcode.genes.folds import assign_folds
-    from histcode.genes.methods import MethodSettings, Representations, cross_validate_method
-    from histcode.genes.run import load_de_data
+    from histcode.genes.methods import Representations, cross_validate_method
+    from histcode.genes.run import load_de_data, method_settings
     from histcode.genes.summaries import SlideSummaries
     from histcode.io.truth import read_gene_effects, read_slide_truth
     from histcode.paths import Paths
@@ -91,8 +91,7 @@ def main() -> None:
         effect = read_gene_effects(gt).set_index("gene")["effect"] if synthetic else None
         ids = list(data.inputs.patient_ids)
         xt = truth_design(read_slide_truth(gt), data.inputs.slide_ids, ids) if synthetic else None
-        settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-                                  inner_folds=cfg.inner_folds, log2_threshold=thr, seed=bcfg.seed)
+        settings = method_settings(cfg, bcfg.seed, thr)
         genes = data.targets.genes
         for n in sorted(set(min(p, len(ids)) for p in args.pairs)):
             for d in range(args.draws if n < len(ids) else 1):

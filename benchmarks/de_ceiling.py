@@ -62,7 +62,8 @@ def ceiling(root: Path) -> list[dict]:
     from histcode.expression.config import ExpressionConfig
     from histcode.genes.config import de_config
     from histcode.genes.folds import assign_folds
-    from histcode.genes.methods import MethodSettings, Representations, cross_validate_method
+    from histcode.genes.methods import Representations, cross_validate_method
+    from histcode.genes.run import method_settings
     from histcode.genes.targets import read_targets
     from histcode.io.truth import read_gene_effects, read_patient_truth, read_slide_truth
     from histcode.paths import Paths
@@ -86,8 +87,7 @@ def ceiling(root: Path) -> list[dict]:
     folds = assign_folds(patients, cfg.n_folds, seed=bcfg.seed)
     fold = np.array([folds[p] for p in patients])
     thr = section(ExpressionConfig, "expression", params).log2_threshold
-    settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-                              inner_folds=cfg.inner_folds, log2_threshold=thr, seed=bcfg.seed)
+    settings = method_settings(cfg, bcfg.seed, thr)
     effect = effects["effect"]
     rows = []
     for name, x in (("slide_variables", sv), ("latents", z)):

@@ -40,12 +40,14 @@ TUNE_MIL = {
         "attn_hidden": {"choices": [4, 8]},
     },
 }
-TUNE_DE = {
-    "n_trials": 3, "timeout_s": None, "folds": None, "startup_trials": 2,
-    "space": {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True},
-              "weight_decay": {"low": 1.0e-5, "high": 1.0e-2, "log": True},
-              "epochs": {"low": 20, "high": 60, "step": 20}},
+TUNE_DE = {  # the registered method (de.method default summaries/rrr): its summaries' settings; fold 2 checks
+    "n_trials": 3, "timeout_s": None, "folds": 2, "startup_trials": 2,
+    "space": {"summary_pca_dim": {"choices": [2, 4]}, "n_prototypes": {"choices": [0, 3]},
+              "summary_center_slides": {"choices": [False, True]}},
 }
+HEADS_SPACE = {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True},
+               "weight_decay": {"low": 1.0e-5, "high": 1.0e-2, "log": True},
+               "epochs": {"low": 20, "high": 60, "step": 20}}
 
 
 def _write_h5(path: Path, datasets: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
-"""The DE study: its fold loop reproduces train_de's ``cross_validate`` exactly, and ``run_tune_de`` writes
-a valid ``de:`` params file with one nested MLflow run per trial."""
+"""The DE study tunes the DE model a user registers: its fold loop reproduces train_de's cross-validation of
+that method exactly, the search space may only name settings that change it, and ``run_tune_de`` writes a
+valid ``de:`` params file, checked on the folds it never searched, with one nested MLflow run per trial."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import mlflow
 import pytest
 import yaml
 
-from histcode.config import base, section
+from histcode.config import ConfigError, base, section
 from histcode.genes.config import DEConfig
+from histcode.genes.methods import Representations, cross_validate_method
 from histcode.genes.metrics import per_gene_metrics, summarise
+from histcode.genes.run import load_de_data as load_train_de_data
+from histcode.genes.run import method_settings
 from histcode.genes.train import cross_validate
 from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
 from histcode.tuning.space import overlay
 from histcode.tuning.stage import run_tune_de
 
-from .conftest import GENES, use_project
+from .conftest import GENES, HEADS_SPACE, use_project
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +31,40 @@ def de_project(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow):
     mp.undo()
 
 
-def test_fold_objective_matches_train_de_cross_validation(de_project) -> None:
+def _write_params(root, params: dict, **tune_de) -> None:
+    doc = {**params, "tune": {**params["tune"], "de": {**params["tune"]["de"], **tune_de}}}
+    (root / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_registered_method_fold_objective_matches_train_de(de_project) -> None:
+    """A trial that changes the summaries scores exactly what train_de reports for the registered method with
+    those settings, without re-reading a slide."""
     _, params = de_project
     bcfg, cfg = base(params), section(DEConfig, "de", params)
-    data = load_de_data(bcfg, cfg)
+    assert cfg.method == "summaries/rrr"
+    data = load_de_data(bcfg, cfg, cfg.method)
     assert data.genes == GENES and data.fold_ids == [0, 1, 2] and len(data.patient_ids) == 12
+    trial = overlay(cfg, {"summary_pca_dim": 3, "n_prototypes": 2, "summary_center_slides": True})
+    evaluate, score = de_fold_evaluator(data, seed=bcfg.seed, log2_threshold=1.5), de_score("pearson_r_mean")
+    outcomes = [evaluate(trial, k) for k in data.fold_ids]
+    ref = load_train_de_data(trial, bcfg)  # train_de's loader, reading the slides with the trial's settings
+    reps = Representations(ref.inputs.patient_ids, ref.inputs.x, ref.summaries)
+    preds, _ = cross_validate_method(trial.method, reps, ref.y_reg, ref.y_cls, ref.targets.genes, ref.folds,
+                                     method_settings(trial, bcfg.seed, 1.5))
+    expected = summarise(per_gene_metrics(preds.drop(columns="method")))["pearson_r_mean"]
+    assert score(outcomes) == pytest.approx(expected, abs=1e-12)
+    # the settings matter: the current ones score differently on the same folds
+    assert score([evaluate(cfg, k) for k in data.fold_ids]) != pytest.approx(expected, abs=1e-6)
+
+
+def test_paper_heads_fold_objective_matches_train_de_cross_validation(de_project) -> None:
+    _, params = de_project
+    bcfg, cfg = base(params), section(DEConfig, "de", params)
+    data = load_de_data(bcfg, cfg, "paper/heads")
     cfg = overlay(cfg, {"lr": 0.02, "weight_decay": 1e-4, "epochs": 40})
-    evaluate, score = de_fold_evaluator(data, seed=bcfg.seed), de_score("pearson_r_mean")
+    evaluate, score = de_fold_evaluator(data, seed=bcfg.seed, log2_threshold=1.5), de_score("pearson_r_mean")
     outcomes = [evaluate(cfg, k) for k in data.fold_ids]
-    ref, _ = cross_validate(data.x, data.y_reg, data.y_cls, data.patient_ids, data.genes, data.folds,
+    ref, _ = cross_validate(data.reps.paper, data.y_reg, data.y_cls, data.patient_ids, data.genes, data.folds,
                             lr=0.02, weight_decay=1e-4, epochs=40, seed=bcfg.seed, progress=False)
     expected = summarise(per_gene_metrics(ref))["pearson_r_mean"]
     assert score(outcomes) == pytest.approx(expected, abs=1e-12)
@@ -44,25 +73,51 @@ def test_fold_objective_matches_train_de_cross_validation(de_project) -> None:
     assert expected > 0.05
 
 
-def test_run_tune_de_writes_best_de_section_and_nested_runs(de_project) -> None:
+def test_run_tune_de_tunes_the_registered_method_and_checks_it_on_an_unsearched_fold(de_project) -> None:
     root, params = de_project
+    _write_params(root, params)
     result = run_tune_de("params.yaml")
     s = result.summary
     assert (s.n_trials, s.n_complete) == (3, 3) and s.objective == "pearson_r_mean"
     assert (root / "optuna/tune_de.db").is_file()
-    loaded = yaml.safe_load(result.best_path.read_text())
-    cfg = section(DEConfig, "de", loaded)
+    text = result.best_path.read_text()
+    cfg = section(DEConfig, "de", yaml.safe_load(text))
     assert cfg == overlay(section(DEConfig, "de", params), s.best_params)
-    assert cfg.epochs in (20, 40, 60) and cfg.top_l == 5
-    assert result.command.startswith("dvc exp run -S de.lr=")
-    # tune.de.folds: null searches every fold: no fold is left to check the choice, and the file says so
-    assert result.check.holds is None and result.check.metrics() == {"heldout_folds": 0}
-    assert "Every fold was searched, so pearson_r_mean" in result.best_path.read_text()
+    assert set(s.best_params) == {"summary_pca_dim", "n_prototypes", "summary_center_slides"}
+    assert cfg.method == "summaries/rrr" and cfg.lr == params["de"]["lr"]
+    assert result.command.startswith("dvc exp run -S de.summary_pca_dim=") and "de.method" not in result.command
+    # folds 0-1 searched, fold 2 judges the best trial against the current settings
+    assert result.check.folds == [2] and result.check.holds is not None
+    assert result.check.metrics()["heldout_folds"] == 1
+    assert "On folds [2], which the search never scored" in text
     client = mlflow.MlflowClient()
     children = client.search_runs(
         [client.get_experiment_by_name("histcode/tune").experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
     )
     assert len(children) == 3 and all(r.data.tags["histcode.stage"] == "tune_de" for r in children)
+    assert all(r.data.tags["method"] == "summaries/rrr" for r in children)
     best = next(r for r in children if r.data.tags["optuna.trial"] == str(s.best_trial))
     assert best.data.metrics["pearson_r_mean"] == pytest.approx(s.best_value)
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    (HEADS_SPACE, "['lr', 'weight_decay', 'epochs'] do not change DE method summaries/rrr; search "
+                  "['summary_pca_dim', 'n_prototypes', 'summary_center_slides', 'summary_quantiles', 'inner_folds']"),
+    ({"top_l": {"choices": [3, 5]}}, "['top_l'] fix which tiles DE method paper/heads reads from every slide"),
+])
+def test_a_space_that_cannot_change_the_tuned_method_is_refused(de_project, space, message) -> None:
+    root, params = de_project
+    _write_params(root, params, space=space, method="paper/heads" if "top_l" in space else None)
+    with pytest.raises(ConfigError, match=f"^tune.de.space: {message.replace('[', '.').replace(']', '.')}"):
+        run_tune_de("params.yaml")
+
+
+def test_tuning_another_method_writes_it_into_the_apply_command(de_project) -> None:
+    """Tuning the paper's heads beside a registered summaries model: applying the file registers the heads."""
+    root, params = de_project
+    _write_params(root, params, space=HEADS_SPACE, method="paper/heads", folds=None)
+    result = run_tune_de("params.yaml", n_trials=2)
+    assert "-S de.method=paper/heads" in result.command and "-S de.lr=" in result.command
+    assert section(DEConfig, "de", yaml.safe_load(result.best_path.read_text())).method == "paper/heads"
+    assert result.check.holds is None and "Every fold was searched" in result.best_path.read_text()

@@ -13,6 +13,7 @@ A method is named ``<representation>/<model>``:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +23,22 @@ import pandas as pd
 import torch
 
 from histcode.genes.linear import LINEAR_MODELS, LinearFit, de_probability, fit_linear
-from histcode.genes.summaries import SlideSummaries, SummaryTransform
+from histcode.genes.summaries import SlideSummaries, SummarySettings, SummaryTransform
 from histcode.genes.train import fit_de_model, long_predictions
 
 REPRESENTATIONS = ("paper", "summaries")
 MODELS = ("heads", *LINEAR_MODELS)
 PAPER_METHOD = "paper/heads"
+
+# ``de`` keys each part of a method reads once its inputs are loaded, so a study can change them per trial
+SETTING_KEYS: dict[str, tuple[str, ...]] = {
+    "paper": (),
+    "summaries": ("summary_pca_dim", "n_prototypes", "summary_center_slides", "summary_quantiles"),
+    "heads": ("lr", "weight_decay", "epochs"),
+    **{m: ("inner_folds",) for m in LINEAR_MODELS},
+}
+# ``de`` keys a method also depends on that are fixed when its inputs are read from the slides' files
+INPUT_KEYS: dict[str, tuple[str, ...]] = {"paper": ("top_l", "bottom_l"), "summaries": ("summary_max_tiles",)}
 
 
 def parse_method(method: str) -> tuple[str, str]:
@@ -39,6 +50,27 @@ def parse_method(method: str) -> tuple[str, str]:
     return rep, model
 
 
+def method_keys(method: str) -> tuple[str, ...]:
+    """The ``de`` keys that change ``method``'s predictions once its inputs are loaded (what a study may
+    search)."""
+    rep, model = parse_method(method)
+    return (*SETTING_KEYS[rep], *SETTING_KEYS[model])
+
+
+def check_searchable(method: str, keys: Sequence[str], where: str) -> None:
+    """ValueError naming ``keys`` that cannot change ``method`` per trial, and what to search instead."""
+    rep, _ = parse_method(method)
+    searchable = method_keys(method)
+    inputs = [k for k in keys if k in INPUT_KEYS[rep]]
+    if inputs:
+        raise ValueError(f"{where}: {inputs} fix which tiles DE method {method} reads from every slide, so a trial "
+                         f"cannot change them; search {list(searchable)}, or set them in `de` and rerun")
+    idle = [k for k in keys if k not in searchable]
+    if idle:
+        raise ValueError(f"{where}: {idle} do not change DE method {method}; search {list(searchable)}, or tune "
+                         "the method these keys belong to (tune.de.method)")
+
+
 @dataclass
 class Representations:
     """The inputs every method draws from, for the same patients in the same order."""
@@ -48,6 +80,16 @@ class Representations:
     summaries: SlideSummaries | None
     _fitted: dict[tuple[str, bytes, int], tuple[np.ndarray, SummaryTransform | None, float]] = field(
         default_factory=dict, repr=False)
+
+    def with_summary_settings(self, settings: SummarySettings) -> Representations:
+        """The same patients and tiles summarised with other ``settings`` (nothing re-read; its own fit cache).
+        ``max_tiles`` is fixed by the tiles already sampled."""
+        if self.summaries is None or settings == self.summaries.settings:
+            return self
+        if settings.max_tiles != self.summaries.settings.max_tiles:
+            raise ValueError(f"summary_max_tiles {settings.max_tiles}: the slides were sampled with "
+                             f"{self.summaries.settings.max_tiles} tiles each; reload them to change it")
+        return Representations(self.patient_ids, self.paper, dataclasses.replace(self.summaries, settings=settings))
 
     def design(self, rep: str, train: np.ndarray, seed: int) -> tuple[np.ndarray, SummaryTransform | None]:
         """X (P, F) for all patients, with every fitted part fitted on ``train`` patients only."""
@@ -99,33 +141,52 @@ def fit_predict(model: str, x_train: np.ndarray, y_train: np.ndarray, c_train: n
     return pred, de_probability(pred, fit.y_scale, s.log2_threshold), fit
 
 
+@dataclass(frozen=True)
+class FoldResult:
+    """One outer fold of a method: held-out predictions (long format), penalties chosen, design width, seconds."""
+
+    predictions: pd.DataFrame
+    chosen: dict[str, float] | None
+    n_features: int
+    seconds: float
+
+
+def fold_predictions(method: str, reps: Representations, y_reg: np.ndarray, y_cls: np.ndarray,
+                     genes: Sequence[str], fold_arr: np.ndarray, k: int, s: MethodSettings) -> FoldResult:
+    """Fold ``k`` of ``method``: fitted on the patients of other folds (seed ``s.seed + k``), predicted on fold
+    ``k``'s. The one fold loop of train_de's CV and of the DE study."""
+    rep, model = parse_method(method)
+    test = fold_arr == k
+    if (~test).sum() < 3:
+        raise ValueError(f"fold {k}: fewer than 3 training patients; use fewer folds (de.n_folds)")
+    x, _, fit_s = reps.timed_design(rep, ~test, s.seed + k)
+    t0 = time.perf_counter()
+    pred, prob, fitted = fit_predict(model, x[~test], y_reg[~test], y_cls[~test], x[test], genes, s, s.seed + k)
+    seconds = fit_s + time.perf_counter() - t0
+    ids = [p for p, t in zip(reps.patient_ids, test, strict=True) if t]
+    frame = long_predictions(ids, genes, k, y_reg[test], pred, y_cls[test], prob)
+    return FoldResult(frame, fitted.chosen if isinstance(fitted, LinearFit) else None, int(x.shape[1]), seconds)
+
+
+def patient_fold_array(reps: Representations, folds: Mapping[str, int]) -> np.ndarray:
+    """Each patient's outer fold, in ``reps.patient_ids`` order."""
+    return np.array([int(folds[str(p)]) for p in reps.patient_ids])
+
+
 def cross_validate_method(method: str, reps: Representations, y_reg: np.ndarray, y_cls: np.ndarray,
                           genes: Sequence[str], folds: Mapping[str, int], s: MethodSettings) -> tuple[pd.DataFrame,
                                                                                                       dict]:
     """Held-out predictions of ``method`` for every patient (fold k: seed ``s.seed + k``) and a record
     ``{method, seconds, chosen penalties per fold}``."""
     rep, model = parse_method(method)
-    ids = reps.patient_ids
-    fold_arr = np.array([int(folds[str(p)]) for p in ids])
-    frames, chosen = [], []
-    seconds = 0.0
-    for k in sorted(set(fold_arr.tolist())):
-        test = fold_arr == k
-        if (~test).sum() < 3:
-            raise ValueError(f"fold {k}: fewer than 3 training patients; use fewer folds (de.n_folds)")
-        x, _, fit_s = reps.timed_design(rep, ~test, s.seed + k)
-        seconds += fit_s
-        t0 = time.perf_counter()
-        pred, prob, fitted = fit_predict(model, x[~test], y_reg[~test], y_cls[~test], x[test], genes, s, s.seed + k)
-        if isinstance(fitted, LinearFit):
-            chosen.append(fitted.chosen)
-        seconds += time.perf_counter() - t0
-        frames.append(long_predictions([p for p, t in zip(ids, test, strict=True) if t], genes, k, y_reg[test],
-                                       pred, y_cls[test], prob))
-    out = pd.concat(frames, ignore_index=True)
+    fold_arr = patient_fold_array(reps, folds)
+    results = [fold_predictions(method, reps, y_reg, y_cls, genes, fold_arr, k, s)
+               for k in sorted(set(fold_arr.tolist()))]
+    out = pd.concat([r.predictions for r in results], ignore_index=True)
     out.insert(0, "method", method)
-    record = {"method": method, "representation": rep, "model": model, "seconds": seconds,
-              "n_features": int(x.shape[1])}
+    chosen = [r.chosen for r in results if r.chosen is not None]
+    record = {"method": method, "representation": rep, "model": model,
+              "seconds": float(sum(r.seconds for r in results)), "n_features": results[-1].n_features}
     for key in sorted({k for c in chosen for k in c}):
         record[f"chosen_{key}"] = float(np.median([c[key] for c in chosen if key in c]))
     return out, record

@@ -78,14 +78,25 @@ class DEData:
     summaries: SlideSummaries | None = None
 
 
+def summary_settings(cfg: DEConfig) -> SummarySettings:
+    """The ``summaries`` representation's settings from the ``de`` section."""
+    return SummarySettings(pca_dim=cfg.summary_pca_dim, quantiles=tuple(cfg.summary_quantiles),
+                           n_prototypes=cfg.n_prototypes, max_tiles=cfg.summary_max_tiles,
+                           center_slides=cfg.summary_center_slides)
+
+
+def method_settings(cfg: DEConfig, seed: int, log2_threshold: float) -> MethodSettings:
+    """The DE models' training settings from the ``de`` section (heads: lr/weight_decay/epochs; linear: inner
+    folds)."""
+    return MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs, inner_folds=cfg.inner_folds,
+                          log2_threshold=log2_threshold, seed=seed)
+
+
 def load_summaries(cfg: DEConfig, inputs: DEInputs, feats_dir: Path, seed: int) -> SlideSummaries:
     """All-tile summaries of each patient's DE slide (the same slide the paper inputs came from)."""
     slides = inputs.slide_ids
     bags = [read_bag(feats_dir / f"{slides[p]}.h5")[0] for p in inputs.patient_ids]
-    settings = SummarySettings(pca_dim=cfg.summary_pca_dim, quantiles=tuple(cfg.summary_quantiles),
-                               n_prototypes=cfg.n_prototypes, max_tiles=cfg.summary_max_tiles,
-                               center_slides=cfg.summary_center_slides)
-    return summaries_from_bags(inputs.patient_ids, bags, settings, seed)
+    return summaries_from_bags(inputs.patient_ids, bags, summary_settings(cfg), seed)
 
 
 def load_de_data(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None) -> DEData:
@@ -136,8 +147,7 @@ def train_de(cfg: DEConfig, base_cfg: BaseConfig, *, cohort: str | None = None,
     y_reg, y_cls, feats_dir = data.y_reg, data.y_cls, data.feats_dir
     paths = Paths.from_base(base_cfg)
     n_ok = len(inputs.patient_ids)
-    settings = MethodSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-                              inner_folds=cfg.inner_folds, log2_threshold=log2_threshold, seed=base_cfg.seed)
+    settings = method_settings(cfg, base_cfg.seed, log2_threshold)
     reps = Representations(inputs.patient_ids, inputs.x, data.summaries)
     frames, records = [], []
     for method in cfg.all_methods:

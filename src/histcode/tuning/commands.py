@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
         timeout_s: float = TIMEOUT,
         resume: bool = RESUME,
     ) -> None:
-        """Tune de.lr/weight_decay/epochs of the per-gene heads (mean held-out Pearson over genes)."""
+        """Tune the registered DE model (tune.de.method, null = de.method) on train_de's folds: the de keys in
+        tune.de.space that change it (summaries/*: PCA width, prototypes, centring; */heads: lr, weight_decay,
+        epochs). The folds left out of tune.de.folds check the best trial against the current settings."""
         from histcode.tuning.stage import run_tune_de
 
         _report(run_tune_de(params, cohort=cohort, n_trials=n_trials, timeout_s=timeout_s, resume=resume))

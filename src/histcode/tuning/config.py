@@ -62,10 +62,12 @@ def _mil_space() -> dict[str, ParamSpec]:
 
 
 def _de_space() -> dict[str, ParamSpec]:
+    """What changes the default registered DE method (``summaries/rrr``): its slide summaries' PCA width, prototype
+    count and centring (rrr's penalty and rank are chosen by its own nested CV)."""
     return {
-        "lr": ParamSpec(1e-4, 3e-2, log=True),
-        "weight_decay": ParamSpec(1e-5, 1e-1, log=True),
-        "epochs": ParamSpec(50, 400, step=50),
+        "summary_pca_dim": ParamSpec(choices=[8, 16, 32]),
+        "n_prototypes": ParamSpec(choices=[0, 8, 16, 32]),
+        "summary_center_slides": ParamSpec(choices=[False, True]),
     }
 
 
@@ -146,19 +148,29 @@ class MilTuneConfig(StudySettings):
 
 @dataclass(frozen=True)
 class DeTuneConfig(StudySettings):
-    """``tune.de``: the objective is a summary of the per-gene held-out metrics of the pooled fold
-    predictions (``pearson_r_mean``: mean Pearson over panel genes, as train_de reports it)."""
+    """``tune.de``: tunes DE method ``method`` (null: ``de.method``, the registered one); the objective is a
+    summary of the per-gene held-out metrics of the pooled fold predictions (``pearson_r_mean``: mean Pearson
+    over panel genes, as train_de reports it). ``space`` may only name keys that change that method
+    (``histcode.genes.methods.method_keys``), checked when the study starts."""
 
     target: ClassVar[type] = DEConfig
     study: str = "tune_de"
     n_trials: int = 6
     timeout_s: float | None = None
-    folds: int | None = None
+    folds: int | None = 3
+    method: str | None = None
     objective: Literal["pearson_r_mean", "pearson_r_median", "spearman_r_mean", "mse_mean"] = "pearson_r_mean"
     space: dict[str, ParamSpec] = field(default_factory=_de_space)
 
     def __post_init__(self) -> None:
         self._check("tune.de")
+        if self.method is not None:
+            from histcode.genes.methods import parse_method
+
+            try:
+                parse_method(self.method)
+            except ValueError as exc:
+                raise ConfigError(f"tune.de.method: {exc}") from None
 
     @property
     def direction(self) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from histcode import tracking
-from histcode.config import ProjectConfig, section, to_dict
+from histcode.config import ConfigError, ProjectConfig, section, to_dict
 from histcode.cpus import torch_threads
 from histcode.prologue import Stage, open_stage
 from histcode.tuning.best import best_section, dvc_set_command, write_best
@@ -92,7 +92,10 @@ def _run_study(
     extras: Callable[[list[FoldOutcome]], dict[str, float]] | None = None,
     tags: dict[str, str] | None = None,
     submit_fold: FoldSubmitter | None = None,
+    applied: dict[str, Any] | None = None,
 ) -> TuneResult:
+    """One study; ``applied``: keys written with the best values (the DE method tuned when it is not the
+    registered one, so applying the file registers what was tuned)."""
     seed, paths = stage.seed, stage.paths
     objective = settings.objective
     study = open_study(settings, tcfg.storage_dir, seed=seed, direction=settings.direction)
@@ -126,8 +129,9 @@ def _run_study(
         study.optimize(cv, n_trials=settings.n_trials, timeout=settings.timeout_s, catch=CAUGHT)
         summary = summarize(study, objective)
         check = heldout_check(make_config, evaluate_fold, score, summary, held_out, submit_fold)
-        command = dvc_set_command(family, summary.best_params)
-        full = best_section(current, summary.best_params, family)
+        chosen = {**summary.best_params, **(applied or {})}
+        command = dvc_set_command(family, chosen)
+        full = best_section(current, chosen, family)
         best_path = write_best(
             paths.tune_best(family),
             family,
@@ -240,10 +244,12 @@ def run_tune_de(
     timeout_s: float | None = None,
     resume: bool | None = None,
 ) -> TuneResult:
-    """Tune the ``de`` section's head training (lr, weight_decay, epochs) on train_de's inputs and folds."""
+    """Tune DE method ``tune.de.method`` (null: ``de.method``, the registered model) on train_de's inputs and
+    folds: the keys of ``tune.de.space`` that change it (summaries, heads or inner folds)."""
     import torch
 
     from histcode.genes.config import DEConfig, de_config
+    from histcode.genes.methods import check_searchable
     from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
     from histcode.tuning.mil_objective import trial_folds
 
@@ -251,9 +257,16 @@ def run_tune_de(
     params, bcfg, dcfg = stage.params, stage.base, stage.cfg
     tcfg = _tune_config(params)
     settings = _with_overrides(tcfg.de, n_trials=n_trials, timeout_s=timeout_s, resume=resume)
+    method = settings.method or dcfg.method
+    try:
+        check_searchable(method, list(settings.space), "tune.de.space")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     torch.set_num_threads(torch_threads(dcfg.threads, "tune de"))
-    data = load_de_data(bcfg, de_config(params), cohort)  # attention_model resolved; dcfg stays as written
+    data = load_de_data(bcfg, de_config(params), method, cohort)  # attention_model resolved; dcfg as written
     searched = trial_folds(len(data.fold_ids), settings.folds, "tune.de.folds")
+    log.info("tune de: method %s (%s), searching %s", method,
+             "de.method" if method == dcfg.method else f"not de.method {dcfg.method}", sorted(settings.space))
     return _run_study(
         stage,
         family="de",
@@ -261,10 +274,13 @@ def run_tune_de(
         settings=settings,
         current=dcfg,
         trial_layers=[{"progress": False}, settings.fixed],
-        evaluate_fold=de_fold_evaluator(data, seed=bcfg.seed),
+        evaluate_fold=de_fold_evaluator(data, seed=bcfg.seed,
+                                        log2_threshold=ProjectConfig.load(params).de_log2_threshold),
         score=de_score(settings.objective),
         folds=[data.fold_ids[i] for i in searched],
         held_out=[data.fold_ids[i] for i in range(len(data.fold_ids)) if i not in searched],
         cohort=data.cohort,
         inputs=data.inputs,
+        tags={"method": method},
+        applied={"method": method} if method != dcfg.method else None,
     )
