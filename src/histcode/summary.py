@@ -64,6 +64,20 @@ def _ci(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else f"{m[key]:.3f}"
 
 
+def _tune_line(reports: Path, family: str, problems: list[str]) -> str | None:
+    """The ``family`` study's best value, which flatters (best of its trials on the folds it was chosen on), and
+    what the folds it never searched say about applying it (README, Optuna); None without a study."""
+    tune = _load(reports, f"tune_{family}", problems=problems)
+    if not tune:
+        return None
+    line = f"tune {family}: best {tune['objective']} {tune['best_value']:.3f} on the folds it was chosen on"
+    if tune.get("heldout_folds"):
+        keep = "apply them" if tune.get("heldout_holds") else "keep the current settings"
+        line += (f"; on {int(tune['heldout_folds'])} held-out fold(s) tuned {tune['heldout_tuned']:.3f} vs "
+                 f"current {tune['heldout_current']:.3f}: {keep}")
+    return line + f" (reports/tune/{family}_best.yaml)"
+
+
 def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None = None,
                   problems: list[str] | None = None) -> list[str]:
     """Human-readable lines summarising tiling, pretraining, MIL, DE and external validation.
@@ -129,15 +143,7 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
             sub = {key: mil[f"{p}.{key}"] for key in ("auc", "accuracy", "balanced_accuracy") if f"{p}.{key}" in mil}
             lines.append(f"  {p:16s} AUC {_ci(sub, 'auc')}  accuracy {_ci(sub, 'accuracy')}  "
                          f"balanced acc {_ci(sub, 'balanced_accuracy')}")
-    tune = _load(reports, "tune_mil", problems=problems)
-    if tune:  # the best trial flatters; the held-out folds say whether applying it pays (README, Optuna)
-        objective = tune["objective"]
-        line = f"tune mil: best {objective} {tune['best_value']:.3f} on the folds it was chosen on"
-        if tune.get("heldout_folds"):
-            keep = "apply them" if tune.get("heldout_holds") else "keep the current settings"
-            line += (f"; on {int(tune['heldout_folds'])} held-out fold(s) tuned {tune['heldout_tuned']:.3f} vs "
-                     f"current {tune['heldout_current']:.3f}: {keep}")
-        lines.append(line + " (reports/tune/mil_best.yaml)")
+    lines += [line for family in ("mil", "de") if (line := _tune_line(reports, family, problems))]
     att = _load(reports, "mil_attention", problems=problems)
     if att:
         primary = str(mil.get("primary_pooling", "")) if mil else ""

@@ -120,6 +120,9 @@ METRICS_FILES: dict[str, MetricsFile] = {
     "tune_mil": MetricsFile("tune_mil", ("objective", "direction", "best_value", "n_complete"),
                             # the settings scored on the folds the search never scored (round 25 on)
                             ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds")),
+    # `histcode tune de` (no DVC stage): the registered DE model's study, same keys
+    "tune_de": MetricsFile("tune_de", ("objective", "direction", "best_value", "n_complete"),
+                           ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds")),
     "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
                         ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)
