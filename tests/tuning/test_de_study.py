@@ -113,6 +113,14 @@ def test_a_space_that_cannot_change_the_tuned_method_is_refused(de_project, spac
         run_tune_de("params.yaml")
 
 
+def test_a_fixed_key_the_trials_would_ignore_is_refused(de_project) -> None:
+    """The slides are read once with the de section's top_l, so a fixed top_l would change nothing."""
+    root, params = de_project
+    _write_params(root, params, space=HEADS_SPACE, method="paper/heads", fixed={"top_l": 3, "progress": False})
+    with pytest.raises(ConfigError, match=r"^tune.de.fixed: \['top_l'\] fix which tiles DE method paper/heads"):
+        run_tune_de("params.yaml")
+
+
 def test_tuning_another_method_writes_it_into_the_apply_command(de_project) -> None:
     """Tuning the paper's heads beside a registered summaries model: applying the file registers the heads."""
     root, params = de_project

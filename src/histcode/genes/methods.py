@@ -57,8 +57,9 @@ def method_keys(method: str) -> tuple[str, ...]:
     return (*SETTING_KEYS[rep], *SETTING_KEYS[model])
 
 
-def check_searchable(method: str, keys: Sequence[str], where: str) -> None:
-    """ValueError naming ``keys`` that cannot change ``method`` per trial, and what to search instead."""
+def check_searchable(method: str, keys: Sequence[str], where: str, *, must_change: bool = True) -> None:
+    """ValueError naming ``keys`` that cannot change ``method`` per trial, and what to search instead
+    (``must_change`` False: only keys a trial cannot change, e.g. a study's fixed budget)."""
     rep, _ = parse_method(method)
     searchable = method_keys(method)
     inputs = [k for k in keys if k in INPUT_KEYS[rep]]
@@ -66,7 +67,7 @@ def check_searchable(method: str, keys: Sequence[str], where: str) -> None:
         raise ValueError(f"{where}: {inputs} fix which tiles DE method {method} reads from every slide, so a trial "
                          f"cannot change them; search {list(searchable)}, or set them in `de` and rerun")
     idle = [k for k in keys if k not in searchable]
-    if idle:
+    if idle and must_change:
         raise ValueError(f"{where}: {idle} do not change DE method {method}; search {list(searchable)}, or tune "
                          "the method these keys belong to (tune.de.method)")
 

@@ -260,6 +260,7 @@ def run_tune_de(
     method = settings.method or dcfg.method
     try:
         check_searchable(method, list(settings.space), "tune.de.space")
+        check_searchable(method, list(settings.fixed), "tune.de.fixed", must_change=False)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     torch.set_num_threads(torch_threads(dcfg.threads, "tune de"))
