@@ -12,9 +12,12 @@ from histcode.config import ConfigError, base, section
 from histcode.genes.config import DEConfig
 from histcode.genes.methods import Representations, cross_validate_method
 from histcode.genes.metrics import per_gene_metrics, summarise
+from histcode.genes.null import shuffled_cv_null
 from histcode.genes.run import load_de_data as load_train_de_data
 from histcode.genes.run import method_settings
 from histcode.genes.train import cross_validate
+from histcode.metrics.de_stats import columnwise_pearson, matrices, null_matrix, overall_null_test
+from histcode.tuning.config import TuneConfig
 from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
 from histcode.tuning.space import overlay
 from histcode.tuning.stage import run_tune_de
@@ -89,7 +92,7 @@ def test_run_tune_de_tunes_the_registered_method_and_checks_it_on_an_unsearched_
     # folds 0-1 searched, fold 2 judges the best trial against the current settings
     assert result.check.folds == [2] and result.check.holds is not None
     assert result.check.metrics()["heldout_folds"] == 1
-    assert "On folds [2], which the search never scored" in text
+    assert "On folds [2] (4 held-out patients), which the search never scored" in text
     client = mlflow.MlflowClient()
     children = client.search_runs(
         [client.get_experiment_by_name("histcode/tune").experiment_id],
@@ -129,3 +132,26 @@ def test_tuning_another_method_writes_it_into_the_apply_command(de_project) -> N
     assert "-S de.method=paper/heads" in result.command and "-S de.lr=" in result.command
     assert section(DEConfig, "de", yaml.safe_load(result.best_path.read_text())).method == "paper/heads"
     assert result.check.holds is None and "Every fold was searched" in result.best_path.read_text()
+
+
+def test_cv_null_objective_is_evaluate_des_calibrated_test_of_the_trial(de_project) -> None:
+    """cv_null_z over every fold = the overall test evaluate_de reports: the trial's pooled r against the same
+    trial cross-validated on train_de's shuffled targets (same permutations)."""
+    _, params = de_project
+    bcfg, cfg = base(params), section(DEConfig, "de", params)
+    data = load_de_data(bcfg, cfg, cfg.method)
+    evaluate = de_fold_evaluator(data, seed=bcfg.seed, log2_threshold=1.5, n_shuffles=4)
+    outcomes = [evaluate(cfg, k) for k in data.fold_ids]
+    settings = method_settings(cfg, bcfg.seed, 1.5)
+    preds, _ = cross_validate_method(cfg.method, data.reps, data.y_reg, data.y_cls, data.genes, data.folds, settings)
+    null = shuffled_cv_null(cfg.method, data.reps, data.y_reg, data.y_cls, data.genes, data.folds, settings,
+                            n_shuffles=4, seed=bcfg.seed)
+    truth, guess, _ = matrices(preds.drop(columns="method"))
+    observed = columnwise_pearson(truth.to_numpy(), guess.to_numpy())
+    expected = overall_null_test(observed, null_matrix(null, list(truth.columns)))
+    assert de_score("cv_null_z")(outcomes) == pytest.approx(expected["cv_null_overall_z"], abs=1e-9)
+    assert de_score("cv_null_top_z")(outcomes) == pytest.approx(expected["cv_null_overall_top_z"], abs=1e-9)
+    # the plain objectives read the unshuffled run only
+    assert de_score("pearson_r_mean")(outcomes) == pytest.approx(float(observed.mean()), abs=1e-12)
+    with pytest.raises(ConfigError, match=r"tune\.de\.null_shuffles: objective cv_null_z needs >= 2"):
+        section(TuneConfig, "tune", {"tune": {"de": {"objective": "cv_null_z", "null_shuffles": 1}}})

@@ -125,14 +125,19 @@ def test_the_fold_the_search_never_scored_judges_the_tuned_settings(study_runs) 
     data = load_mil_data(params, bcfg, mcfg)
     fixed = yaml.safe_load(Path("params.yaml").read_text())["tune"]["mil"].get("fixed", {})
     pooling = {"pooling": mcfg.pooling}
-    expected = [run_fold(data.manifest, data.bags, data.splits, 2, mcfg.pooling,
-                         overlay(mcfg, TRIAL_DEFAULTS, pooling, fixed, values), in_dim=data.in_dim,
-                         seed=bcfg.seed).metrics["auc"] for values in (first.summary.best_params, {})]
+    folds = [run_fold(data.manifest, data.bags, data.splits, 2, mcfg.pooling,
+                      overlay(mcfg, TRIAL_DEFAULTS, pooling, fixed, values), in_dim=data.in_dim,
+                      seed=bcfg.seed).metrics for values in (first.summary.best_params, {})]
+    expected = [m["auc"] for m in folds]
     check = first.check
     assert check.folds == [2] and (check.tuned, check.current) == pytest.approx(expected, abs=1e-12)
     assert check.holds == (expected[0] >= expected[1])
-    assert check.verdict.startswith(f"On folds [2], which the search never scored: tuned auc {expected[0]:.4f} vs "
-                                    f"the current settings {expected[1]:.4f}: the tuned settings ")
+    n_test = int(folds[0]["n_test"])  # the verdict says what it rests on
+    test_patients = set(data.splits.query("fold == 2 and split == 'test'")["patient_id"])
+    assert n_test == data.manifest["patient_id"].isin(test_patients).sum() > 0
+    assert check.verdict.startswith(f"On folds [2] ({n_test} held-out slides), which the search never scored: "
+                                    f"tuned auc {expected[0]:.4f} vs the current settings {expected[1]:.4f}: the "
+                                    "tuned settings ")
     metrics = json.loads(Path("reports/metrics/tune_mil.json").read_text())
     assert (metrics["heldout_folds"], metrics["heldout_tuned"], metrics["heldout_holds"]) == (
         1, check.tuned, int(check.holds))

@@ -150,8 +150,10 @@ class MilTuneConfig(StudySettings):
 class DeTuneConfig(StudySettings):
     """``tune.de``: tunes DE method ``method`` (null: ``de.method``, the registered one); the objective is a
     summary of the per-gene held-out metrics of the pooled fold predictions (``pearson_r_mean``: mean Pearson
-    over panel genes, as train_de reports it). ``space`` may only name keys that change that method
-    (``histcode.genes.methods.method_keys``), checked when the study starts."""
+    over panel genes, as train_de reports it), or ``cv_null_z`` / ``cv_null_top_z``: the z of that mean (of the
+    top tenth of genes) against ``null_shuffles`` runs of the same trial on targets shuffled across patients.
+    ``space`` may only name keys that change that method (``histcode.genes.methods.method_keys``), checked when
+    the study starts."""
 
     target: ClassVar[type] = DEConfig
     study: str = "tune_de"
@@ -159,11 +161,16 @@ class DeTuneConfig(StudySettings):
     timeout_s: float | None = None
     folds: int | None = 3
     method: str | None = None
-    objective: Literal["pearson_r_mean", "pearson_r_median", "spearman_r_mean", "mse_mean"] = "pearson_r_mean"
+    objective: Literal["pearson_r_mean", "pearson_r_median", "spearman_r_mean", "mse_mean", "cv_null_z",
+                       "cv_null_top_z"] = "pearson_r_mean"
+    null_shuffles: int = 10
     space: dict[str, ParamSpec] = field(default_factory=_de_space)
 
     def __post_init__(self) -> None:
         self._check("tune.de")
+        if self.objective.startswith("cv_null") and self.null_shuffles < 2:
+            raise ConfigError(f"tune.de.null_shuffles: objective {self.objective} needs >= 2 shuffled-target runs "
+                              f"per trial, got {self.null_shuffles}")
         if self.method is not None:
             from histcode.genes.methods import parse_method
 

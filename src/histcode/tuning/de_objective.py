@@ -5,7 +5,10 @@ model a user registers, not a baseline beside it. A fold is the fold of train_de
 (``histcode.genes.methods.fold_predictions``: patients of other folds train, seed ``base.seed + fold``), so a
 trial with the current settings over every fold gives train_de's held-out predictions of that method. The
 objective summarises the per-gene held-out metrics of the folds done so far, pooled (``pearson_r_mean`` =
-train_de's mean Pearson over genes).
+train_de's mean Pearson over genes), or, for ``cv_null_z`` / ``cv_null_top_z``, tests them against the same
+trial re-run on targets shuffled across patients (``histcode.genes.null``; evaluate_de's calibrated overall
+test, ``cv_null_overall_z`` / ``_top_z``): a setting that only raises every gene's r by chance, null genes
+included, raises its shuffled runs as much and gains nothing.
 
 A trial may change the settings a method reads after its inputs are loaded
 (``histcode.genes.methods.method_keys``: the summaries' PCA/prototypes/centring, the heads' lr/epochs, the
@@ -28,6 +31,7 @@ from histcode.genes.methods import Representations, fold_predictions, patient_fo
 from histcode.genes.metrics import per_gene_metrics, summarise
 from histcode.genes.run import load_de_data as load_train_de_data
 from histcode.genes.run import method_settings, summary_settings
+from histcode.metrics.de_stats import columnwise_pearson, matrices, overall_null_test
 from histcode.paths import Paths
 from histcode.tuning.objective import FoldOutcome
 
@@ -70,10 +74,23 @@ def load_de_data(bcfg: BaseConfig, cfg: DEConfig, method: str, cohort: str | Non
     )
 
 
-def de_fold_evaluator(data: DeData, *, seed: int, log2_threshold: float):
-    """``(cfg, fold) -> FoldOutcome`` whose payload is the fold's long-format held-out predictions of
-    ``data.method`` under the trial's ``de`` settings."""
+# objectives scored against the trial's own shuffled-target runs → the key of overall_null_test they read
+NULL_OBJECTIVES = {"cv_null_z": "cv_null_overall_z", "cv_null_top_z": "cv_null_overall_top_z"}
+
+
+def target_shuffles(n_patients: int, n_shuffles: int, seed: int) -> list[np.ndarray]:
+    """The patient permutations of the null runs: those of train_de's CV null (``shuffled_cv_null``, same seed),
+    the same for every trial and fold so trials are compared on one null."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n_patients) for _ in range(n_shuffles)]
+
+
+def de_fold_evaluator(data: DeData, *, seed: int, log2_threshold: float, n_shuffles: int = 0):
+    """``(cfg, fold) -> FoldOutcome`` whose payload is a list of long-format held-out predictions of
+    ``data.method`` under the trial's ``de`` settings: the fold's, then the fold's in each of ``n_shuffles``
+    runs on shuffled targets."""
     fold_arr = patient_fold_array(data.reps, data.folds)
+    perms = target_shuffles(len(data.patient_ids), n_shuffles, seed)
     by_settings: dict[object, Representations] = {}  # a trial's folds (and the check's) share one summary fit
 
     def evaluate(cfg: DEConfig, fold: int) -> FoldOutcome:
@@ -81,21 +98,37 @@ def de_fold_evaluator(data: DeData, *, seed: int, log2_threshold: float):
         if wanted not in by_settings:
             by_settings.clear()
             by_settings[wanted] = data.reps.with_summary_settings(wanted)
-        result = fold_predictions(data.method, by_settings[wanted], data.y_reg, data.y_cls, data.genes, fold_arr,
-                                  fold, method_settings(cfg, seed, log2_threshold))
-        per_fold = summarise(per_gene_metrics(result.predictions))
+        reps, settings = by_settings[wanted], method_settings(cfg, seed, log2_threshold)
+        runs = [fold_predictions(data.method, reps, data.y_reg[p], data.y_cls[p], data.genes, fold_arr, fold,
+                                 settings).predictions for p in [np.arange(len(fold_arr)), *perms]]
+        per_fold = summarise(per_gene_metrics(runs[0]))
         metrics = {k: per_fold[k] for k in ("pearson_r_mean", "mse_mean") if k in per_fold}
         metrics["n_test"] = float((fold_arr == fold).sum())
-        return FoldOutcome(fold, metrics, result.predictions)
+        return FoldOutcome(fold, metrics, runs)
 
     return evaluate
 
 
+def _pooled_r(frames: list[pd.DataFrame]) -> np.ndarray:
+    truth, guess, _ = matrices(pd.concat(frames, ignore_index=True))
+    return columnwise_pearson(truth.to_numpy(np.float64), guess.to_numpy(np.float64))
+
+
 def de_score(objective: str):
-    """``summarise(per_gene_metrics(...))[objective]`` over the pooled held-out predictions so far."""
+    """Over the pooled held-out predictions so far: ``summarise(per_gene_metrics(...))[objective]``, or for a
+    ``NULL_OBJECTIVES`` key the z of the mean (or top-tenth mean) r over genes against the shuffled runs."""
 
     def score(outcomes: list[FoldOutcome]) -> float:
-        preds = pd.concat([o.payload for o in outcomes], ignore_index=True)
-        return float(summarise(per_gene_metrics(preds)).get(objective, np.nan))
+        runs = list(zip(*[o.payload for o in outcomes], strict=True))  # per run, its frames over the folds
+        if objective not in NULL_OBJECTIVES:
+            preds = pd.concat(runs[0], ignore_index=True)
+            return float(summarise(per_gene_metrics(preds)).get(objective, np.nan))
+        if len(runs) < 3:
+            raise ValueError(f"objective {objective} needs >= 2 shuffled-target runs (tune.de.null_shuffles)")
+        try:
+            test = overall_null_test(_pooled_r(list(runs[0])), np.stack([_pooled_r(list(r)) for r in runs[1:]]))
+        except ValueError:  # fewer than 2 null runs with a finite r yet (too few held-out patients so far)
+            return float("nan")
+        return float(test.get(NULL_OBJECTIVES[objective], np.nan))
 
     return score

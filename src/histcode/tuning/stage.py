@@ -128,7 +128,8 @@ def _run_study(
     ) as parent:
         study.optimize(cv, n_trials=settings.n_trials, timeout=settings.timeout_s, catch=CAUGHT)
         summary = summarize(study, objective)
-        check = heldout_check(make_config, evaluate_fold, score, summary, held_out, submit_fold)
+        check = heldout_check(make_config, evaluate_fold, score, summary, held_out, submit_fold,
+                              unit="slides" if family == "mil" else "patients")
         chosen = {**summary.best_params, **(applied or {})}
         command = dvc_set_command(family, chosen)
         full = best_section(current, chosen, family)
@@ -156,9 +157,10 @@ def _run_study(
 
 def heldout_check(make_config: Callable[[dict[str, Any]], Any], evaluate_fold: FoldEvaluator, score: Score,
                   summary: StudySummary, held_out: list[int],
-                  submit_fold: FoldSubmitter | None = None) -> HeldoutCheck:
+                  submit_fold: FoldSubmitter | None = None, unit: str = "slides") -> HeldoutCheck:
     """Score the best trial's values and the current settings (same trial budget) on ``held_out`` folds, in the
-    trials' worker processes when there are some (``submit_fold``)."""
+    trials' worker processes when there are some (``submit_fold``); the verdict says how many held-out ``unit``
+    (the folds' ``n_test``) it rests on."""
     objective = summary.objective
     if not held_out:
         return HeldoutCheck([], float("nan"), float("nan"), None, (
@@ -168,12 +170,15 @@ def heldout_check(make_config: Callable[[dict[str, Any]], Any], evaluate_fold: F
     configs = [make_config(summary.best_params), make_config({})]
     if submit_fold is not None:
         handles = [[submit_fold(cfg, f) for f in held_out] for cfg in configs]
-        tuned, now = (score([h.result() for h in hs]) for hs in handles)
+        outcomes = [[h.result() for h in hs] for hs in handles]
     else:
-        tuned, now = (score([evaluate_fold(cfg, f) for f in held_out]) for cfg in configs)
+        outcomes = [[evaluate_fold(cfg, f) for f in held_out] for cfg in configs]
+    tuned, now = (score(o) for o in outcomes)
     holds = bool(tuned >= now if summary.direction == "maximize" else tuned <= now)  # NaN on either side: False
-    head = (f"On folds {held_out}, which the search never scored: tuned {objective} {tuned:.4f} vs the current "
-            f"settings {now:.4f}")
+    n_test = sum(int(o.metrics.get("n_test", 0)) for o in outcomes[0])  # what the verdict rests on
+    size = f" ({n_test} held-out {unit})" if n_test else ""
+    head = (f"On folds {held_out}{size}, which the search never scored: tuned {objective} {tuned:.4f} vs the "
+            f"current settings {now:.4f}")
     tail = ("the tuned settings hold up" if holds else
             "the tuned settings do not beat the current ones there: keep the current settings, or apply them "
             "knowing this")
@@ -250,7 +255,7 @@ def run_tune_de(
 
     from histcode.genes.config import DEConfig, de_config
     from histcode.genes.methods import check_searchable
-    from histcode.tuning.de_objective import de_fold_evaluator, de_score, load_de_data
+    from histcode.tuning.de_objective import NULL_OBJECTIVES, de_fold_evaluator, de_score, load_de_data
     from histcode.tuning.mil_objective import trial_folds
 
     stage = open_stage("tune_de", params_path, DEConfig, "de", seed=True)
@@ -276,7 +281,9 @@ def run_tune_de(
         current=dcfg,
         trial_layers=[{"progress": False}, settings.fixed],
         evaluate_fold=de_fold_evaluator(data, seed=bcfg.seed,
-                                        log2_threshold=ProjectConfig.load(params).de_log2_threshold),
+                                        log2_threshold=ProjectConfig.load(params).de_log2_threshold,
+                                        n_shuffles=settings.null_shuffles if settings.objective in NULL_OBJECTIVES
+                                        else 0),
         score=de_score(settings.objective),
         folds=[data.fold_ids[i] for i in searched],
         held_out=[data.fold_ids[i] for i in range(len(data.fold_ids)) if i not in searched],
