@@ -73,8 +73,10 @@ def _tune_line(reports: Path, family: str, problems: list[str]) -> str | None:
     line = f"tune {family}: best {tune['objective']} {tune['best_value']:.3f} on the folds it was chosen on"
     if tune.get("heldout_folds"):
         keep = "apply them" if tune.get("heldout_holds") else "keep the current settings"
+        gain = (f" (gain 95% interval [{tune['heldout_gain_ci_low']:+.3f}, {tune['heldout_gain_ci_high']:+.3f}])"
+                if "heldout_gain_ci_low" in tune else "")
         line += (f"; on {int(tune['heldout_folds'])} held-out fold(s) tuned {tune['heldout_tuned']:.3f} vs "
-                 f"current {tune['heldout_current']:.3f}: {keep}")
+                 f"current {tune['heldout_current']:.3f}{gain}: {keep}")
     return line + f" (reports/tune/{family}_best.yaml)"
 
 

@@ -118,11 +118,14 @@ METRICS_FILES: dict[str, MetricsFile] = {
                        "truth.planted_pearson_median", "truth.null_pearson_median", "truth.planted_vs_null_wilcoxon_p",
                        "truth.*.lymph_auc", "pearson_r.*")),
     "tune_mil": MetricsFile("tune_mil", ("objective", "direction", "best_value", "n_complete"),
-                            # the settings scored on the folds the search never scored (round 25 on)
-                            ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds")),
+                            # the settings scored on the folds the search never scored (round 25 on); the 95%
+                            # interval of the tuned settings' gain over resampled held-out patients (round 26 on)
+                            ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds",
+                             "heldout_gain_ci_low", "heldout_gain_ci_high")),
     # `histcode tune de` (no DVC stage): the registered DE model's study, same keys
     "tune_de": MetricsFile("tune_de", ("objective", "direction", "best_value", "n_complete"),
-                           ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds")),
+                           ("heldout_folds", "heldout_tuned", "heldout_current", "heldout_holds",
+                            "heldout_gain_ci_low", "heldout_gain_ci_high")),
     "eval": MetricsFile("eval_{cohort}", ("auc", "accuracy"),
                         ("auc_ci_low", "auc_ci_high", "accuracy_ci_low", "accuracy_ci_high",
                          "encoder_version", "mil_version",  # the versions evaluated (registry runs only)

@@ -252,13 +252,15 @@ def test_summary_says_whether_the_tuned_settings_held_up(reports: Path) -> None:
     (line,) = [ln for ln in summary_lines(reports, reports / "figures", COHORTS) if ln.startswith("tune mil")]
     assert line == "tune mil: best auc 0.973 on the folds it was chosen on (reports/tune/mil_best.yaml)"
     # `histcode tune de` (the registered DE model's study) gets its own line from its own file
+    # with the interval of the tuned settings' gain (round 26 on)
     _write(m / "tune_de.json", {"objective": "pearson_r_mean", "direction": "maximize", "best_value": 0.0412,
-                                "n_complete": 6, "heldout_folds": 2, "heldout_tuned": 0.031, "heldout_current": 0.012,
-                                "heldout_holds": 1})
+                                "n_complete": 6, "heldout_folds": 2, "heldout_tuned": 0.041, "heldout_current": 0.021,
+                                "heldout_holds": 0, "heldout_gain_ci_low": -0.0123, "heldout_gain_ci_high": 0.0512})
     lines = summary_lines(reports, reports / "figures", COHORTS)
     (line,) = [ln for ln in lines if ln.startswith("tune de")]
     assert line == ("tune de: best pearson_r_mean 0.041 on the folds it was chosen on; on 2 held-out fold(s) tuned "
-                    "0.031 vs current 0.012: apply them (reports/tune/de_best.yaml)")
+                    "0.041 vs current 0.021 (gain 95% interval [-0.012, +0.051]): keep the current settings "
+                    "(reports/tune/de_best.yaml)")
     assert lines.index(line) == lines.index(next(ln for ln in lines if ln.startswith("tune mil"))) + 1
 
 

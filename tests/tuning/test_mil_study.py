@@ -131,14 +131,17 @@ def test_the_fold_the_search_never_scored_judges_the_tuned_settings(study_runs) 
     expected = [m["auc"] for m in folds]
     check = first.check
     assert check.folds == [2] and (check.tuned, check.current) == pytest.approx(expected, abs=1e-12)
-    assert check.holds == (expected[0] >= expected[1])
+    # the tuned settings hold up only when their gain's 95% interval over resampled patients lies above 0
+    assert check.ci is not None and check.ci[0] <= expected[0] - expected[1] <= check.ci[1]
+    assert check.holds == (check.ci[0] > 0)
     n_test = int(folds[0]["n_test"])  # the verdict says what it rests on
     test_patients = set(data.splits.query("fold == 2 and split == 'test'")["patient_id"])
     assert n_test == data.manifest["patient_id"].isin(test_patients).sum() > 0
     assert check.verdict.startswith(f"On folds [2] ({n_test} held-out slides), which the search never scored: "
-                                    f"tuned auc {expected[0]:.4f} vs the current settings {expected[1]:.4f}: the "
-                                    "tuned settings ")
+                                    f"tuned auc {expected[0]:.4f} vs the current settings {expected[1]:.4f}: ")
+    assert f"95% interval [{check.ci[0]:+.4f}, {check.ci[1]:+.4f}] over resampled held-out patients" in check.verdict
     metrics = json.loads(Path("reports/metrics/tune_mil.json").read_text())
     assert (metrics["heldout_folds"], metrics["heldout_tuned"], metrics["heldout_holds"]) == (
         1, check.tuned, int(check.holds))
+    assert (metrics["heldout_gain_ci_low"], metrics["heldout_gain_ci_high"]) == check.ci
     assert f"# {check.verdict}" in study_runs["best_text"]

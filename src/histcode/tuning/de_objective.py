@@ -33,7 +33,7 @@ from histcode.genes.run import load_de_data as load_train_de_data
 from histcode.genes.run import method_settings, summary_settings
 from histcode.metrics.de_stats import columnwise_pearson, matrices, overall_null_test
 from histcode.paths import Paths
-from histcode.tuning.objective import FoldOutcome
+from histcode.tuning.objective import FoldOutcome, PairedBootstrap
 
 
 @dataclass
@@ -132,3 +132,49 @@ def de_score(objective: str):
         return float(test.get(NULL_OBJECTIVES[objective], np.nan))
 
     return score
+
+
+def _run_matrices(outcomes: list[FoldOutcome], order: pd.Index | None = None) -> tuple[pd.Index,
+                                                                                       list[tuple[np.ndarray, ...]]]:
+    """Per run (unshuffled first): (truth, prediction) (P, G) over the held-out folds pooled, rows in ``order``."""
+    runs = list(zip(*[o.payload for o in outcomes], strict=True))
+    mats = []
+    for frames in runs:
+        truth, guess, _ = matrices(pd.concat(frames, ignore_index=True))
+        order = truth.index if order is None else order
+        mats.append((truth.loc[order].to_numpy(np.float64), guess.loc[order].to_numpy(np.float64)))
+    return order, mats
+
+
+def _objective_value(objective: str, mats: list[tuple[np.ndarray, ...]], rows: np.ndarray) -> float:
+    r = [columnwise_pearson(t[rows], g[rows]) for t, g in (mats if objective in NULL_OBJECTIVES else mats[:1])]
+    if not np.isfinite(r[0]).any():  # e.g. a resample of one patient repeated: no r anywhere
+        return float("nan")
+    if objective == "pearson_r_mean":
+        return float(np.nanmean(r[0]))
+    if objective == "pearson_r_median":
+        return float(np.nanmedian(r[0]))
+    try:
+        return float(overall_null_test(r[0], np.stack(r[1:])).get(NULL_OBJECTIVES[objective], np.nan))
+    except ValueError:
+        return float("nan")
+
+
+def de_paired_bootstrap(objective: str, *, n: int = 1000, seed: int = 0) -> PairedBootstrap | None:
+    """Tuned − current objective over the held-out patients pooled, in ``n`` resamples of those patients (the
+    same for both settings, and for the shuffled runs of a cv_null objective); None for objectives computed
+    another way (spearman_r_mean, mse_mean)."""
+    if objective not in ("pearson_r_mean", "pearson_r_median", *NULL_OBJECTIVES):
+        return None
+
+    def differences(tuned: list[FoldOutcome], current: list[FoldOutcome]) -> np.ndarray:
+        order, a = _run_matrices(tuned)
+        _, b = _run_matrices(current, order)
+        rng = np.random.default_rng(seed)
+        out = np.empty(n)
+        for i in range(n):
+            rows = rng.integers(0, len(order), size=len(order))
+            out[i] = _objective_value(objective, a, rows) - _objective_value(objective, b, rows)
+        return out
+
+    return differences

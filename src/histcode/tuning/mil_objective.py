@@ -26,7 +26,7 @@ from histcode.mil.config import MilConfig
 from histcode.mil.cv import FoldResult, run_fold
 from histcode.mil.parallel import FoldRunner
 from histcode.paths import Paths
-from histcode.tuning.objective import FoldOutcome
+from histcode.tuning.objective import FoldOutcome, PairedBootstrap
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,38 @@ def mil_score(objective: str):
         return float(vals.mean()) if vals.size else float("nan")
 
     return score
+
+
+def mil_paired_bootstrap(objective: str, *, n: int = 1000, seed: int = 0) -> PairedBootstrap | None:
+    """Tuned − current mean held-out AUC over folds in ``n`` resamples of each fold's test patients (the same
+    patients for both settings; a resample with one class is NaN); None for ``val_loss``, which the
+    predictions do not carry."""
+    if objective != "auc":
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    def differences(tuned: list[FoldOutcome], current: list[FoldOutcome]) -> np.ndarray:
+        folds = []
+        for t, c in zip(tuned, current, strict=True):
+            a = t.payload.set_index("slide_id")
+            b = c.payload.set_index("slide_id").loc[a.index]
+            _, inv = np.unique(a["patient_id"].astype(str).to_numpy(), return_inverse=True)
+            rows = [np.flatnonzero(inv == j) for j in range(inv.max() + 1)]
+            folds.append((rows, a["label"].to_numpy(int), a["prob_tumor"].to_numpy(float),
+                          b["prob_tumor"].to_numpy(float)))
+        rng = np.random.default_rng(seed)
+        out = np.full(n, np.nan)
+        for i in range(n):
+            diffs = []
+            for rows, y, pt, pc in folds:
+                pick = np.concatenate([rows[j] for j in rng.integers(0, len(rows), size=len(rows))])
+                if np.unique(y[pick]).size == 2:
+                    diffs.append(roc_auc_score(y[pick], pt[pick]) - roc_auc_score(y[pick], pc[pick]))
+            if len(diffs) == len(folds):
+                out[i] = float(np.mean(diffs))
+        return out
+
+    return differences
 
 
 def pooled_metrics(outcomes: list[FoldOutcome]) -> dict[str, float]:

@@ -17,11 +17,14 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from histcode import tracking
 from histcode.tuning.config import ParamSpec
 from histcode.tuning.space import suggest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class FoldHandle(Protocol):
 
 FoldSubmitter = Callable[[Any, int], FoldHandle]  # (trial config, fold id) -> handle, started at once
 Score = Callable[[list[FoldOutcome]], float]  # outcomes so far -> objective value (NaN = undefined yet)
+# (tuned outcomes, current outcomes) on the same held-out folds -> objective(tuned) - objective(current) in each
+# of n resamples of the held-out patients (the same patients for both; NaN where a resample is undefined)
+PairedBootstrap = Callable[[list[FoldOutcome], list[FoldOutcome]], "np.ndarray"]
 
 
 @dataclass

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from histcode import tracking
 from histcode.config import ConfigError, ProjectConfig, section, to_dict
 from histcode.cpus import torch_threads
 from histcode.prologue import Stage, open_stage
 from histcode.tuning.best import best_section, dvc_set_command, write_best
 from histcode.tuning.config import DeTuneConfig, MilTuneConfig, TuneConfig
-from histcode.tuning.objective import CvObjective, FoldEvaluator, FoldOutcome, FoldSubmitter, Score
+from histcode.tuning.objective import CvObjective, FoldEvaluator, FoldOutcome, FoldSubmitter, PairedBootstrap, Score
 from histcode.tuning.space import overlay
 from histcode.tuning.study import StudySummary, open_study, summarize
 
@@ -42,14 +44,18 @@ class HeldoutCheck:
     folds: list[int]
     tuned: float
     current: float
-    holds: bool | None  # tuned at least as good as current there; None without held-out folds
+    holds: bool | None  # tuned shown better there (or at least as good, without an interval); None: no folds
     verdict: str
+    ci: tuple[float, float] | None = None  # 95% interval of the improvement (tuned over current) in resamples
 
     def metrics(self) -> dict[str, Any]:
         if self.holds is None:
             return {"heldout_folds": 0}
-        return {"heldout_folds": len(self.folds), "heldout_tuned": self.tuned, "heldout_current": self.current,
-                "heldout_holds": int(self.holds)}
+        out = {"heldout_folds": len(self.folds), "heldout_tuned": self.tuned, "heldout_current": self.current,
+               "heldout_holds": int(self.holds)}
+        if self.ci is not None:
+            out.update({"heldout_gain_ci_low": self.ci[0], "heldout_gain_ci_high": self.ci[1]})
+        return out
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ def _run_study(
     tags: dict[str, str] | None = None,
     submit_fold: FoldSubmitter | None = None,
     applied: dict[str, Any] | None = None,
+    bootstrap: PairedBootstrap | None = None,
 ) -> TuneResult:
     """One study; ``applied``: keys written with the best values (the DE method tuned when it is not the
     registered one, so applying the file registers what was tuned)."""
@@ -129,7 +136,7 @@ def _run_study(
         study.optimize(cv, n_trials=settings.n_trials, timeout=settings.timeout_s, catch=CAUGHT)
         summary = summarize(study, objective)
         check = heldout_check(make_config, evaluate_fold, score, summary, held_out, submit_fold,
-                              unit="slides" if family == "mil" else "patients")
+                              unit="slides" if family == "mil" else "patients", bootstrap=bootstrap)
         chosen = {**summary.best_params, **(applied or {})}
         command = dvc_set_command(family, chosen)
         full = best_section(current, chosen, family)
@@ -157,10 +164,13 @@ def _run_study(
 
 def heldout_check(make_config: Callable[[dict[str, Any]], Any], evaluate_fold: FoldEvaluator, score: Score,
                   summary: StudySummary, held_out: list[int],
-                  submit_fold: FoldSubmitter | None = None, unit: str = "slides") -> HeldoutCheck:
+                  submit_fold: FoldSubmitter | None = None, unit: str = "slides",
+                  bootstrap: PairedBootstrap | None = None) -> HeldoutCheck:
     """Score the best trial's values and the current settings (same trial budget) on ``held_out`` folds, in the
-    trials' worker processes when there are some (``submit_fold``); the verdict says how many held-out ``unit``
-    (the folds' ``n_test``) it rests on."""
+    trials' worker processes when there are some (``submit_fold``). With a paired ``bootstrap`` the tuned settings
+    hold up only when the 95% interval of their gain over resampled held-out patients lies above 0: a gain
+    within the noise of a few held-out patients is not one (measured on the demo's DE study, README Optuna).
+    The verdict says how many held-out ``unit`` (the folds' ``n_test``) it rests on."""
     objective = summary.objective
     if not held_out:
         return HeldoutCheck([], float("nan"), float("nan"), None, (
@@ -174,15 +184,29 @@ def heldout_check(make_config: Callable[[dict[str, Any]], Any], evaluate_fold: F
     else:
         outcomes = [[evaluate_fold(cfg, f) for f in held_out] for cfg in configs]
     tuned, now = (score(o) for o in outcomes)
-    holds = bool(tuned >= now if summary.direction == "maximize" else tuned <= now)  # NaN on either side: False
+    sign = 1.0 if summary.direction == "maximize" else -1.0
     n_test = sum(int(o.metrics.get("n_test", 0)) for o in outcomes[0])  # what the verdict rests on
     size = f" ({n_test} held-out {unit})" if n_test else ""
     head = (f"On folds {held_out}{size}, which the search never scored: tuned {objective} {tuned:.4f} vs the "
             f"current settings {now:.4f}")
-    tail = ("the tuned settings hold up" if holds else
-            "the tuned settings do not beat the current ones there: keep the current settings, or apply them "
-            "knowing this")
-    return HeldoutCheck(list(held_out), tuned, now, holds, f"{head}: {tail}")
+    gains = sign * bootstrap(*outcomes) if bootstrap is not None else np.array([])
+    gains = gains[np.isfinite(gains)]
+    if gains.size < 100:  # no interval (an objective the predictions do not give, or too few two-class resamples)
+        holds = bool(sign * (tuned - now) >= 0)  # NaN on either side: False
+        tail = ("the tuned settings hold up" if holds else
+                "the tuned settings do not beat the current ones there: keep the current settings, or apply them "
+                "knowing this")
+        return HeldoutCheck(list(held_out), tuned, now, holds, f"{head}: {tail}")
+    lo, hi = (float(v) for v in np.percentile(gains, [2.5, 97.5]))
+    interval = f"gain {sign * (tuned - now):+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}] over resampled held-out patients"
+    if lo > 0:
+        tail = f"the tuned settings hold up ({interval})"
+    elif hi < 0:
+        tail = f"the tuned settings are worse there ({interval}): keep the current settings"
+    else:
+        tail = (f"the difference is within the noise of these patients ({interval}): keep the current settings; "
+                "the tuned ones are not shown better")
+    return HeldoutCheck(list(held_out), tuned, now, lo > 0, f"{head}: {tail}", (lo, hi))
 
 
 def run_tune_mil(
@@ -203,6 +227,7 @@ def run_tune_mil(
         load_mil_data,
         mil_fold_evaluator,
         mil_fold_submitter,
+        mil_paired_bootstrap,
         mil_score,
         pooled_metrics,
         trial_folds,
@@ -238,6 +263,7 @@ def run_tune_mil(
             extras=pooled_metrics,
             tags={"pooling": pooling, "encoder": data.encoder},
             submit_fold=mil_fold_submitter(data, runner, seed=bcfg.seed) if workers else None,
+            bootstrap=mil_paired_bootstrap(settings.objective, seed=bcfg.seed),
         )
 
 
@@ -255,7 +281,13 @@ def run_tune_de(
 
     from histcode.genes.config import DEConfig, de_config
     from histcode.genes.methods import check_searchable
-    from histcode.tuning.de_objective import NULL_OBJECTIVES, de_fold_evaluator, de_score, load_de_data
+    from histcode.tuning.de_objective import (
+        NULL_OBJECTIVES,
+        de_fold_evaluator,
+        de_paired_bootstrap,
+        de_score,
+        load_de_data,
+    )
     from histcode.tuning.mil_objective import trial_folds
 
     stage = open_stage("tune_de", params_path, DEConfig, "de", seed=True)
@@ -291,4 +323,5 @@ def run_tune_de(
         inputs=data.inputs,
         tags={"method": method},
         applied={"method": method} if method != dcfg.method else None,
+        bootstrap=de_paired_bootstrap(settings.objective, seed=bcfg.seed),
     )
