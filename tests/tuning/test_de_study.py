@@ -155,3 +155,28 @@ def test_cv_null_objective_is_evaluate_des_calibrated_test_of_the_trial(de_proje
     assert de_score("pearson_r_mean")(outcomes) == pytest.approx(float(observed.mean()), abs=1e-12)
     with pytest.raises(ConfigError, match=r"tune\.de\.null_shuffles: objective cv_null_z needs >= 2"):
         section(TuneConfig, "tune", {"tune": {"de": {"objective": "cv_null_z", "null_shuffles": 1}}})
+
+
+def test_a_trial_that_draws_finished_values_again_reuses_their_value(de_project) -> None:
+    """Two choices and four trials: some trials repeat a finished one; they score nothing again (same folds, same
+    seeds, same number) and their runs say which trial they repeat."""
+    import optuna
+
+    root, params = de_project
+    _write_params(root, params, space={"summary_center_slides": {"choices": [False, True]}}, n_trials=4,
+                  startup_trials=4, prune_startup_trials=10)  # no pruning: every trial completes
+    result = run_tune_de("params.yaml")
+    trials = optuna.load_study(study_name="tune_de", storage=f"sqlite:///{root / 'optuna/tune_de.db'}").trials
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) >= 2 and result.summary.n_complete == 4
+    for t in repeats:
+        twin = trials[t.user_attrs["repeat_of"]]
+        assert twin.number < t.number and twin.params == t.params and twin.value == t.value
+        assert "repeat_of" not in twin.user_attrs
+    client = mlflow.MlflowClient()
+    children = client.search_runs(
+        [client.get_experiment_by_name("histcode/tune").experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+    )
+    tagged = {r.data.tags["optuna.trial"]: r.data.tags.get("optuna.repeat_of") for r in children}
+    assert {int(k): int(v) for k, v in tagged.items() if v} == {t.number: t.user_attrs["repeat_of"] for t in repeats}

@@ -9,6 +9,8 @@ fold's position; the study's MedianPruner then stops a trial that is already wor
 earlier trials at that step. Every trial is a nested MLflow run (params = the drawn values, metrics per
 fold at step = fold id, the running and final objective) tagged with its Optuna study, number and state:
 ``COMPLETE``, ``PRUNED`` (run status KILLED) or ``FAIL`` (run status FAILED, reason in the ``error`` tag).
+A trial that draws a finished trial's values again (TPE does, in a small categorical space) reuses its value
+instead of training the same folds twice (tag ``optuna.repeat_of``).
 """
 
 from __future__ import annotations
@@ -80,13 +82,17 @@ class CvObjective:
         import optuna
 
         values = suggest(trial, self.space, self.target, where=f"tune ({self.stage})")
-        cfg = self.make_config(values)
         tags = {
             **self.tags,
             "optuna.study": trial.study.study_name,
             "optuna.trial": str(trial.number),
             "objective": self.objective,
         }
+        twin = next((t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                     if t.params == values and t.value is not None), None)
+        if twin is not None:  # a sampler may draw a finished trial's values again (a small categorical space)
+            return self._repeat(trial, twin, values, tags)
+        cfg = self.make_config(values)
         outcomes: list[FoldOutcome] = []
         pruned_at: int | None = None
         with tracking.start_run(
@@ -141,3 +147,16 @@ class CvObjective:
                 f"is worse than the median of earlier trials"
             )
         return value
+
+    def _repeat(self, trial: Any, twin: Any, values: dict[str, Any], tags: dict[str, str]) -> float:
+        """A trial whose values a finished trial already scored: folds and seeds depend on the values alone, so
+        training again would give the same number; its run records the twin instead."""
+        with tracking.start_run(self.experiment, run_name=f"trial-{trial.number:03d}", stage=self.stage,
+                                params=values, cohort=self.cohort, nested=True,
+                                tags={**tags, "optuna.state": "COMPLETE", "optuna.repeat_of": str(twin.number)}) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            trial.set_user_attr("repeat_of", twin.number)
+            tracking.log_metrics({self.objective: float(twin.value)})
+        log.info("tune: trial %d drew trial %d's values again; its %s %.4f is reused", trial.number, twin.number,
+                 self.objective, twin.value)
+        return float(twin.value)
