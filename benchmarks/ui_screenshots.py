@@ -11,7 +11,9 @@ with ``--screenshot``, reports the JavaScript errors each page logs (a broken se
 - ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open;
 - ``de_run.png``: the latest evaluate_de run's page (its metrics: the overall tests against random and the CV null);
 - ``external_run.png``: the latest ``make eval-cptac`` run's page (its metrics, among them how many slides were left
-  out as seen in training).
+  out as seen in training);
+- ``tune_run.png``: the latest Optuna study's parent run (``tune_mil`` or ``histcode tune de``): its held-out verdict
+  tag, the interval of the tuned settings' gain and the apply command.
 
 Usage (from the project root, after ``make demo``)::
 
@@ -38,6 +40,7 @@ from pathlib import Path
 MIL_EXPERIMENT = "histcode/mil"
 TILE_EXPERIMENT = "histcode/tile"
 DE_EXPERIMENT = "histcode/de"
+TUNE_EXPERIMENT = "histcode/tune"
 EXTERNAL_EXPERIMENT = "histcode/external"
 MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
 # MLflow 3.17 opens its Assistant panel (a third of the window) on a browser's first visit to a page served from
@@ -219,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             errors += screenshot(chrome, f"{base}/experiments/{de.info.experiment_id}/runs/{de.info.run_id}",
                                  args.out / "de_run.png", "1900,2400", args.wait_ms)
+        tune = latest_run(client, TUNE_EXPERIMENT, "attributes.run_name LIKE 'tune_%/%'")  # a study, not a trial
+        if tune is None:
+            print(f"skip tune run: no {TUNE_EXPERIMENT} study (`make tune` or `histcode tune de`)")
+        else:
+            errors += screenshot(chrome, f"{base}/experiments/{tune.info.experiment_id}/runs/{tune.info.run_id}",
+                                 args.out / "tune_run.png", "1900,2000", args.wait_ms)
         ext = latest_run(client, EXTERNAL_EXPERIMENT)
         if ext is None:
             print(f"skip external run: no {EXTERNAL_EXPERIMENT} run (`make eval-cptac`)")

@@ -699,6 +699,12 @@ def set_tags(tags: Mapping[str, str]) -> None:
     mlflow.set_tags(dict(tags))
 
 
+def set_description(text: str) -> None:
+    """The active run's description (MLflow's ``mlflow.note.content`` tag), shown in full at the top of the run page
+    where a tag value is cut after a few words."""
+    set_tags({"mlflow.note.content": text})
+
+
 def log_step(metrics: Mapping[str, float], step: int) -> None:
     """One step of a training curve on the active run: every value as given (NaN included), no JSON file."""
     _spooled("log_step")

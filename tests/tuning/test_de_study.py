@@ -102,6 +102,9 @@ def test_run_tune_de_tunes_the_registered_method_and_checks_it_on_an_unsearched_
     assert all(r.data.tags["method"] == "summaries/rrr" for r in children)
     best = next(r for r in children if r.data.tags["optuna.trial"] == str(s.best_trial))
     assert best.data.metrics["pearson_r_mean"] == pytest.approx(s.best_value)
+    # the run page's description gives the verdict and the apply line in full (a tag value is cut after a few words)
+    note = client.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    assert result.check.verdict in note and note.endswith(f"    {result.command}")
 
 
 @pytest.mark.parametrize(("space", "message"), [

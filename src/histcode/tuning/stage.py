@@ -156,6 +156,8 @@ def _run_study(
         parent.metrics = {**summary.metrics(), **check.metrics()}
         tracking.set_tags({"best_trial": str(summary.best_trial), "best_run_id": str(summary.best_run_id),
                            "apply_command": command[:5000], "heldout_verdict": check.verdict[:5000]})
+        tracking.set_description(f"Best trial {summary.best_trial}: {objective} {summary.best_value:.4f} over folds "
+                                 f"{folds}.\n\n{check.verdict}.\n\nApply with:\n\n    {command}")
         tracking.log_artifact(best_path, artifact_path="tune")
     log.info("tune %s: best %s %.4f (trial %d) over folds %s. %s; apply with:\n  %s", family, objective,
              summary.best_value, summary.best_trial, folds, check.verdict, command)
