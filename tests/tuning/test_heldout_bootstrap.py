@@ -12,6 +12,8 @@ from histcode.genes.train import long_predictions
 from histcode.tuning.de_objective import _objective_value, _run_matrices, de_paired_bootstrap, de_score
 from histcode.tuning.mil_objective import mil_paired_bootstrap
 from histcode.tuning.objective import FoldOutcome
+from histcode.tuning.stage import heldout_check
+from histcode.tuning.study import StudySummary
 
 GENES = [f"G{i}" for i in range(6)]
 
@@ -43,6 +45,8 @@ def test_mil_equal_settings_gain_nothing_and_a_better_model_gains() -> None:
     gains = boot(good, noisy)
     assert np.isfinite(gains).all() and np.percentile(gains, 2.5) > 0
     assert np.array_equal(gains, boot(good, noisy))  # seeded
+    empty = [FoldOutcome(3, {"auc": float("nan")}, noisy[0].payload.iloc[:0]), noisy[1]]
+    assert np.isnan(boot(empty, empty)).all()  # a fold without predictions gives no interval, not an error
 
 
 def test_de_bootstrap_full_sample_is_the_objective_and_resamples_are_paired() -> None:
@@ -61,3 +65,28 @@ def test_de_bootstrap_full_sample_is_the_objective_and_resamples_are_paired() ->
     gains = de_paired_bootstrap("pearson_r_mean", n=200, seed=3)(signal, noise)
     assert np.percentile(gains, 2.5) > 0
     assert de_paired_bootstrap("spearman_r_mean") is None and de_paired_bootstrap("mse_mean") is None
+
+
+@pytest.mark.parametrize(("tuned", "boot", "holds", "says"), [
+    (0.9, None, True, "the tuned settings hold up (no interval for objective val_loss)"),
+    (1.1, None, False, "the tuned settings do not beat the current ones there"),
+    (0.9, lambda a, b: np.full(1000, -0.2), True, "the tuned settings hold up (gain +0.1000, 95% interval "
+                                                   "[+0.2000, +0.2000]"),  # minimised: a lower loss is a gain
+    (0.9, lambda a, b: np.linspace(-0.5, 0.1, 1000), False, "the difference is within the noise of these patients"),
+    (1.1, lambda a, b: np.full(1000, 0.2), False, "the tuned settings are worse there"),
+])
+def test_heldout_verdict_for_a_minimised_objective(tuned, boot, holds, says) -> None:
+    """val_loss (minimised): the interval is oriented as a gain; without one the plain comparison says why."""
+    summary = StudySummary("s", "val_loss", "minimize", 0.5, 0, {"lr": 1.0}, 3, 3, 0, 0)
+    value = {"tuned": tuned, "current": 1.0}
+
+    def evaluate(cfg: str, fold: int) -> FoldOutcome:
+        return FoldOutcome(fold, {"val_loss": value[cfg], "n_test": 5.0})
+
+    check = heldout_check(lambda v: "tuned" if v else "current", evaluate,
+                          lambda outs: float(np.mean([o.metrics["val_loss"] for o in outs])), summary, [3, 4],
+                          bootstrap=boot)
+    assert check.holds is holds and says in check.verdict
+    assert check.verdict.startswith("On folds [3, 4] (10 held-out slides), which the search never scored: tuned "
+                                    f"val_loss {tuned:.4f} vs the current settings 1.0000: ")
+    assert (check.ci is None) == (boot is None)

@@ -152,6 +152,8 @@ def mil_paired_bootstrap(objective: str, *, n: int = 1000, seed: int = 0) -> Pai
     from sklearn.metrics import roc_auc_score
 
     def differences(tuned: list[FoldOutcome], current: list[FoldOutcome]) -> np.ndarray:
+        if any(not isinstance(o.payload, pd.DataFrame) or o.payload.empty for o in [*tuned, *current]):
+            return np.full(n, np.nan)  # a fold without predictions: no interval
         folds = []
         for t, c in zip(tuned, current, strict=True):
             a = t.payload.set_index("slide_id")

@@ -195,7 +195,9 @@ def heldout_check(make_config: Callable[[dict[str, Any]], Any], evaluate_fold: F
     gains = gains[np.isfinite(gains)]
     if gains.size < 100:  # no interval (an objective the predictions do not give, or too few two-class resamples)
         holds = bool(sign * (tuned - now) >= 0)  # NaN on either side: False
-        tail = ("the tuned settings hold up" if holds else
+        why = (f"no interval for objective {objective}" if bootstrap is None else
+               f"no interval: {gains.size} of the resamples of these {unit} give the objective")
+        tail = (f"the tuned settings hold up ({why})" if holds else
                 "the tuned settings do not beat the current ones there: keep the current settings, or apply them "
                 "knowing this")
         return HeldoutCheck(list(held_out), tuned, now, holds, f"{head}: {tail}")
