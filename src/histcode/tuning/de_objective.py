@@ -109,11 +109,6 @@ def de_fold_evaluator(data: DeData, *, seed: int, log2_threshold: float, n_shuff
     return evaluate
 
 
-def _pooled_r(frames: list[pd.DataFrame]) -> np.ndarray:
-    truth, guess, _ = matrices(pd.concat(frames, ignore_index=True))
-    return columnwise_pearson(truth.to_numpy(np.float64), guess.to_numpy(np.float64))
-
-
 def de_score(objective: str):
     """Over the pooled held-out predictions so far: ``summarise(per_gene_metrics(...))[objective]``, or for a
     ``NULL_OBJECTIVES`` key the z of the mean (or top-tenth mean) r over genes against the shuffled runs."""
@@ -125,11 +120,8 @@ def de_score(objective: str):
             return float(summarise(per_gene_metrics(preds)).get(objective, np.nan))
         if len(runs) < 3:
             raise ValueError(f"objective {objective} needs >= 2 shuffled-target runs (tune.de.null_shuffles)")
-        try:
-            test = overall_null_test(_pooled_r(list(runs[0])), np.stack([_pooled_r(list(r)) for r in runs[1:]]))
-        except ValueError:  # fewer than 2 null runs with a finite r yet (too few held-out patients so far)
-            return float("nan")
-        return float(test.get(NULL_OBJECTIVES[objective], np.nan))
+        order, mats = _run_matrices(outcomes)
+        return _objective_value(objective, mats, np.arange(len(order)))
 
     return score
 
@@ -156,7 +148,7 @@ def _objective_value(objective: str, mats: list[tuple[np.ndarray, ...]], rows: n
         return float(np.nanmedian(r[0]))
     try:
         return float(overall_null_test(r[0], np.stack(r[1:])).get(NULL_OBJECTIVES[objective], np.nan))
-    except ValueError:
+    except ValueError:  # fewer than 2 null runs with a finite r (too few held-out patients so far)
         return float("nan")
 
 
