@@ -33,6 +33,12 @@ def empty_null() -> pd.DataFrame:
     return pd.DataFrame(columns=list(NULL_COLUMNS))
 
 
+def target_permutations(n_patients: int, n_shuffles: int, seed: int) -> list[np.ndarray]:
+    """The patient permutations of the null runs, in order (the DE study re-uses them so its null is train_de's)."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n_patients) for _ in range(n_shuffles)]
+
+
 def shuffled_cv_null(method: str, reps: Representations, y_reg: np.ndarray, y_cls: np.ndarray,
                      genes: Sequence[str], folds: Mapping[str, int], settings: MethodSettings, *,
                      n_shuffles: int, seed: int, progress: bool = False) -> pd.DataFrame:
@@ -43,11 +49,11 @@ def shuffled_cv_null(method: str, reps: Representations, y_reg: np.ndarray, y_cl
         raise ValueError(f"shuffled_cv_null: n_shuffles must be >= 0, got {n_shuffles}")
     if n_shuffles == 0:
         return empty_null()
-    rng = np.random.default_rng(seed)
+    perms = target_permutations(len(reps.patient_ids), n_shuffles, seed)
     frames = []
     t0 = time.perf_counter()
     for b in tqdm(range(n_shuffles), desc=f"CV null {method}", disable=not progress):
-        perm = rng.permutation(len(reps.patient_ids))
+        perm = perms[b]
         pred, _ = cross_validate_method(method, reps, y_reg[perm], y_cls[perm], genes, folds, settings)
         truth, guess, _ = matrices(pred.drop(columns="method"))
         r = columnwise_pearson(truth.to_numpy(np.float64), guess.to_numpy(np.float64))

@@ -29,6 +29,7 @@ from histcode.config import BaseConfig
 from histcode.genes.config import DEConfig
 from histcode.genes.methods import Representations, fold_predictions, patient_fold_array
 from histcode.genes.metrics import per_gene_metrics, summarise
+from histcode.genes.null import target_permutations
 from histcode.genes.run import load_de_data as load_train_de_data
 from histcode.genes.run import method_settings, summary_settings
 from histcode.metrics.de_stats import columnwise_pearson, matrices, overall_null_test
@@ -78,19 +79,12 @@ def load_de_data(bcfg: BaseConfig, cfg: DEConfig, method: str, cohort: str | Non
 NULL_OBJECTIVES = {"cv_null_z": "cv_null_overall_z", "cv_null_top_z": "cv_null_overall_top_z"}
 
 
-def target_shuffles(n_patients: int, n_shuffles: int, seed: int) -> list[np.ndarray]:
-    """The patient permutations of the null runs: those of train_de's CV null (``shuffled_cv_null``, same seed),
-    the same for every trial and fold so trials are compared on one null."""
-    rng = np.random.default_rng(seed)
-    return [rng.permutation(n_patients) for _ in range(n_shuffles)]
-
-
 def de_fold_evaluator(data: DeData, *, seed: int, log2_threshold: float, n_shuffles: int = 0):
     """``(cfg, fold) -> FoldOutcome`` whose payload is a list of long-format held-out predictions of
     ``data.method`` under the trial's ``de`` settings: the fold's, then the fold's in each of ``n_shuffles``
     runs on shuffled targets."""
     fold_arr = patient_fold_array(data.reps, data.folds)
-    perms = target_shuffles(len(data.patient_ids), n_shuffles, seed)
+    perms = target_permutations(len(data.patient_ids), n_shuffles, seed)  # train_de's null runs
     by_settings: dict[object, Representations] = {}  # a trial's folds (and the check's) share one summary fit
 
     def evaluate(cfg: DEConfig, fold: int) -> FoldOutcome:
@@ -114,11 +108,10 @@ def de_score(objective: str):
     ``NULL_OBJECTIVES`` key the z of the mean (or top-tenth mean) r over genes against the shuffled runs."""
 
     def score(outcomes: list[FoldOutcome]) -> float:
-        runs = list(zip(*[o.payload for o in outcomes], strict=True))  # per run, its frames over the folds
         if objective not in NULL_OBJECTIVES:
-            preds = pd.concat(runs[0], ignore_index=True)
+            preds = pd.concat([o.payload[0] for o in outcomes], ignore_index=True)  # the unshuffled run
             return float(summarise(per_gene_metrics(preds)).get(objective, np.nan))
-        if len(runs) < 3:
+        if len(outcomes[0].payload) < 3:
             raise ValueError(f"objective {objective} needs >= 2 shuffled-target runs (tune.de.null_shuffles)")
         order, mats = _run_matrices(outcomes)
         return _objective_value(objective, mats, np.arange(len(order)))
