@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from histcode.genes.train import long_predictions
 from histcode.tuning.de_objective import _objective_value, _run_matrices, de_paired_bootstrap, de_score
-from histcode.tuning.mil_objective import mil_paired_bootstrap
+from histcode.tuning.mil_objective import mil_paired_bootstrap, pairwise_auc
 from histcode.tuning.objective import FoldOutcome
 from histcode.tuning.stage import heldout_check
 from histcode.tuning.study import StudySummary
@@ -45,6 +46,9 @@ def test_mil_equal_settings_gain_nothing_and_a_better_model_gains() -> None:
     gains = boot(good, noisy)
     assert np.isfinite(gains).all() and np.percentile(gains, 2.5) > 0
     assert np.array_equal(gains, boot(good, noisy))  # seeded
+    y, scores = labels, noisy[0].payload["prob_tumor"].to_numpy()
+    assert pairwise_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert pairwise_auc(y, np.round(scores, 1)) == pytest.approx(roc_auc_score(y, np.round(scores, 1)), abs=1e-12)
     empty = [FoldOutcome(3, {"auc": float("nan")}, noisy[0].payload.iloc[:0]), noisy[1]]
     assert np.isnan(boot(empty, empty)).all()  # a fold without predictions gives no interval, not an error
 

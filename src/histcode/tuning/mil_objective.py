@@ -143,13 +143,20 @@ def mil_score(objective: str):
     return score
 
 
+def pairwise_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC-AUC of scores ``p`` for labels ``y`` (both classes present) as the share of (tumour, normal) pairs ranked
+    right, ties counting half: sklearn's value without its per-call checks, which cost ~1 ms and dominated 1,000
+    resamples of a held-out fold."""
+    pos, neg = p[y == 1][:, None], p[y == 0][None, :]
+    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
+
+
 def mil_paired_bootstrap(objective: str, *, n: int = 1000, seed: int = 0) -> PairedBootstrap | None:
     """Tuned − current mean held-out AUC over folds in ``n`` resamples of each fold's test patients (the same
     patients for both settings; a resample with one class is NaN); None for ``val_loss``, which the
     predictions do not carry."""
     if objective != "auc":
         return None
-    from sklearn.metrics import roc_auc_score
 
     def differences(tuned: list[FoldOutcome], current: list[FoldOutcome]) -> np.ndarray:
         if any(not isinstance(o.payload, pd.DataFrame) or o.payload.empty for o in [*tuned, *current]):
@@ -169,7 +176,7 @@ def mil_paired_bootstrap(objective: str, *, n: int = 1000, seed: int = 0) -> Pai
             for rows, y, pt, pc in folds:
                 pick = np.concatenate([rows[j] for j in rng.integers(0, len(rows), size=len(rows))])
                 if np.unique(y[pick]).size == 2:
-                    diffs.append(roc_auc_score(y[pick], pt[pick]) - roc_auc_score(y[pick], pc[pick]))
+                    diffs.append(pairwise_auc(y[pick], pt[pick]) - pairwise_auc(y[pick], pc[pick]))
             if len(diffs) == len(folds):
                 out[i] = float(np.mean(diffs))
         return out
