@@ -86,6 +86,12 @@ class PeakMemory:
         self._thread.join()
 
 
+def _machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine (all processes): per stage on a quiet machine, its CPU seconds."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 def time_repro(args: list[str]) -> dict:
     """Run ``dvc repro <args>`` streaming its output; return per-stage wall seconds and totals."""
     # the stages' `python` must be this interpreter (the project's venv) even when the venv is not activated
@@ -94,6 +100,7 @@ def time_repro(args: list[str]) -> dict:
     cmd = [str(Path(sys.executable).with_name("dvc")), "repro", *args]
     cpu0, t0 = _children_cpu(), time.perf_counter()
     starts: list[tuple[str, float]] = []
+    machine_cpu: list[float] = []
     skipped: list[str] = []
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, bufsize=1) as proc, PeakMemory(proc.pid) as memory:
@@ -103,17 +110,23 @@ def time_repro(args: list[str]) -> dict:
             now = time.perf_counter() - t0
             if m := RUNNING.search(line):
                 starts.append((m.group(1), now))
+                machine_cpu.append(_machine_cpu())
                 memory.label = m.group(1)
             elif m := SKIPPED.search(line):
                 skipped.append(m.group(1))
         rc = proc.wait()
+    machine_cpu.append(_machine_cpu())
     wall = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"dvc repro failed with exit code {rc}: see the output above")
     ends = [t for _, t in starts[1:]] + [wall]
     stages = {name: round(end - start, 1) for (name, start), end in zip(starts, ends, strict=True)}
+    # cores busy per stage: machine CPU seconds over wall seconds (1.0 = one core idle on a 2-core machine)
+    stage_cpu = {name: round(b - a, 1)
+                 for (name, _), a, b in zip(starts, machine_cpu[:-1], machine_cpu[1:], strict=True)}
     return {"command": " ".join(["dvc", "repro", *args]), "wall_s": round(wall, 1),
             "cpu_s": round(_children_cpu() - cpu0, 1), "stages_s": stages,
+            "stages_machine_cpu_s": stage_cpu,
             "peak_rss_mib": {k: round(v) for k, v in memory.peaks.items()},
             "peak_pss_mib": {k: round(v) for k, v in memory.pss_peaks.items()},
             "sampler_cpu_s": round(memory.cpu_s, 1), "skipped": skipped,
@@ -147,9 +160,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     width = max((len(s) for s in result["stages_s"]), default=5)
-    print(f"\n{'stage':<{width}}  seconds  peak MiB: summed RSS, PSS near it")
+    print(f"\n{'stage':<{width}}  seconds  cores busy  peak MiB: summed RSS, PSS near it")
     for name, secs in sorted(result["stages_s"].items(), key=lambda kv: -kv[1]):
-        print(f"{name:<{width}}  {secs:7.1f}  {result['peak_rss_mib'].get(name, float('nan')):8.0f}  "
+        busy = result["stages_machine_cpu_s"].get(name, float("nan")) / max(secs, 1e-9)
+        print(f"{name:<{width}}  {secs:7.1f}  {busy:10.2f}  {result['peak_rss_mib'].get(name, float('nan')):8.0f}  "
               f"{result['peak_pss_mib'].get(name, float('nan')):8.0f}")
     print(f"{'total':<{width}}  {result['wall_s']:7.1f}  (cpu {result['cpu_s']} s, {len(result['skipped'])} skipped)")
 

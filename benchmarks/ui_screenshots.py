@@ -9,7 +9,9 @@ with ``--screenshot``, reports the JavaScript errors each page logs (a broken se
 - ``registry_<model>.png``: the registered model's versions with their aliases;
 - ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags);
 - ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open;
-- ``de_run.png``: the latest evaluate_de run's page (its metrics: the overall tests against random and the CV null);
+- ``mil_run.png``: the latest train_mil parent run's page, which opens on Table 1 with its CIs (its description);
+- ``de_run.png``: the latest evaluate_de run's page: the result lines ``histcode summary`` prints as its description,
+  then its metrics (the overall tests against random and the CV null);
 - ``external_run.png``: the latest ``make eval-cptac`` run's page (its metrics, among them how many slides were left
   out as seen in training);
 - ``tune_run.png``: the latest Optuna study's parent run (``tune_mil`` or ``histcode tune de``): its held-out verdict
@@ -216,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             run_url = f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}"
             errors += screenshot(chrome, f"{run_url}/artifacts/masks/contact_sheet_p01.jpg",
                                  args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
+        mil = latest_run(client, MIL_EXPERIMENT, "attributes.run_name LIKE 'train_mil/%'")  # the parent run
+        if mil is None:
+            print(f"skip MIL run: no {MIL_EXPERIMENT} train_mil run")
+        else:
+            errors += screenshot(chrome, f"{base}/experiments/{mil.info.experiment_id}/runs/{mil.info.run_id}",
+                                 args.out / "mil_run.png", "1900,1600", args.wait_ms)
         de = latest_run(client, DE_EXPERIMENT, "metrics.wilcoxon_p >= 0")  # evaluate_de: the tests vs random
         if de is None:
             print(f"skip DE run: no {DE_EXPERIMENT} run with metrics")

@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from histcode.evaluation.result_lines import de_lines
 from histcode.tables import CV_NAMES, METRICS_FILES, MetricsFile, key_matches, one_class_auc
 
 
@@ -156,27 +157,7 @@ def summary_lines(reports: Path, figures: Path, cohorts: dict[str, str] | None =
                          + ", ".join(f"{label} {v:.3f}" for label, v in shown.items()))
     de = _load(reports, "de", problems=problems)
     if de:
-        lines.append(
-            f"differential expression ({int(de.get('n_genes', 0))} genes, {int(de.get('n_patients', 0))} patients): "
-            f"median held-out Pearson {de.get('pearson_r_median', float('nan')):.3f} vs random "
-            f"{de.get('random_pearson_median', float('nan')):.3f} "
-            f"(Wilcoxon p={de.get('wilcoxon_p', float('nan')):.3g}); "
-            f"{int(de.get('n_genes_significant_bh', 0))} genes BH-significant"
-        )
-        if "truth.planted_pearson_median" in de:
-            lines.append(
-                f"  planted genes median r {de['truth.planted_pearson_median']:.3f} vs null "
-                f"{de['truth.null_pearson_median']:.3f} (Wilcoxon p={de['truth.planted_vs_null_wilcoxon_p']:.3g})"
-            )
-        heat = sorted(k.split(".")[1] for k in de if k.startswith("truth.") and k.endswith(".lymph_auc"))
-        genes = [g for g in heat if g != "reference"]
-        if genes:  # truth.reference: the tumour model's attention scored the same way (what a heatmap must beat)
-            lines.append("  per-gene heatmaps vs lymphocyte truth, AUC: " + ", ".join(
-                f"{g} {de[f'truth.{g}.lymph_auc']:.2f}" for g in genes)
-                + (f" (tumour-model attention {de['truth.reference.lymph_auc']:.2f})" if "reference" in heat else ""))
-        scatter = [k.split(".", 1)[1] for k in de if k.startswith("pearson_r.")]
-        if scatter:
-            lines.append("  " + ", ".join(f"{g} r={de['pearson_r.' + g]:.2f}" for g in scatter))
+        lines += de_lines(de)
     mil_json = METRICS_FILES["mil"].path(reports)
     eval_head, _, eval_tail = METRICS_FILES["eval"].path(reports, "{cohort}").name.partition("{cohort}")
     externals = [n for n, role in (cohorts or {}).items() if role == "external"] if cohorts is not None else sorted(

@@ -116,7 +116,7 @@ METRICS_FILES: dict[str, MetricsFile] = {
                                  ("*.mean_top_k_precision", "*.mean_iou")),
     "de": MetricsFile("de", ("n_genes", "n_patients", "pearson_r_median", "random_pearson_median", "wilcoxon_p",
                              "n_genes_significant_bh"),
-                      ("cv_null_overall_p", "cv_null_overall_top_p",
+                      ("cv_null_overall_p", "cv_null_overall_top_p", "cv_null_overall_z", "cv_null_shuffles",
                        "truth.planted_pearson_median", "truth.null_pearson_median", "truth.planted_vs_null_wilcoxon_p",
                        "truth.*.lymph_auc", "pearson_r.*")),
     "tune_mil": MetricsFile("tune_mil", ("objective", "direction", "best_value", "n_complete"),

@@ -159,7 +159,7 @@ def _app():
 def test_external_evaluation_of_a_tumour_only_cohort() -> None:
     """What `make eval-cptac` reports on CPTAC-BRCA from IDC (tumour slides only): no AUC, accuracy = recall."""
     from histcode.evaluation.champion_external import external_metrics
-    from histcode.evaluation.commands import external_line
+    from histcode.evaluation.result_lines import external_line
 
     preds = pd.DataFrame({"slide_id": list("abcdef"), "patient_id": list("abcdef"), "label": [1] * 6,
                           "prob_tumor": [0.9, 0.8, 0.7, 0.2, 0.95, 0.6]})

@@ -201,6 +201,12 @@ def test_run_evaluate_de_writes_metrics_json_and_mlflow(cohort, tmp_path: Path, 
     assert len(runs) == 1 and runs[0].data.metrics["n_genes"] == 16
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "figures/de")}
     assert "figures/de/scatter.png" in arts
+    # the run page opens on the result the console printed: headline paragraph, details as a bullet list
+    note = runs[0].data.tags["mlflow.note.content"]
+    head, _, details = note.partition("\n\n")
+    assert head.startswith("differential expression (16 genes, ")
+    assert f"Wilcoxon p={res.metrics['wilcoxon_p']:.3g}" in head
+    assert details.startswith("- planted genes median r ") and "\n- per-gene heatmaps vs lymphocyte truth" in details
 
 
 def test_lymphocyte_overlap_against_hand_computed_values():

@@ -279,6 +279,8 @@ def test_external_metrics_leave_out_what_the_model_trained_on(stage_run: tuple[P
     (run,) = client.search_runs([client.get_experiment_by_name("histcode/external").experiment_id],
                                 "attributes.run_name = 'eval-leak'")
     assert run.data.tags["seen_in_training"] == "2 left out (seen_in_training.json)"  # what the UI shows
+    assert run.data.tags["mlflow.note.content"].startswith("leak: ")  # the printed line opens the run page
+    assert "(2 more left out: seen in training cohort toy)" in run.data.tags["mlflow.note.content"]
     listed = Path(client.download_artifacts(run.info.run_id, "seen_in_training.json", str(root / "dl")))
     listed = json.loads(listed.read_text())
     assert listed["training_cohort"] == "toy" and listed["slides"] == m["seen_in_training"]
@@ -296,6 +298,8 @@ def _dir(path: Path) -> Path:
 def test_each_method_and_encoder_is_a_comparable_mlflow_run(stage_run: tuple[Path, dict]) -> None:
     """The compare view's rows: one run per (method, encoder) with params and plain metrics; final runs too."""
     import mlflow
+
+    root, _ = stage_run
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("histcode/mil")
@@ -320,6 +324,9 @@ def test_each_method_and_encoder_is_a_comparable_mlflow_run(stage_run: tuple[Pat
         assert final.data.params["pooling"] == method and int(final.data.params["epochs"]) >= 2
         assert final.data.metrics["auc"] == pytest.approx(runs[f"{method}/adco"].data.metrics["auc"])
     assert "clam_sb/random/final" not in runs  # other encoders: CV only
+    (parent,) = [r for name, r in runs.items() if name.startswith("train_mil/")]
+    table1 = (root / "reports/mil/table1.md").read_text()  # Table 1 with CIs opens the parent run's page
+    assert parent.data.tags["mlflow.note.content"] == table1 and "| **clam_sb** (HistCode) |" in table1
 
 
 def test_a_rerun_writes_the_same_model_files(stage_run: tuple[Path, dict]) -> None:

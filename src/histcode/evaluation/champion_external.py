@@ -41,6 +41,7 @@ from histcode import tracking
 from histcode.atomic import write_csv
 from histcode.config import ProjectConfig, section
 from histcode.cpus import torch_threads
+from histcode.evaluation.result_lines import as_markdown, external_lines
 from histcode.paths import Paths
 from histcode.prologue import open_stage
 from histcode.registry.models import CHAMPION, RegistryError, get_version, model_uri, parse_model_uri, version_of
@@ -320,5 +321,6 @@ def evaluate_external(
             png = plot_roc_pr(roc, pr, figures / f"{cohort}_roc_pr.png", summary={cohort: metrics}, title=title)
             write_csv(paths.plots(f"eval_{cohort}_roc.csv"), roc)
             tracking.log_artifact(png, artifact_path="figures")
+        tracking.set_description(as_markdown(external_lines(cohort, metrics)))  # what the command printed
         run.metrics = metrics
     return metrics

@@ -7,27 +7,7 @@ from pathlib import Path
 
 import typer
 
-from histcode.tables import one_class_auc
-
-
-def external_line(cohort: str, m: dict) -> str:
-    """The printed result of ``evaluate-external``: AUC, accuracy and balanced accuracy with CIs at the stored
-    threshold; a cohort of one class (CPTAC-BRCA from IDC labels tumour slides only) has no AUC, and says so."""
-
-    def ci(k: str) -> str:
-        return f"{m[k]:.3f} [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k in m else "n/a"
-
-    models = (f"encoder v{int(m['encoder_version'])}, MIL v{int(m['mil_version'])}" if "encoder_version" in m
-              else f"model {m['model']}")  # --model: no registered encoder/MIL pair
-    n = int(m.get("n", 0))
-    auc = one_class_auc(n, int(m.get("n_pos", 0))) or ci("auc")
-    recall = "".join(f", {k} {m[k]:.3f}" for k in ("sensitivity", "specificity") if k in m)
-    seen = int(m.get("n_seen_in_training", 0))
-    left = f" ({seen} more left out: seen in training cohort {m.get('training_cohort')})" if seen else ""
-    return (f"{cohort}: {n} slides{left}, AUC {auc}, accuracy {ci('accuracy')}, "
-            f"balanced accuracy {ci('balanced_accuracy')}{recall} at threshold {m['threshold']:.3g} "
-            f"({m['threshold_source']}); Brier {m['brier']:.3f}, ECE {m['ece']:.3f}; {models}; "
-            f"metrics in reports/metrics/eval_{cohort}.json")
+from histcode.evaluation.result_lines import external_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -68,11 +48,7 @@ def register(app: typer.Typer) -> None:
                               recalibration=recalibration, progress=progress,
                               keep_training_patients=keep_training_patients)
 
-        typer.echo(external_line(cohort, m))
-        if "recalibrated_accuracy" in m:
-            typer.echo(f"{m['recalibration']} recalibration on {int(m['n_calibration'])} slides: accuracy "
-                       f"{m['test_accuracy_at_threshold']:.3f} → {m['recalibrated_accuracy']:.3f} on "
-                       f"{int(m['n_test'])} test slides")
+        typer.echo("\n".join(external_lines(cohort, m)))
 
     @app.command("eval-external", hidden=True)  # deprecated alias: one job, one command (evaluate-external)
     def eval_external_cmd(

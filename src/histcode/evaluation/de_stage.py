@@ -10,6 +10,7 @@ from histcode import tracking
 from histcode.config import to_dict
 from histcode.evaluation.de_config import EvaluateDEConfig
 from histcode.evaluation.de_report import DEEvaluation, evaluate_de
+from histcode.evaluation.result_lines import as_markdown, de_lines
 from histcode.prologue import open_stage
 
 
@@ -23,6 +24,7 @@ def run_evaluate_de(params: dict[str, Any] | str | Path = "params.yaml", *, coho
                    params={"evaluate_de": to_dict(cfg), "base.seed": base_cfg.seed}) as run:
         result = evaluate_de(cfg, base_cfg, cohort=cohort)
         run.metrics = result.metrics
+        tracking.set_description(as_markdown(de_lines(result.metrics)))  # the run page opens on the result
         fig_dir = paths.figures("de")
         if fig_dir.is_dir():
             tracking.log_artifacts(fig_dir, artifact_path="figures/de")

@@ -248,6 +248,8 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         run.metrics = metrics
         tracking.log_artifact(paths.figures("mil") / "roc_pr.png")
         tracking.log_artifact(table_dir(paths) / "table1.md")
+        # Table 1 with its CIs at the top of the run page (a Markdown table there; metrics hold only the values)
+        tracking.set_description((table_dir(paths) / "table1.md").read_text())
     write_json(
         paths.models("mil") / INDEX_FILE,
         {"primary": cfg.pooling, "cohort": ctx.cohort, **file_meta(ctx.tags), "models": final_info},
