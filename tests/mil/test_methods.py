@@ -262,3 +262,22 @@ def test_every_method_trains_and_round_trips_through_its_spec(name: str) -> None
     with torch.no_grad():
         torch.testing.assert_close(clone(bag), model(bag))
         assert F.softmax(model(bag), -1).shape == (1, 2)
+
+
+def test_table1_headline_sorts_baselines_by_their_paired_interval() -> None:
+    """The run description's first sentence: a baseline is ahead of or behind HistCode only when its ΔAUC interval
+    excludes 0; the rest are named as within the noise."""
+    from histcode.mil.report import headline
+
+    def row(method: str, d: float, lo: float, hi: float) -> dict:
+        return {"method": method, "n": 48, "auc": 0.9, "auc_ci_low": 0.8, "auc_ci_high": 1.0,
+                "balanced_accuracy": 0.85, "balanced_accuracy_ci_low": 0.75, "balanced_accuracy_ci_high": 0.95,
+                "delta_auc": d, "delta_auc_ci_low": lo, "delta_auc_ci_high": hi}
+
+    rows = [row("clam_sb", 0.0, 0.0, 0.0), row("max", 0.3, 0.16, 0.47), row("mean", -0.05, -0.09, -0.01),
+            row("abmil", 0.01, -0.04, 0.05)]
+    assert headline(rows, "clam_sb") == (
+        "**HistCode (clam_sb)**: AUC 0.900 [0.800, 1.000], balanced accuracy 0.850 [0.750, 0.950] on 48 held-out "
+        "slides. Paired ΔAUC, 95 % CI: ahead of max (+0.300 [+0.160, +0.470]); behind mean (-0.050 [-0.090, "
+        "-0.010]); not distinguishable from abmil (ΔAUC interval spans 0).")
+    assert headline(rows[:1], "clam_sb").endswith("on 48 held-out slides.")  # no baseline: no comparison clause

@@ -326,7 +326,9 @@ def test_each_method_and_encoder_is_a_comparable_mlflow_run(stage_run: tuple[Pat
     assert "clam_sb/random/final" not in runs  # other encoders: CV only
     (parent,) = [r for name, r in runs.items() if name.startswith("train_mil/")]
     table1 = (root / "reports/mil/table1.md").read_text()  # Table 1 with CIs opens the parent run's page
-    assert parent.data.tags["mlflow.note.content"] == table1 and "| **clam_sb** (HistCode) |" in table1
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.endswith(table1) and "| **clam_sb** (HistCode) |" in table1
+    assert note.startswith("**HistCode (clam_sb)**: AUC ")  # the one sentence the collapsed description shows
 
 
 def test_a_rerun_writes_the_same_model_files(stage_run: tuple[Path, dict]) -> None:

@@ -137,6 +137,27 @@ def _ci(row: dict[str, Any], key: str) -> str:
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo and hi == hi else f"{v:.3f}"
 
 
+def headline(rows: list[dict[str, Any]], primary: str) -> str:
+    """Table 1 in one sentence: HistCode's held-out AUC and where each baseline stands by its paired ΔAUC interval
+    (ahead, behind, or within the noise of these slides); what a collapsed run description must show first."""
+    by = {r["method"]: r for r in rows}
+    me = by[primary]
+    out = f"**HistCode ({primary})**: AUC {_ci(me, 'auc')}, balanced accuracy {_ci(me, 'balanced_accuracy')} " \
+          f"on {int(me['n'])} held-out slides."
+
+    def delta(r: dict[str, Any]) -> str:
+        return f"{r['method']} ({r['delta_auc']:+.3f} [{r['delta_auc_ci_low']:+.3f}, {r['delta_auc_ci_high']:+.3f}])"
+
+    others = [r for r in rows if r["method"] != primary and r["delta_auc_ci_low"] == r["delta_auc_ci_low"]]
+    ahead = [delta(r) for r in others if r["delta_auc_ci_low"] > 0]
+    behind = [delta(r) for r in others if r["delta_auc_ci_high"] < 0]
+    tied = [r["method"] for r in others if r["delta_auc_ci_low"] <= 0 <= r["delta_auc_ci_high"]]
+    parts = ([f"ahead of {', '.join(ahead)}"] if ahead else []) + ([f"behind {', '.join(behind)}"] if behind else [])
+    if tied:
+        parts.append(f"not distinguishable from {', '.join(tied)} (ΔAUC interval spans 0)")
+    return out + (f" Paired ΔAUC, 95 % CI: {'; '.join(parts)}." if parts else "")
+
+
 def table_markdown(table: pd.DataFrame, primary: str, *, title: str, note: str = "") -> str:
     """A Markdown rendering of ``table1`` (HistCode = ``primary`` first)."""
     lines = [

@@ -9,6 +9,7 @@ experiment "mil": one parent run, a nested run per (pooling, fold) and per final
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -248,8 +249,11 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         run.metrics = metrics
         tracking.log_artifact(paths.figures("mil") / "roc_pr.png")
         tracking.log_artifact(table_dir(paths) / "table1.md")
-        # Table 1 with its CIs at the top of the run page (a Markdown table there; metrics hold only the values)
-        tracking.set_description((table_dir(paths) / "table1.md").read_text())
+        # Table 1 with its CIs at the top of the run page (a Markdown table there; metrics hold only the values),
+        # after one sentence, which is what the collapsed description shows
+        rows = json.loads((table_dir(paths) / "table1.json").read_text())["table1"]
+        tracking.set_description(f"{report.headline(rows, cfg.pooling)}\n\n"
+                                 + (table_dir(paths) / "table1.md").read_text())
     write_json(
         paths.models("mil") / INDEX_FILE,
         {"primary": cfg.pooling, "cohort": ctx.cohort, **file_meta(ctx.tags), "models": final_info},
