@@ -10,6 +10,8 @@ with ``--screenshot``, reports the JavaScript errors each page logs (a broken se
 - ``registry_<model>_champion.png``: the champion version's page (lineage tags, evidence, gate tags);
 - ``tile_contact_sheet.png``: the latest tile run's artifacts with its first contact sheet of masks open;
 - ``mil_run.png``: the latest train_mil parent run's page, which opens on Table 1 with its CIs (its description);
+- ``de_train_run.png``: the latest train_de run's page, which opens on the registered method and every DE method's
+  held-out numbers on the same folds (its description);
 - ``de_run.png``: the latest evaluate_de run's page: the result lines ``histcode summary`` prints as its description,
   then its metrics (the overall tests against random and the CV null);
 - ``external_run.png``: the latest ``make eval-cptac`` run's page (its metrics, among them how many slides were left
@@ -224,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             errors += screenshot(chrome, f"{base}/experiments/{mil.info.experiment_id}/runs/{mil.info.run_id}",
                                  args.out / "mil_run.png", "1900,1600", args.wait_ms)
+        train_de = latest_run(client, DE_EXPERIMENT, "attributes.run_name LIKE 'train_de-%'")
+        if train_de is None:
+            print(f"skip DE training run: no {DE_EXPERIMENT} train_de run")
+        else:
+            errors += screenshot(chrome, f"{base}/experiments/{train_de.info.experiment_id}/runs/"
+                                 f"{train_de.info.run_id}", args.out / "de_train_run.png", "1900,1600", args.wait_ms)
         de = latest_run(client, DE_EXPERIMENT, "metrics.wilcoxon_p >= 0")  # evaluate_de: the tests vs random
         if de is None:
             print(f"skip DE run: no {DE_EXPERIMENT} run with metrics")

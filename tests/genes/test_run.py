@@ -109,6 +109,12 @@ def test_run_train_de_logs_and_registers(toy_cohort, make_params, tmp_path: Path
     assert {"de/toy_per_gene.csv", "de/toy_inputs.csv", "de/genes.txt"} <= arts
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == 4
+    # the run page opens on the registered method and every method's numbers on the same folds, a row each
+    note = run.data.tags["mlflow.note.content"]
+    method = result.methods["method"].iloc[0]
+    assert note.startswith(f"**Registered: {version.tags['de.method']}**, median held-out Pearson r ")
+    assert sum(line.startswith("| ") for line in note.splitlines()) == 1 + len(result.methods)  # header + rows
+    assert f"{result.metrics[f'method.{method}.seconds']:.1f} |" in note
     model = de_from_stored(load_model("histcode-de", alias="challenger"))
     x = torch.from_numpy(result.design[:3].astype("float32"))
     with torch.no_grad():

@@ -31,6 +31,30 @@ def de_evidence(predictions: pd.DataFrame) -> pd.DataFrame:
                          "y_pred": df["y_pred_log10fc"]})
 
 
+def methods_markdown(methods: pd.DataFrame, registered: str, metrics: dict[str, float]) -> str:
+    """The run page's opening: which method is registered and every method's held-out numbers on the same patient
+    folds, as a Markdown table (the metrics table lists them as bare values, one key per method and number)."""
+
+    def num(v: Any, fmt: str) -> str:
+        return "—" if v is None or v != v else format(float(v), fmt)
+
+    n_genes, n_patients = int(metrics.get("n_genes", 0)), int(metrics.get("n_patients", 0))
+    rows = sorted(methods.to_dict("records"), key=lambda r: r["method"] != registered)
+    lines = [f"**Registered: {registered}**, median held-out Pearson r "
+             f"{num(metrics.get('pearson_r_median'), '.3f')} over {n_genes} genes and {n_patients} patients "
+             f"({int(metrics.get('n_folds', 0))} patient folds). Which genes beat random (BH): the evaluate_de run.",
+             "", "| method | features | chosen penalty / rank / components | median r | mean r | balanced accuracy "
+             "(mean) | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        chosen = " / ".join(num(r.get(k), "g") for k in ("chosen_alpha", "chosen_rank", "chosen_n_components"))
+        name = f"**{r['method']}**" if r["method"] == registered else str(r["method"])
+        seconds = metrics.get(f"method.{r['method']}.seconds")
+        lines.append(f"| {name} | {int(r['n_features'])} | {chosen} | {num(r['pearson_r_median'], '.3f')} | "
+                     f"{num(r['pearson_r_mean'], '.3f')} | {num(r['balanced_accuracy_mean'], '.3f')} | "
+                     f"{num(seconds, '.1f')} |")
+    return "\n".join(lines)
+
+
 def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort: str | None = None,
                  register: bool = True) -> TrainDEResult:
     """Read ``base`` + ``de`` from params, train, log everything to MLflow and register the model."""
@@ -45,6 +69,7 @@ def run_train_de(params: dict[str, Any] | str | Path = "params.yaml", *, cohort:
                    params={"de": to_dict(cfg), "base.seed": base_cfg.seed}) as run:
         result = train_de(cfg, base_cfg, cohort=cohort, log2_threshold=log2_threshold)
         run.metrics = result.metrics  # + reports/metrics/train_de.json: the methods' seconds live there, not in data
+        tracking.set_description(methods_markdown(result.methods, cfg.method, result.metrics))
         for fold, sub in result.predictions.groupby("fold"):
             with tracking.start_run("de", run_name=f"fold-{fold}", stage="train_de", cohort=cohort, nested=True,
                                     tags={"fold": str(fold)}):
