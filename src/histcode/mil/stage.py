@@ -9,7 +9,6 @@ experiment "mil": one parent run, a nested run per (pooling, fold) and per final
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -225,7 +224,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
                 else:
                     encoder_preds.setdefault(encoder, []).append(held_out)
                     times[f"{method}/{encoder}"] = info["time_s"]
-        metrics = write_reports(
+        metrics, description = write_reports(
             pd.concat(all_preds, ignore_index=True), fold_metrics, cfg, paths, ctx.cohort, seed=ctx.seed,
             times=times, encoder_preds={e: pd.concat(p, ignore_index=True) for e, p in encoder_preds.items()},
             encoder=ctx.tags["encoder"],
@@ -249,11 +248,7 @@ def run_train_mil(params_path: str | Path = "params.yaml") -> dict[str, Any]:
         run.metrics = metrics
         tracking.log_artifact(paths.figures("mil") / "roc_pr.png")
         tracking.log_artifact(table_dir(paths) / "table1.md")
-        # Table 1 with its CIs at the top of the run page (a Markdown table there; metrics hold only the values),
-        # after one sentence, which is what the collapsed description shows
-        rows = json.loads((table_dir(paths) / "table1.json").read_text())["table1"]
-        tracking.set_description(f"{report.headline(rows, cfg.pooling)}\n\n"
-                                 + (table_dir(paths) / "table1.md").read_text())
+        tracking.set_description(description)
     write_json(
         paths.models("mil") / INDEX_FILE,
         {"primary": cfg.pooling, "cohort": ctx.cohort, **file_meta(ctx.tags), "models": final_info},
@@ -281,9 +276,10 @@ def write_reports(
     times: dict[str, float] | None = None,
     encoder_preds: dict[str, pd.DataFrame] | None = None,
     encoder: str = "",
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str]:
     """Held-out predictions CSV, Table 1 (declared metrics: a few keys per method; reports/mil/: Markdown +
-    detail JSON with CIs and folds), ROC/PR CSVs (one per method) and the ROC+PR figure."""
+    detail JSON with CIs and folds), ROC/PR CSVs (one per method) and the ROC+PR figure. Returns the metrics and
+    the run's description: one sentence (what a collapsed description shows), then Table 1 with its CIs."""
     write_csv(paths.mil_predictions(cohort), preds[PRED_COLUMNS])
     times = times or {}
     table = report.table1(preds, cfg.pooling, n_boot=cfg.bootstrap, seed=seed, times=times)
@@ -330,4 +326,4 @@ def write_reports(
         summary=report.summary_for_plot(overall),
         title=f"{cohort}: held-out slides, {cv}",
     )
-    return metrics
+    return metrics, f"{report.headline(table.to_dict('records'), cfg.pooling)}\n\n{md}"
