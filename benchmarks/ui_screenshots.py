@@ -46,6 +46,15 @@ TILE_EXPERIMENT = "histcode/tile"
 DE_EXPERIMENT = "histcode/de"
 TUNE_EXPERIMENT = "histcode/tune"
 EXTERNAL_EXPERIMENT = "histcode/external"
+# run pages shot as a user opens them: (experiment, which run (MLflow search), picture, window size, what is missing)
+RUN_PAGES = (
+    (MIL_EXPERIMENT, "attributes.run_name LIKE 'train_mil/%'", "mil_run.png", "1900,1600", "train_mil run"),
+    (DE_EXPERIMENT, "attributes.run_name LIKE 'train_de-%'", "de_train_run.png", "1900,1600", "train_de run"),
+    (DE_EXPERIMENT, "metrics.wilcoxon_p >= 0", "de_run.png", "1900,2400", "evaluate_de run with metrics"),
+    (TUNE_EXPERIMENT, "attributes.run_name LIKE 'tune_%/%'", "tune_run.png", "1900,2000",  # a study, not a trial
+     "study (`make tune` or `histcode tune de`)"),
+    (EXTERNAL_EXPERIMENT, "attributes.status = 'FINISHED'", "external_run.png", "1900,2000", "run (`make eval-cptac`)"),
+)
 MODELS = ("histcode-mil", "histcode-encoder", "histcode-de")
 # MLflow 3.17 opens its Assistant panel (a third of the window) on a browser's first visit to a page served from
 # localhost/127.0.0.1/::1; closing it once keeps it closed (local storage). Each screenshot is a fresh browser, so
@@ -220,36 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             run_url = f"{base}/experiments/{tile.info.experiment_id}/runs/{tile.info.run_id}"
             errors += screenshot(chrome, f"{run_url}/artifacts/masks/contact_sheet_p01.jpg",
                                  args.out / "tile_contact_sheet.png", "1900,1400", args.wait_ms)
-        mil = latest_run(client, MIL_EXPERIMENT, "attributes.run_name LIKE 'train_mil/%'")  # the parent run
-        if mil is None:
-            print(f"skip MIL run: no {MIL_EXPERIMENT} train_mil run")
-        else:
-            errors += screenshot(chrome, f"{base}/experiments/{mil.info.experiment_id}/runs/{mil.info.run_id}",
-                                 args.out / "mil_run.png", "1900,1600", args.wait_ms)
-        train_de = latest_run(client, DE_EXPERIMENT, "attributes.run_name LIKE 'train_de-%'")
-        if train_de is None:
-            print(f"skip DE training run: no {DE_EXPERIMENT} train_de run")
-        else:
-            errors += screenshot(chrome, f"{base}/experiments/{train_de.info.experiment_id}/runs/"
-                                 f"{train_de.info.run_id}", args.out / "de_train_run.png", "1900,1600", args.wait_ms)
-        de = latest_run(client, DE_EXPERIMENT, "metrics.wilcoxon_p >= 0")  # evaluate_de: the tests vs random
-        if de is None:
-            print(f"skip DE run: no {DE_EXPERIMENT} run with metrics")
-        else:
-            errors += screenshot(chrome, f"{base}/experiments/{de.info.experiment_id}/runs/{de.info.run_id}",
-                                 args.out / "de_run.png", "1900,2400", args.wait_ms)
-        tune = latest_run(client, TUNE_EXPERIMENT, "attributes.run_name LIKE 'tune_%/%'")  # a study, not a trial
-        if tune is None:
-            print(f"skip tune run: no {TUNE_EXPERIMENT} study (`make tune` or `histcode tune de`)")
-        else:
-            errors += screenshot(chrome, f"{base}/experiments/{tune.info.experiment_id}/runs/{tune.info.run_id}",
-                                 args.out / "tune_run.png", "1900,2000", args.wait_ms)
-        ext = latest_run(client, EXTERNAL_EXPERIMENT)
-        if ext is None:
-            print(f"skip external run: no {EXTERNAL_EXPERIMENT} run (`make eval-cptac`)")
-        else:
-            errors += screenshot(chrome, f"{base}/experiments/{ext.info.experiment_id}/runs/{ext.info.run_id}",
-                                 args.out / "external_run.png", "1900,2000", args.wait_ms)
+        for experiment, where, png, size, missing in RUN_PAGES:
+            run = latest_run(client, experiment, where)
+            if run is None:
+                print(f"skip {png}: no {experiment} {missing}")
+                continue
+            errors += screenshot(chrome, f"{base}/experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
+                                 args.out / png, size, args.wait_ms)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
