@@ -13,6 +13,7 @@ from histcode.slides.mask import pen_mask, segment_tissue
 PEN_THUMB = Path(__file__).resolve().parents[1] / "data" / "histolab_diagnostic-slide-thumb-rgb.png"
 RED_PEN_THUMB = PEN_THUMB.with_name("histolab_tcga-red-pen.png")
 BLUE_PEN_THUMB = PEN_THUMB.with_name("histolab_wsi-blue-pen.png")
+RED_MARKER_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_slide-pen.png")
 CFG = TileConfig()
 
 
@@ -90,5 +91,37 @@ def test_real_red_ink_over_tissue_is_ink() -> None:
     rgb = cv2.cvtColor(cv2.imread(str(RED_PEN_THUMB)), cv2.COLOR_BGR2RGB)
     ink, tissue = [(213, 119), (231, 115), (404, 163)], [(300, 400), (200, 350), (420, 300), (120, 300)]
     tm = segment_tissue(rgb, 10.0, CFG, area_unit_px=512.0**2, seg_um=5.0)
+    assert all(tm.pen[p] and not tm.mask[p] for p in ink)
+    assert all(tm.mask[p] and not tm.pen[p] for p in tissue)
+
+
+def test_heavy_stain_in_the_red_window_is_tissue_and_ink_is_not() -> None:
+    """Dark-red, heavily stained tissue reaches the red-ink window (hue 350 deg, saturation over the floor) but is
+    darker than the slide's tissue and barely above the floor: tissue. A red marker on glass (bright) and over
+    tissue (far more saturated) is ink. Floor here: max(110, median tissue saturation 81 + 60) = 141."""
+    img = np.full((200, 200, 3), 240, np.uint8)  # glass
+    img[20:180, 20:140] = (220, 150, 185)  # pink H&E: hue ~330 deg, S 81, V 220
+    img[60:72, 40:52] = (150, 60, 75)  # heavy stain: hue 350 deg, S 153 (floor + 12), V 150 (0.68 of tissue)
+    img[100:104, 20:190] = (150, 15, 30)  # a marker across tissue (S 230) and glass ...
+    img[100:104, 140:190] = (220, 20, 40)  # ... bright where it crosses the glass
+    img[150:154, 60:100] = (150, 15, 30)  # a marker stroke entirely over tissue: dark but far above the floor
+    pen = pen_mask(img)
+    assert not pen[60:72, 40:52].any()
+    assert pen[100:104, 20:190].all() and pen[150:154, 60:100].all()
+    assert not pen[30:50, 30:130].any()
+
+
+def test_real_red_marker_over_tissue_and_glass() -> None:
+    """A TCGA breast slide's thumbnail (TUPAC16 #4, python-wsi-preprocessing's tutorial) with a wide red marker over
+    tissue and glass: at least 99 % of its strongly red pixels are ink, and under 1 % are in the mask (the marker's
+    fringe and blood in the stroma's vessels, which is tissue); points picked by eye ((y, x), round 28's written
+    check) are ink / tissue. The red-stain rule must not cost real ink."""
+    rgb = cv2.cvtColor(cv2.imread(str(RED_MARKER_THUMB)), cv2.COLOR_BGR2RGB)
+    tm = segment_tissue(rgb, 128.0, CFG, area_unit_px=512.0**2, seg_um=32.0)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    red = ((hsv[..., 0] <= 7) | (hsv[..., 0] >= 172)) & (hsv[..., 1] >= 150)  # the marker: 38,078 pixels
+    assert red.sum() > 38_000 and tm.pen[red].mean() >= 0.99 and tm.mask[red].mean() < 0.01
+    ink = [(46, 444), (153, 526), (235, 117), (383, 378), (194, 204), (408, 128)]
+    tissue = [(230, 306), (153, 459), (357, 459), (434, 357), (306, 179), (332, 255)]
     assert all(tm.pen[p] and not tm.mask[p] for p in ink)
     assert all(tm.mask[p] and not tm.pen[p] for p in tissue)

@@ -39,7 +39,13 @@ from histcode.slides.config import TileConfig
 # pink) with moderate saturation; inks are far more saturated, off that hue range, or neutral and dark.
 PEN_RED_HUE = (7, 172)  # red ink: hue <= 7 or >= 172 (344-14 degrees) ...
 PEN_RED_SAT = 110  # ... strongly saturated ...
-PEN_RED_MARGIN = 60  # ... and well above the slide's median tissue saturation (heavy eosin is red too)
+PEN_RED_MARGIN = 60  # ... and well above the slide's median tissue saturation (heavy eosin is red too);
+# a red component is ink only when it is bright or far more saturated still (_red_ink): heavily stained tumour
+# reaches the red window too, but sits darker than the slide's tissue and just above the floor
+PEN_RED_BRIGHT = 0.95  # 90th-percentile brightness / the slide's median tissue brightness: a marker crosses
+# glass, fat or thin tissue, where it is brighter than stain (heavy stain 0.67-0.89, real markers >= 0.92)
+PEN_RED_EXCESS = 40  # 90th-percentile saturation above the floor: ink is more saturated than any stain
+# (heavy stain 4-31, real markers >= 120; benchmarks/results/red_ink_preregistration.txt)
 PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
 PEN_COLD_SAT = 60
 PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this
@@ -104,6 +110,22 @@ def _large(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, big[big > 0])
 
 
+def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue_v: float) -> np.ndarray:
+    """The red components (>= ``PEN_MIN_PX``) that are ink: bright (``PEN_RED_BRIGHT``) or far above the
+    saturation ``floor`` (``PEN_RED_EXCESS``); the others are heavily stained tissue. Smaller ones stay."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(red.astype(np.uint8), connectivity=8)
+    stain = []
+    for k in range(1, n):
+        x, y, w, h, area = stats[k]
+        if area < PEN_MIN_PX:
+            continue
+        sel = labels[y:y + h, x:x + w] == k
+        p_v, p_s = np.percentile(v[y:y + h, x:x + w][sel], 90), np.percentile(s[y:y + h, x:x + w][sel], 90)
+        if p_v < PEN_RED_BRIGHT * tissue_v and p_s < floor + PEN_RED_EXCESS:
+            stain.append(k)
+    return red & ~np.isin(labels, stain) if stain else red
+
+
 def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
     """(H, W, 3) uint8 RGB → (H, W) bool: strongly saturated red, green/blue ink, grey/black marks.
 
@@ -120,6 +142,8 @@ def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
     enough = stained.sum() >= 16
     sat_floor = max(PEN_RED_SAT, float(np.median(s[stained])) + PEN_RED_MARGIN) if enough else 255.0
     red = ((h <= PEN_RED_HUE[0]) | (h >= PEN_RED_HUE[1])) & (s >= sat_floor)
+    if enough and red.any() and (stained & ~red).any():
+        red = _red_ink(red, s, v, sat_floor, float(np.median(v[stained & ~red])))
     strong = _large((red | cold | neutral).astype(np.uint8))
     if not strong.any():
         return np.zeros(rgb.shape[:2], bool)
