@@ -200,8 +200,10 @@ def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: floa
                      ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """CLAM's contour filter: keep tissue pieces whose area net of holes exceeds ``min_tissue_px`` and,
     inside them, the ``max_n_holes`` largest holes bigger than ``min_hole_px`` (and, with ``is_glass``,
-    only holes it calls glass; the area net of holes then counts only those). Returns (pieces, holes,
-    index of each hole's piece)."""
+    only holes it calls glass; the area net of holes then counts only those). With ``is_glass``, a piece
+    inside a cut hole of a kept piece is part of the same section (tissue a pathologist circled in ink: the
+    ring is not foreground, so ring and region become one hole) and needs only ``min_hole_px``. Returns
+    (pieces, holes, index of each hole's piece)."""
     contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if hierarchy is None:
         return [], [], []
@@ -209,6 +211,7 @@ def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: floa
     tissue: list[np.ndarray] = []
     holes: list[np.ndarray] = []
     owner: list[int] = []
+    small: list[tuple[int, list[int]]] = []  # pieces below min_tissue_px: (contour, its cut holes)
     for i in np.flatnonzero(hier[:, 3] == -1):
         child_ids = np.flatnonzero(hier[:, 3] == i)
         hole_areas = [cv2.contourArea(contours[j]) for j in child_ids]
@@ -220,10 +223,19 @@ def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: floa
         else:
             area = cv2.contourArea(contours[i]) - sum(hole_areas)
         if area <= 0 or area <= min_tissue_px:
+            if is_glass is not None and area > min_hole_px:
+                small.append((i, [child_ids[k] for k in cut]))
             continue
         tissue.append(contours[i])
         holes.extend(contours[child_ids[k]] for k in cut)
         owner.extend([len(tissue) - 1] * len(cut))
+    cut_holes = list(holes)
+    for i, own in small:  # islands: pieces inside a cut hole of a kept piece
+        x, y = (float(v) for v in contours[i][0, 0])
+        if any(cv2.pointPolygonTest(h, (x, y), False) > 0 for h in cut_holes):
+            tissue.append(contours[i])
+            holes.extend(contours[j] for j in own)
+            owner.extend([len(tissue) - 1] * len(own))
     return tissue, holes, owner
 
 
@@ -248,6 +260,21 @@ def _draw(shape: tuple[int, int], tissue: list[np.ndarray], holes: list[np.ndarr
         cv2.drawContours(out, tissue, -1, 1, thickness=cv2.FILLED)
     if holes:
         cv2.drawContours(out, holes, -1, 0, thickness=cv2.FILLED)
+    return out.astype(bool)
+
+
+def _draw_nested(shape: tuple[int, int], tissue: list[np.ndarray], holes: list[np.ndarray],
+                 owner: list[int]) -> np.ndarray:
+    """Each piece with its own holes, largest outline first, so a piece inside another's hole (an island)
+    is drawn after that hole instead of erased by it."""
+    out = np.zeros(shape, np.uint8)
+    by_piece: dict[int, list[np.ndarray]] = {}
+    for h, k in zip(holes, owner, strict=True):
+        by_piece.setdefault(k, []).append(h)
+    for k in sorted(range(len(tissue)), key=lambda k: -cv2.contourArea(tissue[k])):
+        cv2.drawContours(out, tissue, k, 1, thickness=cv2.FILLED)
+        if k in by_piece:
+            cv2.drawContours(out, by_piece[k], -1, 0, thickness=cv2.FILLED)
     return out.astype(bool)
 
 
@@ -341,7 +368,7 @@ def _segment_regions(rgb: np.ndarray, blurred: np.ndarray, downsample: float, cf
         return share < glass_level
 
     tissue, holes, owner = _filter_contours(binary, min_t, min_h, cfg.max_n_holes, is_glass)
-    mask = _draw(binary.shape, tissue, holes) & ~pen & ~artefact
+    mask = _draw_nested(binary.shape, tissue, holes, owner) & ~pen & ~artefact
     return TissueMask(mask=mask, downsample=float(downsample), threshold=threshold, pen=pen, contours=tissue,
                       holes=holes, hole_owner=owner, fat=fat & mask & ~dense, artefact=artefact)
 
