@@ -9,6 +9,7 @@ import numpy as np
 
 from histcode.slides.config import TileConfig
 from histcode.slides.mask import pen_mask, segment_tissue
+from histcode.slides.render import render_mask
 
 PEN_THUMB = Path(__file__).resolve().parents[1] / "data" / "histolab_diagnostic-slide-thumb-rgb.png"
 RED_PEN_THUMB = PEN_THUMB.with_name("histolab_tcga-red-pen.png")
@@ -148,6 +149,10 @@ def test_tissue_circled_in_ink_stays_tissue() -> None:
     inside = _ring_enclosed(tm.pen, img)
     assert inside.sum() > 5000 and tm.mask[inside].mean() > 0.95
     assert tm.mask[110, 110] and tm.mask[210, 210] and not tm.mask[110, 65] and tm.pen[110, 65]
+    qc = render_mask(img, tm, np.zeros((0, 2), int), 256)  # the QC picture shows the island as tissue, not as hole
+    f = qc.shape[1] // img.shape[1]
+    b, g, _r = qc[110 * f + f // 2, 110 * f + f // 2].astype(int)
+    assert g > b  # tissue tint is green; the hole tint (blue) would make b > g
 
 
 def test_real_ink_rings_keep_the_tissue_they_circle() -> None:

@@ -78,7 +78,7 @@ def render_mask(seg_rgb: np.ndarray, tissue: TissueMask, coords: np.ndarray, siz
     if tissue.holes:
         holes = np.zeros((h, w), np.uint8)
         cv2.drawContours(holes, tissue.holes, -1, 1, thickness=cv2.FILLED)
-        _tint(img, holes.astype(bool), HOLE_BGR, 0.45)
+        _tint(img, holes.astype(bool) & ~tissue.mask & ~tissue.pen, HOLE_BGR, 0.45)  # islands are tissue, rings ink
     damaged = unreadable is not None and bool(unreadable.any())
     if damaged:
         _tint(img, unreadable, UNREADABLE_BGR, 0.7)
