@@ -146,7 +146,7 @@ def make_cohort(args: argparse.Namespace, work: Path) -> Path:
     cfg = SynthConfig.tiny(seed=args.seed, n_patients=args.patients, n_without_normal=0,
                            n_patients_external=max(1, args.patients // 2), slide_width=args.width,
                            slide_height=args.height, n_svs=1, n_40x=0, adipose_fraction=tuple(args.adipose),
-                           workers=1)
+                           pen_rings=args.pen_rings, workers=1)
     generate(cfg, out)
     return out
 
@@ -158,6 +158,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=3072)
     ap.add_argument("--height", type=int, default=2560)
     ap.add_argument("--adipose", type=float, nargs=2, default=[0.2, 0.7], help="fat share range of normals")
+    ap.add_argument("--pen-rings", type=int, default=0,
+                    help="closed ink rings over the tissue of each slide with a pen mark (pathologists' circles)")
     ap.add_argument("--cohort", help="existing synthetic cohort folder (skips generation)")
     ap.add_argument("--real-only", action="store_true",
                     help="only the real slides (CMU-1, the DICOM test slide) against CLAM's stored coordinates")

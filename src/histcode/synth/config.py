@@ -23,7 +23,8 @@ class SynthConfig:
     40x; the rest are generic pyramidal TIFFs. Each cohort is a site: ``train_profile`` / ``external_profile``
     name its stain, scanner, case mix and morphology ranges (:mod:`histcode.synth.sites`);
     ``adipose_fraction`` is the training site's fat range of normal slides, ``jpeg_quality`` caps its
-    per-slide JPEG quality.
+    per-slide JPEG quality; ``pen_rings`` closed ink rings are drawn over the tissue of every slide with a pen
+    mark, as pathologists circle regions (0 in the demo; the tissue benchmark's ``--pen-rings``).
     """
 
     out_dir: Path = Path("data/synthetic")
@@ -47,6 +48,7 @@ class SynthConfig:
     adipose_fraction: tuple[float, float] = (0.0, 0.7)
     train_profile: str = "tcga"
     external_profile: str = "cptac"
+    pen_rings: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -72,6 +74,8 @@ class SynthConfig:
                 raise ConfigError(f"synth.{key}: unknown site profile {getattr(self, key)!r}; one of {sorted(SITES)}.")
         if self.workers < 1:
             raise ConfigError("synth.workers: must be >= 1.")
+        if not 0 <= self.pen_rings <= 20:
+            raise ConfigError("synth.pen_rings: must be in [0, 20] (closed ink rings per pen slide).")
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | str | Path = "params.yaml") -> SynthConfig:

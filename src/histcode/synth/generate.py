@@ -125,6 +125,7 @@ def generate(cfg: SynthConfig, out_dir: Path) -> None:
             tile_px=cfg.tile_px,
             adipose_fraction=cfg.adipose_fraction if s.cohort == TCGA else site(cfg.external_profile).adipose_normal,
             adipose_tumour=site(cfg.train_profile if s.cohort == TCGA else cfg.external_profile).adipose_tumour,
+            pen_rings=cfg.pen_rings,
         )
         for s in slides
     ]

@@ -107,6 +107,20 @@ def inflamed_zones(
     return _top_fraction(field, within, fraction)
 
 
+def _ink_rings(rng: np.random.Generator, tissue: np.ndarray, n: int, cell_um: float) -> np.ndarray:
+    """``n`` closed ink rings (radius 150-400 µm, line 60-120 µm) centred on the tissue: (H, W) bool."""
+    inner = ndimage.binary_erosion(tissue, iterations=max(1, int(150 / cell_um)))
+    cells = np.argwhere(inner if inner.any() else tissue)
+    ink = np.zeros(tissue.shape, np.uint8)
+    for _ in range(n):
+        y, x = cells[rng.integers(len(cells))]
+        r = rng.uniform(150, 400) / cell_um
+        axes = (int(r * rng.uniform(0.8, 1.2)), int(r * rng.uniform(0.8, 1.2)))
+        width = max(2, int(rng.uniform(60, 120) / cell_um))
+        cv2.ellipse(ink, (int(x), int(y)), axes, float(rng.uniform(0, 180)), 0, 360, 1, width)
+    return ink.astype(bool)
+
+
 def _disks(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     out = np.zeros(shape, np.uint8)
     for (y, x), r in zip(centres, radii, strict=True):
@@ -211,12 +225,14 @@ def make_layout(
     inflamed_fraction: float = 0.0,
     arch: Architecture | None = None,
     artefacts: Artefacts | None = None,
+    pen_rings: int = 0,
 ) -> Layout:
     """Region map for one slide. ``lymph_clusters_per_mm2`` counts small round aggregates per mm² of tumour
     (tumour slides) or of tissue (normal slides); ``inflamed_fraction`` is the share of the tumour and the
     stroma around it (tumour slides) or of the tissue (normal slides) taken over by dense lymphocytic
     infiltrates (``lymphocyte_dense``). ``arch`` sets the growth pattern and clustering; ``artefacts`` the
-    slide-level artefacts (``pen``/``blank`` are the pen mark and the tear)."""
+    slide-level artefacts (``pen``/``blank`` are the pen mark and the tear); ``pen_rings`` closed ink rings
+    drawn over the tissue of a pen slide, as pathologists circle regions (none in the demo)."""
     arch = arch or Architecture()
     art = artefacts or Artefacts()
     codes = np.zeros(shape, np.uint8)
@@ -279,6 +295,9 @@ def make_layout(
         span = rng.uniform(50, 140)
         cv2.ellipse(ink, centre, axes, float(rng.uniform(0, 180)), start, start + span, 1, width)
         codes[ink.astype(bool)] = REGION_CODES["pen_mark"]
+    if pen and pen_rings > 0:  # a stream of their own: without rings the slide's randomness is unchanged
+        codes[_ink_rings(np.random.default_rng(rng.integers(0, 2**63)), tissue, pen_rings, cell_um)] = \
+            REGION_CODES["pen_mark"]
     angle = np.pi * (0.5 + 0.5 * np.tanh(smooth_field(rng, shape, arch.fibre_wave)))
     bits = np.zeros(shape, np.uint8)
     art_rng = np.random.default_rng(rng.integers(0, 2**63))  # artefacts never shift the rest of the stream

@@ -55,6 +55,7 @@ class SlideJob:
     tile_px: int
     adipose_fraction: tuple[float, float] = (0.0, 0.0)  # range of the fat share of a normal slide's tissue
     adipose_tumour: tuple[float, float] = (0.0, 0.0)  # the same for tumour slides
+    pen_rings: int = 0  # closed ink rings over the tissue of a pen slide (SynthConfig.pen_rings)
 
 
 def _biology(p: PatientPlan, tumour: bool) -> Biology:
@@ -109,6 +110,7 @@ def _run_slide(job: SlideJob) -> dict[str, Any]:
             fibre_wave=p.fibre_wave,
         ),
         artefacts=Artefacts(s.pen, s.blank, s.fold, s.bubble, s.out_of_focus),
+        pen_rings=job.pen_rings,
     )
     fat_rng = np.random.default_rng(np.random.SeedSequence([*s.seed, ADIPOSE_STREAM]))
     lo, hi = job.adipose_tumour if tumour else job.adipose_fraction
