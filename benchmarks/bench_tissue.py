@@ -235,7 +235,10 @@ def main() -> None:
               "cmu1": cmu, "real_slides": real, "clam_seconds": clam_sec, "per_slide": rows}
     print(json.dumps({"pooled": pooled, "cmu1": cmu, "real_slides": real}, indent=2))
     write_json(args.out, result)
-    plot(df, Path(args.out).with_suffix(".png"), f"seed {args.seed}" if not args.cohort else Path(args.cohort).name)
+    label = f"seed {args.seed}" if not args.cohort else Path(args.cohort).name
+    if args.pen_rings and not args.cohort:
+        label += f", {args.pen_rings} closed ink rings on each slide with a pen mark"
+    plot(df, Path(args.out).with_suffix(".png"), label)
     tmp.cleanup()
 
 
