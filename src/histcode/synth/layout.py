@@ -109,9 +109,11 @@ def inflamed_zones(
 
 def _ink_rings(rng: np.random.Generator, tissue: np.ndarray, n: int, cell_um: float) -> np.ndarray:
     """``n`` closed ink rings (radius 150-400 µm, line 60-120 µm) centred on the tissue: (H, W) bool."""
+    ink = np.zeros(tissue.shape, np.uint8)
+    if not tissue.any():
+        return ink.astype(bool)
     inner = ndimage.binary_erosion(tissue, iterations=max(1, int(150 / cell_um)))
     cells = np.argwhere(inner if inner.any() else tissue)
-    ink = np.zeros(tissue.shape, np.uint8)
     for _ in range(n):
         y, x = cells[rng.integers(len(cells))]
         r = rng.uniform(150, 400) / cell_um
