@@ -3,7 +3,8 @@
 ``regions`` (default): tissue as pathologists and CLAM see it, as regions. Foreground = saturation/OD
 tissue (below) plus adipose recognised by its membrane texture (:mod:`histcode.slides.adipose`); grey
 objects (bubble rims, dust: optical density without stain colour) and ink are not tissue. Foreground
-contours are filled, and a hole is cut only when it is large (``a_h``) **and** glass (no fat texture).
+contours are filled, and a hole is cut only when it is large (``a_h``) **and** glass (no fat texture); a piece
+inside a cut hole (the region inside an ink ring a pathologist drew) stays, as CLAM keeps it.
 
 ``otsu_od``: the previous HistCode mask (the recipe below with every hole above ``a_h`` cut); fat is lost.
 
