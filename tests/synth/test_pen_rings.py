@@ -10,12 +10,12 @@ import pytest
 from histcode.config import ConfigError
 from histcode.io.truth import REGION_CODES
 from histcode.synth import SynthConfig
-from histcode.synth.layout import TISSUE_CODES, make_layout
+from histcode.synth.layout import TISSUE_CODES, Layout, make_layout
 
 PEN = REGION_CODES["pen_mark"]
 
 
-def _layout(rings: int):
+def _layout(rings: int) -> Layout:
     return make_layout(np.random.default_rng(11), (288, 224), tumour=True, tumour_fraction=0.4, necrosis_fraction=0.0,
                        lymph_clusters_per_mm2=0.5, cell_um=8.0, tissue_fill=0.8, pen=True, blank=False,
                        pen_rings=rings)
