@@ -15,6 +15,7 @@ PEN_THUMB = Path(__file__).resolve().parents[1] / "data" / "histolab_diagnostic-
 RED_PEN_THUMB = PEN_THUMB.with_name("histolab_tcga-red-pen.png")
 BLUE_PEN_THUMB = PEN_THUMB.with_name("histolab_wsi-blue-pen.png")
 RED_MARKER_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_slide-pen.png")
+GREEN_RING_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_s337-green-ring.png")
 CFG = TileConfig()
 
 
@@ -162,3 +163,16 @@ def test_real_ink_rings_keep_the_tissue_they_circle() -> None:
     tm = segment_tissue(rgb, 128.0, CFG, area_unit_px=512.0**2, seg_um=32.0)
     inside = _ring_enclosed(tm.pen, rgb)
     assert inside.sum() > 5000 and tm.mask[inside].mean() >= 0.85
+
+
+def test_real_green_ring_on_glass_around_the_tumour() -> None:
+    """A TCGA breast slide (TUPAC16 S337, python-wsi-preprocessing's tutorial) with a green ink ring drawn on the
+    glass around the tumour: the ring is ink and stays out of the mask, the tumour inside it is tissue, the glass
+    outside it is not (points by eye: (y, x))."""
+    rgb = cv2.cvtColor(cv2.imread(str(GREEN_RING_THUMB)), cv2.COLOR_BGR2RGB)
+    tm = segment_tissue(rgb, 128.0, CFG, area_unit_px=512.0**2, seg_um=32.0)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    green = (hsv[..., 0] >= 70) & (hsv[..., 0] <= 95) & (hsv[..., 1] >= 80)  # the ring: 5,276 pixels
+    assert green.sum() > 5000 and tm.pen[green].mean() >= 0.95 and tm.mask[green].mean() < 0.03
+    assert all(tm.mask[p] and not tm.pen[p] for p in [(250, 300), (150, 400), (300, 225), (350, 115)])
+    assert not any(tm.mask[p] for p in [(350, 500), (250, 450), (380, 300)])
