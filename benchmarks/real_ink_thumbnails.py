@@ -2,8 +2,8 @@
 
 Each thumbnail is segmented as the tile stage segments a slide (at the scale its tests use) and drawn in the QC
 picture's colours. Measured per thumbnail: the share of its strongly red pixels that are ink (red markers), the
-share of the tissue inside closed ink rings that is in the mask (rings drawn around regions), and the share of its
-strongly blue pixels that are ink (blue marker on glass). ``--before-src`` segments the same thumbnails with
+share of the tissue inside closed ink rings that is in the mask (rings drawn around regions), and the shares of its
+strongly blue and green pixels that are ink. ``--before-src`` segments the same thumbnails with
 another checkout's ``src`` (in a subprocess, so two code versions never share a process) and draws both, as
 ``docs/figures/tissue_ink_rings.jpg`` shows for round 28's ink-ring fix:
 
@@ -33,6 +33,7 @@ THUMBS = {
     "histolab_tcga-red-pen.png": ("red marker over tissue, a magnified crop", 10.0, 5.0),
     "python-wsi-preprocessing_slide-pen.png": ("wide red marker over tissue and glass", 128.0, 32.0),
     "histolab_wsi-blue-pen.png": ("blue marker on glass", 64.0, 16.0),
+    "python-wsi-preprocessing_s337-green-ring.png": ("green ink ring on the glass around the tumour", 128.0, 32.0),
 }
 
 
@@ -58,6 +59,7 @@ def measure(name: str, qc_png: Path) -> dict[str, float | int | None]:
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     red = ((hsv[..., 0] <= 7) | (hsv[..., 0] >= 172)) & (hsv[..., 1] >= 150)
     blue = (hsv[..., 0] >= 100) & (hsv[..., 0] <= 130) & (hsv[..., 1] >= 120)
+    green = (hsv[..., 0] >= 70) & (hsv[..., 0] <= 95) & (hsv[..., 1] >= 80)
     ring = ring_enclosed(tm.pen, rgb)
 
     def share(sel: np.ndarray, of: np.ndarray) -> float | None:
@@ -65,7 +67,7 @@ def measure(name: str, qc_png: Path) -> dict[str, float | int | None]:
 
     return {"tissue_fraction": float(tm.mask.mean()), "red_px": int(red.sum()), "red_ink": share(red, tm.pen),
             "ring_px": int(ring.sum()), "ring_kept": share(ring, tm.mask), "blue_px": int(blue.sum()),
-            "blue_ink": share(blue, tm.pen)}
+            "blue_ink": share(blue, tm.pen), "green_px": int(green.sum()), "green_ink": share(green, tm.pen)}
 
 
 def run_all(out_dir: Path, tag: str) -> dict[str, dict]:
