@@ -24,6 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from histcode.atomic import write_json
+from histcode.slides.config import TileConfig
+from histcode.slides.mask import segment_tissue
+from histcode.slides.render import render_mask
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 # file in tests/data (provenance in tests/data/PROVENANCE.md) → (what its ink is, level-0 px per thumbnail px,
@@ -48,10 +53,6 @@ def ring_enclosed(pen: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 
 def measure(name: str, qc_png: Path) -> dict[str, float | int | None]:
     """Segment one thumbnail with the code importable here; write its QC picture; return the shares."""
-    from histcode.slides.config import TileConfig
-    from histcode.slides.mask import segment_tissue
-    from histcode.slides.render import render_mask
-
     rgb = cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2RGB)
     _what, downsample, seg_um = THUMBS[name]
     tm = segment_tissue(rgb, downsample, TileConfig(), area_unit_px=512.0**2, seg_um=seg_um)
@@ -76,7 +77,7 @@ def run_all(out_dir: Path, tag: str) -> dict[str, dict]:
 
 
 def run_other(src: Path, out_dir: Path) -> dict[str, dict]:
-    """``run_all`` with another ``src`` first on the path, in a child process."""
+    """``run_all`` with another ``src`` first on the path, in a child process (its imports resolve there)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import real_ink_thumbnails as r;"
             f" from pathlib import Path; print(json.dumps(r.run_all(Path({str(out_dir)!r}), 'before')))")
@@ -109,8 +110,6 @@ def figure(names: list[str], out: Path, qc_dir: Path, before: bool) -> None:
 
 
 def main() -> None:
-    from histcode.atomic import write_json
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before-src", type=Path, help="another checkout's src folder, drawn and measured beside")
     ap.add_argument("--out", default="benchmarks/results/real_ink_thumbnails", help="path stem of the .json/.jpg")
