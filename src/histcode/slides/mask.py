@@ -213,6 +213,12 @@ def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: floa
     holes: list[np.ndarray] = []
     owner: list[int] = []
     small: list[tuple[int, list[int]]] = []  # pieces below min_tissue_px: (contour, its cut holes)
+
+    def keep(i: int, own: list[int]) -> None:
+        tissue.append(contours[i])
+        holes.extend(contours[j] for j in own)
+        owner.extend([len(tissue) - 1] * len(own))
+
     for i in np.flatnonzero(hier[:, 3] == -1):
         child_ids = np.flatnonzero(hier[:, 3] == i)
         hole_areas = [cv2.contourArea(contours[j]) for j in child_ids]
@@ -223,20 +229,16 @@ def _filter_contours(binary: np.ndarray, min_tissue_px: float, min_hole_px: floa
             area = cv2.contourArea(contours[i]) - sum(hole_areas[k] for k in cut)
         else:
             area = cv2.contourArea(contours[i]) - sum(hole_areas)
-        if area <= 0 or area <= min_tissue_px:
-            if is_glass is not None and area > min_hole_px:
-                small.append((i, [child_ids[k] for k in cut]))
-            continue
-        tissue.append(contours[i])
-        holes.extend(contours[child_ids[k]] for k in cut)
-        owner.extend([len(tissue) - 1] * len(cut))
+        own = [int(child_ids[k]) for k in cut]
+        if area > 0 and area > min_tissue_px:
+            keep(i, own)
+        elif is_glass is not None and area > min_hole_px:
+            small.append((i, own))
     cut_holes = list(holes)
     for i, own in small:  # islands: pieces inside a cut hole of a kept piece
         x, y = (float(v) for v in contours[i][0, 0])
         if any(cv2.pointPolygonTest(h, (x, y), False) > 0 for h in cut_holes):
-            tissue.append(contours[i])
-            holes.extend(contours[j] for j in own)
-            owner.extend([len(tissue) - 1] * len(own))
+            keep(i, own)
     return tissue, holes, owner
 
 
