@@ -176,3 +176,62 @@ def test_real_green_ring_on_glass_around_the_tumour() -> None:
     assert green.sum() > 5000 and tm.pen[green].mean() >= 0.95 and tm.mask[green].mean() < 0.03
     assert all(tm.mask[p] and not tm.pen[p] for p in [(250, 300), (150, 400), (300, 225), (350, 115)])
     assert not any(tm.mask[p] for p in [(350, 500), (250, 450), (380, 300)])
+
+
+MSKCC = PEN_THUMB.parent
+
+
+def _mskcc(sid: str) -> tuple[np.ndarray, np.ndarray]:
+    """A real MSKCC thumbnail (RGB) and its hand-drawn circled region (blue channel < 128)."""
+    rgb = cv2.cvtColor(cv2.imread(str(MSKCC / f"mskcc-pen-annotation_thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
+    return rgb, cv2.imread(str(MSKCC / f"mskcc-pen-annotation_labels_{sid}.png"))[..., 0] < 128
+
+
+def _circled_tissue(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Stained pixels of the circled region that are not ink-coloured (blue/green hue or very dark)."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    ink = ((hsv[..., 0] >= 35) & (hsv[..., 0] <= 125) & (hsv[..., 1] >= 60)) | (hsv[..., 2] < 60)
+    return region & (rgb.min(2) < 200) & ~ink
+
+
+def test_real_tumour_circled_in_blue_ink_is_kept() -> None:
+    """MSKCC slide 00002 (lung): a pathologist circled the tumour in blue ink. The code before round 28's ink-ring
+    fix kept none of the circled tumour (the ring and the region inside were one hole cut as glass); now nearly
+    all of it is in the mask, and the ring itself is ink."""
+    rgb, region = _mskcc("00002")
+    tm = segment_tissue(rgb, 128.0, CFG, area_unit_px=512.0**2, seg_um=32.0)
+    circled = _circled_tissue(rgb, region)
+    assert circled.sum() > 50_000 and tm.mask[circled].mean() >= 0.99
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    blue = (hsv[..., 0] >= 100) & (hsv[..., 0] <= 130) & (hsv[..., 1] >= 120)
+    assert blue.sum() > 10_000 and tm.pen[blue].mean() >= 0.99
+
+
+def test_pen_dark_ratio_finds_the_lighter_half_of_a_violet_black_stroke() -> None:
+    """MSKCC slide 00177: a violet-black rectangle drawn around a lung tumour. Its dark pixels just outside the
+    circled region are the stroke; ``tile.pen_dark_ratio: 0.7`` takes nearly all of them out of the mask (the
+    default 0.55 leaves a quarter in), and both keep the circled tumour."""
+    rgb, region = _mskcc("00177")
+    r = region.astype(np.uint8)
+    band = cv2.dilate(r, np.ones((25, 25), np.uint8)).astype(bool)
+    band &= ~cv2.dilate(r, np.ones((5, 5), np.uint8)).astype(bool)
+    band &= cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 2] < 150
+    circled = _circled_tissue(rgb, region)
+    masks = {ratio: segment_tissue(rgb, 128.0, TileConfig(pen_dark_ratio=ratio), area_unit_px=512.0**2,
+                                   seg_um=32.0).mask for ratio in (0.55, 0.7)}
+    assert band.sum() > 5000
+    assert masks[0.7][band].mean() < 0.02
+    assert all(m[circled].mean() >= 0.99 for m in masks.values())
+
+
+def test_pen_dark_ratio_is_checked_and_settable_by_name() -> None:
+    import pytest
+
+    from histcode.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"tile\.pen_dark_ratio must be in"):
+        TileConfig(pen_dark_ratio=1.2)
+    assert TileConfig().with_settings(["pen_dark_ratio=0.7", "tissue_model=otsu_od"]) == TileConfig(
+        pen_dark_ratio=0.7, tissue_model="otsu_od")
+    with pytest.raises(ConfigError, match=r"pen_dark_ratio=0\.7"):
+        TileConfig().with_settings(["pen_ratio=0.7"])

@@ -54,6 +54,7 @@ class TileConfig:
     max_n_holes: int = 2048
     area_slide_frac: float = 0.01
     exclude_pen: bool = True
+    pen_dark_ratio: float = 0.55  # ink's lighter part: darker than this x the median tissue brightness, touching ink
     white_value: int = 220
     od_threshold: float = 0.1  # mean log10 optical density vs the slide's glass above which a pixel is tissue
     mpp_snap: float = 0.05
@@ -67,6 +68,9 @@ class TileConfig:
             raise ConfigError(f"tile.tissue_threshold must be in [0, 1], got {self.tissue_threshold}")
         if self.seg_downsample < 1:
             raise ConfigError(f"tile.seg_downsample must be >= 1, got {self.seg_downsample}")
+        if not 0.0 < self.pen_dark_ratio < 1.0:
+            raise ConfigError(f"tile.pen_dark_ratio must be in (0, 1), got {self.pen_dark_ratio}; 0.55 is the "
+                              "default, 0.70 finds lighter violet-black marker strokes")
         if self.median_blur < 0 or (self.median_blur > 1 and self.median_blur % 2 == 0):
             raise ConfigError(f"tile.median_blur must be 0, 1 or an odd number, got {self.median_blur}")
 
@@ -80,6 +84,20 @@ class TileConfig:
                                          max_n_holes=8)
         values.update(overrides)
         return dataclasses.replace(cls(), **values)  # type: ignore[arg-type]
+
+    def with_settings(self, items: list[str] | None) -> TileConfig:
+        """This config with ``KEY=VALUE`` settings as a user types them (values read as YAML scalars: ``0.7``,
+        ``true``, ``regions``); benchmarks take them on the command line to compare settings on the same slides."""
+        import yaml
+
+        over: dict[str, object] = {}
+        for item in items or []:
+            key, sep, value = item.partition("=")
+            if not sep or key not in type(self).__dataclass_fields__:
+                raise ConfigError(f"tile setting {item!r}: expected KEY=VALUE with KEY one of params.yaml's tile "
+                                  "options (e.g. pen_dark_ratio=0.7)")
+            over[key] = yaml.safe_load(value)
+        return dataclasses.replace(self, **over)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)

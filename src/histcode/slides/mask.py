@@ -49,11 +49,14 @@ PEN_RED_EXCESS = 40  # 90th-percentile saturation above the floor: ink is more s
 # (heavy stain 4-31, real markers >= 120; benchmarks/results/red_ink_preregistration.txt)
 PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
 PEN_COLD_SAT = 60
-PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this
+PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this (also near-black stain: round 29's
+# saturation rule against that was not adopted, benchmarks/results/dark_stain_black_preregistration.txt)
 PEN_NEUTRAL = (40, 120)  # grey/black ink on glass: saturation below 40 and brightness below 120
 PEN_DARK_RATIO = 0.55  # ink over tissue: darker than this fraction of the median tissue brightness ...
 # ... counts only where connected to certain ink (hysteresis), so dense but unmarked tissue (epidermis,
-# lymphoid aggregates) is never removed.
+# lymphoid aggregates) is removed only where it touches ink. TileConfig.pen_dark_ratio; 0.70 also finds the
+# lighter half of violet-black strokes on real slides, but takes more dense tissue touching ink
+# (benchmarks/results/violet_ink_preregistration.txt).
 PEN_DILATE = 3  # seg pixels: ink halos are less saturated than the ink itself
 PEN_MIN_PX = 4  # seg pixels: smaller dark/red specks (nuclei clusters, blood) are not ink strokes
 CLIPPED_MIN_SHARE = 0.01  # exact white on at least this share of the image is no glass colour (_clipped_white)
@@ -127,11 +130,12 @@ def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue
     return red & ~np.isin(labels, stain) if stain else red
 
 
-def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
+def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO) -> np.ndarray:
     """(H, W, 3) uint8 RGB → (H, W) bool: strongly saturated red, green/blue ink, grey/black marks.
 
     ``blur`` (odd px): median filter first, so fibre-scale colour (bright eosin strands resolved on small
-    slides) is judged at the scale of an ink stroke.
+    slides) is judged at the scale of an ink stroke. ``dark_ratio``: pixels darker than this fraction of the
+    median tissue brightness join the ink they touch (``PEN_DARK_RATIO``).
     """
     if blur > 1:
         rgb = cv2.medianBlur(np.ascontiguousarray(rgb), blur)
@@ -150,7 +154,7 @@ def pen_mask(rgb: np.ndarray, blur: int = 0) -> np.ndarray:
         return np.zeros(rgb.shape[:2], bool)
     dark = np.zeros_like(strong)
     if enough:  # a marker transmits far less light than the slide's stained tissue
-        dark = v < PEN_DARK_RATIO * float(np.median(v[stained & ~strong]))
+        dark = v < dark_ratio * float(np.median(v[stained & ~strong]))
     _n, labels = cv2.connectedComponents((strong | dark).astype(np.uint8), connectivity=8)
     pen = np.isin(labels, np.unique(labels[strong])).astype(np.uint8)  # dark regions touching ink
     if PEN_DILATE > 0 and pen.any():
@@ -163,9 +167,10 @@ def _ink(rgb: np.ndarray, blurred: np.ndarray, cfg: TileConfig, f: int) -> np.nd
     if not cfg.exclude_pen:
         return np.zeros(rgb.shape[:2], bool)
     if f == 1:
-        return pen_mask(blurred)
+        return pen_mask(blurred, dark_ratio=cfg.pen_dark_ratio)
     small = _shrink(rgb, f)
-    return _grow(pen_mask(cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small), rgb.shape)
+    small = cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small
+    return _grow(pen_mask(small, dark_ratio=cfg.pen_dark_ratio), rgb.shape)
 
 
 def optical_density(rgb: np.ndarray, excluded: np.ndarray, blur: int) -> np.ndarray:
