@@ -57,8 +57,9 @@ IOU_GRID = 16
 LEAN_FAT = 0.3  # slides with less planted fat: where agreeing with CLAM does not mean losing fat
 
 
-def models() -> dict[str, TileConfig]:
-    base = TileConfig()
+def models(settings: list[str] | None = None) -> dict[str, TileConfig]:
+    """The compared tissue models; ``settings`` (``KEY=VALUE``, ``--tile``) apply to all but the CLAM preset."""
+    base = TileConfig().with_settings(settings)
     return {"default": base,
             "clam_grid": dataclasses.replace(base, tissue_model="regions", tissue_rule="four_point",
                                              grid_origin="contour", seg_level="clam"),
@@ -160,6 +161,8 @@ def main() -> None:
     ap.add_argument("--adipose", type=float, nargs=2, default=[0.2, 0.7], help="fat share range of normals")
     ap.add_argument("--pen-rings", type=int, default=0,
                     help="closed ink rings over the tissue of each slide with a pen mark (pathologists' circles)")
+    ap.add_argument("--tile", nargs="*", metavar="KEY=VALUE",
+                    help="tile settings for every model but the CLAM preset (e.g. pen_dark_ratio=0.7)")
     ap.add_argument("--cohort", help="existing synthetic cohort folder (skips generation)")
     ap.add_argument("--real-only", action="store_true",
                     help="only the real slides (CMU-1, the DICOM test slide) against CLAM's stored coordinates")
@@ -170,7 +173,7 @@ def main() -> None:
                     help="JSON; the figure goes beside it (.png)")
     args = ap.parse_args()
     if args.real_only:  # the real slides against CLAM's stored coordinates only: seconds, no cohort
-        real = {slide.name: real_slide(slide, ref) for slide, ref in REAL_SLIDES}
+        real = {slide.name: real_slide(slide, ref, args.tile) for slide, ref in REAL_SLIDES}
         print(json.dumps(real, indent=2))
         write_json(args.out, {"real_slides": real})
         for slide, ref in REAL_SLIDES:
@@ -194,7 +197,7 @@ def main() -> None:
     rows = []
     for r in truth.itertuples():
         mask, ds = read_region_mask(gt, r.cohort, r.slide_id)
-        for name, cfg in models().items():
+        for name, cfg in models(args.tile).items():
             coords, size, (w, h) = tile(paths[r.slide_id], cfg)
             row = {"slide": r.slide_id, "label": r.label, "adipose": r.planted_adipose_fraction,
                    "pen": bool(r.has_pen), "model": name,
@@ -220,7 +223,7 @@ def main() -> None:
         pooled[name] = p
     cmu = {}
     ref, _ = clam_reference(CLAM_CMU1)
-    for name, cfg in models().items():
+    for name, cfg in models(args.tile).items():
         coords, size, (w, h) = tile(CMU1, cfg)
         cmu[name] = {"n_tiles": len(coords), "clam_ref_tiles": len(ref),
                      "iou_vs_clam_reference": iou(footprint(coords, size, w, h), footprint(ref, 256, w, h))}
@@ -228,7 +231,7 @@ def main() -> None:
             live = clam[CMU1.stem]
             cmu[name].update(clam_live_tiles=len(live),
                              iou_vs_clam_live=iou(footprint(coords, size, w, h), footprint(live, 256, w, h)))
-    real = {slide.name: real_slide(slide, ref) for slide, ref in REAL_SLIDES}
+    real = {slide.name: real_slide(slide, ref, args.tile) for slide, ref in REAL_SLIDES}
     pd.set_option("display.width", 200)
     print(df.drop(columns=["slide"]).round(3).to_string())
     result = {"cohort": str(root), "seed": args.seed, "adipose_range": args.adipose, "pooled": pooled,
@@ -248,12 +251,12 @@ def clam_reference(path: Path) -> tuple[np.ndarray, int]:
         return f["coords"][:], int(f["coords"].attrs["patch_size"])
 
 
-def real_slide(slide: Path, reference: Path) -> dict[str, dict[str, float]]:
+def real_slide(slide: Path, reference: Path, settings: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Every model on a real slide against CLAM's stored coordinates: tile counts and footprint IoU (grid 1/16 of
     a tile)."""
     ref, ref_size = clam_reference(reference)
     out = {}
-    for name, cfg in models().items():
+    for name, cfg in models(settings).items():
         coords, size, (w, h) = tile(slide, cfg)
         g = max(1, size // 16)
         out[name] = {"n_tiles": len(coords), "clam_ref_tiles": len(ref),
