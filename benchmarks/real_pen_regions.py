@@ -1,0 +1,199 @@
+"""Tissue a pathologist circled in pen, on real slides: how much of it the tissue mask keeps.
+
+Data: the 319 whole-slide thumbnails of MSKCC's PenAnnotationExtractor (MIT; Schüffler et al., J Pathol Inform
+2021), in which pathologists circled regions in pen, with the hand-drawn mask of each circled region. Clone that
+repository and point ``--data`` at its ``data`` folder (thumbnails/thumbnail_N.jpg, annotations/resized/
+labels_rs_N.png). The protocol was written before the first run: benchmarks/results/
+mskcc_pen_regions_preregistration.txt.
+
+Per slide: the circled tissue (stained pixels of the hand-drawn region that are not ink-coloured), the share of
+it in the tissue mask ("kept"), and the share of the ink-coloured pixels the mask calls ink. ``--before-src``
+runs another checkout's ``src`` on the same thumbnails in a child process and reports both; ``--tile KEY=VALUE``
+sets tile options for this run and ``--baseline-tile KEY=VALUE`` runs a second configuration beside it:
+
+    python benchmarks/real_pen_regions.py --data /path/to/PenAnnotationExtractor/data \
+        --before-src /path/to/old/src --out benchmarks/results/real_pen_regions
+    python benchmarks/real_pen_regions.py --data ... --tile pen_dark_ratio=0.7 --baseline-tile pen_dark_ratio=0.55
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from histcode.atomic import write_json
+from histcode.slides.config import TileConfig
+from histcode.slides.mask import segment_tissue
+
+LEVEL0_UM = 0.25  # the thumbnails carry no MPP: segmented as a 40x slide's thumbnail at --seg-um
+
+
+def pairs(data: Path) -> list[tuple[str, Path, Path]]:
+    """(id, thumbnail, label) for every thumbnail with a label of the same size; a missing label is an error."""
+    thumbs = sorted((data / "thumbnails").glob("thumbnail_*.jpg"))
+    if not thumbs:
+        raise SystemExit(f"{data / 'thumbnails'}: no thumbnail_*.jpg; --data must be PenAnnotationExtractor's data/")
+    out = []
+    for t in thumbs:
+        sid = t.stem.split("_")[-1]
+        label = data / "annotations" / "resized" / f"labels_rs_{sid}.png"
+        if not label.exists():
+            raise SystemExit(f"{label}: missing; the checkout of PenAnnotationExtractor is incomplete")
+        out.append((sid, t, label))
+    return out
+
+
+def ink_coloured(rgb: np.ndarray) -> np.ndarray:
+    """Blue/green/black pen and what lies under it: hue 35-125 at saturation >= 60, or brightness < 60."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    return ((h >= 35) & (h <= 125) & (s >= 60)) | (v < 60)
+
+
+def band_dark(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Dark pixels (brightness < 150) 2-12 px outside the circled region: mostly the ink line drawn around it."""
+    r = region.astype(np.uint8)
+    outer = cv2.dilate(r, np.ones((25, 25), np.uint8)).astype(bool)
+    ring = outer & ~cv2.dilate(r, np.ones((5, 5), np.uint8)).astype(bool)
+    return ring & (cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 2] < 150)
+
+
+def measure(thumb: Path, label: Path, seg_um: float, cfg: TileConfig | None = None) -> dict[str, float | int | None]:
+    rgb = cv2.cvtColor(cv2.imread(str(thumb)), cv2.COLOR_BGR2RGB)
+    region = cv2.imread(str(label))[..., 0] < 128  # BGR: the blue channel is low inside the circled region
+    if region.shape != rgb.shape[:2]:
+        raise SystemExit(f"{label}: {region.shape} does not match {thumb}'s {rgb.shape[:2]}")
+    tm = segment_tissue(rgb, seg_um / LEVEL0_UM, cfg or TileConfig(), area_unit_px=512.0**2, seg_um=seg_um)
+    ink = ink_coloured(rgb)
+    circled = region & (rgb.min(2) < 200) & ~ink
+    band = band_dark(rgb, region)
+    return {"circled_px": int(circled.sum()),
+            "kept": float(tm.mask[circled].mean()) if circled.sum() >= 100 else None,
+            "band_px": int(band.sum()), "band_in_mask": float(tm.mask[band].mean()) if band.sum() >= 50 else None,
+            "ink_px": int(ink.sum()), "ink_found": float(tm.pen[ink].mean()) if ink.sum() >= 100 else None,
+            "tissue_fraction": float(tm.mask.mean())}
+
+
+def run_all(data: Path, seg_um: float, progress: bool = True, cfg: TileConfig | None = None,
+            parity: str = "all") -> dict[str, dict]:
+    rows = {}
+    items = [p for p in pairs(data) if parity == "all" or int(p[0]) % 2 == (parity == "odd")]
+    for i, (sid, t, lab) in enumerate(items, 1):
+        rows[sid] = measure(t, lab, seg_um, cfg)
+        if progress and (i % 50 == 0 or i == len(items)):
+            print(f"  {i}/{len(items)} thumbnails at {seg_um:g} um/px", file=sys.stderr, flush=True)
+    return rows
+
+
+def run_other(src: Path, data: Path, seg_um: float, parity: str = "all") -> dict[str, dict]:
+    """``run_all`` with another ``src`` first on the path, in a child process (its imports resolve there)."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import real_pen_regions as r;"
+            f" from pathlib import Path; print(json.dumps(r.run_all(Path({str(data)!r}), {seg_um!r}, False,"
+            f" parity={parity!r})))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summary(rows: dict[str, dict], key: str) -> dict[str, float | int]:
+    x = np.array([r[key] for r in rows.values() if r[key] is not None], float)
+    return {"n": int(x.size), "median": float(np.median(x)), "mean": float(x.mean()),
+            "p10": float(np.percentile(x, 10)), "min": float(x.min()),
+            "below_0.90": int((x < 0.90).sum()), "below_0.50": int((x < 0.50).sum())}
+
+
+def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path) -> None:
+    """Left: the share of circled tissue kept per slide, sorted, for each run; right: the four slides whose share
+    changed most, in the QC picture's colours (this checkout's mask), the circled region outlined in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from histcode.slides.render import render_mask
+
+    res = result[f"{seg_um:g}um"]
+    tags = [t for t in ("before", "now") if t in res]
+    fig = plt.figure(figsize=(16, 8))
+    ax = fig.add_subplot(1, 3, 1)
+    for tag in tags:
+        kept = np.sort([r["kept"] for r in res[tag]["slides"].values() if r["kept"] is not None])
+        label = f"{tag}: mean {kept.mean():.3f}, < 0.9 on {(kept < 0.9).sum()}"
+        ax.plot(np.arange(1, kept.size + 1), kept, label=label)
+    ax.set(xlabel="slides, sorted", ylabel="share of the circled tissue in the tissue mask", ylim=(-0.02, 1.02),
+           title=f"Circled tissue kept, {len(res[tags[-1]]['slides'])} real slides ({seg_um:g} µm/px)")
+    ax.legend(loc="lower right")
+    now = res["now"]["slides"]
+    before = res["before"]["slides"] if "before" in res else now
+    change = sorted(((now[s]["kept"] or 0) - (before[s]["kept"] or 0), s) for s in now)
+    picks = [s for _d, s in change[-4:]][::-1] if "before" in res else sorted(now)[:4]
+    for k, sid in enumerate(picks):
+        rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
+        region = cv2.imread(str(data / "annotations" / "resized" / f"labels_rs_{sid}.png"))[..., 0] < 128
+        tm = segment_tissue(rgb, seg_um / LEVEL0_UM, TileConfig(), area_unit_px=512.0**2, seg_um=seg_um)
+        qc = render_mask(rgb, tm, np.zeros((0, 2), int), 512, title=f"MSKCC {sid}")
+        qc = cv2.cvtColor(qc, cv2.COLOR_BGR2RGB)
+        f = qc.shape[1] / rgb.shape[1]
+        cs, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(qc, [np.round(c * f).astype(np.int32) for c in cs], -1, (255, 0, 0), max(2, round(2 * f)))
+        a = fig.add_subplot(2, 3, 2 + k + (k >= 2))
+        a.imshow(qc)
+        a.set_title(f"{sid}: kept {before[sid]['kept']:.2f} (before) → {now[sid]['kept']:.2f} (now)", fontsize=9)
+        a.axis("off")
+    fig.suptitle("Tissue circled in pen by pathologists (MSKCC PenAnnotationExtractor thumbnails; red: the hand-drawn"
+                 " region; QC colours: green tissue, blue cut hole, magenta ink)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(out, dpi=80, pil_kwargs={"quality": 85})
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="PenAnnotationExtractor's data/ folder")
+    ap.add_argument("--before-src", type=Path, help="another checkout's src folder, run on the same thumbnails")
+    ap.add_argument("--seg-um", type=float, nargs="+", default=[32.0], help="µm per thumbnail pixel (assumed)")
+    ap.add_argument("--tile", nargs="*", metavar="KEY=VALUE", help="tile options for this run")
+    ap.add_argument("--baseline-tile", nargs="*", metavar="KEY=VALUE", help="tile options of a second run beside it")
+    ap.add_argument("--slides", choices=["all", "odd", "even"], default="all",
+                    help="odd/even slide numbers only (round 29 developed on odd, reported on even)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/real_pen_regions.json"))
+    args = ap.parse_args()
+    result: dict[str, dict] = {}
+    for um in args.seg_um:
+        runs = {"now": run_all(args.data, um, cfg=TileConfig().with_settings(args.tile), parity=args.slides)}
+        if args.before_src:
+            runs["before"] = run_other(args.before_src.resolve(), args.data, um, args.slides)
+        elif args.baseline_tile is not None:
+            base = TileConfig().with_settings(args.baseline_tile)
+            runs["before"] = run_all(args.data, um, cfg=base, parity=args.slides)
+        res: dict[str, dict] = {tag: {"kept": summary(rows, "kept"), "ink_found": summary(rows, "ink_found"),
+                                      "band_in_mask": summary(rows, "band_in_mask"), "slides": rows}
+                                for tag, rows in runs.items()}
+        if "before" in runs:
+            d = np.array([runs["now"][s]["kept"] - runs["before"][s]["kept"] for s in runs["now"]
+                          if runs["now"][s]["kept"] is not None and runs["before"][s]["kept"] is not None])
+            res["change"] = {"gained_0.05": int((d > 0.05).sum()), "lost_0.05": int((d < -0.05).sum()),
+                             "unchanged": int((np.abs(d) < 1e-12).sum()), "largest_loss": float(d.min()),
+                             "largest_gain": float(d.max())}
+        result[f"{um:g}um"] = res
+        for tag in runs:
+            k, i, b = res[tag]["kept"], res[tag]["ink_found"], res[tag]["band_in_mask"]
+            print(f"{um:g} um/px {tag:6s}: kept median {k['median']:.3f} mean {k['mean']:.4f} p10 {k['p10']:.3f} "
+                  f"min {k['min']:.3f} <0.90 {k['below_0.90']}/{k['n']} <0.50 {k['below_0.50']}; ink found median "
+                  f"{i['median']:.3f} mean {i['mean']:.4f} <0.90 {i['below_0.90']}/{i['n']}; dark band in mask "
+                  f"mean {b['mean']:.3f}")
+        if "change" in res:
+            print(f"{um:g} um/px change: {res['change']}")
+    write_json(args.out, result)
+    figure(result, args.data, args.seg_um[0], args.out.with_suffix(".jpg"))
+
+
+if __name__ == "__main__":
+    main()
