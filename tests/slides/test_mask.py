@@ -6,7 +6,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
+from histcode.config import ConfigError
 from histcode.slides.config import TileConfig
 from histcode.slides.mask import pen_mask, segment_tissue
 from histcode.slides.render import render_mask
@@ -16,6 +18,7 @@ RED_PEN_THUMB = PEN_THUMB.with_name("histolab_tcga-red-pen.png")
 BLUE_PEN_THUMB = PEN_THUMB.with_name("histolab_wsi-blue-pen.png")
 RED_MARKER_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_slide-pen.png")
 GREEN_RING_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_s337-green-ring.png")
+MSKCC = PEN_THUMB.parent  # mskcc-pen-annotation_{thumbnail,labels}_<id>: real slides with hand-drawn circled regions
 CFG = TileConfig()
 
 
@@ -178,9 +181,6 @@ def test_real_green_ring_on_glass_around_the_tumour() -> None:
     assert not any(tm.mask[p] for p in [(350, 500), (250, 450), (380, 300)])
 
 
-MSKCC = PEN_THUMB.parent
-
-
 def _mskcc(sid: str) -> tuple[np.ndarray, np.ndarray]:
     """A real MSKCC thumbnail (RGB) and its hand-drawn circled region (blue channel < 128)."""
     rgb = cv2.cvtColor(cv2.imread(str(MSKCC / f"mskcc-pen-annotation_thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
@@ -225,13 +225,11 @@ def test_pen_dark_ratio_finds_the_lighter_half_of_a_violet_black_stroke() -> Non
 
 
 def test_pen_dark_ratio_is_checked_and_settable_by_name() -> None:
-    import pytest
-
-    from histcode.config import ConfigError
-
     with pytest.raises(ConfigError, match=r"tile\.pen_dark_ratio must be in"):
         TileConfig(pen_dark_ratio=1.2)
     assert TileConfig().with_settings(["pen_dark_ratio=0.7", "tissue_model=otsu_od"]) == TileConfig(
         pen_dark_ratio=0.7, tissue_model="otsu_od")
     with pytest.raises(ConfigError, match=r"pen_dark_ratio=0\.7"):
         TileConfig().with_settings(["pen_ratio=0.7"])
+    with pytest.raises(ConfigError, match=r"tile setting 'pen_dark_ratio=dark'"):
+        TileConfig().with_settings(["pen_dark_ratio=dark"])

@@ -97,7 +97,10 @@ class TileConfig:
                 raise ConfigError(f"tile setting {item!r}: expected KEY=VALUE with KEY one of params.yaml's tile "
                                   "options (e.g. pen_dark_ratio=0.7)")
             over[key] = yaml.safe_load(value)
-        return dataclasses.replace(self, **over)  # type: ignore[arg-type]
+        try:
+            return dataclasses.replace(self, **over)  # type: ignore[arg-type]
+        except TypeError as e:  # a value of the wrong kind fails a range check with a bare TypeError
+            raise ConfigError(f"tile setting {' '.join(items or [])!r}: a value has the wrong type ({e})") from None
 
 
 @dataclasses.dataclass(frozen=True)
