@@ -109,9 +109,9 @@ def summary(rows: dict[str, dict], key: str) -> dict[str, float | int]:
             "below_0.90": int((x < 0.90).sum()), "below_0.50": int((x < 0.50).sum())}
 
 
-def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path) -> None:
+def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path, cfg: TileConfig) -> None:
     """Left: the share of circled tissue kept per slide, sorted, for each run; right: the four slides whose share
-    changed most, in the QC picture's colours (this checkout's mask), the circled region outlined in red."""
+    changed most, in the QC picture's colours (this run's mask, ``cfg``), the circled region outlined in red."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +137,7 @@ def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path) -> Non
     for k, sid in enumerate(picks):
         rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
         region = cv2.imread(str(data / "annotations" / "resized" / f"labels_rs_{sid}.png"))[..., 0] < 128
-        tm = segment_tissue(rgb, seg_um / LEVEL0_UM, TileConfig(), area_unit_px=512.0**2, seg_um=seg_um)
+        tm = segment_tissue(rgb, seg_um / LEVEL0_UM, cfg, area_unit_px=512.0**2, seg_um=seg_um)
         qc = render_mask(rgb, tm, np.zeros((0, 2), int), 512, title=f"MSKCC {sid}")
         qc = cv2.cvtColor(qc, cv2.COLOR_BGR2RGB)
         f = qc.shape[1] / rgb.shape[1]
@@ -145,7 +145,8 @@ def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path) -> Non
         cv2.drawContours(qc, [np.round(c * f).astype(np.int32) for c in cs], -1, (255, 0, 0), max(2, round(2 * f)))
         a = fig.add_subplot(2, 3, 2 + k + (k >= 2))
         a.imshow(qc)
-        a.set_title(f"{sid}: kept {before[sid]['kept']:.2f} (before) → {now[sid]['kept']:.2f} (now)", fontsize=9)
+        b, n = (f"{r[sid]['kept']:.2f}" if r[sid]["kept"] is not None else "n/a" for r in (before, now))
+        a.set_title(f"{sid}: kept {b} (before) → {n} (now)", fontsize=9)
         a.axis("off")
     fig.suptitle("Tissue circled in pen by pathologists (MSKCC PenAnnotationExtractor thumbnails; red: the hand-drawn"
                  " region; QC colours: green tissue, blue cut hole, magenta ink)")
@@ -157,17 +158,19 @@ def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path) -> Non
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="PenAnnotationExtractor's data/ folder")
-    ap.add_argument("--before-src", type=Path, help="another checkout's src folder, run on the same thumbnails")
+    other = ap.add_mutually_exclusive_group()
+    other.add_argument("--before-src", type=Path, help="another checkout's src folder, run on the same thumbnails")
     ap.add_argument("--seg-um", type=float, nargs="+", default=[32.0], help="µm per thumbnail pixel (assumed)")
     ap.add_argument("--tile", nargs="*", metavar="KEY=VALUE", help="tile options for this run")
-    ap.add_argument("--baseline-tile", nargs="*", metavar="KEY=VALUE", help="tile options of a second run beside it")
+    other.add_argument("--baseline-tile", nargs="*", metavar="KEY=VALUE", help="tile options of a second run beside it")
     ap.add_argument("--slides", choices=["all", "odd", "even"], default="all",
                     help="odd/even slide numbers only (round 29 developed on odd, reported on even)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/real_pen_regions.json"))
     args = ap.parse_args()
     result: dict[str, dict] = {}
+    cfg = TileConfig().with_settings(args.tile)
     for um in args.seg_um:
-        runs = {"now": run_all(args.data, um, cfg=TileConfig().with_settings(args.tile), parity=args.slides)}
+        runs = {"now": run_all(args.data, um, cfg=cfg, parity=args.slides)}
         if args.before_src:
             runs["before"] = run_other(args.before_src.resolve(), args.data, um, args.slides)
         elif args.baseline_tile is not None:
@@ -192,7 +195,7 @@ def main() -> None:
         if "change" in res:
             print(f"{um:g} um/px change: {res['change']}")
     write_json(args.out, result)
-    figure(result, args.data, args.seg_um[0], args.out.with_suffix(".jpg"))
+    figure(result, args.data, args.seg_um[0], args.out.with_suffix(".jpg"), cfg)
 
 
 if __name__ == "__main__":
