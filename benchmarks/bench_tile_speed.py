@@ -126,17 +126,18 @@ def agreement(work: Path, slides: list[Path], clam_patch: int = 256) -> dict[str
 
 
 def decode_bound(slides: list[Path], work: Path) -> list[dict[str, float]]:
-    """Per slide, in-process: tile_slide seconds vs the seconds of the segmentation-level read it needs."""
-    rows, orig = [], SlideReader.read_downsampled
+    """Per slide, in-process: tile_slide seconds vs the seconds of the segmentation-level read it needs
+    (``SlideReader.read_downsampled_masked``, which segmentation calls; ``read_downsampled`` wraps it)."""
+    rows, orig = [], SlideReader.read_downsampled_masked
     reads: list[float] = []
 
-    def timed_read(self: SlideReader, ds: float) -> tuple[np.ndarray, float]:
+    def timed_read(self: SlideReader, ds: float) -> tuple[np.ndarray, float, np.ndarray | None]:
         t0 = time.perf_counter()
         out = orig(self, ds)
         reads.append(time.perf_counter() - t0)
         return out
 
-    SlideReader.read_downsampled = timed_read  # type: ignore[method-assign]
+    SlideReader.read_downsampled_masked = timed_read  # type: ignore[method-assign]
     try:
         for p in slides:
             for _ in range(2):  # second pass: files in the page cache, as the timed runs see them
@@ -144,10 +145,13 @@ def decode_bound(slides: list[Path], work: Path) -> list[dict[str, float]]:
                 t0 = time.perf_counter()
                 tile_slide(p, p.stem, work / "inproc", TileConfig())
                 sec = time.perf_counter() - t0
+            if not reads:  # the tiler reads the segmentation level another way: the bound would be meaningless
+                raise SystemExit(f"{p.name}: tiling made no read_downsampled_masked call to time; update "
+                                 "decode_bound to the reader method segmentation uses")
             rows.append({"slide": p.stem, "tile_s": sec, "seg_read_s": sum(reads),
-                         "tile_vs_read": sec / max(sum(reads), 1e-9)})
+                         "tile_vs_read": sec / sum(reads)})
     finally:
-        SlideReader.read_downsampled = orig  # type: ignore[method-assign]
+        SlideReader.read_downsampled_masked = orig  # type: ignore[method-assign]
     return rows
 
 

@@ -90,10 +90,10 @@ def read_bound(path: Path, n: int, seed: int = 0) -> dict[str, float]:
 
 
 READ_SECONDS: list[float] = []
-_read_downsampled = SlideReader.read_downsampled
+_read_downsampled = SlideReader.read_downsampled_masked  # what segmentation calls (read_downsampled wraps it)
 
 
-def _timed_read(self: SlideReader, downsample: float) -> tuple[np.ndarray, float]:
+def _timed_read(self: SlideReader, downsample: float) -> tuple[np.ndarray, float, np.ndarray | None]:
     t0 = time.perf_counter()
     out = _read_downsampled(self, downsample)
     READ_SECONDS.append(time.perf_counter() - t0)
@@ -109,7 +109,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cfg = TileConfig()
-    SlideReader.read_downsampled = _timed_read  # type: ignore[method-assign]
+    SlideReader.read_downsampled_masked = _timed_read  # type: ignore[method-assign]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for side in args.sizes:
@@ -120,6 +120,9 @@ def main() -> None:
             res = tile_slide(path, f"s{side}", Path(tmp) / "out", cfg)
             sec = time.perf_counter() - t0
             seg_read = sum(READ_SECONDS)  # the bound: decoding the low-resolution reads tiling needs
+            if not READ_SECONDS:
+                raise SystemExit("tiling made no read_downsampled_masked call to time; update _timed_read to the "
+                                 "reader method segmentation uses")
             mpx = side * side / 1e6
             rows.append({"side_px": side, "area_mpx": mpx, "area_mm2": mpx * 0.25, "seconds": sec,
                          "ms_per_mpx": 1000 * sec / mpx, "n_tiles": res.n_tiles,
