@@ -147,7 +147,7 @@ def make_cohort(args: argparse.Namespace, work: Path) -> Path:
     cfg = SynthConfig.tiny(seed=args.seed, n_patients=args.patients, n_without_normal=0,
                            n_patients_external=max(1, args.patients // 2), slide_width=args.width,
                            slide_height=args.height, n_svs=1, n_40x=0, adipose_fraction=tuple(args.adipose),
-                           pen_rings=args.pen_rings, workers=1)
+                           pen_rings=args.pen_rings, stain_jitter=args.stain_jitter, workers=1)
     generate(cfg, out)
     return out
 
@@ -159,6 +159,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=3072)
     ap.add_argument("--height", type=int, default=2560)
     ap.add_argument("--adipose", type=float, nargs=2, default=[0.2, 0.7], help="fat share range of normals")
+    ap.add_argument("--stain-jitter", type=float, default=1.0,
+                    help="scale of every per-slide stain spread (SynthConfig.stain_jitter; > 1: more heavily and more "
+                         "lightly stained slides)")
     ap.add_argument("--pen-rings", type=int, default=0,
                     help="closed ink rings over the tissue of each slide with a pen mark (pathologists' circles)")
     ap.add_argument("--tile", nargs="*", metavar="KEY=VALUE",
