@@ -237,8 +237,9 @@ def main() -> None:
     real = {slide.name: real_slide(slide, ref, args.tile) for slide, ref in REAL_SLIDES}
     pd.set_option("display.width", 200)
     print(df.drop(columns=["slide"]).round(3).to_string())
-    result = {"cohort": str(root), "seed": args.seed, "adipose_range": args.adipose, "pooled": pooled,
-              "cmu1": cmu, "real_slides": real, "clam_seconds": clam_sec, "per_slide": rows}
+    result = {"cohort": str(root), "seed": args.seed, "adipose_range": args.adipose,
+              "stain_jitter": args.stain_jitter, "pooled": pooled, "cmu1": cmu, "real_slides": real,
+              "clam_seconds": clam_sec, "per_slide": rows}
     print(json.dumps({"pooled": pooled, "cmu1": cmu, "real_slides": real}, indent=2))
     write_json(args.out, result)
     label = f"seed {args.seed}" if not args.cohort else Path(args.cohort).name
