@@ -78,6 +78,7 @@ def measure(thumb: Path, label: Path, seg_um: float, cfg: TileConfig | None = No
             "kept": float(tm.mask[circled].mean()) if circled.sum() >= 100 else None,
             "band_px": int(band.sum()), "band_in_mask": float(tm.mask[band].mean()) if band.sum() >= 50 else None,
             "ink_px": int(ink.sum()), "ink_found": float(tm.pen[ink].mean()) if ink.sum() >= 100 else None,
+            "ink_in_mask": float(tm.mask[ink].mean()) if ink.sum() >= 100 else None,
             "tissue_fraction": float(tm.mask.mean())}
 
 
@@ -109,7 +110,8 @@ def summary(rows: dict[str, dict], key: str) -> dict[str, float | int]:
             "below_0.90": int((x < 0.90).sum()), "below_0.50": int((x < 0.50).sum())}
 
 
-def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path, cfg: TileConfig) -> None:
+def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path, cfg: TileConfig,
+           baseline: str = "before") -> None:
     """Left: the share of circled tissue kept per slide, sorted, for each run; right: the four slides whose share
     changed most, in the QC picture's colours (this run's mask, ``cfg``), the circled region outlined in red."""
     import matplotlib
@@ -125,7 +127,7 @@ def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path, cfg: T
     ax = fig.add_subplot(1, 3, 1)
     for tag in tags:
         kept = np.sort([r["kept"] for r in res[tag]["slides"].values() if r["kept"] is not None])
-        label = f"{tag}: mean {kept.mean():.3f}, < 0.9 on {(kept < 0.9).sum()}"
+        label = f"{baseline if tag == 'before' else tag}: mean {kept.mean():.3f}, < 0.9 on {(kept < 0.9).sum()}"
         ax.plot(np.arange(1, kept.size + 1), kept, label=label)
     ax.set(xlabel="slides, sorted", ylabel="share of the circled tissue in the tissue mask", ylim=(-0.02, 1.02),
            title=f"Circled tissue kept, {len(res[tags[-1]]['slides'])} real slides ({seg_um:g} µm/px)")
@@ -146,13 +148,58 @@ def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path, cfg: T
         a = fig.add_subplot(2, 3, 2 + k + (k >= 2))
         a.imshow(qc)
         b, n = (f"{r[sid]['kept']:.2f}" if r[sid]["kept"] is not None else "n/a" for r in (before, now))
-        a.set_title(f"{sid}: kept {b} (before) → {n} (now)", fontsize=9)
+        a.set_title(f"{sid}: kept {b} ({baseline}) → {n} (now)", fontsize=9)
         a.axis("off")
     fig.suptitle("Tissue circled in pen by pathologists (MSKCC PenAnnotationExtractor thumbnails; red: the hand-drawn"
                  " region; QC colours: green tissue, blue cut hole, magenta ink)")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(out, dpi=80, pil_kwargs={"quality": 85})
     plt.close(fig)
+
+
+CLAM_PRESET_HEAD = ("seg_level,sthresh,mthresh,close,use_otsu,keep_ids,exclude_ids,a_t,a_h,max_n_holes,vis_level,"
+                    "line_thickness,white_thresh,black_thresh,use_padding,contour_fn\n")
+CLAM_CHECK_PX = 8  # CLAM's patch side on the thumbnail: its tile footprint approximates its mask at 8 px
+
+
+def clam_check(data: Path, ids: list[str], clam_dir: Path, python: Path, work: Path, seg_um: float,
+               otsu: bool) -> dict[str, dict[str, float]]:
+    """CLAM's own ``create_patches_fp.py`` on thumbnails ``ids`` (written as tiled TIFFs OpenSlide reads, segmented
+    at their own level; area filters scaled to the mask pixels the emulation uses), Otsu or CLAM's fixed threshold:
+    per slide the circled tissue and the ink-coloured pixels its tiles cover, and the area IoU of its tile footprint
+    with the ``clam`` tissue model's mask (the emulation the other runs use)."""
+    import h5py
+    import tifffile
+
+    src, out = work / "clam_src", work / f"clam_out_{'otsu' if otsu else 'fixed'}"
+    src.mkdir(parents=True, exist_ok=True)
+    for sid in ids:
+        rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
+        tifffile.imwrite(src / f"m{sid}.tif", rgb, tile=(256, 256), photometric="rgb")
+    unit = (512.0 / (seg_um / LEVEL0_UM)) ** 2 / 512.0**2  # one emulated area unit, in CLAM's 512x512 px units
+    preset = clam_dir / "presets" / f"histcode_mskcc_{'otsu' if otsu else 'fixed'}.csv"
+    preset.write_text(CLAM_PRESET_HEAD + f"-1,8,7,4,{otsu},none,none,{unit:.8f},{unit:.8f},8,-1,50,5,50,True,four_pt\n")
+    subprocess.run([str(python), "create_patches_fp.py", "--source", str(src), "--save_dir", str(out), "--patch_size",
+                    str(CLAM_CHECK_PX), "--step_size", str(CLAM_CHECK_PX), "--seg", "--patch", "--preset",
+                    preset.name], cwd=clam_dir, capture_output=True, text=True, check=True)
+    cfg = TileConfig.clam(use_otsu=otsu)
+    rows = {}
+    for sid in ids:
+        rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
+        region = cv2.imread(str(data / "annotations" / "resized" / f"labels_rs_{sid}.png"))[..., 0] < 128
+        ink = ink_coloured(rgb)
+        circled = region & (rgb.min(2) < 200) & ~ink
+        with h5py.File(out / "patches" / f"m{sid}.h5") as f:
+            coords = f["coords"][:]
+        tiles = np.zeros(rgb.shape[:2], bool)
+        for x, y in coords:
+            tiles[y:y + CLAM_CHECK_PX, x:x + CLAM_CHECK_PX] = True
+        mask = segment_tissue(rgb, seg_um / LEVEL0_UM, cfg, area_unit_px=512.0**2, seg_um=seg_um).mask
+        rows[sid] = {"clam_circled_kept": float(tiles[circled].mean()), "clam_ink_in_tiles": float(tiles[ink].mean()),
+                     "emulation_circled_kept": float(mask[circled].mean()),
+                     "emulation_ink_in_mask": float(mask[ink].mean()),
+                     "iou_clam_tiles_vs_emulation": float((tiles & mask).sum() / max((tiles | mask).sum(), 1))}
+    return rows
 
 
 def main() -> None:
@@ -163,8 +210,14 @@ def main() -> None:
     ap.add_argument("--seg-um", type=float, nargs="+", default=[32.0], help="µm per thumbnail pixel (assumed)")
     ap.add_argument("--tile", nargs="*", metavar="KEY=VALUE", help="tile options for this run")
     other.add_argument("--baseline-tile", nargs="*", metavar="KEY=VALUE", help="tile options of a second run beside it")
+    ap.add_argument("--baseline-label", default="before",
+                    help="name of the second run in the figure (e.g. 'CLAM preset' with --baseline-tile)")
     ap.add_argument("--slides", choices=["all", "odd", "even"], default="all",
                     help="odd/even slide numbers only (round 29 developed on odd, reported on even)")
+    ap.add_argument("--clam-dir", type=Path, help="a checkout of mahmoodlab/CLAM: its own create_patches_fp.py runs on "
+                    "--clam-slides, with Otsu and with its fixed threshold, beside the emulation")
+    ap.add_argument("--clam-python", type=Path, help="python of CLAM's own environment")
+    ap.add_argument("--clam-slides", nargs="*", default=["00002", "00003", "00005", "00010", "00012"])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/real_pen_regions.json"))
     args = ap.parse_args()
     result: dict[str, dict] = {}
@@ -177,6 +230,7 @@ def main() -> None:
             base = TileConfig().with_settings(args.baseline_tile)
             runs["before"] = run_all(args.data, um, cfg=base, parity=args.slides)
         res: dict[str, dict] = {tag: {"kept": summary(rows, "kept"), "ink_found": summary(rows, "ink_found"),
+                                      "ink_in_mask": summary(rows, "ink_in_mask"),
                                       "band_in_mask": summary(rows, "band_in_mask"), "slides": rows}
                                 for tag, rows in runs.items()}
         if "before" in runs:
@@ -191,11 +245,22 @@ def main() -> None:
             print(f"{um:g} um/px {tag:6s}: kept median {k['median']:.3f} mean {k['mean']:.4f} p10 {k['p10']:.3f} "
                   f"min {k['min']:.3f} <0.90 {k['below_0.90']}/{k['n']} <0.50 {k['below_0.50']}; ink found median "
                   f"{i['median']:.3f} mean {i['mean']:.4f} <0.90 {i['below_0.90']}/{i['n']}; dark band in mask "
-                  f"mean {b['mean']:.3f}")
+                  f"mean {b['mean']:.3f}; ink-coloured pixels in the tissue mask mean "
+                  f"{res[tag]['ink_in_mask']['mean']:.3f}")
         if "change" in res:
             print(f"{um:g} um/px change: {res['change']}")
+    if args.clam_dir and args.clam_python:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result["clam_check"] = {f"otsu_{otsu}": clam_check(args.data, args.clam_slides, args.clam_dir,
+                                                               args.clam_python, Path(tmp), args.seg_um[0], otsu)
+                                    for otsu in (True, False)}
+        for key, rows in result["clam_check"].items():
+            for sid, r in rows.items():
+                print(f"CLAM itself, {key}, {sid}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items()))
     write_json(args.out, result)
-    figure(result, args.data, args.seg_um[0], args.out.with_suffix(".jpg"), cfg)
+    figure(result, args.data, args.seg_um[0], args.out.with_suffix(".jpg"), cfg, args.baseline_label)
 
 
 if __name__ == "__main__":
