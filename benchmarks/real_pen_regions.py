@@ -14,6 +14,10 @@ sets tile options for this run and ``--baseline-tile KEY=VALUE`` runs a second c
     python benchmarks/real_pen_regions.py --data /path/to/PenAnnotationExtractor/data \
         --before-src /path/to/old/src --out benchmarks/results/real_pen_regions
     python benchmarks/real_pen_regions.py --data ... --tile pen_dark_ratio=0.7 --baseline-tile pen_dark_ratio=0.55
+
+Against CLAM: ``--baseline-tile`` with CLAM's settings (``tissue_model=clam ... use_otsu=false``) runs its segmentation
+on every thumbnail, and ``--clam-dir/--clam-python`` also runs CLAM's own ``create_patches_fp.py`` (its checkout and
+venv) on ``--clam-slides``, with Otsu and with its fixed threshold, to check that emulation.
 """
 
 from __future__ import annotations
