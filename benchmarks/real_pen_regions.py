@@ -39,6 +39,10 @@ from histcode.slides.mask import segment_tissue
 LEVEL0_UM = 0.25  # the thumbnails carry no MPP: segmented as a 40x slide's thumbnail at --seg-um
 
 
+def thumbnail_paths(data: Path, sid: str) -> tuple[Path, Path]:
+    return data / "thumbnails" / f"thumbnail_{sid}.jpg", data / "annotations" / "resized" / f"labels_rs_{sid}.png"
+
+
 def pairs(data: Path) -> list[tuple[str, Path, Path]]:
     """(id, thumbnail, label) for every thumbnail with a label of the same size; a missing label is an error."""
     thumbs = sorted((data / "thumbnails").glob("thumbnail_*.jpg"))
@@ -47,7 +51,7 @@ def pairs(data: Path) -> list[tuple[str, Path, Path]]:
     out = []
     for t in thumbs:
         sid = t.stem.split("_")[-1]
-        label = data / "annotations" / "resized" / f"labels_rs_{sid}.png"
+        _thumb, label = thumbnail_paths(data, sid)
         if not label.exists():
             raise SystemExit(f"{label}: missing; the checkout of PenAnnotationExtractor is incomplete")
         out.append((sid, t, label))
@@ -69,14 +73,20 @@ def band_dark(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
     return ring & (cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 2] < 150)
 
 
-def measure(thumb: Path, label: Path, seg_um: float, cfg: TileConfig | None = None) -> dict[str, float | int | None]:
+def load(thumb: Path, label: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(RGB thumbnail, circled region, ink-coloured pixels, circled tissue: stained and not ink-coloured, in the
+    region)."""
     rgb = cv2.cvtColor(cv2.imread(str(thumb)), cv2.COLOR_BGR2RGB)
     region = cv2.imread(str(label))[..., 0] < 128  # BGR: the blue channel is low inside the circled region
     if region.shape != rgb.shape[:2]:
         raise SystemExit(f"{label}: {region.shape} does not match {thumb}'s {rgb.shape[:2]}")
-    tm = segment_tissue(rgb, seg_um / LEVEL0_UM, cfg or TileConfig(), area_unit_px=512.0**2, seg_um=seg_um)
     ink = ink_coloured(rgb)
-    circled = region & (rgb.min(2) < 200) & ~ink
+    return rgb, region, ink, region & (rgb.min(2) < 200) & ~ink
+
+
+def measure(thumb: Path, label: Path, seg_um: float, cfg: TileConfig | None = None) -> dict[str, float | int | None]:
+    rgb, region, ink, circled = load(thumb, label)
+    tm = segment_tissue(rgb, seg_um / LEVEL0_UM, cfg or TileConfig(), area_unit_px=512.0**2, seg_um=seg_um)
     band = band_dark(rgb, region)
     return {"circled_px": int(circled.sum()),
             "kept": float(tm.mask[circled].mean()) if circled.sum() >= 100 else None,
@@ -141,8 +151,7 @@ def figure(result: dict[str, dict], data: Path, seg_um: float, out: Path, cfg: T
     change = sorted(((now[s]["kept"] or 0) - (before[s]["kept"] or 0), s) for s in now)
     picks = [s for _d, s in change[-4:]][::-1] if "before" in res else sorted(now)[:4]
     for k, sid in enumerate(picks):
-        rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
-        region = cv2.imread(str(data / "annotations" / "resized" / f"labels_rs_{sid}.png"))[..., 0] < 128
+        rgb, region, _ink, _circled = load(*thumbnail_paths(data, sid))
         tm = segment_tissue(rgb, seg_um / LEVEL0_UM, cfg, area_unit_px=512.0**2, seg_um=seg_um)
         qc = render_mask(rgb, tm, np.zeros((0, 2), int), 512, title=f"MSKCC {sid}")
         qc = cv2.cvtColor(qc, cv2.COLOR_BGR2RGB)
@@ -178,7 +187,7 @@ def clam_check(data: Path, ids: list[str], clam_dir: Path, python: Path, work: P
     src, out = work / "clam_src", work / f"clam_out_{'otsu' if otsu else 'fixed'}"
     src.mkdir(parents=True, exist_ok=True)
     for sid in ids:
-        rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
+        rgb, *_ = load(*thumbnail_paths(data, sid))
         tifffile.imwrite(src / f"m{sid}.tif", rgb, tile=(256, 256), photometric="rgb")
     unit = (512.0 / (seg_um / LEVEL0_UM)) ** 2 / 512.0**2  # one emulated area unit, in CLAM's 512x512 px units
     preset = clam_dir / "presets" / f"histcode_mskcc_{'otsu' if otsu else 'fixed'}.csv"
@@ -189,10 +198,7 @@ def clam_check(data: Path, ids: list[str], clam_dir: Path, python: Path, work: P
     cfg = TileConfig.clam(use_otsu=otsu)
     rows = {}
     for sid in ids:
-        rgb = cv2.cvtColor(cv2.imread(str(data / "thumbnails" / f"thumbnail_{sid}.jpg")), cv2.COLOR_BGR2RGB)
-        region = cv2.imread(str(data / "annotations" / "resized" / f"labels_rs_{sid}.png"))[..., 0] < 128
-        ink = ink_coloured(rgb)
-        circled = region & (rgb.min(2) < 200) & ~ink
+        rgb, _region, ink, circled = load(*thumbnail_paths(data, sid))
         with h5py.File(out / "patches" / f"m{sid}.h5") as f:
             coords = f["coords"][:]
         tiles = np.zeros(rgb.shape[:2], bool)
