@@ -36,12 +36,12 @@ from histcode.io.coords import read_coords
 from histcode.io.truth import read_slide_truth
 from histcode.slides.config import TileConfig
 from histcode.slides.job import tile_slide
-from histcode.slides.reader import SlideReader
 from histcode.synth.config import SynthConfig
 from histcode.synth.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_tiling import NO_READ, seg_read_timer  # noqa: E402
 from bench_tissue import CLAM_PRESET, CMU1, footprint, iou  # noqa: E402
 
 # CLAM tiles at level 0; a 20x-equivalent 256-px tile on a 0.25 µm/px (40x) scan is 512 level-0 px
@@ -126,32 +126,18 @@ def agreement(work: Path, slides: list[Path], clam_patch: int = 256) -> dict[str
 
 
 def decode_bound(slides: list[Path], work: Path) -> list[dict[str, float]]:
-    """Per slide, in-process: tile_slide seconds vs the seconds of the segmentation-level read it needs
-    (``SlideReader.read_downsampled_masked``, which segmentation calls; ``read_downsampled`` wraps it)."""
-    rows, orig = [], SlideReader.read_downsampled_masked
-    reads: list[float] = []
-
-    def timed_read(self: SlideReader, ds: float) -> tuple[np.ndarray, float, np.ndarray | None]:
-        t0 = time.perf_counter()
-        out = orig(self, ds)
-        reads.append(time.perf_counter() - t0)
-        return out
-
-    SlideReader.read_downsampled_masked = timed_read  # type: ignore[method-assign]
-    try:
+    """Per slide, in-process: tile_slide seconds vs the seconds of the segmentation-level read it needs."""
+    rows = []
+    with seg_read_timer() as reads:
         for p in slides:
             for _ in range(2):  # second pass: files in the page cache, as the timed runs see them
                 reads.clear()
                 t0 = time.perf_counter()
                 tile_slide(p, p.stem, work / "inproc", TileConfig())
                 sec = time.perf_counter() - t0
-            if not reads:  # the tiler reads the segmentation level another way: the bound would be meaningless
-                raise SystemExit(f"{p.name}: tiling made no read_downsampled_masked call to time; update "
-                                 "decode_bound to the reader method segmentation uses")
-            rows.append({"slide": p.stem, "tile_s": sec, "seg_read_s": sum(reads),
-                         "tile_vs_read": sec / sum(reads)})
-    finally:
-        SlideReader.read_downsampled_masked = orig  # type: ignore[method-assign]
+            if not reads:
+                raise SystemExit(f"{p.name}: {NO_READ}")
+            rows.append({"slide": p.stem, "tile_s": sec, "seg_read_s": sum(reads), "tile_vs_read": sec / sum(reads)})
     return rows
 
 

@@ -10,11 +10,13 @@ times ``tile_slide`` on one core, and measures the ``read_region`` bound for 256
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -89,15 +91,28 @@ def read_bound(path: Path, n: int, seed: int = 0) -> dict[str, float]:
     return {"raw_read_region_tiles_per_s": raw, "read_tile_tiles_per_s": ours, "read_tile_vs_bound": ours / raw}
 
 
-READ_SECONDS: list[float] = []
-_read_downsampled = SlideReader.read_downsampled_masked  # what segmentation calls (read_downsampled wraps it)
+@contextlib.contextmanager
+def seg_read_timer() -> Iterator[list[float]]:
+    """Within the block, the seconds of every whole-slide low-resolution read (``SlideReader.read_downsampled_masked``,
+    which segmentation calls; ``read_downsampled`` wraps it) are appended to the yielded list: the decode bound of
+    tiling. Callers clear the list per slide and must find it non-empty (else the tiler reads another way)."""
+    orig, seconds = SlideReader.read_downsampled_masked, []
+
+    def timed(self: SlideReader, downsample: float) -> tuple[np.ndarray, float, np.ndarray | None]:
+        t0 = time.perf_counter()
+        out = orig(self, downsample)
+        seconds.append(time.perf_counter() - t0)
+        return out
+
+    SlideReader.read_downsampled_masked = timed  # type: ignore[method-assign]
+    try:
+        yield seconds
+    finally:
+        SlideReader.read_downsampled_masked = orig  # type: ignore[method-assign]
 
 
-def _timed_read(self: SlideReader, downsample: float) -> tuple[np.ndarray, float, np.ndarray | None]:
-    t0 = time.perf_counter()
-    out = _read_downsampled(self, downsample)
-    READ_SECONDS.append(time.perf_counter() - t0)
-    return out
+NO_READ = ("tiling made no read_downsampled_masked call to time; update seg_read_timer to the reader method "
+           "segmentation uses")
 
 
 def main() -> None:
@@ -109,20 +124,18 @@ def main() -> None:
     cv2.setNumThreads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cfg = TileConfig()
-    SlideReader.read_downsampled_masked = _timed_read  # type: ignore[method-assign]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, seg_read_timer() as read_seconds:
         for side in args.sizes:
             path = Path(tmp) / f"s{side}.tiff"
             write_slide(path, side)
-            READ_SECONDS.clear()
+            read_seconds.clear()
             t0 = time.perf_counter()
             res = tile_slide(path, f"s{side}", Path(tmp) / "out", cfg)
             sec = time.perf_counter() - t0
-            seg_read = sum(READ_SECONDS)  # the bound: decoding the low-resolution reads tiling needs
-            if not READ_SECONDS:
-                raise SystemExit("tiling made no read_downsampled_masked call to time; update _timed_read to the "
-                                 "reader method segmentation uses")
+            if not read_seconds:
+                raise SystemExit(NO_READ)
+            seg_read = sum(read_seconds)  # the bound: decoding the low-resolution reads tiling needs
             mpx = side * side / 1e6
             rows.append({"side_px": side, "area_mpx": mpx, "area_mm2": mpx * 0.25, "seconds": sec,
                          "ms_per_mpx": 1000 * sec / mpx, "n_tiles": res.n_tiles,
