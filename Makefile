@@ -42,8 +42,13 @@ repro: setup
 summary: setup
 	$(BIN)/histcode summary
 
+# test processes: one per CPU this process may use, at most 4 (each holds torch, ~1 GB); TEST_WORKERS=0 runs serially.
+# Whole modules go to one worker (module fixtures build once), the slow pipeline modules first (tests/conftest.py).
+TEST_WORKERS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+
 test: setup
-	$(BIN)/pytest -q -p no:cacheprovider --timeout=900 --durations=15 tests
+	$(BIN)/pytest -q -p no:cacheprovider --timeout=900 --durations=15 -n $(TEST_WORKERS) --dist loadscope \
+	  --no-loadscope-reorder tests
 
 lint: setup
 	$(BIN)/ruff check src pipelines tests benchmarks

@@ -20,6 +20,8 @@ import yaml
 
 from histcode.config import merge_params
 
+pytestmark = pytest.mark.slow  # a whole `dvc repro` in its module fixture: scheduled first
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
