@@ -42,9 +42,11 @@ repro: setup
 summary: setup
 	$(BIN)/histcode summary
 
-# test processes: one per CPU this process may use, at most 4 (each holds torch, ~1 GB); TEST_WORKERS=0 runs serially.
+# test processes: one per CPU this process may use, at most 4 (each holds torch, ~1 GB); with one CPU, or
+# TEST_WORKERS=0, the tests run in this process.
 # Whole modules go to one worker (module fixtures build once), the slow pipeline modules first (tests/conftest.py).
-TEST_WORKERS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+TEST_WORKERS ?= $(shell $(PY) -c "import os; f = getattr(os, 'sched_getaffinity', None); \
+  n = min(4, len(f(0)) if f else os.cpu_count() or 1); print(n if n > 1 else 0)")
 
 test: setup
 	$(BIN)/pytest -q -p no:cacheprovider --timeout=900 --durations=15 -n $(TEST_WORKERS) --dist loadscope \
