@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules with a ``slow`` test first, in their order: with ``-n N --dist loadscope --no-loadscope-reorder``
     (``make test``) each worker starts on one of the end-to-end pipelines, instead of one of them starting last
     and running alone while the other workers idle."""
