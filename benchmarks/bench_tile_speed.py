@@ -30,7 +30,6 @@ import h5py
 import numpy as np
 import yaml
 
-from histcode import run_spool
 from histcode.atomic import write_json
 from histcode.io.coords import read_coords
 from histcode.io.truth import read_slide_truth
@@ -38,6 +37,7 @@ from histcode.slides.config import TileConfig
 from histcode.slides.job import tile_slide
 from histcode.synth.config import SynthConfig
 from histcode.synth.generate import generate
+from histcode.tracking import spool as run_spool
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -1,4 +1,4 @@
-"""Deferred MLflow runs (histcode.run_spool + tracking.replay_spool): a light stage records its run without
+"""Deferred MLflow runs (histcode.tracking.spool + tracking.replay_spool): a light stage records its run without
 importing mlflow; the replay gives the same run a synchronous stage would have logged, once, in order."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from histcode import run_spool, tracking
+from histcode import tracking
+from histcode.tracking import replay
+from histcode.tracking import spool as run_spool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +130,7 @@ def test_a_replayer_that_cannot_start_leaves_the_run_in_the_spool(store: Path, m
         raise OSError("no such interpreter")
 
     with monkeypatch.context() as m:
-        m.setattr(tracking.subprocess, "Popen", no_process)
+        m.setattr(replay.subprocess, "Popen", no_process)
         with tracking.start_run("tile", run_name="kept", stage="tile", defer=True):
             tracking.log_metrics({"n_tiles": 3})
     assert len(run_spool.pending(store / tracking.SPOOL_DIR)) == 1  # the stage did not fail; the run waits

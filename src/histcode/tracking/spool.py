@@ -7,7 +7,7 @@ import; ``tracking.replay_spool`` turns each complete record into a real run wit
 deletes it. Replays run in a detached process started when the stage ends, and before every synchronous run
 and client (under one lock), so nothing is lost if that process dies and runs keep their order.
 
-This module owns the spool's file format; only ``histcode.tracking`` reads or writes it.
+This module owns the spool's file format; only the other ``histcode.tracking`` modules read or write it.
 """
 
 from __future__ import annotations
