@@ -306,6 +306,56 @@ def augmentation(dev: torch.device, s: Sizes, timer: Timer, out: dict[str, Any])
     print(f"[augment] {out['augment_views_per_s']:.0f} views/s; JPEG on {dev.type} "
           f"{out['jpeg_device_tiles_per_s']:.0f} tiles/s vs CPU round trip {out['jpeg_cpu_roundtrip_tiles_per_s']:.0f}"
           + (f" (GPU codec failed: {A._GPU_JPEG_FAILED[0]})" if A._GPU_JPEG_FAILED else ""), flush=True)
+    jpeg_breakdown(A, x, cfg.jpeg_quality, timer, s.reps, out)
+
+
+def jpeg_breakdown(A: Any, x: torch.Tensor, quality: tuple[int, int], timer: Timer, reps: int,
+                   out: dict[str, Any]) -> None:
+    """Where the JPEG augmentation's time goes, on one batch at every quality drawn from ``quality``: the round
+    trip as it was (a blocking device-to-host copy per image and a decode per quality), as it is (one copy, one
+    batched decode), the encodes alone, and one quality for the whole batch (the floor of per-quality calls).
+    The two paths must give the same pixels."""
+    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    qs = torch.randint(int(quality[0]), int(quality[1]) + 1, (len(u8),), generator=torch.Generator().manual_seed(5))
+    groups = [(int(q), [u8[i] for i in torch.nonzero(qs == q).flatten().tolist()]) for q in qs.unique().tolist()]
+    dev = u8.device
+
+    def before() -> list[torch.Tensor]:
+        res: list[torch.Tensor] = []
+        for q, ims in groups:
+            res.extend(decode_jpeg([d.cpu() for d in encode_jpeg(ims, quality=q)], mode=ImageReadMode.RGB,
+                                   device=dev))
+        return res
+
+    def encodes() -> None:
+        for q, ims in groups:
+            encode_jpeg(ims, quality=q)
+
+    same = all(torch.equal(a, b) for a, b in zip(before(), A._jpeg_roundtrip(groups), strict=True))
+    n = len(u8)
+    for key, fn in (("jpeg_roundtrip_before_tiles_per_s", before),
+                    ("jpeg_roundtrip_now_tiles_per_s", lambda: A._jpeg_roundtrip(groups)),
+                    ("jpeg_encodes_only_tiles_per_s", encodes),
+                    ("jpeg_one_quality_tiles_per_s", lambda: A._jpeg_roundtrip([(75, list(u8))]))):
+        out[key] = n / median_time(fn, timer, reps)
+    # the whole op as training calls it (quality draws, uint8 conversion, grouping, scatter back), same draws
+    out["jpeg_compress_fixed_draws_tiles_per_s"] = n / median_time(
+        lambda: A.jpeg_compress(x, torch.Generator().manual_seed(5), quality, 1.0), timer, reps)
+    out.update(jpeg_distinct_qualities=len(groups), jpeg_before_now_identical=same)
+    if os.environ.get("BENCH_PROFILE_JPEG"):
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            A.jpeg_compress(x, torch.Generator().manual_seed(5), quality, 1.0)
+            timer.sync()
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15), flush=True)
+    print(f"[augment] JPEG round trip of {n} tiles at {len(groups)} qualities: before "
+          f"{out['jpeg_roundtrip_before_tiles_per_s']:.0f} tiles/s, now {out['jpeg_roundtrip_now_tiles_per_s']:.0f} "
+          f"(identical: {same}); encodes alone {out['jpeg_encodes_only_tiles_per_s']:.0f}; one quality "
+          f"{out['jpeg_one_quality_tiles_per_s']:.0f}", flush=True)
 
 
 def adco_fit(dev: torch.device, s: Sizes, slides: list[Any], normalize: Any, workers: int,
@@ -378,11 +428,16 @@ def table(r: dict[str, Any]) -> str:
             ("H&E augmentation (1 view)", "augment_views_per_s", "views/s"),
             ("JPEG on the device", "jpeg_device_tiles_per_s", "tiles/s"),
             ("JPEG via the CPU", "jpeg_cpu_roundtrip_tiles_per_s", "tiles/s"),
+            ("JPEG round trip, copy per image (before)", "jpeg_roundtrip_before_tiles_per_s", "tiles/s"),
+            ("JPEG round trip, one copy + decode (now)", "jpeg_roundtrip_now_tiles_per_s", "tiles/s"),
+            ("  … encodes alone", "jpeg_encodes_only_tiles_per_s", "tiles/s"),
+            ("  … one quality for the batch", "jpeg_one_quality_tiles_per_s", "tiles/s"),
+            ("  … jpeg_compress as training calls it", "jpeg_compress_fixed_draws_tiles_per_s", "tiles/s"),
             ("AdCo fit decode bound", "adco_fit_decode_tiles_per_s", "tiles/s"),
             ("AdCo fit device bound", "adco_fit_device_bound_tiles_per_s", "tiles/s"),
             ("AdCo fit end to end", "adco_fit_tiles_per_s", "tiles/s"),
             ("  … efficiency vs bound", "adco_fit_efficiency", "")]
-    lines = [f"{name:<28}{r[k]:>12.3g} {unit}" for name, k, unit in rows if isinstance(r.get(k), float)]
+    lines = [f"{name:<44}{r[k]:>12.3g} {unit}" for name, k, unit in rows if isinstance(r.get(k), float)]
     return "\n".join([*lines, f"errors: {r['errors']}" if r["errors"] else "errors: none"])
 
 

@@ -53,8 +53,8 @@ def main() -> None:
               "stain_tissue_decision_differs": int((changed_cpu != changed_gpu).sum())}
     u8 = x[:64]
     q = 75
-    via_cpu = torch.stack(A._jpeg_roundtrip(list(u8), q)).int()
-    via_dev = torch.stack(A._jpeg_roundtrip(list(u8.to(dev)), q)).cpu().int()
+    via_cpu = torch.stack(A._jpeg_roundtrip([(q, list(u8))])).int()
+    via_dev = torch.stack(A._jpeg_roundtrip([(q, list(u8.to(dev)))])).cpu().int()
     jd = (via_cpu - via_dev).abs().float()
     result.update(jpeg_device_codec=dev.type == "cuda" and not A._GPU_JPEG_FAILED, jpeg_quality=q,
                   jpeg_mean_abs_diff_levels=float(jd.mean()), jpeg_p99_abs_diff_levels=float(jd.quantile(0.99)),

@@ -74,6 +74,27 @@ def test_stain_vector_jitter_changes_hue_not_structure() -> None:
     assert corr > 0.9
 
 
+def test_jpeg_compress_gives_each_selected_tile_its_own_quality_and_place() -> None:
+    """The batch is encoded one quality at a time and decoded in one call: each tile must come back in its own
+    slot, compressed at the quality drawn for it, and unselected tiles untouched."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    n = 16
+    x = torch.rand(n, 3, 24, 24, generator=_g(3))
+    x[:, :, :12] *= torch.linspace(0.2, 1.0, n).view(n, 1, 1, 1)  # tiles differ in content, not only noise
+    q = torch.randint(40, 44, (n,), generator=_g(4))  # the same draw jpeg_compress makes first
+    y = jpeg_compress(x, _g(4), (40, 43), 0.7)
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    selected = [i for i in range(n) if not torch.equal(y[i], x[i])]
+    assert 4 <= len(selected) < n and len(set(q[selected].tolist())) >= 3  # several tiles share a quality
+    for i in range(n):
+        if i in selected:
+            want = decode_jpeg(encode_jpeg(u8[i], quality=int(q[i]))).float() / 255.0
+            assert torch.equal(y[i], want), i
+        else:
+            assert torch.equal(y[i], x[i])
+
+
 def test_jpeg_compress_is_lossy_close_and_seeded() -> None:
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
     smooth = torch.stack([0.5 + 0.3 * torch.sin(6 * xx), 0.4 + 0.2 * yy, 0.6 - 0.2 * xx]).expand(4, 3, 32, 32)

@@ -128,29 +128,35 @@ def jpeg_compress(x: torch.Tensor, g: torch.Generator, quality: tuple[int, int],
     if len(sel) == 0:
         return x
     u8 = (x[sel].clamp(0, 1) * 255).round().to(torch.uint8)
+    groups, order = [], []
+    for qual in q[sel].unique().tolist():  # the encoder takes one quality per call
+        idx = torch.nonzero(q[sel] == qual).flatten().tolist()
+        groups.append((int(qual), [u8[i] for i in idx]))
+        order.extend(idx)
     out = x.clone()
-    for qual in q[sel].unique().tolist():  # one batched encode/decode per distinct quality
-        idx = torch.nonzero(q[sel] == qual).flatten()
-        dec = _jpeg_roundtrip([u8[i] for i in idx.tolist()], int(qual))
-        out[sel[idx]] = torch.stack(dec).to(x.device, x.dtype) / 255.0
+    out[sel[torch.tensor(order)]] = torch.stack(_jpeg_roundtrip(groups)).to(x.device, x.dtype) / 255.0
     return out
 
 
 _GPU_JPEG_FAILED: list[str] = []
 
 
-def _jpeg_roundtrip(images: list[torch.Tensor], quality: int) -> list[torch.Tensor]:
-    """Encode + decode uint8 (3, H, W) images; on a GPU with nvJPEG (torchvision) where they are, so the
-    training step does not wait for a CPU round trip; elsewhere (or if nvJPEG is missing: one warning) on the CPU."""
-    dev = images[0].device
+def _jpeg_roundtrip(groups: list[tuple[int, list[torch.Tensor]]]) -> list[torch.Tensor]:
+    """Encode each group of uint8 (3, H, W) images at its quality, then decode them all in one batched call, in
+    group order. On a GPU with nvJPEG (torchvision) the images stay there, so the training step does not wait
+    for a CPU round trip, and the bytes reach the host (where the decoder reads them) in one copy, not one
+    blocking copy per image; elsewhere (or if nvJPEG is missing: one warning) the CPU codec does both."""
+    dev = groups[0][1][0].device
     if dev.type == "cuda" and not _GPU_JPEG_FAILED:
         try:
-            data = [d.cpu() for d in encode_jpeg(images, quality=quality)]  # the decoder reads bytes from the host
+            enc = [e for qual, ims in groups for e in encode_jpeg(ims, quality=qual)]
+            data = list(torch.cat(enc).cpu().split([e.numel() for e in enc]))
             return decode_jpeg(data, mode=ImageReadMode.RGB, device=dev)
         except (RuntimeError, TypeError) as exc:  # a codec without CUDA support raises a RuntimeError subclass
             _GPU_JPEG_FAILED.append(f"{type(exc).__name__}: {exc}")
             log.warning("JPEG augmentation on the GPU failed (%s); using the CPU codec", _GPU_JPEG_FAILED[0])
-    return decode_jpeg(encode_jpeg([im.cpu() for im in images], quality=quality), mode=ImageReadMode.RGB)
+    data = [e for qual, ims in groups for e in encode_jpeg([im.cpu() for im in ims], quality=qual)]
+    return decode_jpeg(data, mode=ImageReadMode.RGB)
 
 
 def color_jitter(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig) -> torch.Tensor:
