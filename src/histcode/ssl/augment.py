@@ -128,7 +128,8 @@ def jpeg_compress(x: torch.Tensor, g: torch.Generator, quality: tuple[int, int],
     if len(sel) == 0:
         return x
     u8 = (x[sel].clamp(0, 1) * 255).round().to(torch.uint8)
-    groups, order = [], []
+    groups: list[tuple[int, list[torch.Tensor]]] = []
+    order: list[int] = []  # the tiles' places in ``sel``, in the groups' order
     for qual in q[sel].unique().tolist():  # the encoder takes one quality per call
         idx = torch.nonzero(q[sel] == qual).flatten().tolist()
         groups.append((int(qual), [u8[i] for i in idx]))
