@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU run (issue 18 item 6): on a lent GPU machine whose python3 holds torch/timm/h5py/opencv,
 # install the carried OpenSlide wheels, then measure extraction and AdCo pretraining against their bounds
-# (benchmarks/bench_gpu.py). Writes $OUT/bench_gpu.json and $OUT/bench_gpu.log. Prepare with gpu_prepare.sh.
+# (benchmarks/bench_gpu.py), then whether the device placements give the CPU's pixels (benchmarks/gpu_parity.py).
+# Writes $OUT/bench_gpu.json, $OUT/bench_gpu.log and $OUT/gpu_parity.json. Prepare with gpu_prepare.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -14,3 +15,5 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 python3 -c "import openslide, timm, h5py, cv2, yaml; print('openslide', openslide.__library_version__, 'timm', timm.__version__)"
 timeout "${BENCH_TIMEOUT:-420}" python3 benchmarks/bench_gpu.py --cohort-dir .gpu/cohort --out "$OUT/bench_gpu.json" "$@" \
   2>&1 | tee "$OUT/bench_gpu.log"
+timeout "${PARITY_TIMEOUT:-120}" python3 benchmarks/gpu_parity.py --cohort-dir .gpu/cohort --out "$OUT/gpu_parity.json" \
+  2>&1 | tail -16
