@@ -130,8 +130,9 @@ def jpeg_compress(x: torch.Tensor, g: torch.Generator, quality: tuple[int, int],
     u8 = (x[sel].clamp(0, 1) * 255).round().to(torch.uint8)
     groups: list[tuple[int, list[torch.Tensor]]] = []
     order: list[int] = []  # the tiles' places in ``sel``, in the groups' order
-    for qual in q[sel].unique().tolist():  # the encoder takes one quality per call
-        idx = torch.nonzero(q[sel] == qual).flatten().tolist()
+    q_sel = q[sel]
+    for qual in q_sel.unique().tolist():  # the encoder takes one quality per call
+        idx = torch.nonzero(q_sel == qual).flatten().tolist()
         groups.append((int(qual), [u8[i] for i in idx]))
         order.extend(idx)
     out = x.clone()
