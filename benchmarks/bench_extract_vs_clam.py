@@ -1,0 +1,197 @@
+"""``histcode extract`` against CLAM's own ``extract_features_fp.py``, side by side on the same tiles and weights.
+
+Both embed the same slides' tiles (the project's coords ``.h5`` files, which CLAM reads as its ``patches/``)
+with the paper's encoder, a ResNet50 cut after layer3 (1024-d), from one timm state dict: a seeded random
+initialisation, because ImageNet weights cannot be downloaded here (CLAM loads it through an offline Hugging
+Face cache, HistCode through ``extract.imagenet_weights``). Speed does not depend on the weights' values. CLAM runs
+from its own checkout and venv (``--clam-dir``, ``--clam-python``; not a project dependency) as it does out of the
+box on a CPU (batch 256, float32, tiles read in the main process); HistCode runs ``histcode extract`` with the
+project's ``extract`` settings except ``input_px: 224`` (CLAM's size), no stain normalisation (CLAM has none) and
+all tiles. The two whole processes run in turn, ``--pairs`` times (A B A B); we report median wall times, their
+ratio, and how far the features agree: per tile, the cosine of HistCode's and CLAM's feature vectors after
+removing the mean feature (beside it, the same cosine between neighbouring tiles of CLAM's, which says what
+"different" looks like with these weights). One more pair times the like-for-like variants: CLAM at HistCode's
+batch size, and HistCode in float32 (``extract.bf16: false``). Usage:
+
+    python benchmarks/bench_extract_vs_clam.py --clam-dir ../peer/CLAM --clam-python ../peer/clam-venv/bin/python \\
+        --work /tmp/extract_vs_clam --slides 2 --pairs 3 --out benchmarks/results/bench_extract_vs_clam.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import yaml
+
+from histcode.atomic import write_json
+from histcode.config import base, load_params
+from histcode.io.features import read_features
+from histcode.paths import Paths
+from histcode.precision import resolve_bf16
+
+TIMM_NAME = "resnet50.tv_in1k"  # CLAM's resnet50_trunc (models/timm_wrapper.py) and HistCode's resnet50_trunc
+HF_REVISION = "0" * 40
+
+
+def prepare(args: argparse.Namespace) -> dict[str, object]:
+    """CLAM's layout (patches/, slides/, a slide list) and a HistCode workspace on the same slides and weights."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    raw = load_params(args.params)
+    bcfg = base(raw)
+    cohort = bcfg.train_cohort
+    manifest = pd.read_csv(Paths.from_base(bcfg).slides_csv(cohort))
+    manifest = manifest[manifest["path"].str.endswith(args.ext)].sort_values("slide_id").head(args.slides)
+    if len(manifest) < args.slides:
+        raise SystemExit(f"{args.params}: only {len(manifest)} {args.ext} slides in cohort {cohort}; "
+                         "run `make demo` first")
+    work = Path(args.work).resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    clam, ws = work / "clam", work / "ws"
+    for d in (clam / "patches", clam / "slides", ws / "data" / "manifests" / cohort, ws / "data" / "tiles" / cohort):
+        d.mkdir(parents=True)
+    root = Path(args.params).resolve().parent
+    manifest = manifest.assign(path=[str((root / p).resolve()) for p in manifest["path"]])
+    n_tiles = 0
+    for row in manifest.itertuples(index=False):
+        coords = root / bcfg.data_dir / "tiles" / cohort / f"{row.slide_id}.h5"
+        shutil.copy(coords, clam / "patches")
+        shutil.copy(coords, ws / "data" / "tiles" / cohort)
+        (clam / "slides" / f"{row.slide_id}{args.ext}").symlink_to(row.path)
+        with h5py.File(coords, "r") as f:
+            n_tiles += int(f["coords"].shape[0])
+    manifest[["slide_id"]].to_csv(clam / "list.csv", index=False)
+    manifest.to_csv(ws / "data" / "manifests" / cohort / "slides.csv", index=False)
+
+    torch.manual_seed(args.seed)
+    state = {k: v.contiguous() for k, v in timm.create_model(TIMM_NAME, pretrained=False).state_dict().items()}
+    weights = work / "resnet50_random.safetensors"
+    save_file(state, str(weights))
+    snap = work / "hf" / "hub" / f"models--timm--{TIMM_NAME}"
+    (snap / "snapshots" / HF_REVISION).mkdir(parents=True)
+    (snap / "refs").mkdir()
+    (snap / "refs" / "main").write_text(HF_REVISION)
+    shutil.copy(weights, snap / "snapshots" / HF_REVISION / "model.safetensors")
+
+    for name, bf16 in (("params.yaml", raw["extract"].get("bf16", "auto")), ("params_fp32.yaml", False)):
+        p = yaml.safe_load(Path(args.params).read_text())
+        p["base"].update(data_dir=str(ws / "data"), reports_dir=str(ws / "reports"))
+        p["extract"].update(encoders=["imagenet"], imagenet_backbone="resnet50_trunc", imagenet_weights=str(weights),
+                            input_px=224, baseline_max_tiles=0, stain=False, progress=False, bf16=bf16)
+        (ws / name).write_text(yaml.safe_dump(p, sort_keys=False))
+    return {"cohort": cohort, "slides": list(manifest["slide_id"]), "tiles": n_tiles, "work": work,
+            "batch_size": int(raw["extract"].get("batch_size", 64))}
+
+
+def clam_cmd(args: argparse.Namespace, work: Path, batch: int) -> list[str]:
+    return [args.clam_python, "extract_features_fp.py", "--data_h5_dir", str(work / "clam"),
+            "--data_slide_dir", str(work / "clam" / "slides"), "--slide_ext", args.ext,
+            "--csv_path", str(work / "clam" / "list.csv"), "--feat_dir", str(work / "clam" / "feats"),
+            "--model_name", "resnet50_trunc", "--batch_size", str(batch), "--target_patch_size", "224"]
+
+
+def ours_cmd(cohort: str, work: Path, params: str) -> list[str]:
+    histcode = Path(sys.executable).with_name("histcode")
+    return [str(histcode), "extract", "--cohort", cohort, "--encoder", "imagenet",
+            "--params", str(work / "ws" / params), "--no-progress"]
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], fresh: Path) -> float:
+    """Wall seconds of one whole process, its outputs removed first (neither side skips finished slides)."""
+    shutil.rmtree(fresh, ignore_errors=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode:
+        raise SystemExit(f"{cmd[:3]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return wall
+
+
+def agreement(work: Path, cohort: str, slides: list[str]) -> dict[str, float]:
+    """Per tile: cosine of HistCode's and CLAM's features after removing CLAM's mean feature; beside it the same
+    cosine between CLAM's features of neighbouring tiles (how alike two different tiles look)."""
+    ours, theirs = [], []
+    for sid in slides:
+        feats, coords, _ = read_features(work / "ws" / "data" / "features" / cohort / "imagenet" / f"{sid}.h5")
+        with h5py.File(work / "clam" / "feats" / "h5_files" / f"{sid}.h5", "r") as f:
+            clam_feats, clam_coords = f["features"][()], f["coords"][()]
+        where = {tuple(c): i for i, c in enumerate(coords.tolist())}
+        if len(where) != len(clam_coords) or any(tuple(c) not in where for c in clam_coords.tolist()):
+            raise SystemExit(f"{sid}: HistCode and CLAM embedded different tiles")
+        ours.append(feats.astype(np.float64)[[where[tuple(c)] for c in clam_coords.tolist()]])
+        theirs.append(clam_feats.astype(np.float64))
+    a, b = np.vstack(ours), np.vstack(theirs)
+    a, b = a - b.mean(0), b - b.mean(0)
+
+    def cos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+
+    same, other = cos(a, b), cos(b, np.roll(b, 1, axis=0))
+    return {"tiles": len(a), "cosine_median": float(np.median(same)), "cosine_min": float(same.min()),
+            "cosine_neighbour_tiles_median": float(np.median(other)),
+            "relative_l2_median": float(np.median(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clam-dir", required=True)
+    ap.add_argument("--clam-python", required=True)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--work", default="/tmp/extract_vs_clam")
+    ap.add_argument("--slides", type=int, default=2)
+    ap.add_argument("--ext", default=".tiff", help="CLAM takes one slide extension per run")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="benchmarks/results/bench_extract_vs_clam.json")
+    args = ap.parse_args()
+    setup = prepare(args)
+    work, cohort = Path(setup["work"]), str(setup["cohort"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    clam_env = {**env, "HF_HOME": str(work / "hf"), "HF_HUB_OFFLINE": "1"}
+    clam_dir, ws = Path(args.clam_dir).resolve(), work / "ws"
+    clam_out, ours_out = work / "clam" / "feats", ws / "data" / "features"
+    runs: dict[str, list[float]] = {"clam": [], "histcode": []}
+    for i in range(args.pairs):
+        runs["clam"].append(timed(clam_cmd(args, work, 256), clam_dir, clam_env, clam_out))
+        runs["histcode"].append(timed(ours_cmd(cohort, work, "params.yaml"), ws, env, ours_out))
+        print(f"pair {i + 1}/{args.pairs}: CLAM {runs['clam'][-1]:.1f} s, histcode {runs['histcode'][-1]:.1f} s",
+              flush=True)
+    agree = agreement(work, cohort, list(setup["slides"]))  # the last pair's outputs
+    batch = int(setup["batch_size"])
+    like = {f"clam_batch{batch}_s": timed(clam_cmd(args, work, batch), clam_dir, clam_env, clam_out),
+            "histcode_fp32_s": timed(ours_cmd(cohort, work, "params_fp32.yaml"), ws, env, ours_out)}
+    agree_fp32 = agreement(work, cohort, list(setup["slides"]))
+    n = int(setup["tiles"])
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    result = {
+        "slides": len(setup["slides"]), "tiles": n, "encoder": "resnet50_trunc (timm resnet50 to layer3, 1024-d)",
+        "weights": f"seeded random init (seed {args.seed}), one file for both", "input_px": 224,
+        "histcode_bf16": resolve_bf16(load_params(args.params)["extract"].get("bf16", "auto"), "cpu"),
+        "pairs": args.pairs, "wall_s": runs, "median_wall_s": med,
+        "tiles_per_s": {k: n / v for k, v in med.items()},
+        "speedup_histcode_vs_clam": med["clam"] / med["histcode"],
+        "pairwise_ratios": [c / h for c, h in zip(runs["clam"], runs["histcode"], strict=True)],
+        "like_for_like_wall_s": like,
+        "like_for_like_speedup": like[f"clam_batch{batch}_s"] / like["histcode_fp32_s"],
+        "feature_agreement": agree, "feature_agreement_fp32": agree_fp32,
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(result, indent=2))
+    write_json(Path(args.out), result)
+
+
+if __name__ == "__main__":
+    main()
