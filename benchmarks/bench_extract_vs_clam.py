@@ -24,9 +24,7 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -39,6 +37,9 @@ from histcode.config import base, load_params
 from histcode.io.features import read_features
 from histcode.paths import Paths
 from histcode.precision import resolve_bf16
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mil_vs_clam import timed as timed_process
 
 TIMM_NAME = "resnet50.tv_in1k"  # CLAM's resnet50_trunc (models/timm_wrapper.py) and HistCode's resnet50_trunc
 HF_REVISION = "0" * 40
@@ -112,12 +113,7 @@ def ours_cmd(cohort: str, work: Path, params: str) -> list[str]:
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], fresh: Path) -> float:
     """Wall seconds of one whole process, its outputs removed first (neither side skips finished slides)."""
     shutil.rmtree(fresh, ignore_errors=True)
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if done.returncode:
-        raise SystemExit(f"{cmd[:3]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return wall
+    return timed_process(cmd, cwd, env)
 
 
 def agreement(work: Path, cohort: str, slides: list[str]) -> dict[str, float]:
