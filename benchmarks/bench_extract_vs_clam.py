@@ -53,8 +53,8 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
 
     raw = load_params(args.params)
     bcfg = base(raw)
-    cohort = bcfg.train_cohort
-    manifest = pd.read_csv(Paths.from_base(bcfg).slides_csv(cohort))
+    cohort, paths = bcfg.train_cohort, Paths.from_base(bcfg)  # the project's data, relative to the working directory
+    manifest = pd.read_csv(paths.slides_csv(cohort))
     manifest = manifest[manifest["path"].str.endswith(args.ext)].sort_values("slide_id").head(args.slides)
     if len(manifest) < args.slides:
         raise SystemExit(f"{args.params}: only {len(manifest)} {args.ext} slides in cohort {cohort}; "
@@ -64,11 +64,10 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
     clam, ws = work / "clam", work / "ws"
     for d in (clam / "patches", clam / "slides", ws / "data" / "manifests" / cohort, ws / "data" / "tiles" / cohort):
         d.mkdir(parents=True)
-    root = Path(args.params).resolve().parent
-    manifest = manifest.assign(path=[str((root / p).resolve()) for p in manifest["path"]])
+    manifest = manifest.assign(path=[str(Path(p).resolve()) for p in manifest["path"]])
     n_tiles = 0
     for row in manifest.itertuples(index=False):
-        coords = root / bcfg.data_dir / "tiles" / cohort / f"{row.slide_id}.h5"
+        coords = paths.coords_h5(cohort, row.slide_id)
         shutil.copy(coords, clam / "patches")
         shutil.copy(coords, ws / "data" / "tiles" / cohort)
         (clam / "slides" / f"{row.slide_id}{args.ext}").symlink_to(row.path)
