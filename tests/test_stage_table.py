@@ -32,7 +32,6 @@ def test_every_dvc_stage_is_one_table_entry_and_its_script_only_calls_it() -> No
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)], name
 
 
-
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "pipelines").glob("*.py")))
 def test_a_stage_script_under_a_python_without_the_project_says_so_in_one_line(script: str) -> None:
     """`dvc repro` runs `python pipelines/<stage>.py` with whatever `python` is first on PATH; outside the venv that
@@ -45,6 +44,7 @@ def test_a_stage_script_under_a_python_without_the_project_says_so_in_one_line(s
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: {ROOT / 'pipelines' / script}: histcode is not installed for ")
     assert "`. .venv/bin/activate`" in lines[0] and "`make repro`" in lines[0]
+
 
 def test_each_command_is_defined_by_the_module_the_table_names() -> None:
     for word, module in cli.COMMANDS.items():
