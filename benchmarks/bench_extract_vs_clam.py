@@ -10,11 +10,14 @@ project's ``extract`` settings except ``input_px: 224`` (CLAM's size), no stain 
 all tiles. The two whole processes run in turn, ``--pairs`` times (A B A B); we report median wall times, their
 ratio, and how far the features agree: per tile, the cosine of HistCode's and CLAM's feature vectors after
 removing the mean feature (beside it, the same cosine between neighbouring tiles of CLAM's, which says what
-"different" looks like with these weights). One more pair times the like-for-like variants: CLAM at HistCode's
+"different" looks like with these weights; tiles that run past the slide's edge, black in CLAM and white in
+HistCode, are counted apart). One more pair times the like-for-like variants: CLAM at HistCode's
 batch size, and HistCode in float32 (``extract.bf16: false``). Usage:
 
     python benchmarks/bench_extract_vs_clam.py --clam-dir ../peer/CLAM --clam-python ../peer/clam-venv/bin/python \\
         --work /tmp/extract_vs_clam --slides 2 --pairs 3 --out benchmarks/results/bench_extract_vs_clam.json
+
+``--slide-file S --coords-file C`` runs one slide of your own instead (a real SVS with CLAM's coords, say).
 """
 
 from __future__ import annotations
@@ -54,11 +57,19 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
     raw = load_params(args.params)
     bcfg = base(raw)
     cohort, paths = bcfg.train_cohort, Paths.from_base(bcfg)  # the project's data, relative to the working directory
-    manifest = pd.read_csv(paths.slides_csv(cohort))
-    manifest = manifest[manifest["path"].str.endswith(args.ext)].sort_values("slide_id").head(args.slides)
-    if len(manifest) < args.slides:
-        raise SystemExit(f"{args.params}: only {len(manifest)} {args.ext} slides in cohort {cohort}; "
-                         "run `make demo` first")
+    if args.slide_file:  # one slide of the user's own (a real SVS, say) with its coords file, ours or CLAM's
+        slide = Path(args.slide_file).resolve()
+        args.ext = slide.suffix
+        manifest = pd.DataFrame([{"slide_id": slide.stem, "path": str(slide), "patient_id": slide.stem,
+                                  "cohort": cohort, "sample_type": "Primary Tumor", "label": 1, "mpp": None}])
+        coords_of = {slide.stem: Path(args.coords_file)}
+    else:
+        manifest = pd.read_csv(paths.slides_csv(cohort))
+        manifest = manifest[manifest["path"].str.endswith(args.ext)].sort_values("slide_id").head(args.slides)
+        if len(manifest) < args.slides:
+            raise SystemExit(f"{args.params}: only {len(manifest)} {args.ext} slides in cohort {cohort}; "
+                             "run `make demo` first")
+        coords_of = {sid: paths.coords_h5(cohort, sid) for sid in manifest["slide_id"]}
     work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     clam, ws = work / "clam", work / "ws"
@@ -67,9 +78,9 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
     manifest = manifest.assign(path=[str(Path(p).resolve()) for p in manifest["path"]])
     n_tiles = 0
     for row in manifest.itertuples(index=False):
-        coords = paths.coords_h5(cohort, row.slide_id)
-        shutil.copy(coords, clam / "patches")
-        shutil.copy(coords, ws / "data" / "tiles" / cohort)
+        coords = coords_of[row.slide_id]
+        shutil.copy(coords, clam / "patches" / f"{row.slide_id}.h5")
+        shutil.copy(coords, ws / "data" / "tiles" / cohort / f"{row.slide_id}.h5")
         (clam / "slides" / f"{row.slide_id}{args.ext}").symlink_to(row.path)
         with h5py.File(coords, "r") as f:
             n_tiles += int(f["coords"].shape[0])
@@ -92,7 +103,8 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
         p["extract"].update(encoders=["imagenet"], imagenet_backbone="resnet50_trunc", imagenet_weights=str(weights),
                             input_px=224, baseline_max_tiles=0, stain=False, progress=False, bf16=bf16)
         (ws / name).write_text(yaml.safe_dump(p, sort_keys=False))
-    return {"cohort": cohort, "slides": list(manifest["slide_id"]), "tiles": n_tiles, "work": work,
+    return {"cohort": cohort, "slides": dict(zip(manifest["slide_id"], manifest["path"], strict=True)),
+            "tiles": n_tiles, "work": work,
             "batch_size": int(raw["extract"].get("batch_size", 64))}
 
 
@@ -115,12 +127,16 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], fresh: Path) -> float:
     return timed_process(cmd, cwd, env)
 
 
-def agreement(work: Path, cohort: str, slides: list[str]) -> dict[str, float]:
+def agreement(work: Path, cohort: str, slides: dict[str, str]) -> dict[str, float]:
     """Per tile: cosine of HistCode's and CLAM's features after removing CLAM's mean feature; beside it the same
-    cosine between CLAM's features of neighbouring tiles (how alike two different tiles look)."""
-    ours, theirs = [], []
-    for sid in slides:
-        feats, coords, _ = read_features(work / "ws" / "data" / "features" / cohort / "imagenet" / f"{sid}.h5")
+    cosine between CLAM's features of neighbouring tiles (how alike two different tiles look). Tiles that run past
+    the slide's edge are scored apart: OpenSlide returns transparent pixels there, which CLAM's ``convert('RGB')``
+    turns black and HistCode fills as glass (white)."""
+    import openslide
+
+    ours, theirs, past_edge = [], [], []
+    for sid, path in slides.items():
+        feats, coords, attrs = read_features(work / "ws" / "data" / "features" / cohort / "imagenet" / f"{sid}.h5")
         with h5py.File(work / "clam" / "feats" / "h5_files" / f"{sid}.h5", "r") as f:
             clam_feats, clam_coords = f["features"][()], f["coords"][()]
         where = {tuple(c): i for i, c in enumerate(coords.tolist())}
@@ -128,16 +144,24 @@ def agreement(work: Path, cohort: str, slides: list[str]) -> dict[str, float]:
             raise SystemExit(f"{sid}: HistCode and CLAM embedded different tiles")
         ours.append(feats.astype(np.float64)[[where[tuple(c)] for c in clam_coords.tolist()]])
         theirs.append(clam_feats.astype(np.float64))
-    a, b = np.vstack(ours), np.vstack(theirs)
+        with openslide.OpenSlide(path) as slide:
+            width, height = slide.dimensions
+        size = int(attrs.get("patch_size_level0") or attrs["patch_size"])
+        past_edge.append((clam_coords[:, 0] + size > width) | (clam_coords[:, 1] + size > height))
+    a, b, edge = np.vstack(ours), np.vstack(theirs), np.concatenate(past_edge)
     a, b = a - b.mean(0), b - b.mean(0)
 
     def cos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
 
     same, other = cos(a, b), cos(b, np.roll(b, 1, axis=0))
-    return {"tiles": len(a), "cosine_median": float(np.median(same)), "cosine_min": float(same.min()),
+    inside = same[~edge]
+    return {"tiles": len(a), "tiles_past_the_edge": int(edge.sum()),
+            "cosine_median": float(np.median(inside)), "cosine_min": float(inside.min()),
+            "cosine_past_the_edge_median": float(np.median(same[edge])) if edge.any() else None,
             "cosine_neighbour_tiles_median": float(np.median(other)),
-            "relative_l2_median": float(np.median(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)))}
+            "relative_l2_median": float(np.median(np.linalg.norm(a - b, axis=1)[~edge]
+                                                  / np.linalg.norm(b, axis=1)[~edge]))}
 
 
 def main() -> None:
@@ -148,10 +172,14 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/extract_vs_clam")
     ap.add_argument("--slides", type=int, default=2)
     ap.add_argument("--ext", default=".tiff", help="CLAM takes one slide extension per run")
+    ap.add_argument("--slide-file", default=None, help="one slide of your own (e.g. a real SVS) instead of the demo's")
+    ap.add_argument("--coords-file", default=None, help="with --slide-file: its coords .h5 (HistCode's or CLAM's)")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/bench_extract_vs_clam.json")
     args = ap.parse_args()
+    if bool(args.slide_file) != bool(args.coords_file):
+        ap.error("--slide-file and --coords-file go together")
     setup = prepare(args)
     work, cohort = Path(setup["work"]), str(setup["cohort"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -164,11 +192,11 @@ def main() -> None:
         runs["histcode"].append(timed(ours_cmd(cohort, work, "params.yaml"), ws, env, ours_out))
         print(f"pair {i + 1}/{args.pairs}: CLAM {runs['clam'][-1]:.1f} s, histcode {runs['histcode'][-1]:.1f} s",
               flush=True)
-    agree = agreement(work, cohort, list(setup["slides"]))  # the last pair's outputs
+    agree = agreement(work, cohort, dict(setup["slides"]))  # the last pair's outputs
     batch = int(setup["batch_size"])
     like = {f"clam_batch{batch}_s": timed(clam_cmd(args, work, batch), clam_dir, clam_env, clam_out),
             "histcode_fp32_s": timed(ours_cmd(cohort, work, "params_fp32.yaml"), ws, env, ours_out)}
-    agree_fp32 = agreement(work, cohort, list(setup["slides"]))
+    agree_fp32 = agreement(work, cohort, dict(setup["slides"]))
     n = int(setup["tiles"])
     med = {k: statistics.median(v) for k, v in runs.items()}
     result = {
