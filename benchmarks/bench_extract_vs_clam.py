@@ -30,14 +30,14 @@ import statistics
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import yaml
 
 from histcode.atomic import write_json
 from histcode.config import base, load_params
-from histcode.io.features import read_features
+from histcode.io.coords import read_coords
+from histcode.io.features import read_features, read_foreign_features
 from histcode.paths import Paths
 from histcode.precision import resolve_bf16
 
@@ -59,11 +59,12 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
     cohort, paths = bcfg.train_cohort, Paths.from_base(bcfg)  # the project's data, relative to the working directory
     if args.slide_file:  # one slide of the user's own (a real SVS, say) with its coords file, ours or CLAM's
         slide = Path(args.slide_file).resolve()
-        args.ext = slide.suffix
+        ext = slide.suffix
         manifest = pd.DataFrame([{"slide_id": slide.stem, "path": str(slide), "patient_id": slide.stem,
                                   "cohort": cohort, "sample_type": "Primary Tumor", "label": 1, "mpp": None}])
         coords_of = {slide.stem: Path(args.coords_file)}
     else:
+        ext = args.ext
         manifest = pd.read_csv(paths.slides_csv(cohort))
         manifest = manifest[manifest["path"].str.endswith(args.ext)].sort_values("slide_id").head(args.slides)
         if len(manifest) < args.slides:
@@ -81,9 +82,8 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
         coords = coords_of[row.slide_id]
         shutil.copy(coords, clam / "patches" / f"{row.slide_id}.h5")
         shutil.copy(coords, ws / "data" / "tiles" / cohort / f"{row.slide_id}.h5")
-        (clam / "slides" / f"{row.slide_id}{args.ext}").symlink_to(row.path)
-        with h5py.File(coords, "r") as f:
-            n_tiles += int(f["coords"].shape[0])
+        (clam / "slides" / f"{row.slide_id}{ext}").symlink_to(row.path)
+        n_tiles += len(read_coords(coords)[0])
     manifest[["slide_id"]].to_csv(clam / "list.csv", index=False)
     manifest.to_csv(ws / "data" / "manifests" / cohort / "slides.csv", index=False)
 
@@ -104,13 +104,13 @@ def prepare(args: argparse.Namespace) -> dict[str, object]:
                             input_px=224, baseline_max_tiles=0, stain=False, progress=False, bf16=bf16)
         (ws / name).write_text(yaml.safe_dump(p, sort_keys=False))
     return {"cohort": cohort, "slides": dict(zip(manifest["slide_id"], manifest["path"], strict=True)),
-            "tiles": n_tiles, "work": work,
+            "tiles": n_tiles, "work": work, "ext": ext,
             "batch_size": int(raw["extract"].get("batch_size", 64))}
 
 
-def clam_cmd(args: argparse.Namespace, work: Path, batch: int) -> list[str]:
+def clam_cmd(args: argparse.Namespace, work: Path, ext: str, batch: int) -> list[str]:
     return [args.clam_python, "extract_features_fp.py", "--data_h5_dir", str(work / "clam"),
-            "--data_slide_dir", str(work / "clam" / "slides"), "--slide_ext", args.ext,
+            "--data_slide_dir", str(work / "clam" / "slides"), "--slide_ext", ext,
             "--csv_path", str(work / "clam" / "list.csv"), "--feat_dir", str(work / "clam" / "feats"),
             "--model_name", "resnet50_trunc", "--batch_size", str(batch), "--target_patch_size", "224"]
 
@@ -137,8 +137,7 @@ def agreement(work: Path, cohort: str, slides: dict[str, str]) -> dict[str, floa
     ours, theirs, past_edge = [], [], []
     for sid, path in slides.items():
         feats, coords, attrs = read_features(work / "ws" / "data" / "features" / cohort / "imagenet" / f"{sid}.h5")
-        with h5py.File(work / "clam" / "feats" / "h5_files" / f"{sid}.h5", "r") as f:
-            clam_feats, clam_coords = f["features"][()], f["coords"][()]
+        clam_feats, clam_coords, _ = read_foreign_features(work / "clam" / "feats" / "h5_files" / f"{sid}.h5")
         where = {tuple(c): i for i, c in enumerate(coords.tolist())}
         if len(where) != len(clam_coords) or any(tuple(c) not in where for c in clam_coords.tolist()):
             raise SystemExit(f"{sid}: HistCode and CLAM embedded different tiles")
@@ -188,13 +187,13 @@ def main() -> None:
     clam_out, ours_out = work / "clam" / "feats", ws / "data" / "features"
     runs: dict[str, list[float]] = {"clam": [], "histcode": []}
     for i in range(args.pairs):
-        runs["clam"].append(timed(clam_cmd(args, work, 256), clam_dir, clam_env, clam_out))
+        runs["clam"].append(timed(clam_cmd(args, work, str(setup["ext"]), 256), clam_dir, clam_env, clam_out))
         runs["histcode"].append(timed(ours_cmd(cohort, work, "params.yaml"), ws, env, ours_out))
         print(f"pair {i + 1}/{args.pairs}: CLAM {runs['clam'][-1]:.1f} s, histcode {runs['histcode'][-1]:.1f} s",
               flush=True)
     agree = agreement(work, cohort, dict(setup["slides"]))  # the last pair's outputs
     batch = int(setup["batch_size"])
-    like = {f"clam_batch{batch}_s": timed(clam_cmd(args, work, batch), clam_dir, clam_env, clam_out),
+    like = {f"clam_batch{batch}_s": timed(clam_cmd(args, work, str(setup["ext"]), batch), clam_dir, clam_env, clam_out),
             "histcode_fp32_s": timed(ours_cmd(cohort, work, "params_fp32.yaml"), ws, env, ours_out)}
     agree_fp32 = agreement(work, cohort, dict(setup["slides"]))
     n = int(setup["tiles"])
