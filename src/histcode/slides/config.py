@@ -55,6 +55,7 @@ class TileConfig:
     area_slide_frac: float = 0.01
     exclude_pen: bool = True
     pen_dark_ratio: float = 0.55  # ink's lighter part: darker than this x the median tissue brightness, touching ink
+    black_ink_ratio: float = 0.0  # near-black ink only below this x the median tissue brightness (0: any V < 50)
     white_value: int = 220
     od_threshold: float = 0.1  # mean log10 optical density vs the slide's glass above which a pixel is tissue
     mpp_snap: float = 0.05
@@ -71,6 +72,9 @@ class TileConfig:
         if not 0.0 < self.pen_dark_ratio < 1.0:
             raise ConfigError(f"tile.pen_dark_ratio must be in (0, 1), got {self.pen_dark_ratio}; 0.55 is the "
                               "default, 0.70 finds lighter violet-black marker strokes")
+        if not 0.0 <= self.black_ink_ratio < 1.0:
+            raise ConfigError(f"tile.black_ink_ratio must be in [0, 1), got {self.black_ink_ratio}; 0 takes every "
+                              "near-black region for ink, 0.4 keeps the stroma of slides stained near-black")
         if self.median_blur < 0 or (self.median_blur > 1 and self.median_blur % 2 == 0):
             raise ConfigError(f"tile.median_blur must be 0, 1 or an odd number, got {self.median_blur}")
 

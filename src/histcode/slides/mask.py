@@ -130,12 +130,28 @@ def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue
     return red & ~np.isin(labels, stain) if stain else red
 
 
-def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO) -> np.ndarray:
+def _stain_black(v: np.ndarray, black: np.ndarray, limit: float) -> np.ndarray:
+    """The near-black components of ``black`` whose median brightness ``v`` is at least ``limit``: stain of a
+    heavily stained slide, not ink."""
+    from scipy import ndimage
+
+    n, labels = cv2.connectedComponents(black.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(black)
+    medians = np.asarray(ndimage.median(v, labels, index=np.arange(1, n)))
+    stain = np.flatnonzero(medians >= limit) + 1
+    return np.isin(labels, stain) if stain.size else np.zeros_like(black)
+
+
+def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
+             black_ratio: float = 0.0) -> np.ndarray:
     """(H, W, 3) uint8 RGB → (H, W) bool: strongly saturated red, green/blue ink, grey/black marks.
 
     ``blur`` (odd px): median filter first, so fibre-scale colour (bright eosin strands resolved on small
     slides) is judged at the scale of an ink stroke. ``dark_ratio``: pixels darker than this fraction of the
-    median tissue brightness join the ink they touch (``PEN_DARK_RATIO``).
+    median tissue brightness join the ink they touch (``PEN_DARK_RATIO``). ``black_ratio`` (> 0): a near-black
+    component is ink only when its median brightness is below this fraction of the median tissue brightness, so
+    the stroma of a slide stained near-black is not taken for a marker (0: every near-black component is ink).
     """
     if blur > 1:
         rgb = cv2.medianBlur(np.ascontiguousarray(rgb), blur)
@@ -149,6 +165,11 @@ def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO)
     red = ((h <= PEN_RED_HUE[0]) | (h >= PEN_RED_HUE[1])) & (s >= sat_floor)
     if enough and red.any() and (stained & ~red).any():
         red = _red_ink(red, s, v, sat_floor, float(np.median(v[stained & ~red])))
+    if enough and black_ratio > 0:  # only acts on a slide whose tissue is darker than PEN_BLACK_VALUE / black_ratio
+        limit = black_ratio * float(np.median(v[stained]))
+        black = (v < PEN_BLACK_VALUE) & ~((s < PEN_NEUTRAL[0]) & (v < PEN_NEUTRAL[1]))
+        if limit < PEN_BLACK_VALUE and black.any():
+            neutral = neutral & ~_stain_black(v, black, limit)
     strong = _large((red | cold | neutral).astype(np.uint8))
     if not strong.any():
         return np.zeros(rgb.shape[:2], bool)
@@ -167,10 +188,10 @@ def _ink(rgb: np.ndarray, blurred: np.ndarray, cfg: TileConfig, f: int) -> np.nd
     if not cfg.exclude_pen:
         return np.zeros(rgb.shape[:2], bool)
     if f == 1:
-        return pen_mask(blurred, dark_ratio=cfg.pen_dark_ratio)
+        return pen_mask(blurred, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio)
     small = _shrink(rgb, f)
     small = cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small
-    return _grow(pen_mask(small, dark_ratio=cfg.pen_dark_ratio), rgb.shape)
+    return _grow(pen_mask(small, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio), rgb.shape)
 
 
 def optical_density(rgb: np.ndarray, excluded: np.ndarray, blur: int) -> np.ndarray:
