@@ -18,6 +18,7 @@ RED_PEN_THUMB = PEN_THUMB.with_name("histolab_tcga-red-pen.png")
 BLUE_PEN_THUMB = PEN_THUMB.with_name("histolab_wsi-blue-pen.png")
 RED_MARKER_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_slide-pen.png")
 GREEN_RING_THUMB = PEN_THUMB.with_name("python-wsi-preprocessing_s337-green-ring.png")
+DARK_STAIN = PEN_THUMB.with_name("histcode-synth-2121_dark-stain_seg.png")  # made by the generator: PROVENANCE.md
 MSKCC = PEN_THUMB.parent  # mskcc-pen-annotation_{thumbnail,labels}_<id>: real slides with hand-drawn circled regions
 CFG = TileConfig()
 
@@ -222,6 +223,41 @@ def test_pen_dark_ratio_finds_the_lighter_half_of_a_violet_black_stroke() -> Non
     assert band.sum() > 5000
     assert masks[0.7][band].mean() < 0.02
     assert all(m[circled].mean() >= 0.99 for m in masks.values())
+
+
+def test_black_ink_ratio_keeps_the_stroma_of_a_slide_stained_near_black() -> None:
+    """Generator seed 2121's normal slide TCGA-C8-572Q-11A (its segmentation image at 8 µm/px and truth, tests/data):
+    stroma stained to brightness 43-49, below the absolute black-ink limit 50, on a slide whose stained tissue has
+    median brightness 101. Taken for ink by default, a third of the tissue is lost; ``black_ink_ratio: 0.4`` asks ink
+    to be darker than 0.4x that median and keeps it, while the slide's real ink arc stays ink."""
+    rgb = cv2.cvtColor(cv2.imread(str(DARK_STAIN)), cv2.COLOR_BGR2RGB)
+    codes = cv2.imread(str(DARK_STAIN.with_name(DARK_STAIN.name.replace("_seg", "_truth"))), cv2.IMREAD_UNCHANGED)
+    tissue, ink = ((codes >= 1) & (codes <= 5)) | (codes == 8), codes == 6
+    assert ink.sum() > 500
+    masks = {r: segment_tissue(rgb, 16.0, TileConfig(black_ink_ratio=r), area_unit_px=512.0**2, seg_um=8.0)
+             for r in (0.0, 0.4)}
+    assert masks[0.0].mask[tissue].mean() < 0.70  # the failure: near-black stroma read as black ink
+    assert masks[0.4].mask[tissue].mean() >= 0.95 and tissue[masks[0.4].mask].mean() >= 0.95
+    for tm in masks.values():
+        assert tm.pen[ink].mean() >= 0.99 and tm.mask[ink].mean() <= 0.01
+
+
+def test_black_ink_ratio_leaves_violet_black_ink_over_dark_tissue_on_a_real_slide() -> None:
+    """MSKCC slide 00302: a violet-black rectangle drawn over heavily stained tissue, as saturated as the stain (the
+    case that defeated a saturation rule in round 29). Its tissue is far brighter than 50 / 0.4, so the ratio cannot
+    act: every near-black pixel stays ink and the mask is the same."""
+    rgb = cv2.cvtColor(cv2.imread(str(MSKCC / "mskcc-pen-annotation_thumbnail_00302.jpg")), cv2.COLOR_BGR2RGB)
+    masks = [segment_tissue(rgb, 128.0, TileConfig(black_ink_ratio=r), area_unit_px=512.0**2, seg_um=32.0)
+             for r in (0.0, 0.4)]
+    black = cv2.cvtColor(cv2.medianBlur(rgb, 7), cv2.COLOR_RGB2HSV)[..., 2] < 50
+    assert black.sum() > 10_000 and masks[1].pen[black].all()
+    assert np.array_equal(masks[0].pen, masks[1].pen) and np.array_equal(masks[0].mask, masks[1].mask)
+
+
+def test_black_ink_ratio_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"tile\.black_ink_ratio must be in \[0, 1\)"):
+        TileConfig(black_ink_ratio=1.0)
+    assert TileConfig().with_settings(["black_ink_ratio=0.4"]).black_ink_ratio == 0.4
 
 
 def test_pen_dark_ratio_is_checked_and_settable_by_name() -> None:
