@@ -49,8 +49,10 @@ PEN_RED_EXCESS = 40  # 90th-percentile saturation above the floor: ink is more s
 # (heavy stain 4-31, real markers >= 120; benchmarks/results/red_ink_preregistration.txt)
 PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
 PEN_COLD_SAT = 60
-PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this (also near-black stain: round 29's
-# saturation rule against that was not adopted, benchmarks/results/dark_stain_black_preregistration.txt)
+PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this, and (TileConfig.black_ink_ratio) below 0.4x
+# the slide's median tissue brightness, so the stroma of a slide stained near-black is not ink (saturation could not
+# tell the two apart: dark_stain_black_preregistration.txt; brightness relative to the slide's tissue can:
+# black_ink_relative_preregistration.txt)
 PEN_NEUTRAL = (40, 120)  # grey/black ink on glass: saturation below 40 and brightness below 120
 PEN_DARK_RATIO = 0.55  # ink over tissue: darker than this fraction of the median tissue brightness ...
 # ... counts only where connected to certain ink (hysteresis), so dense but unmarked tissue (epidermis,
