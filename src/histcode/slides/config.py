@@ -56,7 +56,7 @@ class TileConfig:
     exclude_pen: bool = True
     pen_dark_ratio: float = 0.55  # ink's lighter part: darker than this x the median tissue brightness, touching ink
     black_ink_ratio: float = 0.4  # near-black ink only below this x the median tissue brightness (0: any V < 50);
-    # acts only on slides stained near-black (tissue median < 125), benchmarks/results/black_ink_relative_preregistration.txt
+    # acts only on slides stained near-black (tissue median < 125); black_ink_relative_preregistration.txt
     white_value: int = 220
     od_threshold: float = 0.1  # mean log10 optical density vs the slide's glass above which a pixel is tissue
     mpp_snap: float = 0.05
