@@ -53,6 +53,7 @@ PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this, and (Ti
 # the slide's median tissue brightness, so the stroma of a slide stained near-black is not ink (saturation could not
 # tell the two apart: dark_stain_black_preregistration.txt; brightness relative to the slide's tissue can:
 # black_ink_relative_preregistration.txt)
+PEN_BLACK_RATIO = 0.4  # TileConfig.black_ink_ratio's default
 PEN_NEUTRAL = (40, 120)  # grey/black ink on glass: saturation below 40 and brightness below 120
 PEN_DARK_RATIO = 0.55  # ink over tissue: darker than this fraction of the median tissue brightness ...
 # ... counts only where connected to certain ink (hysteresis), so dense but unmarked tissue (epidermis,
@@ -146,14 +147,15 @@ def _stain_black(v: np.ndarray, black: np.ndarray, limit: float) -> np.ndarray:
 
 
 def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
-             black_ratio: float = 0.0) -> np.ndarray:
+             black_ratio: float = PEN_BLACK_RATIO) -> np.ndarray:
     """(H, W, 3) uint8 RGB → (H, W) bool: strongly saturated red, green/blue ink, grey/black marks.
 
     ``blur`` (odd px): median filter first, so fibre-scale colour (bright eosin strands resolved on small
     slides) is judged at the scale of an ink stroke. ``dark_ratio``: pixels darker than this fraction of the
     median tissue brightness join the ink they touch (``PEN_DARK_RATIO``). ``black_ratio`` (> 0): a near-black
     component is ink only when its median brightness is below this fraction of the median tissue brightness, so
-    the stroma of a slide stained near-black is not taken for a marker (0: every near-black component is ink).
+    the stroma of a slide stained near-black is not taken for a marker (``PEN_BLACK_RATIO``; 0: every near-black
+    component is ink).
     """
     if blur > 1:
         rgb = cv2.medianBlur(np.ascontiguousarray(rgb), blur)
