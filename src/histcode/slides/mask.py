@@ -134,16 +134,13 @@ def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue
 
 
 def _stain_black(v: np.ndarray, black: np.ndarray, limit: float) -> np.ndarray:
-    """The near-black components of ``black`` whose median brightness ``v`` is at least ``limit``: stain of a
-    heavily stained slide, not ink."""
+    """The near-black components of ``black`` (at least one pixel) whose median brightness ``v`` is at least
+    ``limit``: stain of a heavily stained slide, not ink."""
     from scipy import ndimage
 
     n, labels = cv2.connectedComponents(black.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return np.zeros_like(black)
     medians = np.asarray(ndimage.median(v, labels, index=np.arange(1, n)))
-    stain = np.flatnonzero(medians >= limit) + 1
-    return np.isin(labels, stain) if stain.size else np.zeros_like(black)
+    return np.isin(labels, np.flatnonzero(medians >= limit) + 1)
 
 
 def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
