@@ -159,7 +159,9 @@ def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     cold = (h >= PEN_COLD_HUE[0]) & (h <= PEN_COLD_HUE[1]) & (s >= PEN_COLD_SAT)
-    neutral = ((s < PEN_NEUTRAL[0]) & (v < PEN_NEUTRAL[1])) | (v < PEN_BLACK_VALUE)
+    grey = (s < PEN_NEUTRAL[0]) & (v < PEN_NEUTRAL[1])
+    black = (v < PEN_BLACK_VALUE) & ~grey  # near-black and not grey: ink, or (black_ratio) a slide's dark stain
+    neutral = grey | black
     stained = (s >= 20) & ~cold & ~neutral  # the slide's tissue (and any red ink)
     enough = stained.sum() >= 16
     sat_floor = max(PEN_RED_SAT, float(np.median(s[stained])) + PEN_RED_MARGIN) if enough else 255.0
@@ -168,7 +170,6 @@ def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
         red = _red_ink(red, s, v, sat_floor, float(np.median(v[stained & ~red])))
     if enough and black_ratio > 0:  # only acts on a slide whose tissue is darker than PEN_BLACK_VALUE / black_ratio
         limit = black_ratio * float(np.median(v[stained]))
-        black = (v < PEN_BLACK_VALUE) & ~((s < PEN_NEUTRAL[0]) & (v < PEN_NEUTRAL[1]))
         if limit < PEN_BLACK_VALUE and black.any():
             neutral = neutral & ~_stain_black(v, black, limit)
     strong = _large((red | cold | neutral).astype(np.uint8))
