@@ -19,7 +19,16 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
 setup: $(STAMP)
 
+# the venv holds ~7 GB (torch's x86_64 wheels bring CUDA libraries) and pip unpacks through TMPDIR: say so up front
+# rather than fail half-way with pip's "No space left on device"
+INSTALL_GB ?= 9
+
 $(STAMP): pyproject.toml
+	@ls -d $(VENV)/lib/python3*/site-packages/torch >/dev/null 2>&1 || for d in . "$${TMPDIR:-/tmp}"; do \
+	  free=$$(df -Pk "$$d" | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free" -lt $(INSTALL_GB) ]; then \
+	    echo "make setup: $$free GB free on $$(cd "$$d" && pwd) but the install needs about $(INSTALL_GB) GB (torch with its CUDA libraries): free space there, or set TMPDIR to a larger disk" >&2; \
+	    exit 1; fi; done
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision first, pinned (pip takes them from the local wheel cache where one exists)
