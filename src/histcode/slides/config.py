@@ -57,6 +57,8 @@ class TileConfig:
     pen_dark_ratio: float = 0.55  # ink's lighter part: darker than this x the median tissue brightness, touching ink
     black_ink_ratio: float = 0.4  # near-black ink only below this x the median tissue brightness (0: any V < 50);
     # acts only on slides stained near-black (tissue median < 125); black_ink_relative_preregistration.txt
+    red_ink_anchor: float = 60.0  # light red is ink only where some red is this far above the red saturation floor
+    # (0: always), so blood and heavy eosin are not taken for red marker; red_ink_anchor_preregistration.txt
     white_value: int = 220
     od_threshold: float = 0.1  # mean log10 optical density vs the slide's glass above which a pixel is tissue
     mpp_snap: float = 0.05
@@ -76,6 +78,9 @@ class TileConfig:
         if not 0.0 <= self.black_ink_ratio < 1.0:
             raise ConfigError(f"tile.black_ink_ratio must be in [0, 1), got {self.black_ink_ratio}; 0 takes every "
                               "near-black region for ink, 0.4 keeps the stroma of slides stained near-black")
+        if not 0.0 <= self.red_ink_anchor <= 255.0:
+            raise ConfigError(f"tile.red_ink_anchor must be in [0, 255], got {self.red_ink_anchor}; 0 takes every "
+                              "bright or saturated red region for ink, 60 only those on slides with a red marker")
         if self.median_blur < 0 or (self.median_blur > 1 and self.median_blur % 2 == 0):
             raise ConfigError(f"tile.median_blur must be 0, 1 or an odd number, got {self.median_blur}")
 

@@ -47,6 +47,12 @@ PEN_RED_BRIGHT = 0.95  # 90th-percentile brightness / the slide's median tissue 
 # glass, fat or thin tissue, where it is brighter than stain (heavy stain 0.67-0.89, real markers >= 0.92)
 PEN_RED_EXCESS = 40  # 90th-percentile saturation above the floor: ink is more saturated than any stain
 # (heavy stain 4-31, real markers >= 120; benchmarks/results/red_ink_preregistration.txt)
+PEN_RED_ANCHOR = 60.0  # TileConfig.red_ink_anchor's default: a slide carries red marker only when one of its light red
+# components is saturated this far above the floor; otherwise its bright or saturated red is blood or heavy eosin.
+# Slide maxima: red tissue <= 58.6 (real MSKCC blood), <= 58 (the generator's stain); real markers >= 70, a
+# calibrated marker painted on real slides >= 66 (benchmarks/results/red_ink_anchor_preregistration.txt)
+PEN_RED_DARK = 0.5  # a red component darker than this x the tissue brightness is violet-black ink, not a red marker
+PEN_RED_GLASS = 0.2  # ... or when glass makes up this share of the ring around it (blood in a vessel: <= 0.04)
 PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
 PEN_COLD_SAT = 60
 PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this, and (TileConfig.black_ink_ratio) below 0.4x
@@ -117,11 +123,17 @@ def _large(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, big[big > 0])
 
 
-def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue_v: float) -> np.ndarray:
+def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue_v: float,
+             anchor: float = PEN_RED_ANCHOR) -> np.ndarray:
     """The red components (>= ``PEN_MIN_PX``) that are ink: bright (``PEN_RED_BRIGHT``) or far above the
-    saturation ``floor`` (``PEN_RED_EXCESS``); the others are heavily stained tissue. Smaller ones stay."""
+    saturation ``floor`` (``PEN_RED_EXCESS``); the others are heavily stained tissue. Smaller ones stay.
+
+    ``anchor`` (> 0): a light red component (not darker than ``PEN_RED_DARK``) is ink only on a slide where one of
+    them reaches ``floor + anchor``, or where it borders glass (``PEN_RED_GLASS``): blood and heavy eosin pass the
+    tests above, but no stain is as saturated as a red marker's stroke (``PEN_RED_ANCHOR``), and blood lies inside
+    tissue while a marker crosses the glass. 0: no such condition."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(red.astype(np.uint8), connectivity=8)
-    stain = []
+    stain, light, anchored = [], [], anchor <= 0
     for k in range(1, n):
         x, y, w, h, area = stats[k]
         if area < PEN_MIN_PX:
@@ -130,7 +142,22 @@ def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue
         p_v, p_s = np.percentile(v[y:y + h, x:x + w][sel], 90), np.percentile(s[y:y + h, x:x + w][sel], 90)
         if p_v < PEN_RED_BRIGHT * tissue_v and p_s < floor + PEN_RED_EXCESS:
             stain.append(k)
+        elif p_v >= PEN_RED_DARK * tissue_v:
+            light.append(k)
+            anchored = anchored or p_s >= floor + anchor
+    if not anchored:
+        stain += [k for k in light if _glass_share(labels, k, stats[k], s, v) < PEN_RED_GLASS]
     return red & ~np.isin(labels, stain) if stain else red
+
+
+def _glass_share(labels: np.ndarray, k: int, stat: np.ndarray, s: np.ndarray, v: np.ndarray) -> float:
+    """Share of glass (saturation < 20, brightness > 180) in the 3-px ring around component ``k``."""
+    x, y, w, h = (int(c) for c in stat[:4])
+    y0, x0, y1, x1 = max(0, y - 3), max(0, x - 3), y + h + 3, x + w + 3
+    sel = labels[y0:y1, x0:x1] == k
+    ring = cv2.dilate(sel.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~sel
+    glass = (s[y0:y1, x0:x1] < 20) & (v[y0:y1, x0:x1] > 180)
+    return float(glass[ring].mean()) if ring.any() else 0.0
 
 
 def _stain_black(v: np.ndarray, black: np.ndarray, limit: float) -> np.ndarray:
@@ -144,7 +171,7 @@ def _stain_black(v: np.ndarray, black: np.ndarray, limit: float) -> np.ndarray:
 
 
 def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
-             black_ratio: float = PEN_BLACK_RATIO) -> np.ndarray:
+             black_ratio: float = PEN_BLACK_RATIO, red_anchor: float = PEN_RED_ANCHOR) -> np.ndarray:
     """(H, W, 3) uint8 RGB → (H, W) bool: strongly saturated red, green/blue ink, grey/black marks.
 
     ``blur`` (odd px): median filter first, so fibre-scale colour (bright eosin strands resolved on small
@@ -152,7 +179,8 @@ def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
     median tissue brightness join the ink they touch (``PEN_DARK_RATIO``). ``black_ratio`` (> 0): a near-black
     component is ink only when its median brightness is below this fraction of the median tissue brightness, so
     the stroma of a slide stained near-black is not taken for a marker (``PEN_BLACK_RATIO``; 0: every near-black
-    component is ink).
+    component is ink). ``red_anchor`` (> 0): light red is ink only on a slide where some red component is saturated
+    this far above the red floor (``PEN_RED_ANCHOR``; 0: no such condition).
     """
     if blur > 1:
         rgb = cv2.medianBlur(np.ascontiguousarray(rgb), blur)
@@ -167,7 +195,7 @@ def pen_mask(rgb: np.ndarray, blur: int = 0, dark_ratio: float = PEN_DARK_RATIO,
     sat_floor = max(PEN_RED_SAT, float(np.median(s[stained])) + PEN_RED_MARGIN) if enough else 255.0
     red = ((h <= PEN_RED_HUE[0]) | (h >= PEN_RED_HUE[1])) & (s >= sat_floor)
     if enough and red.any() and (stained & ~red).any():
-        red = _red_ink(red, s, v, sat_floor, float(np.median(v[stained & ~red])))
+        red = _red_ink(red, s, v, sat_floor, float(np.median(v[stained & ~red])), red_anchor)
     if enough and black_ratio > 0:  # only acts on a slide whose tissue is darker than PEN_BLACK_VALUE / black_ratio
         limit = black_ratio * float(np.median(v[stained]))
         if limit < PEN_BLACK_VALUE and black.any():
@@ -190,10 +218,12 @@ def _ink(rgb: np.ndarray, blurred: np.ndarray, cfg: TileConfig, f: int) -> np.nd
     if not cfg.exclude_pen:
         return np.zeros(rgb.shape[:2], bool)
     if f == 1:
-        return pen_mask(blurred, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio)
+        return pen_mask(blurred, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio,
+                        red_anchor=cfg.red_ink_anchor)
     small = _shrink(rgb, f)
     small = cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small
-    return _grow(pen_mask(small, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio), rgb.shape)
+    return _grow(pen_mask(small, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio,
+                          red_anchor=cfg.red_ink_anchor), rgb.shape)
 
 
 def optical_density(rgb: np.ndarray, excluded: np.ndarray, blur: int) -> np.ndarray:
