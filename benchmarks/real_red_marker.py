@@ -158,7 +158,7 @@ def halves(rows: dict[str, dict]) -> dict[str, dict]:
 
 
 def figure(runs: dict[str, dict], data: Path, cfg: TileConfig, out: Path,
-           density: tuple[float, float] | None = None) -> None:
+           density: tuple[float, float] | None = None, labels: dict[str, str] | None = None) -> None:
     """Left: marker found per slide, sorted; middle: red tissue taken as ink per slide, sorted; right: the three
     slides whose marker is found least (this run), pen mask in blue, missed marker in green."""
     import matplotlib.pyplot as plt
@@ -171,7 +171,7 @@ def figure(runs: dict[str, dict], data: Path, cfg: TileConfig, out: Path,
     for tag, rows in runs.items():
         for ax, key in zip(axes[:2], ("red_found", "red_tissue_as_ink"), strict=True):
             x = np.sort([r[key] for r in rows.values() if r[key] is not None])
-            ax.plot(np.arange(1, x.size + 1), x, label=f"{tag} (n={x.size})")
+            ax.plot(np.arange(1, x.size + 1), x, label=f"{(labels or {}).get(tag, tag)} (n={x.size})")
     axes[0].set(title="Painted red marker found as ink", xlabel="slides, sorted", ylabel="share of marker pixels",
                 ylim=(-0.02, 1.02))
     axes[1].set(title="Red tissue (blood, heavy eosin) taken as ink", xlabel="slides, sorted",
@@ -190,7 +190,9 @@ def figure(runs: dict[str, dict], data: Path, cfg: TileConfig, out: Path,
         ax.imshow(view)
         ax.set_title(f"thumbnail {sid}: found {now[sid]['red_found']:.2f}\n(blue: pen mask; green: marker missed)")
         ax.axis("off")
-    fig.suptitle(f"Red marker painted along real pen strokes on {len(now)} real MSKCC thumbnails ({SEG_UM:g} µm/px)")
+    lo, hi = density
+    fig.suptitle(f"Red marker (OD sum {lo:.2f}-{hi:.2f}) painted along real pen strokes on {len(now)} real MSKCC "
+                 f"thumbnails ({SEG_UM:g} µm/px)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
@@ -225,7 +227,9 @@ def main() -> None:
                   f" <0.90 {f['below_0.90']}/{f['n']}; in mask mean {res['red_in_mask']['mean']:.3f}; red tissue as"
                   f" ink mean {t['mean']:.3f} max {t['max']:.3f} >0.10 {t['above_0.10']}/{t['n']}")
     write_json(args.out, result)
-    figure(runs, args.data, cfg, args.out.with_suffix(".png"), density)
+    labels = {"now": " ".join(args.tile or []) or "defaults",
+              "baseline": " ".join(args.baseline_tile or []) or "defaults"}
+    figure(runs, args.data, cfg, args.out.with_suffix(".png"), density, labels)
 
 
 if __name__ == "__main__":
