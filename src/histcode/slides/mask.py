@@ -52,7 +52,8 @@ PEN_RED_ANCHOR = 60.0  # TileConfig.red_ink_anchor's default: a slide carries re
 # Slide maxima: red tissue <= 58.6 (real MSKCC blood), <= 58 (the generator's stain); real markers >= 70, a
 # calibrated marker painted on real slides >= 66 (benchmarks/results/red_ink_anchor_preregistration.txt)
 PEN_RED_DARK = 0.5  # a red component darker than this x the tissue brightness is violet-black ink, not a red marker
-PEN_RED_GLASS = 0.2  # ... or when glass makes up this share of the ring around it (blood in a vessel: <= 0.04)
+PEN_RED_GLASS = 0.2  # on a slide without such a stroke, light red is still ink where glass makes up this share of the
+# 3-px ring around it: a marker crosses the glass, blood lies in a vessel (ring glass <= 0.04 for 95 % of it)
 PEN_COLD_HUE = (35, 125)  # green, cyan and blue ink (70-250 degrees): no H&E stain is this hue
 PEN_COLD_SAT = 60
 PEN_BLACK_VALUE = 50  # near-black ink or debris: brightness below this, and (TileConfig.black_ink_ratio) below 0.4x
@@ -140,11 +141,12 @@ def _red_ink(red: np.ndarray, s: np.ndarray, v: np.ndarray, floor: float, tissue
             continue
         sel = labels[y:y + h, x:x + w] == k
         p_v, p_s = np.percentile(v[y:y + h, x:x + w][sel], 90), np.percentile(s[y:y + h, x:x + w][sel], 90)
+        is_light = p_v >= PEN_RED_DARK * tissue_v
+        anchored = anchored or (is_light and p_s >= floor + anchor)
         if p_v < PEN_RED_BRIGHT * tissue_v and p_s < floor + PEN_RED_EXCESS:
             stain.append(k)
-        elif p_v >= PEN_RED_DARK * tissue_v:
+        elif is_light:
             light.append(k)
-            anchored = anchored or p_s >= floor + anchor
     if not anchored:
         stain += [k for k in light if _glass_share(labels, k, stats[k], s, v) < PEN_RED_GLASS]
     return red & ~np.isin(labels, stain) if stain else red
