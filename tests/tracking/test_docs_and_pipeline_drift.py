@@ -136,3 +136,18 @@ def test_committed_lock_records_the_code_it_ran() -> None:
         f"outputs are byte-identical, record the new hashes) and keep STALE_STAGES to the known ones")
     for words in STALE_STAGES.values():
         assert words in README.replace("\n", " ")
+
+
+def test_make_setup_says_when_the_disk_is_too_small(tmp_path: Path) -> None:
+    """A fresh machine without room for torch's wheels gets one line naming the folder and the fix before pip starts
+    (round 35's CI run failed half-way inside pip with "No space left on device")."""
+    if shutil.which("make") is None or shutil.which("df") is None:
+        pytest.skip("make/df missing")
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    proc = subprocess.run(["make", "setup", "INSTALL_GB=1000000"], cwd=tmp_path, capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode != 0 and not (tmp_path / ".venv").exists()
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("make setup:"))
+    assert f"on {tmp_path}" in line and "needs about 1000000 GB" in line and "TMPDIR" in line
