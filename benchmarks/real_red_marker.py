@@ -36,7 +36,7 @@ import numpy as np
 
 from histcode.atomic import write_json
 from histcode.slides.config import TileConfig
-from histcode.slides.mask import segment_tissue
+from histcode.slides.mask import TissueMask, segment_tissue
 
 sys.path.insert(0, str(Path(__file__).parent))
 import real_pen_regions as pens  # the same thumbnails, pairs and ink colours
@@ -99,7 +99,7 @@ def red_tissue(rgb: np.ndarray) -> np.ndarray:
     return ((h <= 7) | (h >= 172)) & (s >= 110) & (v >= 60) & ~near_ink
 
 
-def _seg(rgb: np.ndarray, cfg: TileConfig):
+def _seg(rgb: np.ndarray, cfg: TileConfig) -> TissueMask:
     return segment_tissue(rgb, SEG_UM / pens.LEVEL0_UM, cfg, area_unit_px=512.0**2, seg_um=SEG_UM)
 
 

@@ -226,14 +226,19 @@ def test_pen_dark_ratio_finds_the_lighter_half_of_a_violet_black_stroke() -> Non
     assert all(m[circled].mean() >= 0.99 for m in masks.values())
 
 
+def _generator_slide(seg_png: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(RGB segmentation image, truth tissue incl. fat, truth ink) of a generator slide kept in tests/data."""
+    rgb = cv2.cvtColor(cv2.imread(str(seg_png)), cv2.COLOR_BGR2RGB)
+    codes = cv2.imread(str(seg_png.with_name(seg_png.name.replace("_seg", "_truth"))), cv2.IMREAD_UNCHANGED)
+    return rgb, ((codes >= 1) & (codes <= 5)) | (codes == 8), codes == 6
+
+
 def test_black_ink_ratio_keeps_the_stroma_of_a_slide_stained_near_black() -> None:
     """Generator seed 2121's normal slide TCGA-C8-572Q-11A (its segmentation image at 8 µm/px and truth, tests/data):
     stroma stained to brightness 43-49, below the absolute black-ink limit 50, on a slide whose stained tissue has
     median brightness 101. Taken for ink by default, a third of the tissue is lost; ``black_ink_ratio: 0.4`` asks ink
     to be darker than 0.4x that median and keeps it, while the slide's real ink arc stays ink."""
-    rgb = cv2.cvtColor(cv2.imread(str(DARK_STAIN)), cv2.COLOR_BGR2RGB)
-    codes = cv2.imread(str(DARK_STAIN.with_name(DARK_STAIN.name.replace("_seg", "_truth"))), cv2.IMREAD_UNCHANGED)
-    tissue, ink = ((codes >= 1) & (codes <= 5)) | (codes == 8), codes == 6
+    rgb, tissue, ink = _generator_slide(DARK_STAIN)
     assert ink.sum() > 500
     masks = {r: segment_tissue(rgb, 16.0, TileConfig(black_ink_ratio=r), area_unit_px=512.0**2, seg_um=8.0)
              for r in (0.0, 0.4)}
@@ -285,9 +290,7 @@ def test_red_ink_anchor_keeps_heavy_eosin_of_a_slide_without_red_ink() -> None:
     heavily eosin-stained tumour in the red-ink window, bright enough (0.94-0.98 of the tissue's brightness) to pass
     as red marker. No red component on the slide is as saturated as a marker stroke, so with ``red_ink_anchor`` it
     stays tissue; without it, a sixth of the tissue is lost. The slide's own (green-black) ink is found as before."""
-    rgb = cv2.cvtColor(cv2.imread(str(HEAVY_EOSIN)), cv2.COLOR_BGR2RGB)
-    codes = cv2.imread(str(HEAVY_EOSIN.with_name(HEAVY_EOSIN.name.replace("_seg", "_truth"))), cv2.IMREAD_UNCHANGED)
-    tissue, ink = ((codes >= 1) & (codes <= 5)) | (codes == 8), codes == 6
+    rgb, tissue, ink = _generator_slide(HEAVY_EOSIN)
     assert ink.sum() > 1000
     masks = {a: segment_tissue(rgb, 16.0, TileConfig(red_ink_anchor=a), area_unit_px=512.0**2, seg_um=8.0)
              for a in (0.0, 60.0)}
