@@ -219,13 +219,13 @@ def _ink(rgb: np.ndarray, blurred: np.ndarray, cfg: TileConfig, f: int) -> np.nd
     """Pen mask of ``rgb`` (``blurred``: median-filtered), found at the detector's scale (``f``: shrink)."""
     if not cfg.exclude_pen:
         return np.zeros(rgb.shape[:2], bool)
-    if f == 1:
-        return pen_mask(blurred, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio,
-                        red_anchor=cfg.red_ink_anchor)
-    small = _shrink(rgb, f)
-    small = cv2.medianBlur(small, cfg.median_blur) if cfg.median_blur > 1 else small
-    return _grow(pen_mask(small, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio,
-                          red_anchor=cfg.red_ink_anchor), rgb.shape)
+    image = blurred
+    if f > 1:
+        image = _shrink(rgb, f)
+        image = cv2.medianBlur(image, cfg.median_blur) if cfg.median_blur > 1 else image
+    pen = pen_mask(image, dark_ratio=cfg.pen_dark_ratio, black_ratio=cfg.black_ink_ratio,
+                   red_anchor=cfg.red_ink_anchor)
+    return pen if f == 1 else _grow(pen, rgb.shape)
 
 
 def optical_density(rgb: np.ndarray, excluded: np.ndarray, blur: int) -> np.ndarray:
