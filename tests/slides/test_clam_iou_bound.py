@@ -32,7 +32,7 @@ def test_bound_by_hand() -> None:
         _row("clam_preset", "blank", tp=0, fn=0, n_tiles=0, precision=float("nan")),
         _row("default", "fat", clam_iou=0.58, recall=0.97, n_tiles=98),
     ]}
-    df = _bound_module().slide_bounds(result, "hand").set_index("slide")
+    df = mod.slide_bounds(result, "hand").set_index("slide")
     assert list(df.index) == ["fat", "lean"]  # a slide without tissue has nothing to bound
     assert df.loc["fat", "iou_bound"] == pytest.approx(60 / 90)
     assert not df.loc["fat", "counts_can_agree"]  # 90 tiles at least against CLAM's 60: more than 10 % apart
