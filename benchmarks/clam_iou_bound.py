@@ -32,6 +32,7 @@ from histcode.atomic import write_json
 RECALL_GOAL = 0.90  # issue 12: no slide below tile recall 0.90
 IOU_GOAL = 0.90  # issue 12: area IoU with CLAM >= 0.90 with the default
 COUNT_TOLERANCE = 0.10  # issue 12: tile counts within 10 %
+FATTY = 0.3  # planted fat share from which a slide counts as fatty (bench_tissue.py's LEAN_FAT)
 
 
 def slide_bounds(result: dict, source: str, recall: float = RECALL_GOAL) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def summarise(df: pd.DataFrame) -> dict:
                 "default_iou_mean": float(measured.mean()) if len(measured) else None,
                 "default_above_bound": int((measured > g.loc[measured.index, "iou_bound"] + 1e-9).sum())}
     return {"recall_goal": RECALL_GOAL, "iou_goal": IOU_GOAL, "pooled": block(df),
-            "fatty_slides": block(df[df["adipose"] >= 0.3]) if (df["adipose"] >= 0.3).any() else None,
+            "fatty_slides": block(fatty) if len(fatty := df[df["adipose"] >= FATTY]) else None,
             "per_source": {s: block(g) for s, g in df.groupby("source", sort=False)}}
 
 
@@ -119,9 +120,9 @@ def main() -> None:
           f"{p['iou_bound_min']:.2f}); counts cannot agree within 10 % on {p['counts_cannot_agree']}; "
           f"the default measured above the bound on {p['default_above_bound']}")
     for s, b in summary["per_source"].items():
+        measured = "not measured" if b["default_iou_mean"] is None else f"{b['default_iou_mean']:.2f}"
         print(f"  {s}: {b['bound_below_goal']}/{b['slides']} below, bound median {b['iou_bound_median']:.2f}, "
-              f"CLAM recall {b['clam_recall_mean']:.2f}, default IoU mean "
-              f"{b['default_iou_mean'] if b['default_iou_mean'] is None else round(b['default_iou_mean'], 2)}")
+              f"CLAM recall {b['clam_recall_mean']:.2f}, default IoU mean {measured}")
 
 
 if __name__ == "__main__":
