@@ -3,8 +3,9 @@
 One step = two augmented views already in memory → query forward/backward, key forward, SGD step, momentum
 update; the bank update is the closed-form gradient + all-reduce + ascent SGD step. Both are timed in the
 same process on the same batch, so the ratio is free of data-loading noise. The two views' H&E augmentation of
-a batch of ``read_px`` tiles is timed too: pretraining makes them in the training process before each step, so
-step + views is the bound of the training process (`main_process_tiles_per_s`), the loader's reads aside.
+a batch of ``read_px`` tiles is timed too: on an accelerator pretraining makes them in the training process before
+each step, so step + views is the bound of that process (`main_process_tiles_per_s`), the loader's reads aside; on
+a CPU the loader workers make them (histcode.ssl.views) and the step alone bounds the training process.
 
     python benchmarks/bench_adco.py                      # CPU demo config (params.yaml pretrain section)
     python benchmarks/bench_adco.py --backbone resnet50_trunc --input-px 224 --batch 256 --bank 65536  # paper

@@ -106,3 +106,40 @@ def test_jpeg_compress_is_lossy_close_and_seeded() -> None:
     assert 2e-3 < err < 0.05, err  # visible compression artefacts, the same image
     assert torch.equal(y, jpeg_compress(x, _g(2), (40, 60), 1.0))
     assert (jpeg_compress(x, _g(2), (95, 95), 1.0) - x).abs().mean() < err  # higher quality, smaller error
+
+
+def test_each_sample_gets_its_own_move_and_unselected_samples_stay_bit_identical() -> None:
+    x = torch.rand(32, 3, 8, 8, generator=_g(7))
+    g = _g(8)
+    h, v = torch.rand(32, generator=g) < 0.5, torch.rand(32, generator=g) < 0.5
+    k = torch.randint(0, 4, (32,), generator=g)
+    y = flips_and_rotations(x, _g(8), 0.5, 0.5, True)  # the same draws, in the same order
+    for i in range(32):
+        ref = x[i]
+        ref = ref.flip(2) if h[i] else ref
+        ref = ref.flip(1) if v[i] else ref
+        assert torch.equal(y[i], torch.rot90(ref, int(k[i]), dims=(1, 2))), i
+    blurred = gaussian_blur(x, _g(9), (0.5, 2.0), 0.5)
+    untouched = [i for i in range(32) if torch.equal(blurred[i], x[i])]
+    assert 4 <= len(untouched) <= 28  # p = 0.5: some samples are left exactly as they were, the others blurred
+
+
+def test_hed_jitter_matches_unmixing_then_remixing_each_sample() -> None:
+    """The folded affine map in OD space equals the textbook two steps: stains = OD · M⁻¹, s' = α·s + β,
+    RGB = exp(−s' · M_new), with the same per-sample draws."""
+    x = torch.rand(6, 3, 5, 5, generator=_g(10)) * 0.9 + 0.05
+    sigma, vec = 0.2, 0.05
+    y = hed_jitter(x, _g(11), sigma, 1.0, vec)
+    g = _g(11)
+    from histcode.ssl.augment import RGB_FROM_HED
+
+    m = RGB_FROM_HED / RGB_FROM_HED.norm(dim=1, keepdim=True)
+    alpha = torch.rand(6, 3, generator=g) * 2 * sigma + 1 - sigma
+    beta = torch.rand(6, 3, generator=g) * 2 * sigma - sigma
+    m_new = (m.unsqueeze(0) + torch.randn(6, 3, 3, generator=g) * vec).clamp_min(1e-3)
+    m_new = m_new / m_new.norm(dim=2, keepdim=True)
+    for i in range(6):
+        od = -torch.log(x[i].clamp_min(1 / 255)).reshape(3, -1).double()  # (RGB, px)
+        stains = torch.linalg.inv(m).double().T @ od * alpha[i, :, None].double() + beta[i, :, None].double()
+        ref = torch.exp(-(m_new[i].double().T @ stains)).clamp(0, 1).reshape(3, 5, 5)
+        torch.testing.assert_close(y[i].double(), ref, atol=2e-6, rtol=0)

@@ -4,7 +4,8 @@ Everything works on a whole batch (B, 3, H, W) float in [0, 1] with per-sample p
 explicit ``torch.Generator`` so two runs with equal seeds see identical views (bit-for-bit resume).
 Crops use ``roi_align`` (one batched, anti-aliased crop+resize); colour work uses per-sample 3×3
 matrices; blur is a grouped separable convolution. No per-image Python loops, except JPEG re-compression
-(torchvision's batched encode/decode over a list of images).
+(torchvision's batched encode/decode over a list of images). An op applied with probability p computes only the
+samples it selects (HED jitter, colour, grey, blur: half of a view's time went to samples then thrown away).
 
 The H&E-specific part is what a model must not rely on when it moves to another site: stain concentrations
 and stain vectors (HED jitter), scanner optics (blur) and the scanner's JPEG compression. The synthetic
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -65,8 +67,20 @@ def _mask(g: torch.Generator, n: int, p: float) -> torch.Tensor:
     return torch.rand(n, generator=g) < p
 
 
-def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.to(a.device).view(-1, 1, 1, 1), a, b)
+SampleOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (selected samples, their indices) → new samples
+
+
+def _apply(mask: torch.Tensor, x: torch.Tensor, op: SampleOp) -> torch.Tensor:
+    """``op(x[sel], sel)`` written into a copy of ``x`` at the selected samples only: the unselected ones cost
+    nothing (a whole-batch op then ``where`` computed every sample). ``op`` gets the selected indices to pick
+    its per-sample parameters, which are drawn for every sample so the generator stream does not depend on the
+    selection."""
+    sel = torch.nonzero(mask).flatten()
+    if len(sel) == 0:
+        return x
+    out = x.clone()
+    out[sel.to(x.device)] = op(x[sel.to(x.device)], sel)
+    return out
 
 
 def random_resized_crop(x: torch.Tensor, out_px: int, g: torch.Generator, scale: tuple[float, float],
@@ -86,18 +100,27 @@ def random_resized_crop(x: torch.Tensor, out_px: int, g: torch.Generator, scale:
 
 
 def flips_and_rotations(x: torch.Tensor, g: torch.Generator, p_h: float, p_v: float, rot90: bool) -> torch.Tensor:
-    """Dihedral group moves: histology has no canonical orientation."""
+    """Dihedral group moves: histology has no canonical orientation. A horizontal flip, then a vertical one, then
+    k quarter turns; the samples that share a move are moved together, each pixel once."""
     b = x.shape[0]
-    x = _where(_mask(g, b, p_h), x.flip(3), x)
-    x = _where(_mask(g, b, p_v), x.flip(2), x)
-    if rot90 and x.shape[2] == x.shape[3]:
-        ks = torch.randint(0, 4, (b,), generator=g).to(x.device)
-        x = x.clone()
-        for k in (1, 2, 3):
-            sel = ks == k
-            if bool(sel.any()):
-                x[sel] = torch.rot90(x[sel], k, dims=(2, 3))
-    return x
+    hflip, vflip = _mask(g, b, p_h), _mask(g, b, p_v)
+    square = rot90 and x.shape[2] == x.shape[3]
+    turns = torch.randint(0, 4, (b,), generator=g) if square else torch.zeros(b, dtype=torch.long)
+    move = hflip.long() + 2 * vflip.long() + 4 * turns
+    out = x.clone() if bool((move > 0).any()) else x
+    for m in move.unique().tolist():
+        if m == 0:
+            continue
+        sel = torch.nonzero(move == m).flatten().to(x.device)
+        y = x[sel]
+        if m & 1:
+            y = y.flip(3)
+        if m & 2:
+            y = y.flip(2)
+        if m >> 2:
+            y = torch.rot90(y, m >> 2, dims=(2, 3))
+        out[sel] = y
+    return out
 
 
 def hed_jitter(x: torch.Tensor, g: torch.Generator, sigma: float, p: float, vector_sigma: float = 0.0) -> torch.Tensor:
@@ -111,11 +134,18 @@ def hed_jitter(x: torch.Tensor, g: torch.Generator, sigma: float, p: float, vect
     noise = torch.randn(b, 3, 3, generator=g) * vector_sigma
     m_new = (m.unsqueeze(0) + noise).clamp_min(1e-3)
     m_new = m_new / m_new.norm(dim=2, keepdim=True)  # (B, stain, RGB)
-    od = -torch.log(x.clamp_min(1.0 / 255.0))  # (B, 3, H, W) optical density per RGB channel
-    stains = torch.einsum("bchw,cs->bshw", od, m_inv.to(x.device))
-    stains = stains * alpha.to(x.device).view(b, 3, 1, 1) + beta.to(x.device).view(b, 3, 1, 1)
-    out = torch.exp(-torch.einsum("bshw,bsc->bchw", stains, m_new.to(x.device, x.dtype))).clamp(0.0, 1.0)
-    return _where(_mask(g, b, p), out, x)
+    # od' = ((od · M⁻¹) ⊙ α + β) · M_new, folded into one affine map of the OD per sample: od' = od · A + c
+    a_map = m_inv.unsqueeze(0) * alpha.unsqueeze(1) @ m_new  # (B, RGB in, RGB out)
+    c_map = (beta.unsqueeze(1) @ m_new).squeeze(1)  # (B, RGB out)
+
+    def jitter(y: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = y.shape
+        od = torch.log(y.clamp_min(1.0 / 255.0)).reshape(n, 3, h * w)  # −OD, (n, 3, HW)
+        a, c = a_map[sel].to(y.device, y.dtype), c_map[sel].to(y.device, y.dtype)
+        out = torch.baddbmm(-c.unsqueeze(2), a.transpose(1, 2), od)  # −OD' = A^T (−OD) − c
+        return out.exp_().clamp_(0.0, 1.0).reshape(n, 3, h, w)
+
+    return _apply(_mask(g, b, p), x, jitter)
 
 
 def jpeg_compress(x: torch.Tensor, g: torch.Generator, quality: tuple[int, int], p: float) -> torch.Tensor:
@@ -170,23 +200,29 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig) -> tor
     sat = _u(g, b, 1 - cfg.saturation, 1 + cfg.saturation).to(dev).view(b, 1, 1, 1)
     theta = _u(g, b, -cfg.hue, cfg.hue) * 2 * math.pi
     luma = LUMA.to(dev).view(1, 3, 1, 1)
-    y = (x * bright).clamp(0, 1)
-    mean = (y * luma).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
-    y = ((y - mean) * contrast + mean).clamp(0, 1)
-    gray = (y * luma).sum(1, keepdim=True)
-    y = ((y - gray) * sat + gray).clamp(0, 1)
     cos, sin = torch.cos(theta), torch.sin(theta)
     rot = torch.zeros(b, 3, 3)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
     mats = torch.linalg.inv(RGB_TO_YIQ) @ rot @ RGB_TO_YIQ  # (B, 3, 3)
-    y = torch.einsum("bij,bjhw->bihw", mats.to(dev), y).clamp(0, 1)
-    return _where(_mask(g, b, cfg.p_jitter), y, x)
+
+    def jitter(y: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = y.shape
+        s_ = sel.to(dev)
+        y = (y * bright[s_]).clamp_(0, 1)
+        mean = (y * luma).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+        y = ((y - mean) * contrast[s_] + mean).clamp_(0, 1)
+        gray = (y * luma).sum(1, keepdim=True)
+        y = ((y - gray) * sat[s_] + gray).clamp_(0, 1)
+        y = torch.bmm(mats[sel].to(dev, y.dtype), y.reshape(n, 3, h * w)).clamp_(0, 1)
+        return y.reshape(n, 3, h, w)
+
+    return _apply(_mask(g, b, cfg.p_jitter), x, jitter)
 
 
 def random_gray(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
-    gray = (x * LUMA.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
-    return _where(_mask(g, x.shape[0], p), gray, x)
+    luma = LUMA.to(x.device).view(1, 3, 1, 1)
+    return _apply(_mask(g, x.shape[0], p), x, lambda y, _: (y * luma).sum(1, keepdim=True).expand_as(y))
 
 
 def gaussian_blur(x: torch.Tensor, g: torch.Generator, sigma: tuple[float, float], p: float) -> torch.Tensor:
@@ -196,12 +232,16 @@ def gaussian_blur(x: torch.Tensor, g: torch.Generator, sigma: tuple[float, float
     radius = max(1, min(math.ceil(3 * sigma[1]), (min(h, w) - 1) // 2))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sig.view(-1, 1) ** 2))
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, dim=0).to(x.device, x.dtype)  # (B·C, 2r+1)
-    y = x.reshape(1, b * c, h, w)
-    y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
-    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
-    return _where(_mask(g, b, p), y.view(b, c, h, w), x)
+    k = k / k.sum(1, keepdim=True)  # (B, 2r+1)
+
+    def blur(y: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        n = y.shape[0]
+        ks = k[sel].repeat_interleave(c, dim=0).to(y.device, y.dtype)  # (n·C, 2r+1)
+        y = F.pad(y.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
+        y = F.conv2d(y, ks.view(n * c, 1, 1, -1), groups=n * c)
+        return F.conv2d(y, ks.view(n * c, 1, -1, 1), groups=n * c).view(n, c, h, w)
+
+    return _apply(_mask(g, b, p), x, blur)
 
 
 class HEAugment:

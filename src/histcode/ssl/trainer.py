@@ -39,6 +39,15 @@ from histcode.ssl.config import (
 )
 from histcode.ssl.data import EpochBatchSampler
 from histcode.ssl.methods import AdCoMethod, SimCLRMethod, build_method
+from histcode.ssl.views import (
+    VIEWS_KEY,
+    StepBatchSampler,
+    StepItems,
+    Views,
+    ViewsCollate,
+    make_views,
+    step_generator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +60,6 @@ class FitResult:
     method: AdCoMethod | SimCLRMethod
     history: list[dict[str, float]] = field(default_factory=list)  # one row per step: step, epoch, loss
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def _gen(*key: int) -> torch.Generator:
-    seed = int(np.random.SeedSequence([abs(k) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(seed)
 
 
 def lr_factor(step: int, *, total: int, warmup: int) -> float:
@@ -72,9 +76,10 @@ def _broadcast(module: nn.Module, *, params: bool = True) -> None:
             torch.distributed.broadcast(t.data, src=0)
 
 
-def _batch_images(batch: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, int]:
-    """A ``TileCollate`` batch → (uint8 (B, 3, H, W), number of failed reads; those are white tiles)."""
-    tiles, errors = batch
+def _batch_images(batch: tuple[Any, ...]) -> tuple[torch.Tensor, int]:
+    """A ``TileCollate`` or ``ViewsCollate`` batch → (uint8 (B, 3, H, W), number of failed reads; those are white
+    tiles)."""
+    tiles, errors = batch[0], batch[1]
     return tiles, sum(1 for e in errors if e)
 
 
@@ -136,13 +141,17 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         net = nn.parallel.DistributedDataParallel(net, device_ids=[info.local_rank] if dev.type == "cuda" else None)
     stain_on_device = normalize_on_device(dev, normalize)  # workers only read and resize then
     workers = loader_workers(cfg.workers, "pretrain")
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                        collate_fn=TileCollate(None if stain_on_device else normalize),
-                        worker_init_fn=worker_init if workers else None, persistent_workers=workers > 0,
-                        pin_memory=dev.type == "cuda")
     augment = HEAugment(AugmentConfig(out_px=cfg.input_px, hed_sigma=cfg.hed_sigma,
                                       stain_vector_sigma=cfg.stain_vector_sigma, p_jpeg=cfg.p_jpeg,
                                       jpeg_quality=cfg.jpeg_quality))
+    # on a CPU the loader workers make the views (histcode.ssl.views); an accelerator makes them after the transfer
+    step_batches = StepBatchSampler(sampler) if dev.type == "cpu" else None
+    loader = DataLoader(StepItems(dataset) if step_batches else dataset, batch_sampler=step_batches or sampler,
+                        num_workers=workers,
+                        collate_fn=ViewsCollate(normalize, augment, seed=seed, rank=info.rank) if step_batches
+                        else TileCollate(None if stain_on_device else normalize),
+                        worker_init_fn=worker_init if workers else None, persistent_workers=workers > 0,
+                        pin_memory=dev.type == "cuda")
 
     bf16 = resolve_bf16(cfg.bf16, dev.type)
 
@@ -154,8 +163,18 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         if stain_on_device and normalize is not None:
             x = normalize_uint8(x, normalize)
         x = x.float().div_(255.0)
+        return laid_out(make_views(x, augment, g))
+
+    def laid_out(made: Views) -> Views:
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        return (augment(x, g).contiguous(memory_format=fmt), augment(x, g).contiguous(memory_format=fmt))
+        return made[0].to(dev).contiguous(memory_format=fmt), made[1].to(dev).contiguous(memory_format=fmt)
+
+    def step_views(batch: tuple[Any, ...], raw: torch.Tensor, step: int) -> Views:
+        if len(batch) < 4:  # the views are made here
+            return views(raw, step_generator(seed, VIEWS_KEY, step, info.rank))
+        if batch[3] != step:
+            raise RuntimeError(f"pretrain: the loader made views for step {batch[3]} but training is at step {step}")
+        return laid_out(batch[2])
 
     bank_keys = 0
     if method.needs_init():
@@ -163,10 +182,14 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
 
         def init_views() -> Iterator[torch.Tensor]:
             for i, batch in enumerate(loader):
-                yield views(_batch_images(batch)[0], _gen(seed, 7, i, info.rank))[0]
+                yield views(_batch_images(batch)[0], step_generator(seed, 7, i, info.rank))[0]
 
         method.train()
-        bank_keys = method.init_bank(init_views(), amp, _gen(seed, 8))
+        if step_batches is not None:
+            step_batches.with_views = False  # the bank's pass makes its own views, from other generators
+        bank_keys = method.init_bank(init_views(), amp, step_generator(seed, 8))
+        if step_batches is not None:
+            step_batches.with_views = True
     method.train()
     read_errors, t_start, tiles_done, tiles_read = 0, time.perf_counter(), 0, 0
     done_epochs = 0
@@ -180,8 +203,8 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
             tiles_read += raw.shape[0]
             if read_errors == tiles_read and step == start_step:  # the very first batch: nothing readable
                 _refuse_reads(read_errors, tiles_read, batch)
-            v1, v2 = views(raw, _gen(seed, 1, step, info.rank))
-            loss, stats = method.training_loss(net, v1, v2, amp, _gen(seed, 2, step))
+            v1, v2 = step_views(batch, raw, step)
+            loss, stats = method.training_loss(net, v1, v2, amp, step_generator(seed, 2, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
