@@ -157,7 +157,7 @@ def fit_gene_mil(
     decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
     no_decay = [p for n, p in model.named_parameters() if not n.endswith("weight")]
     opt = torch.optim.Adam([{"params": decay, "weight_decay": weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True)
     model.train()
     for _ in range(epochs):
         for j in rng.permutation(len(tensors)):

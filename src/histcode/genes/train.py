@@ -69,7 +69,7 @@ def fit_de_model(
     decay = [prm for n, prm in model.named_parameters() if n.endswith("weight")]
     no_decay = [prm for n, prm in model.named_parameters() if not n.endswith("weight")]
     opt = torch.optim.Adam([{"params": decay, "weight_decay": weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True)
     ce = nn.CrossEntropyLoss(reduction="none")
     model.train()
     for _ in range(epochs):

@@ -108,7 +108,9 @@ def fit(
     if standardise:
         model.set_standardisation(*feature_stats(bags, [sid for sid, _ in train]))
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # fused: one kernel for every parameter per step (CPU and CUDA) instead of a loop over them; on 2 CPU cores
+    # train_mil 88-97 s -> 77-83 s (two interleaved pairs), float rounding aside the same updates
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
     history: list[dict[str, float]] = []
     bar = tqdm(range(1, max_epochs + 1), desc="mil epochs", leave=False, disable=not progress)
