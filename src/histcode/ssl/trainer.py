@@ -170,7 +170,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         return made[0].to(dev).contiguous(memory_format=fmt), made[1].to(dev).contiguous(memory_format=fmt)
 
     def step_views(batch: tuple[Any, ...], raw: torch.Tensor, step: int) -> Views:
-        if len(batch) < 4:  # the views are made here
+        if step_batches is None:  # an accelerator: the views are made here, after the transfer
             return views(raw, step_generator(seed, VIEWS_KEY, step, info.rank))
         if batch[3] != step:
             raise RuntimeError(f"pretrain: the loader made views for step {batch[3]} but training is at step {step}")

@@ -50,11 +50,11 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         self.batches.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        per_epoch, with_views = len(self.batches), self.with_views
-        first = self.batches.epoch * per_epoch
-        for k, batch in enumerate(self.batches):
+        batches, with_views = self.batches.batches(self.batches.epoch), self.with_views
+        first = self.batches.epoch * len(batches)
+        for k, batch in enumerate(batches):
             step = first + k if with_views else NO_STEP
-            yield [(i, step) for i in batch]
+            yield [(i, step) for i in batch.tolist()]
 
     def __len__(self) -> int:
         return len(self.batches)
