@@ -20,8 +20,13 @@ T = TypeVar("T")
 
 def _init_worker(threads: int) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(torch_threads(threads, "worker process"))
+    n = torch_threads(threads, "worker process")
+    torch.set_num_threads(n)
+    # numpy's BLAS too: its default (all cores) in each of 2 workers on 2 cores spun on the per-gene fits' PCA,
+    # 23 of train_de's 55 CPU-s (py-spy, demo)
+    threadpool_limits(n)
 
 
 def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
