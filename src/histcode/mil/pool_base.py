@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from histcode.mil.dropout import MaskDropout
+
 
 @dataclass
 class PoolOutput:
@@ -66,7 +68,7 @@ class Pooling(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_dim = in_dim
         self.out_dim = hidden
-        self.embed = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.embed = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), MaskDropout(dropout))
 
     def forward(self, h: Tensor) -> PoolOutput:
         raise TypeError(f"{type(self).__name__} must implement forward")

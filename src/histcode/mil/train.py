@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from histcode.console import tqdm
-from histcode.mil.augment import augment_bag
+from histcode.mil.augment import augment_bag, noise_generator
 from histcode.mil.bags import BagCache, feature_stats, subsample
 from histcode.mil.model import MilClassifier
 
@@ -38,6 +38,7 @@ def train_one_epoch(
     items: Sequence[Item],
     opt: torch.optim.Optimizer,
     rng: np.random.Generator,
+    noise_gen: torch.Generator,
     *,
     max_tiles: int,
     tile_dropout: float = 0.0,
@@ -46,13 +47,15 @@ def train_one_epoch(
 ) -> float:
     """One pass over ``items`` in a seeded random order; returns the mean training loss (the method's:
     cross-entropy, plus e.g. CLAM's instance loss). ``tile_dropout`` / ``feature_noise``: see ``augment_bag``
-    (noise in units of the model's standardisation scale); ``transform`` then alters each sampled bag."""
+    (noise in units of the model's standardisation scale, drawn from ``noise_gen``); ``transform`` then alters
+    each sampled bag."""
     model.train()
     total = 0.0
     for i in rng.permutation(len(items)):
         sid, label = items[i]
         bag = subsample(bags.get(sid), max_tiles, rng)
-        bag = augment_bag(bag, rng, tile_dropout=tile_dropout, feature_noise=feature_noise, scale=model.x_scale)
+        bag = augment_bag(bag, rng, noise_gen, tile_dropout=tile_dropout, feature_noise=feature_noise,
+                          scale=model.x_scale)
         if transform is not None:
             bag = transform(bag, rng)
         loss = model.training_loss(bag, label)
@@ -108,6 +111,7 @@ def fit(
     if standardise:
         model.set_standardisation(*feature_stats(bags, [sid for sid, _ in train]))
     rng = np.random.default_rng(seed)
+    noise_gen = noise_generator(seed)
     # fused: one kernel for every parameter per step (CPU and CUDA) instead of a loop over them; on 2 CPU cores
     # train_mil 88-97 s -> 77-83 s (two interleaved pairs), float rounding aside the same updates
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
@@ -115,8 +119,8 @@ def fit(
     history: list[dict[str, float]] = []
     bar = tqdm(range(1, max_epochs + 1), desc="mil epochs", leave=False, disable=not progress)
     for epoch in bar:
-        train_loss = train_one_epoch(model, bags, train, opt, rng, max_tiles=max_tiles, tile_dropout=tile_dropout,
-                                     feature_noise=feature_noise, transform=transform)
+        train_loss = train_one_epoch(model, bags, train, opt, rng, noise_gen, max_tiles=max_tiles,
+                                     tile_dropout=tile_dropout, feature_noise=feature_noise, transform=transform)
         row = {"epoch": float(epoch), "train_loss": train_loss}
         if val:
             val_loss, _ = evaluate(model, bags, val, chunk_tiles=chunk_tiles)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from histcode.mil.dropout import MaskDropout
 from histcode.mil.pool_base import Pooling, PoolOutput, check_bag, register_pooling
 
 
@@ -24,9 +25,9 @@ class _AttentionStream(Pooling):
         if attn_hidden <= 0:
             raise ValueError(f"attn_hidden must be positive, got {attn_hidden}")
         self.attn_hidden = attn_hidden
-        self.attn_v = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Dropout(dropout))
+        self.attn_v = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Tanh(), MaskDropout(dropout))
         if self.gated:  # created between V and w: the seeded initialisation stays what it was
-            self.attn_u = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Sigmoid(), nn.Dropout(dropout))
+            self.attn_u = nn.Sequential(nn.Linear(hidden, attn_hidden), nn.Sigmoid(), MaskDropout(dropout))
         self.attn_w = nn.Linear(attn_hidden, 1)
 
     def hparams(self) -> dict[str, Any]:

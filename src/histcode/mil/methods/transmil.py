@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from histcode.mil.dropout import MaskDropout
 from histcode.mil.pool_base import Pooling, PoolOutput, check_bag, register_pooling
 
 CHUNK = 8192  # query/key rows per block of the attention computations
@@ -63,7 +64,7 @@ class NystromAttention(nn.Module):
         self.heads, self.d, self.m, self.pinv_iters = heads, dim // heads, landmarks, pinv_iters
         self.exact_max = landmarks if exact_max is None else max(int(exact_max), landmarks)
         self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout))
+        self.to_out = nn.Sequential(nn.Linear(dim, dim), MaskDropout(dropout))
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
                                   groups=heads, bias=False)
 
