@@ -86,6 +86,15 @@ def register(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None, prog: str = "histcode") -> None:
     """Run ``histcode <argv>``; a user error (``HistcodeError``) ends it with one line naming ``prog``."""
+    from histcode.process_exit import skip_exit_collection
+
+    try:
+        _run(argv, prog)
+    finally:
+        skip_exit_collection()  # last: the process's first atexit handler, before its final collections
+
+
+def _run(argv: list[str] | None, prog: str) -> None:
     from histcode.console import one_line_errors, setup_logging
 
     args = sys.argv[1:] if argv is None else list(argv)

@@ -22,6 +22,9 @@ def _init_worker(threads: int) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    from histcode.process_exit import skip_exit_collection
+
+    skip_exit_collection()
     n = torch_threads(threads, "worker process")
     torch.set_num_threads(n)
     # numpy's BLAS too: its default (all cores) in each of 2 workers on 2 cores spun on the per-gene fits' PCA,

@@ -19,6 +19,7 @@ from histcode.console import tqdm
 from histcode.cpus import available_cpus
 from histcode.io.manifest import ManifestRow, read_manifest_rows, valid_mpp
 from histcode.preflight import ensure_writable, exclusive, require_items
+from histcode.process_exit import skip_exit_collection
 from histcode.slides.config import TileConfig
 from histcode.slides.job import (
     SlideResult,
@@ -65,7 +66,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _run_pool(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> list[SlideJob]:
     """Run jobs in a spawn pool; return those whose worker died (their results are unknown)."""
     broken: list[SlideJob] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=skip_exit_collection) as pool:
         futures = {pool.submit(job.run): job for job in jobs}
         for fut in as_completed(futures):
             try:

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 def launch_replayer(root: Path) -> None:
     """A detached process replays the spool; if it dies, the next synchronous run or client replays instead."""
-    code = "import sys, pathlib; from histcode.tracking import replay_spool; replay_spool(pathlib.Path(sys.argv[1]))"
+    code = ("import sys, pathlib; from histcode.process_exit import skip_exit_collection; skip_exit_collection(); "
+            "from histcode.tracking import replay_spool; replay_spool(pathlib.Path(sys.argv[1]))")
     try:
         with open(root / "replay.log", "ab") as err:
             subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.DEVNULL,
