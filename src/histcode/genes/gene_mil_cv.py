@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +45,91 @@ class GeneMILSettings:
 
 
 FINAL = -1  # fold id of the model fitted on every patient
+COLUMNS = ["patient_id", "gene", "fold", "slide_id", "y_true_log10fc", "y_pred_log10fc"]
 
 
 def _fit(bags: list[np.ndarray], y: np.ndarray, gene: str, settings: GeneMILSettings, seed: int) -> GeneAttentionMIL:
     kw: dict[str, Any] = {k: v for k, v in asdict(settings).items() if k != "max_tiles"}
     return fit_gene_mil(bags, y, gene=gene, seed=seed, **kw)
+
+
+class GeneMilCV:
+    """The fits start on entering (bags read, every fit submitted to the worker pool) so the caller can work
+    beside them; ``collect`` waits for them in the serial order and writes the attention files; leaving the
+    block shuts the pool down (unstarted fits cancelled if the caller failed)."""
+
+    def __init__(
+        self,
+        genes: Sequence[str],
+        targets: pd.DataFrame,
+        slides: Mapping[str, str],
+        folds: Mapping[str, int],
+        read_bag: BagReader,
+        out_dir: Callable[[str], Path],
+        *,
+        settings: GeneMILSettings,
+        seed: int,
+        progress: bool = True,
+        workers: int = 0,
+        threads: int = 1,
+    ) -> None:
+        self.genes, self.targets, self.slides, self.folds = list(genes), targets, slides, folds
+        self.read_bag, self.out_dir, self.settings, self.seed = read_bag, out_dir, settings, seed
+        self.progress, self.workers, self.threads = progress, workers, threads
+        self.patients = [p for p in slides if p in targets.index]
+        self.pool: ProcessPoolExecutor | None = None
+        self.fits: dict[tuple[str, int], Future[GeneAttentionMIL] | Deferred[GeneAttentionMIL]] = {}
+        self.ys: dict[str, np.ndarray] = {}
+        self.fold_ids: list[int] = []
+
+    def __enter__(self) -> GeneMilCV:
+        if not self.genes or not self.patients:
+            return self
+        patients, settings = self.patients, self.settings
+        rng = np.random.default_rng(self.seed)
+        train_bags: dict[str, np.ndarray] = {}
+        for p in tqdm(patients, desc="gene MIL bags", disable=not self.progress, per_item=False):
+            feats, _ = self.read_bag(self.slides[p])
+            train_bags[p] = feats[subsample(len(feats), settings.max_tiles, rng)].astype(np.float16)
+        self.fold_ids = sorted({int(self.folds[p]) for p in patients})
+        self.pool = torch_pool(self.workers, self.threads)
+        self.ys = {gene: self.targets.loc[patients, gene].to_numpy(dtype=np.float64) for gene in self.genes}
+        for gi, gene in enumerate(self.genes):  # every fit submitted at once; consumed in the serial order
+            for k in [*self.fold_ids, FINAL]:
+                train = [i for i, p in enumerate(patients) if self.folds[p] != k]
+                args = ([train_bags[patients[i]] for i in train], self.ys[gene][train], gene, settings,
+                        self.seed + 1000 * gi + (999 if k == FINAL else k))
+                self.fits[gene, k] = (self.pool.submit(_fit, *args) if self.pool is not None
+                                      else Deferred(lambda args=args: _fit(*args)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+    def collect(self) -> tuple[pd.DataFrame, dict[str, GeneAttentionMIL]]:
+        """Held-out per-gene MIL predictions (patient_id, gene, fold, slide_id, y_true_log10fc, y_pred_log10fc)
+        and one final model per gene trained on every patient; writes each held-out slide's attention file."""
+        rows, finals = [], {}
+        for gene in self.genes if self.fits else []:
+            y = self.ys[gene]
+            for k in tqdm(self.fold_ids, desc=f"gene MIL {gene}", disable=not self.progress):
+                model = self.fits[gene, k].result()
+                for i, p in enumerate(self.patients):
+                    if self.folds[p] != k:
+                        continue
+                    sid = self.slides[p]
+                    feats, coords = self.read_bag(sid)
+                    pred, scores, weights = model.attend(feats)
+                    write_attention(self.out_dir(gene) / f"{sid}.h5", coords, scores, weights, {
+                        "gene": gene, "fold": k, "patient_id": p, "slide_id": sid,
+                        "model": "gene_attention_mil", "y_pred_log10fc": pred, "y_true_log10fc": float(y[i]),
+                    })
+                    rows.append({"patient_id": p, "gene": gene, "fold": k, "slide_id": sid,
+                                 "y_true_log10fc": float(y[i]), "y_pred_log10fc": pred})
+            finals[gene] = self.fits[gene, FINAL].result()
+        return pd.DataFrame.from_records(rows, columns=COLUMNS), finals
 
 
 def gene_mil_cv(
@@ -66,51 +146,11 @@ def gene_mil_cv(
     workers: int = 0,
     threads: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, GeneAttentionMIL]]:
-    """Held-out per-gene MIL predictions (patient_id, gene, fold, slide_id, y_true_log10fc, y_pred_log10fc)
-    and one final model per gene trained on every patient.
+    """``GeneMilCV`` started and collected at once: held-out predictions and the final model per gene.
 
     targets: log10(fc+1), index patient_id, a column per gene; slides: patient → tumour slide_id;
     out_dir(gene) → folder for that gene's attention files.
     """
-    cols = ["patient_id", "gene", "fold", "slide_id", "y_true_log10fc", "y_pred_log10fc"]
-    patients = [p for p in slides if p in targets.index]
-    if not genes or not patients:
-        return pd.DataFrame(columns=cols), {}
-    rng = np.random.default_rng(seed)
-    train_bags: dict[str, np.ndarray] = {}
-    for p in tqdm(patients, desc="gene MIL bags", disable=not progress, per_item=False):
-        feats, _ = read_bag(slides[p])
-        train_bags[p] = feats[subsample(len(feats), settings.max_tiles, rng)].astype(np.float16)
-    fold_ids = sorted({int(folds[p]) for p in patients})
-    pool = torch_pool(workers, threads)
-    fits: dict[tuple[str, int], Future[GeneAttentionMIL] | Deferred[GeneAttentionMIL]] = {}
-    ys = {gene: targets.loc[patients, gene].to_numpy(dtype=np.float64) for gene in genes}
-    try:
-        for gi, gene in enumerate(genes):  # every fit submitted at once; consumed below in the serial order
-            for k in [*fold_ids, FINAL]:
-                train = [i for i, p in enumerate(patients) if folds[p] != k]
-                args = ([train_bags[patients[i]] for i in train], ys[gene][train], gene, settings,
-                        seed + 1000 * gi + (999 if k == FINAL else k))
-                fits[gene, k] = (pool.submit(_fit, *args) if pool is not None
-                                 else Deferred(lambda args=args: _fit(*args)))
-        rows, finals = [], {}
-        for gene in genes:
-            y = ys[gene]
-            for k in tqdm(fold_ids, desc=f"gene MIL {gene}", disable=not progress):
-                model = fits[gene, k].result()
-                for i, p in enumerate(patients):
-                    if folds[p] != k:
-                        continue
-                    feats, coords = read_bag(slides[p])
-                    pred, scores, weights = model.attend(feats)
-                    write_attention(out_dir(gene) / f"{slides[p]}.h5", coords, scores, weights, {
-                        "gene": gene, "fold": k, "patient_id": p, "slide_id": slides[p],
-                        "model": "gene_attention_mil", "y_pred_log10fc": pred, "y_true_log10fc": float(y[i]),
-                    })
-                    rows.append({"patient_id": p, "gene": gene, "fold": k, "slide_id": slides[p],
-                                 "y_true_log10fc": float(y[i]), "y_pred_log10fc": pred})
-            finals[gene] = fits[gene, FINAL].result()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return pd.DataFrame.from_records(rows, columns=cols), finals
+    with GeneMilCV(genes, targets, slides, folds, read_bag, out_dir, settings=settings, seed=seed,
+                   progress=progress, workers=workers, threads=threads) as cv:
+        return cv.collect()
