@@ -158,16 +158,21 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     def amp() -> contextlib.AbstractContextManager[Any]:
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def views(raw: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def tiles(raw: torch.Tensor) -> torch.Tensor:
         x = raw.to(dev, non_blocking=True)
         if stain_on_device and normalize is not None:
             x = normalize_uint8(x, normalize)
-        x = x.float().div_(255.0)
-        return laid_out(make_views(x, augment, g))
+        return x.float().div_(255.0)
+
+    def views(raw: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return laid_out(make_views(tiles(raw), augment, g))
+
+    def laid_out_one(view: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        return view.to(dev).contiguous(memory_format=fmt)
 
     def laid_out(made: Views) -> Views:
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        return made[0].to(dev).contiguous(memory_format=fmt), made[1].to(dev).contiguous(memory_format=fmt)
+        return laid_out_one(made[0]), laid_out_one(made[1])
 
     def step_views(batch: tuple[Any, ...], raw: torch.Tensor, step: int) -> Views:
         if step_batches is None:  # an accelerator: the views are made here, after the transfer
@@ -181,8 +186,8 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         sampler.set_epoch(0)
 
         def init_views() -> Iterator[torch.Tensor]:
-            for i, batch in enumerate(loader):
-                yield views(_batch_images(batch)[0], step_generator(seed, 7, i, info.rank))[0]
+            for i, batch in enumerate(loader):  # the query view only: make_views draws it first, the same bits
+                yield laid_out_one(augment(tiles(_batch_images(batch)[0]), step_generator(seed, 7, i, info.rank)))
 
         method.train()
         if step_batches is not None:
