@@ -92,15 +92,19 @@ class GeneMilCV:
             feats, _ = self.read_bag(self.slides[p])
             train_bags[p] = feats[subsample(len(feats), settings.max_tiles, rng)].astype(np.float16)
         self.fold_ids = sorted({int(self.folds[p]) for p in patients})
-        self.pool = torch_pool(self.workers, self.threads)
         self.ys = {gene: self.targets.loc[patients, gene].to_numpy(dtype=np.float64) for gene in self.genes}
-        for gi, gene in enumerate(self.genes):  # every fit submitted at once; consumed in the serial order
-            for k in [*self.fold_ids, FINAL]:
-                train = [i for i, p in enumerate(patients) if self.folds[p] != k]
-                args = ([train_bags[patients[i]] for i in train], self.ys[gene][train], gene, settings,
-                        self.seed + 1000 * gi + (999 if k == FINAL else k))
-                self.fits[gene, k] = (self.pool.submit(_fit, *args) if self.pool is not None
-                                      else Deferred(lambda args=args: _fit(*args)))
+        self.pool = torch_pool(self.workers, self.threads)
+        try:
+            for gi, gene in enumerate(self.genes):  # every fit submitted at once; consumed in the serial order
+                for k in [*self.fold_ids, FINAL]:
+                    train = [i for i, p in enumerate(patients) if self.folds[p] != k]
+                    args = ([train_bags[patients[i]] for i in train], self.ys[gene][train], gene, settings,
+                            self.seed + 1000 * gi + (999 if k == FINAL else k))
+                    self.fits[gene, k] = (self.pool.submit(_fit, *args) if self.pool is not None
+                                          else Deferred(lambda args=args: _fit(*args)))
+        except BaseException:  # __exit__ does not run when __enter__ fails: stop the workers here
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
