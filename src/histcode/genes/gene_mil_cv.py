@@ -56,7 +56,11 @@ def _fit(bags: list[np.ndarray], y: np.ndarray, gene: str, settings: GeneMILSett
 class GeneMilCV:
     """The fits start on entering (bags read, every fit submitted to the worker pool) so the caller can work
     beside them; ``collect`` waits for them in the serial order and writes the attention files; leaving the
-    block shuts the pool down (unstarted fits cancelled if the caller failed)."""
+    block shuts the pool down (unstarted fits cancelled if the caller failed).
+
+    targets: log10(fc+1), index patient_id, a column per gene; slides: patient → tumour slide_id;
+    out_dir(gene) → folder for that gene's attention files.
+    """
 
     def __init__(
         self,
@@ -134,27 +138,3 @@ class GeneMilCV:
                                  "y_true_log10fc": float(y[i]), "y_pred_log10fc": pred})
             finals[gene] = self.fits[gene, FINAL].result()
         return pd.DataFrame.from_records(rows, columns=COLUMNS), finals
-
-
-def gene_mil_cv(
-    genes: Sequence[str],
-    targets: pd.DataFrame,
-    slides: Mapping[str, str],
-    folds: Mapping[str, int],
-    read_bag: BagReader,
-    out_dir: Callable[[str], Path],
-    *,
-    settings: GeneMILSettings,
-    seed: int,
-    progress: bool = True,
-    workers: int = 0,
-    threads: int = 1,
-) -> tuple[pd.DataFrame, dict[str, GeneAttentionMIL]]:
-    """``GeneMilCV`` started and collected at once: held-out predictions and the final model per gene.
-
-    targets: log10(fc+1), index patient_id, a column per gene; slides: patient → tumour slide_id;
-    out_dir(gene) → folder for that gene's attention files.
-    """
-    with GeneMilCV(genes, targets, slides, folds, read_bag, out_dir, settings=settings, seed=seed,
-                   progress=progress, workers=workers, threads=threads) as cv:
-        return cv.collect()
