@@ -86,8 +86,10 @@ def register(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None, prog: str = "histcode") -> None:
     """Run ``histcode <argv>``; a user error (``HistcodeError``) ends it with one line naming ``prog``."""
+    from histcode.memory_reuse import reuse_freed_memory
     from histcode.process_exit import skip_exit_collection
 
+    reuse_freed_memory()  # first: before torch, numpy or pandas allocate anything large
     try:
         _run(argv, prog)
     finally:

@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 
 def _init_worker(threads: int) -> None:
+    from histcode.memory_reuse import reuse_freed_memory
+
+    reuse_freed_memory()  # a spawned process starts with glibc's defaults
     import torch
     from threadpoolctl import threadpool_limits
 

@@ -18,6 +18,7 @@ from typing import Any
 from histcode.console import tqdm
 from histcode.cpus import available_cpus
 from histcode.io.manifest import ManifestRow, read_manifest_rows, valid_mpp
+from histcode.memory_reuse import reuse_freed_memory
 from histcode.preflight import ensure_writable, exclusive, require_items
 from histcode.process_exit import skip_exit_collection
 from histcode.slides.config import TileConfig
@@ -63,11 +64,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _init_worker() -> None:
+    """A spawned tiling process: glibc keeps its freed segmentation images; no exit collection."""
+    reuse_freed_memory()
+    skip_exit_collection()
+
+
 def _run_pool(jobs: list[SlideJob], workers: int, on_result: Callable[[SlideResult], None]) -> list[SlideJob]:
     """Run jobs in a spawn pool; return those whose worker died (their results are unknown)."""
     broken: list[SlideJob] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=skip_exit_collection) as pool:
+                             initializer=_init_worker) as pool:
         futures = {pool.submit(job.run): job for job in jobs}
         for fut in as_completed(futures):
             try:
