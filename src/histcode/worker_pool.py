@@ -1,9 +1,10 @@
-"""Process pools for independent, seeded torch fits (MIL CV folds, per-gene MIL models).
+"""Process pools for independent, seeded torch fits (MIL CV folds, per-gene MIL models) and for figures.
 
 One bag per step is too small a job to gain from more torch threads, so stages scale with processes: spawned
 (the stage's process already holds torch's thread pools, which do not survive a fork), each with ``threads``
 torch threads. ``Deferred`` stands in for a future when there are no workers, so callers submit and collect
-the same way either way.
+the same way either way. ``figure_pool`` is the same without torch: matplotlib/numpy work (heatmaps, galleries)
+beside a stage's own statistics, so its workers start in ~1 s and hold no torch.
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
         return None
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(threads,))
+
+
+def _init_figure_worker() -> None:
+    from histcode.memory_reuse import reuse_freed_memory
+    from histcode.process_exit import skip_exit_collection
+
+    reuse_freed_memory()
+    skip_exit_collection()
+
+
+def figure_pool(workers: int) -> ProcessPoolExecutor | None:
+    """``workers`` spawned processes (no torch imported; spawned, not forked, because the stage's process may
+    hold MLflow's and HDF5's state); None for 0 (run in this process)."""
+    if workers <= 0:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_figure_worker)
 
 
 class Deferred(Generic[T]):

@@ -243,3 +243,34 @@ def test_signed_rank_p_matches_scipy():
     d = np.array([0.3, 0.2, -0.05, 0.4, 0.1, 0.25, 0.0])
     assert _signed_rank_p(d) == pytest.approx(stats.wilcoxon(d[d != 0], alternative="greater").pvalue)
     assert np.isnan(_signed_rank_p(np.array([0.1, 0.2])))
+
+
+def test_gene_heatmaps_in_workers_are_the_files_drawn_here(cohort, tmp_path: Path):
+    """evaluate_de renders the per-gene heatmaps in worker processes beside its statistics: the same index, in
+    gene order, and the same PNGs byte for byte as one by one in this process; a gene whose slide is missing
+    from the manifest is listed as failed, the others still render."""
+    from histcode.evaluation.de_heatmaps import GeneHeatmaps, gene_dirs, patch_sizes
+
+    root = cohort["data"] / "attention_genes/toy"
+    shutil.copytree(root / "CD3D", root / "CD19")
+    shutil.copytree(root / "CD3D", root / "MYC")
+    dirs = gene_dirs(root)
+    manifest = pd.read_csv(cohort["data"] / "manifests/toy/slides.csv")
+    paths = dict(zip(manifest["slide_id"], manifest["path"], strict=True))
+    paths.pop("TCGA-AA-0001-01Z-00-DX1")
+    sizes = patch_sizes({sid: cohort["data"] / "tiles/toy" / f"{sid}.h5" for sid in manifest["slide_id"]})
+    drawn = {}
+    for workers in (2, 0):
+        out = tmp_path / f"figures{workers}"
+        out.mkdir()
+        with GeneHeatmaps(dirs, paths, sizes, out, n=2, workers=workers) as heatmaps:
+            index = heatmaps.collect()
+        drawn[workers] = (index, {p.name: p.read_bytes() for p in out.iterdir()})
+    pd.testing.assert_frame_equal(drawn[2][0], drawn[0][0])
+    assert drawn[2][1] == drawn[0][1]
+    index = drawn[0][0]
+    assert index["gene"].tolist() == ["CD19", "CD19", "CD3D", "CD3D", "MYC", "MYC"]
+    assert index["status"].tolist() == ["ok", "failed"] * 3 and "not in the slides manifest" in index["reason"][1]
+    assert len(drawn[0][1]) == 6  # heatmap + top tiles of the one drawable slide, per gene
+    with GeneHeatmaps({}, paths, sizes, tmp_path, n=2, workers=2) as heatmaps:
+        assert heatmaps.collect() is None

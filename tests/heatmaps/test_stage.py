@@ -145,7 +145,15 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
     assert logged == {f"heatmaps/{SLIDES[0]}/{n}" for n in ("heatmap.png", "top_tiles.png", "bottom_tiles.png",
                                                             "tiles.geojson")}
 
+    # rendered in this process (workers: 0) the figures are the same files, byte for byte
+    drawn = {p: p.read_bytes() for p in Path("reports/figures/heatmaps").rglob("*") if p.is_file()}
+    params["heatmaps"]["workers"] = 0
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert run_heatmaps("params.yaml", progress=False) == metrics
+    assert {p: p.read_bytes() for p in Path("reports/figures/heatmaps").rglob("*") if p.is_file()} == drawn
+
     # a listed slide whose file is missing is reported, the others still render
+    params["heatmaps"]["workers"] = 2
     params["heatmaps"]["slides"] = [SLIDES[2], SLIDES[0]]
     Path("params.yaml").write_text(yaml.safe_dump(params))
     run_heatmaps("params.yaml", progress=False)

@@ -23,7 +23,8 @@ class EvaluateDEConfig:
     (Wilcoxon of its per-fold correlations); all that can be computed are reported.
     Synthetic cohorts only: per-gene heatmaps are scored against the generator's lymphocyte map, a tile
     being lymphocyte-rich at ``truth_min_density`` lymphocytes/mm², with the attention of the tumour model
-    ``truth_reference`` (null: none) scored the same way as the reference.
+    ``truth_reference`` (null: none) scored the same way as the reference. ``workers``: processes that render
+    the per-gene heatmaps while this one computes the statistics (0 = here, after them).
     """
 
     n_random: int = 100
@@ -42,6 +43,7 @@ class EvaluateDEConfig:
     truth_top_k: int = 10
     truth_min_density: float = 2000.0
     truth_reference: str | None = "gated_attention"
+    workers: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -61,5 +63,8 @@ class EvaluateDEConfig:
                 f"evaluate_de.truth_min_density: must be > 0 lymphocytes/mm², got {self.truth_min_density}")
         if self.truth_top_k < 1:
             raise ConfigError(f"evaluate_de.truth_top_k: must be >= 1, got {self.truth_top_k}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"evaluate_de.workers: must be a whole number >= 0 (0 = in this process), got "
+                              f"{self.workers!r}")
         if self.heatmap_slides < 0:
             raise ConfigError(f"evaluate_de.heatmap_slides: must be >= 0, got {self.heatmap_slides}")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 import pandas as pd
 
 from histcode.io.attention import read_attention_attrs
+from histcode.worker_pool import Deferred, figure_pool
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,49 @@ def render_gene_heatmaps(dirs: Mapping[str, Path], slide_paths: Mapping[str, str
                 rows.append({"gene": gene, "slide_id": sid, "status": "failed",
                              "reason": f"{type(exc).__name__}: {exc}", "png": ""})
     return pd.DataFrame.from_records(rows, columns=["gene", "slide_id", "status", "reason", "png"])
+
+
+class GeneHeatmaps:
+    """``render_gene_heatmaps`` started on entry in ``workers`` spawned processes (consecutive genes to each), so
+    the figures render while the caller computes; ``collect`` returns the index in gene order (None without
+    genes). ``workers=0``: rendered here, when collected. Leaving stops the workers not yet done."""
+
+    def __init__(self, dirs: Mapping[str, Path], slide_paths: Mapping[str, str], sizes: Mapping[str, float],
+                 out_dir: Path, *, n: int, workers: int) -> None:
+        genes, k = list(dirs), max(1, min(workers, len(dirs)))
+        self.groups = [{g: dirs[g] for g in genes[i * len(genes) // k:(i + 1) * len(genes) // k]} for i in range(k)
+                       ] if genes else []
+        self.args = (dict(slide_paths), dict(sizes), out_dir)
+        self.n, self.workers = n, workers
+        self.pool: ProcessPoolExecutor | None = None
+        self.jobs: list[Future[pd.DataFrame] | Deferred[pd.DataFrame]] = []
+
+    def __enter__(self) -> GeneHeatmaps:
+        self.pool = figure_pool(len(self.groups)) if self.workers > 0 and self.groups else None
+        try:
+            for group in self.groups:
+                if self.pool is not None:
+                    self.jobs.append(self.pool.submit(render_gene_heatmaps, group, *self.args, n=self.n))
+                else:
+                    self.jobs.append(Deferred(lambda g=group: render_gene_heatmaps(g, *self.args, n=self.n)))
+        except BaseException:  # __exit__ does not run after a failed __enter__
+            self._stop()
+            raise
+        return self
+
+    def collect(self) -> pd.DataFrame | None:
+        if not self.jobs:
+            return None
+        return pd.concat([job.result() for job in self.jobs], ignore_index=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
 
 def patch_sizes(coords_h5: Mapping[str, Path]) -> dict[str, float]:

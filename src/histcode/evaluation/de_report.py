@@ -20,7 +20,7 @@ from histcode.atomic import write_csv
 from histcode.config import BaseConfig
 from histcode.evaluation import de_plots
 from histcode.evaluation.de_config import EvaluateDEConfig
-from histcode.evaluation.de_heatmaps import gene_dirs, patch_sizes, render_gene_heatmaps
+from histcode.evaluation.de_heatmaps import GeneHeatmaps, gene_dirs, patch_sizes
 from histcode.evaluation.enrichment import hypergeometric_enrichment, read_gmt, top_predicted
 from histcode.genes.metrics import check_predictions, per_gene_metrics, summarise
 from histcode.io.manifest import read_manifest
@@ -64,6 +64,17 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     paths = Paths.from_base(base_cfg)
     fig_dir = paths.figures("de")
     pred = read_predictions(paths.de_predictions(cohort))
+    manifest = _manifest(paths, cohort)
+    dirs = gene_dirs(paths.data_dir / "attention_genes" / cohort)
+    sizes = patch_sizes({sid: paths.coords_h5(cohort, sid) for sid in _gene_slides(dirs)}) if dirs else {}
+    with GeneHeatmaps(dirs if cfg.heatmap_slides else {}, manifest, sizes, fig_dir, n=cfg.heatmap_slides,
+                      workers=cfg.workers) as heatmaps:  # rendered beside the statistics
+        return _evaluate(cfg, base_cfg, cohort, paths, fig_dir, pred, dirs, sizes, heatmaps)
+
+
+def _evaluate(cfg: EvaluateDEConfig, base_cfg: BaseConfig, cohort: str, paths: Paths, fig_dir: Path,
+              pred: pd.DataFrame, dirs: dict[str, Path], sizes: dict[str, float],
+              heatmaps: GeneHeatmaps) -> DEEvaluation:
     per_gene = per_gene_metrics(pred)
     nulls = read_cv_null(paths.de_predictions(cohort).with_name(f"{cohort}_cv_null.parquet"), cfg.gene_test)
     registered = next(iter(nulls), None)
@@ -112,15 +123,6 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
                         "enrichment.n_significant": float(enr["significant"].sum()),
                         "enrichment.min_q": float(enr["q"].min()) if len(enr) else float("nan")})
 
-    manifest = _manifest(paths, cohort)
-    dirs = gene_dirs(paths.data_dir / "attention_genes" / cohort)
-    sizes = patch_sizes({sid: paths.coords_h5(cohort, sid) for sid in _gene_slides(dirs)}) if dirs else {}
-    if dirs and cfg.heatmap_slides:
-        index = render_gene_heatmaps(dirs, manifest, sizes, fig_dir, n=cfg.heatmap_slides)
-        write_csv(fig_dir / "heatmaps_index.csv", index)
-        metrics["n_gene_heatmaps"] = float((index["status"] == "ok").sum())
-        metrics["n_gene_heatmaps_failed"] = float((index["status"] != "ok").sum())
-
     methods_path = paths.de_predictions(cohort).with_name(f"{cohort}_methods.parquet")
     if methods_path.exists():
         metrics.update(_methods(methods_path, paths, cohort, base_cfg, cfg, fig_dir, figures, nulls,
@@ -129,6 +131,11 @@ def evaluate_de(cfg: EvaluateDEConfig, base_cfg: BaseConfig, *, cohort: str | No
     if base_cfg.cohort(cohort).synthetic:
         metrics.update(_truth(per_gene, baseline.pearson, dirs, sizes, paths, cohort, fig_dir, cfg))
 
+    index = heatmaps.collect()
+    if index is not None:
+        write_csv(fig_dir / "heatmaps_index.csv", index)
+        metrics["n_gene_heatmaps"] = float((index["status"] == "ok").sum())
+        metrics["n_gene_heatmaps_failed"] = float((index["status"] != "ok").sum())
     write_csv(fig_dir / "per_gene_stats.csv", per_gene)
     return DEEvaluation(metrics=metrics, per_gene=per_gene, figures=figures)
 

@@ -18,6 +18,8 @@ class HeatmapConfig:
     or ``kittler`` (minimum error), or a fixed one in [0, 1] on the percentile scale; the PNG outlines it).
     ``close_tiles`` / ``fill_holes``: the thresholded tiles closed into a region (a disk of that many tiles,
     then enclosed holes filled; ``histcode.metrics.heatmap_values.close_region``); 0 / false = as thresholded.
+    ``workers``: slides rendered at once in spawned processes while this one runs the truth check (0 = one by
+    one, here).
     """
 
     slides: int | list[str] = 4
@@ -35,6 +37,7 @@ class HeatmapConfig:
     smooth_tiles: float = 0.0
     close_tiles: int = 0
     fill_holes: bool = False
+    workers: int = 2
 
     def __post_init__(self) -> None:
         from histcode.config import ConfigError
@@ -49,6 +52,8 @@ class HeatmapConfig:
             raise ConfigError(f"heatmaps.close_tiles: {self.close_tiles!r} must be a whole number of tiles >= 0")
         if not isinstance(self.fill_holes, bool):
             raise ConfigError(f"heatmaps.fill_holes: {self.fill_holes!r} must be true or false")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"heatmaps.workers: {self.workers!r} must be a whole number >= 0 (0 = in this process)")
         t = self.truth_threshold
         if not (t in AUTO_THRESHOLDS or (not isinstance(t, (str, bool)) and 0 <= float(t) <= 1)):
             raise ConfigError(

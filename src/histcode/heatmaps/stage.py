@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -25,8 +26,10 @@ from histcode.heatmaps.slide import render_slide
 from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 from histcode.prologue import open_stage
+from histcode.worker_pool import Deferred, figure_pool
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def primary_pooling(params: dict[str, Any], paths: Paths) -> str:
@@ -66,33 +69,42 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
         params={"heatmaps": {k: str(v) for k, v in vars(cfg).items()}},
         tags={"pooling": pooling},
     ) as run:
-        for sid in tqdm(choose_slides(preds, manifest, cfg, pooling), desc="heatmaps", disable=not progress):
-            try:
-                out = render_slide(
-                    slide_path[sid],
-                    paths.attention_h5(cohort, pooling, sid),
-                    paths.coords_h5(cohort, sid),
-                    out_root / sid,
-                    cfg,
-                    title=f"{sid} ({pooling})",
-                )
-                for artifact in out.values():  # heatmap, top/bottom galleries, QuPath GeoJSON
-                    tracking.log_artifact(artifact, artifact_path=f"heatmaps/{sid}")
-                rows.append({"slide_id": sid, "status": "ok", "reason": ""})
-            except Exception as exc:  # one bad slide never stops the others
-                log.warning("heatmap of %s failed: %s", sid, exc)
-                rows.append({"slide_id": sid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        sids = choose_slides(preds, manifest, cfg, pooling)
+        # the slides' figures render in worker processes while this one checks attention against the truth
+        pool = figure_pool(min(cfg.workers, len(sids)))
+        jobs = {sid: (pool.submit if pool is not None else _inline)(
+            render_slide, slide_path[sid], paths.attention_h5(cohort, pooling, sid), paths.coords_h5(cohort, sid),
+            out_root / sid, cfg, title=f"{sid} ({pooling})") for sid in sids}
+        try:
+            synthetic = bcfg.cohort(cohort).synthetic
+            truth = _truth(manifest, paths, cohort, cfg, out_root) if synthetic and pool is not None else None
+            for sid, job in tqdm(jobs.items(), desc="heatmaps", disable=not progress):
+                try:
+                    out = job.result()
+                    for artifact in out.values():  # heatmap, top/bottom galleries, QuPath GeoJSON
+                        tracking.log_artifact(artifact, artifact_path=f"heatmaps/{sid}")
+                    rows.append({"slide_id": sid, "status": "ok", "reason": ""})
+                except Exception as exc:  # one bad slide never stops the others
+                    log.warning("heatmap of %s failed: %s", sid, exc)
+                    rows.append({"slide_id": sid, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         write_csv(out_root / "index.csv", pd.DataFrame(rows, columns=["slide_id", "status", "reason"]))
         metrics: dict[str, Any] = {
             "n_rendered": sum(r["status"] == "ok" for r in rows),
             "n_failed": sum(r["status"] != "ok" for r in rows),
         }
-        synthetic = bcfg.cohort(cohort).synthetic
         metrics["truth_evaluated"] = int(synthetic)  # real cohorts have no masks: the file says so
         if synthetic:
-            metrics.update(_truth(manifest, paths, cohort, cfg, out_root))
+            metrics.update(truth if truth is not None else _truth(manifest, paths, cohort, cfg, out_root))
         run.metrics = metrics
     return metrics
+
+
+def _inline(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+    """``pool.submit`` without a pool: the call runs when its result is asked for (in the loop's order)."""
+    return Deferred(lambda: fn(*args, **kwargs))
 
 
 def _truth(
