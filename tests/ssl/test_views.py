@@ -10,7 +10,16 @@ from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.config import PretrainConfig
 from histcode.ssl.data import EpochBatchSampler, TensorTiles
 from histcode.ssl.trainer import fit
-from histcode.ssl.views import NO_STEP, VIEWS_KEY, StepBatchSampler, StepItems, ViewsCollate, make_views, step_generator
+from histcode.ssl.views import (
+    BANK_KEY,
+    VIEWS_KEY,
+    StepBatchSampler,
+    StepItems,
+    ViewsCollate,
+    bank_step,
+    make_views,
+    step_generator,
+)
 
 SMALL = dict(backbone="resnet18_trunc", input_px=32, read_px=40, epochs=2, batch_size=8, tiles_per_slide=0.5,
              bank_size=16, proj_hidden=32, proj_dim=8, threads=1, progress=False, log_every=1)
@@ -21,7 +30,7 @@ def _tiles() -> TensorTiles:
     return TensorTiles((torch.rand(48, 3, 40, 40, generator=g) * 255).to(torch.uint8), [16, 16, 16])
 
 
-def test_batches_carry_their_global_step_or_none() -> None:
+def test_batches_carry_their_global_step_or_their_bank_pass_place() -> None:
     batches = EpochBatchSampler([16, 16, 16], fraction=0.5, max_per_slide=64, seed=1, batch_size=8)
     tagged = StepBatchSampler(batches)
     per_epoch = len(batches)
@@ -29,8 +38,9 @@ def test_batches_carry_their_global_step_or_none() -> None:
     got = list(tagged)
     assert [b[0][1] for b in got] == [2 * per_epoch + k for k in range(per_epoch)]
     assert [[i for i, _ in b] for b in got] == list(batches)  # the same tiles in the same order
-    tagged.with_views = False
-    assert {step for b in tagged for _, step in b} == {NO_STEP}
+    tagged.bank_pass = True
+    assert [{step for _, step in b} for b in tagged] == [{bank_step(k)} for k in range(per_epoch)]
+    assert all(bank_step(k) < 0 for k in range(per_epoch))  # never a training step
 
 
 def test_collate_makes_the_views_the_training_process_would() -> None:
@@ -44,7 +54,9 @@ def test_collate_makes_the_views_the_training_process_would() -> None:
     expected = make_views(ds.tiles[:8].float().div_(255.0), augment, step_generator(5, VIEWS_KEY, 7, 0))
     assert torch.equal(views[0], expected[0]) and torch.equal(views[1], expected[1])
     assert not torch.equal(views[0], views[1])  # two draws, not one view twice
-    assert collate([StepItems(ds)[(i, NO_STEP)] for i in range(8)])[2] is None
+    # the AdCo bank's first pass: one view of its k-th batch, from its own generator
+    (bank,) = collate([StepItems(ds)[(i, bank_step(3))] for i in range(8)])[2]
+    assert torch.equal(bank, augment(ds.tiles[:8].float().div_(255.0), step_generator(5, BANK_KEY, 3, 0)))
     with pytest.raises(ValueError, match="mixes steps"):
         collate([items[0], StepItems(ds)[(1, 8)]])
 

@@ -40,11 +40,13 @@ from histcode.ssl.config import (
 from histcode.ssl.data import EpochBatchSampler
 from histcode.ssl.methods import AdCoMethod, SimCLRMethod, build_method
 from histcode.ssl.views import (
+    BANK_KEY,
     VIEWS_KEY,
     StepBatchSampler,
     StepItems,
     Views,
     ViewsCollate,
+    bank_step,
     make_views,
     step_generator,
 )
@@ -185,16 +187,22 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
     if method.needs_init():
         sampler.set_epoch(0)
 
-        def init_views() -> Iterator[torch.Tensor]:
-            for i, batch in enumerate(loader):  # the query view only: make_views draws it first, the same bits
-                yield laid_out_one(augment(tiles(_batch_images(batch)[0]), step_generator(seed, 7, i, info.rank)))
+        def init_views() -> Iterator[torch.Tensor]:  # one view per tile, from the bank pass's own generators
+            for i, batch in enumerate(loader):
+                if step_batches is None:  # an accelerator: made here, after the transfer
+                    yield laid_out_one(augment(tiles(_batch_images(batch)[0]),
+                                               step_generator(seed, BANK_KEY, i, info.rank)))
+                    continue
+                if batch[3] != bank_step(i):
+                    raise RuntimeError(f"pretrain: the loader made bank views for tag {batch[3]}, not batch {i}")
+                yield laid_out_one(batch[2][0])  # made by the loader workers (histcode.ssl.views)
 
         method.train()
         if step_batches is not None:
-            step_batches.with_views = False  # the bank's pass makes its own views, from other generators
+            step_batches.bank_pass = True
         bank_keys = method.init_bank(init_views(), amp, step_generator(seed, 8))
         if step_batches is not None:
-            step_batches.with_views = True
+            step_batches.bank_pass = False
     method.train()
     read_errors, t_start, tiles_done, tiles_read = 0, time.perf_counter(), 0, 0
     done_epochs = 0

@@ -22,14 +22,19 @@ from histcode.ssl.augment import HEAugment
 from histcode.ssl.data import EpochBatchSampler
 
 Views = tuple[torch.Tensor, torch.Tensor]
-NO_STEP = -1  # a batch without views (the AdCo bank's first pass makes its own)
 VIEWS_KEY = 1  # the views' generator key: step_generator(seed, VIEWS_KEY, step, rank)
+BANK_KEY = 7  # the AdCo bank's first pass: one view of its k-th batch from step_generator(seed, BANK_KEY, k, rank)
 
 
 def step_generator(*key: int) -> torch.Generator:
     """A torch generator seeded from ``key`` (e.g. seed, purpose, step, rank): independent streams per step."""
     seed = int(np.random.SeedSequence([abs(k) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator().manual_seed(seed)
+
+
+def bank_step(k: int) -> int:
+    """The step tag of the bank pass's ``k``-th batch: negative, never a training step."""
+    return -1 - k
 
 
 def make_views(x: torch.Tensor, augment: HEAugment, g: torch.Generator) -> Views:
@@ -39,21 +44,22 @@ def make_views(x: torch.Tensor, augment: HEAugment, g: torch.Generator) -> Views
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """``EpochBatchSampler``'s batches with each index tagged by the batch's global step (epoch · steps per
-    epoch + batch), or by ``NO_STEP`` while ``with_views`` is false. Runs in the training process, so the flag
-    reaches persistent workers through the indices."""
+    epoch + batch), or, while ``bank_pass`` is set, by ``bank_step`` of the batch's place in the epoch (the AdCo
+    bank's first pass, one view per tile). Runs in the training process, so the flag reaches persistent workers
+    through the indices."""
 
     def __init__(self, batches: EpochBatchSampler) -> None:
         self.batches = batches
-        self.with_views = True
+        self.bank_pass = False
 
     def set_epoch(self, epoch: int) -> None:
         self.batches.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        batches, with_views = self.batches.batches(self.batches.epoch), self.with_views
+        batches, bank_pass = self.batches.batches(self.batches.epoch), self.bank_pass
         first = self.batches.epoch * len(batches)
         for k, batch in enumerate(batches):
-            step = first + k if with_views else NO_STEP
+            step = bank_step(k) if bank_pass else first + k
             yield [(i, step) for i in batch.tolist()]
 
     def __len__(self) -> int:
@@ -75,23 +81,25 @@ class StepItems(Dataset[tuple[Any, int]]):
 
 
 class ViewsCollate:
-    """Collate of ``StepItems``: (uint8 tiles (B, 3, H, W), read errors, (view 1, view 2) or None, step).
+    """Collate of ``StepItems``: (uint8 tiles (B, 3, H, W), read errors, views, step).
 
     Tiles are stain-normalised first (``TileCollate``), then augmented exactly as the training process would:
-    ``make_views(tiles / 255, augment, step_generator(seed, VIEWS_KEY, step, rank))``."""
+    ``make_views(tiles / 255, augment, step_generator(seed, VIEWS_KEY, step, rank))``, or for the bank pass's
+    ``k``-th batch (``bank_step(k)``) the one view ``augment(tiles / 255, step_generator(seed, BANK_KEY, k,
+    rank))``."""
 
     def __init__(self, normalize: Callable[[torch.Tensor], torch.Tensor] | None, augment: HEAugment, *,
                  seed: int, rank: int) -> None:
         self.tiles = TileCollate(normalize)
         self.augment, self.seed, self.rank = augment, seed, rank
 
-    def __call__(self, items: list[tuple[Any, int]]) -> tuple[torch.Tensor, list[str], Views | None, int]:
+    def __call__(self, items: list[tuple[Any, int]]) -> tuple[torch.Tensor, list[str], tuple[torch.Tensor, ...], int]:
         steps = {step for _, step in items}
         if len(steps) != 1:
             raise ValueError(f"ViewsCollate: a batch mixes steps {sorted(steps)}")
         tiles, errors = self.tiles([item for item, _ in items])
         step = steps.pop()
-        if step == NO_STEP:
-            return tiles, errors, None, step
-        g = step_generator(self.seed, VIEWS_KEY, step, self.rank)
-        return tiles, errors, make_views(tiles.float().div_(255.0), self.augment, g), step
+        x = tiles.float().div_(255.0)
+        if step < 0:
+            return tiles, errors, (self.augment(x, step_generator(self.seed, BANK_KEY, -1 - step, self.rank)),), step
+        return tiles, errors, make_views(x, self.augment, step_generator(self.seed, VIEWS_KEY, step, self.rank)), step
