@@ -219,3 +219,22 @@ def test_loader_workers_are_capped_at_the_cpus_and_features_do_not_change(tmp_pa
         feats[workers] = read_features(tmp_path / str(workers) / "CMU-1.h5")[0]
     assert "extract: 16 loader workers requested, 1 CPU(s) available to this process: using 1" in caplog.text
     np.testing.assert_array_equal(feats[16], feats[0])
+
+
+def test_inference_relu_runs_out_of_place_with_the_same_values() -> None:
+    """Extraction turns the encoder's in-place ReLUs out of place (faster for bf16 on a CPU): same embeddings."""
+    from torch import nn
+
+    from histcode.features.extract import _relu_out_of_place
+    from histcode.ssl.backbone import create_encoder
+
+    torch.manual_seed(0)
+    enc = create_encoder("resnet18_trunc").eval()
+    assert any(isinstance(m, nn.ReLU) and m.inplace for m in enc.modules())  # timm's ResNet: in place
+    x = torch.rand(4, 3, 64, 64)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = enc(x)
+        assert _relu_out_of_place(enc) is enc
+        after = enc(x)
+    assert not any(isinstance(m, nn.ReLU) and m.inplace for m in enc.modules())
+    assert torch.equal(before, after)
