@@ -225,8 +225,7 @@ def test_inference_relu_runs_out_of_place_with_the_same_values() -> None:
     """Extraction turns the encoder's in-place ReLUs out of place (faster for bf16 on a CPU): same embeddings."""
     from torch import nn
 
-    from histcode.features.extract import _relu_out_of_place
-    from histcode.ssl.backbone import create_encoder
+    from histcode.ssl.backbone import create_encoder, relu_out_of_place
 
     torch.manual_seed(0)
     enc = create_encoder("resnet18_trunc").eval()
@@ -234,7 +233,7 @@ def test_inference_relu_runs_out_of_place_with_the_same_values() -> None:
     x = torch.rand(4, 3, 64, 64)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         before = enc(x)
-        assert _relu_out_of_place(enc) is enc
+        assert relu_out_of_place(enc) is enc
         after = enc(x)
     assert not any(isinstance(m, nn.ReLU) and m.inplace for m in enc.modules())
     assert torch.equal(before, after)
