@@ -1,10 +1,10 @@
-"""Process pools for independent, seeded torch fits (MIL CV folds, per-gene MIL models) and for figures.
+"""Process pools for independent, seeded torch fits (MIL CV folds, per-gene MIL models) and for work beside a stage.
 
 One bag per step is too small a job to gain from more torch threads, so stages scale with processes: spawned
 (the stage's process already holds torch's thread pools, which do not survive a fork), each with ``threads``
 torch threads. ``Deferred`` stands in for a future when there are no workers, so callers submit and collect
-the same way either way. ``figure_pool`` is the same without torch: matplotlib/numpy work (heatmaps, galleries)
-beside a stage's own statistics, so its workers start in ~1 s and hold no torch.
+the same way either way. ``process_pool`` is the same without torch, for work beside the stage's own on the other
+core: figures (heatmaps, galleries), table validation (great-expectations' imports); its workers hold no torch.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def torch_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
                                initargs=(threads,))
 
 
-def _init_figure_worker() -> None:
+def _init_plain_worker() -> None:
     from histcode.memory_reuse import reuse_freed_memory
     from histcode.process_exit import skip_exit_collection
 
@@ -52,12 +52,12 @@ def _init_figure_worker() -> None:
     skip_exit_collection()
 
 
-def figure_pool(workers: int) -> ProcessPoolExecutor | None:
+def process_pool(workers: int) -> ProcessPoolExecutor | None:
     """``workers`` spawned processes (no torch imported; spawned, not forked, because the stage's process may
     hold MLflow's and HDF5's state); None for 0 (run in this process)."""
     if workers <= 0:
         return None
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_figure_worker)
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_plain_worker)
 
 
 class Deferred(Generic[T]):

@@ -14,10 +14,13 @@ def register(app: typer.Typer) -> None:
         params: Path = typer.Option(Path("params.yaml"), "--params", help="params file"),
     ) -> None:
         """Sample sheets / barcodes / CPTAC CSV → data/manifests/<cohort>/{slides,rnaseq,failures}.csv."""
-        from histcode.cohort.stage import run_ingest
-        from histcode.console import summary_line
+        from histcode.cohort.validation import validation_process
 
-        result = run_ingest(cohort, params)
+        with validation_process():  # great-expectations loads in another process while this one starts
+            from histcode.cohort.stage import run_ingest
+            from histcode.console import summary_line
+
+            result = run_ingest(cohort, params)
         typer.echo(f"{summary_line(f'ingest {cohort}', result.counts, 'ingest')} (excluded: "
                    f"{result.out_dir / 'failures.csv'})")
 

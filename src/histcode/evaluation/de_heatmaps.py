@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.io.attention import read_attention_attrs
-from histcode.worker_pool import Deferred, figure_pool
+from histcode.worker_pool import Deferred, process_pool
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class GeneHeatmaps:
         self.jobs: list[Future[pd.DataFrame] | Deferred[pd.DataFrame]] = []
 
     def __enter__(self) -> GeneHeatmaps:
-        self.pool = figure_pool(len(self.groups)) if self.workers > 0 and self.groups else None
+        self.pool = process_pool(len(self.groups)) if self.workers > 0 and self.groups else None
         try:
             for group in self.groups:
                 if self.pool is not None:

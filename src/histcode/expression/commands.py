@@ -14,7 +14,11 @@ def register(app: typer.Typer) -> None:
         cohort: str = typer.Option(None, "--cohort", help="cohort (default base.train_cohort)"),
     ) -> None:
         """data/manifests/<cohort>/rnaseq.csv → data/expression/<cohort>/ (pairs, panel, log10/log2 fc, labels)."""
-        from histcode.console import summary_line
-        from histcode.expression.stage import run_de_targets
+        from histcode.cohort.validation import validation_process
 
-        typer.echo(summary_line("de_targets", run_de_targets(params, cohort=cohort).metrics, "de_targets"))
+        with validation_process():  # great-expectations loads in another process while this one starts
+            from histcode.console import summary_line
+            from histcode.expression.stage import run_de_targets
+
+            metrics = run_de_targets(params, cohort=cohort).metrics
+        typer.echo(summary_line("de_targets", metrics, "de_targets"))

@@ -36,9 +36,10 @@ def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, coho
     cohort_cfg = stage.base.cohort(name)
     manifest_path = paths.rnaseq_csv(name)
     out_dir = paths.expression(name)
-    manifest = load_rnaseq_manifest(manifest_path, tcga=cohort_cfg.kind in ("gdc", "barcode"))
     with stage.run("expression", run_name=f"de_targets-{name}", metrics="de_targets", cohort=name,
                    params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)]) as run:
+        # validated first, in the run (a failure is tracked): by now its process has loaded great-expectations
+        manifest = load_rnaseq_manifest(manifest_path, tcga=cohort_cfg.kind in ("gdc", "barcode"))
         try:
             slides_csv = paths.slides_csv(name)
             slide_patients = ([p for p in read_manifest(slides_csv, columns=("slide_id", "patient_id"))["patient_id"]

@@ -26,7 +26,7 @@ from histcode.heatmaps.slide import render_slide
 from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 from histcode.prologue import open_stage
-from histcode.worker_pool import Deferred, figure_pool
+from histcode.worker_pool import Deferred, process_pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +71,7 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
     ) as run:
         sids = choose_slides(preds, manifest, cfg, pooling)
         # the slides' figures render in worker processes while this one checks attention against the truth
-        pool = figure_pool(min(cfg.workers, len(sids)))
+        pool = process_pool(min(cfg.workers, len(sids)))
         jobs = {sid: (pool.submit if pool is not None else _inline)(
             render_slide, slide_path[sid], paths.attention_h5(cohort, pooling, sid), paths.coords_h5(cohort, sid),
             out_root / sid, cfg, title=f"{sid} ({pooling})") for sid in sids}
