@@ -149,6 +149,9 @@ def test_stage_logs_mlflow_run_and_metrics(tmp_path: Path, monkeypatch, gdc_shee
     assert metrics == {**res.counts, **res.confounds}
     assert (metrics["slides_frozen"], metrics["preparation_confounded"]) == (2, 0)  # TS1 tumour and normal
     assert (metrics["slides_tumour"], metrics["slides_normal"], metrics["failures"]) == (1, 1, 1)
+    from histcode import tracking
+
+    tracking.client()  # the run was deferred: replayed first (what every MLflow reader of the project does)
     run = mlflow.search_runs(experiment_names=["histcode/ingest"], output_format="list")[0]
     assert run.data.tags["cohort"] == "demo" and run.data.tags["histcode.stage"] == "ingest"
     assert run.data.metrics["slides_tumour"] == 1.0

@@ -197,6 +197,9 @@ def test_run_evaluate_de_writes_metrics_json_and_mlflow(cohort, tmp_path: Path, 
     assert "enrichment.n_sets" not in on_disk and "n_gene_heatmaps" not in on_disk
     import mlflow
 
+    from histcode import tracking
+
+    tracking.client()  # the run was deferred: replayed first (what every MLflow reader of the project does)
     runs = mlflow.search_runs(experiment_names=["histcode/de"], output_format="list")
     assert len(runs) == 1 and runs[0].data.metrics["n_genes"] == 16
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "figures/de")}

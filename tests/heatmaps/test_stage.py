@@ -136,9 +136,10 @@ def test_heatmaps_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_m
     settings = json.loads(Path("reports/figures/heatmaps/attention_truth_settings.json").read_text())
     assert (settings["scale"], settings["smooth_tiles"], settings["threshold"]) == ("raw", 0.0, "otsu")
     # the heatmap run carries every picture and the QuPath GeoJSON as artifacts (MLflow UI: one place to look)
-    import mlflow
 
-    client = mlflow.MlflowClient()
+    from histcode import tracking
+
+    client = tracking.client()  # the run was deferred: replayed first
     exp = client.get_experiment_by_name("histcode/mil")
     (run,) = client.search_runs([exp.experiment_id], filter_string="tags.`histcode.stage` = 'heatmaps'")
     logged = {f.path for f in client.list_artifacts(run.info.run_id, f"heatmaps/{SLIDES[0]}")}

@@ -50,9 +50,10 @@ def test_tile_and_stain_ref_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     again = run_stain_ref(params)  # deterministic sample: the same reference
     assert again == out and load_normalizer(tmp_path / "data/stain/reference.json").to_dict() == norm.to_dict()
 
-    import mlflow
 
-    client = mlflow.MlflowClient()
+    from histcode import tracking
+
+    client = tracking.client()  # tile and stain_ref runs are deferred: replayed first
     tile_exp = client.get_experiment_by_name("histcode/tile")
     run = client.search_runs([tile_exp.experiment_id])[0]
     assert run.data.metrics["n_tiles"] == 36 and run.data.tags["cohort"] == "demo"

@@ -21,7 +21,8 @@ def run_ingest(cohort: str, params: str | Path | dict[str, Any] = DEFAULT_PARAMS
     cohort_cfg = stage.base.cohort(cohort)
     inputs = [p for p in (cohort_cfg.slide_sheet, cohort_cfg.rna_sheet) if p is not None] or [cohort_cfg.slide_dir]
     with stage.run("ingest", run_name=f"ingest-{cohort}", metrics=f"ingest/{cohort}", cohort=cohort,
-                   params={"ingest": to_dict(cfg), "cohort": to_dict(cohort_cfg)}, inputs=inputs) as run:
+                   params={"ingest": to_dict(cfg), "cohort": to_dict(cohort_cfg)}, inputs=inputs,
+                   defer=True) as run:  # logged by a detached process: no mlflow import here
         try:
             result = ingest_cohort(cohort, cohort_cfg, cfg, out_dir=paths.manifests(cohort))
         finally:

@@ -21,7 +21,8 @@ def run_evaluate_de(params: dict[str, Any] | str | Path = "params.yaml", *, coho
     cohort = cohort or base_cfg.train_cohort
     with stage.run("de", run_name=f"evaluate_de-{cohort}", metrics="de", cohort=cohort,
                    inputs=[paths.de_predictions(cohort), paths.data_dir / "attention_genes" / cohort],
-                   params={"evaluate_de": to_dict(cfg), "base.seed": base_cfg.seed}) as run:
+                   params={"evaluate_de": to_dict(cfg), "base.seed": base_cfg.seed},
+                   defer=True) as run:  # logged by a detached process: no mlflow import here
         result = evaluate_de(cfg, base_cfg, cohort=cohort)
         run.metrics = result.metrics
         tracking.set_description(as_markdown(de_lines(result.metrics)))  # the run page opens on the result

@@ -37,7 +37,8 @@ def run_de_targets(params: str | Path | dict[str, Any] = DEFAULT_PARAMS, *, coho
     manifest_path = paths.rnaseq_csv(name)
     out_dir = paths.expression(name)
     with stage.run("expression", run_name=f"de_targets-{name}", metrics="de_targets", cohort=name,
-                   params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)]) as run:
+                   params={"expression": to_dict(cfg)}, inputs=[paths.manifests(name)],
+                   defer=True) as run:  # logged by a detached process: no mlflow import here
         # validated first, in the run (a failure is tracked): by now its process has loaded great-expectations
         manifest = load_rnaseq_manifest(manifest_path, tcga=cohort_cfg.kind in ("gdc", "barcode"))
         try:

@@ -68,6 +68,7 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
         cohort=cohort,
         params={"heatmaps": {k: str(v) for k, v in vars(cfg).items()}},
         tags={"pooling": pooling},
+        defer=True,  # logged by a detached process: no mlflow import here
     ) as run:
         sids = choose_slides(preds, manifest, cfg, pooling)
         # the slides' figures render in worker processes while this one checks attention against the truth

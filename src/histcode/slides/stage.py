@@ -99,7 +99,8 @@ def run_stain_ref(params: str | Path | dict[str, Any] = DEFAULT_PARAMS) -> dict[
     cfg, paths = stage.cfg, stage.paths
     cohort = stage.base.train_cohort
     with stage.run("stain", run_name=f"stain_ref-{cohort}", cohort=cohort,
-                   params={"stain": to_dict(cfg), "seed": stage.seed}, inputs=[paths.process_list(cohort)]) as run:
+                   params={"stain": to_dict(cfg), "seed": stage.seed}, inputs=[paths.process_list(cohort)],
+                   defer=True) as run:  # logged by a detached process: no mlflow import here
         norm, tiles = fit_reference(cfg.method, paths.tiles(cohort), paths.slides_csv(cohort), cfg.fit_tiles,
                                     stage.seed)
         save_normalizer(norm, paths.stain_reference)
