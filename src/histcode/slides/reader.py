@@ -211,7 +211,7 @@ class SlideReader:
             raise SlideError(f"{self.path}: reading region x={x} y={y} level={level} size={w}x{h} failed "
                              f"({type(exc).__name__}: {exc}); the file is probably corrupt or truncated; "
                              "re-download it.") from exc
-        if region.mode == "RGBA" and region.getchannel("A").getextrema()[0] == 255:  # alpha only: 47 vs 185 µs
+        if region.mode == "RGBA" and region.getextrema()[3][0] == 255:
             return np.array(region.convert("RGB")), None  # a writable copy, as callers expect
         rgba = np.asarray(region)
         clear = rgba[..., 3] == 0
