@@ -97,6 +97,9 @@ def test_uni_with_a_local_weight_file_runs_end_to_end(synth_project: Path) -> No
     np.testing.assert_allclose(feats[:3].astype(np.float32), ref, rtol=2e-2, atol=5e-3)
     import mlflow
 
+    from histcode import tracking
+
+    tracking.client()  # the run was deferred: replayed first (what every MLflow reader of the project does)
     runs = mlflow.search_runs(experiment_names=["histcode/extract"], order_by=["start_time DESC"])
     assert runs.iloc[0][f"params.encoder.{spec.name}.fingerprint"] == file_digest(weights)
 

@@ -193,7 +193,8 @@ def _extract(stage: Stage, cfg: ExtractConfig, cohort: str, names: list[str], ou
     # the stage's DVC metrics file only for the stage itself, not for out_root (external) runs
     run_ctx = (stage.run("extract", run_name=f"extract-{cohort}", cohort=cohort, inputs=[paths.tiles(cohort)],
                          params={**to_dict(cfg), "encoders": names},
-                         metrics=f"extract/{cohort}" if out_root is None else None)
+                         metrics=f"extract/{cohort}" if out_root is None else None,
+                         defer=True)  # logged by a detached process: no mlflow import on extraction's path
                if info.is_main else contextlib.nullcontext())
     try:
         with run_ctx as run:
