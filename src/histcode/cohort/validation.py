@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pandas as pd
 
 from histcode.errors import HistcodeError
 
+log = logging.getLogger(__name__)
 MAX_ROWS_IN_MESSAGE = 10
 MAX_ROWS_IN_REPORT = 200
 
@@ -209,22 +211,31 @@ def validation_process() -> Iterator[None]:
 
     global _PROCESS
     pool = process_pool(1)
-    assert pool is not None
     try:
-        pool.submit(_load_gx)
-        _PROCESS = pool
+        if pool is not None:
+            try:
+                pool.submit(_load_gx)
+                _PROCESS = pool
+            except (BrokenProcessPool, OSError) as exc:  # no second process here: validate in this one
+                log.warning("validation process could not start (%s); validating in this process", exc)
         yield
     finally:
         _PROCESS = None
-        pool.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def check_table(df: pd.DataFrame, spec: TableSpec, *, source: str | Path, report: list[dict[str, Any]]) -> None:
     """Validate (in ``validation_process``'s process when one is open), append the entry to ``report``, and raise
     ``ValidationError`` if anything failed."""
-    process = _PROCESS
-    entry = (process.submit(validate_table, df, spec, source=source).result() if process is not None
-             else validate_table(df, spec, source=source))
+    entry = None
+    if _PROCESS is not None:
+        try:
+            entry = _PROCESS.submit(validate_table, df, spec, source=source).result()
+        except (BrokenProcessPool, OSError) as exc:  # the process died or could not start: validate here
+            log.warning("validation process unavailable (%s); validating %s in this process", exc, spec.name)
+    if entry is None:
+        entry = validate_table(df, spec, source=source)
     report.append(entry)
     if not entry["success"]:
         raise ValidationError(format_failures(entry), {"tables": report})

@@ -73,10 +73,10 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
         sids = choose_slides(preds, manifest, cfg, pooling)
         # the slides' figures render in worker processes while this one checks attention against the truth
         pool = process_pool(min(cfg.workers, len(sids)))
-        jobs = {sid: (pool.submit if pool is not None else _inline)(
-            render_slide, slide_path[sid], paths.attention_h5(cohort, pooling, sid), paths.coords_h5(cohort, sid),
-            out_root / sid, cfg, title=f"{sid} ({pooling})") for sid in sids}
         try:
+            jobs = {sid: (pool.submit if pool is not None else _inline)(
+                render_slide, slide_path[sid], paths.attention_h5(cohort, pooling, sid),
+                paths.coords_h5(cohort, sid), out_root / sid, cfg, title=f"{sid} ({pooling})") for sid in sids}
             synthetic = bcfg.cohort(cohort).synthetic
             truth = _truth(manifest, paths, cohort, cfg, out_root) if synthetic and pool is not None else None
             for sid, job in tqdm(jobs.items(), desc="heatmaps", disable=not progress):
