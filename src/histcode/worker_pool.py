@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from typing import Generic, TypeVar
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Generic, TypeVar
 
 from histcode.cpus import torch_threads
 
@@ -72,3 +72,11 @@ class Deferred(Generic[T]):
         if not self.done:
             self.value, self.done = self.fn(), True
         return self.value  # type: ignore[return-value]
+
+
+def submit(pool: ProcessPoolExecutor | None, fn: Callable[..., T], *args: Any,
+           **kwargs: Any) -> Future[T] | Deferred[T]:
+    """``pool.submit(fn, ...)``, or without a pool a ``Deferred`` call that runs when its result is asked for."""
+    if pool is not None:
+        return pool.submit(fn, *args, **kwargs)
+    return Deferred(lambda: fn(*args, **kwargs))

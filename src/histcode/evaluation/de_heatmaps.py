@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from histcode.io.attention import read_attention_attrs
-from histcode.worker_pool import Deferred, process_pool
+from histcode.worker_pool import Deferred, process_pool, submit
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,7 @@ class GeneHeatmaps:
     def __enter__(self) -> GeneHeatmaps:
         self.pool = process_pool(len(self.groups)) if self.workers > 0 and self.groups else None
         try:
-            for group in self.groups:
-                if self.pool is not None:
-                    self.jobs.append(self.pool.submit(render_gene_heatmaps, group, *self.args, n=self.n))
-                else:
-                    self.jobs.append(Deferred(lambda g=group: render_gene_heatmaps(g, *self.args, n=self.n)))
+            self.jobs = [submit(self.pool, render_gene_heatmaps, group, *self.args, n=self.n) for group in self.groups]
         except BaseException:  # __exit__ does not run after a failed __enter__
             self._stop()
             raise

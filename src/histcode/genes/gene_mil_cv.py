@@ -25,7 +25,7 @@ import pandas as pd
 from histcode.console import tqdm
 from histcode.genes.gene_mil import GeneAttentionMIL, fit_gene_mil, subsample
 from histcode.io.attention import write_attention
-from histcode.worker_pool import Deferred, torch_pool
+from histcode.worker_pool import Deferred, submit, torch_pool
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,7 @@ class GeneMilCV:
                     train = [i for i, p in enumerate(patients) if self.folds[p] != k]
                     args = ([train_bags[patients[i]] for i in train], self.ys[gene][train], gene, settings,
                             self.seed + 1000 * gi + (999 if k == FINAL else k))
-                    self.fits[gene, k] = (self.pool.submit(_fit, *args) if self.pool is not None
-                                          else Deferred(lambda args=args: _fit(*args)))
+                    self.fits[gene, k] = submit(self.pool, _fit, *args)
         except BaseException:  # __exit__ does not run when __enter__ fails: stop the workers here
             self.__exit__()
             raise

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 
@@ -26,10 +25,9 @@ from histcode.heatmaps.slide import render_slide
 from histcode.io.manifest import read_manifest
 from histcode.paths import Paths
 from histcode.prologue import open_stage
-from histcode.worker_pool import Deferred, process_pool
+from histcode.worker_pool import process_pool, submit
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def primary_pooling(params: dict[str, Any], paths: Paths) -> str:
@@ -74,8 +72,8 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
         # the slides' figures render in worker processes while this one checks attention against the truth
         pool = process_pool(min(cfg.workers, len(sids)))
         try:
-            jobs = {sid: (pool.submit if pool is not None else _inline)(
-                render_slide, slide_path[sid], paths.attention_h5(cohort, pooling, sid),
+            jobs = {sid: submit(
+                pool, render_slide, slide_path[sid], paths.attention_h5(cohort, pooling, sid),
                 paths.coords_h5(cohort, sid), out_root / sid, cfg, title=f"{sid} ({pooling})") for sid in sids}
             synthetic = bcfg.cohort(cohort).synthetic
             truth = _truth(manifest, paths, cohort, cfg, out_root) if synthetic and pool is not None else None
@@ -101,11 +99,6 @@ def run_heatmaps(params_path: str | Path = "params.yaml", *, progress: bool = Tr
             metrics.update(truth if truth is not None else _truth(manifest, paths, cohort, cfg, out_root))
         run.metrics = metrics
     return metrics
-
-
-def _inline(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
-    """``pool.submit`` without a pool: the call runs when its result is asked for (in the loop's order)."""
-    return Deferred(lambda: fn(*args, **kwargs))
 
 
 def _truth(
