@@ -193,7 +193,14 @@ def render_slide(
             e, h = zero.copy(), zero.copy()
             if "tissue" in up:
                 ut = up["tissue"]  # ragged only at the border (4·t·(1−t) vanishes inside and outside)
-                tis = np.clip((ut - 0.5 + 1.8 * ut * (1 - ut) * t["edge"]) * 3 + 0.5, 0, 1)
+                # clip((ut − 0.5 + 1.8·ut·(1 − ut)·edge)·3 + 0.5, 0, 1), in place: the same float32 steps
+                tis = 1.8 * ut
+                tis *= 1 - ut
+                tis *= t["edge"]
+                tis += ut - 0.5
+                tis *= 3
+                tis += 0.5
+                np.clip(tis, 0, 1, out=tis)
                 e = up["e"].copy()
                 for k in ("fib0", "fib90", "cell", "gran"):
                     if k in up:
