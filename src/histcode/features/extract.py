@@ -31,9 +31,9 @@ from histcode.slides.cohort_tiles import SlideTiles
 from histcode.slides.tile_dataset import (
     SlideTileDataset,
     TileCollate,
+    loader_worker_init,
     normalize_on_device,
     normalize_uint8,
-    worker_init,
 )
 from histcode.ssl.backbone import relu_out_of_place
 
@@ -178,7 +178,7 @@ def extract_slides(slides: list[SlideTiles], jobs: list[EncoderJob], *, cfg: Ext
     workers = loader_workers(cfg.workers, "extract")
     loader = DataLoader(dataset, batch_sampler=_RangeSampler(ranges), num_workers=workers,
                         collate_fn=TileCollate(None if on_device else normalize),
-                        worker_init_fn=worker_init if workers else None,
+                        worker_init_fn=loader_worker_init(device) if workers else None,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     from histcode.console import interactive, tqdm
 

@@ -26,7 +26,7 @@ from histcode.cpus import loader_workers, torch_threads
 from histcode.errors import HistcodeError
 from histcode.precision import resolve_bf16
 from histcode.seeding import seed_everything
-from histcode.slides.tile_dataset import TileCollate, normalize_on_device, normalize_uint8, worker_init
+from histcode.slides.tile_dataset import TileCollate, loader_worker_init, normalize_on_device, normalize_uint8
 from histcode.ssl.augment import AugmentConfig, HEAugment
 from histcode.ssl.backbone import create_encoder, relu_out_of_place
 from histcode.ssl.checkpoint import check_compatible, load_checkpoint, save_checkpoint, set_rng_state
@@ -153,7 +153,7 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                         num_workers=workers,
                         collate_fn=ViewsCollate(normalize, augment, seed=seed, rank=info.rank) if step_batches
                         else TileCollate(None if stain_on_device else normalize),
-                        worker_init_fn=worker_init if workers else None, persistent_workers=workers > 0,
+                        worker_init_fn=loader_worker_init(dev) if workers else None, persistent_workers=workers > 0,
                         pin_memory=dev.type == "cuda")
 
     bf16 = resolve_bf16(cfg.bf16, dev.type)
