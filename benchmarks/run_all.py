@@ -4,7 +4,8 @@ Each ``bench_*.py`` writes one JSON; this runs them one after another (never in 
 cores), each into ``--out-dir`` (default ``benchmarks/results/``), then writes ``summary.json`` there: per
 benchmark its exit status, wall time and the JSON it produced. A failing benchmark is recorded, the others
 still run; the exit status is 1 when any failed. ``bench_extract`` needs the demo's features and
-``data/tiles`` (run ``dvc repro`` first): it is skipped, with the reason, when they are missing.
+``data/tiles`` (run ``dvc repro`` first), ``bench_tile_reads`` the demo's slides and tiles: they are skipped, with
+the reason, when these are missing.
 
     python benchmarks/run_all.py [--only adco stain] [--out-dir benchmarks/results]
 """
@@ -31,10 +32,12 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench_stain": [],
     "bench_adco": [],
     "bench_extract": ["--cohort", "tcga_synth", "--encoder", "random", "--max-tiles", "3000"],
+    "bench_tile_reads": [],
     "bench_mil": ["--tiles", "20000", "--dim", "256", "--hidden", "128"],
     "bench_de": [],
 }
-NEEDS = {"bench_extract": ROOT / "data" / "tiles" / "tcga_synth"}
+NEEDS = {"bench_extract": ROOT / "data" / "tiles" / "tcga_synth",
+         "bench_tile_reads": ROOT / "data" / "tiles" / "cptac_synth"}
 
 
 def run_one(name: str, extra: list[str], out_dir: Path, script_dir: Path = HERE) -> dict[str, object]:
