@@ -143,11 +143,28 @@ def test_the_tile_cache_keeps_its_byte_bound() -> None:
     cache = st._TileCache(3 * 1000)
     tiles = [np.full(1000, i, np.uint8) for i in range(5)]
     for i, t in enumerate(tiles):
-        cache.put((Path("a"), 0, i), t)
-    assert [cache.get((Path("a"), 0, i)) is not None for i in range(5)] == [False, False, True, True, True]
-    cache.get((Path("a"), 0, 2))  # used: kept over the older 3
-    cache.put((Path("a"), 0, 5), tiles[0])
-    assert cache.get((Path("a"), 0, 3)) is None and cache.get((Path("a"), 0, 2)) is not None
+        cache.put((Path("a"), (1, 1), 0, i), t)
+    assert [cache.get((Path("a"), (1, 1), 0, i)) is not None for i in range(5)] == [False, False, True, True, True]
+    cache.get((Path("a"), (1, 1), 0, 2))  # used: kept over the older 3
+    cache.put((Path("a"), (1, 1), 0, 5), tiles[0])
+    assert cache.get((Path("a"), (1, 1), 0, 3)) is None and cache.get((Path("a"), (1, 1), 0, 2)) is not None
+
+
+def test_a_file_replaced_under_the_same_path_is_read_anew(jpeg_slides, scene, tmp_path: Path) -> None:
+    """The index and the decoded tiles belong to one version of a file: a slide re-written under the same path (a
+    re-download) is read from its new bytes in the same process, not from what was kept of the old ones."""
+    path = tmp_path / "slide.svs"
+    path.write_bytes(jpeg_slides["svs"].read_bytes())
+    with SlideReader(path) as s:
+        old = s._read_rgb(200, 300, 0, 256, 256)  # stitched: its tiles are kept
+    write_aperio_svs(path, np.ascontiguousarray(255 - scene.rgb), 0.5, ScannerStyle(tile_px=240), label_text="t",
+                     date="01/01/26", image_id=1)
+    os.utime(path, ns=(1, 1))  # a new mtime, whatever the clock's resolution
+    with SlideReader(path) as s:
+        s._read_rgb(960, 960, 0, 256, 256)  # the new version's level check, on tiles never read before
+        new = s._read_rgb(200, 300, 0, 256, 256)
+    np.testing.assert_array_equal(new, _openslide_rgb(path, 200, 300, 0, 256, 256))
+    assert not np.array_equal(new, old)
 
 
 def test_formats_openslide_does_not_map_to_tiff_pages_are_left_alone(jpeg_slides, scene, tiff_writer,

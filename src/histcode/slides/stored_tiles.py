@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -57,22 +57,23 @@ class _Level:
 
 
 class _TileCache:
-    """LRU of decoded tiles by (file, level, tile index), bounded in bytes; shared by the process's readers."""
+    """LRU of decoded tiles by (file, its version, level, tile index), bounded in bytes; shared by the process's
+    readers."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._tiles: OrderedDict[tuple[Path, int, int], np.ndarray] = OrderedDict()
+        self._tiles: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Path, int, int]) -> np.ndarray | None:
+    def get(self, key: tuple[Any, ...]) -> np.ndarray | None:
         with self._lock:
             tile = self._tiles.get(key)
             if tile is not None:
                 self._tiles.move_to_end(key)
             return tile
 
-    def put(self, key: tuple[Path, int, int], tile: np.ndarray) -> None:
+    def put(self, key: tuple[Any, ...], tile: np.ndarray) -> None:
         with self._lock:
             if key in self._tiles:
                 return
@@ -90,6 +91,8 @@ class StoredTiles:
     """The JPEG tile index of one slide file (per process, see :func:`stored_tiles`)."""
 
     path: Path
+    version: tuple[int, int]  # (mtime ns, size): a file replaced under the same path is another file
+    file: BinaryIO  # opened with the index: the bytes read are the version indexed (closed when collected)
     levels: dict[int, _Level] = field(default_factory=dict)
 
     def read(self, x: int, y: int, level: int, downsample: float, w: int, h: int,
@@ -150,7 +153,7 @@ class StoredTiles:
         """Stored tile (tx, ty) of ``level`` decoded (tile_h, tile_w, 3), from the cache or kept in it when ``keep``;
         None when OpenSlide fails on it or finds it transparent, when it has no bytes, or when it does not decode."""
         index = ty * lv.across + tx
-        key = (self.path, level, index)
+        key = (self.path, self.version, level, index)
         tile = _CACHE.get(key)
         if tile is not None:
             return tile if keep else tile.copy()
@@ -159,11 +162,7 @@ class StoredTiles:
         if not lv.counts[index] or not checked(last_x, last_y):
             return None
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                data = os.pread(fd, lv.counts[index], lv.offsets[index])
-            finally:
-                os.close(fd)
+            data = os.pread(self.file.fileno(), lv.counts[index], lv.offsets[index])
             tile = lv.decode(data, index, jpegtables=lv.jpegtables)[0][0]
         except Exception as exc:  # any decoder error: OpenSlide reads the region and reports it
             log.debug("%s: stored tile %d of level %d not decoded (%s); reading it with OpenSlide", self.path,
@@ -207,14 +206,15 @@ def _level_tile(properties: Mapping[str, str], level: int) -> tuple[int, int]:
         return 0, 0
 
 
-def _index(path: Path, properties: Mapping[str, str],
+def _index(path: Path, version: tuple[int, int], properties: Mapping[str, str],
            level_dimensions: tuple[tuple[int, int], ...]) -> StoredTiles | None:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        file = open(path, "rb", buffering=0)  # noqa: SIM115 - kept open by the index
+        with tifffile.TiffFile(file) as tif:
             pages = list(tif.pages)
-            stored = StoredTiles(path)
+            stored = StoredTiles(path, version, file)
             for level, (width, height) in enumerate(level_dimensions):
                 tile_w, tile_h = _level_tile(properties, level)
                 page = _level_page(pages, width, height, tile_w, tile_h) if tile_w and tile_h else None
@@ -231,9 +231,9 @@ def _index(path: Path, properties: Mapping[str, str],
 
 
 @functools.lru_cache(maxsize=_CACHED_SLIDES)
-def _cached(path: Path, _mtime_ns: int, _size: int, properties: tuple[tuple[str, str], ...],
+def _cached(path: Path, version: tuple[int, int], properties: tuple[tuple[str, str], ...],
             level_dimensions: tuple[tuple[int, int], ...]) -> StoredTiles | None:
-    return _index(path, dict(properties), level_dimensions)
+    return _index(path, version, dict(properties), level_dimensions)
 
 
 def tile_sized(properties: Mapping[str, str], level: int, w: int, h: int) -> bool:
@@ -255,4 +255,4 @@ def stored_tiles(path: Path, properties: Mapping[str, str],
         return None
     keep = tuple(sorted((k, v) for k, v in properties.items()
                         if k.startswith(("openslide.level[", "openslide.vendor"))))
-    return _cached(path.resolve(), st.st_mtime_ns, st.st_size, keep, level_dimensions)
+    return _cached(path.resolve(), (st.st_mtime_ns, st.st_size), keep, level_dimensions)
