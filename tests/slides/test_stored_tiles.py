@@ -3,8 +3,9 @@ the cost (``histcode.slides.stored_tiles``)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -176,19 +177,12 @@ def test_formats_openslide_does_not_map_to_tiff_pages_are_left_alone(jpeg_slides
             assert st.stored_tiles(s.path, s._slide.properties, s.level_dimensions) is None
 
 
-def _nice_of_worker(device: str, out: multiprocessing.Queue) -> None:
-    loader_worker_init(torch.device(device))(0)
-    out.put((os.nice(0), torch.get_num_threads()))
-
-
 def test_cpu_loader_workers_yield_to_the_network() -> None:
     """On a CPU the loader workers run at the lowest priority (the network's threads own the cores); on an
     accelerator they keep the parent's."""
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_nice_of_worker, args=("cpu", out))
-    proc.start()
-    nice, threads = out.get(timeout=120)
-    proc.join()
+    code = ("import os, torch; from histcode.slides.tile_dataset import loader_worker_init; "
+            "loader_worker_init(torch.device('cpu'))(0); print(os.nice(0), torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    nice, threads = (int(v) for v in out.stdout.split())
     assert nice == min(os.nice(0) + 19, 19) and threads == 1
     assert loader_worker_init(torch.device("cuda")) is worker_init
