@@ -98,3 +98,28 @@ def test_paired_delta_uses_the_same_resamples() -> None:
     same = paired_delta(y, p, p, metric="auc", n_boot=100, seed=1)
     assert same == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}  # unpaired CIs would not collapse
     assert d["ci_low"] <= d["delta"] <= d["ci_high"]
+
+
+def test_average_precision_of_every_resample_equals_sklearn() -> None:
+    from histcode.metrics.classification import _average_precision
+
+    y, p = data(40, 4)
+    idx = bootstrap_indices(len(y), 200, 2)
+    yb, pb = y[idx], p[idx]
+    pb[0] = 0.5  # one resample of a single tie group: AP = prevalence
+    ap = _average_precision(yb, pb)
+    for b in range(len(idx)):
+        if 0 < yb[b].sum() < len(y):
+            assert ap[b] == pytest.approx(average_precision_score(yb[b], pb[b]), abs=1e-14), b
+    assert ap[0] == pytest.approx(yb[0].mean(), abs=1e-14)
+    assert np.isnan(_average_precision(np.zeros((1, 5), int), np.linspace(0, 1, 5)[None]))[0]
+
+
+def test_paired_delta_of_average_precision_equals_a_reference_loop() -> None:
+    y, p = data(50, 5)
+    q = np.clip(p + np.random.default_rng(3).normal(0, 0.2, len(p)), 0, 1).round(2)
+    d = paired_delta(y, p, q, metric="average_precision", n_boot=300, seed=4)
+    ref = [average_precision_score(y[i], p[i]) - average_precision_score(y[i], q[i])
+           for i in bootstrap_indices(len(y), 300, 4) if 0 < y[i].sum() < len(y)]
+    lo, hi = np.quantile(ref, [0.025, 0.975])
+    assert (d["ci_low"], d["ci_high"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))

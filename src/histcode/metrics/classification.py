@@ -43,16 +43,21 @@ def _check(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return y, p
 
 
-def _average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """sklearn's step-wise average precision (ties grouped at distinct scores), ~50x faster per call."""
-    order = np.argsort(-p, kind="mergesort")
-    ys, ps = y[order], p[order]
-    last = np.r_[np.diff(ps) != 0, True]
-    tps = np.cumsum(ys)[last]
-    fps = np.flatnonzero(last) + 1 - tps
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+def _average_precision(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """sklearn's step-wise average precision of every row of (B, n) labels/scores at once (ties grouped at
+    distinct scores; NaN for a row without positives). AP = Σ over positives of the precision at the end of
+    their tie group, / positives: one sort for all resamples instead of a Python call each (7x faster on the
+    demo's 1,000 resamples of 48 slides, equal to sklearn within 4e-16)."""
+    n = y.shape[1]
+    order = np.argsort(-p, axis=1, kind="mergesort")
+    ys, ps = np.take_along_axis(y, order, 1), np.take_along_axis(p, order, 1)
+    last = np.ones(ps.shape, dtype=bool)  # the last position of each group of equal scores
+    last[:, :-1] = ps[:, 1:] != ps[:, :-1]
+    tps = np.cumsum(ys, axis=1)
+    end = np.minimum.accumulate(np.where(last, np.arange(n), n)[:, ::-1], axis=1)[:, ::-1]
+    precision = np.take_along_axis(tps, end, 1) / (end + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ys * precision).sum(1) / tps[:, -1]
 
 
 def _metric_fns(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
@@ -64,8 +69,9 @@ def _metric_fns(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray]
     }
 
 
-def _fast_boot(y: np.ndarray, p: np.ndarray, idx: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """Vectorised accuracy/balanced accuracy over resamples; AUC per resample by ranks (NaN if 1 class)."""
+def _fast_boot(y: np.ndarray, p: np.ndarray, idx: np.ndarray, threshold: float,
+               metrics: tuple[str, ...] = METRICS) -> dict[str, np.ndarray]:
+    """``metrics`` over resamples, vectorised: accuracy, balanced accuracy, AUC by ranks and AP (NaN if 1 class)."""
     yb, pb = y[idx], p[idx]
     hit = (pb >= threshold).astype(int) == yb
     n_pos = yb.sum(1)
@@ -75,16 +81,17 @@ def _fast_boot(y: np.ndarray, p: np.ndarray, idx: np.ndarray, threshold: float) 
         tnr = (hit & (yb == 0)).sum(1) / n_neg
         both = (n_pos > 0) & (n_neg > 0)
         bal = np.where(both, (tpr + tnr) / 2, np.where(n_pos > 0, tpr, tnr))
-    from scipy.stats import rankdata
+    out = {"accuracy": hit.mean(1), "balanced_accuracy": bal}
+    if "auc" in metrics:
+        from scipy.stats import rankdata
 
-    ranks = rankdata(pb, axis=1)  # average ranks handle ties exactly as sklearn's AUC
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * (yb == 1)).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    auc = np.where(both, auc, np.nan)
-    ap = np.full(idx.shape[0], np.nan)
-    for b in np.flatnonzero(both):
-        ap[b] = _average_precision(yb[b], pb[b])
-    return {"accuracy": hit.mean(1), "balanced_accuracy": bal, "auc": auc, "average_precision": ap}
+        ranks = rankdata(pb, axis=1)  # average ranks handle ties exactly as sklearn's AUC
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = ((ranks * (yb == 1)).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        out["auc"] = np.where(both, auc, np.nan)
+    if "average_precision" in metrics:
+        out["average_precision"] = np.where(both, _average_precision(yb, pb), np.nan)
+    return out
 
 
 def classification_metrics(
@@ -159,7 +166,7 @@ def paired_delta(
     out = {"delta": fn(y, pa) - fn(y, pb)}
     if n_boot > 0:
         idx = bootstrap_indices(y.size, n_boot, seed)
-        d = _fast_boot(y, pa, idx, threshold)[metric] - _fast_boot(y, pb, idx, threshold)[metric]
+        d = _fast_boot(y, pa, idx, threshold, (metric,))[metric] - _fast_boot(y, pb, idx, threshold, (metric,))[metric]
         d = d[~np.isnan(d)]
         lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2]) if d.size else (np.nan, np.nan)
         out.update({"ci_low": float(lo), "ci_high": float(hi)})
