@@ -188,6 +188,23 @@ def test_nystrom_row_chunks_equal_one_block(monkeypatch: pytest.MonkeyPatch) -> 
     torch.testing.assert_close(row_c, row, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("n", [3, 12, 40])  # shorter than the residual kernel's reach, exact, Nyström
+def test_class_token_alone_equals_row_0_of_the_whole_layer(n: int) -> None:
+    """The last layer computes only the class token's output (``cls_only``): the same values and the same
+    gradients as row 0 of the whole layer, residual sequence convolution included."""
+    torch.manual_seed(n)
+    att = NystromAttention(8, heads=2, landmarks=4, exact_max=12, residual_kernel=33)
+    x = torch.randn(n, 8, requires_grad=True)
+    whole, row = att(x, cls_row=True)
+    alone, row_1 = att(x, cls_row=True, cls_only=True)
+    assert alone.shape == (1, 8)
+    torch.testing.assert_close(alone, whole[:1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(row_1, row, rtol=1e-5, atol=1e-6)
+    (g_whole,) = torch.autograd.grad((whole[0] * torch.arange(8.0)).sum() + row[1:].sum(), x)
+    (g_alone,) = torch.autograd.grad((alone[0] * torch.arange(8.0)).sum() + row_1[1:].sum(), x)
+    torch.testing.assert_close(g_alone, g_whole, rtol=1e-4, atol=1e-5)
+
+
 def test_ppeg_is_the_sum_of_its_three_depthwise_convolutions() -> None:
     ppeg = transmil_mod.PPEG(6)
     x = torch.randn(1 + 25, 6)

@@ -68,12 +68,23 @@ class NystromAttention(nn.Module):
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
                                   groups=heads, bias=False)
 
-    def forward(self, x: Tensor, *, cls_row: bool = False) -> tuple[Tensor, Tensor | None]:
-        """(n, dim) → ((n, dim), the head-mean attention row of token 0 (n,) when ``cls_row``)."""
+    def forward(self, x: Tensor, *, cls_row: bool = False, cls_only: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(n, dim) → ((n, dim), the head-mean attention row of token 0 (n,) when ``cls_row``). With ``cls_only``
+        only token 0's output, (1, dim): the last layer's other outputs are never read, and in the exact path
+        this skips their queries, their n × n attention and their output projection (forward and backward)."""
         n = x.shape[0]
+        row = None
+        if cls_only and n <= self.exact_max:  # exact attention of the class token alone
+            w = self.to_qkv.weight
+            q = F.linear(x[:1], w[: self.heads * self.d]).view(1, self.heads, self.d).transpose(0, 1)
+            k, v = F.linear(x, w[self.heads * self.d :]).view(n, 2, self.heads, self.d).permute(1, 2, 0, 3)
+            attn = torch.softmax((q * self.d**-0.5) @ k.transpose(-1, -2), dim=-1)  # (h, 1, n)
+            row = attn[:, 0].mean(0) if cls_row else None
+            near = self.res_conv.kernel_size[0] // 2 + 1  # the tokens the residual convolution sees at token 0
+            out = attn @ v + self.res_conv(v[None, :, :near])[0][:, :1]
+            return self.to_out(out.permute(1, 0, 2).reshape(1, -1)), row
         q, k, v = self.to_qkv(x).view(n, 3, self.heads, self.d).permute(1, 2, 0, 3)
         q = q * self.d**-0.5
-        row = None
         if n <= self.exact_max:  # exact attention
             attn = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
             out = attn @ v
@@ -95,12 +106,17 @@ class NystromAttention(nn.Module):
                     z, acc = z * scale + p.sum(-1), acc * scale[..., None] + p @ v[:, s : s + CHUNK]
                 mx = new
             w = kernel2 @ (acc / z[..., None])  # (h, m, d)
-            out = torch.cat([torch.softmax(q[:, s : s + CHUNK] @ k_l.transpose(-1, -2), dim=-1) @ w
-                             for s in range(0, n, CHUNK)], dim=1)
+            rows = 1 if cls_only else n
+            out = torch.cat([torch.softmax(q[:, s : min(s + CHUNK, rows)] @ k_l.transpose(-1, -2), dim=-1) @ w
+                             for s in range(0, rows, CHUNK)], dim=1)
             if cls_row:
                 u = torch.softmax(q[:, :1] @ k_l.transpose(-1, -2), dim=-1) @ kernel2  # (h, 1, m)
                 row = torch.cat([(u @ torch.exp(q_l @ k[:, s : s + CHUNK].transpose(-1, -2) - mx[..., None])
                                   / z[..., None]) for s in range(0, n, CHUNK)], dim=-1)[:, 0].mean(0)
+        if cls_only:
+            near = self.res_conv.kernel_size[0] // 2 + 1
+            out = out + self.res_conv(v[None, :, :near])[0][:, :1]
+            return self.to_out(out.permute(1, 0, 2).reshape(1, -1)), row
         out = out + self.res_conv(v[None])[0]
         return self.to_out(out.permute(1, 0, 2).reshape(n, -1)), row
 
@@ -154,14 +170,13 @@ class TransMIL(Pooling):
         del e
         x = x + self.attn1(self.norm1(x))[0]
         x = self.ppeg(x, side)
-        upd, row = self.attn2(self.norm2(x), cls_row=True)
-        x = x + upd
+        upd, row = self.attn2(self.norm2(x), cls_row=True, cls_only=True)  # only the class token is read
         assert row is not None
         s = row[1 : n + 1]
         w = F.relu(s.detach())
         total = w.sum()
         w = w / total if total > 0 else torch.full_like(w, 1.0 / n)
-        return PoolOutput(pooled=self.norm(x[0]), scores=s, weights=w)
+        return PoolOutput(pooled=self.norm(x[0] + upd[0]), scores=s, weights=w)
 
     def forward(self, h: Tensor) -> PoolOutput:
         return self.encode(self.embed(check_bag(h, self.in_dim)))
