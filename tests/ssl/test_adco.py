@@ -128,3 +128,53 @@ def test_loss_rejects_mismatched_shapes() -> None:
         AdCoLoss(0.1)(torch.randn(3, 4), torch.randn(2, 4), torch.randn(5, 4))
     with pytest.raises(ValueError, match="temperature"):
         AdCoLoss(0.0)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_key_forward_on_a_side_thread_trains_the_same_bits(symmetric: bool) -> None:
+    """The key net's forward on a side thread (beside the query's) gives bit-identical training: losses,
+    bank, query weights and the key net's BN statistics after a few steps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def train(side: ThreadPoolExecutor | None) -> list[torch.Tensor]:
+        torch.manual_seed(5)
+        method = AdCoMethod(_TinyEncoder(), PretrainConfig(bank_size=8, proj_dim=4, proj_hidden=8, symmetric=symmetric))
+        opt = torch.optim.SGD(method.net.parameters(), lr=0.5)
+        amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+        data = torch.Generator().manual_seed(0)
+        losses = []
+        for step in range(4):
+            x1, x2 = torch.rand(6, 3, 10, 10, generator=data), torch.rand(6, 3, 10, 10, generator=data)
+            loss, _ = method.training_loss(method.net, x1, x2, amp, torch.Generator().manual_seed(step), side=side)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            method.after_optimizer_step()
+            losses.append(loss.detach())
+        return [torch.stack(losses), *method.state_dict().values()]
+
+    with ThreadPoolExecutor(1) as side:
+        threaded = train(side)
+    for a, b in zip(threaded, train(None), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_key_side_thread_only_where_it_is_safe_and_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    from histcode import distributed as D
+    from histcode.ssl import trainer
+
+    one = D.init_distributed("auto")
+    monkeypatch.setattr(trainer, "available_cpus", lambda: 2)
+    torch.set_num_threads(1)
+    with trainer.key_side(torch.device("cpu"), one) as side:
+        assert side is not None and side.submit(lambda: 7).result() == 7
+    assert side._shutdown
+    with trainer.key_side(torch.device("cuda"), one) as side:
+        assert side is None  # an accelerator queues its kernels anyway
+    from dataclasses import replace
+
+    with trainer.key_side(torch.device("cpu"), replace(one, world_size=2)) as side:
+        assert side is None  # DDP's collectives must not run from two threads
+    monkeypatch.setattr(trainer, "available_cpus", lambda: 1)
+    with trainer.key_side(torch.device("cpu"), one) as side:
+        assert side is None  # no core to spare

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from typing import Any
 
 import torch
@@ -76,20 +77,35 @@ class AdCoMethod(nn.Module):
         self.bank.init_from_keys(torch.cat(collected)[: self.bank.size])
         return n
 
+    def _query_and_keys(self, net: nn.Module, vq: torch.Tensor, vk: torch.Tensor, amp: Amp,
+                        shuffle_gen: torch.Generator, side: Executor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries of ``vq`` (with gradient) and keys of ``vk``: the key net's forward runs on the ``side``
+        thread while this one runs the query's (they share nothing: own weights, own BN statistics)."""
+        if side is None:
+            with amp():
+                q = net(vq)
+            return q, self.keys(vk, amp, shuffle_gen)
+        keys = side.submit(self.keys, vk, amp, shuffle_gen)
+        try:
+            with amp():
+                q = net(vq)
+        finally:
+            k = keys.result()  # waited for even when the query's forward failed: no forward left running
+        return q, k
+
     def training_loss(self, net: nn.Module, v1: torch.Tensor, v2: torch.Tensor, amp: Amp,
-                      shuffle_gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                      shuffle_gen: torch.Generator, side: Executor | None = None
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The step's loss; ``side``: a one-thread executor for the key forward (a CPU process of one rank,
+        see ``overlap_keys``), None to run it after the query's."""
         momentum_update(self.key, self.query, self.key_momentum)
         negatives = self.bank.negatives().detach()
-        with amp():
-            q1 = net(v1)
-        k2 = self.keys(v2, amp, shuffle_gen)
+        q1, k2 = self._query_and_keys(net, v1, v2, amp, shuffle_gen, side)
         sims = self.criterion.similarities(q1.float(), k2, negatives)  # (N, 1 + K), reused by the bank
         loss = self.criterion.from_similarities(sims)
         self._pending = [(q1.detach().float(), k2, sims.detach())]
         if self.symmetric:
-            with amp():
-                q2 = net(v2)
-            k1 = self.keys(v1, amp, shuffle_gen)
+            q2, k1 = self._query_and_keys(net, v2, v1, amp, shuffle_gen, side)
             sims2 = self.criterion.similarities(q2.float(), k1, negatives)
             loss = 0.5 * (loss + self.criterion.from_similarities(sims2))
             self._pending.append((q2.detach().float(), k1, sims2.detach()))
@@ -137,7 +153,10 @@ class SimCLRMethod(nn.Module):
         return 0
 
     def training_loss(self, net: nn.Module, v1: torch.Tensor, v2: torch.Tensor, amp: Amp,
-                      shuffle_gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                      shuffle_gen: torch.Generator, side: Executor | None = None
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        """NT-Xent of both views through the one network (``side`` is unused: both forwards need gradients
+        and share BN statistics)."""
         with amp():
             z1, z2 = net(v1), net(v2)
         z1, z2 = D.all_gather_with_grad(z1.float()), D.all_gather_with_grad(z2.float())

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from histcode import distributed as D
 from histcode.config import to_dict
-from histcode.cpus import loader_workers, torch_threads
+from histcode.cpus import available_cpus, loader_workers, torch_threads
 from histcode.errors import HistcodeError
 from histcode.precision import resolve_bf16
 from histcode.seeding import seed_everything
@@ -205,57 +206,58 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
         if step_batches is not None:
             step_batches.bank_pass = False
     method.train()
-    read_errors, t_start, tiles_done, tiles_read = 0, time.perf_counter(), 0, 0
-    done_epochs = 0
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        bar = _progress(cfg, info, steps_per_epoch, epoch)
-        t_last = time.perf_counter()
-        for batch in loader:
-            raw, bad = _batch_images(batch)
-            read_errors += bad
-            tiles_read += raw.shape[0]
-            if read_errors == tiles_read and step == start_step:  # the very first batch: nothing readable
-                _refuse_reads(read_errors, tiles_read, batch)
-            v1, v2 = step_views(batch, raw, step)
-            loss, stats = method.training_loss(net, v1, v2, amp, step_generator(seed, 2, step))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            stats.update(method.after_optimizer_step())
-            step += 1
-            loss_value = float(D.all_reduce_mean(loss.detach()))
-            now = time.perf_counter()
-            tiles_done += raw.shape[0] * info.world_size
-            rate = raw.shape[0] * info.world_size / max(now - t_last, 1e-9)
-            t_last = now
-            history.append({"step": step, "epoch": epoch, "loss": loss_value})
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", tiles_s=f"{rate:.0f}")
-            if on_log is not None and info.is_main and (step % cfg.log_every == 0 or step == total):
-                on_log({"loss": loss_value, "lr": opt.param_groups[0]["lr"], "tiles_per_s": rate,
-                        "epoch": float(epoch), **stats}, step)
-        bar.close()
-        if read_errors > cfg.max_bad_tile_frac * max(tiles_read, 1):
-            _refuse_reads(read_errors, tiles_read, None, cfg.max_bad_tile_frac)
-        done_epochs += 1
-        if info.is_main:
-            ep = [h["loss"] for h in history if h["epoch"] == epoch]
-            log.info("pretrain %s epoch %d/%d: mean loss %.4f, %d steps, %.1f tiles/s overall", cfg.method, epoch + 1,
-                     cfg.epochs, float(np.mean(ep)) if ep else float("nan"), len(ep),
-                     tiles_done / max(time.perf_counter() - t_start, 1e-9))
-        if ckpt_path is not None and info.is_main:
-            save_checkpoint(ckpt_path, {
-                "config": to_dict(cfg), "seed": seed, "data_key": data_key, "world_size": info.world_size,
-                "epoch": epoch + 1,
-                "step": step, "method": method.state_dict(), "method_optim": method.optimizer_state(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
-                "train_seconds": prior_seconds + time.perf_counter() - t_start,
-                "train_tiles": prior_tiles + tiles_done})
-        D.barrier()
-        if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
-            break
+    with key_side(dev, info) as side:
+        read_errors, t_start, tiles_done, tiles_read = 0, time.perf_counter(), 0, 0
+        done_epochs = 0
+        for epoch in range(start_epoch, cfg.epochs):
+            sampler.set_epoch(epoch)
+            bar = _progress(cfg, info, steps_per_epoch, epoch)
+            t_last = time.perf_counter()
+            for batch in loader:
+                raw, bad = _batch_images(batch)
+                read_errors += bad
+                tiles_read += raw.shape[0]
+                if read_errors == tiles_read and step == start_step:  # the very first batch: nothing readable
+                    _refuse_reads(read_errors, tiles_read, batch)
+                v1, v2 = step_views(batch, raw, step)
+                loss, stats = method.training_loss(net, v1, v2, amp, step_generator(seed, 2, step), side=side)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                stats.update(method.after_optimizer_step())
+                step += 1
+                loss_value = float(D.all_reduce_mean(loss.detach()))
+                now = time.perf_counter()
+                tiles_done += raw.shape[0] * info.world_size
+                rate = raw.shape[0] * info.world_size / max(now - t_last, 1e-9)
+                t_last = now
+                history.append({"step": step, "epoch": epoch, "loss": loss_value})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", tiles_s=f"{rate:.0f}")
+                if on_log is not None and info.is_main and (step % cfg.log_every == 0 or step == total):
+                    on_log({"loss": loss_value, "lr": opt.param_groups[0]["lr"], "tiles_per_s": rate,
+                            "epoch": float(epoch), **stats}, step)
+            bar.close()
+            if read_errors > cfg.max_bad_tile_frac * max(tiles_read, 1):
+                _refuse_reads(read_errors, tiles_read, None, cfg.max_bad_tile_frac)
+            done_epochs += 1
+            if info.is_main:
+                ep = [h["loss"] for h in history if h["epoch"] == epoch]
+                log.info("pretrain %s epoch %d/%d: mean loss %.4f, %d steps, %.1f tiles/s overall", cfg.method,
+                         epoch + 1, cfg.epochs, float(np.mean(ep)) if ep else float("nan"), len(ep),
+                         tiles_done / max(time.perf_counter() - t_start, 1e-9))
+            if ckpt_path is not None and info.is_main:
+                save_checkpoint(ckpt_path, {
+                    "config": to_dict(cfg), "seed": seed, "data_key": data_key, "world_size": info.world_size,
+                    "epoch": epoch + 1,
+                    "step": step, "method": method.state_dict(), "method_optim": method.optimizer_state(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
+                    "train_seconds": prior_seconds + time.perf_counter() - t_start,
+                    "train_tiles": prior_tiles + tiles_done})
+            D.barrier()
+            if stop_after_epochs is not None and done_epochs >= stop_after_epochs:
+                break
     # BN running stats are per rank under DDP; share rank 0's (parameters and bank are in sync already)
     _broadcast(method, params=False)
     seconds = time.perf_counter() - t_start
@@ -269,6 +271,21 @@ def fit(cfg: PretrainConfig, dataset: Dataset[Any], n_tiles: Sequence[int], *, s
                "read_errors": float(read_errors), "bank_init_keys": float(bank_keys),
                "steps_per_epoch": float(steps_per_epoch)}
     return FitResult(encoder=method.encoder, method=method, history=history, metrics=metrics)
+
+
+@contextlib.contextmanager
+def key_side(dev: torch.device, info: D.DistInfo) -> Iterator[ThreadPoolExecutor | None]:
+    """A thread for AdCo's key forward beside the query's (``AdCoMethod.training_loss``) on a CPU process of
+    one rank with a core to spare for it: a step on the demo's 2 cores 420 -> 330 ms, the same bits (each
+    forward runs on its own thread with the process's torch threads). None elsewhere: an accelerator queues
+    its kernels anyway, and DDP's collectives must not run from two threads."""
+    spare = dev.type == "cpu" and info.world_size == 1 and 2 * torch.get_num_threads() <= available_cpus()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pretrain-keys") if spare else None
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 class TileReadError(HistcodeError, RuntimeError):
