@@ -1,5 +1,5 @@
-"""Tile-sized reads of JPEG TIFFs from the stored tiles: OpenSlide's pixels and OpenSlide's errors, at a third of
-the cost (``histcode.slides.stored_tiles``)."""
+"""Tile-sized reads of JPEG TIFFs from the stored tiles: OpenSlide's pixels and OpenSlide's errors, at a third to
+a quarter of the cost (``histcode.slides.stored_tiles``)."""
 
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ def test_tile_reads_are_openslides_pixels_without_its_region_reads(jpeg_slides, 
 
 def test_a_damaged_tile_fails_as_openslide_fails_it(bad_jpeg_tile_slide) -> None:
     """imagecodecs decodes a damaged JPEG tile without a word; OpenSlide fails it ("premature end of data
-    segment"). Each tile is first read by OpenSlide, so a read over the damaged tile raises OpenSlide's error,
-    before or after the level's check, and the tiles around it stay the original's."""
+    segment"). The strict decode refuses it too, so OpenSlide reads the region and a read over the damaged tile
+    raises OpenSlide's error, before or after the level's check; the tiles around it stay the original's."""
     path, (bx, by, bw, bh) = bad_jpeg_tile_slide
     with SlideReader(path) as fast, SlideReader(path) as plain:
         plain._stored = None  # OpenSlide only
@@ -120,7 +120,7 @@ def test_a_level_that_decodes_differently_goes_back_to_openslide(jpeg_slides, mo
         stored = st.stored_tiles(s.path, s._slide.properties, s.level_dimensions)
         assert stored is not None and 0 in stored.levels
         decode = stored.levels[0].decode
-        stored.levels[0].decode = lambda *a, **k: (255 - decode(*a, **k)[0], *decode(*a, **k)[1:])
+        stored.levels[0].decode = lambda data: 255 - decode(data)
         counting = _CountingSlide(s._slide)
         s._slide = counting
         for x, y in ((0, 0), (256, 256), (512, 0)):
@@ -128,16 +128,47 @@ def test_a_level_that_decodes_differently_goes_back_to_openslide(jpeg_slides, mo
         assert 0 not in stored.levels and counting.regions == 3
 
 
-def test_a_transparent_or_unreadable_pixel_sends_the_read_to_openslide(jpeg_slides, monkeypatch) -> None:
-    """OpenSlide's one-pixel read decides: a tile it finds transparent or fails is read by OpenSlide whole."""
+@pytest.mark.parametrize("name", ["tiff", "cmu1"])  # YCbCr tiles; RGB tiles with shared tables (Aperio)
+@pytest.mark.parametrize("damage", ["cut short", "noise", "zeroed", "no end marker", "not a JPEG"])
+def test_the_strict_decode_refuses_every_damaged_tile(jpeg_slides, name: str, damage: str) -> None:
+    """Damage that imagecodecs decodes without a word (round 41) raises in the strict decode, with libjpeg's
+    words where OpenSlide has them, while the intact tile decodes to OpenSlide's pixels."""
+    path = jpeg_slides[name]
+    with SlideReader(path) as s:
+        stored = st.stored_tiles(s.path, s._slide.properties, s.level_dimensions)
+    lv, i = stored.levels[0], 2
+    data = os.pread(stored.file.fileno(), lv.counts[i], lv.offsets[i])
+    x, y = (i % lv.across) * lv.tile_w, (i // lv.across) * lv.tile_h
+    np.testing.assert_array_equal(lv.decode(data), _openslide_rgb(path, x, y, 0, lv.tile_w, lv.tile_h))
+    n = len(data)
+    noise = np.random.default_rng(0).integers(0, 256, n // 4, dtype=np.uint8).tobytes()
+    bad = {"cut short": data[: n // 2], "noise": data[: n // 2] + noise + data[n // 2 + len(noise):],
+           "zeroed": data[: n // 2] + bytes(n // 4) + data[n // 2 + n // 4:], "no end marker": data[:-2],
+           "not a JPEG": noise}[damage]
+    words = {"cut short": "Premature end of JPEG file", "zeroed": "premature end of data segment",
+             "no end marker": "Premature end of JPEG file"}.get(damage)
+    with pytest.raises(ValueError, match=words):
+        lv.decode(bad)
+
+
+def test_a_tile_without_bytes_or_that_does_not_decode_goes_to_openslide(jpeg_slides) -> None:
+    """A tile with no bytes (OpenSlide leaves it transparent) or whose decode fails is read by OpenSlide whole."""
     path = jpeg_slides["svs"]
     with SlideReader(path) as s:
         s._read_rgb(0, 0, 0, 240, 240)
+        lv = s._stored.levels[0]
         counting = _CountingSlide(s._slide)
         s._slide = counting
-        monkeypatch.setattr(SlideReader, "_openslide_pixel_opaque", lambda self, x, y, level: False)
+        lv.counts = tuple(0 if i == 2 * lv.across + 2 else c for i, c in enumerate(lv.counts))
         np.testing.assert_array_equal(s._read_rgb(480, 480, 0, 240, 240), _openslide_rgb(path, 480, 480, 0, 240, 240))
         assert counting.regions == 1
+        decode = lv.decode
+        lv.decode = lambda data: (_ for _ in ()).throw(ValueError("Corrupt JPEG data"))
+        np.testing.assert_array_equal(s._read_rgb(720, 480, 0, 240, 240), _openslide_rgb(path, 720, 480, 0, 240, 240))
+        assert counting.regions == 2
+        lv.decode = decode
+        s._read_rgb(960, 480, 0, 240, 240)
+        assert counting.regions == 2
 
 
 def test_the_tile_cache_keeps_its_byte_bound() -> None:

@@ -203,13 +203,12 @@ class SlideReader:
         """(RGB composited on white, (h, w) bool of the fully transparent pixels or None when the region is opaque).
 
         A tile-sized region of a JPEG TIFF is decoded from its stored tiles' bytes (``stored_tiles``: OpenSlide's
-        pixels, each tile checked by OpenSlide, ~3x cheaper); every other region is OpenSlide's."""
+        pixels, a damaged tile read by OpenSlide, 3-4x cheaper); every other region is OpenSlide's."""
         if self._stored is False and tile_sized(self._slide.properties, level, w, h):
             self._stored = stored_tiles(self.path, self._slide.properties, self.level_dimensions)
         if isinstance(self._stored, StoredTiles):
             rgb = self._stored.read(x, y, level, self.level_downsamples[level], w, h,
-                                    lambda: self._openslide_rgb_opaque(x, y, level, w, h),
-                                    lambda px, py: self._openslide_pixel_opaque(px, py, level))
+                                    lambda: self._openslide_rgb_opaque(x, y, level, w, h))
             if rgb is not None:
                 return rgb, None
         return self._openslide_rgba(x, y, level, w, h)
@@ -218,16 +217,6 @@ class SlideReader:
         """OpenSlide's RGB of the region, or None when part of it is transparent."""
         rgb, clear = self._openslide_rgba(x, y, level, w, h)
         return rgb if clear is None else None
-
-    def _openslide_pixel_opaque(self, x: int, y: int, level: int) -> bool:
-        """Whether OpenSlide reads the level pixel at level-0 (x, y) opaque and without an error (to do so it decodes
-        the pixel's whole stored tile, with its own checks)."""
-        try:
-            alpha = self._slide.read_region((x, y), level, (1, 1)).getpixel((0, 0))[3]
-        except Exception as exc:  # OpenSlideError on a damaged tile: reopen, as a failed region read does
-            self._reopen_after(exc)
-            return False
-        return alpha == 255
 
     def _openslide_rgba(self, x: int, y: int, level: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``_read_rgba`` through OpenSlide.

@@ -1,20 +1,19 @@
-"""Tile-sized region reads of JPEG TIFF slides: OpenSlide checks each stored tile, tifffile hands over its pixels.
+"""Tile-sized region reads of JPEG TIFF slides from the stored tiles: OpenSlide's pixels and errors, 3-4x cheaper.
 
-OpenSlide spends 1.3-1.8 ms on a 240-256 px region of a JPEG TIFF, but only ~0.25 ms of it decoding the tile: the
+OpenSlide spends 1.3-1.8 ms on a 240-256 px region of a JPEG TIFF, but only ~0.3 ms of it decoding the tile: the
 rest is painting the region (a cairo composite of premultiplied ARGB) and converting it back. Tile reads
-(extraction, pretraining) are the loader's main cost, so they come here: OpenSlide reads one pixel of each stored
-tile the region touches, which makes it decode that whole tile with its own decoder (its errors, its warnings
-treated as errors, its cache), and tifffile + imagecodecs decode the same tile's bytes for the pixels (~0.3 ms):
-a region inside one tile is that tile or a crop of it, a region across a few tiles (TCGA's 240-px SVS tiles under
-a 256-px grid) is stitched from them. Decoded tiles that a read does not use whole are kept (``CACHE_BYTES``) for
-the neighbouring reads.
+(extraction, pretraining) are the loader's main cost, so they come here: each stored tile the region touches is
+decoded by libjpeg-turbo in strict mode (simplejpeg), where its warnings are errors as OpenSlide makes them
+("Premature end of JPEG file", "Corrupt JPEG data: premature end of data segment"): a damaged tile is never
+decoded here, where imagecodecs or Pillow decode it without a word. A region inside one tile is that tile or a crop
+of it, a region across a few tiles (TCGA's 240-px SVS tiles under a 256-px grid) is stitched from them. Decoded
+tiles that a read does not use whole are kept (``CACHE_BYTES``) for the neighbouring reads.
 
 Only such reads come here: generic TIFF and Aperio SVS, JPEG, RGB/YCbCr, 8-bit, integer downsample, region wholly
-inside the level and over at most ``MAX_TILES`` tiles, every tile with bytes, opaque and decoded by OpenSlide
-without complaint. The first read of each level in a process is compared pixel for pixel with OpenSlide's read of
-the region; a level that differs goes back to OpenSlide for good. Anything else (a damaged tile above all) is read
-by OpenSlide whole, so the pixels are always OpenSlide's and damaged tiles keep OpenSlide's errors and salvage
-(imagecodecs alone decodes a damaged JPEG without a word).
+inside the level and over at most ``MAX_TILES`` tiles, every tile with bytes. The first read of each level in a
+process is compared pixel for pixel with OpenSlide's read of the region; a level that differs goes back to
+OpenSlide for good. Anything else (a damaged tile above all) is read by OpenSlide whole, so the pixels are always
+OpenSlide's and damaged tiles keep OpenSlide's errors and salvage.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import simplejpeg
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ VENDORS = ("generic-tiff", "aperio")  # OpenSlide formats whose levels are the T
 MAX_TILES = 16  # a read over more stored tiles (a 512-px region of 240-px tiles spans up to 9) goes to OpenSlide
 CACHE_BYTES = 32 << 20  # decoded tiles kept per process, all slides together
 _JPEG, _RGB, _YCBCR, _CONTIG = 7, 2, 6, 1  # TIFF tag values
+_SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
+# APP14 "Adobe", transform 0: the three components are R, G, B (Aperio's RGB tiles carry no marker that says so)
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 _CACHED_SLIDES = 64  # tile indexes kept per process (a few hundred kB each for a 100k-px slide)
 
 
@@ -51,9 +54,14 @@ class _Level:
     across: int
     offsets: tuple[int, ...]
     counts: tuple[int, ...]
-    jpegtables: bytes | None
-    decode: Callable[..., Any]
+    head: bytes  # SOI, the Adobe marker of RGB tiles and the shared tables: each tile's stream follows its own SOI
     checked: bool = False  # compared with OpenSlide once in this process
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """A stored tile's (tile_h, tile_w, 3) RGB; raises on a damaged tile (strict: libjpeg's warnings too)."""
+        if data[:2] != _SOI:
+            raise ValueError("not a JPEG stream")
+        return simplejpeg.decode_jpeg(self.head + data[2:], colorspace="RGB", strict=True)
 
 
 class _TileCache:
@@ -96,13 +104,10 @@ class StoredTiles:
     levels: dict[int, _Level] = field(default_factory=dict)
 
     def read(self, x: int, y: int, level: int, downsample: float, w: int, h: int,
-             openslide_rgb: Callable[[], np.ndarray | None],
-             openslide_opaque: Callable[[int, int], bool]) -> np.ndarray | None:
-        """(h, w, 3) uint8 RGB (writable) of the level-0 (x, y) region, or None when it does not qualify.
-
-        ``openslide_opaque(x, y)`` reads the level's pixel at level-0 (x, y) with OpenSlide: False when it fails or is
-        transparent. ``openslide_rgb`` reads the whole region with OpenSlide (None when it has transparent pixels);
-        it is called once per level to check the decoder, and its pixels are returned on that first read."""
+             openslide_rgb: Callable[[], np.ndarray | None]) -> np.ndarray | None:
+        """(h, w, 3) uint8 RGB (writable) of the level-0 (x, y) region, or None when it does not qualify or a tile
+        does not decode. ``openslide_rgb`` reads the whole region with OpenSlide (None when it has transparent
+        pixels); it is called once per level to check the decoder, and its pixels are returned on that first read."""
         lv = self.levels.get(level)
         ds = int(downsample)
         if lv is None or ds != downsample or x % ds or y % ds or w <= 0 or h <= 0:
@@ -114,11 +119,10 @@ class StoredTiles:
         tx1, ty1 = (lx + w - 1) // lv.tile_w, (ly + h - 1) // lv.tile_h
         if (tx1 - tx0 + 1) * (ty1 - ty0 + 1) > MAX_TILES:
             return None
-        checked = _Checked(openslide_opaque, ds)
         if (tx0, ty0) == (tx1, ty1) and (w, h) == (lv.tile_w, lv.tile_h):
-            rgb = self._tile(level, lv, tx0, ty0, checked, keep=False)
+            rgb = self._tile(level, lv, tx0, ty0, keep=False)
         else:
-            rgb = self._stitch(level, lv, lx, ly, w, h, (tx0, ty0, tx1, ty1), checked)
+            rgb = self._stitch(level, lv, lx, ly, w, h, (tx0, ty0, tx1, ty1))
         if rgb is None:
             return None
         if not lv.checked:
@@ -133,14 +137,14 @@ class StoredTiles:
         return rgb
 
     def _stitch(self, level: int, lv: _Level, lx: int, ly: int, w: int, h: int,
-                span: tuple[int, int, int, int], checked: _Checked) -> np.ndarray | None:
+                span: tuple[int, int, int, int]) -> np.ndarray | None:
         """The level region (lx, ly, w, h) copied out of the stored tiles ``span`` (tx0, ty0, tx1, ty1) covers."""
         tx0, ty0, tx1, ty1 = span
         out = np.empty((h, w, 3), np.uint8)
         for ty in range(ty0, ty1 + 1):
             y0, y1 = max(ly, ty * lv.tile_h), min(ly + h, (ty + 1) * lv.tile_h)
             for tx in range(tx0, tx1 + 1):
-                tile = self._tile(level, lv, tx, ty, checked, keep=True)
+                tile = self._tile(level, lv, tx, ty, keep=True)
                 if tile is None:
                     return None
                 x0, x1 = max(lx, tx * lv.tile_w), min(lx + w, (tx + 1) * lv.tile_w)
@@ -148,23 +152,19 @@ class StoredTiles:
                                                              x0 - tx * lv.tile_w:x1 - tx * lv.tile_w]
         return out
 
-    def _tile(self, level: int, lv: _Level, tx: int, ty: int, checked: _Checked, *,
-              keep: bool) -> np.ndarray | None:
+    def _tile(self, level: int, lv: _Level, tx: int, ty: int, *, keep: bool) -> np.ndarray | None:
         """Stored tile (tx, ty) of ``level`` decoded (tile_h, tile_w, 3), from the cache or kept in it when ``keep``;
-        None when OpenSlide fails on it or finds it transparent, when it has no bytes, or when it does not decode."""
+        None when it has no bytes (OpenSlide leaves it transparent) or does not decode cleanly."""
         index = ty * lv.across + tx
         key = (self.path, self.version, level, index)
         tile = _CACHE.get(key)
         if tile is not None:
             return tile if keep else tile.copy()
-        # OpenSlide decodes whole tiles: its read of the tile's last pixel inside the level decodes all of it
-        last_x, last_y = min((tx + 1) * lv.tile_w, lv.width) - 1, min((ty + 1) * lv.tile_h, lv.height) - 1
-        if not lv.counts[index] or not checked(last_x, last_y):
+        if not lv.counts[index]:
             return None
         try:
-            data = os.pread(self.file.fileno(), lv.counts[index], lv.offsets[index])
-            tile = lv.decode(data, index, jpegtables=lv.jpegtables)[0][0]
-        except Exception as exc:  # any decoder error: OpenSlide reads the region and reports it
+            tile = lv.decode(os.pread(self.file.fileno(), lv.counts[index], lv.offsets[index]))
+        except Exception as exc:  # a damaged tile or any decoder error: OpenSlide reads the region and reports it
             log.debug("%s: stored tile %d of level %d not decoded (%s); reading it with OpenSlide", self.path,
                       index, level, exc)
             return None
@@ -174,17 +174,6 @@ class StoredTiles:
             tile.flags.writeable = False  # shared through the cache
             _CACHE.put(key, tile)
         return tile
-
-
-@dataclass
-class _Checked:
-    """OpenSlide's verdict on a level pixel given in level coordinates (``openslide_opaque`` takes level-0 ones)."""
-
-    openslide_opaque: Callable[[int, int], bool]
-    downsample: int
-
-    def __call__(self, lx: int, ly: int) -> bool:
-        return self.openslide_opaque(lx * self.downsample, ly * self.downsample)
 
 
 def _level_page(pages: list[Any], width: int, height: int, tile_w: int, tile_h: int) -> Any | None:
@@ -220,10 +209,13 @@ def _index(path: Path, version: tuple[int, int], properties: Mapping[str, str],
                 page = _level_page(pages, width, height, tile_w, tile_h) if tile_w and tile_h else None
                 if page is None:
                     continue
+                tables = page.jpegtables or _SOI + _EOI
+                if tables[:2] != _SOI or tables[-2:] != _EOI:
+                    continue
+                head = _SOI + (_ADOBE_RGB if page.photometric == _RGB else b"") + tables[2:-2]
                 stored.levels[level] = _Level(tile_w, tile_h, width, height, -(-width // tile_w),
                                               tuple(int(v) for v in page.dataoffsets),
-                                              tuple(int(v) for v in page.databytecounts), page.jpegtables,
-                                              page.decode)
+                                              tuple(int(v) for v in page.databytecounts), head)
     except Exception as exc:  # not a file tifffile can index: every read stays OpenSlide's
         log.debug("%s: no stored-tile index (%s)", path, exc)
         return None
