@@ -2,7 +2,7 @@
 same process, interleaved.
 
 For each slide set: every coords tile is read with ``SlideReader.read_tile`` twice, once as the loaders read (a
-tile-sized region goes through the stored tiles, each checked by OpenSlide's one-pixel read) and once through
+tile-sized region goes through the stored tiles, each decoded by libjpeg-turbo in strict mode) and once through
 OpenSlide's region read only, in alternating passes; reports ms a tile (median pass), the ratio, and that the
 pixels are identical. Run after ``make demo`` (it reads data/); CMU-1 (tests/data) stands for TCGA's 240-px SVS
 tiles under a 256-px grid.

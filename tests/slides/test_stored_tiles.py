@@ -1,5 +1,5 @@
-"""Tile-sized reads of JPEG TIFFs from the stored tiles: OpenSlide's pixels and OpenSlide's errors, at a third to
-a quarter of the cost (``histcode.slides.stored_tiles``)."""
+"""Tile-sized reads of JPEG TIFFs from the stored tiles: OpenSlide's pixels and OpenSlide's errors, at a
+fourth to a sixth of the cost (``histcode.slides.stored_tiles``)."""
 
 from __future__ import annotations
 
