@@ -71,7 +71,8 @@ def _metric_fns(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray]
 
 def _fast_boot(y: np.ndarray, p: np.ndarray, idx: np.ndarray, threshold: float,
                metrics: tuple[str, ...] = METRICS) -> dict[str, np.ndarray]:
-    """``metrics`` over resamples, vectorised: accuracy, balanced accuracy, AUC by ranks and AP (NaN if 1 class)."""
+    """Accuracy, balanced accuracy and those of ``metrics`` among AUC (by ranks) and AP over resamples, vectorised
+    (AUC and AP NaN where a resample has one class)."""
     yb, pb = y[idx], p[idx]
     hit = (pb >= threshold).astype(int) == yb
     n_pos = yb.sum(1)

@@ -97,7 +97,7 @@ class AdCoMethod(nn.Module):
                       shuffle_gen: torch.Generator, side: Executor | None = None
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         """The step's loss; ``side``: a one-thread executor for the key forward (a CPU process of one rank,
-        see ``overlap_keys``), None to run it after the query's."""
+        see ``ssl.trainer.key_side``), None to run it after the query's."""
         momentum_update(self.key, self.query, self.key_momentum)
         negatives = self.bank.negatives().detach()
         q1, k2 = self._query_and_keys(net, v1, v2, amp, shuffle_gen, side)
