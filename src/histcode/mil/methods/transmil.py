@@ -73,23 +73,22 @@ class NystromAttention(nn.Module):
         only token 0's output, (1, dim): the last layer's other outputs are never read, and in the exact path
         this skips their queries, their n × n attention and their output projection (forward and backward)."""
         n = x.shape[0]
+        rows = 1 if cls_only else n  # the tokens whose output is computed
         row = None
         if cls_only and n <= self.exact_max:  # exact attention of the class token alone
-            w = self.to_qkv.weight
-            q = F.linear(x[:1], w[: self.heads * self.d]).view(1, self.heads, self.d).transpose(0, 1)
-            k, v = F.linear(x, w[self.heads * self.d :]).view(n, 2, self.heads, self.d).permute(1, 2, 0, 3)
+            w_qkv = self.to_qkv.weight
+            q = F.linear(x[:1], w_qkv[: self.heads * self.d]).view(1, self.heads, self.d).transpose(0, 1)
+            k, v = F.linear(x, w_qkv[self.heads * self.d :]).view(n, 2, self.heads, self.d).permute(1, 2, 0, 3)
             attn = torch.softmax((q * self.d**-0.5) @ k.transpose(-1, -2), dim=-1)  # (h, 1, n)
+            out = attn @ v
             row = attn[:, 0].mean(0) if cls_row else None
-            near = self.res_conv.kernel_size[0] // 2 + 1  # the tokens the residual convolution sees at token 0
-            out = attn @ v + self.res_conv(v[None, :, :near])[0][:, :1]
-            return self.to_out(out.permute(1, 0, 2).reshape(1, -1)), row
-        q, k, v = self.to_qkv(x).view(n, 3, self.heads, self.d).permute(1, 2, 0, 3)
-        q = q * self.d**-0.5
-        if n <= self.exact_max:  # exact attention
+        elif n <= self.exact_max:  # exact attention
+            q, k, v = self._qkv(x)
             attn = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
             out = attn @ v
             row = attn[:, 0].mean(0) if cls_row else None
         else:
+            q, k, v = self._qkv(x)
             q_l, k_l = segment_means(q, self.m), segment_means(k, self.m)
             kernel2 = iterative_pinv(torch.softmax(q_l @ k_l.transpose(-1, -2), dim=-1), self.pinv_iters)
             # softmax(q̃ Kᵀ) V over the keys in chunks: an online softmax per landmark
@@ -106,19 +105,21 @@ class NystromAttention(nn.Module):
                     z, acc = z * scale + p.sum(-1), acc * scale[..., None] + p @ v[:, s : s + CHUNK]
                 mx = new
             w = kernel2 @ (acc / z[..., None])  # (h, m, d)
-            rows = 1 if cls_only else n
             out = torch.cat([torch.softmax(q[:, s : min(s + CHUNK, rows)] @ k_l.transpose(-1, -2), dim=-1) @ w
                              for s in range(0, rows, CHUNK)], dim=1)
             if cls_row:
                 u = torch.softmax(q[:, :1] @ k_l.transpose(-1, -2), dim=-1) @ kernel2  # (h, 1, m)
                 row = torch.cat([(u @ torch.exp(q_l @ k[:, s : s + CHUNK].transpose(-1, -2) - mx[..., None])
                                   / z[..., None]) for s in range(0, n, CHUNK)], dim=-1)[:, 0].mean(0)
-        if cls_only:
-            near = self.res_conv.kernel_size[0] // 2 + 1
-            out = out + self.res_conv(v[None, :, :near])[0][:, :1]
-            return self.to_out(out.permute(1, 0, 2).reshape(1, -1)), row
-        out = out + self.res_conv(v[None])[0]
-        return self.to_out(out.permute(1, 0, 2).reshape(n, -1)), row
+        # V's residual convolution along the sequence at the output tokens (token 0 sees the first kernel // 2 + 1)
+        reach = n if rows == n else self.res_conv.kernel_size[0] // 2 + rows
+        out = out + self.res_conv(v[None, :, :reach])[0][:, :rows]
+        return self.to_out(out.permute(1, 0, 2).reshape(rows, -1)), row
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Scaled queries, keys and values of every token, (heads, n, d) each."""
+        q, k, v = self.to_qkv(x).view(x.shape[0], 3, self.heads, self.d).permute(1, 2, 0, 3)
+        return q * self.d**-0.5, k, v
 
 
 class PPEG(nn.Module):
