@@ -141,6 +141,29 @@ def test_code_fingerprint_covers_the_code_that_shapes_tiles_only() -> None:
     assert not names & {"tile_dataset.py", "cohort_tiles.py", "stage.py", "commands.py", "tiling.py",
                         "process_list.py", "reference.py"}
 
+def test_code_fingerprint_follows_the_code_not_its_prose(tmp_path: Path) -> None:
+    """An edit to docstrings, comments or layout keeps the fingerprint (a cohort is not re-tiled for a reworded
+    docstring); an edit to what the code does, down to one constant, changes it."""
+    from histcode.slides import job
+
+    src = tmp_path / "mask.py"
+    code = '"""Tissue mask."""\n\nTHRESHOLD = 0.5\n\n\ndef keep(x):\n    """Why."""\n    return x > THRESHOLD\n'
+    src.write_text(code)
+    base = job.fingerprint_modules([src])
+    src.write_text('"""Tissue mask, reworded."""\n# a comment\nTHRESHOLD = 0.5  # why 0.5\n\ndef keep(x):\n'
+                   '    """Why, longer."""\n\n    return (x\n            > THRESHOLD)\n')
+    assert job.fingerprint_modules([src]) == base
+    src.write_text(code.replace("0.5", "0.55"))
+    assert job.fingerprint_modules([src]) != base
+    src.write_text('"""Tissue mask."""\n\nTHRESHOLD = 0.5\n\n\ndef keep(x):\n    return x >= THRESHOLD\n')
+    assert job.fingerprint_modules([src]) != base
+    only_doc = tmp_path / "only_doc.py"  # a function whose body is its docstring still parses to a body
+    only_doc.write_text('def f():\n    """Nothing."""\n')
+    assert job.code_of(only_doc) != job.code_of(src)
+    # the real tiling code: its fingerprint is this hash of its modules' code
+    assert job.code_fingerprint() == job.fingerprint_modules(job.tiling_modules())
+
+
 RUNNER = """
 import sys
 from histcode.slides.config import TileConfig

@@ -102,15 +102,36 @@ def tiling_modules() -> list[Path]:
     return sorted(seen)
 
 
+def code_of(path: Path) -> str:
+    """A module's syntax tree without its docstrings: what the code does, not how it is written or documented
+    (comments, layout and docstrings are not in it), so an edit to the prose does not re-tile a cohort."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                    first.value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def fingerprint_modules(paths: list[Path]) -> str:
+    """Hash of the code (:func:`code_of`) of ``paths``, by file name."""
+    h = hashlib.md5()
+    for path in paths:
+        h.update(path.name.encode() + b"\0" + code_of(path).encode())
+    return h.hexdigest()[:16]
+
+
 @functools.cache
 def code_fingerprint() -> str:
     """Hash of the tiling code (:func:`tiling_modules`). Part of the digest, so a slide tiled by other code is
     tiled again: with settings alone, ``dvc repro`` after a change to the tissue model resumed every slide
-    from its old coords and reported the stage done (the demo kept tiles of an older mask)."""
-    h = hashlib.md5()
-    for path in tiling_modules():
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    from its old coords and reported the stage done (the demo kept tiles of an older mask). Docstrings,
+    comments and layout are not part of it: after an edit to them alone ``dvc repro`` reruns the stage, which
+    resumes every slide, and the stages after it see the same tiles."""
+    return fingerprint_modules(tiling_modules())
 
 
 def config_digest(cfg: TileConfig) -> str:

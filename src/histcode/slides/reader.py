@@ -203,7 +203,8 @@ class SlideReader:
         """(RGB composited on white, (h, w) bool of the fully transparent pixels or None when the region is opaque).
 
         A tile-sized region of a JPEG TIFF is decoded from its stored tiles' bytes (``stored_tiles``: OpenSlide's
-        pixels, a damaged tile read by OpenSlide, 3-4x cheaper); every other region is OpenSlide's."""
+        pixels, a damaged tile read by OpenSlide, 4-6x cheaper in benchmarks/bench_tile_reads.py); every other
+        region is OpenSlide's."""
         if self._stored is False and tile_sized(self._slide.properties, level, w, h):
             self._stored = stored_tiles(self.path, self._slide.properties, self.level_dimensions)
         if isinstance(self._stored, StoredTiles):
