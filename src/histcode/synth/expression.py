@@ -4,10 +4,9 @@ Tumour-vs-normal log2 fold change of gene g in patient p is ``intercept_g + coef
 where ``z_p`` is the patient latent factor named by the gene's effect (lymphocyte → ``z_lymph``,
 nuclear_density → ``z_cell``, tumour → ``z_tumour``, necrosis → ``z_necrosis``) — the same factors that
 drive the tumour slide's morphology — and null genes have coefficient 0. The demo panel carries the
-paper's structure: 37 planted genes over the four morphology variables with spread effect sizes, every
-other gene null. A shared patient baseline and negative-binomial
-counting noise sit on top, so no gene is a deterministic function of the image.
-"""
+paper's structure: 38 planted genes (the five lymphocyte markers, PTEN and 32 panel genes) over the four
+morphology variables with spread effect sizes, every other gene null. A shared patient baseline and
+negative-binomial counting noise sit on top, so no gene is a deterministic function of the image."""
 
 from __future__ import annotations
 
