@@ -29,6 +29,10 @@ each:
 
     benchmarks/de_ceiling.py --root DIR [DIR ...] --out benchmarks/results/de_ceiling.json
 
+A cohort at seed S and 16 patients (13 matched pairs, 3 without a normal): a folder with a copy of params.yaml where
+``base.seed`` and ``synth.seed`` are S and ``synth.n_patients`` is 16 (``synth.n_patients_external`` may be 2), then
+``histcode synth``, ``histcode ingest --cohort tcga_synth`` and ``histcode de-targets`` run in it (~30 s).
+
 It writes the table (.json, .csv) and a figure (.png): planted genes' mean r against the readout correlation R,
 and the share of cohorts that meet issue 14's two planted-gene conditions. ``--replot JSON`` redraws a figure.
 """
