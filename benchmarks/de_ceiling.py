@@ -55,6 +55,7 @@ LATENTS = ("z_lymph", "z_cell", "z_tumour", "z_necrosis")
 # effect kind → its column in ``truth_design`` (tumour fraction, log lymphocyte density, tumour nuclear density,
 # log necrosis share): the slide variable the generator renders from the gene's driver latent.
 SLIDE_VARIABLE = {"tumour": 0, "lymphocyte": 1, "nuclear_density": 2, "necrosis": 3}
+MODEL_NAMES = {"paper/ridge": "ridge", "paper/rrr": "reduced-rank ridge"}  # the models fit on a given design
 
 
 def told_driver(y: np.ndarray, effects: pd.DataFrame, genes: list[str], driver: dict[str, np.ndarray],
@@ -188,9 +189,6 @@ def goal_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-MODEL_NAMES = {"paper/ridge": "ridge", "paper/rrr": "reduced-rank ridge"}  # the models fit on a given design
-
-
 def readout_of(design: str) -> float:
     """The readout correlation a design stands for: 1 for the true slide variables, R for ``readout_rho=R``."""
     return float(design.split("=")[1]) if design.startswith("readout_rho=") else 1.0
@@ -205,10 +203,9 @@ def plot(table: pd.DataFrame, path: Path, label: str) -> None:
     import matplotlib.pyplot as plt
 
     t = table[table["design"].str.startswith("readout_rho=") | (table["design"] == "slide_variables")].copy()
-    t["R"] = t["design"].map(readout_of)
-    seeds = t  # one row per cohort and readout draw
+    t["R"] = t["design"].map(readout_of)  # one row per cohort, readout draw and model
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4), gridspec_kw={"width_ratios": [1.6, 1]})
-    for (method, g), colour in zip(seeds.groupby("method"), ("tab:blue", "tab:orange"), strict=False):
+    for (method, g), colour in zip(t.groupby("method"), ("tab:blue", "tab:orange"), strict=False):
         s = g.groupby("R")["planted_r_mean"].agg(["mean", "min", "max"])
         ax.plot(s.index, s["mean"], "-o", color=colour, label=f"slide variables read at R: {MODEL_NAMES[method]}")
         ax.fill_between(s.index, s["min"], s["max"], color=colour, alpha=0.15)
