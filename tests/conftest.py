@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -73,3 +75,19 @@ def write_distinct_copy(src: Path, dst: Path) -> Path:
 def distinct_copy() -> Callable[[Path, Path], Path]:
     """``distinct_copy(src, dst)``: see ``write_distinct_copy``."""
     return write_distinct_copy
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package), for the tests that hold the
+    evidence an issue's status rests on to the script that made it."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def benchmark_module() -> Callable[[str], ModuleType]:
+    """``benchmark_module(name)``: see ``load_benchmark``."""
+    return load_benchmark
