@@ -16,7 +16,10 @@ seeded patient folds shared by every input) on the cohort's own matched pairs, f
   slide reader that is also told which variable drives each gene: no image model can know more);
 * ``readout_rho=R`` (``--readout R ...``): the four slide variables read with error, each replaced by
   ``R·z + sqrt(1 - R²)·e`` (z the standardised variable, e seeded standard normal noise, ``--draws`` draws):
-  the ceiling of an image model whose readout of every slide variable correlates R with the truth.
+  the ceiling of an image model whose readout of every slide variable correlates R with the truth;
+* ``readout_each=R1/R2/R3/R4`` (``--readout-each R1,R2,R3,R4 ...``): the same with one R per variable (tumour
+  fraction, lymphocyte density, tumour nuclear density, necrosis), e.g. the readouts benchmarks/de_readout.py
+  measures for the project's own DE inputs.
 
 With ``--null-shuffles B`` the reduced-rank ridge of every design is also tested over all genes as evaluate_de
 tests the registered model: its mean held-out r against B cross-validations on the patients' target rows
@@ -33,8 +36,9 @@ A cohort at seed S and 16 patients (13 matched pairs, 3 without a normal): a fol
 ``base.seed`` and ``synth.seed`` are S and ``synth.n_patients`` is 16 (``synth.n_patients_external`` may be 2), then
 ``histcode synth``, ``histcode ingest --cohort tcga_synth`` and ``histcode de-targets`` run in it (~30 s).
 
-It writes the table (.json, .csv) and a figure (.png): planted genes' mean r against the readout correlation R,
-and the share of cohorts that meet issue 14's two planted-gene conditions. ``--replot JSON`` redraws a figure.
+It writes the table (.json, .csv) and, with ``--readout``, a figure (.png): planted genes' mean r against the
+readout correlation R, and the share of cohorts that meet issue 14's two planted-gene conditions. ``--replot JSON``
+redraws a figure.
 """
 
 from __future__ import annotations
@@ -78,8 +82,9 @@ def told_driver(y: np.ndarray, effects: pd.DataFrame, genes: list[str], driver: 
     return pd.DataFrame(rows)
 
 
-def with_readout_error(x: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
-    """Each column standardised and read with correlation ``rho`` to itself: ``rho·z + sqrt(1 - rho²)·e``."""
+def with_readout_error(x: np.ndarray, rho: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each column standardised and read with correlation ``rho`` (one, or one per column) to itself:
+    ``rho·z + sqrt(1 - rho²)·e``."""
     z = (x - x.mean(0)) / x.std(0)
     return rho * z + np.sqrt(1.0 - rho**2) * rng.standard_normal(z.shape)
 
@@ -111,7 +116,8 @@ def overall_against_shuffles(method: str, reps, y: np.ndarray, y_cls: np.ndarray
                                 "cv_null_overall_null_mean_r")}
 
 
-def ceiling(root: Path, readout: tuple[float, ...] = (), draws: int = 3, shuffles: int = 0) -> list[dict]:
+def ceiling(root: Path, readout: tuple[float, ...] = (), draws: int = 3, shuffles: int = 0,
+            readout_each: tuple[tuple[float, ...], ...] = ()) -> list[dict]:
     """Score every design on the project at ``root`` (its params.yaml, data/expression, ground truth)."""
     from histcode.config import base, load_params, section
     from histcode.expression.config import ExpressionConfig
@@ -152,6 +158,8 @@ def ceiling(root: Path, readout: tuple[float, ...] = (), draws: int = 3, shuffle
     designs: list[tuple[str, np.ndarray, int]] = [("slide_variables", sv, 0), ("latents", z, 0)]
     rng = np.random.default_rng([bcfg.seed, 43])  # the readout errors: seeded, the same for both methods
     designs += [(f"readout_rho={rho:g}", with_readout_error(sv, rho, rng), d) for rho in readout for d in range(draws)]
+    designs += [("readout_each=" + "/".join(f"{r:g}" for r in each), with_readout_error(sv, np.array(each), rng), d)
+                for each in readout_each for d in range(draws)]
     for name, x, draw in designs:
         for method in ("paper/ridge", "paper/rrr"):
             t0 = time.perf_counter()
@@ -245,6 +253,9 @@ def main() -> None:
     ap.add_argument("--label", default="")
     ap.add_argument("--readout", nargs="*", type=float, default=[],
                     help="readout correlations R to score the slide variables read with error at")
+    ap.add_argument("--readout-each", nargs="*", default=[], metavar="R1,R2,R3,R4",
+                    help="one readout correlation per slide variable (tumour fraction, lymphocytes, nuclear density, "
+                         "necrosis), e.g. 0.42,0.5,0,0")
     ap.add_argument("--draws", type=int, default=3, help="readout-error draws per R")
     ap.add_argument("--null-shuffles", type=int, default=0,
                     help="shuffled-target CV runs for the overall test of each design's reduced-rank ridge (0: none)")
@@ -257,11 +268,14 @@ def main() -> None:
         return
     if not args.root:
         ap.error("--root is required (or --replot JSON)")
+    each = tuple(tuple(float(v) for v in spec.split(",")) for spec in args.readout_each)
+    if any(len(e) != 4 or not all(0.0 <= v <= 1.0 for v in e) for e in each):
+        ap.error(f"--readout-each takes four correlations in [0, 1] separated by commas, got {args.readout_each}")
     import torch
 
     torch.set_num_threads(1)
     rows = [r for root in args.root
-            for r in ceiling(root.resolve(), tuple(args.readout), args.draws, args.null_shuffles)]
+            for r in ceiling(root.resolve(), tuple(args.readout), args.draws, args.null_shuffles, each)]
     table = goal_columns(pd.DataFrame.from_records(rows))
     cols = ["planted_r_mean", "planted_below_-0.1", "null_over_chance", "planted_goal"]
     per_seed = table.groupby(["design", "method", "seed"], sort=False)[cols].mean()
@@ -275,7 +289,8 @@ def main() -> None:
     table.to_csv(args.out.with_suffix(".csv"), index=False)
     args.out.write_text(json.dumps({"label": args.label, "rows": rows,
                                     "summary": summary.round(4).reset_index().to_dict("records")}, indent=1) + "\n")
-    plot(table, args.out.with_suffix(".png"), args.label)
+    if table["design"].str.startswith("readout_rho=").any():  # the figure is the curve over one R for all variables
+        plot(table, args.out.with_suffix(".png"), args.label)
 
 
 if __name__ == "__main__":
