@@ -30,6 +30,16 @@ def test_readout_error_has_the_asked_correlation(rho: float, ceiling) -> None:
     assert abs(np.corrcoef(read[:, 0], read[:, 1])[0, 1]) < 0.03
 
 
+def test_readout_error_takes_one_correlation_per_variable(ceiling) -> None:
+    """``--readout-each``: variable j is read at R_j (R 0: pure noise, R 1: the standardised truth)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((20_000, 4))
+    each = np.array([1.0, 0.0, 0.8, 0.5])
+    read = ceiling.with_readout_error(x, each, np.random.default_rng(3))
+    got = [np.corrcoef(x[:, j], read[:, j])[0, 1] for j in range(4)]
+    assert got == pytest.approx(each.tolist(), abs=0.02)
+
+
 def test_perfect_readout_is_the_standardised_truth(ceiling) -> None:
     x = np.arange(12.0).reshape(6, 2) ** 2
     read = ceiling.with_readout_error(x, 1.0, np.random.default_rng(0))
