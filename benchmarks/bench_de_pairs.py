@@ -38,10 +38,15 @@ def truth_design(slide_truth: pd.DataFrame, slide_ids: dict[str, str], patients:
     return x
 
 
+def gene_r(pred: pd.DataFrame) -> pd.Series:
+    """Each gene's pooled held-out Pearson r of long predictions (``gene, y_true_log10fc, y_pred_log10fc``)."""
+    return pred.groupby("gene").apply(lambda d: float(np.corrcoef(d["y_true_log10fc"], d["y_pred_log10fc"])[0, 1]),
+                                      include_groups=False)
+
+
 def score(pred: pd.DataFrame, effect: pd.Series | None) -> dict[str, float]:
     """All genes' mean/median r; with generator truth also planted mean r, planted below -0.1, null mean |r|."""
-    r = pred.groupby("gene").apply(lambda d: float(np.corrcoef(d["y_true_log10fc"], d["y_pred_log10fc"])[0, 1]),
-                                   include_groups=False)
+    r = gene_r(pred)
     out = {"all_r_mean": float(r.mean()), "all_r_median": float(r.median())}
     if effect is None:
         return out

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_de_pairs import score, truth_design
+from bench_de_pairs import gene_r, score, truth_design
 
 LATENTS = ("z_lymph", "z_cell", "z_tumour", "z_necrosis")
 # effect kind → its column in ``truth_design`` (tumour fraction, log lymphocyte density, tumour nuclear density,
@@ -91,8 +91,7 @@ def with_readout_error(x: np.ndarray, rho: float | np.ndarray, rng: np.random.Ge
 
 def planted_scores(pred: pd.DataFrame) -> dict[str, float]:
     """Mean held-out r and the count below -0.1 of predictions that cover the planted genes only."""
-    planted = pred.groupby("gene").apply(
-        lambda d: float(np.corrcoef(d["y_true_log10fc"], d["y_pred_log10fc"])[0, 1]), include_groups=False)
+    planted = gene_r(pred)
     return {"planted_r_mean": float(planted.mean()), "planted_below_-0.1": int((planted < -0.1).sum()),
             "n_planted": len(planted)}
 
